@@ -1,0 +1,132 @@
+"""Shared option groups and helpers for the subcommands: the target options, loading the matrix, JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING
+
+from envbuilder.errors import TargetError
+
+if TYPE_CHECKING:
+    from envbuilder.detect import Host
+    from envbuilder.matrix import Matrix
+    from envbuilder.target import Target
+
+
+def load_matrix_for(args: argparse.Namespace) -> Matrix:
+    from envbuilder.matrix import load_matrix
+
+    return load_matrix(getattr(args, "matrix_dir", None))
+
+
+def add_target_options(parser: argparse.ArgumentParser, *, gpu_default: str | None = None) -> None:
+    """The options that name a target: --gpu --driver --os --python --machine --profile --torch --bnb."""
+    g = parser.add_argument_group("target (default: this host, detected)")
+    g.add_argument("--gpu", default=gpu_default, metavar="X", help="sm_89, 8.9, 'RTX 4090', a comma list, auto or cpu")
+    g.add_argument("--driver", metavar="V", help="NVIDIA driver version, e.g. 550.54.14")
+    g.add_argument("--os", default=None, metavar="OS", help="linux, wsl2 or windows (default: this host's)")
+    g.add_argument("--python", metavar="3.N", help="the environment's Python (default: the best that works)")
+    g.add_argument("--machine", default=None, metavar="ARCH", help="x86_64 or aarch64 (default: this host's)")
+    g.add_argument("--profile", metavar="P", help="bnb, gptq, awq or cpu (default: bnb with a GPU, cpu without)")
+    g.add_argument("--torch", metavar="SPEC", help="constrain torch, e.g. 2.10.0 or '>=2.8,<2.12'")
+    g.add_argument("--bnb", metavar="SPEC", help="constrain bitsandbytes, e.g. 0.49.2")
+    g.add_argument("--forward-compat", action="store_true", help="allow cuda-compat on data-centre GPUs (opt-in)")
+
+
+def _host_needed(args: argparse.Namespace) -> bool:
+    gpu = (args.gpu or "auto").strip().lower()
+    return gpu == "auto" or args.os is None or args.machine is None or args.python is None
+
+
+def target_from_args(args: argparse.Namespace, matrix: Matrix, host: Host | None = None) -> Target:
+    """A Target from the options; detection fills only what the options leave open (STYLE rule 3)."""
+    from envbuilder.target import build_target, parse_gpus
+
+    if host is None and _host_needed(args):
+        from envbuilder.detect import probe_host
+
+        host = probe_host()
+    gpu_text = (args.gpu or "auto").strip()
+    if gpu_text.lower() == "auto":
+        gpus = _host_gpus(host, matrix) if host else ()
+        driver = args.driver or (host.driver if host and gpus else None)
+    else:
+        gpus = parse_gpus(gpu_text, matrix)
+        driver = args.driver
+    os_name = args.os or (host.os if host and host.os in {"linux", "wsl2", "windows"} else "linux")
+    machine = args.machine or (host.machine if host else "x86_64")
+    if args.python:
+        pythons: tuple[str, ...] = (args.python,)
+    elif host and host.pythons and gpu_text.lower() == "auto":
+        pythons = _preferred_installed(host)
+    else:
+        from envbuilder.target import DEFAULT_PYTHONS
+
+        pythons = DEFAULT_PYTHONS
+    return build_target(
+        matrix,
+        gpus=gpus,
+        driver=driver,
+        os=os_name,
+        pythons=pythons,
+        machine=machine,
+        profile=args.profile,
+        torch=args.torch,
+        bnb=args.bnb,
+        forward_compat=args.forward_compat,
+    )
+
+
+def _preferred_installed(host: Host) -> tuple[str, ...]:
+    from envbuilder.target import DEFAULT_PYTHONS
+
+    installed = {p.minor for p in host.pythons}
+    ordered = [p for p in DEFAULT_PYTHONS if p in installed]
+    return tuple(ordered) or DEFAULT_PYTHONS
+
+
+def _host_gpus(host: Host, matrix: Matrix) -> tuple:  # type: ignore[type-arg]
+    from envbuilder.target import Gpu, match_product
+
+    out = []
+    for gpu in host.gpus:
+        if matrix.arch(gpu.cc) is None:
+            msg = f"detected GPU {gpu.name} has compute capability {gpu.cc}, which the matrix does not know"
+            raise TargetError(msg, hint="name a known architecture with --gpu, or update envbuilder")
+        matches = [m for m in match_product(gpu.name, matrix) if m[1].cc == gpu.cc]
+        product, segment = (matches[0][0], matches[0][2]) if matches else (gpu.name, None)
+        out.append(Gpu(cc=gpu.cc, product=product, segment=segment))
+    return tuple(out)
+
+
+def driver_cuda_lines(args: argparse.Namespace, host: Host) -> list[str]:
+    """For `detect`: the highest CUDA the driver runs natively and by minor-version compatibility."""
+    from envbuilder.resolve import driver_cuda
+
+    if not host.driver:
+        return []
+    matrix = load_matrix_for(args)
+    os_name = host.os if host.os in {"linux", "wsl2", "windows"} else "linux"
+    native, mvc = driver_cuda(matrix, host.driver, os_name)
+    return [
+        f"CUDA (native): up to {native}" if native else "CUDA (native): none known for this driver",
+        f"CUDA (minor-version compatibility): {mvc}" if mvc else "CUDA (minor-version compatibility): none",
+    ]
+
+
+def driver_cuda_json(args: argparse.Namespace, host: Host) -> dict[str, str | None]:
+    from envbuilder.resolve import driver_cuda
+
+    if not host.driver:
+        return {"cuda_native": None, "cuda_minor_compat": None}
+    matrix = load_matrix_for(args)
+    os_name = host.os if host.os in {"linux", "wsl2", "windows"} else "linux"
+    native, mvc = driver_cuda(matrix, host.driver, os_name)
+    return {"cuda_native": native, "cuda_minor_compat": mvc}
+
+
+def print_json(doc: object) -> None:
+    json.dump(doc, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")

@@ -1,0 +1,65 @@
+"""`envbuilder resolve`: the plan for a target, with every reason and rejection."""
+
+from __future__ import annotations
+
+import argparse
+
+from envbuilder.cli._common import add_target_options, load_matrix_for, print_json, target_from_args
+from envbuilder.errors import EXIT_CHECK_FAILED, EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("resolve", help="pick a known-good combination for a target and explain it")
+    add_target_options(p)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON (schema envbuilder.plan/1)")
+    p.add_argument("--all", action="store_true", help="list every rejected candidate, not just the first ones")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from envbuilder.resolve import Plan, resolve
+
+    matrix = load_matrix_for(args)
+    target = target_from_args(args, matrix)
+    result = resolve(target, matrix)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        print(render(result, show_all=args.all))
+    return EXIT_OK if isinstance(result, Plan) else EXIT_CHECK_FAILED
+
+
+def render(result: object, *, show_all: bool = False) -> str:
+    """A short, readable plan: pins with their index, then why, then what was rejected."""
+    from envbuilder.resolve import NoPlan, Plan
+
+    lines: list[str] = []
+    if isinstance(result, Plan):
+        cuda = f"CUDA {result.cuda}" if result.cuda else "CPU"
+        proven = "  [proven on a real GPU]" if result.proven else ""
+        lines.append(f"plan: {result.profile} profile, Python {result.python}, {cuda} ({result.variant}){proven}")
+        width = max(len(p.requirement) for p in result.packages)
+        for p in result.packages:
+            mark = "" if p.confirmed else "  (unconfirmed)"
+            lines.append(f"  {p.requirement:<{width}}  from {p.index}{mark}")
+        if result.bnb_library:
+            lines.append(f"  bitsandbytes will load {result.bnb_library}")
+        lines.append("why:")
+        lines += [f"  - {r}" for r in result.reasons]
+        if result.warnings:
+            lines.append("warnings:")
+            lines += [f"  ! {w}" for w in result.warnings]
+    elif isinstance(result, NoPlan):
+        lines.append("no plan: " + result.reasons[0])
+        lines += [f"  - {r}" for r in result.reasons[1:]]
+        if result.nearest:
+            lines.append("nearest workable alternatives:")
+            lines += [f"  * {n}" for n in result.nearest]
+    rejected = getattr(result, "rejected", ())
+    if rejected:
+        shown = rejected if show_all else rejected[:12]
+        lines.append(f"rejected ({len(rejected)}):")
+        lines += [f"  x {r.candidate}: {r.why}" for r in shown]
+        if len(shown) < len(rejected):
+            lines.append(f"  ... {len(rejected) - len(shown)} more (--all lists them)")
+    return "\n".join(lines)

@@ -1,0 +1,763 @@
+"""The resolver: (target, matrix, sources) -> Plan | NoPlan. Pure: no subprocess, network or files.
+
+It enumerates torch builds, bitsandbytes releases and companions, applies hard constraints (driver runs the
+CUDA build natively or by minor-version compatibility; SASS covers every GPU by the same-major rule, or PTX can
+be JIT-compiled; the library bitsandbytes would actually load exists and covers every GPU; Python ranges;
+platforms; companion minimums; what the sources can serve), then ranks what is left: proven on a real GPU,
+confirmed facts, newer torch, fewer sources, newer bitsandbytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+from packaging.specifiers import SpecifierSet
+from packaging.utils import parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from envbuilder.matrix import (
+    BnbRelease,
+    BnbSass,
+    Companion,
+    Evidence,
+    Fact,
+    Matrix,
+    QuantLib,
+    TorchBuild,
+    TorchRelease,
+)
+from envbuilder.target import Target
+
+PYPI = "pypi"
+
+
+@lru_cache(maxsize=4096)
+def _v(text: str) -> Version:
+    return Version(text)
+
+
+def _in(spec: SpecifierSet | None, version: str) -> bool:
+    return spec is None or spec.contains(_v(version), prereleases=True)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sources:
+    """What the configured package sources can serve; gathered at the edge, read here.
+
+    ``pytorch_index`` is the base of the PyTorch index or its mirror (variant index = base/variant), or None
+    when it is not configured or unreachable. ``wheelhouse`` lists wheel file names found in --find-links dirs.
+    """
+
+    pypi: bool = True
+    pytorch_index: str | None = "https://download.pytorch.org/whl"
+    wheelhouse: tuple[str, ...] = ()
+    wheelhouse_dirs: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = ["PyPI" if self.pypi else "no PyPI (offline)"]
+        parts.append(f"PyTorch index {self.pytorch_index}" if self.pytorch_index else "no PyTorch index")
+        if self.wheelhouse_dirs:
+            parts.append(f"wheelhouse {', '.join(self.wheelhouse_dirs)} ({len(self.wheelhouse)} wheels)")
+        return "; ".join(parts)
+
+
+def _tag_fits(filename: str, name: str, version: str, python: str, platform: str) -> bool:
+    """Does a wheel file serve ``name==version`` for CPython ``python`` on ``platform``?"""
+    try:
+        wname, wversion, _, tags = parse_wheel_filename(filename)
+    except (ValueError, InvalidVersion):
+        return False
+    if wname != name or str(wversion) != version:
+        return False
+    cp = "cp" + python.replace(".", "")
+    system, machine = platform.split("-", 1)
+    for tag in tags:
+        py_ok = tag.interpreter in {cp, "py3"} or (tag.abi == "abi3" and tag.interpreter <= cp)
+        plat = tag.platform
+        plat_ok = plat == "any" or (
+            machine in plat and (("linux" in plat) if system == "linux" else plat.startswith("win"))
+        )
+        if py_ok and plat_ok:
+            return True
+    return False
+
+
+def wheelhouse_serves(sources: Sources, name: str, version: str, python: str, platform: str) -> bool:
+    return any(_tag_fits(f, name, version, python, platform) for f in sources.wheelhouse)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    """One exact pin and where it comes from ("pypi", an index URL, or "wheelhouse")."""
+
+    name: str
+    version: str
+    index: str
+    confirmed: bool = True
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "version": self.version, "index": self.index, "confirmed": self.confirmed}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    candidate: str
+    why: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"candidate": self.candidate, "why": self.why}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """The resolver's answer: exact pins, their sources, and every reason."""
+
+    target: Target
+    python: str
+    cuda: str | None
+    variant: str
+    packages: tuple[Package, ...]
+    reasons: tuple[str, ...]
+    rejected: tuple[Rejection, ...]
+    warnings: tuple[str, ...] = ()
+    bnb_library: str | None = None
+    proven: tuple[Evidence, ...] = ()
+    confirmed: bool = True
+    matrix_digest: str = ""
+    extra_indexes: tuple[str, ...] = field(default=())
+
+    @property
+    def profile(self) -> str:
+        return self.target.profile
+
+    def package(self, name: str) -> Package | None:
+        return next((p for p in self.packages if p.name == name), None)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "schema": "envbuilder.plan/1",
+            "ok": True,
+            "profile": self.profile,
+            "target": self.target.to_json(),
+            "python": self.python,
+            "cuda": self.cuda,
+            "variant": self.variant,
+            "packages": [p.to_json() for p in self.packages],
+            "indexes": list(self.extra_indexes),
+            "bnb_library": self.bnb_library,
+            "confirmed": self.confirmed,
+            "proven": [{"date": e.date, "gpu": e.gpu, "driver": e.driver, "source": e.source} for e in self.proven],
+            "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
+            "rejected": [r.to_json() for r in self.rejected],
+            "matrix_digest": self.matrix_digest,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoPlan:
+    """No combination can work: the constraints that ruled everything out, and the nearest alternatives."""
+
+    target: Target
+    reasons: tuple[str, ...]
+    rejected: tuple[Rejection, ...]
+    nearest: tuple[str, ...] = ()
+    matrix_digest: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "schema": "envbuilder.plan/1",
+            "ok": False,
+            "profile": self.target.profile,
+            "target": self.target.to_json(),
+            "python": None,
+            "cuda": None,
+            "packages": [],
+            "reasons": list(self.reasons),
+            "rejected": [r.to_json() for r in self.rejected],
+            "nearest": list(self.nearest),
+            "matrix_digest": self.matrix_digest,
+        }
+
+
+# --------------------------------------------------------------------------- driver and arch rules
+
+
+def _major(version: str) -> int:
+    return _v(version).major
+
+
+def driver_floors(matrix: Matrix, cuda: str, os: str) -> tuple[str | None, str | None]:
+    """(native minimum, minor-version-compatibility floor) for a CUDA build on an OS flavour.
+
+    WSL2 runs the Windows driver, so Windows numbering applies there.
+    """
+    windows = os in {"windows", "wsl2"}
+    native = next((t for t in matrix.toolkits if t.cuda == cuda), None)
+    mvc = next((m for m in matrix.minor_compat if m.major == _major(cuda)), None)
+    native_min = (native.windows if windows else native.linux) if native else None
+    mvc_min = (mvc.windows if windows else mvc.linux) if mvc else None
+    return native_min, mvc_min
+
+
+def driver_cuda(matrix: Matrix, driver: str, os: str) -> tuple[str | None, str | None]:
+    """(highest CUDA run natively, highest CUDA major.x reachable by minor-version compatibility)."""
+    native = [t.cuda for t in matrix.toolkits if driver_floors(matrix, t.cuda, os)[0] and _v(driver) >= _v(driver_floors(matrix, t.cuda, os)[0] or "0")]
+    best_native = max(native, key=_v, default=None)
+    mvc = [
+        m.major
+        for m in matrix.minor_compat
+        if (m.windows if os in {"windows", "wsl2"} else m.linux) and _v(driver) >= _v((m.windows if os in {"windows", "wsl2"} else m.linux) or "0")
+    ]
+    best_mvc = f"{max(mvc)}.x" if mvc else None
+    return best_native, best_mvc
+
+
+def sass_covers(sass: Iterable[str], cc: str) -> str | None:
+    """The SASS target that runs on ``cc``: same major, minor <= the GPU's (NVIDIA's binary compatibility rule)."""
+    gpu = _v(cc)
+    fits = [s for s in sass if _v(s).major == gpu.major and _v(s).minor <= gpu.minor]
+    return max(fits, key=_v, default=None)
+
+
+def ptx_covers(ptx: str | None, cc: str) -> bool:
+    """PTX can be JIT-compiled for any GPU at or above its target."""
+    return ptx is not None and _v(ptx) <= _v(cc)
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    ok: bool
+    why: str = ""
+    warn: str = ""
+    native: bool = True
+
+
+def check_driver(matrix: Matrix, target: Target, build: TorchBuild) -> _Check:
+    if build.cuda is None or target.driver is None:
+        return _Check(True)
+    native_min, mvc_min = driver_floors(matrix, build.cuda, target.os)
+    driver = _v(target.driver)
+    if native_min and driver >= _v(native_min):
+        return _Check(True, f"driver {target.driver} >= {native_min}, the minimum for CUDA {build.cuda}")
+    if mvc_min and driver >= _v(mvc_min):
+        return _Check(
+            True,
+            f"driver {target.driver} runs CUDA {build.cuda} by minor-version compatibility (>= {mvc_min})",
+            native=False,
+        )
+    if target.forward_compat and _forward_ok(matrix, target, build.cuda):
+        return _Check(
+            True,
+            f"driver {target.driver} runs CUDA {build.cuda} through cuda-compat (forward compatibility, opted in)",
+            warn=f"install cuda-compat for CUDA {build.cuda} and put its lib directory on LD_LIBRARY_PATH",
+            native=False,
+        )
+    floor = mvc_min or native_min or "?"
+    why = f"driver {target.driver} < {floor}, the minimum for CUDA {_major(build.cuda)}.x builds"
+    if native_min and mvc_min and native_min != mvc_min:
+        why = f"driver {target.driver} < {mvc_min}, the minor-version-compatibility floor for CUDA {_major(build.cuda)}.x"
+    return _Check(False, why)
+
+
+def _forward_ok(matrix: Matrix, target: Target, cuda: str) -> bool:
+    fc = matrix.forward_compat
+    if fc is None or target.driver is None or target.platform not in fc.platforms:
+        return False
+    if not target.gpus or any(g.segment not in fc.segments for g in target.gpus):
+        return False
+    base = next((b for b in fc.bases if b.major == _major(cuda)), None)
+    return base is not None and _v(target.driver) >= _v(base.linux)
+
+
+def check_arch(target: Target, sass: Sequence[str], ptx: str | None, what: str, *, native: bool) -> _Check:
+    """Every GPU covered by SASS, or by PTX (a warning; refused where the driver runs the build only by MVC)."""
+    notes, warns = [], []
+    for cc in target.ccs:
+        sm = "sm_" + cc.replace(".", "")
+        hit = sass_covers(sass, cc)
+        if hit:
+            notes.append(f"{sm} runs its sm_{hit.replace('.', '')} SASS" if hit != cc else f"{sm} SASS present")
+        elif ptx_covers(ptx, cc) and native:
+            warns.append(f"{what}: {sm} only through PTX {ptx} JIT (slow first start)")
+        elif ptx_covers(ptx, cc):
+            return _Check(False, f"{sm} only through PTX JIT, which minor-version compatibility does not allow")
+        else:
+            lowest = min(sass, key=_v, default=None)
+            has = f"lowest is sm_{lowest.replace('.', '')}" if lowest else "no SASS"
+            same_major = [s for s in sass if _v(s).major == _v(cc).major]
+            if same_major and not lowest == min(same_major, key=_v):
+                has = f"its sm_{_v(cc).major}x SASS is newer than the GPU"
+            return _Check(False, f"no SASS for {sm} ({has}" + (f", PTX {ptx} is newer)" if ptx else ")"))
+    return _Check(True, "; ".join(notes), "; ".join(warns))
+
+
+# --------------------------------------------------------------------------- bitsandbytes rules
+
+
+def bnb_library_cuda(release: BnbRelease, torch_cuda: str) -> str | None:
+    """The CUDA version of the library bitsandbytes loads for a torch build, by that release's loader rule.
+
+    exact-or-cpu (0.43.1-0.45.x): exact match, else a silent CPU fallback (no GPU library);
+    exact-or-error (0.46-0.49): exact match, else an error at the first native call;
+    nearest-same-major (0.50+): exact, else the highest packaged <= torch's CUDA of the same major,
+    else the lowest higher one of the same major; never across majors.
+    """
+    libs = release.cuda_libs
+    if torch_cuda in libs:
+        return torch_cuda
+    if release.loader != "nearest-same-major":
+        return None
+    same = [c for c in libs if _major(c) == _major(torch_cuda)]
+    lower = [c for c in same if _v(c) <= _v(torch_cuda)]
+    if lower:
+        return max(lower, key=_v)
+    return min(same, key=_v, default=None)
+
+
+def bnb_sass_row(matrix: Matrix, release: BnbRelease, lib_cuda: str, platform: str) -> BnbSass | None:
+    return next(
+        (
+            s
+            for s in matrix.bnb_sass
+            if s.platform == platform and _in(s.bnb, release.version) and _in(s.cuda, lib_cuda)
+        ),
+        None,
+    )
+
+
+def lib_name(cuda: str | None, platform: str) -> str:
+    ext = "dll" if platform.startswith("windows") else "so"
+    if cuda is None:
+        return f"libbitsandbytes_cpu.{ext}"
+    return f"libbitsandbytes_cuda{cuda.replace('.', '')}.{ext}"
+
+
+# --------------------------------------------------------------------------- candidates
+
+
+@dataclass(frozen=True, slots=True)
+class _TorchCandidate:
+    release: TorchRelease
+    build: TorchBuild
+    python: str
+    index: str
+    native: bool
+    reasons: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return f"torch {self.release.version}+{self.build.variant}"
+
+
+def torch_version_for(release: TorchRelease, build: TorchBuild, index: str) -> str:
+    """The version string to pin: PyPI's default build carries no local tag; index builds do (2.11.0+cu126)."""
+    return release.version if index == PYPI else f"{release.version}+{build.variant}"
+
+
+def _torch_source(matrix: Matrix, sources: Sources, target: Target, rel: TorchRelease, build: TorchBuild, python: str) -> tuple[str | None, str]:
+    """Where a torch build can come from, or (None, why not)."""
+    if sources.pypi and rel.pypi.get(target.platform) == build.variant:
+        return PYPI, ""
+    local = f"{rel.version}+{build.variant}"
+    if wheelhouse_serves(sources, "torch", local, python, target.platform):
+        return "wheelhouse", ""
+    if sources.pytorch_index:
+        return f"{sources.pytorch_index}/{build.variant}", ""
+    why = "not served by the configured sources (the PyTorch index is not configured or unreachable"
+    why += ", and PyPI's build of this release is " + (rel.pypi.get(target.platform) or "absent") + ")"
+    return None, why
+
+
+def _torch_candidates(matrix: Matrix, target: Target, sources: Sources, python: str) -> tuple[list[_TorchCandidate], list[Rejection]]:
+    gpu = bool(target.gpus)
+    found: list[_TorchCandidate] = []
+    rejected: list[Rejection] = []
+    spec_skipped = 0
+    for rel in sorted(matrix.torch_releases, key=lambda r: _v(r.version), reverse=True):
+        if not _in(target.torch_spec, rel.version):
+            spec_skipped += 1
+            continue
+        if not _in(rel.python, python):
+            rejected.append(Rejection(f"torch {rel.version}", f"no wheels for Python {python} (needs {rel.python})"))
+            continue
+        for build in matrix.builds_of(rel):
+            if (build.variant == "cpu") == gpu:
+                continue
+            label = f"torch {rel.version}+{build.variant}"
+            cand, why = _check_torch(matrix, target, sources, rel, build, python)
+            if cand is None:
+                rejected.append(Rejection(label, why))
+            else:
+                found.append(cand)
+    if spec_skipped:
+        rejected.append(Rejection("torch", f"{spec_skipped} release(s) outside --torch {target.torch_spec}"))
+    return found, rejected
+
+
+def _check_torch(matrix: Matrix, target: Target, sources: Sources, rel: TorchRelease, build: TorchBuild, python: str) -> tuple[_TorchCandidate | None, str]:
+    if target.platform not in build.platforms:
+        return None, f"no {build.variant} build for {target.platform}"
+    drv = check_driver(matrix, target, build)
+    if not drv.ok:
+        return None, drv.why
+    arch = check_arch(target, build.sass, build.ptx, f"torch {rel.version}+{build.variant}", native=drv.native)
+    if not arch.ok:
+        return None, arch.why
+    index, why = _torch_source(matrix, sources, target, rel, build, python)
+    if index is None:
+        return None, why
+    reasons = tuple(r for r in (drv.why, arch.why) if r)
+    warnings = tuple(w for w in (drv.warn, arch.warn) if w)
+    if target.gpus and target.driver is None and build.cuda:
+        native_min, mvc_min = driver_floors(matrix, build.cuda, target.os)
+        warnings += (f"driver not given: CUDA {build.cuda} needs >= {mvc_min or native_min} ({native_min} natively)",)
+    return _TorchCandidate(rel, build, python, index, drv.native, reasons, warnings), ""
+
+
+def _check_bnb(matrix: Matrix, target: Target, sources: Sources, rel: BnbRelease, torch: _TorchCandidate) -> tuple[str | None, str, str]:
+    """(library cuda or "cpu", why not, coverage note)."""
+    label_torch = torch.label
+    if not _in(rel.python, torch.python):
+        return None, f"needs Python {rel.python}", ""
+    if not _in(rel.torch, torch.release.version):
+        return None, f"needs torch {rel.torch}, not {torch.release.version}", ""
+    if target.platform not in rel.platforms:
+        return None, f"no wheel for {target.platform}", ""
+    if not sources.pypi and not wheelhouse_serves(sources, "bitsandbytes", rel.version, torch.python, target.platform):
+        return None, "not in the wheelhouse, and PyPI is off (offline)", ""
+    if torch.build.cuda is None:
+        if rel.cpu != "full":
+            return None, f"its CPU backend is {rel.cpu!r} (4-bit fp4 and 8-bit on CPU need >= 0.47's full backend)", ""
+        return "cpu", "", "CPU backend"
+    lib_cuda = bnb_library_cuda(rel, torch.build.cuda)
+    if lib_cuda is None:
+        wanted = lib_name(torch.build.cuda, target.platform)
+        effect = "falls back to the CPU silently" if rel.loader == "exact-or-cpu" else "fails at the first native call"
+        return None, f"{label_torch} makes it load {wanted}, which it does not ship: it {effect}", ""
+    row = bnb_sass_row(matrix, rel, lib_cuda, target.platform)
+    if row is None:
+        return None, f"no SASS facts for its {lib_name(lib_cuda, target.platform)} on {target.platform}", ""
+    arch = check_arch(target, row.sass, row.ptx, f"bitsandbytes {rel.version}", native=True)
+    if not arch.ok:
+        return None, f"{lib_name(lib_cuda, target.platform)}: {arch.why}", ""
+    note = f"loads {lib_name(lib_cuda, target.platform)}" + (f" ({arch.why})" if arch.why else "")
+    return lib_cuda, "", note
+
+
+def _pick_bnb(matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandidate) -> tuple[BnbRelease | None, str | None, str, list[Rejection]]:
+    rejected: list[Rejection] = []
+    pinned_exact = target.bnb_spec is not None and any(s.operator in {"==", "==="} for s in target.bnb_spec)
+    for rel in sorted(matrix.bnb_releases, key=lambda r: _v(r.version), reverse=True):
+        if not _in(target.bnb_spec, rel.version):
+            continue
+        label = f"bitsandbytes {rel.version}"
+        if rel.avoid and not pinned_exact:
+            rejected.append(Rejection(label, f"avoided: {rel.avoid}"))
+            continue
+        lib, why, note = _check_bnb(matrix, target, sources, rel, torch)
+        if lib is None:
+            rejected.append(Rejection(label, why))
+            continue
+        return rel, lib, note, rejected
+    return None, None, "", rejected
+
+
+def _pick_companions(matrix: Matrix, target: Target, torch: _TorchCandidate, bnb: BnbRelease | None, names: Sequence[str], extra: dict[str, SpecifierSet]) -> tuple[list[Companion], list[Rejection]]:
+    chosen: list[Companion] = []
+    rejected: list[Rejection] = []
+    for name in names:
+        rows = sorted((c for c in matrix.companions if c.name == name), key=lambda c: _v(c.version), reverse=True)
+        pick = None
+        for c in rows:
+            why = _companion_misfit(c, target, torch, bnb, extra)
+            if why:
+                rejected.append(Rejection(f"{c.name} {c.version}", why))
+                continue
+            pick = c
+            break
+        if pick is None:
+            rejected.append(Rejection(name, "no version in the matrix fits"))
+            return [], rejected
+        chosen.append(pick)
+    return chosen, rejected
+
+
+def _companion_misfit(c: Companion, target: Target, torch: _TorchCandidate, bnb: BnbRelease | None, extra: dict[str, SpecifierSet]) -> str:
+    if c.profiles and target.profile not in c.profiles:
+        return f"not for the {target.profile} profile"
+    if not _in(c.python, torch.python):
+        return f"needs Python {c.python}"
+    if not _in(c.torch, torch.release.version):
+        return f"needs torch {c.torch}"
+    if c.name in extra and not _in(extra[c.name], c.version):
+        return f"outside {extra[c.name]} (required by the quantization library)"
+    need = c.requires.get("bitsandbytes")
+    if need is not None and target.profile in {"bnb", "cpu"} and (bnb is None or not _in(need, bnb.version)):
+        return f"needs bitsandbytes {need}"
+    return ""
+
+
+def _pick_quant(matrix: Matrix, target: Target, torch: _TorchCandidate) -> tuple[QuantLib | None, list[Rejection]]:
+    rejected: list[Rejection] = []
+    order = {"active": 0, "deprecated": 1, "eol": 2}
+    rows = sorted(
+        (q for q in matrix.quant if q.profile == target.profile),
+        key=lambda q: (order.get(q.status, 3), -_v(q.version).major, -_v(q.version).minor, -_v(q.version).micro),
+    )
+    for q in rows:
+        label = f"{q.name} {q.version}"
+        if q.platforms and target.platform not in q.platforms:
+            rejected.append(Rejection(label, f"no support for {target.platform}"))
+        elif not _in(q.python, torch.python):
+            rejected.append(Rejection(label, f"needs Python {q.python}"))
+        elif not _in(q.torch, torch.release.version):
+            rejected.append(Rejection(label, f"needs torch {q.torch}"))
+        elif q.min_cc and any(_v(cc) < _v(q.min_cc) for cc in target.ccs):
+            rejected.append(Rejection(label, f"its kernels need sm_{q.min_cc.replace('.', '')} or newer"))
+        else:
+            return q, rejected
+    return None, rejected
+
+
+# --------------------------------------------------------------------------- assembling a plan
+
+
+@dataclass(frozen=True, slots=True)
+class _Option:
+    torch: _TorchCandidate
+    bnb: BnbRelease | None
+    bnb_lib: str | None
+    bnb_note: str
+    quant: QuantLib | None
+    companions: tuple[Companion, ...]
+    proven: tuple[Evidence, ...]
+    facts: tuple[Fact, ...]
+    rejected: tuple[Rejection, ...]
+
+    @property
+    def confirmed(self) -> bool:
+        return all(f.confirmed for f in self.facts)
+
+    def rank(self) -> tuple[object, ...]:
+        t = self.torch
+        cuda = _v(t.build.cuda) if t.build.cuda else _v("0")
+        bnb = _v(self.bnb.version) if self.bnb else _v("0")
+        return (bool(self.proven), self.confirmed, _v(t.release.version), t.index == PYPI, t.native, bnb, cuda)
+
+
+def _proven(matrix: Matrix, target: Target, torch: _TorchCandidate, bnb: BnbRelease | None) -> tuple[Evidence, ...]:
+    label = f"{torch.release.version}+{torch.build.variant}"
+    return tuple(
+        e
+        for e in matrix.evidence
+        if e.result == "pass"
+        and e.torch == label
+        and (bnb is None or e.bitsandbytes == bnb.version)
+        and target.ccs
+        and all(cc == e.cc for cc in target.ccs)
+    )
+
+
+def _option(matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandidate) -> tuple[_Option | None, list[Rejection]]:
+    profile = matrix.profile(target.profile)
+    names = profile.packages if profile else ()
+    bnb = bnb_lib = None
+    note = ""
+    rejected: list[Rejection] = []
+    if "bitsandbytes" in names:
+        bnb, bnb_lib, note, rej = _pick_bnb(matrix, target, sources, torch)
+        rejected += rej
+        if bnb is None:
+            return None, [*rejected, Rejection(torch.label, "no bitsandbytes release works with it")]
+    quant = None
+    extra: dict[str, SpecifierSet] = {}
+    if target.profile in {"gptq", "awq"}:
+        quant, rej = _pick_quant(matrix, target, torch)
+        rejected += rej
+        if quant is None:
+            return None, [*rejected, Rejection(torch.label, f"no {target.profile} library works with it")]
+        extra = dict(quant.requires)
+    companion_names = [n for n in names if n not in {"torch", "bitsandbytes"} and any(c.name == n for c in matrix.companions)]
+    companions, rej = _pick_companions(matrix, target, torch, bnb, companion_names, extra)
+    rejected += rej
+    if len(companions) != len(companion_names):
+        return None, [*rejected, Rejection(torch.label, "no companion versions fit it")]
+    facts: tuple[Fact, ...] = (torch.release, torch.build, *companions)
+    if bnb is not None:
+        facts += (bnb,)
+        row = bnb_sass_row(matrix, bnb, bnb_lib, target.platform) if bnb_lib and bnb_lib != "cpu" else None
+        facts += (row,) if row else ()
+    if quant is not None:
+        facts += (quant,)
+    proven = _proven(matrix, target, torch, bnb)
+    return _Option(torch, bnb, bnb_lib, note, quant, tuple(companions), proven, facts, tuple(rejected)), []
+
+
+def _packages(option: _Option, target: Target) -> tuple[Package, ...]:
+    t = option.torch
+    index = t.index
+    pkgs = [Package("torch", torch_version_for(t.release, t.build, index), index, t.release.confirmed and t.build.confirmed)]
+    if option.bnb is not None:
+        pkgs.append(Package("bitsandbytes", option.bnb.version, PYPI, option.bnb.confirmed))
+    if option.quant is not None:
+        q = option.quant
+        pkgs.append(Package(q.name, q.version, PYPI, q.confirmed))
+        for name, spec in q.requires.items():
+            pinned = [s.version for s in spec if s.operator == "=="]
+            if pinned and name not in {c.name for c in option.companions}:
+                pkgs.append(Package(name, pinned[0], PYPI, q.confirmed))
+    pkgs += [Package(c.name, c.version, PYPI, c.confirmed) for c in option.companions]
+    return tuple(pkgs)
+
+
+def _explain(option: _Option, target: Target, python: str) -> tuple[str, ...]:
+    t = option.torch
+    src = "PyPI (its default build there)" if t.index == PYPI else t.index
+    reasons = [f"target: {target.describe()}", f"Python {python}: {t.label} ships wheels for it ({t.release.python})"]
+    reasons.append(f"{t.label} from {src}" + (": " + "; ".join(t.reasons) if t.reasons else ""))
+    if option.bnb is not None:
+        reasons.append(f"bitsandbytes {option.bnb.version} {option.bnb_note}; its loader rule is {option.bnb.loader}")
+    if option.quant is not None:
+        q = option.quant
+        reasons.append(f"{q.name} {q.version} ({q.status}; kernels: {q.kernels}) for the {target.profile} profile")
+    reasons += [f"{c.name} {c.version}" + (f" (needs bitsandbytes {c.requires['bitsandbytes']})" if "bitsandbytes" in c.requires else "") for c in option.companions]
+    if option.proven:
+        e = option.proven[0]
+        reasons.append(f"proven by a smoke test on {e.gpu} (driver {e.driver}) on {e.date}")
+    if not option.confirmed:
+        weak = [f.origin for f in option.facts if not f.confirmed]
+        reasons.append("rests on unconfirmed facts: " + ", ".join(weak))
+    return tuple(reasons)
+
+
+def _warnings(option: _Option, target: Target) -> tuple[str, ...]:
+    warns = list(option.torch.warnings)
+    if option.quant is not None and option.quant.kernels == "jit":
+        warns.append(f"{option.quant.name} compiles its CUDA kernels on first use: it needs nvcc for CUDA {option.torch.build.cuda} and ninja")
+    if option.quant is not None and option.quant.status != "active":
+        warns.append(f"{option.quant.name} is {option.quant.status}: {option.quant.note or option.quant.source}")
+    if target.profile == "cpu" and option.torch.index == PYPI and target.platform.startswith("linux"):
+        warns.append("PyPI's Linux torch is a CUDA build (~3 GB) that also runs on the CPU; a wheelhouse or the PyTorch CPU index serves a smaller one")
+    return tuple(warns)
+
+
+def resolve(target: Target, matrix: Matrix, sources: Sources | None = None) -> Plan | NoPlan:
+    """The best plan for the target, or why none exists (with the nearest workable alternatives)."""
+    result = _resolve(target, matrix, sources or Sources())
+    if isinstance(result, NoPlan):
+        return replace(result, nearest=nearest_alternatives(target, matrix, sources or Sources()))
+    return result
+
+
+def _resolve(target: Target, matrix: Matrix, sources: Sources) -> Plan | NoPlan:
+    rejected: list[Rejection] = []
+    for python in target.pythons:
+        torches, rej = _torch_candidates(matrix, target, sources, python)
+        rejected += rej
+        options: list[_Option] = []
+        for cand in torches:
+            option, rej2 = _option(matrix, target, sources, cand)
+            if option is None:
+                rejected += rej2[-1:]  # the torch build's verdict; its bnb rejections are noise here
+            else:
+                options.append(option)
+        if options:
+            return _plan(target, matrix, python, options, rejected)
+        rejected.append(Rejection(f"Python {python}", "no combination works with it"))
+    return NoPlan(target=target, reasons=_no_plan_reasons(target, rejected), rejected=tuple(rejected), matrix_digest=matrix.digest)
+
+
+def _plan(target: Target, matrix: Matrix, python: str, options: list[_Option], rejected: list[Rejection]) -> Plan:
+    options.sort(key=_Option.rank, reverse=True)
+    best = options[0]
+    ranked_lower = [
+        Rejection(o.torch.label, "works, but ranked lower: " + _why_lower(best, o)) for o in options[1:6]
+    ]
+    pkgs = _packages(best, target)
+    extra = tuple(dict.fromkeys(p.index for p in pkgs if p.index not in {PYPI, "wheelhouse"}))
+    return Plan(
+        target=target,
+        python=python,
+        cuda=best.torch.build.cuda,
+        variant=best.torch.build.variant,
+        packages=pkgs,
+        reasons=_explain(best, target, python),
+        rejected=tuple([*rejected, *best.rejected, *ranked_lower]),
+        warnings=_warnings(best, target),
+        bnb_library=lib_name(None if best.bnb_lib == "cpu" else best.bnb_lib, target.platform) if best.bnb else None,
+        proven=best.proven,
+        confirmed=best.confirmed,
+        matrix_digest=matrix.digest,
+        extra_indexes=extra,
+    )
+
+
+def _why_lower(best: _Option, other: _Option) -> str:
+    if bool(best.proven) != bool(other.proven):
+        return "the chosen one is proven on a real GPU"
+    if best.confirmed != other.confirmed:
+        return "it rests on unconfirmed facts"
+    if best.torch.release.version != other.torch.release.version:
+        return f"torch {best.torch.release.version} is newer"
+    if (best.torch.index == PYPI) != (other.torch.index == PYPI):
+        return "the chosen build comes from PyPI, with no extra index"
+    if best.torch.native != other.torch.native:
+        return "the chosen build runs natively on the driver"
+    return "a newer bitsandbytes or CUDA fits the chosen one"
+
+
+def _no_plan_reasons(target: Target, rejected: list[Rejection]) -> tuple[str, ...]:
+    counts: dict[str, int] = {}
+    for r in rejected:
+        key = r.why.split(":")[0] if r.candidate.startswith("torch") else ""
+        if key:
+            counts[key] = counts.get(key, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+    reasons = [f"no combination of torch, bitsandbytes and companions works for {target.describe()}"]
+    reasons += [f"{n} candidate(s) fail on: {why}" for why, n in top]
+    return tuple(reasons)
+
+
+def nearest_alternatives(target: Target, matrix: Matrix, sources: Sources) -> tuple[str, ...]:
+    """Relax one constraint at a time and say what would work then."""
+    tries: list[tuple[str, Target, Sources]] = []
+    if target.driver:
+        tries.append(("driver", replace(target, driver=None), sources))
+    if target.torch_spec is not None or target.bnb_spec is not None:
+        tries.append(("pins", replace(target, torch_spec=None, bnb_spec=None), sources))
+    tries.append(("python", replace(target, pythons=("3.13", "3.12", "3.11", "3.10", "3.9")), sources))
+    if sources.pytorch_index is None:
+        tries.append(("sources", target, replace(sources, pytorch_index="https://download.pytorch.org/whl")))
+    out: list[str] = []
+    for what, t, s in tries:
+        plan = _resolve(t, matrix, s)
+        if isinstance(plan, Plan):
+            out.append(_alternative_text(what, plan, matrix))
+    return tuple(dict.fromkeys(out))
+
+
+def _alternative_text(what: str, plan: Plan, matrix: Matrix) -> str:
+    pins = ", ".join(p.requirement for p in plan.packages if p.name in {"torch", "bitsandbytes"})
+    if what == "driver" and plan.cuda:
+        native_min, mvc_min = driver_floors(matrix, plan.cuda, plan.target.os)
+        return f"with a driver >= {mvc_min or native_min}: {pins} (CUDA {plan.cuda})"
+    if what == "pins":
+        return f"without the --torch/--bnb pins: {pins}"
+    if what == "python":
+        return f"with Python {plan.python}: {pins}"
+    return f"with the PyTorch index (or a mirror) reachable: {pins}"
