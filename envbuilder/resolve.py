@@ -210,6 +210,10 @@ def driver_floors(matrix: Matrix, cuda: str, os: str) -> tuple[str | None, str |
     mvc = next((m for m in matrix.minor_compat if m.major == _major(cuda)), None)
     native_min = (native.windows if windows else native.linux) if native else None
     mvc_min = (mvc.windows if windows else mvc.linux) if mvc else None
+    if windows and mvc is not None and mvc_min is None:
+        # NVIDIA publishes no Windows floor for CUDA 13.x (the toolkit stopped bundling the Windows driver);
+        # Windows and Linux drivers share branch numbers, so the Linux branch (e.g. R580) is the floor.
+        mvc_min = mvc.linux.split(".", 1)[0]
     return native_min, mvc_min
 
 
@@ -395,9 +399,11 @@ def _torch_candidates(matrix: Matrix, target: Target, sources: Sources, python: 
         if not _in(rel.python, python):
             rejected.append(Rejection(f"torch {rel.version}", f"no wheels for Python {python} (needs {rel.python})"))
             continue
-        for build in matrix.builds_of(rel):
-            if (build.variant == "cpu") == gpu:
-                continue
+        builds = [b for b in matrix.builds_of(rel) if (b.variant == "cpu") != gpu]
+        here = [b for b in builds if target.platform in b.platforms]
+        for variant in dict.fromkeys(b.variant for b in builds if b not in here and not any(h.variant == b.variant for h in here)):
+            rejected.append(Rejection(f"torch {rel.version}+{variant}", f"no {variant} build for {target.platform}"))
+        for build in here:
             label = f"torch {rel.version}+{build.variant}"
             cand, why = _check_torch(matrix, target, sources, rel, build, python)
             if cand is None:
@@ -583,7 +589,9 @@ def _option(matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandi
         bnb, bnb_lib, note, rej = _pick_bnb(matrix, target, sources, torch)
         rejected += rej
         if bnb is None:
-            return None, [*rejected, Rejection(torch.label, "no bitsandbytes release works with it")]
+            first = next((r for r in rejected if not r.why.startswith("avoided")), None)
+            detail = f" ({first.candidate}: {first.why})" if first else ""
+            return None, [*rejected, Rejection(torch.label, f"no bitsandbytes release works with it{detail}")]
     quant = None
     extra: dict[str, SpecifierSet] = {}
     if target.profile in {"gptq", "awq"}:
@@ -635,7 +643,9 @@ def _explain(option: _Option, target: Target, python: str) -> tuple[str, ...]:
     if option.quant is not None:
         q = option.quant
         reasons.append(f"{q.name} {q.version} ({q.status}; kernels: {q.kernels}) for the {target.profile} profile")
-    reasons += [f"{c.name} {c.version}" + (f" (needs bitsandbytes {c.requires['bitsandbytes']})" if "bitsandbytes" in c.requires else "") for c in option.companions]
+    for c in option.companions:
+        need = c.requires.get("bitsandbytes") if option.bnb is not None else None
+        reasons.append(f"{c.name} {c.version}" + (f" (needs bitsandbytes {need})" if need else ""))
     if option.proven:
         e = option.proven[0]
         reasons.append(f"proven by a smoke test on {e.gpu} (driver {e.driver}) on {e.date}")

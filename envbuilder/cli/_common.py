@@ -36,8 +36,8 @@ def add_target_options(parser: argparse.ArgumentParser, *, gpu_default: str | No
 
 
 def _host_needed(args: argparse.Namespace) -> bool:
-    gpu = (args.gpu or "auto").strip().lower()
-    return gpu == "auto" or args.os is None or args.machine is None or args.python is None
+    # Planning for another machine (an explicit --gpu) never probes this one.
+    return (args.gpu or "auto").strip().lower() == "auto"
 
 
 def target_from_args(args: argparse.Namespace, matrix: Matrix, host: Host | None = None) -> Target:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 
 from envbuilder.cli._common import load_matrix_for, print_json
 
@@ -14,9 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     check.add_argument("--json", action="store_true")
     check.set_defaults(handler=run_check)
     try:
-        from envbuilder.cli import matrix_audit
+        matrix_audit = importlib.import_module("envbuilder.cli.matrix_audit")
     except ModuleNotFoundError:
-        pass
+        pass  # the audit commands are optional until their module lands
     else:
         matrix_audit.register_audit(msub)
         matrix_audit.register_refresh(msub)

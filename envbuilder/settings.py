@@ -1,0 +1,44 @@
+"""Settings passed down explicitly (no module globals): where environments live, and the package sources."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PYTORCH_INDEX = "https://download.pytorch.org/whl"
+
+
+def _default_home() -> Path:
+    env = os.environ.get("ENVBUILDER_HOME")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "envbuilder"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Where things go and where packages come from.
+
+    ``index_url`` replaces PyPI (a mirror); ``pytorch_index`` is the PyTorch index or its mirror (variant
+    indexes are ``<pytorch_index>/<variant>``); ``find_links`` are wheelhouse directories; ``ca_certs`` are
+    extra CA bundles for corporate proxies; ``offline`` forbids the network altogether.
+    """
+
+    home: Path = field(default_factory=_default_home)
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    pytorch_index: str | None = DEFAULT_PYTORCH_INDEX
+    find_links: tuple[str, ...] = ()
+    ca_certs: tuple[str, ...] = ()
+    offline: bool = False
+    notes: tuple[str, ...] = ()
+    check_pytorch_index: bool = True
+
+    @property
+    def envs_dir(self) -> Path:
+        return self.home / "envs"
+
+    def env_path(self, name: str) -> Path:
+        return self.envs_dir / name

@@ -1,0 +1,108 @@
+"""Package sources at the edge: pip's own configuration, the PyTorch index's reachability, wheelhouses.
+
+Corporate and air-gapped users keep their mirror, wheelhouse and CA bundle in pip's configuration, which uv
+does not read; envbuilder honours it explicitly and says so in its output.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from envbuilder import _run
+from envbuilder.resolve import Sources
+from envbuilder.settings import Settings
+
+_PIP_LINE = re.compile(r"^(?P<scope>[\w:.-]*)\.(?P<key>[\w-]+)='(?P<value>.*)'$")
+_PIP_KEYS = {"index-url", "extra-index-url", "find-links", "cert"}
+
+
+def parse_pip_config(text: str) -> dict[str, list[str]]:
+    """``pip config list`` output -> {key: [values]}; later scopes (env) override earlier ones."""
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        match = _PIP_LINE.match(line.strip())
+        if not match or match["key"] not in _PIP_KEYS:
+            continue
+        values = match["value"].split()
+        found[match["key"]] = values
+    return found
+
+
+def read_pip_config() -> dict[str, list[str]]:
+    result = _run.run([sys.executable, "-m", "pip", "config", "list"], check=False, timeout=30)
+    return parse_pip_config(result.stdout) if result.returncode == 0 else {}
+
+
+def apply_pip_config(settings: Settings, config: Mapping[str, list[str]]) -> Settings:
+    """Honour pip's index-url, find-links and cert; name each in ``notes`` so the output says so.
+
+    pip's extra-index-url is reported, not used: with exact pins a partial extra index would shadow PyPI
+    (uv searches indexes in order); pass --extra-index-url explicitly to add one.
+    """
+    notes = list(settings.notes)
+    index_url = settings.index_url
+    if not index_url and config.get("index-url"):
+        index_url = config["index-url"][0]
+        notes.append(f"using pip's index-url {index_url}")
+    links = list(settings.find_links)
+    for d in config.get("find-links", []):
+        path = d.removeprefix("file://")
+        if path not in links and Path(path).is_dir():
+            links.append(path)
+            notes.append(f"using pip's find-links {path}")
+    certs = list(settings.ca_certs)
+    for cert in config.get("cert", []):
+        if cert not in certs and Path(cert).is_file():
+            certs.append(cert)
+            notes.append(f"using pip's cert {cert}")
+    if config.get("extra-index-url"):
+        notes.append("not using pip's extra-index-url (" + " ".join(config["extra-index-url"]) + "): pass --extra-index-url to add it")
+    return replace(settings, index_url=index_url, find_links=tuple(links), ca_certs=tuple(certs), notes=tuple(notes))
+
+
+def list_wheelhouse(dirs: tuple[str, ...]) -> tuple[str, ...]:
+    names: list[str] = []
+    for d in dirs:
+        try:
+            names += [n for n in os.listdir(d) if n.endswith(".whl")]
+        except OSError:
+            continue
+    return tuple(sorted(set(names)))
+
+
+def reachable(url: str, settings: Settings, timeout: float = 5.0) -> bool:
+    """Can ``url`` be reached within a few seconds? (never hangs: connect and read time-outs)."""
+    if settings.offline:
+        return False
+    import requests
+
+    verify: str | bool = settings.ca_certs[0] if settings.ca_certs else True
+    try:
+        response = requests.head(url.rstrip("/") + "/", timeout=(timeout, timeout), allow_redirects=True, verify=verify)
+    except requests.RequestException:
+        return False
+    return response.status_code < 500
+
+
+def gather_sources(settings: Settings) -> Sources:
+    """What the configured sources can serve, probed once (seconds at most)."""
+    notes = list(settings.notes)
+    pytorch = settings.pytorch_index
+    if pytorch and settings.check_pytorch_index and not reachable(pytorch, settings):
+        notes.append(f"the PyTorch index {pytorch} cannot be reached: only PyPI builds and the wheelhouse are used")
+        pytorch = None
+    if settings.offline:
+        notes.append("offline: only the wheelhouse and uv's cache are used")
+        pytorch = None
+    return Sources(
+        pypi=not settings.offline,
+        pytorch_index=pytorch,
+        wheelhouse=list_wheelhouse(settings.find_links),
+        wheelhouse_dirs=settings.find_links,
+        notes=tuple(notes),
+    )

@@ -1,0 +1,136 @@
+"""The uv backend: found once, version-checked once, driven through ``_run.run`` with argv lists."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from envbuilder import _run
+from envbuilder.errors import CommandFailed, SourceError
+from envbuilder.settings import Settings
+
+MIN_UV = (0, 9, 0)
+# uv's --python-platform names for the wheel platforms of the matrix.
+UV_PLATFORMS = {
+    "linux-x86_64": "x86_64-manylinux_2_28",
+    "linux-aarch64": "aarch64-manylinux_2_28",
+    "windows-x86_64": "x86_64-pc-windows-msvc",
+    "windows-arm64": "aarch64-pc-windows-msvc",
+    "macos-arm64": "aarch64-apple-darwin",
+}
+_NETWORK_HINTS = ("failed to fetch", "error sending request", "dns error", "connection refused", "timed out", "tcp connect")
+
+
+@functools.lru_cache(maxsize=1)
+def find_uv() -> str:
+    """``$UV``, then the ``uv`` package's binary, then PATH; its version checked once."""
+    candidates = [os.environ.get("UV")]
+    try:
+        from uv import find_uv_bin
+
+        candidates.append(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        pass
+    candidates.append(_run.which("uv"))
+    for path in filter(None, candidates):
+        if Path(path).is_file():
+            _check_version(path)
+            return path
+    msg = "uv not found"
+    raise CommandFailed(msg, hint="pip install uv (envbuilder depends on it), or set UV=/path/to/uv")
+
+
+def _check_version(path: str) -> None:
+    out = _run.run([path, "--version"], timeout=30).stdout
+    match = re.search(r"(\d+)\.(\d+)\.(\d+)", out)
+    if not match or tuple(int(x) for x in match.groups()) < MIN_UV:
+        msg = f"{path}: uv {out.strip()} is older than {'.'.join(map(str, MIN_UV))}"
+        raise CommandFailed(msg, hint="pip install -U uv")
+
+
+def base_env(settings: Settings) -> dict[str, str]:
+    """The environment uv runs in: CA bundles, offline, and no stray UV_* index settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_INDEX", "UV_EXTRA_INDEX", "UV_FIND_LINKS"))}
+    if settings.ca_certs:
+        env["SSL_CERT_FILE"] = settings.ca_certs[0]
+        env["UV_NATIVE_TLS"] = "0"
+    if settings.offline:
+        env["UV_OFFLINE"] = "1"
+    env.setdefault("UV_NO_PROGRESS", "1")
+    return env
+
+
+def source_args(settings: Settings, indexes: Sequence[str] = ()) -> list[str]:
+    """Index and wheelhouse flags: plan indexes first (they serve their variant builds), then the mirror."""
+    args: list[str] = []
+    for url in indexes:
+        args += ["--index", url]
+    if settings.index_url:
+        args += ["--default-index", settings.index_url]
+    for url in settings.extra_index_urls:
+        args += ["--index", url]
+    if settings.extra_index_urls:
+        args += ["--index-strategy", "unsafe-best-match"]
+    for d in settings.find_links:
+        args += ["--find-links", d]
+    if settings.offline:
+        args.append("--offline")
+    return args
+
+
+def _classify(exc: CommandFailed, what: str) -> CommandFailed | SourceError:
+    text = exc.output.lower()
+    if any(h in text for h in _NETWORK_HINTS):
+        msg = f"{what}: a package source could not be reached"
+        return SourceError(msg, hint="check the network, or use --index-url / --find-links / --offline with a wheelhouse")
+    if "no solution found" in text or "because" in text and "unsatisfiable" in text:
+        detail = next((ln.strip() for ln in exc.output.splitlines() if "because" in ln), "")
+        msg = f"{what}: the sources cannot serve the plan's pins ({detail})"
+        return SourceError(msg, hint="add a wheelhouse (--find-links) or mirror that has these files")
+    return exc
+
+
+def venv(path: Path, python: str, settings: Settings) -> None:
+    """A relocatable venv (safe to build in a temporary place and move into place)."""
+    _run.run([find_uv(), "venv", "--quiet", "--relocatable", "--python", python, str(path)], env=base_env(settings), timeout=120)
+
+
+def compile_lock(
+    requirements: Path,
+    out: Path,
+    *,
+    python_version: str,
+    platform: str,
+    settings: Settings,
+    indexes: Sequence[str] = (),
+    timeout: float = 300,
+) -> None:
+    """Resolve exact pins into a PEP 751 lock with hashes (metadata only: nothing large is downloaded)."""
+    argv = [
+        find_uv(), "pip", "compile", str(requirements), "--format", "pylock.toml", "--output-file", str(out),
+        "--python-version", python_version, "--python-platform", UV_PLATFORMS[platform],
+        "--generate-hashes", "--quiet", "--no-header", *source_args(settings, indexes),
+    ]
+    try:
+        _run.run(argv, env=base_env(settings), timeout=timeout)
+    except CommandFailed as exc:
+        raise _classify(exc, "uv pip compile") from None
+
+
+def sync(python: Path, lock: Path, settings: Settings, *, stream: bool = False, timeout: float = 1800) -> None:
+    """Install exactly what the lock says (hashes verified by uv)."""
+    argv = [find_uv(), "pip", "sync", "--python", str(python), str(lock)]
+    if settings.offline:
+        argv.append("--offline")
+    try:
+        _run.run(argv, env=base_env(settings), timeout=timeout, capture=not stream)
+    except CommandFailed as exc:
+        raise _classify(exc, "uv pip sync") from None
+
+
+def freeze(python: Path, env: Mapping[str, str] | None = None) -> list[str]:
+    out = _run.run([find_uv(), "pip", "freeze", "--python", str(python)], env=dict(env) if env else None, timeout=60)
+    return sorted(line.strip() for line in out.stdout.splitlines() if line.strip())
