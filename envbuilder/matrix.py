@@ -576,7 +576,7 @@ _KEYS: dict[str, Callable[[Mapping[str, Any]], object]] = {
     "toolkit": lambda r: r.get("cuda"),
     "minor-compat": lambda r: r.get("major"),
     "release": lambda r: r.get("version"),
-    "build": lambda r: (r.get("torch"), r.get("variant")),
+    "build": lambda r: (r.get("torch"), r.get("variant"), tuple(r.get("platforms", ()))),
     "loader": lambda r: r.get("name"),
     "sass": lambda r: (r.get("bnb"), r.get("cuda"), r.get("platform")),
     "package": lambda r: (r.get("name"), r.get("version")),

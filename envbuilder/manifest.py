@@ -1,0 +1,154 @@
+"""The team manifest, ``envbuilder.toml``: the environments a team wants, and its package sources.
+
+```toml
+[sources]                      # optional; flags and ENVBUILDER_* variables override it
+index-url = "https://mirror.example/simple"
+pytorch-index = "https://mirror.example/pytorch"
+find-links = ["wheels/"]
+ca-certs = ["corp-ca.pem"]
+
+[[env]]
+name = "train"
+profile = "bnb"
+gpu = ["sm_89", "sm_90"]       # one plan that serves all of them
+driver = "550.54.14"
+os = "linux"
+python = "3.11"
+packages = ["datasets==3.2.0"] # extra packages, checked against the profile's forbidden list
+```
+Edited with tomlkit, so comments and layout survive.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envbuilder.errors import LockError
+from envbuilder.lock import check_env_name
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MANIFEST = "envbuilder.toml"
+_ENV_KEYS = {"name", "profile", "gpu", "driver", "os", "python", "machine", "packages", "torch", "bnb"}
+_SOURCE_KEYS = {"index-url", "extra-index-url", "pytorch-index", "find-links", "ca-certs", "offline"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnvSpec:
+    name: str
+    profile: str | None = None
+    gpus: tuple[str, ...] = ()
+    driver: str | None = None
+    os: str = "linux"
+    python: str | None = None
+    machine: str = "x86_64"
+    packages: tuple[str, ...] = ()
+    torch: str | None = None
+    bnb: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Manifest:
+    path: Path
+    envs: tuple[EnvSpec, ...]
+    sources: dict[str, Any]
+
+    def env(self, name: str) -> EnvSpec | None:
+        return next((e for e in self.envs if e.name == name), None)
+
+
+def _fail(path: Path, where: str, problem: str, hint: str) -> LockError:
+    return LockError(f"{path}: {problem} in '{where}'", hint=hint)
+
+
+def _strs(value: object, path: Path, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise _fail(path, where, "expected a string or a list of strings", 'write it like ["sm_89"]')
+
+
+def _env(row: dict[str, Any], path: Path, i: int) -> EnvSpec:
+    import difflib
+
+    where = f"env[{i}]"
+    unknown = sorted(set(row) - _ENV_KEYS)
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], sorted(_ENV_KEYS), n=1)
+        raise _fail(path, f"{where}.{unknown[0]}", "unknown key", f"did you mean {near[0]!r}?" if near else f"keys: {', '.join(sorted(_ENV_KEYS))}")
+    for key in ("name", "profile", "driver", "os", "python", "machine", "torch", "bnb"):
+        if key in row and not isinstance(row[key], str):
+            raise _fail(path, f"{where}.{key}", f"expected a string, got {type(row[key]).__name__}", f'write {key} = "..."')
+    if "name" not in row:
+        raise _fail(path, where, "missing key 'name'", 'add name = "train"')
+    try:
+        name = check_env_name(row["name"])
+    except LockError as exc:
+        raise _fail(path, f"{where}.name", exc.message, exc.hint or "") from None
+    return EnvSpec(
+        name=name,
+        profile=row.get("profile"),
+        gpus=_strs(row.get("gpu", []), path, f"{where}.gpu"),
+        driver=row.get("driver"),
+        os=row.get("os", "linux"),
+        python=row.get("python"),
+        machine=row.get("machine", "x86_64"),
+        packages=_strs(row.get("packages", []), path, f"{where}.packages"),
+        torch=row.get("torch"),
+        bnb=row.get("bnb"),
+    )
+
+
+def load_manifest(path: Path) -> Manifest:
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        msg = f"{path}: cannot read the manifest ({exc.strerror})"
+        raise LockError(msg, hint=f"create {MANIFEST}, or name one with --manifest") from None
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{path}: not valid TOML ({exc})"
+        raise LockError(msg, hint="fix the syntax at that line") from None
+    rows = doc.get("env", [])
+    if not isinstance(rows, list) or not rows:
+        msg = f"{path}: no [[env]] tables"
+        raise LockError(msg, hint='add one: [[env]] name = "train" profile = "bnb" gpu = ["sm_89"]')
+    envs = tuple(_env(r, path, i) for i, r in enumerate(rows))
+    names = [e.name for e in envs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise _fail(path, "env", f"environment {dupes[0]!r} is defined twice", "give each [[env]] its own name")
+    sources = doc.get("sources", {})
+    unknown = sorted(set(sources) - _SOURCE_KEYS)
+    if unknown:
+        raise _fail(path, f"sources.{unknown[0]}", "unknown key", f"keys: {', '.join(sorted(_SOURCE_KEYS))}")
+    return Manifest(path=path, envs=envs, sources=dict(sources))
+
+
+def add_env(path: Path, spec: EnvSpec) -> None:
+    """Append an [[env]] with tomlkit, keeping the file's comments and layout."""
+    import tomlkit
+
+    from envbuilder.lock import write_text_atomic
+
+    doc = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
+    envs = doc.setdefault("env", tomlkit.aot())
+    table = tomlkit.table()
+    table["name"] = spec.name
+    for key in ("profile", "driver", "python"):
+        value = getattr(spec, key)
+        if value:
+            table[key] = value
+    if spec.gpus:
+        table["gpu"] = list(spec.gpus)
+    table["os"] = spec.os
+    if spec.packages:
+        table["packages"] = list(spec.packages)
+    envs.append(table)
+    write_text_atomic(path, tomlkit.dumps(doc))
