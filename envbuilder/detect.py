@@ -1,0 +1,555 @@
+"""The host probe: GPUs, driver, OS flavour (WSL2 included), CPU architecture, glibc and Pythons.
+
+Pure parsers (text in, values out, no I/O) sit apart from the thin probe that runs ``nvidia-smi`` and
+reads ``/proc`` (STYLE.md rule 2): the parsers are tested on outputs recorded on real hosts, the probe
+once for real on the machine the tests run on. A probe that fails yields "nothing found", never an
+exception: no ``nvidia-smi`` means no GPU.
+
+This module reports what the host *is*; which CUDA versions its driver runs is the matrix's business
+(``resolve.driver_cuda``), not this module's.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import glob
+import os
+import platform
+import re
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from envbuilder import _run
+from envbuilder.errors import CommandFailed
+
+OsName = Literal["linux", "wsl2", "windows", "macos"]
+
+# The query `probe_host` runs; `parse_nvidia_smi_csv` reads its output without a header in this order.
+NVIDIA_SMI_QUERY = ("index", "name", "compute_cap", "driver_version", "memory.total")
+NVIDIA_SMI_TIMEOUT = 10.0
+# What a WSL2 distro has and a plain Linux host has not: the paravirtual GPU device and the Windows
+# driver's Linux-side libraries, bind-mounted from C:\Windows\System32\lxss\lib and the DriverStore.
+WSL_MARKERS = ("/dev/dxg", "/usr/lib/wsl/lib/libcuda.so", "/usr/lib/wsl/lib/nvidia-smi")
+WSL_LIB_DIR = "/usr/lib/wsl/"
+# Where a Linux CUDA driver package (libnvidia-compute-*, cuda-drivers, a .run installer) puts libcuda.
+_LIBCUDA_GLOBS = (
+    "/usr/lib/x86_64-linux-gnu/libcuda.so*",
+    "/usr/lib/aarch64-linux-gnu/libcuda.so*",
+    "/usr/lib64/libcuda.so*",
+    "/usr/lib/libcuda.so*",
+    "/usr/local/lib/libcuda.so*",
+)
+_NA = frozenset({"", "n/a", "[n/a]", "[not supported]", "not supported", "[unknown error]"})
+_CC_RE = re.compile(r"^\d+\.\d+$")
+_VERSION_RE = re.compile(r"^\d+(\.\d+)+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Gpu:
+    """One NVIDIA GPU as the driver reports it.
+
+    ``cc`` is the compute capability ("9.0"), or "" when the driver's tools are too old to say
+    (``compute_cap`` arrived in nvidia-smi's CSV query with the 510 drivers; ``nvidia-smi -q -x`` lacks it).
+    """
+
+    index: int
+    name: str
+    cc: str
+    memory_mib: int | None
+
+    @property
+    def sm(self) -> str:
+        """The architecture as CUDA spells its targets: "sm_90" (or "" when unknown)."""
+        return f"sm_{self.cc.replace('.', '')}" if self.cc else ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"index": self.index, "name": self.name, "cc": self.cc or None, "memory_mib": self.memory_mib}
+
+
+@dataclass(frozen=True, slots=True)
+class PythonInfo:
+    """A CPython interpreter installed on the machine."""
+
+    version: str  # "3.11.7" (pre-releases as "3.14.0rc1")
+    path: str
+    minor: str  # "3.11"
+
+    def to_json(self) -> dict[str, object]:
+        return {"version": self.version, "path": self.path, "minor": self.minor}
+
+
+@dataclass(frozen=True, slots=True)
+class SmiSummary:
+    """What ``nvidia-smi -q -x`` or the ``nvidia-smi`` banner says about the driver (and GPUs, for XML)."""
+
+    gpus: tuple[Gpu, ...]
+    driver: str | None  # on WSL2 and Windows: the Windows driver, e.g. "546.80"
+    cuda: str | None  # the "CUDA Version" shown: the newest CUDA this driver supports; None for "ERR!"
+    smi: str | None = None  # the nvidia-smi tool's own version (differs from the driver on WSL2)
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """What the probe found. Detection is only a default: the target options override every field."""
+
+    gpus: tuple[Gpu, ...]
+    driver: str | None  # "580.159.04"
+    os: OsName
+    machine: str  # "x86_64" | "aarch64" | "arm64" (macOS, Windows on Arm)
+    glibc: str | None  # "2.39"; None on musl, macOS and Windows
+    kernel: str  # the kernel release, `uname -r`
+    pythons: tuple[PythonInfo, ...]
+    warnings: tuple[str, ...] = ()
+    gpu_probe: str = ""  # how the GPUs were found, or why none were ("nvidia-smi not found on PATH")
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready dict (the CLI adds the ``schema`` key)."""
+        return {
+            "gpus": [g.to_json() for g in self.gpus],
+            "driver": self.driver,
+            "os": self.os,
+            "machine": self.machine,
+            "glibc": self.glibc,
+            "kernel": self.kernel,
+            "pythons": [p.to_json() for p in self.pythons],
+            "warnings": list(self.warnings),
+            "gpu_probe": self.gpu_probe,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure parsers
+
+
+def _na(value: str) -> bool:
+    return value.strip().lower() in _NA
+
+
+def _mib(value: str) -> int | None:
+    """'81559', '81559 MiB' -> 81559; 'N/A', '[N/A]', garbage -> None."""
+    text = value.strip()
+    if text.lower().endswith("mib"):
+        text = text[:-3].strip()
+    return int(text) if text.isdigit() else None
+
+
+def _cc(value: str) -> str:
+    text = value.strip()
+    return text if _CC_RE.match(text) else ""
+
+
+def _version(value: str | None) -> str | None:
+    text = (value or "").strip()
+    return text if _VERSION_RE.match(text) else None
+
+
+def _csv_rows(text: str) -> list[dict[str, str]]:
+    """Rows of nvidia-smi CSV as dicts keyed by query field, with or without the header line.
+
+    A header names its fields ("memory.total [MiB]": the unit is dropped); without one the columns are
+    those of ``NVIDIA_SMI_QUERY``. Lines with the wrong number of fields (error messages) are skipped.
+    """
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return []
+    first = [f.strip() for f in next(csv.reader([lines[0]], skipinitialspace=True))]
+    if "name" in first:
+        fields = [f.split(" [")[0] for f in first]
+        lines = lines[1:]
+    else:
+        fields = list(NVIDIA_SMI_QUERY)
+    rows = []
+    for values in csv.reader(lines, skipinitialspace=True):
+        if len(values) == len(fields):
+            rows.append(dict(zip(fields, (v.strip() for v in values), strict=True)))
+    return rows
+
+
+def parse_nvidia_smi_csv(text: str) -> tuple[Gpu, ...]:
+    """GPUs from ``nvidia-smi --query-gpu=... --format=csv[,noheader][,nounits]``.
+
+    Reads the query ``index,name,compute_cap,driver_version,memory.total`` without a header, or any
+    query with a header; "MiB" suffixes and N/A values are accepted. Unparseable lines yield nothing.
+    """
+    gpus = []
+    for position, row in enumerate(_csv_rows(text)):
+        name = row.get("name", "")
+        if _na(name):
+            continue
+        index_text = row.get("index", "")
+        index = int(index_text) if index_text.isdigit() else position
+        gpus.append(Gpu(index, name, _cc(row.get("compute_cap", "")), _mib(row.get("memory.total", ""))))
+    return tuple(gpus)
+
+
+def parse_nvidia_smi_csv_driver(text: str) -> str | None:
+    """The driver version from the same CSV (its ``driver_version`` column), or None."""
+    for row in _csv_rows(text):
+        driver = _version(row.get("driver_version"))
+        if driver:
+            return driver
+    return None
+
+
+def parse_nvidia_smi_xml(text: str) -> SmiSummary:
+    """GPUs, driver and CUDA version from ``nvidia-smi -q -x``; an empty summary for anything else.
+
+    The XML has no compute capability (checked on driver 580), so its GPUs carry ``cc=""`` unless a
+    ``compute_cap`` element is present.
+    """
+    try:
+        # The text comes from the local nvidia-smi, not from a network peer.
+        root = ET.fromstring(text)  # noqa: S314
+    except ET.ParseError:
+        return SmiSummary((), None, None)
+    gpus = []
+    for position, node in enumerate(root.iter("gpu")):
+        name = (node.findtext("product_name") or "").strip()
+        if _na(name):
+            continue
+        memory = _mib(node.findtext("fb_memory_usage/total") or "")
+        gpus.append(Gpu(position, name, _cc(node.findtext("compute_cap") or ""), memory))
+    return SmiSummary(
+        tuple(gpus), _version(root.findtext("driver_version")), _version(root.findtext("cuda_version"))
+    )
+
+
+_BANNER_RE = re.compile(
+    r"NVIDIA-SMI\s+(?P<smi>\S+)\s+Driver Version:\s*(?P<driver>\S+)\s+CUDA Version:\s*(?P<cuda>\S+)"
+)
+
+
+def parse_nvidia_smi_banner(text: str) -> SmiSummary:
+    """Driver, "CUDA Version" and tool version from the banner of plain ``nvidia-smi``.
+
+    GPU rows are not read: the table truncates names ("NVIDIA GeForce ...") and omits the compute
+    capability. "CUDA Version: ERR!" (seen on WSL2) gives ``cuda=None``.
+    """
+    match = _BANNER_RE.search(text)
+    if not match:
+        return SmiSummary((), None, None)
+    return SmiSummary((), _version(match["driver"]), _version(match["cuda"]), _version(match["smi"]))
+
+
+_NVRM_RE = re.compile(r"^NVRM version:.*?\s(\d+\.\d+(?:\.\d+)?)\s", re.MULTILINE)
+
+
+def parse_proc_driver_version(text: str) -> str | None:
+    """The kernel module's version from ``/proc/driver/nvidia/version``, or None."""
+    match = _NVRM_RE.search(text + " ")
+    return match[1] if match else None
+
+
+_GLIBC_RES = (
+    re.compile(r"glibc[\s_-]?(\d+\.\d+)", re.IGNORECASE),  # ldd, confstr, platform, collect_env
+    re.compile(r"GNU C Library.*?version (\d+\.\d+)"),  # running libc.so.6 itself
+)
+
+
+def parse_glibc(text: str) -> str | None:
+    """The glibc version ("2.39") from ``ldd --version``, ``os.confstr('CS_GNU_LIBC_VERSION')``,
+    ``platform.platform()`` or torch's collect_env; None for musl or text without one."""
+    for pattern in _GLIBC_RES:
+        match = pattern.search(text)
+        if match:
+            return match[1]
+    return None
+
+
+def parse_ldconfig_libcuda(text: str) -> tuple[str, ...]:
+    """Paths of ``libcuda.so*`` (the driver API library, not ``libcudart``) from ``ldconfig -p``."""
+    paths = []
+    for line in text.splitlines():
+        name, arrow, path = line.strip().partition(" => ")
+        if arrow and name.startswith("libcuda.so"):
+            paths.append(path.strip())
+    return tuple(paths)
+
+
+def wsl_version(kernel_release: str, proc_version: str = "", markers: Iterable[str] = ()) -> int | None:
+    """1 or 2 when the Linux kernel is WSL's, else None.
+
+    WSL2 kernels are named ``...-microsoft-standard`` (``-WSL2`` since 5.4); WSL1's fake kernel is
+    ``...-Microsoft``. Custom WSL2 kernels may drop the name, so ``/dev/dxg`` or ``/usr/lib/wsl/lib``
+    (``markers``: the paths of ``WSL_MARKERS`` that exist) count too.
+    """
+    for text in (kernel_release.lower(), proc_version.lower()):
+        if "microsoft-standard" in text or "wsl2" in text:
+            return 2
+    for text in (kernel_release.lower(), proc_version.lower()):
+        if "microsoft" in text:
+            return 1
+    if any(m == "/dev/dxg" or m.startswith(WSL_LIB_DIR) for m in markers):
+        return 2
+    return None
+
+
+def classify_os(
+    system: str, kernel_release: str = "", proc_version: str = "", wsl_markers: Iterable[str] = ()
+) -> OsName:
+    """The OS flavour from ``platform.system()``, ``uname -r``, ``/proc/version`` and the WSL markers.
+
+    WSL1 counts as linux (it has no GPU access; ``host_warnings`` says so).
+    """
+    name = system.strip().lower()
+    if name == "windows" or name.startswith(("cygwin", "msys", "mingw")):
+        return "windows"
+    if name == "darwin":
+        return "macos"
+    if wsl_version(kernel_release, proc_version, wsl_markers) == 2:
+        return "wsl2"
+    return "linux"
+
+
+def wsl_driver_warnings(
+    os_name: str,
+    *,
+    proc_driver_version: str | None = None,
+    libcuda_paths: Iterable[str] = (),
+    nvidia_smi_path: str | None = None,
+) -> tuple[str, ...]:
+    """Warnings for Linux NVIDIA driver pieces inside WSL2, where they break GPU access.
+
+    NVIDIA's CUDA on WSL guide: the Windows driver is the only driver to install; a Linux display
+    driver or ``cuda-drivers`` package inside WSL2 shadows the ``libcuda.so`` the Windows driver maps
+    into ``/usr/lib/wsl/lib``. Pass real paths (symlinks resolved): a link into /usr/lib/wsl is fine.
+    """
+    if os_name != "wsl2":
+        return ()
+    out = []
+    if proc_driver_version is not None:
+        version = parse_proc_driver_version(proc_driver_version) or "unknown version"
+        out.append(
+            f"a Linux NVIDIA kernel driver ({version}) is loaded inside WSL2 (/proc/driver/nvidia/version); "
+            "WSL2 must use the Windows driver only: remove the Linux driver packages"
+        )
+    foreign = sorted({p for p in libcuda_paths if not p.startswith(WSL_LIB_DIR) and "/stubs/" not in p})
+    if foreign:
+        out.append(
+            f"libcuda.so outside /usr/lib/wsl inside WSL2 ({', '.join(foreign)}): a Linux CUDA driver "
+            "package shadows the Windows driver's library; remove it (e.g. apt remove 'libnvidia-compute-*' "
+            "cuda-drivers) and keep only the Windows driver"
+        )
+    if nvidia_smi_path and not nvidia_smi_path.startswith(WSL_LIB_DIR):
+        out.append(
+            f"nvidia-smi on PATH is {nvidia_smi_path}, not /usr/lib/wsl/lib/nvidia-smi: a Linux driver "
+            "package's tool, which cannot reach the GPU under WSL2; remove the package"
+        )
+    return tuple(out)
+
+
+_PY_PROBE = (
+    "import sys; v = sys.version_info; "
+    "print(sys.implementation.name, v.major, v.minor, v.micro, v.releaselevel, v.serial)"
+)
+_LEVELS = {"alpha": "a", "beta": "b", "candidate": "rc", "final": ""}
+
+
+def parse_python_probe(text: str, path: str) -> PythonInfo | None:
+    """A PythonInfo from the output of ``_PY_PROBE`` ("cpython 3 11 7 final 0"); None unless CPython 3."""
+    fields = text.split()
+    if len(fields) != 6 or fields[0] != "cpython" or fields[4] not in _LEVELS:
+        return None
+    major, minor, micro, serial = fields[1], fields[2], fields[3], fields[5]
+    if major != "3" or not (minor + micro + serial).isdigit():
+        return None
+    level = _LEVELS[fields[4]]
+    version = f"3.{minor}.{micro}" + (f"{level}{serial}" if level else "")
+    return PythonInfo(version=version, path=path, minor=f"3.{minor}")
+
+
+def normalize_machine(machine: str) -> str:
+    """``platform.machine()`` as the matrix spells it: Windows' "AMD64" is x86_64."""
+    lowered = machine.strip().lower()
+    return {"amd64": "x86_64", "x64": "x86_64", "x86-64": "x86_64"}.get(lowered, lowered)
+
+
+def _version_key(info: PythonInfo) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", info.version)[:3])
+
+
+# ---------------------------------------------------------------------------------------------------
+# The probe: the only part of this module that touches the machine
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _run_quiet(argv: list[str]) -> _run.Result | None:
+    """Run a probe command; None when it cannot start or times out (a probe never raises)."""
+    try:
+        return _run.run(argv, timeout=NVIDIA_SMI_TIMEOUT, check=False)
+    except (CommandFailed, OSError):
+        return None
+
+
+def _first_line(result: _run.Result) -> str:
+    lines = (result.stderr or result.stdout).strip().splitlines()
+    return lines[0].strip() if lines else "no output"
+
+
+def _find_nvidia_smi(os_name: OsName) -> str | None:
+    found = _run.which("nvidia-smi")
+    if found is None and os_name == "wsl2" and os.access("/usr/lib/wsl/lib/nvidia-smi", os.X_OK):
+        return "/usr/lib/wsl/lib/nvidia-smi"  # WSL2 mounts it there; not every shell puts it on PATH
+    return found
+
+
+def probe_gpus(os_name: OsName) -> tuple[tuple[Gpu, ...], str | None, str]:
+    """(GPUs, driver, how) from nvidia-smi: the CSV query first, then ``-q -x`` for old drivers."""
+    smi = _find_nvidia_smi(os_name)
+    if smi is None:
+        return (), None, "nvidia-smi not found on PATH"
+    query = f"--query-gpu={','.join(NVIDIA_SMI_QUERY)}"
+    result = _run_quiet([smi, query, "--format=csv,noheader,nounits"])
+    if result is None:
+        return (), None, f"{smi} did not answer within {NVIDIA_SMI_TIMEOUT:g} s"
+    if result.returncode == 0 and (gpus := parse_nvidia_smi_csv(result.stdout)):
+        return gpus, parse_nvidia_smi_csv_driver(result.stdout), "nvidia-smi --query-gpu"
+    failure = f"nvidia-smi exited {result.returncode}: {_first_line(result)}"
+    # Drivers before 510 reject the compute_cap field; their XML still lists GPUs and the driver.
+    xml = _run_quiet([smi, "-q", "-x"])
+    if xml is not None and xml.returncode == 0:
+        summary = parse_nvidia_smi_xml(xml.stdout)
+        if summary.gpus:
+            return summary.gpus, summary.driver, "nvidia-smi -q -x (no compute capability)"
+    return (), None, failure
+
+
+def _libcuda_paths() -> tuple[str, ...]:
+    paths: set[str] = set()
+    ldconfig = _run.which("ldconfig") or next(
+        (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.access(p, os.X_OK)), None
+    )
+    if ldconfig:
+        result = _run_quiet([ldconfig, "-p"])
+        if result is not None and result.returncode == 0:
+            paths.update(parse_ldconfig_libcuda(result.stdout))
+    for pattern in _LIBCUDA_GLOBS:
+        paths.update(glob.glob(pattern))
+    return tuple(sorted(os.path.realpath(p) for p in paths))
+
+
+def _glibc() -> str | None:
+    try:
+        return parse_glibc(os.confstr("CS_GNU_LIBC_VERSION") or "")
+    except (AttributeError, ValueError, OSError):  # no confstr (Windows) or no such name (musl, macOS)
+        return None
+
+
+def host_warnings(
+    os_name: OsName, wsl: int | None, gpus: tuple[Gpu, ...], *, driver_warnings: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """Everything the user should hear about the host besides the facts (pure)."""
+    out = list(driver_warnings)
+    if wsl == 1:
+        out.append("WSL 1 has no GPU access: convert the distro with `wsl --set-version <distro> 2`")
+    out.extend(
+        f"GPU {g.index} ({g.name}): compute capability unknown (nvidia-smi too old to report it); "
+        "name the architecture with --gpu"
+        for g in gpus
+        if not g.cc
+    )
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1)
+def probe_host() -> Host:
+    """Probe this machine once (cached). Never raises for a missing or failing tool."""
+    system = platform.system()
+    kernel = platform.release()
+    proc_version = _read("/proc/version") or ""
+    markers = tuple(m for m in WSL_MARKERS if os.path.exists(m)) if system == "Linux" else ()
+    os_name = classify_os(system, kernel, proc_version, markers)
+    gpus, driver, how = probe_gpus(os_name)
+    proc_driver = _read("/proc/driver/nvidia/version") if system == "Linux" else None
+    if driver is None and proc_driver and os_name == "linux":
+        driver = parse_proc_driver_version(proc_driver)  # the kernel module is loaded, nvidia-smi is not
+    driver_warnings: tuple[str, ...] = ()
+    if os_name == "wsl2":
+        smi = _run.which("nvidia-smi")
+        driver_warnings = wsl_driver_warnings(
+            os_name,
+            proc_driver_version=proc_driver,
+            libcuda_paths=_libcuda_paths(),
+            nvidia_smi_path=os.path.realpath(smi) if smi else None,
+        )
+    return Host(
+        gpus=gpus,
+        driver=driver,
+        os=os_name,
+        machine=normalize_machine(platform.machine()),
+        glibc=_glibc() if system == "Linux" else None,
+        kernel=kernel,
+        pythons=find_pythons(),
+        warnings=host_warnings(
+            os_name, wsl_version(kernel, proc_version, markers), gpus, driver_warnings=driver_warnings
+        ),
+        gpu_probe=how,
+    )
+
+
+_PY_NAME_RE = re.compile(r"^python3(\.\d+)?(\.exe)?$", re.IGNORECASE)
+
+
+def _python_candidates() -> list[str]:
+    """Paths that may be CPython 3 interpreters, in order of preference, before deduplication."""
+    home = Path.home()
+    pyenv = Path(os.environ.get("PYENV_ROOT", home / ".pyenv"))
+    patterns = [
+        str(pyenv / "versions" / "*" / "bin" / "python3"),
+        str(home / ".local" / "share" / "uv" / "python" / "*" / "bin" / "python3"),
+        "/usr/local/bin/python3.*",
+        "/usr/bin/python3.*",
+        "/opt/homebrew/bin/python3.*",
+    ]
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA", str(home / "AppData" / "Local"))
+        patterns = [str(Path(local) / "Programs" / "Python" / "Python3*" / "python.exe")]
+    found = [p for pattern in patterns for p in sorted(glob.glob(pattern))]
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        # Version-manager shims (pyenv, asdf) are scripts that pick an interpreter per directory.
+        if not directory or Path(directory).name == "shims" or not os.path.isdir(directory):
+            continue
+        for name in sorted(os.listdir(directory)):
+            if _PY_NAME_RE.match(name) or (sys.platform == "win32" and name.lower() == "python.exe"):
+                found.append(os.path.join(directory, name))
+    found = [p for p in found if _PY_NAME_RE.match(Path(p).name) or Path(p).name.lower() == "python.exe"]
+    return [*found, sys.executable]  # the interpreter running envbuilder (a venv's resolves to its base)
+
+
+@functools.lru_cache(maxsize=1)
+def find_pythons() -> tuple[PythonInfo, ...]:
+    """CPython 3 interpreters installed here, one per real file, each asked for its own version.
+
+    Sorted by version. Version-manager shims are skipped (the interpreters behind them are found
+    directly), as are interpreters that fail to start.
+    """
+    seen: set[str] = set()
+    out: list[PythonInfo] = []
+    for candidate in _python_candidates():
+        real = os.path.realpath(candidate)
+        if real in seen or not os.path.isfile(real) or not os.access(real, os.X_OK):
+            continue
+        seen.add(real)
+        result = _run_quiet([real, "-I", "-S", "-c", _PY_PROBE])
+        if result is not None and result.returncode == 0:
+            info = parse_python_probe(result.stdout, real)
+            if info is not None:
+                out.append(info)
+    return tuple(sorted(out, key=lambda p: (_version_key(p), p.path)))
+
+
+def find_python(minor: str) -> PythonInfo | None:
+    """The newest installed CPython of ``minor`` ("3.11"), or None."""
+    matches = [p for p in find_pythons() if p.minor == minor.strip()]
+    return max(matches, key=_version_key, default=None)
