@@ -130,3 +130,21 @@ def driver_cuda_json(args: argparse.Namespace, host: Host) -> dict[str, str | No
 def print_json(doc: object) -> None:
     json.dump(doc, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
+
+
+def build_target_from_spec(spec, matrix: Matrix) -> Target:  # type: ignore[no-untyped-def]
+    """A manifest [[env]] as a Target (it names another machine, so nothing is detected)."""
+    from envbuilder.target import DEFAULT_PYTHONS, build_target, parse_gpus
+
+    gpus = parse_gpus(",".join(spec.gpus), matrix) if spec.gpus else ()
+    return build_target(
+        matrix,
+        gpus=gpus,
+        driver=spec.driver,
+        os=spec.os,
+        pythons=(spec.python,) if spec.python else DEFAULT_PYTHONS,
+        machine=spec.machine,
+        profile=spec.profile,
+        torch=spec.torch,
+        bnb=spec.bnb,
+    )

@@ -1,0 +1,149 @@
+"""The main job, step by step: plan -> lock -> environment -> smoke. Used by the CLI and the benchmarks."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from envbuilder import uv
+from envbuilder.errors import CheckFailed, LockError, TargetError
+from envbuilder.lock import Lock, finalize, parse_lock, requirements_text, with_smoke, write_text_atomic
+from envbuilder.matrix import Matrix, Profile
+from envbuilder.resolve import Plan
+from envbuilder.settings import Settings
+from envbuilder.venv import SmokeOutcome
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def check_extra_packages(profile: Profile | None, extra: Sequence[str]) -> tuple[str, ...]:
+    """Profiles that clash never share an environment: refuse their packages, with the reason."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    forbidden = {canonicalize_name(n) for n in (profile.forbidden if profile else ())}
+    for text in extra:
+        try:
+            name = canonicalize_name(Requirement(text).name)
+        except InvalidRequirement:
+            msg = f"extra package {text!r} is not a valid requirement"
+            raise TargetError(msg, hint="write it like datasets==3.2.0 or 'trl>=0.12'") from None
+        if name in forbidden and profile is not None:
+            msg = f"{text!r} cannot go into a {profile.name} environment: {profile.why}"
+            raise TargetError(msg, hint=f"create a separate environment for it (e.g. --profile {_profile_for(name)})")
+    return tuple(extra)
+
+
+def _profile_for(package: str) -> str:
+    return "awq" if "awq" in package or "llmcompressor" in package else "gptq"
+
+
+def lock_plan(
+    plan: Plan,
+    *,
+    name: str,
+    settings: Settings,
+    out: Path,
+    extra: Sequence[str] = (),
+    progress: Progress = _quiet,
+) -> Lock:
+    """Resolve the plan's pins (plus extras) to a hashed PEP 751 lock at ``out`` (metadata only)."""
+    with tempfile.TemporaryDirectory(prefix="envbuilder-lock-") as tmp:
+        req = Path(tmp) / "requirements.in"
+        req.write_text(requirements_text(plan, extra), encoding="utf-8")
+        raw = Path(tmp) / "pylock.toml"
+        progress(f"locking {len(plan.packages)} pins{' + ' + str(len(extra)) + ' extra' if extra else ''} for {plan.target.platform}, Python {plan.python} (uv pip compile)")
+        uv.compile_lock(
+            req, raw, python_version=plan.python, platform=plan.target.platform, settings=settings,
+            indexes=[p.index for p in plan.packages if p.index.startswith(("http://", "https://", "file://"))],
+        )
+        text = finalize(raw.read_text(encoding="utf-8"), plan, name=name, extra=extra, pytorch_index=settings.pytorch_index)
+    lock = parse_lock(text, out)
+    write_text_atomic(out, text)
+    return lock
+
+
+def interpreter_for(python: str, *, required: bool = True) -> str:
+    """An installed CPython of that minor version (uv cannot download Pythons here)."""
+    from envbuilder.detect import find_pythons
+
+    pythons = find_pythons()
+    found = next((p for p in pythons if p.minor == python), None)
+    if found is None and required:
+        have = ", ".join(sorted({p.minor for p in pythons})) or "none"
+        msg = f"Python {python} is not installed on this machine (installed: {have})"
+        raise TargetError(msg, hint=f"install Python {python}, or choose one with --python (uv cannot download Pythons here)")
+    return found.path if found else ""
+
+
+def smoke_env(python: Path, *, quick: bool = False) -> SmokeOutcome:
+    """Run the smoke test inside the environment's own interpreter."""
+    from envbuilder import smoke
+
+    report = smoke.run_smoke(python, quick=quick)
+    return SmokeOutcome(ok=report.ok, summary=report.summary(), record=report.record())
+
+
+def record_smoke(lock_path: Path, outcome: SmokeOutcome) -> None:
+    text = lock_path.read_text(encoding="utf-8")
+    write_text_atomic(lock_path, with_smoke(text, outcome.record))
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    ok: bool
+    problems: tuple[str, ...]
+
+
+def lock_fits_host(lock: Lock, matrix: Matrix, *, ccs: Sequence[str], driver: str | None, os_name: str, platform: str) -> Fit:
+    """Would this lock work here? GPU archs covered by its torch build, driver new enough, same platform."""
+    from envbuilder.resolve import check_arch, driver_floors
+
+    problems: list[str] = []
+    if lock.platform and lock.platform != platform:
+        problems.append(f"the lock is for {lock.platform}, this host is {platform}")
+    torch = lock.package("torch")
+    release = matrix.torch_release(torch.version) if torch else None
+    build = None
+    if release is not None:
+        build = next((b for b in matrix.builds_of(release) if b.variant == lock.variant and platform in b.platforms), None)
+    if lock.cuda and not ccs:
+        problems.append(f"the lock needs an NVIDIA GPU (CUDA {lock.cuda}); none was found here")
+    if build is not None and ccs:
+        from dataclasses import replace as _r
+
+        from envbuilder.target import Gpu, Target
+
+        fake = _r(Target(), gpus=tuple(Gpu(cc=c) for c in ccs))
+        arch = check_arch(fake, build.sass, build.ptx, f"torch {torch.version if torch else ''}", native=True)
+        if not arch.ok:
+            problems.append(f"torch {torch.version if torch else ''}: {arch.why}")
+    if lock.cuda and driver:
+        from packaging.version import Version
+
+        native_min, mvc_min = driver_floors(matrix, lock.cuda, os_name)
+        floor = mvc_min or native_min
+        if floor and Version(driver) < Version(floor):
+            problems.append(f"driver {driver} < {floor}, the minimum for the lock's CUDA {lock.cuda}")
+    return Fit(not problems, tuple(problems))
+
+
+def require_fit(fit: Fit, lock: Lock, *, force: bool) -> list[str]:
+    if fit.ok:
+        return []
+    if force:
+        return [f"--force: {p}" for p in fit.problems]
+    msg = f"{lock.path.name} does not fit this host: " + "; ".join(fit.problems)
+    raise CheckFailed(msg, hint="use a lock made for this host (`envbuilder lock`), or pass --force to build it anyway")
+
+
+def check_lock_name(lock: Lock) -> None:
+    if not lock.name:
+        msg = f"{lock.path}: the lock names no environment"
+        raise LockError(msg, hint="regenerate it with `envbuilder lock`")

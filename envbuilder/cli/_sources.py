@@ -1,0 +1,65 @@
+"""Source options shared by create/lock/sync: mirrors, wheelhouses, offline, CA certificates.
+
+Precedence: flags, then ENVBUILDER_* environment variables, then the manifest's [sources], then pip's own
+configuration (index-url, find-links, cert), which is honoured explicitly and named in the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from envbuilder.settings import DEFAULT_PYTORCH_INDEX, Settings
+
+
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("package sources")
+    g.add_argument("--index-url", metavar="URL", help="a PyPI mirror (ENVBUILDER_INDEX_URL)")
+    g.add_argument("--extra-index-url", action="append", default=[], metavar="URL", help="another index (repeatable)")
+    g.add_argument("--pytorch-index", metavar="URL", help=f"the PyTorch index or its mirror (default {DEFAULT_PYTORCH_INDEX}; ENVBUILDER_PYTORCH_INDEX)")
+    g.add_argument("--find-links", action="append", default=[], metavar="DIR", help="a wheelhouse directory (repeatable; ENVBUILDER_FIND_LINKS)")
+    g.add_argument("--offline", action="store_true", help="no network: wheelhouse and uv's cache only (ENVBUILDER_OFFLINE=1)")
+    g.add_argument("--ca-cert", action="append", default=[], metavar="PEM", help="extra CA bundle for a corporate proxy (ENVBUILDER_CA_CERT)")
+    g.add_argument("--no-pip-config", action="store_true", help="ignore pip's configuration (index-url, find-links, cert)")
+    g.add_argument("--home", metavar="DIR", help="where environments live (default ~/.local/share/envbuilder; ENVBUILDER_HOME)")
+
+
+def _env_list(name: str) -> list[str]:
+    return [p for p in os.environ.get(name, "").split(os.pathsep) if p]
+
+
+def settings_from_args(args: argparse.Namespace, manifest_sources: Mapping[str, Any] | None = None) -> Settings:
+    from envbuilder.errors import SourceError
+
+    src = dict(manifest_sources or {})
+    base = Path(args.home) if getattr(args, "home", None) else None
+    find_links = [*args.find_links, *_env_list("ENVBUILDER_FIND_LINKS"), *src.get("find-links", [])]
+    for d in find_links:
+        if not Path(d).is_dir():
+            msg = f"--find-links {d}: no such directory"
+            raise SourceError(msg, hint="give a directory of .whl files")
+    certs = [*args.ca_cert, *_env_list("ENVBUILDER_CA_CERT"), *src.get("ca-certs", [])]
+    for c in certs:
+        if not Path(c).is_file():
+            msg = f"--ca-cert {c}: no such file"
+            raise SourceError(msg, hint="give a PEM bundle")
+    offline = args.offline or os.environ.get("ENVBUILDER_OFFLINE") == "1" or bool(src.get("offline"))
+    settings = Settings(
+        index_url=args.index_url or os.environ.get("ENVBUILDER_INDEX_URL") or src.get("index-url"),
+        extra_index_urls=tuple(args.extra_index_url or src.get("extra-index-url", [])),
+        pytorch_index=(args.pytorch_index or os.environ.get("ENVBUILDER_PYTORCH_INDEX") or src.get("pytorch-index") or DEFAULT_PYTORCH_INDEX).rstrip("/"),
+        find_links=tuple(dict.fromkeys(find_links)),
+        ca_certs=tuple(certs),
+        offline=offline,
+    )
+    if base is not None:
+        settings = replace(settings, home=base)
+    if not args.no_pip_config:
+        from envbuilder.sources import apply_pip_config, read_pip_config
+
+        settings = apply_pip_config(settings, read_pip_config())
+    return settings

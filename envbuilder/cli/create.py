@@ -1,0 +1,150 @@
+"""`envbuilder create`: resolve, lock, build with uv, smoke-test, move into place."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from envbuilder.cli._common import add_target_options, load_matrix_for, print_json, target_from_args
+from envbuilder.cli._sources import add_source_options, settings_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("create", help="build a known-good environment for a target, proven by a smoke test")
+    add_target_options(p)
+    add_source_options(p)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--name", metavar="N", help="environment name (default: <profile>-<cuda>-py<N.N>)")
+    where.add_argument("--path", metavar="P", help="build the environment at this path instead")
+    p.add_argument("--package", action="append", default=[], metavar="REQ", help="an extra package (repeatable)")
+    p.add_argument("--lock-out", metavar="FILE", help="where to write the lock (default ./pylock.<name>.toml)")
+    p.add_argument("--dry-run", action="store_true", help="show the plan and the commands; touch nothing")
+    p.add_argument("--no-smoke", action="store_true", help="skip the smoke test (the environment is then unproven)")
+    p.add_argument("--force", action="store_true", help="replace a directory envbuilder did not make")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (schema envbuilder.create/1)")
+    p.set_defaults(handler=run)
+
+
+class Steps:
+    """Progress on stderr: numbered steps with elapsed time; quiet with --json."""
+
+    def __init__(self, total: int, *, quiet: bool) -> None:
+        self.total, self.n, self.quiet, self.t0 = total, 0, quiet, time.monotonic()
+
+    def step(self, text: str) -> None:
+        self.n += 1
+        self.say(f"[{self.n}/{self.total}] {text}")
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(f"{text}  ({time.monotonic() - self.t0:.1f}s)", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from envbuilder import builder
+    from envbuilder.cli.resolve import render
+    from envbuilder.detect import find_pythons
+    from envbuilder.errors import CheckFailed
+    from envbuilder.lock import check_env_name, default_env_name
+    from envbuilder.resolve import NoPlan, resolve
+    from envbuilder.sources import gather_sources
+
+    steps = Steps(5, quiet=args.json)
+    settings = settings_from_args(args)
+    matrix = load_matrix_for(args)
+    if not args.python:
+        # Only Pythons installed here can be used (uv cannot download them): plan for those.
+        installed = {p.minor for p in find_pythons()}
+        args.python = None
+        target = target_from_args(args, matrix)
+        from dataclasses import replace
+
+        target = replace(target, pythons=tuple(p for p in target.pythons if p in installed) or target.pythons)
+    else:
+        target = target_from_args(args, matrix)
+    steps.step("checking package sources")
+    for note in settings.notes:
+        steps.say(f"      {note}")
+    sources = gather_sources(settings)
+    for note in sources.notes[len(settings.notes):]:
+        steps.say(f"      {note}")
+    steps.step(f"resolving for {target.describe()}")
+    plan = resolve(target, matrix, sources)
+    if isinstance(plan, NoPlan):
+        print(render(plan), file=sys.stderr)
+        msg = "no known-good combination for this target"
+        raise CheckFailed(msg, hint=plan.nearest[0] if plan.nearest else "see the reasons above")
+    extra = builder.check_extra_packages(matrix.profile(plan.profile), args.package)
+    name = check_env_name(args.name or (Path(args.path).name if args.path else default_env_name(plan)))
+    dest = Path(args.path) if args.path else settings.env_path(name)
+    lock_path = Path(args.lock_out) if args.lock_out else Path.cwd() / f"pylock.{name}.toml"
+    interpreter = builder.interpreter_for(plan.python)
+    if args.dry_run:
+        return _dry_run(args, plan, name, dest, lock_path, interpreter, extra)
+    steps.step(f"locking {name} -> {lock_path}")
+    lock = builder.lock_plan(plan, name=name, settings=settings, out=lock_path, extra=extra, progress=steps.say)
+    steps.step(f"building {dest}")
+    smoke = None if args.no_smoke else builder.smoke_env
+    outcome = _build(dest, interpreter, lock, settings, smoke, steps, force=args.force)
+    if outcome is not None:
+        builder.record_smoke(lock_path, outcome)
+    steps.step("done")
+    return _report(args, plan, name, dest, lock_path, outcome)
+
+
+def _build(dest, interpreter, lock, settings, smoke, steps, *, force):  # type: ignore[no-untyped-def]
+    from envbuilder import venv
+
+    return venv.build(
+        dest, interpreter=interpreter, lock=lock, settings=settings, smoke=smoke,
+        metadata={"interpreter": interpreter}, progress=lambda s: steps.say(f"      {s}"), force=force,
+    )
+
+
+def _dry_run(args, plan, name, dest, lock_path, interpreter, extra) -> int:  # type: ignore[no-untyped-def]
+    from envbuilder.cli.resolve import render
+    from envbuilder.uv import UV_PLATFORMS
+
+    compile_cmd = ["uv", "pip", "compile", "requirements.in", "--format", "pylock.toml", "-o", str(lock_path),
+                   "--python-version", plan.python, "--python-platform", UV_PLATFORMS[plan.target.platform], "--generate-hashes"]
+    for idx in plan.extra_indexes:
+        compile_cmd += ["--index", idx]
+    commands = [
+        shlex.join(compile_cmd),
+        shlex.join(["uv", "venv", "--relocatable", "--python", interpreter, f"{dest.parent}/.{dest.name}.tmp-XXXX"]),
+        shlex.join(["uv", "pip", "sync", "--python", f"{dest.parent}/.{dest.name}.tmp-XXXX/bin/python", str(lock_path)]),
+        "envbuilder smoke --env <the temporary environment>",
+        f"mv {shlex.quote(str(dest.parent))}/.{dest.name}.tmp-XXXX {shlex.quote(str(dest))}",
+    ]
+    if args.json:
+        doc = plan.to_json() | {"schema": "envbuilder.create/1", "dry_run": True, "name": name, "path": str(dest),
+                                "lock": str(lock_path), "requirements": [p.requirement for p in plan.packages] + list(extra),
+                                "commands": commands}
+        print_json(doc)
+        return 0
+    print(render(plan))
+    print(f"\nwould create {name} at {dest} (lock {lock_path}) with:")
+    for c in commands:
+        print(f"  $ {c}")
+    return 0
+
+
+def _report(args, plan, name, dest, lock_path, outcome) -> int:  # type: ignore[no-untyped-def]
+    smoke = "not run (--no-smoke)" if outcome is None else ("passed" if outcome.ok else "FAILED")
+    if args.json:
+        print_json(plan.to_json() | {"schema": "envbuilder.create/1", "name": name, "path": str(dest), "lock": str(lock_path),
+                                     "smoke": dict(outcome.record) if outcome else None})
+        return 0
+    pins = ", ".join(p.requirement for p in plan.packages[:2])
+    print(f"created {name}: {pins} (Python {plan.python}, {'CUDA ' + plan.cuda if plan.cuda else 'CPU'})")
+    print(f"  path:  {dest}")
+    print(f"  lock:  {lock_path}")
+    print(f"  smoke: {smoke}")
+    if outcome is not None and outcome.summary:
+        for line in outcome.summary.splitlines():
+            print(f"         {line}")
+    print(f"  use:   envbuilder run {name} -- python your_script.py    |    envbuilder shell {name}")
+    return 0

@@ -1,0 +1,111 @@
+"""`envbuilder lock`: write PEP 751 locks for a target, or for every environment of the manifest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from envbuilder.cli._common import add_target_options, load_matrix_for, print_json, target_from_args
+from envbuilder.cli._sources import add_source_options, settings_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("lock", help="write pylock.<env>.toml with hashes (for this host, another machine, or the manifest)")
+    add_target_options(p, gpu_default=None)
+    add_source_options(p)
+    p.add_argument("--name", metavar="N", help="environment name (default: <profile>-<cuda>-py<N.N>)")
+    p.add_argument("--package", action="append", default=[], metavar="REQ", help="an extra package (repeatable)")
+    p.add_argument("-o", "--output", metavar="FILE", help="lock file (default ./pylock.<name>.toml)")
+    p.add_argument("--manifest", metavar="FILE", help="lock every [[env]] of this manifest (default ./envbuilder.toml when no --gpu)")
+    p.add_argument("--only", action="append", default=[], metavar="NAME", help="with a manifest: lock only these environments")
+    p.add_argument("--upgrade", action="store_true", help="re-resolve against the current matrix and show what changed")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (schema envbuilder.lock/1)")
+    p.set_defaults(handler=run)
+
+
+def _manifest_path(args: argparse.Namespace) -> Path | None:
+    if args.manifest:
+        return Path(args.manifest)
+    if args.gpu is None and Path("envbuilder.toml").is_file():
+        return Path("envbuilder.toml")
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    manifest = _manifest_path(args)
+    if manifest is not None:
+        return _lock_manifest(args, manifest)
+    matrix = load_matrix_for(args)
+    settings = settings_from_args(args)
+    target = target_from_args(args, matrix)
+    result = lock_one(args, matrix, settings, target, name=args.name, extra=args.package, output=args.output)
+    _print([result], args.json)
+    return 0
+
+
+def lock_one(args, matrix, settings, target, *, name, extra, output):  # type: ignore[no-untyped-def]
+    """Resolve and lock one environment; with --upgrade compare with the lock already there."""
+    from envbuilder import builder
+    from envbuilder.cli.resolve import render
+    from envbuilder.errors import CheckFailed
+    from envbuilder.lock import check_env_name, default_env_name, diff_pins, read_lock
+    from envbuilder.resolve import NoPlan, resolve
+    from envbuilder.sources import gather_sources
+
+    sources = gather_sources(settings)
+    plan = resolve(target, matrix, sources)
+    if isinstance(plan, NoPlan):
+        print(render(plan), file=sys.stderr)
+        msg = f"no known-good combination for {target.describe()}"
+        raise CheckFailed(msg, hint=plan.nearest[0] if plan.nearest else "see the reasons above")
+    extra = builder.check_extra_packages(matrix.profile(plan.profile), extra)
+    name = check_env_name(name or default_env_name(plan))
+    out = Path(output) if output else Path.cwd() / f"pylock.{name}.toml"
+    old = read_lock(out) if args.upgrade and out.exists() else None
+    progress = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
+    for note in sources.notes:
+        progress(f"note: {note}")
+    lock = builder.lock_plan(plan, name=name, settings=settings, out=out, extra=extra, progress=progress)
+    changes = diff_pins(old, lock) if old is not None else None
+    return {"name": name, "lock": str(out), "plan": plan, "packages": len(lock.packages), "digest": lock.digest, "changes": changes}
+
+
+def _lock_manifest(args: argparse.Namespace, path: Path) -> int:
+    from envbuilder.cli._common import build_target_from_spec
+    from envbuilder.manifest import load_manifest
+
+    manifest = load_manifest(path)
+    matrix = load_matrix_for(args)
+    settings = settings_from_args(args, manifest.sources)
+    results = []
+    for spec in manifest.envs:
+        if args.only and spec.name not in args.only:
+            continue
+        target = build_target_from_spec(spec, matrix)
+        out = path.parent / f"pylock.{spec.name}.toml"
+        results.append(lock_one(args, matrix, settings, target, name=spec.name, extra=spec.packages, output=str(out)))
+    _print(results, args.json)
+    return 0
+
+
+def _print(results: list, as_json: bool) -> None:  # type: ignore[type-arg]
+    if as_json:
+        print_json({
+            "schema": "envbuilder.lock/1",
+            "locks": [{
+                "name": r["name"], "lock": r["lock"], "packages": r["packages"], "digest": r["digest"],
+                "pins": [p.to_json() for p in r["plan"].packages], "changes": r["changes"],
+            } for r in results],
+        })
+        return
+    for r in results:
+        plan = r["plan"]
+        pins = ", ".join(p.requirement for p in plan.packages[:2])
+        print(f"locked {r['name']}: {pins} + {r['packages'] - 2} more -> {r['lock']}")
+        if r["changes"] is not None:
+            if r["changes"]:
+                print("  changes since the previous lock:")
+                print("\n".join(f"    {c}" for c in r["changes"]))
+            else:
+                print("  no changes since the previous lock")

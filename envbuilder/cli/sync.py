@@ -1,0 +1,91 @@
+"""`envbuilder sync`: rebuild exactly the environment a lock describes, hashes verified."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from envbuilder.cli._common import load_matrix_for, print_json
+from envbuilder.cli._sources import add_source_options, settings_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("sync", help="build the environment a pylock.<env>.toml describes (or the manifest's that fits this host)")
+    p.add_argument("lock", nargs="?", metavar="LOCK", help="pylock.<env>.toml (default: the manifest's environment that fits this host)")
+    add_source_options(p)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--name", metavar="N", help="environment name (default: the lock's)")
+    where.add_argument("--path", metavar="P", help="build the environment at this path instead")
+    p.add_argument("--manifest", metavar="FILE", default="envbuilder.toml", help="the manifest to pick from (no LOCK given)")
+    p.add_argument("--force", action="store_true", help="build even if the lock does not fit this host")
+    p.add_argument("--no-smoke", action="store_true", help="skip the smoke test")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run)
+
+
+def _host_facts():  # type: ignore[no-untyped-def]
+    from envbuilder.detect import probe_host
+
+    host = probe_host()
+    os_name = host.os if host.os in {"linux", "wsl2", "windows"} else "linux"
+    system = "windows" if os_name == "windows" else "linux"
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(host.machine.lower(), host.machine.lower())
+    return host, os_name, f"{system}-{machine}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from envbuilder import builder, venv
+    from envbuilder.lock import check_env_name, read_lock
+
+    matrix = load_matrix_for(args)
+    host, os_name, platform = _host_facts()
+    ccs = [g.cc for g in host.gpus]
+    lock_path = Path(args.lock) if args.lock else _pick_from_manifest(args, matrix, ccs, host.driver, os_name, platform)
+    lock = read_lock(lock_path)
+    builder.check_lock_name(lock)
+    fit = builder.lock_fits_host(lock, matrix, ccs=ccs, driver=host.driver, os_name=os_name, platform=platform)
+    for warning in builder.require_fit(fit, lock, force=args.force):
+        print(f"warning: {warning}", file=sys.stderr)
+    settings = settings_from_args(args)
+    name = check_env_name(args.name or (Path(args.path).name if args.path else lock.name))
+    dest = Path(args.path) if args.path else settings.env_path(name)
+    interpreter = builder.interpreter_for(lock.python)
+    progress = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
+    smoke = None if args.no_smoke else builder.smoke_env
+    outcome = venv.build(dest, interpreter=interpreter, lock=lock, settings=settings, smoke=smoke,
+                         metadata={"interpreter": interpreter, "synced_from": str(lock_path.resolve())},
+                         progress=progress, force=args.force)
+    if args.json:
+        print_json({"schema": "envbuilder.sync/1", "name": name, "path": str(dest), "lock": str(lock_path),
+                    "digest": lock.digest, "smoke": dict(outcome.record) if outcome else None})
+    else:
+        print(f"synced {name} from {lock_path.name} ({len(lock.packages)} packages, {lock.short_hash}) -> {dest}")
+        print(f"  smoke: {'not run' if outcome is None else ('passed' if outcome.ok else 'FAILED')}")
+    return 0
+
+
+def _pick_from_manifest(args, matrix, ccs, driver, os_name, platform) -> Path:  # type: ignore[no-untyped-def]
+    """The manifest's first environment whose lock fits this host."""
+    from envbuilder import builder
+    from envbuilder.errors import CheckFailed, LockError
+    from envbuilder.lock import read_lock
+    from envbuilder.manifest import load_manifest
+
+    manifest = load_manifest(Path(args.manifest))
+    tried = []
+    for spec in manifest.envs:
+        path = manifest.path.parent / f"pylock.{spec.name}.toml"
+        if not path.exists():
+            tried.append(f"{spec.name}: no {path.name} (run `envbuilder lock`)")
+            continue
+        try:
+            fit = builder.lock_fits_host(read_lock(path), matrix, ccs=ccs, driver=driver, os_name=os_name, platform=platform)
+        except LockError as exc:
+            tried.append(f"{spec.name}: {exc.message}")
+            continue
+        if fit.ok:
+            return path
+        tried.append(f"{spec.name}: " + "; ".join(fit.problems))
+    msg = f"no environment of {manifest.path} fits this host: " + " | ".join(tried)
+    raise CheckFailed(msg, hint="add an [[env]] for this host's GPU and driver, then `envbuilder lock`")
