@@ -48,6 +48,9 @@ PROFILES = ("bnb", "gptq", "awq", "cpu")
 LOADERS = ("exact-or-cpu", "exact-or-error", "nearest-same-major")
 CPU_BACKENDS = ("none", "nf4-only", "full")
 T = TypeVar("T")
+_TOML_TYPES: dict[type, str] = {
+    str: "string", int: "integer", float: "float", bool: "boolean", list: "array", dict: "table"
+}
 
 
 # --------------------------------------------------------------------------- facts
@@ -256,8 +259,9 @@ class Matrix:
 class _Row:
     """A TOML table being read: typed getters that know their dotted path and track consumed keys."""
 
-    def __init__(self, data: Mapping[str, Any], file: str, path: str) -> None:
+    def __init__(self, data: Mapping[str, Any], file: str, path: str, origin: str | None = None) -> None:
         self.data, self.file, self.path = data, file, path
+        self.origin = origin or (f"{file}: {path}" if path else file)
         self.seen: set[str] = set()
 
     def _fail(self, key: str, problem: str, fix: str) -> MatrixError:
@@ -268,6 +272,11 @@ class _Row:
         self.seen.add(key)
         if key not in self.data:
             if required:
+                # A misspelt required key shows up as missing; name the misspelling, it is the real error.
+                spelt = [k for k in self.data if k not in self.seen]
+                typo = difflib.get_close_matches(key, spelt, n=1)
+                if typo:
+                    raise self._fail(typo[0], "unknown key", f"did you mean {key!r}?")
                 raise self._fail(key, "missing key", f"add `{key} = ...` (see matrices/SCHEMA.md)")
             return default  # type: ignore[return-value]
         value = self.data[key]
@@ -275,7 +284,7 @@ class _Row:
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             msg = f"unexpected type {type(value).__name__} (expected {kind.__name__})"
-            raise self._fail(key, msg, f"write `{key}` as a TOML {kind.__name__}")
+            raise self._fail(key, msg, f"write `{key}` as a TOML {_TOML_TYPES.get(kind, kind.__name__)}")
         return value
 
     def opt_str(self, key: str) -> str | None:
@@ -341,7 +350,7 @@ class _Row:
             "confidence": self.choice("confidence", ("confirmed", "unconfirmed")),
             "verified": self.opt_str("verified"),
             "note": self.opt_str("note"),
-            "origin": f"{self.file}: {self.path}",
+            "origin": self.origin,
         }
 
     def done(self) -> None:
@@ -353,7 +362,14 @@ class _Row:
             raise self._fail(key, "unknown key", tip)
 
 
-def _rows(doc: Mapping[str, Any], file: str, table: str, *, required: bool = True) -> list[_Row]:
+def _rows(
+    doc: Mapping[str, Any],
+    file: str,
+    table: str,
+    *,
+    required: bool = True,
+    origins: Mapping[int, str] | None = None,
+) -> list[_Row]:
     items = doc.get(table)
     if items is None:
         if required:
@@ -363,7 +379,8 @@ def _rows(doc: Mapping[str, Any], file: str, table: str, *, required: bool = Tru
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         msg = f"{file}: '{table}' must be an array of tables"
         raise MatrixError(msg, hint=f"write each row as [[{table}]]")
-    return [_Row(item, file, f"{table}[{i}]") for i, item in enumerate(items)]
+    where = origins or {}
+    return [_Row(item, file, f"{table}[{i}]", where.get(id(item))) for i, item in enumerate(items)]
 
 
 def _read_all(rows: list[_Row], build: Callable[[_Row], T]) -> tuple[T, ...]:
@@ -565,7 +582,7 @@ def _load_file(path: Path) -> dict[str, Any]:
         raise MatrixError(msg, hint="check the path and its permissions") from None
     version = doc.get("schema-version")
     if not isinstance(version, int) or version not in SCHEMA_VERSIONS:
-        msg = f"{path.name}: schema-version {version!r} is not supported (this envbuilder reads 1)"
+        msg = f"{path}: schema-version {version!r} is not supported (this envbuilder reads 1)"
         raise MatrixError(msg, hint="add `schema-version = 1` at the top, or upgrade envbuilder")
     return doc
 
@@ -601,9 +618,13 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _documents(dirs: Sequence[Path]) -> tuple[dict[str, dict[str, Any]], list[Path], str]:
+_Docs = tuple[dict[str, dict[str, Any]], list[Path], str, dict[int, str]]
+
+
+def _documents(dirs: Sequence[Path]) -> _Docs:
     docs: dict[str, dict[str, Any]] = {}
     used: list[Path] = []
+    origins: dict[int, str] = {}
     digest = hashlib.sha256()
     for i, directory in enumerate(dirs):
         if not directory.is_dir():
@@ -619,6 +640,9 @@ def _documents(dirs: Sequence[Path]) -> tuple[dict[str, dict[str, Any]], list[Pa
             digest.update(f"{i}:{name}\0".encode())
             digest.update(path.read_bytes())
             doc = _load_file(path)
+            # Shipped rows are read once, after merging; an overlay's rows are read on their own first, so
+            # that errors name the overlay's file and its own row numbers, not the merged ones.
+            _check_document(name, doc, f"{name}.toml" if i == 0 else str(path), rows=i > 0, origins=origins)
             docs[name] = _merge(docs[name], doc) if name in docs else doc
             used.append(path)
         unknown = sorted(p.stem for p in directory.glob("*.toml") if p.stem not in FILES)
@@ -626,12 +650,34 @@ def _documents(dirs: Sequence[Path]) -> tuple[dict[str, dict[str, Any]], list[Pa
             near = difflib.get_close_matches(unknown[0], FILES, n=1)
             msg = f"{directory / (unknown[0] + '.toml')}: not a matrix file"
             raise MatrixError(msg, hint=f"did you mean {near[0]}.toml?" if near else f"use: {', '.join(FILES)}")
-    return docs, used, digest.hexdigest()
+    return docs, used, digest.hexdigest(), origins
+
+
+def _check_document(
+    name: str, doc: Mapping[str, Any], label: str, *, rows: bool, origins: dict[int, str]
+) -> None:
+    """Top-level keys must be known (a misspelt [[table]] would be ignored); with ``rows``, read the rows."""
+    tables = _TABLES.get(name, {})
+    top = _Row(doc, label, "")
+    top.seen.update(("schema-version", *tables, *_PLAIN_KEYS.get(name, ())))
+    top.done()
+    if not rows:
+        return
+    for table, build in tables.items():
+        for row in _rows(doc, label, table, required=False):
+            _read_all([row], build)
+            origins[id(row.data)] = row.origin
+    if name == "driver":
+        _forward(doc, label)
 
 
 def load_matrix(extra_dirs: Iterable[str | Path] | None = None) -> Matrix:
     """Read, overlay, validate and cross-check the matrix."""
-    docs, used, digest = _documents(matrix_dirs(extra_dirs))
+    docs, used, digest, origins = _documents(matrix_dirs(extra_dirs))
+
+    def rows(doc: Mapping[str, Any], file: str, table: str, *, required: bool = True) -> list[_Row]:
+        return _rows(doc, file, table, required=required, origins=origins)
+
     meta, gpus, drv, torch, bnb = (docs[n] for n in ("meta", "gpus", "driver", "torch", "bitsandbytes"))
     date = _Row(meta, "meta.toml", "").get("date", str)
     indexes = _Row(torch, "torch.toml", "").get("indexes", dict)
@@ -639,20 +685,20 @@ def load_matrix(extra_dirs: Iterable[str | Path] | None = None) -> Matrix:
         date=date,
         digest=digest,
         files=tuple(str(p) for p in used),
-        archs=_read_all(_rows(gpus, "gpus.toml", "arch"), _arch),
-        toolkits=_read_all(_rows(drv, "driver.toml", "toolkit"), _toolkit),
-        minor_compat=_read_all(_rows(drv, "driver.toml", "minor-compat"), _minor),
+        archs=_read_all(rows(gpus, "gpus.toml", "arch"), _arch),
+        toolkits=_read_all(rows(drv, "driver.toml", "toolkit"), _toolkit),
+        minor_compat=_read_all(rows(drv, "driver.toml", "minor-compat"), _minor),
         forward_compat=_forward(drv, "driver.toml"),
         pytorch_index=str(indexes.get("pytorch", "")).rstrip("/"),
-        torch_releases=_read_all(_rows(torch, "torch.toml", "release"), _torch_release),
-        torch_builds=_read_all(_rows(torch, "torch.toml", "build"), _torch_build),
-        bnb_releases=_read_all(_rows(bnb, "bitsandbytes.toml", "release"), _bnb_release),
-        bnb_loaders=_read_all(_rows(bnb, "bitsandbytes.toml", "loader"), _bnb_loader),
-        bnb_sass=_read_all(_rows(bnb, "bitsandbytes.toml", "sass"), _bnb_sass),
-        companions=_read_all(_rows(docs["companions"], "companions.toml", "package"), _companion),
-        quant=_read_all(_rows(docs["quant"], "quant.toml", "library"), _quant),
-        profiles=_read_all(_rows(docs["profiles"], "profiles.toml", "profile"), _profile),
-        evidence=_read_all(_rows(docs["evidence"], "evidence.toml", "run", required=False), _evidence),
+        torch_releases=_read_all(rows(torch, "torch.toml", "release"), _torch_release),
+        torch_builds=_read_all(rows(torch, "torch.toml", "build"), _torch_build),
+        bnb_releases=_read_all(rows(bnb, "bitsandbytes.toml", "release"), _bnb_release),
+        bnb_loaders=_read_all(rows(bnb, "bitsandbytes.toml", "loader"), _bnb_loader),
+        bnb_sass=_read_all(rows(bnb, "bitsandbytes.toml", "sass"), _bnb_sass),
+        companions=_read_all(rows(docs["companions"], "companions.toml", "package"), _companion),
+        quant=_read_all(rows(docs["quant"], "quant.toml", "library"), _quant),
+        profiles=_read_all(rows(docs["profiles"], "profiles.toml", "profile"), _profile),
+        evidence=_read_all(rows(docs["evidence"], "evidence.toml", "run", required=False), _evidence),
     )
     _cross_check(matrix)
     return matrix
@@ -660,6 +706,20 @@ def load_matrix(extra_dirs: Iterable[str | Path] | None = None) -> Matrix:
 
 def _bnb_loader(r: _Row) -> BnbLoader:
     return BnbLoader(name=r.choice("name", LOADERS), description=r.get("description", str), **r.fact())
+
+
+# What each file may hold at its top level: arrays of [[rows]] (with their readers) and plain keys/tables.
+_TABLES: dict[str, dict[str, Callable[[_Row], object]]] = {
+    "gpus": {"arch": _arch},
+    "driver": {"toolkit": _toolkit, "minor-compat": _minor},
+    "torch": {"release": _torch_release, "build": _torch_build},
+    "bitsandbytes": {"release": _bnb_release, "loader": _bnb_loader, "sass": _bnb_sass},
+    "companions": {"package": _companion},
+    "quant": {"library": _quant},
+    "profiles": {"profile": _profile},
+    "evidence": {"run": _evidence},
+}
+_PLAIN_KEYS: dict[str, tuple[str, ...]] = {"meta": ("date",), "torch": ("indexes",), "driver": ("forward-compat",)}
 
 
 # --------------------------------------------------------------------------- cross-references
