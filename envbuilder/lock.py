@@ -144,6 +144,15 @@ def content_digest(doc: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _clean(value: Any) -> Any:
+    """TOML has no null: drop None values (recursively)."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_clean(v) for v in value if v is not None]
+    return value
+
+
 def tool_table(plan: Plan, *, name: str, extra: Sequence[str], wheelhouse: Mapping[str, str]) -> dict[str, Any]:
     target = plan.target.to_json()
     return {
@@ -155,7 +164,7 @@ def tool_table(plan: Plan, *, name: str, extra: Sequence[str], wheelhouse: Mappi
         "cuda": plan.cuda or "",
         "variant": plan.variant,
         "platform": plan.target.platform,
-        "target": {k: v for k, v in target.items() if v is not None and k != "pythons"},
+        "target": _clean({k: v for k, v in target.items() if k != "pythons"}),
         "pins": [p.requirement for p in plan.packages],
         "indexes": [p.index for p in plan.packages if p.index not in {PYPI, "wheelhouse"}],
         "extra": list(extra),
