@@ -22,10 +22,11 @@ MACHINES = ("x86_64", "aarch64", "arm64")
 # Preference when the target's Python is not given: widely supported first.
 DEFAULT_PYTHONS = ("3.12", "3.11", "3.13", "3.10")
 
-_SM = re.compile(r"^(?:sm_?|compute_?)?(\d{1,2})(\d)[af]?$", re.IGNORECASE)
-_DOTTED = re.compile(r"^(\d{1,2})\.(\d)$")
-_DRIVER = re.compile(r"^\d{3}(?:\.\d{1,3}){0,2}$")
-_PYTHON = re.compile(r"^3\.(\d{1,2})(?:\.\d{1,3})?$")
+# re.ASCII: \d would also match other scripts' digits ("５５０"), which packaging's Version then refuses.
+_SM = re.compile(r"^(?:sm_?|compute_?)?(\d{1,2})(\d)[af]?$", re.IGNORECASE | re.ASCII)
+_DOTTED = re.compile(r"^(\d{1,2})\.(\d)$", re.ASCII)
+_DRIVER = re.compile(r"^\d{3}(?:\.\d{1,3}){0,2}$", re.ASCII)
+_PYTHON = re.compile(r"^3\.(\d{1,2})(?:\.\d{1,3})?$", re.ASCII)
 
 # Names that are not NVIDIA CUDA GPUs: refused with the reason, never guessed.
 _UNSUPPORTED: tuple[tuple[re.Pattern[str], str], ...] = (
