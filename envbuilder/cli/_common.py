@@ -92,6 +92,9 @@ def _host_gpus(host: Host, matrix: Matrix) -> tuple:  # type: ignore[type-arg]
 
     out = []
     for gpu in host.gpus:
+        if not gpu.cc:
+            msg = f"detected GPU {gpu.name}, but nvidia-smi did not report its compute capability (old driver?)"
+            raise TargetError(msg, hint="name it with --gpu (e.g. --gpu sm_86 or --gpu 'RTX 3090')")
         if matrix.arch(gpu.cc) is None:
             msg = f"detected GPU {gpu.name} has compute capability {gpu.cc}, which the matrix does not know"
             raise TargetError(msg, hint="name a known architecture with --gpu, or update envbuilder")

@@ -1,0 +1,198 @@
+"""create / lock / sync / list / remove / run for real: real uv, real venvs, real wheels.
+
+The CPU profile is built for real (torch 2.13.0+cpu from the wheelhouse that pip's configuration names here,
+the rest from PyPI); CUDA targets are resolved and locked (metadata only), never downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from envbuilder.cli import main
+from envbuilder.lock import read_lock
+
+pytestmark = [pytest.mark.integration, pytest.mark.network]
+
+CPU = ["--gpu", "cpu", "--python", "3.11"]
+
+
+def _pip_find_links() -> str | None:
+    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False).stdout
+    for line in out.splitlines():
+        if ".find-links=" in line:
+            return line.split("=", 1)[1].strip("'").split()[0]
+    return None
+
+
+WHEELHOUSE = _pip_find_links()
+if WHEELHOUSE is None or not list(Path(WHEELHOUSE).glob("torch-*+cpu-cp311-*.whl")):
+    pytest.skip("no CPU torch wheel for Python 3.11 in pip's find-links here: the CPU profile cannot be built offline of the PyTorch index", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("envbuilder-home")
+
+
+@pytest.fixture(scope="module")
+def built(home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One real CPU environment with its smoke test, shared by the module (it is the expensive part)."""
+    work = tmp_path_factory.mktemp("work")
+    lock = work / "pylock.cpu.toml"
+    rc = main(["create", *CPU, "--home", str(home), "--name", "cpu", "--lock-out", str(lock)])
+    assert rc == 0
+    return {"env": home / "envs" / "cpu", "lock": lock, "work": work}
+
+
+def _freeze(env: Path) -> list[str]:
+    from envbuilder.uv import freeze
+
+    return freeze(env / "bin" / "python")
+
+
+def test_create_builds_a_proven_environment(built: dict[str, Path]) -> None:
+    env = built["env"]
+    marker = json.loads((env / "envbuilder.json").read_text())
+    assert marker["profile"] == "cpu" and marker["python"] == "3.11"
+    assert marker["smoke"]["result"] == "pass"
+    lock = read_lock(built["lock"])
+    assert lock.smoke["result"] == "pass"  # the evidence travels with the lock
+    assert "torch==2.13.0+cpu" in _freeze(env)
+    out = subprocess.run([env / "bin" / "python", "-c", "import bitsandbytes, torch; print(torch.__version__)"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "2.13.0+cpu"
+    assert not list(env.parent.glob(".cpu.tmp-*"))
+
+
+def test_sync_rebuilds_the_same_set(built: dict[str, Path], home: Path) -> None:
+    rc = main(["sync", str(built["lock"]), "--home", str(home), "--name", "cpu-copy", "--no-smoke"])
+    assert rc == 0
+    assert _freeze(home / "envs" / "cpu-copy") == _freeze(built["env"])
+
+
+def test_list_run_remove(built: dict[str, Path], home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--home", str(home), "--json"]) == 0
+    envs = {e["name"]: e for e in json.loads(capsys.readouterr().out)["envs"]}
+    assert envs["cpu"]["smoke"] == "pass" and envs["cpu"]["profile"] == "cpu" and envs["cpu"]["size_bytes"] > 100_000_000
+    assert main(["run", "cpu", "--home", str(home), "--", "python", "-c", "import sys; sys.exit(7)"]) == 7
+    main(["sync", str(built["lock"]), "--home", str(home), "--name", "doomed", "--no-smoke"])
+    assert main(["remove", "doomed", "--home", str(home)]) == 0
+    assert not (home / "envs" / "doomed").exists()
+    assert main(["remove", "doomed", "--home", str(home)]) == 2
+
+
+def test_tampered_lock_is_refused_and_nothing_is_built(built: dict[str, Path], home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "pylock.bad.toml"
+    bad.write_text(built["lock"].read_text().replace('version = "0.50.2"', 'version = "0.49.2"', 1))
+    t0 = time.monotonic()
+    assert main(["sync", str(bad), "--home", str(home), "--name", "bad"]) == 2
+    assert time.monotonic() - t0 < 10
+    err = capsys.readouterr().err
+    assert "modified after envbuilder wrote it" in err and "Traceback" not in err
+    assert not (home / "envs" / "bad").exists()
+
+
+def test_failed_rebuild_leaves_the_existing_environment_untouched(built: dict[str, Path], home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (built["env"] / "envbuilder.json").read_text()
+    rc = main(["create", *CPU, "--home", str(home), "--name", "cpu", "--lock-out", str(built["work"] / "x.toml"),
+               "--package", "this-package-does-not-exist-envbuilder==1.0"])
+    assert rc == 2
+    assert (built["env"] / "envbuilder.json").read_text() == before
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_interrupted_create_leaves_nothing_behind(home: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, ENVBUILDER_HOME=str(home))
+    proc = subprocess.Popen([sys.executable, "-m", "envbuilder", "create", *CPU, "--name", "interrupted",
+                             "--lock-out", str(tmp_path / "l.toml")], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((home / "envs").glob(".interrupted.tmp-*")):
+        time.sleep(0.05)
+    assert list((home / "envs").glob(".interrupted.tmp-*")), "the build never started"
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group, as in a terminal
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert not (home / "envs" / "interrupted").exists()
+    assert not list((home / "envs").glob(".interrupted.*tmp*"))
+
+
+def test_concurrent_create_of_one_name_is_refused(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from envbuilder.venv import name_lock
+
+    with name_lock(home / "envs" / "busy"):
+        rc = main(["create", *CPU, "--home", str(home), "--name", "busy", "--lock-out", str(tmp_path / "l.toml"), "--no-smoke"])
+    assert rc == 2
+    assert "another envbuilder is building" in capsys.readouterr().err
+    assert not (home / "envs" / "busy").exists()
+
+
+def test_dry_run_touches_nothing(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lock = tmp_path / "pylock.dry.toml"
+    assert main(["create", *CPU, "--home", str(home), "--name", "dry", "--lock-out", str(lock), "--dry-run", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["dry_run"] is True and doc["packages"][0]["version"] == "2.13.0+cpu"
+    assert any(c.startswith("uv pip compile") for c in doc["commands"])
+    assert not lock.exists() and not (home / "envs" / "dry").exists()
+
+
+def test_lock_for_another_machine_and_upgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "pylock.h100.toml"
+    args = ["lock", "--gpu", "sm_90", "--driver", "580.65.06", "--os", "linux", "--python", "3.12", "-o", str(out)]
+    assert main(args) == 0
+    lock = read_lock(out)
+    torch = lock.package("torch")
+    assert torch is not None and torch.files[0].url.startswith("https://files.pythonhosted.org/")
+    assert lock.cuda is not None and lock.cuda.startswith("13.")
+    assert lock.target["gpus"][0]["cc"] == "9.0"
+    capsys.readouterr()
+    assert main([*args, "--upgrade", "--bnb", "0.49.2"]) == 0
+    text = capsys.readouterr().out
+    assert "~ bitsandbytes 0.50.2 -> 0.49.2" in text
+
+
+def test_manifest_lock_all_and_sync_the_one_that_fits(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "envbuilder.toml").write_text(
+        "# the team's environments\n"
+        '[[env]]\nname = "train-h100"\nprofile = "bnb"\ngpu = ["sm_90"]\ndriver = "580.65.06"\npython = "3.12"\n\n'
+        '[[env]]\nname = "laptop"\nprofile = "cpu"\npython = "3.11"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["lock"]) == 0
+    assert (tmp_path / "pylock.train-h100.toml").exists() and (tmp_path / "pylock.laptop.toml").exists()
+    capsys.readouterr()
+    # This host has no GPU: the H100 lock does not fit, the CPU one does.
+    assert main(["sync", "--home", str(home), "--no-smoke"]) == 0
+    assert "synced laptop" in capsys.readouterr().out
+    assert main(["sync", "pylock.train-h100.toml", "--home", str(home), "--no-smoke"]) == 1
+    assert "needs an NVIDIA GPU" in capsys.readouterr().err
+
+
+def test_gptq_packages_refused_in_a_bnb_environment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["lock", "--gpu", "sm_89", "--driver", "550.54.14", "--python", "3.11", "--package", "auto-gptq==0.7.1", "-o", str(tmp_path / "x.toml")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "cannot go into a bnb environment" in err
+    assert not (tmp_path / "x.toml").exists()
+
+
+def test_unreachable_index_fails_fast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    t0 = time.monotonic()
+    rc = main(["lock", *CPU, "--no-pip-config", "--find-links", str(WHEELHOUSE), "--index-url", "http://127.0.0.1:9/simple", "-o", str(tmp_path / "x.toml")])
+    assert rc == 2
+    assert time.monotonic() - t0 < 60
+    assert "could not be reached" in capsys.readouterr().err
+
+
+def test_missing_python_is_a_clear_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["create", "--gpu", "sm_90", "--driver", "580.65.06", "--python", "3.14", "--dry-run"])
+    assert rc == 2
+    assert "Python 3.14 is not installed" in capsys.readouterr().err
