@@ -567,12 +567,15 @@ class _Option:
 
 
 def _proven(matrix: Matrix, target: Target, torch: _TorchCandidate, bnb: BnbRelease | None) -> tuple[Evidence, ...]:
+    """Passing smoke tests of this very combination: same builds, GPU, OS flavour and Python."""
     label = f"{torch.release.version}+{torch.build.variant}"
     return tuple(
         e
         for e in matrix.evidence
         if e.result == "pass"
         and e.torch == label
+        and e.os == target.os
+        and e.python == torch.python
         and (bnb is None or e.bitsandbytes == bnb.version)
         and target.ccs
         and all(cc == e.cc for cc in target.ccs)
