@@ -250,9 +250,31 @@ class _Check:
     native: bool = True
 
 
+def gpu_driver_floor(matrix: Matrix, target: Target) -> tuple[str, str, str] | None:
+    """The first driver that can drive every target GPU at all: (driver, sm, CUDA), or None when unknown.
+
+    A driver older than a GPU does not know it, whatever CUDA build runs on top (minor-version and forward
+    compatibility included); the first driver for a GPU is the minimum driver of its first CUDA toolkit.
+    """
+    windows = target.os in {"windows", "wsl2"}
+    floor: tuple[str, str, str] | None = None
+    for cc in target.ccs:
+        arch = matrix.arch(cc)
+        toolkit = next((t for t in matrix.toolkits if arch and t.cuda == arch.first_cuda), None)
+        minimum = (toolkit.windows if windows else toolkit.linux) if toolkit else None
+        if arch and toolkit and minimum and (floor is None or _v(minimum) > _v(floor[0])):
+            floor = (minimum, arch.sm, toolkit.cuda)
+    return floor
+
+
 def check_driver(matrix: Matrix, target: Target, build: TorchBuild) -> _Check:
     if build.cuda is None or target.driver is None:
         return _Check(True)
+    floor = gpu_driver_floor(matrix, target)
+    if floor is not None and _v(target.driver) < _v(floor[0]):
+        minimum, sm, cuda = floor
+        why = f"driver {target.driver} predates {sm} (its first driver is {minimum}, with CUDA {cuda})"
+        return _Check(False, why)
     native_min, mvc_min = driver_floors(matrix, build.cuda, target.os)
     driver = _v(target.driver)
     if native_min and driver >= _v(native_min):
