@@ -1,0 +1,114 @@
+"""`envbuilder doctor`: diagnose an environment or a pasted log; `--fix` carries out the fix after asking."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from envbuilder.cli._common import load_matrix_for, print_json
+from envbuilder.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, TargetError
+
+if TYPE_CHECKING:
+    from envbuilder.doctor import Finding
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("doctor", help="explain a broken environment or an error log, with the exact fix")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--env", metavar="PATH", help="the virtual environment to examine")
+    where.add_argument("--python", metavar="EXE", help="the interpreter to examine")
+    p.add_argument("--log", metavar="FILE", help="a log or traceback to read ('-' for stdin)")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON (schema envbuilder.doctor/1)")
+    p.add_argument("--fix", action="store_true", help="carry out the fixes (after showing them and asking)")
+    p.add_argument("--yes", action="store_true", help="with --fix: do not ask (environments envbuilder built only)")
+    p.set_defaults(handler=run)
+
+
+def _read_log(spec: str) -> str:
+    if spec == "-":
+        return sys.stdin.read()
+    try:
+        return Path(spec).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        msg = f"--log {spec}: cannot read it ({exc.strerror})"
+        raise TargetError(msg, hint="give a readable file, or '-' to read the log from stdin") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from envbuilder.doctor import Context, diagnose, doctor_json
+    from envbuilder.doctor.evidence import collect
+    from envbuilder.smoke import find_python
+
+    log = _read_log(args.log) if args.log else ""
+    evidence, python, env_dir = None, None, None
+    if args.env or args.python or not args.log:
+        python = find_python(env=args.env, python=args.python)
+        evidence, _ = collect(python)
+        env_dir = Path(args.env) if args.env else Path(evidence.python_exe or python).parent.parent
+    from envbuilder.venv import read_marker
+
+    ours = env_dir is not None and read_marker(env_dir) is not None
+    ctx = Context(matrix=load_matrix_for(args), evidence=evidence, log=log,
+                  python=str(python) if python else None, ours=ours)
+    findings = diagnose(ctx)
+    source = "log" if not python else ("environment+log" if log else "environment")
+    if args.json:
+        print_json(doctor_json(findings, source=source, evidence=evidence))
+    else:
+        where = f"{env_dir} ({'built by envbuilder' if ours else 'not built by envbuilder'})" if env_dir else "the log"
+        print(f"doctor: {where}")
+        print(render_findings(findings) if findings else "  no known problem recognised")
+    failed = any(f.severity == "FAIL" for f in findings)
+    if args.fix and failed:
+        return _fix(findings, env_dir=env_dir, ours=ours, assume_yes=args.yes)
+    return EXIT_CHECK_FAILED if failed else EXIT_OK
+
+
+def render_findings(findings: Sequence[Finding]) -> str:
+    """Each finding: severity and rule, the quoted line, the cause, the fix."""
+    lines: list[str] = []
+    for f in findings:
+        lines.append(f"  [{f.severity}] {f.rule}")
+        lines.append(f"    seen:  {f.seen}")
+        lines.append(f"    cause: {f.cause}")
+        lines.append(f"    fix:   {f.fix}")
+    return "\n".join(lines)
+
+
+def _ask(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in {"y", "yes"}
+
+
+def _fix(findings: Sequence[Finding], *, env_dir: Path | None, ours: bool, assume_yes: bool) -> int:
+    """Run the fixes' commands: asked first; an environment envbuilder did not build is named as such and
+    always asked about (``--yes`` does not cover it)."""
+    from envbuilder import _run
+    from envbuilder.uv import find_uv
+
+    commands = list(dict.fromkeys(c for f in findings if f.severity == "FAIL" for c in f.commands))
+    if not commands:
+        print("no fix can be carried out automatically: follow the 'fix' lines above", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    print("the fix would run:")
+    for c in commands:
+        print("  " + " ".join(c))
+    if env_dir is not None and not ours:
+        print(f"{env_dir} was not built by envbuilder (no envbuilder.json): this changes it in place.")
+        if not _ask("change it anyway?"):
+            print("envbuilder: left unchanged", file=sys.stderr)
+            print("TIP rebuild it with `envbuilder create`, or answer yes at a terminal", file=sys.stderr)
+            return EXIT_USAGE
+    elif not assume_yes and not _ask("run it?"):
+        print("envbuilder: left unchanged (--yes runs the fix without asking)", file=sys.stderr)
+        return EXIT_USAGE
+    uv = find_uv()
+    for c in commands:
+        argv = (uv, *c[1:]) if c[0] == "uv" else c
+        _run.run(argv, timeout=900, capture=False)
+    print("fixed; run `envbuilder smoke` to prove it")
+    return EXIT_OK

@@ -1,0 +1,47 @@
+"""`envbuilder smoke`: run the staged smoke test inside an environment; on failure, doctor's verdict."""
+
+from __future__ import annotations
+
+import argparse
+
+from envbuilder.cli._common import load_matrix_for, print_json
+from envbuilder.errors import EXIT_CHECK_FAILED, EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("smoke", help="prove an environment works: imports, GPU, kernels, 4-/8-bit, a tiny model")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--env", metavar="PATH", help="the virtual environment to test")
+    where.add_argument("--python", metavar="EXE", help="the interpreter to test (default: this one)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (schema envbuilder.smoke/1)")
+    p.add_argument("--quick", action="store_true", help="leave out the tiny-model stages")
+    p.add_argument("--profile", default="bnb", choices=("bnb", "gptq", "awq", "cpu"),
+                   help="which library stages to add (gptq/awq: the quantization library's kernel path)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from envbuilder.doctor import Context, diagnose
+    from envbuilder.doctor.evidence import from_smoke_document
+    from envbuilder.smoke import find_python, run_smoke
+
+    python = find_python(env=args.env, python=args.python)
+    report = run_smoke(python, quick=args.quick, profile=args.profile)
+    findings = ()
+    if not report.ok:
+        evidence = from_smoke_document(report.document)
+        findings = diagnose(Context(matrix=load_matrix_for(args), evidence=evidence, python=str(python)))
+    if args.json:
+        doc = report.to_json()
+        doc["doctor"] = [f.to_json() for f in findings]
+        print_json(doc)
+    else:
+        print(f"smoke test of {python}")
+        print(report.summary())
+        print(f"total {sum(c.seconds for c in report.checks):.1f} s: " + ("PASSED" if report.ok else "FAILED"))
+        if findings:
+            from envbuilder.cli.doctor import render_findings
+
+            print("doctor:")
+            print(render_findings(findings))
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED

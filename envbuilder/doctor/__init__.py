@@ -1,0 +1,158 @@
+"""The doctor: evidence from an environment or a pasted log -> rules -> findings (cause + exact fix).
+
+Checks and findings are data (STYLE rule 9): nothing here prints. Rules live in modules listed in
+``RULE_MODULES``; each such module exposes ``RULES``, a sequence of callables ``(Context) -> Iterable[Finding]``.
+A teammate adds platform rules (e.g. ``envbuilder.doctor.rules_windows``) by adding one line there.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from envbuilder.matrix import Matrix
+
+Status = Literal["OK", "WARN", "FAIL", "SKIP"]
+Severity = Literal["FAIL", "WARN", "INFO"]
+SMOKE_SCHEMA = "envbuilder.smoke/1"
+DOCTOR_SCHEMA = "envbuilder.doctor/1"
+RULE_MODULES: tuple[str, ...] = (
+    "envbuilder.doctor.rules_bnb",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Check:
+    """One smoke stage's result: what ran, how it ended, why, and what it saw."""
+
+    name: str
+    status: Status
+    detail: str
+    hint: str = ""
+    seconds: float = 0.0
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "detail": self.detail, "hint": self.hint,
+                "seconds": self.seconds, "evidence": dict(self.evidence)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """A diagnosis: the line that shows it (quoted), the cause, and the exact fix.
+
+    ``commands`` are argv lists ``doctor --fix`` may run (empty when the fix is manual, e.g. a shell variable).
+    """
+
+    rule: str
+    severity: Severity
+    seen: str
+    cause: str
+    fix: str
+    commands: tuple[tuple[str, ...], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "severity": self.severity, "seen": self.seen, "cause": self.cause,
+                "fix": self.fix, "commands": [list(c) for c in self.commands]}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Device:
+    index: int
+    name: str
+    cc: str
+    vram_bytes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evidence:
+    """What the light probe saw inside an environment (all optional: a failed import leaves gaps)."""
+
+    python_exe: str | None = None
+    python: str | None = None
+    system: str | None = None
+    machine: str | None = None
+    libc: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    packages: Mapping[str, str] = field(default_factory=dict)
+    torch: str | None = None
+    torch_cuda: str | None = None
+    arch_list: tuple[str, ...] = ()
+    devices: tuple[Device, ...] = ()
+    bnb: str | None = None
+    bnb_lib: str | None = None  # the file name bitsandbytes loaded, e.g. libbitsandbytes_cuda130.so
+    bnb_lib_path: str | None = None
+    bnb_shipped: tuple[str, ...] = ()
+    text: str = ""  # every error and stderr the stages produced: what log rules also read
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def platform(self) -> str:
+        """The matrix's platform key: linux-x86_64, windows-x86_64, ..."""
+        system = (self.system or "linux").lower()
+        machine = (self.machine or "x86_64").lower().replace("amd64", "x86_64").replace("arm64", "aarch64")
+        if system == "windows":
+            return "windows-arm64" if machine == "aarch64" else "windows-x86_64"
+        return f"linux-{machine}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """What a rule may read: the evidence (from an environment), the log text, the matrix, the env's python."""
+
+    matrix: Matrix
+    evidence: Evidence | None = None
+    log: str = ""
+    python: str | None = None  # the environment's interpreter, for `uv pip install --python` fixes
+    ours: bool = False  # the environment carries envbuilder's marker
+
+    @property
+    def text(self) -> str:
+        """Everything rules match text against: the pasted log plus errors the probe captured."""
+        return "\n".join(t for t in (self.log, self.evidence.text if self.evidence else "") if t)
+
+
+Rule = Callable[[Context], Iterable[Finding]]
+
+
+def load_rules(modules: Sequence[str] = RULE_MODULES) -> tuple[Rule, ...]:
+    """Every rule of every registered module, in order."""
+    rules: list[Rule] = []
+    for name in modules:
+        rules.extend(importlib.import_module(name).RULES)
+    return tuple(rules)
+
+
+def diagnose(ctx: Context, rules: Sequence[Rule] | None = None) -> tuple[Finding, ...]:
+    """Apply the rules; findings sorted FAIL, WARN, INFO, each rule's finding reported once."""
+    found: list[Finding] = []
+    seen: set[tuple[str, str]] = set()
+    for rule in rules if rules is not None else load_rules():
+        for f in rule(ctx):
+            if (f.rule, f.seen) not in seen:
+                seen.add((f.rule, f.seen))
+                found.append(f)
+    order = {"FAIL": 0, "WARN": 1, "INFO": 2}
+    return tuple(sorted(found, key=lambda f: order[f.severity]))
+
+
+def doctor_json(findings: Sequence[Finding], *, source: str, evidence: Evidence | None) -> dict[str, Any]:
+    """The versioned ``--json`` document."""
+    return {
+        "schema": DOCTOR_SCHEMA,
+        "source": source,
+        "ok": not any(f.severity == "FAIL" for f in findings),
+        "evidence": _evidence_json(evidence) if evidence else None,
+        "findings": [f.to_json() for f in findings],
+    }
+
+
+def _evidence_json(ev: Evidence) -> dict[str, Any]:
+    return {
+        "python": ev.python, "platform": ev.platform, "libc": ev.libc, "torch": ev.torch, "torch_cuda": ev.torch_cuda,
+        "arch_list": list(ev.arch_list), "devices": [{"index": d.index, "name": d.name, "cc": d.cc,
+                                                      "vram_bytes": d.vram_bytes} for d in ev.devices],
+        "bitsandbytes": ev.bnb, "bnb_library": ev.bnb_lib, "env": dict(ev.env), "packages": dict(ev.packages),
+    }

@@ -1,0 +1,68 @@
+"""Evidence from an environment: run the smoke script's light stages inside it, and read the result purely."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from envbuilder.doctor import Check, Device, Evidence
+
+LIGHT_TIMEOUT = 180.0
+
+
+def from_smoke_document(doc: Mapping[str, Any]) -> Evidence:
+    """Pure: the facts a smoke document (light or full) holds, as Evidence."""
+    checks = tuple(check_from_json(s) for s in doc.get("stages", []))
+    by = {c.name: c.evidence for c in checks}
+    interp, torch, cuda, bnb = by.get("interpreter", {}), by.get("torch", {}), by.get("cuda", {}), by.get("bnb_import", {})
+    lib = bnb.get("library") or {}
+    devices = tuple(
+        Device(index=int(d["index"]), name=str(d["name"]), cc=str(d["cc"]), vram_bytes=int(d["vram_bytes"]))
+        for d in cuda.get("devices", [])
+    )
+    texts = []
+    for c in checks:
+        texts += [str(c.evidence[k]) for k in ("error", "stderr") if c.evidence.get(k)]
+        texts += [str(lib[k]) for k in ("error_msg",) if c.name == "bnb_import" and lib.get(k)]
+        texts += _nested_errors(c.evidence)
+    return Evidence(
+        python_exe=interp.get("executable"), python=interp.get("python"), system=interp.get("system"),
+        machine=interp.get("machine"), libc=interp.get("libc"), env=dict(interp.get("env", {})),
+        packages=dict(interp.get("packages", {})), torch=torch.get("version"), torch_cuda=torch.get("cuda"),
+        arch_list=tuple(torch.get("arch_list", ())), devices=devices, bnb=bnb.get("version"),
+        bnb_lib=lib.get("name"), bnb_lib_path=lib.get("path"), bnb_shipped=tuple(bnb.get("shipped", ())),
+        text="\n".join(texts), checks=checks,
+    )
+
+
+def _nested_errors(evidence: Mapping[str, Any]) -> list[str]:
+    """Errors recorded per device / per mode by the heavy stages (``{"cuda:0": {"nf4": {"error": ...}}}``)."""
+    out: list[str] = []
+    for value in evidence.values():
+        if isinstance(value, Mapping):
+            if isinstance(value.get("error"), str):
+                out.append(value["error"])
+            out += _nested_errors(value)
+    return out
+
+
+def check_from_json(stage: Mapping[str, Any]) -> Check:
+    """One stage dict of the smoke document as a Check."""
+    status = stage.get("status")
+    return Check(
+        name=str(stage.get("name", "?")),
+        status=status if status in ("OK", "WARN", "FAIL", "SKIP") else "FAIL",
+        detail=str(stage.get("detail", "")),
+        hint=str(stage.get("hint", "")),
+        seconds=float(stage.get("seconds", 0.0)),
+        evidence=dict(stage.get("evidence", {})),
+    )
+
+
+def collect(python: Path, *, extra: Sequence[str] = ()) -> tuple[Evidence, dict[str, Any]]:
+    """Run the light probe inside ``python``'s environment; (evidence, the raw document)."""
+    from envbuilder.smoke import run_check_script
+
+    doc = run_check_script(python, ["--light", *extra], timeout=LIGHT_TIMEOUT)
+    return from_smoke_document(doc), doc
