@@ -82,11 +82,11 @@ def interpreter_for(python: str, *, required: bool = True) -> str:
     return found.path if found else ""
 
 
-def smoke_env(python: Path, *, quick: bool = False) -> SmokeOutcome:
+def smoke_env(python: Path, *, quick: bool = False, profile: str = "bnb") -> SmokeOutcome:
     """Run the smoke test inside the environment's own interpreter."""
     from envbuilder import smoke
 
-    report = smoke.run_smoke(python, quick=quick)
+    report = smoke.run_smoke(python, quick=quick, profile=profile)
     return SmokeOutcome(ok=report.ok, summary=report.summary(), record=report.record())
 
 

@@ -82,7 +82,7 @@ def test_list_run_remove(built: dict[str, Path], home: Path, capsys: pytest.Capt
     assert main(["list", "--home", str(home), "--json"]) == 0
     envs = {e["name"]: e for e in json.loads(capsys.readouterr().out)["envs"]}
     assert envs["cpu"]["smoke"] == "pass" and envs["cpu"]["profile"] == "cpu" and envs["cpu"]["size_bytes"] > 100_000_000
-    assert main(["run", "cpu", "--home", str(home), "--", "python", "-c", "import sys; sys.exit(7)"]) == 7
+    assert main(["run", "--home", str(home), "cpu", "--", "python", "-c", "import sys; sys.exit(7)"]) == 7
     main(["sync", str(built["lock"]), "--home", str(home), "--name", "doomed", "--no-smoke"])
     assert main(["remove", "doomed", "--home", str(home)]) == 0
     assert not (home / "envs" / "doomed").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import sys
 import time
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     steps.step(f"locking {name} -> {lock_path}")
     lock = builder.lock_plan(plan, name=name, settings=settings, out=lock_path, extra=extra, progress=steps.say)
     steps.step(f"building {dest}")
-    smoke = None if args.no_smoke else builder.smoke_env
+    smoke = None if args.no_smoke else functools.partial(builder.smoke_env, profile=plan.profile)
     outcome = _build(dest, interpreter, lock, settings, smoke, steps, force=args.force)
     if outcome is not None:
         builder.record_smoke(lock_path, outcome)

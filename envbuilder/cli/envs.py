@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("name")
     _home_option(p)
     p.set_defaults(handler=run_remove)
-    p = sub.add_parser("run", help="run a command inside an environment: envbuilder run NAME -- CMD ...")
+    p = sub.add_parser("run", help="run a command inside an environment: envbuilder run [--home DIR] NAME -- CMD ...")
     p.add_argument("name")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
     _home_option(p)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     dest = Path(args.path) if args.path else settings.env_path(name)
     interpreter = builder.interpreter_for(lock.python)
     progress = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
-    smoke = None if args.no_smoke else builder.smoke_env
+    smoke = None if args.no_smoke else functools.partial(builder.smoke_env, profile=lock.profile)
     outcome = venv.build(dest, interpreter=interpreter, lock=lock, settings=settings, smoke=smoke,
                          metadata={"interpreter": interpreter, "synced_from": str(lock_path.resolve())},
                          progress=progress, force=args.force)
