@@ -551,12 +551,13 @@ def _pick_quant(matrix: Matrix, target: Target, torch: _TorchCandidate) -> tuple
         label = f"{q.name} {q.version}"
         if q.platforms and target.platform not in q.platforms:
             rejected.append(Rejection(label, f"no support for {target.platform}"))
+        elif q.min_cc and any(_v(cc) < _v(q.min_cc) for cc in target.ccs):
+            # Before the torch/Python checks: no other torch fixes it, so this is the reason to report.
+            rejected.append(Rejection(label, f"its kernels need sm_{q.min_cc.replace('.', '')} or newer"))
         elif not _in(q.python, torch.python):
             rejected.append(Rejection(label, f"needs Python {q.python}"))
         elif not _in(q.torch, torch.release.version):
             rejected.append(Rejection(label, f"needs torch {q.torch}"))
-        elif q.min_cc and any(_v(cc) < _v(q.min_cc) for cc in target.ccs):
-            rejected.append(Rejection(label, f"its kernels need sm_{q.min_cc.replace('.', '')} or newer"))
         else:
             return q, rejected
     return None, rejected
@@ -623,7 +624,9 @@ def _option(matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandi
         quant, rej = _pick_quant(matrix, target, torch)
         rejected += rej
         if quant is None:
-            return None, [*rejected, Rejection(torch.label, f"no {target.profile} library works with it")]
+            # Say why, as for bitsandbytes: "its kernels need sm_75 or newer" is the answer a Pascal user needs.
+            detail = f" ({rej[0].candidate}: {rej[0].why})" if rej else ""
+            return None, [*rejected, Rejection(torch.label, f"no {target.profile} library works with it{detail}")]
         extra = dict(quant.requires)
     companion_names = [n for n in names if n not in {"torch", "bitsandbytes"} and any(c.name == n for c in matrix.companions)]
     companions, rej = _pick_companions(matrix, target, torch, bnb, companion_names, extra)
@@ -756,10 +759,20 @@ def _why_lower(best: _Option, other: _Option) -> str:
     return "a newer bitsandbytes or CUDA fits the chosen one"
 
 
+def _headline(why: str) -> str:
+    """A reason up to its first colon outside parentheses: the detail in "(bitsandbytes 0.47.0: ...)" stays."""
+    depth = 0
+    for i, ch in enumerate(why):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == ":" and depth == 0:
+            return why[:i]
+    return why
+
+
 def _no_plan_reasons(target: Target, rejected: list[Rejection]) -> tuple[str, ...]:
     counts: dict[str, int] = {}
     for r in rejected:
-        key = r.why.split(":")[0] if r.candidate.startswith("torch") else ""
+        key = _headline(r.why) if r.candidate.startswith("torch") else ""
         if key:
             counts[key] = counts.get(key, 0) + 1
     top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
