@@ -1,0 +1,474 @@
+"""envbuilder/resolve.py: plans across GPU generations x driver branches x OS x profile, the traps, and properties.
+
+The property tests re-check every plan with rules written again here, independently of the resolver.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from packaging.version import Version
+
+from envbuilder.matrix import Matrix, TorchBuild
+from envbuilder.resolve import NoPlan, Plan, Sources, resolve
+from envbuilder.target import Target, build_target, parse_gpus
+
+PYTORCH = "https://download.pytorch.org/whl"
+PYPI_ONLY = Sources(pytorch_index=None)  # as on these machines: the PyTorch index is out of reach
+WHEELHOUSE = Sources(pytorch_index=None, wheelhouse=("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",))
+
+
+def _target(matrix: Matrix, gpu: str, driver: str | None = None, **kw: object) -> Target:
+    gpus = parse_gpus(gpu, matrix)
+    if "python" in kw:
+        kw["pythons"] = (kw.pop("python"),)
+    return build_target(matrix, gpus=gpus, driver=driver, **kw)  # type: ignore[arg-type]
+
+
+def _plan(matrix: Matrix, gpu: str, driver: str | None = None, sources: Sources | None = None, **kw: object) -> Plan:
+    result = resolve(_target(matrix, gpu, driver, **kw), matrix, sources)
+    assert isinstance(result, Plan), result.reasons
+    check_plan(result, matrix, sources or Sources())
+    return result
+
+
+def _noplan(matrix: Matrix, gpu: str, driver: str | None = None, sources: Sources | None = None, **kw: object) -> NoPlan:
+    result = resolve(_target(matrix, gpu, driver, **kw), matrix, sources)
+    assert isinstance(result, NoPlan), [p.requirement for p in result.packages]
+    return result
+
+
+def _pins(plan: Plan) -> tuple[str, str, str, str | None]:
+    torch = plan.package("torch")
+    bnb = plan.package("bitsandbytes")
+    assert torch is not None
+    return torch.version, torch.index, bnb.version if bnb else "-", plan.bnb_library
+
+
+# --------------------------------------------------------------------------- the table
+
+CU126 = f"{PYTORCH}/cu126"
+CU118 = f"{PYTORCH}/cu118"
+CU128 = f"{PYTORCH}/cu128"
+CU132 = f"{PYTORCH}/cu132"
+
+# (gpu, driver, os) -> (torch version, index, bitsandbytes, library bitsandbytes loads). Profile bnb.
+TABLE = [
+    # Pascal: no SASS in any cu128+/cu13x build; cu126 by minor-version compatibility from 525 up.
+    ("GTX 1080 Ti", "470.82.01", "linux", ("2.5.1+cu118", CU118, "0.50.2", "libbitsandbytes_cuda118.so")),
+    ("GTX 1080 Ti", "525.147.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("GTX 1080 Ti", "535.104.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("GTX 1080 Ti", "580.95.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("GTX 1080 Ti", "590.44.01", "wsl2", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("GTX 1080 Ti", "470.82.01", "windows", ("2.7.1+cu118", CU118, "0.50.2", "libbitsandbytes_cuda118.dll")),
+    # Volta: never a cu13x build (no sm_70 SASS there), so never bitsandbytes' cu13x library.
+    ("V100", "535.104.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("V100", "580.95.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("V100", "590.44.01", "windows", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.dll")),
+    # Turing, Ampere, Ada: cu126 below 580, PyPI's cu130 default from 580 (Linux and WSL2).
+    ("T4", "525.147.05", "wsl2", ("2.5.1+cu118", CU118, "0.50.2", "libbitsandbytes_cuda118.so")),  # 527.41 floor
+    ("T4", "550.54.14", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("T4", "580.95.05", "linux", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
+    ("A10G", "560.35.03", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("RTX 3090", "590.44.01", "wsl2", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
+    ("RTX 4090", "550.54.14", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("RTX 4090", "570.86.10", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("RTX 4090", "575.57.08", "wsl2", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("RTX 4090", "580.95.05", "linux", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
+    # Windows has no PyPI CUDA torch: the index build that runs natively wins over minor-version compat.
+    ("RTX 4090", "580.95.05", "windows", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.dll")),
+    # Hopper: the H100 smoke test (Linux, Python 3.12) proves 2.11.0 from PyPI; elsewhere the newest wins.
+    ("H100", "580.95.05", "wsl2", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
+    ("H100", "535.104.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    # Blackwell GeForce: >= cu128 and a bitsandbytes with sm_120 kernels; its first driver is 570.
+    ("RTX 5090", "570.86.10", "linux", ("2.11.0+cu128", CU128, "0.50.2", "libbitsandbytes_cuda128.so")),
+    ("RTX 5090", "575.57.08", "windows", ("2.11.0+cu128", CU128, "0.50.2", "libbitsandbytes_cuda128.dll")),
+    ("RTX 5090", "580.95.05", "linux", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
+    ("RTX 5090", "590.44.01", "windows", ("2.14.1+cu132", CU132, "0.50.2", "libbitsandbytes_cuda132.dll")),
+]
+
+
+@pytest.mark.parametrize(("gpu", "driver", "os", "expected"), TABLE, ids=[f"{g}-{d}-{o}" for g, d, o, _ in TABLE])
+def test_bnb_plans_across_generations_drivers_and_os(matrix: Matrix, gpu: str, driver: str, os: str, expected: object) -> None:
+    plan = _plan(matrix, gpu, driver, os=os)
+    assert _pins(plan) == expected
+    assert plan.profile == "bnb"
+    assert [p.name for p in plan.packages] == ["torch", "bitsandbytes", "transformers", "accelerate", "peft"]
+
+
+@pytest.mark.parametrize(
+    ("gpu", "driver"),
+    [("sm_120", "470.82.01"), ("sm_120", "525.147.05"), ("RTX 5090", "535.104.05"), ("RTX 5090", "560.35.03")],
+)
+def test_blackwell_on_a_driver_older_than_the_gpu_has_no_plan(matrix: Matrix, gpu: str, driver: str) -> None:
+    result = _noplan(matrix, gpu, driver)
+    assert result.reasons[1].endswith(f"fail on: driver {driver} predates sm_120 (its first driver is 570.26, with CUDA 12.8)")
+    assert result.nearest == ("with a driver >= 580.65.06: torch==2.14.1, bitsandbytes==0.50.2 (CUDA 13.0)",)
+
+
+# --------------------------------------------------------------------------- the traps
+
+
+def _why(result: Plan | NoPlan, candidate: str) -> str:
+    hits = [r.why for r in result.rejected if r.candidate == candidate]
+    assert hits, f"{candidate} not among the rejected"
+    return hits[0]
+
+
+def test_gtx_1080_ti_on_535_never_gets_cu128_and_is_told_why(matrix: Matrix) -> None:
+    plan = _plan(matrix, "GTX 1080 Ti", "535.104.05", python="3.12")
+    assert plan.variant == "cu126"
+    assert _why(plan, "torch 2.11.0+cu128") == "no SASS for sm_61 (lowest is sm_75)"
+    assert _why(plan, "torch 2.10.0+cu128") == "no SASS for sm_61 (lowest is sm_70)"
+
+
+def test_rtx_5090_needs_cu128_and_bnb_with_sm_120_kernels(matrix: Matrix) -> None:
+    plan = _plan(matrix, "RTX 5090", "570.86.10", python="3.12")
+    assert Version(plan.cuda or "0") >= Version("12.8")
+    assert "sm_120 SASS present" in plan.reasons[3]
+    # Pinning a bitsandbytes whose cu128 library predates Blackwell support is refused with the reason.
+    old = _noplan(matrix, "RTX 5090", "570.86.10", python="3.12", bnb="0.45.2")
+    assert _why(old, "torch 2.11.0+cu128") == (
+        "no bitsandbytes release works with it (bitsandbytes 0.45.2: torch 2.11.0+cu128 makes it load "
+        "libbitsandbytes_cuda128.so, which it does not ship: it falls back to the CPU silently)"
+    )
+
+
+def test_535_never_gets_cuda_13_and_says_the_floor(matrix: Matrix) -> None:
+    plan = _plan(matrix, "sm_89", "535.104.05", python="3.12")
+    assert plan.cuda is not None and Version(plan.cuda).major == 12
+    assert _why(plan, "torch 2.14.1+cu130") == "driver 535.104.05 < 580.65.06, the minimum for CUDA 13.x builds"
+    assert _why(plan, "torch 2.14.1+cu132") == (
+        "driver 535.104.05 < 580.65.06, the minor-version-compatibility floor for CUDA 13.x"
+    )
+
+
+def test_v100_never_gets_bnb_cu13x_library(matrix: Matrix) -> None:
+    for driver in ("580.95.05", "590.44.01"):
+        plan = _plan(matrix, "V100", driver)
+        assert plan.bnb_library is not None and "cuda13" not in plan.bnb_library
+        assert _why(plan, "torch 2.14.1+cu130").startswith("no SASS for sm_70 (lowest is sm_75")
+
+
+def test_bnb_047_with_a_cu130_torch_is_rejected_with_its_reason(matrix: Matrix) -> None:
+    result = _noplan(matrix, "sm_90", "580.95.05", python="3.12", torch="2.11.0", bnb="0.47.0", sources=PYPI_ONLY)
+    assert _why(result, "torch 2.11.0+cu130") == (
+        "no bitsandbytes release works with it (bitsandbytes 0.47.0: torch 2.11.0+cu130 makes it load "
+        "libbitsandbytes_cuda130.so, which it does not ship: it fails at the first native call)"
+    )
+    # With the PyTorch index a cu12x build of the same torch works with it.
+    plan = _plan(matrix, "sm_90", "580.95.05", python="3.12", torch="2.11.0", bnb="0.47.0")
+    assert plan.cuda is not None and Version(plan.cuda).major == 12
+
+
+def test_old_bnb_with_no_exact_library_falls_back_to_cpu_and_is_rejected(matrix: Matrix) -> None:
+    result = _noplan(matrix, "sm_89", "580.95.05", python="3.12", torch="2.11.0", bnb="0.44.1", sources=PYPI_ONLY)
+    assert _why(result, "torch 2.11.0+cu130") == (
+        "no bitsandbytes release works with it (bitsandbytes 0.44.1: torch 2.11.0+cu130 makes it load "
+        "libbitsandbytes_cuda130.so, which it does not ship: it falls back to the CPU silently)"
+    )
+
+
+def test_bnb_050_loads_the_nearest_lower_library_of_the_same_major(matrix: Matrix) -> None:
+    plan = _plan(matrix, "sm_89", "575.57.08", python="3.12", torch="2.10.0", bnb="0.50.2")
+    assert plan.variant == "cu128"
+    assert plan.bnb_library == "libbitsandbytes_cuda128.so"
+    cu129 = _plan(matrix, "sm_89", "575.57.08", python="3.12", torch="2.10.0+cu129".split("+")[0], bnb="0.50.2")
+    assert cu129.bnb_library in {"libbitsandbytes_cuda128.so", "libbitsandbytes_cuda126.so"}
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def test_pypi_only_plans_use_pypi_defaults(matrix: Matrix) -> None:
+    plan = _plan(matrix, "sm_89", "550.54.14", sources=PYPI_ONLY, python="3.12")
+    assert _pins(plan) == ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")
+    assert plan.extra_indexes == ()
+    assert _why(plan, "torch 2.14.1+cu126").startswith("not served by the configured sources")
+
+
+def test_cpu_profile_takes_torch_from_the_wheelhouse(matrix: Matrix) -> None:
+    plan = _plan(matrix, "cpu", python="3.11", sources=WHEELHOUSE)
+    assert _pins(plan) == ("2.13.0+cpu", "wheelhouse", "0.50.2", "libbitsandbytes_cpu.so")
+    assert plan.cuda is None
+
+
+@pytest.mark.xfail(
+    reason="resolver bug, reported to the lead: the cpu profile only considers cpu builds, so with PyPI alone "
+    "(no PyTorch index, no wheelhouse) there is no plan, although PyPI's CUDA torch runs on the CPU and "
+    "resolve._warnings already has the warning for exactly that case (dead code today)",
+    strict=True,
+)
+def test_cpu_profile_without_wheelhouse_falls_back_to_pypi_cuda_build_with_a_warning(matrix: Matrix) -> None:
+    plan = _plan(matrix, "cpu", python="3.12", sources=PYPI_ONLY)
+    assert plan.package("torch") is not None and plan.package("torch").index == "pypi"  # type: ignore[union-attr]
+    assert any("also runs on the CPU" in w for w in plan.warnings)
+
+
+def test_blackwell_with_pypi_only_and_an_old_driver_has_nearest_alternatives(matrix: Matrix) -> None:
+    result = _noplan(matrix, "sm_120", "535.104.05", sources=PYPI_ONLY)
+    assert result.nearest[0].startswith("with a driver >= 580.65.06: torch==2.14.1")
+
+
+def test_pascal_on_470_with_new_torch_pin_explains_and_offers_alternatives(matrix: Matrix) -> None:
+    result = _noplan(matrix, "sm_61", "470.82.01", torch=">=2.9")
+    assert result.reasons[1] == (
+        "59 candidate(s) fail on: driver 470.82.01 < 525.60.13, the minor-version-compatibility floor for CUDA 12.x"
+    )
+    assert result.nearest == (
+        "with a driver >= 525.60.13: torch==2.14.1+cu126, bitsandbytes==0.50.2 (CUDA 12.6)",
+        "without the --torch/--bnb pins: torch==2.5.1+cu118, bitsandbytes==0.50.2",
+    )
+
+
+def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
+    plan = _plan(matrix, "NVIDIA H100 80GB HBM3", "580.159.04", python="3.12", sources=PYPI_ONLY)
+    assert _pins(plan) == ("2.11.0", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")
+    assert plan.proven and plan.proven[0].gpu == "NVIDIA H100 80GB HBM3"
+    assert _why(plan, "torch 2.14.1+cu130") == "works, but ranked lower: the chosen one is proven on a real GPU"
+    # The same run proves nothing for another Python or another OS.
+    assert not _plan(matrix, "H100", "580.159.04", python="3.11").proven
+    assert not _plan(matrix, "H100", "580.159.04", python="3.12", os="windows").proven
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+@pytest.mark.parametrize(
+    ("gpu", "driver", "profile", "packages"),
+    [
+        ("sm_89", "580.95.05", "gptq", {"torch": "2.14.1", "gptqmodel": "7.7.0", "transformers": "5.24.0", "accelerate": "1.15.0"}),
+        ("sm_89", "580.95.05", "awq", {"torch": "2.14.1", "llmcompressor": "0.14.0.1", "compressed-tensors": "0.20.1", "transformers": "5.20.2", "accelerate": "1.15.0"}),
+        ("sm_89", "550.54.14", "gptq", {"torch": "2.14.1+cu126", "gptqmodel": "7.7.0", "transformers": "5.24.0", "accelerate": "1.15.0"}),
+    ],
+)
+def test_quant_profiles(matrix: Matrix, gpu: str, driver: str, profile: str, packages: dict[str, str]) -> None:
+    plan = _plan(matrix, gpu, driver, profile=profile, python="3.12")
+    assert {p.name: p.version for p in plan.packages} == packages
+    assert plan.package("bitsandbytes") is None
+
+
+def test_gptq_refused_below_turing(matrix: Matrix) -> None:
+    result = _noplan(matrix, "GTX 1080 Ti", "550.54.14", profile="gptq", python="3.12")
+    assert result.reasons[1] == (
+        "23 candidate(s) fail on: no gptq library works with it (gptqmodel 7.7.0: its kernels need sm_75 or newer)"
+    )
+
+
+def test_cpu_profile_has_no_cuda(matrix: Matrix) -> None:
+    plan = _plan(matrix, "sm_89", profile="cpu", python="3.12")
+    assert plan.cuda is None and plan.variant == "cpu"
+    assert plan.bnb_library == "libbitsandbytes_cpu.so"
+
+
+def test_comma_list_gets_one_plan_that_serves_all(matrix: Matrix) -> None:
+    plan = _plan(matrix, "sm_75,sm_89", "580.95.05", python="3.12")
+    assert _pins(plan) == ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")
+    # Pascal needs cu126 (no sm_61 SASS in cu128+), Blackwell needs sm_120 SASS (not in cu126): nothing serves both.
+    _noplan(matrix, "sm_61,sm_120", "580.95.05", python="3.12")
+
+
+def test_json_contract(matrix: Matrix) -> None:
+    doc = _plan(matrix, "sm_120", "570.86.10", python="3.12").to_json()
+    assert doc["schema"] == "envbuilder.plan/1"
+    assert (doc["profile"], doc["python"], doc["cuda"]) == ("bnb", "3.12", "12.8")
+    assert doc["packages"][0] == {"name": "torch", "version": "2.11.0+cu128", "index": CU128, "confirmed": True}
+    assert all(isinstance(r, str) for r in doc["reasons"])
+    assert all(set(r) == {"candidate", "why"} for r in doc["rejected"])
+    cpu = _plan(matrix, "cpu", python="3.11", sources=WHEELHOUSE).to_json()
+    assert cpu["cuda"] is None
+    none = _noplan(matrix, "sm_120", "535.104.05").to_json()
+    assert (none["schema"], none["ok"], none["cuda"], none["packages"]) == ("envbuilder.plan/1", False, None, [])
+    assert none["nearest"] and none["rejected"]
+
+
+# --------------------------------------------------------------------------- the independent checker
+
+
+def _sass_runs(sass: tuple[str, ...], ptx: str | None, cc: str, *, jit_ok: bool) -> bool:
+    """NVIDIA's rule, written again: SASS X.y runs on X.z for z >= y; PTX JITs onto any newer GPU."""
+    gpu = Version(cc)
+    same = any(Version(s).major == gpu.major and Version(s).minor <= gpu.minor for s in sass)
+    return same or (jit_ok and ptx is not None and Version(ptx) <= gpu)
+
+
+def _loaded_library(loader: str, libs: tuple[str, ...], cuda: str) -> str | None:
+    if cuda in libs:
+        return cuda
+    if loader != "nearest-same-major":
+        return None
+    same = sorted((Version(c), c) for c in libs if Version(c).major == Version(cuda).major)
+    lower = [c for v, c in same if v <= Version(cuda)]
+    return lower[-1] if lower else (same[0][1] if same else None)
+
+
+def _build_of(plan: Plan, matrix: Matrix) -> TorchBuild:
+    release = matrix.torch_release(plan.package("torch").version)  # type: ignore[union-attr]
+    assert release is not None
+    builds = [b for b in matrix.builds_of(release) if b.variant == plan.variant and plan.target.platform in b.platforms]
+    assert len(builds) == 1, builds
+    return builds[0]
+
+
+def _driver_ok(plan: Plan, matrix: Matrix, cuda: str) -> tuple[bool, bool]:
+    """(driver runs it, natively) by NVIDIA's tables, written again."""
+    target = plan.target
+    if target.driver is None:
+        return True, True
+    windows = target.os != "linux"
+    driver = Version(target.driver)
+    toolkit = next(t for t in matrix.toolkits if t.cuda == cuda)
+    native = toolkit.windows if windows else toolkit.linux
+    if native is not None and driver >= Version(native):
+        return True, True
+    mvc = next(m for m in matrix.minor_compat if m.major == Version(cuda).major)
+    floor = (mvc.windows if windows else mvc.linux) or mvc.linux.split(".")[0]
+    return driver >= Version(floor), False
+
+
+def check_plan(plan: Plan, matrix: Matrix, sources: Sources) -> None:
+    """Every hard constraint, checked again from the facts."""
+    target = plan.target
+    torch = plan.package("torch")
+    assert torch is not None
+    release = matrix.torch_release(torch.version)
+    assert release is not None
+    build = _build_of(plan, matrix)
+    assert plan.cuda == build.cuda
+    # Python and platform.
+    assert release.python.contains(plan.python)
+    assert target.platform in build.platforms
+    assert plan.python in target.pythons
+    # Where torch comes from must be served by the sources.
+    if torch.index == "pypi":
+        assert release.pypi.get(target.platform) == build.variant and "+" not in torch.version
+    elif torch.index == "wheelhouse":
+        assert any(f.startswith(f"torch-{torch.version}-") for f in sources.wheelhouse)
+    else:
+        assert sources.pytorch_index is not None and torch.index == f"{sources.pytorch_index}/{build.variant}"
+        assert torch.version == f"{release.version}+{build.variant}"
+    # Driver, GPU-driver floor, and SASS/PTX of torch.
+    native = True
+    if build.cuda is not None:
+        ok, native = _driver_ok(plan, matrix, build.cuda)
+        assert ok or target.forward_compat
+        for cc in target.ccs:
+            arch = matrix.arch(cc)
+            first = next((t for t in matrix.toolkits if arch and t.cuda == arch.first_cuda), None)
+            if target.driver and first is not None:
+                assert Version(target.driver) >= Version((first.windows if target.os != "linux" else first.linux) or "0")
+            assert _sass_runs(build.sass, build.ptx, cc, jit_ok=native)
+    else:
+        assert target.profile == "cpu"
+    # The profile's packages, and nothing it forbids.
+    profile = matrix.profile(target.profile)
+    assert profile is not None
+    names = {p.name for p in plan.packages}
+    pins = {(p.name, p.version) for p in plan.packages}
+    quant = [q for q in matrix.quant if q.profile == target.profile and (q.name, q.version) in pins]
+    assert set(profile.packages) - {"gptqmodel", "llmcompressor"} <= names
+    assert not names & set(profile.forbidden)
+    # bitsandbytes: python, torch, platform, and the library its loader picks covers every GPU.
+    bnb_pkg = plan.package("bitsandbytes")
+    if bnb_pkg is not None:
+        bnb = matrix.bnb_release(bnb_pkg.version)
+        assert bnb is not None
+        assert bnb.python.contains(plan.python) and target.platform in bnb.platforms
+        assert bnb.torch.contains(release.version, prereleases=True)
+        if build.cuda is None:
+            assert bnb.cpu == "full" and plan.bnb_library is not None and "cpu" in plan.bnb_library
+        else:
+            lib = _loaded_library(bnb.loader, bnb.cuda_libs, build.cuda)
+            assert lib is not None
+            assert plan.bnb_library is not None and plan.bnb_library.startswith(f"libbitsandbytes_cuda{lib.replace('.', '')}.")
+            rows = [
+                r for r in matrix.bnb_sass
+                if r.platform == target.platform and r.bnb.contains(bnb.version) and r.cuda.contains(lib)
+            ]
+            assert rows
+            assert all(_sass_runs(rows[0].sass, rows[0].ptx, cc, jit_ok=True) for cc in target.ccs)
+    # Companions: python, torch, profile, and their bitsandbytes minimum (transformers 5 needs >= 0.46.1).
+    for pkg in plan.packages:
+        row = next((c for c in matrix.companions if c.name == pkg.name and c.version == pkg.version), None)
+        if row is None:
+            continue
+        assert row.python.contains(plan.python)
+        assert row.torch is None or row.torch.contains(release.version)
+        assert not row.profiles or target.profile in row.profiles
+        need = row.requires.get("bitsandbytes")
+        if need is not None and bnb_pkg is not None:
+            assert need.contains(bnb_pkg.version)
+        for q in quant:
+            if pkg.name in q.requires:
+                assert q.requires[pkg.name].contains(pkg.version)
+    for q in quant:
+        assert q.python.contains(plan.python) and (q.torch is None or q.torch.contains(release.version))
+        assert not q.min_cc or all(Version(cc) >= Version(q.min_cc) for cc in target.ccs)
+    # Pins the user gave.
+    if target.torch_spec is not None:
+        assert target.torch_spec.contains(release.version)
+    if target.bnb_spec is not None and bnb_pkg is not None:
+        assert target.bnb_spec.contains(bnb_pkg.version)
+
+
+# --------------------------------------------------------------------------- properties
+
+CCS = ["5.0", "5.2", "6.0", "6.1", "7.0", "7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "10.3", "12.0", "12.1"]
+DRIVERS = st.one_of(
+    st.none(),
+    st.builds(
+        lambda major, minor, patch: f"{major}.{minor}.{patch:02d}",
+        st.sampled_from([450, 470, 515, 520, 525, 527, 530, 535, 545, 550, 555, 560, 565, 570, 575, 576, 580, 590, 595, 610]),
+        st.integers(0, 200),
+        st.integers(0, 99),
+    ),
+)
+SOURCES = st.sampled_from([Sources(), PYPI_ONLY, WHEELHOUSE, Sources(pypi=True, pytorch_index="https://mirror.example/whl")])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ccs=st.lists(st.sampled_from(CCS), min_size=0, max_size=2, unique=True),
+    driver=DRIVERS,
+    os=st.sampled_from(["linux", "wsl2", "windows"]),
+    python=st.sampled_from([None, "3.10", "3.11", "3.12", "3.13"]),
+    profile=st.sampled_from(["bnb", "cpu", "gptq", "awq"]),
+    torch=st.sampled_from([None, ">=2.9", "<2.8", "2.11.0", "==2.14.*"]),
+    bnb=st.sampled_from([None, "0.47.0", ">=0.49", "0.45.5"]),
+    forward_compat=st.booleans(),
+    sources=SOURCES,
+)
+def test_every_plan_satisfies_every_constraint(
+    matrix: Matrix,
+    ccs: list[str],
+    driver: str | None,
+    os: str,
+    python: str | None,
+    profile: str,
+    torch: str | None,
+    bnb: str | None,
+    forward_compat: bool,
+    sources: Sources,
+) -> None:
+    from envbuilder.target import Gpu
+
+    if not ccs:
+        profile = "cpu"
+    target = build_target(
+        matrix,
+        gpus=tuple(Gpu(cc) for cc in ccs),
+        driver=driver,
+        os=os,
+        pythons=(python,) if python else ("3.12", "3.11", "3.13", "3.10"),
+        profile=profile,
+        torch=torch,
+        bnb=bnb,
+        forward_compat=forward_compat,
+    )
+    result = resolve(target, matrix, sources)
+    if isinstance(result, Plan):
+        check_plan(result, matrix, sources)
+    else:
+        assert result.reasons[0].startswith("no combination of torch, bitsandbytes and companions works for ")
+        assert result.rejected
