@@ -110,13 +110,22 @@ def _toml_load(path: Path) -> dict[str, Any]:
 
 
 def matrix_rows(dirs: Sequence[Path], filename: str, table: str) -> list[Row]:
-    """The rows of ``table`` across the matrix directories, in order (a later directory's file adds rows)."""
+    """The rows of ``table`` across the matrix directories, overlaid as the loader does: a later directory's
+    row replaces an earlier one with the same key, and other rows are added."""
+    from envbuilder.matrix import _KEYS  # noqa: PLC0415  # the loader's overlay keys, so both agree
+
+    keyfn = _KEYS.get(table)
     rows: list[Row] = []
     for directory in dirs:
         path = Path(directory) / filename
-        if path.is_file():
-            items = _toml_load(path).get(table) or []
-            rows += [Row(path, table, i, item) for i, item in enumerate(items) if isinstance(item, dict)]
+        if not path.is_file():
+            continue
+        items = _toml_load(path).get(table) or []
+        new = [Row(path, table, i, item) for i, item in enumerate(items) if isinstance(item, dict)]
+        if keyfn is not None:
+            replaced = {repr(keyfn(r.data)) for r in new}
+            rows = [r for r in rows if repr(keyfn(r.data)) not in replaced]
+        rows += new
     return rows
 
 
@@ -298,7 +307,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     from packaging.utils import canonicalize_name  # noqa: PLC0415
 
     name, sep, version = spec.strip().partition("==")
-    if not name.strip() or (sep and not version.strip()) or any(c in name for c in "<>=!~ ;[@"):
+    if not name.strip() or (sep and not version.strip()) or any(c in name.strip() for c in "<>=!~ ;[@"):
         msg = f"{spec!r}: expected PACKAGE or PACKAGE==VERSION"
         raise TargetError(msg, hint="e.g. `envbuilder matrix audit bitsandbytes==0.50.2`")
     return canonicalize_name(name.strip()), (version.strip() or None)
@@ -622,7 +631,8 @@ def refresh(matrix_dirs: Sequence[Path], *, json: bool, update: bool = False) ->
     for package, (filename, table, row_name) in TRACKED.items():
         rows = matrix_rows(dirs, filename, table)
         known = _max_version(rows, row_name)
-        newer = newer_releases(known, pypi.releases(package))
+        # A package the matrix does not know yet gets no proposals: its whole history is not news.
+        newer = newer_releases(known, pypi.releases(package)) if known else []
         template = next((r.data for r in reversed(rows) if str(r.data.get("version")) == known), None)
         proposals: list[dict[str, Any]] = []
         for version in newer:
