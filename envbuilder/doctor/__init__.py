@@ -20,6 +20,7 @@ SMOKE_SCHEMA = "envbuilder.smoke/1"
 DOCTOR_SCHEMA = "envbuilder.doctor/1"
 RULE_MODULES: tuple[str, ...] = (
     "envbuilder.doctor.rules_bnb",
+    "envbuilder.doctor.rules_windows",
 )
 
 
