@@ -1,0 +1,491 @@
+"""The smoke test that runs INSIDE the environment under test; prints one JSON document on stdout.
+
+Standalone on purpose: only the standard library and the environment's own packages (torch, bitsandbytes,
+transformers, ...), never envbuilder, so it can be copied to any host and run as
+``python check.py --json [--quick] [--light] [--profile bnb|gptq|awq|cpu]``.
+
+Every stage returns a dict ``{name, status, detail, hint, seconds, evidence}`` with status OK, WARN, FAIL or
+SKIP; a stage whose prerequisite failed is SKIPped with the reason. Anything the environment prints (C
+libraries included) goes to stderr, so stdout carries the JSON document alone.
+
+Bounds (stated here, checked below; observed on CPU with torch 2.13 + bitsandbytes 0.50.2 in brackets):
+  4-bit round trip of N(0,1) data, mean |x - dq(q(x))|:  nf4 <= 0.15 [0.075], fp4 <= 0.20 [0.10]
+  Linear4bit / Linear8bitLt vs fp32 nn.Linear, max |dy| / max |y|: 4-bit <= 0.25 [0.13], 8-bit <= 0.10 [0.005]
+  tiny Llama logits vs fp32, max |d logits|: nf4 <= 0.5 [0.09], fp4 <= 0.5 [0.10], 8-bit <= 0.1 [0.01]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+SCHEMA = "envbuilder.smoke/1"
+BOUND_RT = {"nf4": 0.15, "fp4": 0.20}
+BOUND_LINEAR = {"Linear4bit": 0.25, "Linear8bitLt": 0.10}
+BOUND_LLAMA = {"nf4": 0.5, "fp4": 0.5, "8bit": 0.1}
+PACKAGES = (
+    "torch", "bitsandbytes", "transformers", "accelerate", "peft", "triton", "numpy", "safetensors",
+    "auto-gptq", "auto_gptq", "autoawq", "autoawq-kernels", "gptqmodel", "optimum", "llmcompressor",
+    "compressed-tensors", "kernels", "bitsandbytes-windows", "exllamav2",
+)
+ENV_VARS = (
+    "BNB_CUDA_VERSION", "BNB_ROCM_VERSION", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "CUDA_HOME",
+    "HF_HUB_OFFLINE", "PYTORCH_CUDA_ALLOC_CONF",
+)
+Stage = dict[str, Any]
+State = dict[str, Any]  # what earlier stages learnt (modules, devices), read by later ones
+
+
+def _stage(name: str, status: str, detail: str, hint: str = "", **evidence: Any) -> Stage:
+    return {"name": name, "status": status, "detail": detail, "hint": hint, "seconds": 0.0, "evidence": evidence}
+
+
+def _error_text(exc: BaseException) -> str:
+    """The exception's last line plus a short traceback tail: what the doctor matches against."""
+    tail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
+    return tail[-4000:]
+
+
+def _run_stage(name: str, fn: Callable[[State], Stage], state: State) -> Stage:
+    """Run one stage; an unexpected exception becomes a FAIL carrying its text, never a crash."""
+    start = time.perf_counter()
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            result = fn(state)
+    except Exception as exc:  # noqa: BLE001 - a smoke stage must report every failure as data
+        last = (str(exc).strip().splitlines() or [""])[-1][:300]
+        result = _stage(name, "FAIL", f"{type(exc).__name__}: {last}", error=_error_text(exc))
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    text = captured.getvalue()
+    if text.strip():
+        result["evidence"]["stderr"] = text[-4000:]
+        sys.stderr.write(text)
+    state.setdefault("failed", set())
+    if result["status"] == "FAIL":
+        state["failed"].add(name)
+    return result
+
+
+def _skip_if(state: State, *needs: str) -> Stage | None:
+    for need in needs:
+        if need in state.get("failed", set()) or need in state.get("skipped", set()):
+            return _stage("", "SKIP", f"skipped: stage '{need}' did not pass")
+    return None
+
+
+# --------------------------------------------------------------------------- light stages
+
+
+def stage_interpreter(state: State) -> Stage:
+    """Interpreter, platform, glibc, selected environment variables and installed package versions."""
+    from importlib import metadata
+
+    packages: dict[str, str] = {}
+    for name in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            packages[name] = metadata.version(name)
+    libc, libc_version = platform.libc_ver()
+    env = {k: os.environ[k] for k in ENV_VARS if k in os.environ}
+    return _stage(
+        "interpreter", "OK", f"Python {platform.python_version()} on {platform.system()} {platform.machine()}",
+        python=platform.python_version(), executable=sys.executable, prefix=sys.prefix, system=platform.system(),
+        machine=platform.machine(), libc=f"{libc}-{libc_version}" if libc else None, env=env, packages=packages,
+    )
+
+
+def stage_torch(state: State) -> Stage:
+    """Import torch and record its build: version, CUDA (or HIP), and the SASS/PTX targets it carries."""
+    import torch
+
+    state["torch"] = torch
+    arch = list(torch.cuda.get_arch_list()) if torch.version.cuda else []
+    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else ("ROCm" if torch.version.hip else "CPU")
+    return _stage(
+        "torch", "OK", f"torch {torch.__version__} ({build} build)",
+        version=torch.__version__, cuda=torch.version.cuda, hip=torch.version.hip, arch_list=arch,
+    )
+
+
+def stage_cuda(state: State) -> Stage:
+    """Every visible GPU: name, compute capability, VRAM."""
+    torch = state["torch"]
+    if not torch.version.cuda:
+        state["devices"] = []
+        return _stage("cuda", "SKIP", "no GPU check: torch is a CPU build", available=False, devices=[])
+    if not torch.cuda.is_available():
+        state["devices"] = []
+        return _stage("cuda", "SKIP", f"torch is a CUDA {torch.version.cuda} build but sees no GPU",
+                      "check the driver (nvidia-smi) and CUDA_VISIBLE_DEVICES", available=False, devices=[])
+    devices = []
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        devices.append({"index": i, "name": props.name, "cc": f"{props.major}.{props.minor}",
+                        "vram_bytes": int(props.total_memory)})
+    state["devices"] = devices
+    names = ", ".join(f"cuda:{d['index']} {d['name']} (sm_{d['cc'].replace('.', '')}, "
+                      f"{d['vram_bytes'] / 2**30:.1f} GiB)" for d in devices)
+    return _stage("cuda", "OK", names, available=True, devices=devices,
+                  driver_cuda=_driver_cuda(torch))
+
+
+def _driver_cuda(torch: Any) -> str | None:
+    with contextlib.suppress(Exception):
+        v = torch._C._cuda_getDriverVersion()  # noqa: SLF001 - the only way torch exposes the driver's CUDA
+        return f"{v // 1000}.{(v % 1000) // 10}"
+    return None
+
+
+def sass_for(arch_list: list[str], cc: str) -> tuple[str | None, str | None]:
+    """(the sm_XY SASS that runs on ``cc``, the compute_XY PTX that can be JIT-compiled for it).
+
+    NVIDIA: SASS for X.y runs on X.z with z >= y (same major); PTX for X.y JIT-compiles on any cc >= X.y.
+    """
+    major, minor = (int(p) for p in cc.split("."))
+    sass, ptx = None, None
+    for entry in arch_list:
+        m = re.fullmatch(r"(sm|compute)_(\d+)(\d)[a-z]?", entry)
+        if not m:
+            continue
+        emaj, emin = int(m.group(2)), int(m.group(3))
+        if m.group(1) == "sm" and emaj == major and emin <= minor:
+            sass = entry if sass is None or entry > sass else sass
+        elif m.group(1) == "compute" and (emaj, emin) <= (major, minor):
+            ptx = entry
+    return sass, ptx
+
+
+def stage_torch_arch(state: State) -> Stage:
+    """Each GPU covered by torch's SASS (OK), only by its PTX (WARN: JIT, slow first start), or not (FAIL)."""
+    skip = _skip_if(state, "cuda")
+    if skip or not state.get("devices"):
+        return _stage("torch_arch", "SKIP", "no GPU to check against torch's arch list")
+    arch = state["torch"].cuda.get_arch_list()
+    status, notes, cover = "OK", [], {}
+    for d in state["devices"]:
+        sass, ptx = sass_for(arch, d["cc"])
+        cover[str(d["index"])] = {"sass": sass, "ptx": ptx}
+        sm = "sm_" + d["cc"].replace(".", "")
+        if sass:
+            notes.append(f"cuda:{d['index']} {sm} runs {sass}")
+        elif ptx:
+            status = "WARN" if status == "OK" else status
+            notes.append(f"cuda:{d['index']} {sm} only through PTX {ptx} (JIT)")
+        else:
+            status = "FAIL"
+            notes.append(f"cuda:{d['index']} {sm} is not in torch's arch list {' '.join(arch)}")
+    hint = "install a torch build whose CUDA variant carries this GPU's SASS" if status != "OK" else ""
+    return _stage("torch_arch", status, "; ".join(notes), hint, arch_list=list(arch), coverage=cover)
+
+
+def _bnb_library(cext: Any) -> dict[str, Any]:
+    """Which native library bitsandbytes loaded: ``cextension.lib._lib._name`` (0.43+), else /proc/self/maps."""
+    lib = getattr(cext, "lib", None)
+    info: dict[str, Any] = {"wrapper": type(lib).__name__ if lib is not None else None, "path": None}
+    inner = getattr(lib, "_lib", None)
+    if inner is not None and getattr(inner, "_name", None):
+        info["path"] = str(inner._name)  # noqa: SLF001 - the loaded CDLL's own path
+    attrs = getattr(lib, "__dict__", {})  # 0.46+: ErrorHandlerMockBNBNativeLibrary keeps why it failed
+    for attr in ("error_msg", "formatted_error"):
+        if attrs.get(attr):
+            info[attr] = str(attrs[attr])[-3000:]
+    if info["path"] is None:
+        with contextlib.suppress(OSError), open("/proc/self/maps", encoding="utf-8") as maps:
+            found = sorted(set(re.findall(r"\S*libbitsandbytes_\w+\.(?:so|dll|dylib)", maps.read())))
+            info["path"] = found[0] if found else None
+    name = os.path.basename(info["path"]) if info["path"] else None
+    info["name"] = name
+    m = re.match(r"libbitsandbytes_(cuda|rocm|xpu|cpu|mps)(\d*)", name or "")
+    info["kind"] = m.group(1) if m else None
+    info["lib_cuda"] = f"{m.group(2)[:-1]}.{m.group(2)[-1]}" if m and m.group(1) == "cuda" and m.group(2) else None
+    return info
+
+
+def stage_bnb_import(state: State) -> Stage:
+    """Import bitsandbytes; record its version and which native library it loaded (or why none)."""
+    skip = _skip_if(state, "torch")
+    if skip:
+        return {**skip, "name": "bnb_import"}
+    import bitsandbytes
+    import bitsandbytes.cextension as cext
+
+    state["bnb"] = bitsandbytes
+    lib = _bnb_library(cext)
+    package_dir = os.path.dirname(bitsandbytes.__file__)
+    shipped = sorted(f for f in os.listdir(package_dir) if f.startswith("libbitsandbytes_"))
+    ev = {"version": bitsandbytes.__version__, "library": lib, "shipped": shipped}
+    want_gpu = bool(state.get("devices"))
+    if lib["name"] is None or lib.get("error_msg"):
+        why = (lib.get("error_msg") or "no native library loaded").strip().splitlines()[-1]
+        return _stage("bnb_import", "FAIL", f"bitsandbytes {bitsandbytes.__version__}: {why}",
+                      "run `envbuilder doctor` on this environment", **ev)
+    if want_gpu and lib["kind"] != "cuda":
+        return _stage("bnb_import", "FAIL",
+                      f"bitsandbytes {bitsandbytes.__version__} loaded {lib['name']} although CUDA is available",
+                      "run `envbuilder doctor` on this environment", **ev)
+    return _stage("bnb_import", "OK", f"bitsandbytes {bitsandbytes.__version__} loaded {lib['name']}", **ev)
+
+
+def _targets(state: State) -> list[str]:
+    """The devices the heavy stages run on: every GPU, or the CPU when there is none."""
+    return [f"cuda:{d['index']}" for d in state.get("devices", [])] or ["cpu"]
+
+
+def stage_bnb_kernels(state: State) -> Stage:
+    """On each GPU, launch one bitsandbytes kernel: proves the loaded library has code for this device."""
+    skip = _skip_if(state, "bnb_import")
+    if skip:
+        return {**skip, "name": "bnb_kernels"}
+    if not state.get("devices"):
+        return _stage("bnb_kernels", "SKIP", "no GPU: the CPU library has no device kernels to check")
+    torch, functional = state["torch"], state["bnb"].functional
+    results, failed = {}, []
+    for dev in _targets(state):
+        try:
+            x = torch.randn(4096, device=dev)
+            q, s = functional.quantize_blockwise(x)
+            y = functional.dequantize_blockwise(q, s)
+            torch.cuda.synchronize(dev)
+            results[dev] = {"ok": True, "max_err": float((x - y).abs().max())}
+        except Exception as exc:  # noqa: BLE001 - the error text is the evidence
+            results[dev] = {"ok": False, "error": _error_text(exc)}
+            failed.append(f"{dev}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}")
+    if failed:
+        return _stage("bnb_kernels", "FAIL", "; ".join(failed), "run `envbuilder doctor` on this environment",
+                      devices=results)
+    return _stage("bnb_kernels", "OK", f"blockwise quantize ran on {', '.join(results)}", devices=results)
+
+
+# --------------------------------------------------------------------------- heavy stages
+
+
+def stage_quant4(state: State) -> Stage:
+    """nf4 and fp4 quantize -> dequantize of N(0,1) data on every device, mean abs error within BOUND_RT."""
+    skip = _skip_if(state, "bnb_import")
+    if skip:
+        return {**skip, "name": "quant4"}
+    torch, functional = state["torch"], state["bnb"].functional
+    torch.manual_seed(0)
+    errors: dict[str, dict[str, float]] = {}
+    bad = []
+    for dev in _targets(state):
+        x = torch.randn(256, 256, device=dev, dtype=torch.float32)
+        errors[dev] = {}
+        for qt in ("nf4", "fp4"):
+            q, s = functional.quantize_4bit(x, quant_type=qt)
+            err = float((x - functional.dequantize_4bit(q, s, quant_type=qt)).abs().mean())
+            errors[dev][qt] = round(err, 5)
+            if not err <= BOUND_RT[qt]:
+                bad.append(f"{dev} {qt} mean error {err:.3f} > {BOUND_RT[qt]}")
+    status = "FAIL" if bad else "OK"
+    detail = "; ".join(bad) or ", ".join(f"{d}: nf4 {e['nf4']:.3f} fp4 {e['fp4']:.3f}" for d, e in errors.items())
+    return _stage("quant4", status, detail, errors=errors, bounds=BOUND_RT)
+
+
+def stage_linear(state: State) -> Stage:
+    """Linear4bit (nf4) and Linear8bitLt forward against the fp32 layer they were made from."""
+    skip = _skip_if(state, "bnb_import")
+    if skip:
+        return {**skip, "name": "linear"}
+    torch, bnb = state["torch"], state["bnb"]
+    torch.manual_seed(0)
+    ref = torch.nn.Linear(128, 64)
+    x = torch.randn(8, 128)
+    errors: dict[str, dict[str, float]] = {}
+    bad = []
+    for dev in _targets(state):
+        want = ref.to(dev)(x.to(dev))
+        l4 = bnb.nn.Linear4bit(128, 64, compute_dtype=torch.float32, quant_type="nf4")
+        l4.load_state_dict(ref.state_dict())
+        l8 = bnb.nn.Linear8bitLt(128, 64, has_fp16_weights=False, threshold=0.0)
+        l8.load_state_dict(ref.state_dict())
+        errors[dev] = {}
+        for name, layer in (("Linear4bit", l4), ("Linear8bitLt", l8)):
+            with torch.no_grad():
+                got = layer.to(dev)(x.to(dev)).float()
+            rel = float((got - want).abs().max() / want.abs().max())
+            errors[dev][name] = round(rel, 5)
+            if not rel <= BOUND_LINEAR[name]:
+                bad.append(f"{dev} {name} relative error {rel:.3f} > {BOUND_LINEAR[name]}")
+    detail = "; ".join(bad) or ", ".join(
+        f"{d}: 4-bit {e['Linear4bit']:.3f} 8-bit {e['Linear8bitLt']:.3f}" for d, e in errors.items())
+    return _stage("linear", "FAIL" if bad else "OK", detail, errors=errors, bounds=BOUND_LINEAR)
+
+
+def _tiny_llama(torch: Any, transformers: Any) -> tuple[Any, str]:
+    """A 2-layer Llama built on the spot (no hub), saved to a temporary directory."""
+    cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=4, vocab_size=256,
+                                   max_position_embeddings=128)
+    torch.manual_seed(0)
+    ref = transformers.LlamaForCausalLM(cfg).eval()
+    path = tempfile.mkdtemp(prefix="envbuilder-smoke-")
+    ref.save_pretrained(path)
+    return ref, path
+
+
+def _quant_config(transformers: Any, torch: Any, mode: str) -> Any:
+    if mode == "8bit":
+        return transformers.BitsAndBytesConfig(load_in_8bit=True)
+    return transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=mode,
+                                           bnb_4bit_compute_dtype=torch.float32)
+
+
+def stage_tiny_llama(state: State) -> Stage:
+    """Reload the tiny Llama with nf4, fp4 and 8-bit on every device; compare logits with fp32; peak VRAM."""
+    skip = _skip_if(state, "bnb_import")
+    if skip:
+        return {**skip, "name": "tiny_llama"}
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch = state["torch"]
+    import transformers
+
+    ref, path = _tiny_llama(torch, transformers)
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]])
+    with torch.no_grad():
+        want = ref(ids).logits
+    results: dict[str, dict[str, Any]] = {}
+    bad = []
+    for dev in _targets(state):
+        results[dev] = {}
+        for mode in ("nf4", "fp4", "8bit"):
+            results[dev][mode] = _load_and_compare(torch, transformers, path, dev, mode, ids, want)
+            r = results[dev][mode]
+            if "error" in r:
+                bad.append(f"{dev} {mode}: {r['error'].strip().splitlines()[-1][:200]}")
+            elif not r["max_abs"] <= BOUND_LLAMA[mode]:
+                bad.append(f"{dev} {mode} max |d logits| {r['max_abs']:.3f} > {BOUND_LLAMA[mode]}")
+    detail = "; ".join(bad) or ", ".join(
+        f"{d}: " + " ".join(f"{m} {r['max_abs']:.3f}" for m, r in res.items()) for d, res in results.items())
+    return _stage("tiny_llama", "FAIL" if bad else "OK", detail, results=results, bounds=BOUND_LLAMA,
+                  transformers=transformers.__version__)
+
+
+def _load_and_compare(torch: Any, transformers: Any, path: str, dev: str, mode: str, ids: Any, want: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"quantization_config": _quant_config(transformers, torch, mode), "device_map": dev}
+    if dev.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(dev)
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        layer = model.model.layers[0].self_attn.q_proj
+        with torch.no_grad():
+            got = model(ids.to(dev)).logits.float().cpu()
+    except Exception as exc:  # noqa: BLE001 - the error text is the evidence
+        return {"error": _error_text(exc)}
+    out: dict[str, Any] = {"max_abs": round(float((got - want).abs().max()), 5), "layer": type(layer).__name__}
+    if dev.startswith("cuda"):
+        out["peak_vram_bytes"] = int(torch.cuda.max_memory_allocated(dev))
+    return out
+
+
+def stage_vram(state: State, llama: Stage | None = None) -> Stage:
+    """Peak VRAM the tiny-model loads took on each GPU."""
+    if not state.get("devices"):
+        return _stage("vram", "SKIP", "no GPU")
+    if llama is None or llama["status"] != "OK":
+        return _stage("vram", "SKIP", "skipped: stage 'tiny_llama' did not pass")
+    peaks = {dev: max(r.get("peak_vram_bytes", 0) for r in res.values())
+             for dev, res in llama["evidence"]["results"].items()}
+    return _stage("vram", "OK", ", ".join(f"{d}: {b / 2**20:.1f} MiB" for d, b in peaks.items()), peak_bytes=peaks)
+
+
+def stage_quant_lib(state: State, profile: str) -> Stage:
+    """gptq/awq profiles: import the quantization library and run its kernel path on a tiny layer."""
+    names = {"gptq": ("gptqmodel", "auto_gptq"), "awq": ("awq", "gptqmodel")}.get(profile, ())
+    if not names:
+        return _stage("quant_lib", "SKIP", f"the {profile} profile has no GPTQ/AWQ library")
+    import importlib
+
+    for module in names:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
+        version = getattr(mod, "__version__", "?")
+        return _tiny_quant_layer(state, module, version)
+    return _stage("quant_lib", "SKIP", f"none of {', '.join(names)} is installed in this environment",
+                  f"build a {profile} environment: envbuilder create --profile {profile}")
+
+
+def _tiny_quant_layer(state: State, module: str, version: str) -> Stage:
+    """Forward through the library's pure-torch quantized linear, where the library exposes one."""
+    torch = state["torch"]
+    with contextlib.suppress(ImportError, AttributeError):
+        from gptqmodel.nn_modules.qlinear.torch import TorchQuantLinear
+
+        layer = TorchQuantLinear(bits=4, group_size=32, sym=True, desc_act=False, in_features=64,
+                                 out_features=64, bias=False)
+        with torch.no_grad():
+            y = layer(torch.zeros(2, 64, dtype=torch.float16))
+        return _stage("quant_lib", "OK", f"{module} {version}: TorchQuantLinear forward {tuple(y.shape)}",
+                      module=module, version=version)
+    return _stage("quant_lib", "WARN", f"{module} {version} imports; no tiny-layer kernel path known for it",
+                  module=module, version=version)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+LIGHT = (("interpreter", stage_interpreter), ("torch", stage_torch), ("cuda", stage_cuda),
+         ("torch_arch", stage_torch_arch), ("bnb_import", stage_bnb_import))
+HEAVY = (("bnb_kernels", stage_bnb_kernels), ("quant4", stage_quant4), ("linear", stage_linear))
+
+
+def run(*, light: bool, quick: bool, profile: str) -> dict[str, Any]:
+    """All stages in order; returns the JSON document."""
+    state: State = {"skipped": set()}
+    stages: list[Stage] = []
+    for name, fn in LIGHT + (() if light else HEAVY):
+        stages.append(_named(_run_stage(name, fn, state), name, state))
+    if not light and not quick:
+        llama = _named(_run_stage("tiny_llama", stage_tiny_llama, state), "tiny_llama", state)
+        stages.append(llama)
+        stages.append(_named(_run_stage("vram", lambda s: stage_vram(s, llama), state), "vram", state))
+    if not light and profile in ("gptq", "awq"):
+        stages.append(_named(_run_stage("quant_lib", lambda s: stage_quant_lib(s, profile), state), "quant_lib", state))
+    ok = all(s["status"] in ("OK", "WARN", "SKIP") for s in stages)
+    return {"schema": SCHEMA, "mode": "light" if light else ("quick" if quick else "full"), "profile": profile,
+            "ok": ok, "stages": stages}
+
+
+def _named(stage: Stage, name: str, state: State) -> Stage:
+    stage["name"] = name
+    if stage["status"] == "SKIP":
+        state["skipped"].add(name)
+    return stage
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--json", action="store_true", help="print the JSON document (the default and only output)")
+    parser.add_argument("--quick", action="store_true", help="leave out the tiny-model stages")
+    parser.add_argument("--light", action="store_true", help="only the evidence stages (what doctor uses)")
+    parser.add_argument("--profile", default="bnb", choices=("bnb", "gptq", "awq", "cpu"))
+    args = parser.parse_args(argv)
+    # Native libraries print to fd 1: point it at stderr while stages run, keep the real stdout for JSON.
+    sys.stdout.flush()
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        doc = run(light=args.light, quick=args.quick, profile=args.profile)
+    finally:
+        sys.stdout.flush()
+        os.dup2(real_stdout, 1)
+    with os.fdopen(real_stdout, "w", encoding="utf-8") as out:
+        out.write(json.dumps(doc, default=str) + "\n")
+    return 0 if doc["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

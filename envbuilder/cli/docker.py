@@ -1,0 +1,220 @@
+"""`envbuilder dockerfile`, `envbuilder build` and `envbuilder ci`: images and CI image matrices from locks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from envbuilder.cli._common import add_target_options
+from envbuilder.cli._sources import add_source_options
+
+if TYPE_CHECKING:
+    from envbuilder.docker import Options
+    from envbuilder.lock import Lock
+    from envbuilder.settings import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("dockerfile", help="write a Dockerfile and build context for a lock (or a target)")
+    _lock_options(p)
+    p.add_argument("-o", "--output", metavar="DIR", help="the build context directory (default ./docker/<name>)")
+    p.set_defaults(handler=run_dockerfile)
+
+    b = sub.add_parser("build", help="build the image of a lock with docker buildx or podman, smoke step included")
+    _lock_options(b)
+    b.add_argument("--engine", choices=("docker", "podman"), help="the container engine (default: the first found)")
+    b.add_argument("--repository", metavar="PREFIX", help="prefix image names, e.g. registry.example.com/team")
+    b.add_argument("--netrc", metavar="FILE", help="credentials for indexes, passed as the build secret 'netrc'")
+    b.add_argument("--no-cache", action="store_true", help="build every layer again")
+    b.add_argument("--dry-run", action="store_true", help="print the build command, build nothing")
+    b.set_defaults(handler=run_build)
+
+    c = sub.add_parser("ci", help="write docker-bake.hcl and a GitHub Actions workflow for every env of the manifest")
+    c.add_argument("--manifest", default="envbuilder.toml", metavar="FILE", help="the manifest (default ./envbuilder.toml)")
+    c.add_argument("--locks", metavar="DIR", help="where pylock.<env>.toml are (default: beside the manifest)")
+    c.add_argument("-o", "--output", metavar="DIR", help="where to write (default: beside the manifest)")
+    c.add_argument("--registry", default="localhost:5000/envbuilder", metavar="REF", help="the bake file's default REGISTRY")
+    _image_options(c)
+    c.set_defaults(handler=run_ci)
+
+
+def _image_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("images")
+    g.add_argument("--base-image", metavar="REF", help="replace the profile's base image (a mirror or an air-gapped registry)")
+    g.add_argument("--uv-image", metavar="REF", help="replace uv's image (ghcr.io/astral-sh/uv), e.g. a mirror")
+
+
+def _lock_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lock", metavar="FILE", help="an envbuilder lock (default: resolve and lock the target first)")
+    p.add_argument("--name", metavar="N", help="environment name when locking (default: <profile>-<cuda>-py<N.N>)")
+    add_target_options(p, gpu_default=None)
+    add_source_options(p)
+    _image_options(p)
+    p.set_defaults(upgrade=False, json=False)
+
+
+# --------------------------------------------------------------------------- shared steps
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from envbuilder.cli._sources import settings_from_args
+
+    return settings_from_args(args)
+
+
+def _options(args: argparse.Namespace, settings: Settings | None) -> Options:
+    from envbuilder.docker import UV_IMAGE, Options
+
+    return Options(
+        base_image=args.base_image,
+        uv_image=args.uv_image or UV_IMAGE,
+        index_url=settings.index_url if settings else None,
+    )
+
+
+def _get_lock(args: argparse.Namespace, settings: Settings, workdir: Path) -> tuple[Lock, str]:
+    """The lock named by --lock, or a fresh one for the target options (written into ``workdir``)."""
+    from envbuilder.lock import parse_lock
+
+    if args.lock:
+        path = Path(args.lock)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            from envbuilder.errors import LockError
+
+            msg = f"{path}: cannot read the lock ({exc.strerror})"
+            raise LockError(msg, hint="check the path, or leave --lock out to lock the target") from None
+        return parse_lock(text, path), text
+    from envbuilder.cli._common import load_matrix_for, target_from_args
+    from envbuilder.cli.lock import lock_one
+
+    matrix = load_matrix_for(args)
+    target = target_from_args(args, matrix)
+    out = workdir / "pylock.new.toml"
+    result = lock_one(args, matrix, settings, target, name=args.name, extra=[], output=str(out))
+    text = out.read_text(encoding="utf-8")
+    return parse_lock(text, Path(f"pylock.{result['name']}.toml")), text
+
+
+def _check_script() -> str | None:
+    """envbuilder's standalone smoke check, copied into images so that they run the full smoke."""
+    path = Path(__file__).resolve().parent.parent / "smoke" / "check.py"
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def write_context(directory: Path, files: dict[str, str]) -> None:
+    """Write a build context's files (atomically each)."""
+    from envbuilder.lock import write_text_atomic
+
+    for rel, text in sorted(files.items()):
+        write_text_atomic(directory / rel, text)
+
+
+def _copy_wheels(lock: Lock, settings: Settings, wheels: Path) -> bool:
+    """Copy (hard-link where possible) the wheelhouse files the lock installs; True if they cover every
+    file that only an extra index would serve."""
+    from envbuilder.docker import PYPI_FILES, wheelhouse_files
+
+    found: dict[str, Path] = {}
+    for d in settings.find_links:
+        for name in os.listdir(d) if Path(d).is_dir() else []:
+            found.setdefault(name, Path(d) / name)
+    for name in wheelhouse_files(lock, list(found)):
+        dest = wheels / name
+        try:
+            os.link(found[name], dest)
+        except OSError:
+            shutil.copy2(found[name], dest)
+    index_only = {f.filename for p in lock.packages for f in p.files if f.url.startswith("http") and not f.url.startswith(PYPI_FILES)}
+    return index_only <= set(found)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def run_dockerfile(args: argparse.Namespace) -> int:
+    from envbuilder.docker import image_tag, render_context
+
+    settings = _settings(args)
+    with tempfile.TemporaryDirectory(prefix="envbuilder-dockerfile-") as tmp:
+        lock, text = _get_lock(args, settings, Path(tmp))
+    files = render_context(lock, text, options=_options(args, settings), check_script=_check_script())
+    out = Path(args.output) if args.output else Path("docker") / lock.name
+    write_context(out, files)
+    print(f"wrote {out}/Dockerfile (+ .dockerignore, requirements/, smoke/, pylock.{lock.name}.toml)")
+    print(f"build: envbuilder build --lock {out}/pylock.{lock.name}.toml   (or docker buildx build -t {image_tag(lock)} {out})")
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from envbuilder import containers
+    from envbuilder.docker import build_args, image_tags, render_context
+
+    settings = _settings(args)
+    options = _options(args, settings)
+    parent = Path(tempfile.gettempdir())
+    with tempfile.TemporaryDirectory(prefix="envbuilder-build-", dir=parent) as tmp:
+        lock, text = _get_lock(args, settings, Path(tmp))
+        context = Path(tmp) / "context"
+        write_context(context, render_context(lock, text, options=options, check_script=_check_script()))
+        covered = _copy_wheels(lock, settings, context / "wheels")
+        secrets = {"ca": Path(settings.ca_certs[0])} if settings.ca_certs else {}
+        if args.netrc:
+            secrets["netrc"] = Path(args.netrc)
+        request = containers.BuildRequest(
+            context=context,
+            tags=image_tags(lock, args.repository),
+            build_args=build_args(lock, options, wheelhouse_serves_all=covered),
+            secrets=secrets,
+            no_cache=args.no_cache,
+        )
+        for note in settings.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if args.dry_run:
+            import shlex
+
+            print(shlex.join(containers.Podman().build_argv(request) if args.engine == "podman" else containers.Docker().build_argv(request)))
+            return 0
+        engine = containers.choose_engine(args.engine)
+        print(f"building {request.tags[0]} with {engine.name} (the build runs the image's smoke step)", file=sys.stderr, flush=True)
+        containers.build(engine, request)
+    print(f"built {request.tags[0]}")
+    print(f"run the full smoke test on a GPU host: docker run --rm --gpus all {request.tags[0]}")
+    return 0
+
+
+def run_ci(args: argparse.Namespace) -> int:
+    from envbuilder.docker import CiImage, render_bake, render_context, render_workflow
+    from envbuilder.errors import LockError
+    from envbuilder.lock import read_lock, write_text_atomic
+    from envbuilder.manifest import load_manifest
+
+    manifest_path = Path(args.manifest)
+    manifest = load_manifest(manifest_path)
+    locks_dir = Path(args.locks) if args.locks else manifest_path.parent
+    out = Path(args.output) if args.output else manifest_path.parent
+    options = _options(args, None)
+    images, contexts = [], {}
+    for spec in manifest.envs:
+        path = locks_dir / f"pylock.{spec.name}.toml"
+        if not path.is_file():
+            msg = f"{path}: no lock for environment {spec.name!r}"
+            raise LockError(msg, hint=f"run `envbuilder lock --manifest {manifest_path}` first")
+        lock = read_lock(path)
+        rel = f"docker/{spec.name}"
+        contexts[rel] = render_context(lock, path.read_text(encoding="utf-8"), options=options, check_script=_check_script())
+        images.append(CiImage(lock=lock, context=rel))
+    bake = render_bake(images, registry=args.registry)
+    workflow = render_workflow(images)
+    for rel, files in contexts.items():
+        write_context(out / rel, files)
+    write_text_atomic(out / "docker-bake.hcl", bake)
+    write_text_atomic(out / ".github" / "workflows" / "envbuilder-images.yml", workflow)
+    print(f"wrote {out / 'docker-bake.hcl'}, {out / '.github/workflows/envbuilder-images.yml'} and {len(images)} build contexts under {out / 'docker'}")
+    return 0

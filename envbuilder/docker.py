@@ -1,0 +1,775 @@
+"""Container images from locks: Dockerfiles, build contexts, tags, OCI labels, bake files, CI workflows.
+
+Pure: every function takes a ``Lock`` (or plain values) and returns text; nothing here touches the world
+(``containers.py`` builds, ``cli/docker.py`` writes files). Every value that reaches generated text is
+validated against a small character set first, so a name such as ``x; rm -rf /`` never reaches a shell,
+a ``LABEL``, an HCL string or a YAML file (``DockerError``, exit 2).
+
+Image layout (one Dockerfile per lock):
+
+- ``venv``: the base image + uv (copied from uv's image) + an empty venv with the lock's Python;
+- ``cuda-stack``: torch, triton and the nvidia-*/cuda-* wheels installed with ``--target`` into their own
+  directory, so that changing any other pin (bitsandbytes, transformers) leaves this multi-GB layer cached;
+- ``rest``: every other package of the lock, installed into the venv, with a ``.pth`` naming the stack;
+- ``runtime``: the base image, a non-root user, the two directories, the build-time smoke step, labels.
+
+Packages are installed from the lock as a hash-checked requirements file: any source (PyPI, a mirror, a
+wheelhouse) may serve a file, the recorded sha256 decides. CA bundles and credentials enter only as build
+secrets (``--secret id=ca`` / ``--secret id=netrc``), never as a layer or a build argument.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from envbuilder import __version__
+from envbuilder.errors import EnvbuilderError
+from envbuilder.lock import Lock, LockedPackage, check_env_name
+from envbuilder.resolve import lib_name
+
+# uv's own image (FROM scratch, the binary at /uv); --uv-image points at a mirror of it.
+UV_VERSION = "0.13.9"
+UV_IMAGE = f"ghcr.io/astral-sh/uv:{UV_VERSION}"
+VENV = "/opt/venv"
+STACK = "/opt/envbuilder/cuda-stack"
+PYTHONS = "/opt/python"
+SMOKE_DIR = "/opt/envbuilder/smoke"
+APP_UID = 10001
+PYPI_FILES = "https://files.pythonhosted.org/"
+
+# nvidia/cuda devel tags per torch CUDA version (the newest patch release of each minor; source: the tag
+# list of hub.docker.com/r/nvidia/cuda and gitlab.com/nvidia/container-images/cuda doc/supported-tags.md).
+# Ubuntu 24.04 images exist from CUDA 12.5 on; older ones use 22.04.
+CUDA_DEVEL_TAGS: Mapping[str, str] = {
+    "11.8": "11.8.0-devel-ubuntu22.04",
+    "12.1": "12.1.1-devel-ubuntu22.04",
+    "12.4": "12.4.1-devel-ubuntu22.04",
+    "12.6": "12.6.3-devel-ubuntu24.04",
+    "12.8": "12.8.1-devel-ubuntu24.04",
+    "12.9": "12.9.1-devel-ubuntu24.04",
+    "13.0": "13.0.2-devel-ubuntu24.04",
+}
+# The distribution names whose module is imported at build time and in the default smoke.
+MODULES: Mapping[str, str] = {
+    "torch": "torch",
+    "bitsandbytes": "bitsandbytes",
+    "transformers": "transformers",
+    "accelerate": "accelerate",
+    "peft": "peft",
+    "gptqmodel": "gptqmodel",
+    "llmcompressor": "llmcompressor",
+    "compressed-tensors": "compressed_tensors",
+    "numpy": "numpy",
+}
+# Imported only where a GPU is: they compile or probe CUDA on import (gptqmodel JIT-builds kernels).
+GPU_ONLY_IMPORTS = frozenset({"gptqmodel", "llmcompressor"})
+
+_STACK = re.compile(r"^(torch|triton|pytorch-triton.*|nvidia-.+|cuda-.+)$")
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:/+=,@<>~*()-]*$")
+_REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(?::\d+)?$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+_PYTHON = re.compile(r"^3\.\d{1,2}$")
+_VARIANT = re.compile(r"^(cpu|cu\d{3})$")
+_HEX = re.compile(r"^sha256:[0-9a-f]{64}$")
+_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d+)?(?:/[A-Za-z0-9._~%+/-]*)?$")
+_BAKE_TARGET = re.compile(r"^[A-Za-z0-9_-]+$")
+PLATFORMS: Mapping[str, str] = {"linux-x86_64": "linux/amd64", "linux-aarch64": "linux/arm64"}
+
+Profile = Literal["bnb", "gptq", "awq", "cpu"]
+
+
+class DockerError(EnvbuilderError):
+    """A value cannot go into a Dockerfile, tag, bake file or workflow, or no image fits the lock."""
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def safe(value: str, what: str) -> str:
+    """``value`` if it may appear inside a double-quoted Dockerfile/HCL/YAML string, else DockerError.
+
+    No quotes, backslashes, ``$`` (variable expansion in LABEL/ARG/HCL), backticks, ``;``, ``&``, ``|``,
+    newlines or other control characters.
+    """
+    if not _SAFE.match(value) or len(value) > 512:
+        msg = f"{what} {value!r} cannot go into a generated file (only letters, digits and ' ._:/+=,@<>~*()-')"
+        raise DockerError(msg, hint="fix the value in the manifest or lock, then regenerate")
+    return value
+
+
+def check_url(url: str, what: str) -> str:
+    """An http(s) URL without credentials: build arguments are recorded in the image's history."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.username or parsed.password:
+        msg = f"{what} {parsed.scheme}://***@{parsed.hostname}/... carries credentials"
+        raise DockerError(msg, hint="put credentials in a netrc file and pass it with --netrc (a build secret)")
+    if not _URL.match(url):
+        msg = f"{what} {url!r} is not a plain http(s) URL"
+        raise DockerError(msg, hint="use https://host[:port]/path with no quotes, spaces or '$'")
+    return url
+
+
+def check_image(ref: str, what: str = "image") -> str:
+    """A container image reference (registry/name:tag or @sha256 digest), nothing that a shell could read."""
+    if not _IMAGE.match(ref) or ".." in ref:
+        msg = f"{what} {ref!r} is not a valid image reference"
+        raise DockerError(msg, hint="write it like registry.example.com/python:3.11-slim-bookworm")
+    return ref
+
+
+def check_lock(lock: Lock) -> Lock:
+    """Refuse a lock whose values cannot be put into an image definition (exit 2)."""
+    check_env_name(lock.name)
+    if lock.platform not in PLATFORMS:
+        msg = f"{lock.path}: images are Linux images; this lock is for {lock.platform!r}"
+        raise DockerError(msg, hint="lock for the image: envbuilder lock --os linux")
+    for value, pattern, what in (
+        (lock.python, _PYTHON, "python"),
+        (lock.variant, _VARIANT, "variant"),
+        (lock.digest, _HEX, "lock digest"),
+    ):
+        if not pattern.match(value):
+            msg = f"{lock.path}: {what} {value!r} cannot go into an image definition"
+            raise DockerError(msg, hint="regenerate the lock with `envbuilder lock`")
+    if lock.profile not in {"bnb", "gptq", "awq", "cpu"}:
+        msg = f"{lock.path}: unknown profile {lock.profile!r}"
+        raise DockerError(msg, hint="regenerate the lock with `envbuilder lock`")
+    if lock.package("torch") is None:
+        msg = f"{lock.path}: the lock has no torch"
+        raise DockerError(msg, hint="regenerate the lock with `envbuilder lock`")
+    for p in lock.packages:
+        safe(p.requirement, "package")
+    return lock
+
+
+# --------------------------------------------------------------------------- names and tags
+
+
+def repository(lock: Lock, prefix: str | None = None) -> str:
+    """The image repository: ``[prefix/]<env name in lower case>``; a prefix may start with a registry host."""
+    name = check_env_name(lock.name).lower()
+    parts = [*(prefix.strip("/").split("/") if prefix else []), name]
+    host = parts[0] if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost") else None
+    path = parts[1:] if host else parts
+    if (host and not _REGISTRY.match(host)) or not all(_REPO.match(p) for p in path):
+        repo = "/".join(parts)
+        msg = f"image repository {repo!r} is not valid (lower-case letters and digits, single '.', '_' or '-' between)"
+        raise DockerError(msg, hint="rename the environment, or give --repository registry.example.com/team")
+    return "/".join(parts)
+
+
+def tag_base(lock: Lock) -> str:
+    """``<profile>-<cuNNN|cpu>-py<N.N>``: what the image is, readable at a glance."""
+    check_lock(lock)
+    return f"{lock.profile}-{lock.variant}-py{lock.python}"
+
+
+def image_tag(lock: Lock, prefix: str | None = None) -> str:
+    """``<name>:<profile>-<cuNNN|cpu>-py<N.N>-<lock hash>``: different locks never share a tag."""
+    tag = f"{tag_base(lock)}-{lock.short_hash}"
+    if not _TAG.match(tag):  # pragma: no cover - every part is validated above
+        msg = f"tag {tag!r} is not valid"
+        raise DockerError(msg, hint="regenerate the lock")
+    return f"{repository(lock, prefix)}:{tag}"
+
+
+def image_tags(lock: Lock, prefix: str | None = None) -> tuple[str, str]:
+    """The unique tag (with the lock hash) and the moving one (the newest build of that kind)."""
+    return image_tag(lock, prefix), f"{repository(lock, prefix)}:{tag_base(lock)}"
+
+
+def bake_target(lock: Lock) -> str:
+    """A bake target name for the environment ('.' is not allowed there)."""
+    name = check_env_name(lock.name).replace(".", "_")
+    if not _BAKE_TARGET.match(name):  # pragma: no cover - check_env_name allows less
+        msg = f"environment name {lock.name!r} cannot name a bake target"
+        raise DockerError(msg, hint="use letters, digits, '_' and '-'")
+    return name
+
+
+# --------------------------------------------------------------------------- base images
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Base:
+    """The image both stages start from, and why it is enough."""
+
+    image: str
+    reason: tuple[str, ...]
+
+
+def default_base(lock: Lock) -> Base:
+    """The base per profile: Debian slim where torch's wheels bring CUDA, nvidia/cuda devel where nvcc runs."""
+    check_lock(lock)
+    if lock.profile == "gptq":
+        tag = CUDA_DEVEL_TAGS.get(lock.cuda or "")
+        if tag is None:
+            msg = f"{lock.path}: no nvidia/cuda devel image is known for CUDA {lock.cuda}"
+            raise DockerError(msg, hint="give one with --base-image (a CUDA devel image matching torch's CUDA)")
+        return Base(
+            image=f"nvidia/cuda:{tag}",
+            reason=(
+                f"gptqmodel compiles its kernels on first use (JIT), so nvcc and the CUDA {lock.cuda} headers",
+                "must be in the image and match torch's CUDA: an nvidia/cuda *devel* base. Its Python is",
+                "not the one the lock needs, so uv installs a managed CPython into /opt/python.",
+            ),
+        )
+    why = {
+        "cpu": ("The CPU build of torch needs only glibc and Python: Debian slim with the lock's Python.",),
+        "bnb": (
+            "torch's CUDA wheels bring the CUDA runtime (the nvidia-* wheels) and bitsandbytes ships its",
+            "native libraries prebuilt; the NVIDIA container toolkit mounts the host driver at run time",
+            "(--gpus all). Nothing compiles against CUDA, so no CUDA base image: Debian slim suffices.",
+        ),
+        "awq": (
+            "torch's CUDA wheels bring the CUDA runtime (the nvidia-* wheels) and llmcompressor is pure",
+            "Python over torch; the NVIDIA container toolkit mounts the host driver at run time",
+            "(--gpus all). Nothing compiles against CUDA, so no CUDA base image: Debian slim suffices.",
+        ),
+    }[lock.profile]
+    return Base(image=f"python:{lock.python}-slim-bookworm", reason=why)
+
+
+# --------------------------------------------------------------------------- requirements
+
+
+def stack_packages(lock: Lock) -> tuple[LockedPackage, ...]:
+    """torch and the CUDA stack it brings: the big, rarely changing layer."""
+    return tuple(p for p in lock.packages if _STACK.match(p.name))
+
+
+def rest_packages(lock: Lock) -> tuple[LockedPackage, ...]:
+    return tuple(p for p in lock.packages if not _STACK.match(p.name))
+
+
+def hashed_lines(packages: Sequence[LockedPackage]) -> str:
+    """A hash-checked requirements file: any source may serve a file, the recorded sha256 decides."""
+    lines = ["# Generated by envbuilder from the lock; every file is pinned by its sha256."]
+    for p in packages:
+        marker = f" ; {p.marker}" if p.marker else ""
+        hashes = " \\\n    ".join(f"--hash=sha256:{f.sha256}" for f in p.files)
+        lines.append(f"{p.requirement}{marker} \\\n    {hashes}")
+    return "\n".join(lines) + "\n"
+
+
+def extra_indexes(lock: Lock) -> tuple[str, ...]:
+    """Indexes besides PyPI that serve the locked files: the lock's indexes, and the directory of every
+    non-PyPI file URL (a PyTorch variant index: ``https://download.pytorch.org/whl/cpu/<file>``)."""
+    found = list(lock.indexes)
+    for p in lock.packages:
+        for f in p.files:
+            if f.url.startswith(("http://", "https://")) and not f.url.startswith(PYPI_FILES):
+                found.append(f.url.rsplit("/", 1)[0])
+    seen: list[str] = []
+    for url in found:
+        url = url.rstrip("/")
+        if url not in seen:
+            seen.append(check_url(url, "index"))
+    return tuple(seen)
+
+
+def wheelhouse_files(lock: Lock, available: Sequence[str]) -> tuple[str, ...]:
+    """Which of ``available`` (file names in --find-links directories) the lock installs."""
+    wanted = {f.filename for p in lock.packages for f in p.files}
+    return tuple(sorted(n for n in set(available) if n in wanted))
+
+
+# --------------------------------------------------------------------------- the Dockerfile
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """What a user may change without editing the Dockerfile (each is also a build argument)."""
+
+    base_image: str | None = None
+    uv_image: str = UV_IMAGE
+    index_url: str | None = None
+
+
+def _label_block(lock: Lock, base: str) -> list[str]:
+    labels = labels_for(lock, base)
+    lines = ["LABEL \\"]
+    items = list(labels.items())
+    for i, (key, value) in enumerate(items):
+        end = " \\" if i < len(items) - 1 else ""
+        lines.append(f'      {key}="{value}"{end}')
+    return lines
+
+
+def target_text(lock: Lock) -> str:
+    """The lock's target in one line: ``sm_86,sm_89 driver 550.54.14 linux x86_64`` or ``cpu linux x86_64``."""
+    target = lock.target
+    gpus = ",".join(str(g.get("sm", "")) for g in target.get("gpus", []) if isinstance(g, Mapping))
+    parts = [gpus or "cpu"]
+    if target.get("driver"):
+        parts.append(f"driver {target['driver']}")
+    parts += [str(target.get("os", "linux")), str(target.get("machine", "x86_64"))]
+    return safe(" ".join(parts), "target")
+
+
+def labels_for(lock: Lock, base: str) -> dict[str, str]:
+    """OCI labels: what the image is and where it came from (target, profile, matrix digest, lock hash)."""
+    check_lock(lock)
+    pins = " ".join(safe(p, "pin") for p in lock.pins)
+    matrix = lock.matrix_digest if lock.matrix_digest.startswith("sha256:") else f"sha256:{lock.matrix_digest}"
+    return {
+        "org.opencontainers.image.title": lock.name,
+        "org.opencontainers.image.description": safe(
+            f"envbuilder environment {lock.name}: {lock.profile} profile, Python {lock.python}, "
+            + (f"CUDA {lock.cuda} ({lock.variant})" if lock.cuda else "CPU"),
+            "description",
+        ),
+        "org.opencontainers.image.version": f"{tag_base(lock)}-{lock.short_hash}",
+        "org.opencontainers.image.base.name": check_image(base, "base image"),
+        "io.envbuilder.target": target_text(lock),
+        "io.envbuilder.profile": lock.profile,
+        "io.envbuilder.python": lock.python,
+        "io.envbuilder.cuda": lock.cuda or "none",
+        "io.envbuilder.pins": pins,
+        "io.envbuilder.matrix-digest": safe(matrix, "matrix digest"),
+        "io.envbuilder.lock-digest": lock.digest,
+        "io.envbuilder.version": __version__,
+    }
+
+
+def _header(lock: Lock, base: Base, base_image: str) -> list[str]:
+    what = f"CUDA {lock.cuda} ({lock.variant})" if lock.cuda else "CPU"
+    lock_file = f"pylock.{lock.name}.toml"
+    lines = [
+        "# syntax=docker/dockerfile:1",
+        f"# Generated by envbuilder {__version__} from {lock_file} ({lock.digest[:19]}...); regenerate, do not edit.",
+        f"# Environment {lock.name}: {lock.profile} profile, Python {lock.python}, {what}; target {target_text(lock)}.",
+        "#",
+        f"# Base image {base_image}:",
+        *(f"#   {r}" for r in base.reason),
+        "#",
+        "# Build (BuildKit or podman; a CA bundle and index credentials enter only as build secrets):",
+        f"#   docker buildx build --secret id=ca,src=ca.pem --secret id=netrc,src=.netrc -t {image_tag(lock)} .",
+        "# Mirrors: --build-arg BASE_IMAGE=... UV_IMAGE=... UV_DEFAULT_INDEX=https://mirror/simple UV_INDEX=...",
+        "# Run the full smoke test on a GPU host (the image's default command):",
+        f"#   docker run --rm --gpus all {image_tag(lock)}",
+    ]
+    return lines
+
+
+def _install_run(requirements: str, target: str | None) -> list[str]:
+    """One uv install step: cache mount, wheelhouse bind mount, CA and netrc as optional secrets."""
+    where = f" --target {target}" if target else ""
+    return [
+        "RUN --mount=type=cache,target=/root/.cache/uv \\",
+        "    --mount=type=bind,source=wheels,target=/wheels \\",
+        "    --mount=type=secret,id=ca \\",
+        "    --mount=type=secret,id=netrc \\",
+        "    if [ -f /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca; fi \\",
+        "    && if [ -f /run/secrets/netrc ]; then export NETRC=/run/secrets/netrc; fi \\",
+        f"    && uv pip install --python {VENV}/bin/python{where} --no-deps --require-hashes \\",
+        f"       --find-links /wheels --requirement {requirements}",
+    ]
+
+
+def render_dockerfile(lock: Lock, *, options: Options | None = None) -> str:
+    """The Dockerfile for ``lock`` (pure; deterministic for a given lock and options)."""
+    options = options or Options()
+    check_lock(lock)
+    base = default_base(lock)
+    base_image = check_image(options.base_image or base.image, "base image")
+    uv_image = check_image(options.uv_image, "uv image")
+    indexes = " ".join(extra_indexes(lock))
+    gpu = lock.cuda is not None
+    site = f"{VENV}/lib/python{lock.python}/site-packages"
+    lines = [
+        *_header(lock, base, base_image),
+        "",
+        f"ARG BASE_IMAGE={base_image}",
+        f"ARG UV_IMAGE={uv_image}",
+        "",
+        "FROM ${UV_IMAGE} AS uv",
+        "",
+        "# --- builder: uv and an empty venv with the lock's Python ------------------------------------",
+        "FROM ${BASE_IMAGE} AS venv",
+        "# Mirrors come in as build arguments (never with credentials: build arguments are recorded in the",
+        "# image's history; credentials go in a netrc passed as the build secret 'netrc').",
+        "ARG UV_DEFAULT_INDEX",
+        f'ARG UV_INDEX="{indexes}"' if indexes else "ARG UV_INDEX",
+        "# Every file is pinned by hash, so looking at every index cannot substitute a different file.",
+        "ENV UV_INDEX_STRATEGY=unsafe-best-match \\",
+        "    UV_LINK_MODE=copy \\",
+        "    UV_COMPILE_BYTECODE=1 \\",
+        f"    UV_PYTHON_INSTALL_DIR={PYTHONS} \\",
+        "    UV_PYTHON_PREFERENCE=system \\",
+        "    UV_NO_PROGRESS=1",
+        "COPY --from=uv /uv /usr/local/bin/uv",
+        "RUN --mount=type=cache,target=/root/.cache/uv \\",
+        "    --mount=type=secret,id=ca \\",
+        "    if [ -f /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca; fi \\",
+        f"    && mkdir -p {PYTHONS} && uv venv --python {lock.python} {VENV}",
+        "",
+        "# --- builder: torch and its CUDA stack, in a directory of their own ---------------------------",
+        "# Changing any other pin (bitsandbytes, transformers, ...) leaves this stage and its layer cached.",
+        "FROM venv AS cuda-stack",
+        "COPY requirements/cuda-stack.txt /tmp/envbuilder/cuda-stack.txt",
+        *_install_run("/tmp/envbuilder/cuda-stack.txt", STACK),
+        "",
+        "# --- builder: every other package of the lock, into the venv ---------------------------------",
+        "FROM venv AS rest",
+        "COPY requirements/rest.txt /tmp/envbuilder/rest.txt",
+        *_install_run("/tmp/envbuilder/rest.txt", None),
+        f'RUN echo "{STACK}" > {site}/envbuilder-cuda-stack.pth',
+        "",
+        "# --- runtime: the base image, a non-root user and only what runs ------------------------------",
+        "FROM ${BASE_IMAGE} AS runtime",
+        f"RUN useradd --uid {APP_UID} --user-group --create-home --shell /usr/sbin/nologin app",
+        f"ENV PATH={VENV}/bin:$PATH \\",
+        f"    VIRTUAL_ENV={VENV} \\",
+        "    PYTHONDONTWRITEBYTECODE=1 \\",
+        "    PYTHONUNBUFFERED=1" + (" \\" if gpu else ""),
+    ]
+    if gpu:
+        lines += [
+            "    NVIDIA_VISIBLE_DEVICES=all \\",
+            "    NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+        ]
+    lines += [
+        f"COPY --from=cuda-stack {STACK} {STACK}",
+        f"COPY --from=rest {PYTHONS} {PYTHONS}",
+        f"COPY --from=rest {VENV} {VENV}",
+        f"COPY pylock.{lock.name}.toml /opt/envbuilder/",
+        f"COPY smoke/ {SMOKE_DIR}/",
+        f"USER {APP_UID}:{APP_UID}",
+        "WORKDIR /home/app",
+        "# Build-time smoke: every locked version installed and nothing else, the imports that need no GPU,",
+        "# torch's CUDA build, and bitsandbytes' native library for that CUDA present.",
+        f'RUN ["{VENV}/bin/python", "{SMOKE_DIR}/image_smoke.py", "--build"]',
+        "# The full smoke test, meant for `docker run --gpus all` (envbuilder's check when it is in the image).",
+        f'CMD ["{VENV}/bin/python", "{SMOKE_DIR}/image_smoke.py", "--full"]',
+        *_label_block(lock, base_image),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_dockerignore() -> str:
+    """Send only what the Dockerfile uses: never a stray .env, key or venv from the context directory."""
+    return "\n".join(
+        [
+            "# Generated by envbuilder: the build uses only these files.",
+            "*",
+            "!Dockerfile",
+            "!pylock.*.toml",
+            "!requirements/",
+            "!smoke/",
+            "!wheels/",
+            "",
+        ]
+    )
+
+
+# --------------------------------------------------------------------------- the image's smoke script
+
+
+def smoke_data(lock: Lock) -> dict[str, object]:
+    """What the in-image smoke script checks, from the lock."""
+    check_lock(lock)
+    pinned = [p.split("==", 1)[0] for p in lock.pins]
+    has_bnb = lock.package("bitsandbytes") is not None
+    return {
+        "name": lock.name,
+        "profile": lock.profile,
+        "cuda": lock.cuda,
+        "lock_digest": lock.digest,
+        "packages": {p.name: p.version for p in lock.packages},
+        "imports": [MODULES[n] for n in pinned if n in MODULES and n not in GPU_ONLY_IMPORTS],
+        "gpu_imports": [MODULES[n] for n in pinned if n in GPU_ONLY_IMPORTS],
+        "bnb_library": lib_name(lock.cuda, lock.platform) if has_bnb else None,
+    }
+
+
+_SMOKE_TEMPLATE = '''"""envbuilder image smoke test (generated; standard library + the image's own packages only).
+
+--build: run by the Dockerfile (no GPU needed): every locked version installed and nothing else, imports,
+         torch's CUDA build, bitsandbytes' native library file present.
+--full:  the image's default command, for `docker run --gpus all`: envbuilder's own check (check.py beside
+         this file) when the image carries it; else the build checks plus CUDA visible, every import, and a
+         bitsandbytes 4-bit round trip on the GPU.
+"""
+
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+DATA = json.loads(__DATA__)
+
+
+def _norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def check_versions():
+    installed = {}
+    for dist in importlib.metadata.distributions():
+        installed[_norm(dist.metadata["Name"])] = dist.version
+    wanted = {_norm(k): v for k, v in DATA["packages"].items()}
+    wrong = sorted(f"{n} {installed.get(n)} (lock: {v})" for n, v in wanted.items() if installed.get(n) != v)
+    extra = sorted(set(installed) - set(wanted))
+    if wrong or extra:
+        return False, "not the lock: " + "; ".join(wrong + [f"{n} is not in the lock" for n in extra])
+    return True, f"{len(wanted)} packages, exactly the lock's versions"
+
+
+def check_imports(names):
+    for name in names:
+        importlib.import_module(name)
+    return True, "imported " + ", ".join(names)
+
+
+def check_torch_build():
+    import torch
+
+    if torch.version.cuda != DATA["cuda"]:
+        return False, f"torch {torch.__version__} is built for CUDA {torch.version.cuda}, the lock says {DATA['cuda']}"
+    return True, f"torch {torch.__version__} (CUDA {torch.version.cuda})"
+
+
+def check_bnb_library():
+    lib = DATA["bnb_library"]
+    if lib is None:
+        return True, "no bitsandbytes in this profile"
+    spec = importlib.util.find_spec("bitsandbytes")
+    where = [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
+    if not any((d / lib).is_file() for d in where):
+        return False, f"bitsandbytes has no {lib} (the library it loads for this torch)"
+    return True, f"bitsandbytes ships {lib}"
+
+
+def check_gpu():
+    import torch
+
+    if DATA["cuda"] is None:
+        return True, "CPU image: no GPU needed"
+    if not torch.cuda.is_available():
+        return False, "torch sees no GPU: run with --gpus all on a host with the NVIDIA container toolkit"
+    major, minor = torch.cuda.get_device_capability(0)
+    return True, f"{torch.cuda.get_device_name(0)} (sm_{major}{minor})"
+
+
+def check_bnb_roundtrip():
+    if DATA["bnb_library"] is None:
+        return True, "no bitsandbytes in this profile"
+    import bitsandbytes.functional as F
+    import torch
+
+    device = "cuda" if DATA["cuda"] else "cpu"
+    x = torch.randn(64, 64, device=device, dtype=torch.float16 if device == "cuda" else torch.float32)
+    q, state = F.quantize_4bit(x, quant_type="nf4")
+    err = (F.dequantize_4bit(q, state) - x).abs().mean().item()
+    if not err < 0.2:
+        return False, f"nf4 round trip error {err:.3f} on {device}"
+    return True, f"nf4 round trip on {device}, mean error {err:.3f}"
+
+
+def run(stages):
+    failed = 0
+    for name, fn in stages:
+        try:
+            ok, detail = fn()
+        except Exception as exc:  # a failing import or kernel is a failed stage, reported, not a traceback
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}", flush=True)
+        failed += not ok
+    return 1 if failed else 0
+
+
+def main(argv):
+    mode = argv[1] if len(argv) > 1 else "--full"
+    build = [
+        ("versions", check_versions),
+        ("torch build", check_torch_build),
+        ("bitsandbytes library", check_bnb_library),
+        ("imports", lambda: check_imports(DATA["imports"])),
+    ]
+    if mode == "--build":
+        return run(build)
+    check = Path(__file__).with_name("check.py")
+    if check.is_file():
+        # envbuilder's staged check (one JSON document on stdout; exit 0 ok, 1 a stage failed).
+        os.execv(sys.executable, [sys.executable, str(check), "--profile", DATA["profile"], *argv[2:]])
+    full = [("gpu", check_gpu), ("gpu imports", lambda: check_imports(DATA["gpu_imports"]))]
+    return run(build + full + [("bitsandbytes 4-bit", check_bnb_roundtrip)])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
+'''
+
+
+def render_smoke(lock: Lock) -> str:
+    """The image's smoke script, with the lock's facts embedded as a JSON string literal."""
+    data = json.dumps(smoke_data(lock), sort_keys=True)
+    return _SMOKE_TEMPLATE.replace("__DATA__", repr(data))
+
+
+# --------------------------------------------------------------------------- the build context
+
+
+def render_context(
+    lock: Lock, lock_text: str, *, options: Options | None = None, check_script: str | None = None
+) -> dict[str, str]:
+    """Every file of a build context, by relative path (the wheelhouse files are added by the edge).
+
+    ``check_script`` is envbuilder's standalone smoke check (``envbuilder/smoke/check.py``), which the
+    image then runs by default; without it the image runs its own, shorter smoke.
+    """
+    files = {
+        "Dockerfile": render_dockerfile(lock, options=options),
+        ".dockerignore": render_dockerignore(),
+        f"pylock.{lock.name}.toml": lock_text,
+        "requirements/cuda-stack.txt": hashed_lines(stack_packages(lock)),
+        "requirements/rest.txt": hashed_lines(rest_packages(lock)),
+        "smoke/image_smoke.py": render_smoke(lock),
+        "wheels/.keep": "Wheelhouse files named by the lock go here (envbuilder build copies them from --find-links).\n",
+    }
+    if check_script is not None:
+        files["smoke/check.py"] = check_script
+    return files
+
+
+def build_args(lock: Lock, options: Options, *, wheelhouse_serves_all: bool = False) -> dict[str, str]:
+    """Build arguments for a build from ``options``: mirrors and base images, never credentials."""
+    args: dict[str, str] = {}
+    if options.base_image:
+        args["BASE_IMAGE"] = check_image(options.base_image, "base image")
+    if options.uv_image != UV_IMAGE:
+        args["UV_IMAGE"] = check_image(options.uv_image, "uv image")
+    if options.index_url:
+        args["UV_DEFAULT_INDEX"] = check_url(options.index_url, "index URL")
+    if wheelhouse_serves_all and extra_indexes(lock):
+        # The wheelhouse holds every file the extra indexes would serve: do not contact them.
+        args["UV_INDEX"] = ""
+    return args
+
+
+# --------------------------------------------------------------------------- CI: bake file and workflow
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CiImage:
+    """One image of the CI matrix: its lock and its build context, relative to the bake file."""
+
+    lock: Lock
+    context: str
+
+
+def _check_context(path: str) -> str:
+    if path.startswith("/") or ".." in path.split("/") or not re.match(r"^[A-Za-z0-9._/-]+$", path):
+        msg = f"build context {path!r} must be a relative path of letters, digits, '.', '_', '-' and '/'"
+        raise DockerError(msg, hint="write the contexts inside the output directory")
+    return path
+
+
+def _unique_targets(images: Sequence[CiImage]) -> list[str]:
+    names = [bake_target(i.lock) for i in images]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        msg = f"two environments map to the bake target {dupes[0]!r}"
+        raise DockerError(msg, hint="rename one of them (bake targets cannot contain '.')")
+    return names
+
+
+def render_bake(images: Sequence[CiImage], *, registry: str = "localhost:5000/envbuilder") -> str:
+    """``docker-bake.hcl``: one target per environment, all in the default group, registry cache each."""
+    if not images:
+        msg = "no images to bake"
+        raise DockerError(msg, hint="add [[env]] tables to envbuilder.toml and lock them")
+    names = _unique_targets(images)
+    lines = [
+        f"# Generated by envbuilder {__version__} (`envbuilder ci`); regenerate, do not edit.",
+        "# Every environment of the manifest is one target; `docker buildx bake` builds them in parallel,",
+        "# each with its own registry cache (mode=max keeps the builder stages: the CUDA stack layer).",
+        'variable "REGISTRY" {',
+        f'  default = "{safe(registry, "registry")}"',
+        "}",
+        "",
+        'group "default" {',
+        "  targets = [" + ", ".join(f'"{n}"' for n in names) + "]",
+        "}",
+    ]
+    for name, image in zip(names, images, strict=True):
+        lock = image.lock
+        unique, moving = image_tags(lock)
+        repo = repository(lock)
+        lines += [
+            "",
+            f'target "{name}" {{',
+            f'  context    = "{_check_context(image.context)}"',
+            '  dockerfile = "Dockerfile"',
+            f'  platforms  = ["{PLATFORMS[lock.platform]}"]',
+            f'  tags       = ["${{REGISTRY}}/{unique}", "${{REGISTRY}}/{moving}"]',
+            f'  cache-from = ["type=registry,ref=${{REGISTRY}}/{repo}:buildcache-{tag_base(lock)}"]',
+            f'  cache-to   = ["type=registry,ref=${{REGISTRY}}/{repo}:buildcache-{tag_base(lock)},mode=max"]',
+            "}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def render_workflow(images: Sequence[CiImage], *, bake_file: str = "docker-bake.hcl", branch: str = "main") -> str:
+    """A GitHub Actions workflow: one runner per image (a matrix over the bake targets), pushed to GHCR."""
+    names = _unique_targets(images)
+    contexts = sorted({_check_context(i.context).split("/", 1)[0] for i in images})
+    paths = [bake_file, "envbuilder.toml", "pylock.*.toml", *(f"{c}/**" for c in contexts)]
+    return "\n".join(
+        [
+            f"# Generated by envbuilder {__version__} (`envbuilder ci`); regenerate, do not edit.",
+            "# Builds every environment x target of envbuilder.toml in parallel: one runner per image, BuildKit",
+            "# with the registry cache of docker-bake.hcl. The runners scale out; envbuilder schedules nothing.",
+            "name: envbuilder images",
+            "on:",
+            "  push:",
+            f"    branches: [{safe(branch, 'branch')}]",
+            "    paths:",
+            *(f'      - "{safe(p, "path")}"' for p in paths),
+            "  workflow_dispatch:",
+            "permissions:",
+            "  contents: read",
+            "  packages: write",
+            "concurrency:",
+            "  group: envbuilder-images-${{ github.ref }}",
+            "  cancel-in-progress: true",
+            "jobs:",
+            "  image:",
+            "    runs-on: ubuntu-latest",
+            "    strategy:",
+            "      fail-fast: false",
+            "      matrix:",
+            "        target: [" + ", ".join(names) + "]",
+            "    steps:",
+            "      - uses: actions/checkout@v4",
+            "      - name: Free disk space (CUDA images need about 10 GB)",
+            "        run: sudo rm -rf /usr/share/dotnet /usr/local/lib/android /opt/ghc /opt/hostedtoolcache/CodeQL",
+            "      - uses: docker/setup-buildx-action@v3",
+            "      - uses: docker/login-action@v3",
+            "        with:",
+            "          registry: ghcr.io",
+            "          username: ${{ github.actor }}",
+            "          password: ${{ secrets.GITHUB_TOKEN }}",
+            "      - name: Registry (GHCR names are lower case)",
+            '        run: echo "REGISTRY=ghcr.io/${GITHUB_REPOSITORY_OWNER,,}/envbuilder" >> "$GITHUB_ENV"',
+            "      - uses: docker/bake-action@v6",
+            "        with:",
+            "          source: .",
+            f"          files: {safe(bake_file, 'bake file')}",
+            "          targets: ${{ matrix.target }}",
+            "          push: true",
+            "",
+        ]
+    )
