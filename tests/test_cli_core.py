@@ -77,7 +77,9 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
         ),
     ],
 )
-def test_bad_input_is_one_line_and_a_tip_exit_2(argv: list[str], stderr: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_one_line_and_a_tip_exit_2(
+    argv: list[str], stderr: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = _run(argv, capsys)
     assert (code, out, err) == (2, "", stderr)
 
@@ -96,16 +98,25 @@ def test_plan_exit_0_and_text(capsys: pytest.CaptureFixture[str]) -> None:
 def test_no_plan_exit_1_with_nearest(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(["resolve", "--gpu", "sm_61", "--driver", "470.82.01", "--torch", ">=2.9"], capsys)
     assert (code, err) == (1, "")
-    assert out.startswith("no plan: no combination of torch, bitsandbytes and companions works for sm_61 driver 470.82.01")
+    assert out.startswith(
+        "no plan: no combination of torch, bitsandbytes and companions works for sm_61 driver 470.82.01"
+    )
     assert "nearest workable alternatives:\n  * with a driver >= 525.60.13: torch==2.14.1+cu126" in out
 
 
 def test_json_plan_contract(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(["resolve", "--gpu", "RTX 5090", "--driver", "570.86.10", "--python", "3.12", "--json"], capsys)
+    code, out, _ = _run(
+        ["resolve", "--gpu", "RTX 5090", "--driver", "570.86.10", "--python", "3.12", "--json"], capsys
+    )
     doc = json.loads(out)
     assert code == 0
     assert {"schema", "profile", "python", "cuda", "packages", "reasons", "rejected"} <= set(doc)
-    assert (doc["schema"], doc["profile"], doc["python"], doc["cuda"]) == ("envbuilder.plan/1", "bnb", "3.12", "12.8")
+    assert (doc["schema"], doc["profile"], doc["python"], doc["cuda"]) == (
+        "envbuilder.plan/1",
+        "bnb",
+        "3.12",
+        "12.8",
+    )
     assert [{k: p[k] for k in ("name", "version", "index")} for p in doc["packages"][:2]] == [
         {"name": "torch", "version": "2.11.0+cu128", "index": "https://download.pytorch.org/whl/cu128"},
         {"name": "bitsandbytes", "version": "0.50.2", "index": "pypi"},
@@ -130,14 +141,37 @@ def test_version_prints_tool_and_matrix_date(matrix: Matrix, capsys: pytest.Capt
 def test_matrix_check(matrix: Matrix, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(["matrix", "check", "--json"], capsys)
     doc = json.loads(out)
-    assert (code, doc["schema"], doc["ok"], doc["digest"]) == (0, "envbuilder.matrix-check/1", True, matrix.digest)
+    assert (code, doc["schema"], doc["ok"], doc["digest"]) == (
+        0,
+        "envbuilder.matrix-check/1",
+        True,
+        matrix.digest,
+    )
     code, out, _ = _run(["matrix", "check"], capsys)
     assert code == 0 and out.startswith(f"matrix OK ({matrix.date}, digest {matrix.digest[:12]}): ")
 
 
 # Strings users might type, plus anything at all. Explicit --gpu never probes the host.
 FUZZ = st.one_of(
-    st.sampled_from(["", " ", "auto", "cpu", "sm_89", "8.9", "RTX 4090", "sm_", "sm_0", "0.0", "99.9", ",", "3.", "..", "-1"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "auto",
+            "cpu",
+            "sm_89",
+            "8.9",
+            "RTX 4090",
+            "sm_",
+            "sm_0",
+            "0.0",
+            "99.9",
+            ",",
+            "3.",
+            "..",
+            "-1",
+        ]
+    ),
     st.text(max_size=20),
 )
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from envbuilder.cli import main
 from envbuilder.errors import MatrixError
 from envbuilder.matrix import BUILTIN_DIR, ENV_MATRIX_DIR, FILES, Matrix, load_matrix
 
@@ -170,13 +171,11 @@ def test_environment_variable_and_argument_both_lay_overlays(monkeypatch: pytest
     monkeypatch.setenv(ENV_MATRIX_DIR, str(_overlay("replace-row")))
     assert load_matrix().arch("9.9") is not None
     # The argument comes after the variable, so its error is met as well.
-    with pytest.raises(MatrixError, match="arch\\[0\\].frist-cuda"):
+    with pytest.raises(MatrixError, match=r"arch\[0\]\.frist-cuda"):
         load_matrix([_overlay("typo-key")])
 
 
 def test_cli_matrix_dir_option_lays_an_overlay(capsys: pytest.CaptureFixture[str]) -> None:
-    from envbuilder.cli import main
-
     directory = _overlay("typo-key")
     assert main(["--matrix-dir", str(directory), "matrix", "check"]) == 2
     err = capsys.readouterr().err
@@ -203,8 +202,18 @@ def test_shipped_matrix_loads_with_every_file(matrix: Matrix) -> None:
 
 def _facts(m: Matrix) -> list[object]:
     return [
-        *m.archs, *m.toolkits, *m.minor_compat, *m.torch_releases, *m.torch_builds, *m.bnb_releases,
-        *m.bnb_loaders, *m.bnb_sass, *m.companions, *m.quant, *m.profiles, *m.evidence,
+        *m.archs,
+        *m.toolkits,
+        *m.minor_compat,
+        *m.torch_releases,
+        *m.torch_builds,
+        *m.bnb_releases,
+        *m.bnb_loaders,
+        *m.bnb_sass,
+        *m.companions,
+        *m.quant,
+        *m.profiles,
+        *m.evidence,
     ]
 
 

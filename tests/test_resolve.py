@@ -1,4 +1,4 @@
-"""envbuilder/resolve.py: plans across GPU generations x driver branches x OS x profile, the traps, and properties.
+"""envbuilder/resolve.py: plans across GPU generations x drivers x OS x profile, the traps, properties.
 
 The property tests re-check every plan with rules written again here, independently of the resolver.
 """
@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 from envbuilder.matrix import Matrix, TorchBuild
-from envbuilder.resolve import NoPlan, Plan, Sources, resolve
-from envbuilder.target import Target, build_target, parse_gpus
+from envbuilder.resolve import NoPlan, Plan, Sources, bnb_library_cuda, resolve
+from envbuilder.target import Gpu, Target, build_target, parse_gpus
 
 PYTORCH = "https://download.pytorch.org/whl"
 PYPI_ONLY = Sources(pytorch_index=None)  # as on these machines: the PyTorch index is out of reach
-WHEELHOUSE = Sources(pytorch_index=None, wheelhouse=("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",))
+WHEELHOUSE = Sources(
+    pytorch_index=None, wheelhouse=("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",)
+)
 
 
 def _target(matrix: Matrix, gpu: str, driver: str | None = None, **kw: object) -> Target:
@@ -26,14 +28,18 @@ def _target(matrix: Matrix, gpu: str, driver: str | None = None, **kw: object) -
     return build_target(matrix, gpus=gpus, driver=driver, **kw)  # type: ignore[arg-type]
 
 
-def _plan(matrix: Matrix, gpu: str, driver: str | None = None, sources: Sources | None = None, **kw: object) -> Plan:
+def _plan(
+    matrix: Matrix, gpu: str, driver: str | None = None, sources: Sources | None = None, **kw: object
+) -> Plan:
     result = resolve(_target(matrix, gpu, driver, **kw), matrix, sources)
     assert isinstance(result, Plan), result.reasons
     check_plan(result, matrix, sources or Sources())
     return result
 
 
-def _noplan(matrix: Matrix, gpu: str, driver: str | None = None, sources: Sources | None = None, **kw: object) -> NoPlan:
+def _noplan(
+    matrix: Matrix, gpu: str, driver: str | None = None, sources: Sources | None = None, **kw: object
+) -> NoPlan:
     result = resolve(_target(matrix, gpu, driver, **kw), matrix, sources)
     assert isinstance(result, NoPlan), [p.requirement for p in result.packages]
     return result
@@ -67,7 +73,12 @@ TABLE = [
     ("V100", "580.95.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
     ("V100", "590.44.01", "windows", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.dll")),
     # Turing, Ampere, Ada: cu126 below 580, PyPI's cu130 default from 580 (Linux and WSL2).
-    ("T4", "525.147.05", "wsl2", ("2.5.1+cu118", CU118, "0.50.2", "libbitsandbytes_cuda118.so")),  # 527.41 floor
+    (
+        "T4",
+        "525.147.05",
+        "wsl2",
+        ("2.5.1+cu118", CU118, "0.50.2", "libbitsandbytes_cuda118.so"),
+    ),  # 527.41 floor
     ("T4", "550.54.14", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
     ("T4", "580.95.05", "linux", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
     ("A10G", "560.35.03", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
@@ -89,8 +100,12 @@ TABLE = [
 ]
 
 
-@pytest.mark.parametrize(("gpu", "driver", "os", "expected"), TABLE, ids=[f"{g}-{d}-{o}" for g, d, o, _ in TABLE])
-def test_bnb_plans_across_generations_drivers_and_os(matrix: Matrix, gpu: str, driver: str, os: str, expected: object) -> None:
+@pytest.mark.parametrize(
+    ("gpu", "driver", "os", "expected"), TABLE, ids=[f"{g}-{d}-{o}" for g, d, o, _ in TABLE]
+)
+def test_bnb_plans_across_generations_drivers_and_os(
+    matrix: Matrix, gpu: str, driver: str, os: str, expected: object
+) -> None:
     plan = _plan(matrix, gpu, driver, os=os)
     assert _pins(plan) == expected
     assert plan.profile == "bnb"
@@ -99,11 +114,18 @@ def test_bnb_plans_across_generations_drivers_and_os(matrix: Matrix, gpu: str, d
 
 @pytest.mark.parametrize(
     ("gpu", "driver"),
-    [("sm_120", "470.82.01"), ("sm_120", "525.147.05"), ("RTX 5090", "535.104.05"), ("RTX 5090", "560.35.03")],
+    [
+        ("sm_120", "470.82.01"),
+        ("sm_120", "525.147.05"),
+        ("RTX 5090", "535.104.05"),
+        ("RTX 5090", "560.35.03"),
+    ],
 )
 def test_blackwell_on_a_driver_older_than_the_gpu_has_no_plan(matrix: Matrix, gpu: str, driver: str) -> None:
     result = _noplan(matrix, gpu, driver)
-    assert result.reasons[1].endswith(f"fail on: driver {driver} predates sm_120 (its first driver is 570.26, with CUDA 12.8)")
+    assert result.reasons[1].endswith(
+        f"fail on: driver {driver} predates sm_120 (its first driver is 570.26, with CUDA 12.8)"
+    )
     assert result.nearest == ("with a driver >= 580.65.06: torch==2.14.1, bitsandbytes==0.50.2 (CUDA 13.0)",)
 
 
@@ -138,7 +160,9 @@ def test_rtx_5090_needs_cu128_and_bnb_with_sm_120_kernels(matrix: Matrix) -> Non
 def test_535_never_gets_cuda_13_and_says_the_floor(matrix: Matrix) -> None:
     plan = _plan(matrix, "sm_89", "535.104.05", python="3.12")
     assert plan.cuda is not None and Version(plan.cuda).major == 12
-    assert _why(plan, "torch 2.14.1+cu130") == "driver 535.104.05 < 580.65.06, the minimum for CUDA 13.x builds"
+    assert (
+        _why(plan, "torch 2.14.1+cu130") == "driver 535.104.05 < 580.65.06, the minimum for CUDA 13.x builds"
+    )
     assert _why(plan, "torch 2.14.1+cu132") == (
         "driver 535.104.05 < 580.65.06, the minor-version-compatibility floor for CUDA 13.x"
     )
@@ -152,7 +176,9 @@ def test_v100_never_gets_bnb_cu13x_library(matrix: Matrix) -> None:
 
 
 def test_bnb_047_with_a_cu130_torch_is_rejected_with_its_reason(matrix: Matrix) -> None:
-    result = _noplan(matrix, "sm_90", "580.95.05", python="3.12", torch="2.11.0", bnb="0.47.0", sources=PYPI_ONLY)
+    result = _noplan(
+        matrix, "sm_90", "580.95.05", python="3.12", torch="2.11.0", bnb="0.47.0", sources=PYPI_ONLY
+    )
     assert _why(result, "torch 2.11.0+cu130") == (
         "no bitsandbytes release works with it (bitsandbytes 0.47.0: torch 2.11.0+cu130 makes it load "
         "libbitsandbytes_cuda130.so, which it does not ship: it fails at the first native call)"
@@ -163,19 +189,39 @@ def test_bnb_047_with_a_cu130_torch_is_rejected_with_its_reason(matrix: Matrix) 
 
 
 def test_old_bnb_with_no_exact_library_falls_back_to_cpu_and_is_rejected(matrix: Matrix) -> None:
-    result = _noplan(matrix, "sm_89", "580.95.05", python="3.12", torch="2.11.0", bnb="0.44.1", sources=PYPI_ONLY)
+    result = _noplan(
+        matrix, "sm_89", "580.95.05", python="3.12", torch="2.11.0", bnb="0.44.1", sources=PYPI_ONLY
+    )
     assert _why(result, "torch 2.11.0+cu130") == (
         "no bitsandbytes release works with it (bitsandbytes 0.44.1: torch 2.11.0+cu130 makes it load "
         "libbitsandbytes_cuda130.so, which it does not ship: it falls back to the CPU silently)"
     )
 
 
-def test_bnb_050_loads_the_nearest_lower_library_of_the_same_major(matrix: Matrix) -> None:
+@pytest.mark.parametrize(
+    ("bnb", "torch_cuda", "loaded"),
+    [
+        ("0.50.2", "12.8", "12.8"),  # exact
+        ("0.50.2", "12.9", "12.8"),  # nearest lower of the same major
+        ("0.50.2", "13.1", "13.0"),
+        ("0.50.2", "12.0", "12.1"),  # none lower: the lowest higher of the same major
+        ("0.50.2", "14.0", None),  # never across majors
+        ("0.49.2", "12.9", "12.9"),
+        ("0.47.0", "13.0", None),  # exact-or-error: no cuda130 library
+        ("0.45.5", "12.9", None),  # exact-or-cpu: silent CPU fallback, no GPU library
+    ],
+)
+def test_library_bitsandbytes_loads(matrix: Matrix, bnb: str, torch_cuda: str, loaded: str | None) -> None:
+    release = matrix.bnb_release(bnb)
+    assert release is not None
+    assert bnb_library_cuda(release, torch_cuda) == loaded
+    assert _loaded_library(release.loader, release.cuda_libs, torch_cuda) == loaded  # the checker agrees
+
+
+def test_bnb_050_with_a_cu128_torch_loads_cuda128(matrix: Matrix) -> None:
     plan = _plan(matrix, "sm_89", "575.57.08", python="3.12", torch="2.10.0", bnb="0.50.2")
     assert plan.variant == "cu128"
     assert plan.bnb_library == "libbitsandbytes_cuda128.so"
-    cu129 = _plan(matrix, "sm_89", "575.57.08", python="3.12", torch="2.10.0+cu129".split("+")[0], bnb="0.50.2")
-    assert cu129.bnb_library in {"libbitsandbytes_cuda128.so", "libbitsandbytes_cuda126.so"}
 
 
 # --------------------------------------------------------------------------- sources
@@ -226,7 +272,9 @@ def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
     plan = _plan(matrix, "NVIDIA H100 80GB HBM3", "580.159.04", python="3.12", sources=PYPI_ONLY)
     assert _pins(plan) == ("2.11.0", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")
     assert plan.proven and plan.proven[0].gpu == "NVIDIA H100 80GB HBM3"
-    assert _why(plan, "torch 2.14.1+cu130") == "works, but ranked lower: the chosen one is proven on a real GPU"
+    assert (
+        _why(plan, "torch 2.14.1+cu130") == "works, but ranked lower: the chosen one is proven on a real GPU"
+    )
     # The same run proves nothing for another Python or another OS.
     assert not _plan(matrix, "H100", "580.159.04", python="3.11").proven
     assert not _plan(matrix, "H100", "580.159.04", python="3.12", os="windows").proven
@@ -238,12 +286,35 @@ def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
 @pytest.mark.parametrize(
     ("gpu", "driver", "profile", "packages"),
     [
-        ("sm_89", "580.95.05", "gptq", {"torch": "2.14.1", "gptqmodel": "7.7.0", "transformers": "5.24.0", "accelerate": "1.15.0"}),
-        ("sm_89", "580.95.05", "awq", {"torch": "2.14.1", "llmcompressor": "0.14.0.1", "compressed-tensors": "0.20.1", "transformers": "5.20.2", "accelerate": "1.15.0"}),
-        ("sm_89", "550.54.14", "gptq", {"torch": "2.14.1+cu126", "gptqmodel": "7.7.0", "transformers": "5.24.0", "accelerate": "1.15.0"}),
+        (
+            "sm_89",
+            "580.95.05",
+            "gptq",
+            {"torch": "2.14.1", "gptqmodel": "7.7.0", "transformers": "5.24.0", "accelerate": "1.15.0"},
+        ),
+        (
+            "sm_89",
+            "580.95.05",
+            "awq",
+            {
+                "torch": "2.14.1",
+                "llmcompressor": "0.14.0.1",
+                "compressed-tensors": "0.20.1",
+                "transformers": "5.20.2",
+                "accelerate": "1.15.0",
+            },
+        ),
+        (
+            "sm_89",
+            "550.54.14",
+            "gptq",
+            {"torch": "2.14.1+cu126", "gptqmodel": "7.7.0", "transformers": "5.24.0", "accelerate": "1.15.0"},
+        ),
     ],
 )
-def test_quant_profiles(matrix: Matrix, gpu: str, driver: str, profile: str, packages: dict[str, str]) -> None:
+def test_quant_profiles(
+    matrix: Matrix, gpu: str, driver: str, profile: str, packages: dict[str, str]
+) -> None:
     plan = _plan(matrix, gpu, driver, profile=profile, python="3.12")
     assert {p.name: p.version for p in plan.packages} == packages
     assert plan.package("bitsandbytes") is None
@@ -273,13 +344,23 @@ def test_json_contract(matrix: Matrix) -> None:
     doc = _plan(matrix, "sm_120", "570.86.10", python="3.12").to_json()
     assert doc["schema"] == "envbuilder.plan/1"
     assert (doc["profile"], doc["python"], doc["cuda"]) == ("bnb", "3.12", "12.8")
-    assert doc["packages"][0] == {"name": "torch", "version": "2.11.0+cu128", "index": CU128, "confirmed": True}
+    assert doc["packages"][0] == {
+        "name": "torch",
+        "version": "2.11.0+cu128",
+        "index": CU128,
+        "confirmed": True,
+    }
     assert all(isinstance(r, str) for r in doc["reasons"])
     assert all(set(r) == {"candidate", "why"} for r in doc["rejected"])
     cpu = _plan(matrix, "cpu", python="3.11", sources=WHEELHOUSE).to_json()
     assert cpu["cuda"] is None
     none = _noplan(matrix, "sm_120", "535.104.05").to_json()
-    assert (none["schema"], none["ok"], none["cuda"], none["packages"]) == ("envbuilder.plan/1", False, None, [])
+    assert (none["schema"], none["ok"], none["cuda"], none["packages"]) == (
+        "envbuilder.plan/1",
+        False,
+        None,
+        [],
+    )
     assert none["nearest"] and none["rejected"]
 
 
@@ -306,7 +387,11 @@ def _loaded_library(loader: str, libs: tuple[str, ...], cuda: str) -> str | None
 def _build_of(plan: Plan, matrix: Matrix) -> TorchBuild:
     release = matrix.torch_release(plan.package("torch").version)  # type: ignore[union-attr]
     assert release is not None
-    builds = [b for b in matrix.builds_of(release) if b.variant == plan.variant and plan.target.platform in b.platforms]
+    builds = [
+        b
+        for b in matrix.builds_of(release)
+        if b.variant == plan.variant and plan.target.platform in b.platforms
+    ]
     assert len(builds) == 1, builds
     return builds[0]
 
@@ -357,7 +442,9 @@ def check_plan(plan: Plan, matrix: Matrix, sources: Sources) -> None:
             arch = matrix.arch(cc)
             first = next((t for t in matrix.toolkits if arch and t.cuda == arch.first_cuda), None)
             if target.driver and first is not None:
-                assert Version(target.driver) >= Version((first.windows if target.os != "linux" else first.linux) or "0")
+                assert Version(target.driver) >= Version(
+                    (first.windows if target.os != "linux" else first.linux) or "0"
+                )
             assert _sass_runs(build.sass, build.ptx, cc, jit_ok=native)
     else:
         assert target.profile == "cpu"
@@ -381,9 +468,12 @@ def check_plan(plan: Plan, matrix: Matrix, sources: Sources) -> None:
         else:
             lib = _loaded_library(bnb.loader, bnb.cuda_libs, build.cuda)
             assert lib is not None
-            assert plan.bnb_library is not None and plan.bnb_library.startswith(f"libbitsandbytes_cuda{lib.replace('.', '')}.")
+            assert plan.bnb_library is not None and plan.bnb_library.startswith(
+                f"libbitsandbytes_cuda{lib.replace('.', '')}."
+            )
             rows = [
-                r for r in matrix.bnb_sass
+                r
+                for r in matrix.bnb_sass
                 if r.platform == target.platform and r.bnb.contains(bnb.version) and r.cuda.contains(lib)
             ]
             assert rows
@@ -419,12 +509,37 @@ DRIVERS = st.one_of(
     st.none(),
     st.builds(
         lambda major, minor, patch: f"{major}.{minor}.{patch:02d}",
-        st.sampled_from([450, 470, 515, 520, 525, 527, 530, 535, 545, 550, 555, 560, 565, 570, 575, 576, 580, 590, 595, 610]),
+        st.sampled_from(
+            [
+                450,
+                470,
+                515,
+                520,
+                525,
+                527,
+                530,
+                535,
+                545,
+                550,
+                555,
+                560,
+                565,
+                570,
+                575,
+                576,
+                580,
+                590,
+                595,
+                610,
+            ]
+        ),
         st.integers(0, 200),
         st.integers(0, 99),
     ),
 )
-SOURCES = st.sampled_from([Sources(), PYPI_ONLY, WHEELHOUSE, Sources(pypi=True, pytorch_index="https://mirror.example/whl")])
+SOURCES = st.sampled_from(
+    [Sources(), PYPI_ONLY, WHEELHOUSE, Sources(pypi=True, pytorch_index="https://mirror.example/whl")]
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -451,8 +566,6 @@ def test_every_plan_satisfies_every_constraint(
     forward_compat: bool,
     sources: Sources,
 ) -> None:
-    from envbuilder.target import Gpu
-
     if not ccs:
         profile = "cpu"
     target = build_target(

@@ -21,8 +21,19 @@ from envbuilder.target import (
     parse_spec,
 )
 
-_REFUSED_IDS = {"Foo 9000", "AMD MI300X", "rocm", "Radeon RX 7900 XTX", "Apple M4", "mps", "M2 Max", "Jetson Orin",
-                "Jetson Orin Nano", "sm_87", "sm_99"}
+_REFUSED_IDS = {
+    "Foo 9000",
+    "AMD MI300X",
+    "rocm",
+    "Radeon RX 7900 XTX",
+    "Apple M4",
+    "mps",
+    "M2 Max",
+    "Jetson Orin",
+    "Jetson Orin Nano",
+    "sm_87",
+    "sm_99",
+}
 TIP_NAME = "name an NVIDIA GPU (sm_89, 8.9, 'RTX 4090'), or use --gpu cpu"
 
 
@@ -190,7 +201,9 @@ def test_driver_accepted(text: str) -> None:
     assert parse_driver(text) == text.strip()
 
 
-@pytest.mark.parametrize("text", ["abc", "5.5", "550.54.14.1.2", "", "55", "550.", "v550.54", "550.54.14a", "５５０.54.14"])
+@pytest.mark.parametrize(
+    "text", ["abc", "5.5", "550.54.14.1.2", "", "55", "550.", "v550.54", "550.54.14a", "５５０.54.14"]
+)
 def test_driver_refused(text: str) -> None:
     with pytest.raises(TargetError) as info:
         parse_driver(text)
@@ -198,7 +211,9 @@ def test_driver_refused(text: str) -> None:
     assert info.value.hint == "write it as nvidia-smi prints it, e.g. 550.54.14 (Linux) or 576.02 (Windows)"
 
 
-@pytest.mark.parametrize(("text", "python"), [("3.11", "3.11"), ("3.12.3", "3.12"), ("3.10", "3.10"), (" 3.13 ", "3.13")])
+@pytest.mark.parametrize(
+    ("text", "python"), [("3.11", "3.11"), ("3.12.3", "3.12"), ("3.10", "3.10"), (" 3.13 ", "3.13")]
+)
 def test_python_accepted(text: str, python: str) -> None:
     assert parse_python(text) == python
 
@@ -230,7 +245,9 @@ def test_os_refused(text: str, message: str) -> None:
     assert info.value.message == message
 
 
-@pytest.mark.parametrize(("text", "machine"), [("x86_64", "x86_64"), ("AMD64", "x86_64"), ("aarch64", "aarch64")])
+@pytest.mark.parametrize(
+    ("text", "machine"), [("x86_64", "x86_64"), ("AMD64", "x86_64"), ("aarch64", "aarch64")]
+)
 def test_machine(text: str, machine: str) -> None:
     assert parse_machine(text) == machine
 
@@ -276,7 +293,11 @@ def test_spec_refused(text: str) -> None:
 def test_build_target_defaults(matrix: Matrix) -> None:
     gpu = build_target(matrix, gpus=(Gpu("8.9"),))
     assert (gpu.profile, gpu.os, gpu.machine, gpu.platform, gpu.pythons) == (
-        "bnb", "linux", "x86_64", "linux-x86_64", DEFAULT_PYTHONS,
+        "bnb",
+        "linux",
+        "x86_64",
+        "linux-x86_64",
+        DEFAULT_PYTHONS,
     )
     assert build_target(matrix, gpus=()).profile == "cpu"
 

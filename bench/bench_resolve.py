@@ -1,0 +1,152 @@
+"""Benchmark of `envbuilder resolve` (issue 2, item 8). Run by hand: python3 bench/bench_resolve.py [--runs N].
+
+(a) whole process `envbuilder resolve --gpu sm_89 --driver 550.54.14`, median of N runs (goal < 300 ms),
+    against `python -c pass` (interpreter start-up) and `uv pip compile` of the same pins (what a user would
+    otherwise reach for) as ratios;
+(b) in-process resolve with the matrix loaded once, median (goal < 20 ms), and the matrix load itself;
+(c) `python -X importtime -c "import envbuilder.cli"`: nothing heavy (requests, tomlkit, docker) at start-up.
+Prints a table and writes it to bench/RESULTS-resolve.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS-resolve.md"
+ARGS = ["resolve", "--gpu", "sm_89", "--driver", "550.54.14"]
+HEAVY = ("requests", "tomlkit", "docker", "urllib3", "hypothesis")
+# The pins envbuilder's plan for sm_89 + 550 names, as a user would hand them to uv (the torch pin is the
+# PyPI build: the PyTorch index is out of reach here).
+PINS = ["torch==2.14.1", "bitsandbytes==0.50.2", "transformers==5.24.0", "accelerate==1.15.0", "peft==0.21.2"]
+
+
+def _time_process(argv: Sequence[str], runs: int) -> list[float]:
+    times = []
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, check=False)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _time_call(fn: Callable[[], object], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _uv_compile(runs: int) -> list[float] | None:
+    with tempfile.TemporaryDirectory() as tmp:
+        req = Path(tmp) / "requirements.in"
+        req.write_text("\n".join(PINS) + "\n")
+        argv = ["uv", "pip", "compile", "--quiet", "--python-version", "3.12", str(req)]
+        warm = subprocess.run(argv, capture_output=True, check=False, text=True)  # fills uv's cache
+        if warm.returncode != 0:
+            print(f"uv pip compile failed, left out: {warm.stderr.strip()[:200]}", file=sys.stderr)
+            return None
+        return _time_process(argv, runs)
+
+
+def _importtime() -> tuple[float, list[str]]:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import envbuilder.cli"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    modules = [m.group(2).strip() for m in re.finditer(r"\|\s*(\d+) \|(.*)$", proc.stderr, re.MULTILINE)]
+    total = sum(
+        int(m.group(1))
+        for m in re.finditer(r"^import time:\s+\d+ \|\s*(\d+) \| \S", proc.stderr, re.MULTILINE)
+    )
+    heavy = sorted({m for m in modules if m.split(".")[0] in HEAVY})
+    return total / 1e6, heavy
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--no-uv", action="store_true", help="skip uv pip compile (needs PyPI)")
+    opts = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from envbuilder.matrix import load_matrix
+    from envbuilder.resolve import resolve
+    from envbuilder.target import build_target, parse_gpus
+
+    cli = _time_process([sys.executable, "-m", "envbuilder", *ARGS], opts.runs)
+    bare = _time_process([sys.executable, "-c", "pass"], opts.runs)
+    uv = None if opts.no_uv else _uv_compile(max(3, opts.runs // 4))
+    loads = _time_call(load_matrix, 10)
+    matrix = load_matrix()
+    target = build_target(matrix, gpus=parse_gpus("sm_89", matrix), driver="550.54.14")
+    inproc = _time_call(lambda: resolve(target, matrix), max(opts.runs, 50))
+    imp_total, heavy = _importtime()
+
+    med = statistics.median
+    rows = [
+        (
+            "`envbuilder resolve --gpu sm_89 --driver 550.54.14` (process)",
+            med(cli),
+            "< 300 ms",
+            med(cli) < 0.3,
+        ),
+        ("`python -c pass` (interpreter start-up)", med(bare), "", None),
+        ("resolve / bare start-up", med(cli) / med(bare), "", None),
+    ]
+    if uv is not None:
+        rows += [
+            ("`uv pip compile` of the same pins (warm cache)", med(uv), "", None),
+            ("resolve / uv pip compile", med(cli) / med(uv), "", None),
+        ]
+    rows += [
+        ("in-process resolve (matrix loaded once)", med(inproc), "< 20 ms", med(inproc) < 0.02),
+        ("load + validate the matrix", med(loads), "", None),
+        ("`import envbuilder.cli` (importtime, cumulative)", imp_total, "", None),
+        (
+            "heavy modules at start-up (" + ", ".join(HEAVY) + ")",
+            ", ".join(heavy) or "none",
+            "none",
+            not heavy,
+        ),
+    ]
+    lines = [
+        "# `envbuilder resolve` benchmark",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d')}; medians of {opts.runs} runs (uv: {len(uv) if uv else 0}). "
+        "Run `python3 bench/bench_resolve.py` to reproduce.",
+        "",
+        "| measure | value | goal | met |",
+        "|---|---|---|---|",
+    ]
+    for name, value, goal, met in rows:
+        shown = (
+            value
+            if isinstance(value, str)
+            else (f"{value:.2f}x" if "/" in name else f"{value * 1000:.1f} ms")
+        )
+        lines.append(f"| {name} | {shown} | {goal} | {'' if met is None else ('yes' if met else 'NO')} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.write_text(text)
+    return 0 if all(met is not False for *_, met in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
