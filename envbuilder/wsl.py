@@ -102,7 +102,7 @@ def _check(pattern: re.Pattern[str], value: str, what: str, hint: str) -> str:
 
 def check_env_dir(path: str) -> str:
     """A user-given environment directory: any text is quoted later, but control characters are refused."""
-    if not path or any(ord(c) < 32 or ord(c) == 127 for c in path):
+    if not path or not path.isprintable():
         raise _bad("environment directory", path, "give a path without newlines or control characters")
     return path
 
@@ -486,7 +486,7 @@ note "$(uv python find "$PYTHON_VERSION")"
 
 begin "environment $ENV_NAME in $ENV_DIR"
 if [ -x "$ENV_DIR/bin/python" ]; then
-  have=$("$ENV_DIR/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  have=$("$ENV_DIR/bin/python" -c 'import sys; print(*sys.version_info[:2], sep=chr(46))')
   if [ "$have" != "$PYTHON_VERSION" ]; then
     fail "$ENV_DIR exists with Python $have, not $PYTHON_VERSION" "remove it (rm -rf -- \"$ENV_DIR\") or choose another directory, then run this script again"
   fi
@@ -723,7 +723,8 @@ Write-Note (& uv python find $PythonVersion)
 Enter-Step ('environment ' + $EnvDir)
 $python = Join-Path $EnvDir 'Scripts\python.exe'
 if (Test-Path -LiteralPath $python) {
-    $have = (& $python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    # No double quotes in the code: Windows PowerShell 5.1 passes embedded quotes to native programs unescaped.
+    $have = (& $python -c 'import sys; print(*sys.version_info[:2], sep=chr(46))')
     Assert-Exit 'the environment''s python'
     if ($have -ne $PythonVersion) {
         Stop-Recipe ($EnvDir + ' exists with Python ' + $have + ', not ' + $PythonVersion) 'remove it or choose another directory, then run this script again'

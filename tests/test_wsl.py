@@ -245,3 +245,47 @@ def test_script_runs_to_the_install_step_and_is_idempotent(tmp_path: Path) -> No
     assert f"exists (Python {PY}): kept" in second.stdout
     assert _stopped(second) == _stopped(first)
     assert not marker.exists()
+
+
+BASE_IMAGE = "localhost/envbuilder-base:bookworm"
+
+
+def _buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    storage = os.environ.get("PODMAN_STORAGE", "--storage-driver vfs").split()
+    return subprocess.run(["buildah", *storage, *args], capture_output=True, text=True, timeout=600, check=check)
+
+
+@pytest.mark.podman
+def test_script_in_a_debian_container_as_a_user(tmp_path: Path) -> None:
+    """A fresh Debian minbase (mawk, no curl): checks pass on the fake WSL2 layout, then uv's step stops."""
+    if not (shutil.which("buildah") and shutil.which("podman")):
+        pytest.skip("buildah/podman are not installed (apt-get install -y podman buildah mmdebstrap)")
+    storage = os.environ.get("PODMAN_STORAGE", "--storage-driver vfs").split()
+    exists = subprocess.run(["podman", *storage, "image", "exists", BASE_IMAGE], check=False)
+    if exists.returncode != 0:
+        if not shutil.which("mmdebstrap"):
+            pytest.skip(f"no {BASE_IMAGE} and no mmdebstrap to make it")
+        subprocess.run(["sh", str(Path(__file__).parent / "podman_base.sh"), BASE_IMAGE], check=True, timeout=600)
+    fake = tmp_path / "fake"
+    _layout(fake, "proc-version-wsl2-5.4.91.txt", None)
+    (fake / "smi.txt").write_text((FIXTURES / "h100-cu130" / "nvidia-smi.txt").read_text())
+    smi = fake / "usr" / "lib" / "wsl" / "lib" / "nvidia-smi"
+    smi.write_text("#!/bin/sh\ncat /fake/smi.txt\n")
+    smi.chmod(0o755)
+    script = tmp_path / "setup.sh"
+    script.write_text(wsl.render_wsl2_script(spec(python="3.11", name="bnb-cu126-py3.11")))
+    ctr = _buildah("from", "--pull=never", BASE_IMAGE).stdout.strip().splitlines()[-1]
+    try:
+        _buildah("copy", ctr, str(fake), "/fake")
+        _buildah("copy", ctr, str(script), "/setup.sh")
+        _buildah("run", "--isolation", "chroot", ctr, "--", "useradd", "-m", "dev")
+        proc = _buildah("run", "--isolation", "chroot", "--user", "dev", "--env", "ENVBUILDER_ROOT=/fake",
+                        "--env", "HOME=/home/dev", ctr, "--", "bash", "/setup.sh", check=False)
+    finally:
+        _buildah("rm", ctr, check=False)
+    assert "driver 580.159.04 (Windows numbering) >= 527.41" in proc.stdout, proc.stdout + proc.stderr
+    assert "==> [6/9] uv >= 0.9.0" in proc.stdout
+    assert _stopped(proc) in {
+        "envbuilder-recipe: step 6/9 (uv >= 0.9.0) failed: neither curl nor wget is installed",
+        "envbuilder-recipe: step 6/9 (uv >= 0.9.0) failed: could not download uv's installer",
+    }, proc.stderr

@@ -48,6 +48,8 @@ DLL_LOAD = re.compile(
 # A Linux shared library under a Windows path: the pre-0.43 py3-none-any wheel on Windows.
 LINUX_SO_ON_WINDOWS = re.compile(r"[A-Za-z]:\\[^\n]*libbitsandbytes_\w+\.so\b")
 WINDOWS_PATH_BUG = re.compile(r"argument of type 'WindowsPath' is not iterable")
+# 0.43.0 brought the first official Windows wheels.
+FIRST_WINDOWS_MINOR = 43
 OLD_ANY_WHEEL = re.compile(r"bitsandbytes-0\.(\d+)\.\d+-py3-none-any\.whl")
 
 
@@ -177,7 +179,7 @@ def _pre043_seen(ctx: Context) -> str | None:
     if not on_windows(ctx):
         return None
     hit = quote(ctx.text, OLD_ANY_WHEEL)
-    if hit and int(hit[1].group(1)) < 43:
+    if hit and int(hit[1].group(1)) < FIRST_WINDOWS_MINOR:
         return hit[0]
     ev = ctx.evidence
     if ev and ev.bnb and _old_version(ev.bnb):
