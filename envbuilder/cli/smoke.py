@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from envbuilder.cli._common import load_matrix_for, print_json
 from envbuilder.errors import EXIT_CHECK_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from envbuilder.doctor import Finding
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     python = find_python(env=args.env, python=args.python)
     report = run_smoke(python, quick=args.quick, profile=args.profile)
-    findings = ()
+    findings: tuple[Finding, ...] = ()
     if not report.ok:
         evidence = from_smoke_document(report.document)
         findings = diagnose(Context(matrix=load_matrix_for(args), evidence=evidence, python=str(python)))

@@ -120,7 +120,9 @@ def bnb_sass_check(checks: Sequence[Check]) -> Check:
         return Check(name="bnb_sass", status="SKIP", detail="skipped: stage 'bnb_import' did not pass")
     if not devices:
         return Check(name="bnb_sass", status="SKIP", detail="no GPU: nothing to check the library's SASS against")
-    path = (bnb.evidence.get("library") or {}).get("path")
+    path = str((bnb.evidence.get("library") or {}).get("path") or "")
+    if not path:
+        return Check(name="bnb_sass", status="SKIP", detail="the loaded library's path is unknown")
     try:
         from envbuilder.audit import read_library
 

@@ -64,7 +64,7 @@ def _run_stage(name: str, fn: Callable[[State], Stage], state: State) -> Stage:
     try:
         with contextlib.redirect_stderr(captured):
             result = fn(state)
-    except Exception as exc:  # noqa: BLE001 - a smoke stage must report every failure as data
+    except Exception as exc:
         last = (str(exc).strip().splitlines() or [""])[-1][:300]
         result = _stage(name, "FAIL", f"{type(exc).__name__}: {last}", error=_error_text(exc))
     result["seconds"] = round(time.perf_counter() - start, 3)
@@ -142,7 +142,7 @@ def stage_cuda(state: State) -> Stage:
 
 def _driver_cuda(torch: Any) -> str | None:
     with contextlib.suppress(Exception):
-        v = torch._C._cuda_getDriverVersion()  # noqa: SLF001 - the only way torch exposes the driver's CUDA
+        v = torch._C._cuda_getDriverVersion()
         return f"{v // 1000}.{(v % 1000) // 10}"
     return None
 
@@ -195,7 +195,7 @@ def _bnb_library(cext: Any) -> dict[str, Any]:
     info: dict[str, Any] = {"wrapper": type(lib).__name__ if lib is not None else None, "path": None}
     inner = getattr(lib, "_lib", None)
     if inner is not None and getattr(inner, "_name", None):
-        info["path"] = str(inner._name)  # noqa: SLF001 - the loaded CDLL's own path
+        info["path"] = str(inner._name)
     attrs = getattr(lib, "__dict__", {})  # 0.46+: ErrorHandlerMockBNBNativeLibrary keeps why it failed
     for attr in ("error_msg", "formatted_error"):
         if attrs.get(attr):
@@ -258,7 +258,7 @@ def stage_bnb_kernels(state: State) -> Stage:
             y = functional.dequantize_blockwise(q, s)
             torch.cuda.synchronize(dev)
             results[dev] = {"ok": True, "max_err": float((x - y).abs().max())}
-        except Exception as exc:  # noqa: BLE001 - the error text is the evidence
+        except Exception as exc:
             results[dev] = {"ok": False, "error": _error_text(exc)}
             failed.append(f"{dev}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}")
     if failed:
@@ -381,7 +381,7 @@ def _load_and_compare(torch: Any, transformers: Any, path: str, dev: str, mode: 
         layer = model.model.layers[0].self_attn.q_proj
         with torch.no_grad():
             got = model(ids.to(dev)).logits.float().cpu()
-    except Exception as exc:  # noqa: BLE001 - the error text is the evidence
+    except Exception as exc:
         return {"error": _error_text(exc)}
     out: dict[str, Any] = {"max_abs": round(float((got - want).abs().max()), 5), "layer": type(layer).__name__}
     if dev.startswith("cuda"):

@@ -1,0 +1,432 @@
+"""doctor: rules on real logs (tests/fixtures/logs, see its README), rules on evidence, the CLI, and a real env."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from envbuilder import _run
+from envbuilder.cli import main
+from envbuilder.doctor import (
+    DOCTOR_SCHEMA,
+    RULE_MODULES,
+    Context,
+    Device,
+    Evidence,
+    diagnose,
+    doctor_json,
+    load_rules,
+)
+from envbuilder.doctor.logs import facts_from_log, max_memory_for
+from envbuilder.doctor.rules_bnb import Facts, pick_bnb
+from envbuilder.matrix import Matrix
+
+LOGS = Path(__file__).parent / "fixtures" / "logs"
+
+# (fixture, rule that must fire, severity, a piece of the fix that must be there)
+LOG_CASES = [
+    # captured here
+    (
+        "transformers-5.24-bnb-0.45.5-4bit-importerror.txt",
+        "transformers-min-bnb",
+        "FAIL",
+        "bitsandbytes==0.50.2",
+    ),
+    (
+        "transformers-5.24-bnb-0.45.5-8bit-importerror.txt",
+        "transformers-min-bnb",
+        "FAIL",
+        "bitsandbytes==0.50.2",
+    ),
+    ("transformers-5.24-bnb-0.46.1-fp4-cpu.txt", "nf4-only-on-cpu", "FAIL", "bnb_4bit_quant_type='nf4'"),
+    ("bnb-0.45.5-python-m-bitsandbytes-cpu.txt", "bnb-diagnostics-on-cpu", "INFO", "nothing to fix"),
+    ("bnb-0.45.5-quantize_4bit-cpu.txt", "no-cpu-4bit", "FAIL", "bitsandbytes=="),
+    ("bnb-0.45.3-import-glibcxx.txt", "glibc-too-old", "FAIL", "bitsandbytes=="),
+    ("bnb-0.45.4-import-no-cpu-lib.txt", "bad-release", "FAIL", "bitsandbytes=="),
+    ("bnb-0.45.4-quantize_blockwise-cpu.txt", "bad-release", "FAIL", "bitsandbytes=="),
+    ("bnb-0.44.1-triton-3.9-import.txt", "triton-ops", "FAIL", "bitsandbytes=="),
+    ("bnb-0.50.2-python-m-bitsandbytes-cpu.txt", "kernels-hub-warning", "INFO", "harmless"),
+    # quoted from public issues
+    (
+        "gh-bnb-1688-configured-cuda-binary-cu129.txt",
+        "bnb-lib-cuda-mismatch",
+        "FAIL",
+        "libbitsandbytes_cuda129",
+    ),
+    ("gh-bnb-1848-cuda131-native-method.txt", "bnb-lib-cuda-mismatch", "FAIL", "libbitsandbytes_cuda131"),
+    ("gh-bnb-pr1689-could-not-find-cuda129.txt", "bnb-lib-cuda-mismatch", "FAIL", "libbitsandbytes_cuda129"),
+    ("gh-bnb-1559-cuda-setup-failed-cu124.txt", "bnb-lib-cuda-mismatch", "FAIL", "libbitsandbytes_cuda124"),
+    ("gh-bnb-551-cuda122-libcudart.txt", "old-cudart-scan", "WARN", "LD_LIBRARY_PATH"),
+    ("gh-bnb-680-undefined-symbol-cpu-lib.txt", "cpu-lib-undefined-symbol", "FAIL", "bitsandbytes=="),
+    ("gh-bnb-310-no-kernel-image-ops-cu.txt", "bnb-no-kernel", "FAIL", "envbuilder create"),
+    ("gh-bnb-382-named-symbol-ops-cu.txt", "named-symbol", "FAIL", "envbuilder create"),
+    ("gh-bnb-1199-libcusparse-colab.txt", "missing-cuda-libs", "FAIL", "unset BNB_CUDA_VERSION"),
+    ("gh-bnb-1524-windows-dll.txt", "windows-dll", "FAIL", "--os wsl2"),
+    ("gh-bnb-1610-glibc-2.34.txt", "glibc-too-old", "FAIL", "bitsandbytes=="),
+    ("gh-bnb-1180-bnb-cuda-version-override.txt", "bnb-cuda-version-var", "WARN", "unset BNB_CUDA_VERSION"),
+    ("gh-exllamav2-457-exllama-kernels-abi.txt", "torch-abi", "FAIL", "--profile gptq"),
+    ("gh-autoawq-214-awq-engine-abi.txt", "torch-abi", "FAIL", "--profile gptq"),
+    ("gh-sdwebui-nix-9-sm120-torch.txt", "torch-arch", "FAIL", "envbuilder create --gpu sm_120"),
+    ("gh-llamatuner-91-oom-quantize-4bit.txt", "oom-4bit-load", "FAIL", "max_memory={0: '33GiB'}"),
+]
+
+
+@pytest.mark.parametrize(("name", "rule", "severity", "fix"), LOG_CASES, ids=[c[0] for c in LOG_CASES])
+def test_log_rules_on_real_logs(matrix: Matrix, name: str, rule: str, severity: str, fix: str) -> None:
+    text = (LOGS / name).read_text(encoding="utf-8")
+    findings = {f.rule: f for f in diagnose(Context(matrix=matrix, log=text))}
+    assert rule in findings, sorted(findings)
+    f = findings[rule]
+    assert f.severity == severity
+    assert fix in f.fix
+    assert f.seen.removesuffix("...") in text  # quoted verbatim from the log
+
+
+def test_every_fixture_is_cited_and_tested() -> None:
+    readme = (LOGS / "README.md").read_text(encoding="utf-8")
+    files = {p.name for p in LOGS.glob("*.txt")}
+    assert files == {c[0] for c in LOG_CASES}
+    for name in files:
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {name} |"))
+        assert "captured:" in row or "https://github.com/" in row
+
+
+def test_healthy_log_has_no_failure(matrix: Matrix) -> None:
+    text = (LOGS / "bnb-0.50.2-python-m-bitsandbytes-cpu.txt").read_text(encoding="utf-8")
+    assert not [f for f in diagnose(Context(matrix=matrix, log=text)) if f.severity != "INFO"]
+
+
+@pytest.mark.parametrize(
+    ("name", "bnb", "torch", "torch_cuda", "sm", "vram"),
+    [
+        ("bnb-0.50.2-python-m-bitsandbytes-cpu.txt", "0.50.2", "2.13.0+cpu", None, None, None),
+        ("gh-sdwebui-nix-9-sm120-torch.txt", None, None, None, "12.0", None),
+        ("gh-llamatuner-91-oom-quantize-4bit.txt", None, None, None, None, 39.45),
+        ("gh-bnb-1688-configured-cuda-binary-cu129.txt", None, None, None, None, None),
+    ],
+)
+def test_facts_from_log(
+    name: str, bnb: str | None, torch: str | None, torch_cuda: str | None, sm: str | None, vram: float | None
+) -> None:
+    lf = facts_from_log((LOGS / name).read_text(encoding="utf-8"))
+    assert (lf.bnb, lf.torch, lf.torch_cuda, lf.sm, lf.vram_gib) == (bnb, torch, torch_cuda, sm, vram)
+
+
+@pytest.mark.parametrize(("gib", "want"), [(24.0, "20GiB"), (79.2, "67GiB"), (8.0, "6GiB")])
+def test_max_memory_leaves_headroom(gib: float, want: str) -> None:
+    assert max_memory_for(gib) == want
+
+
+# --------------------------------------------------------------------------- rules on evidence (pure)
+
+H100 = Device(index=0, name="NVIDIA H100 80GB HBM3", cc="9.0", vram_bytes=85 * 10**9)
+P40 = Device(index=0, name="Tesla P40", cc="6.1", vram_bytes=24 * 2**30)
+
+
+def _ev(**kw: object) -> Evidence:
+    base: dict[str, object] = {
+        "python": "3.11.7",
+        "system": "Linux",
+        "machine": "x86_64",
+        "libc": "glibc-2.36",
+        "packages": {"transformers": "5.24.0"},
+    }
+    base.update(kw)
+    return Evidence(**base)  # type: ignore[arg-type]
+
+
+EVIDENCE_CASES = [
+    # torch upgraded to cu130 under bnb 0.47.0 (no cuda130 lib; 0.46-0.49 raise at first call)
+    (
+        "torch-upgrade",
+        _ev(torch="2.11.0+cu130", torch_cuda="13.0", devices=(H100,), bnb="0.47.0"),
+        "bnb-lib-cuda-mismatch",
+        "FAIL",
+        "bitsandbytes==0.50.2",
+    ),
+    # Pascal under a cu128 torch: bnb's cu128 library starts at sm_70, and no release fixes that
+    (
+        "pascal-cu128",
+        _ev(torch="2.8.0+cu128", torch_cuda="12.8", devices=(P40,), bnb="0.50.2"),
+        "bnb-no-kernel",
+        "FAIL",
+        "envbuilder create --gpu sm_61",
+    ),
+    (
+        "bnb-cuda-version-empty",
+        _ev(
+            torch="2.11.0+cu130",
+            torch_cuda="13.0",
+            devices=(H100,),
+            bnb="0.50.2",
+            env={"BNB_CUDA_VERSION": ""},
+        ),
+        "bnb-cuda-version-var",
+        "FAIL",
+        "unset",
+    ),
+    (
+        "bnb-cuda-version-other",
+        _ev(
+            torch="2.11.0+cu130",
+            torch_cuda="13.0",
+            devices=(H100,),
+            bnb="0.50.2",
+            env={"BNB_CUDA_VERSION": "128"},
+        ),
+        "bnb-cuda-version-var",
+        "WARN",
+        "unset",
+    ),
+    (
+        "transformers5-old-bnb",
+        _ev(torch="2.13.0+cpu", bnb="0.45.5"),
+        "transformers-min-bnb",
+        "FAIL",
+        "bitsandbytes==0.50.2",
+    ),
+    (
+        "mixed",
+        _ev(
+            torch="2.13.0+cpu",
+            bnb="0.50.2",
+            packages={"bitsandbytes": "0.50.2", "auto-gptq": "0.7.1", "transformers": "5.24.0"},
+        ),
+        "mixed-quant-libs",
+        "FAIL",
+        "envbuilder create --profile gptq",
+    ),
+    (
+        "nf4-only-cpu",
+        _ev(torch="2.13.0+cpu", bnb="0.46.1"),
+        "nf4-only-on-cpu",
+        "WARN",
+        "bitsandbytes==0.50.2",
+    ),
+    (
+        "old-glibc",
+        _ev(
+            torch="2.7.0+cu126",
+            torch_cuda="12.6",
+            devices=(H100,),
+            bnb="0.45.5",
+            libc="glibc-2.31",
+            python="3.10.12",
+        ),
+        "glibc-too-old",
+        "FAIL",
+        "bitsandbytes==",
+    ),
+    (
+        "triton",
+        _ev(
+            torch="2.6.0+cu124",
+            torch_cuda="12.4",
+            devices=(H100,),
+            bnb="0.44.1",
+            python="3.10.12",
+            packages={"triton": "3.2.0"},
+        ),
+        "triton-ops",
+        "FAIL",
+        "bitsandbytes==",
+    ),
+    (
+        "avoid",
+        _ev(torch="2.6.0+cpu", bnb="0.45.4", python="3.10.12"),
+        "bad-release",
+        "FAIL",
+        "bitsandbytes==",
+    ),
+    (
+        "windows-fork",
+        _ev(
+            torch="2.6.0+cu124",
+            torch_cuda="12.4",
+            bnb="0.41.1",
+            system="Windows",
+            machine="AMD64",
+            packages={"bitsandbytes-windows": "0.37.5"},
+        ),
+        "windows-dll",
+        "FAIL",
+        "uninstall",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "ev", "rule", "severity", "fix"), EVIDENCE_CASES, ids=[c[0] for c in EVIDENCE_CASES]
+)
+def test_rules_on_evidence(
+    matrix: Matrix, case: str, ev: Evidence, rule: str, severity: str, fix: str
+) -> None:
+    findings = {f.rule: f for f in diagnose(Context(matrix=matrix, evidence=ev, python="/env/bin/python"))}
+    assert rule in findings, (case, sorted(findings))
+    assert findings[rule].severity == severity
+    assert fix in findings[rule].fix
+
+
+def test_healthy_evidence_has_no_findings(matrix: Matrix) -> None:
+    ev = _ev(
+        torch="2.11.0+cu130",
+        torch_cuda="13.0",
+        devices=(H100,),
+        bnb="0.50.2",
+        packages={"bitsandbytes": "0.50.2", "transformers": "5.24.0"},
+    )
+    assert diagnose(Context(matrix=matrix, evidence=ev)) == ()
+
+
+def test_fix_commands_target_the_env(matrix: Matrix) -> None:
+    ev = _ev(torch="2.11.0+cu130", torch_cuda="13.0", devices=(H100,), bnb="0.47.0")
+    f = next(
+        f
+        for f in diagnose(Context(matrix=matrix, evidence=ev, python="/e/bin/python"))
+        if f.rule == "bnb-lib-cuda-mismatch"
+    )
+    assert f.commands == (("uv", "pip", "install", "--python", "/e/bin/python", "bitsandbytes==0.50.2"),)
+    assert "loads libbitsandbytes_cuda130.so" in f.fix
+
+
+@pytest.mark.parametrize(
+    ("torch", "cuda", "ccs", "python", "want"),
+    [
+        ("2.13.0+cpu", None, (), "3.11", "0.50.2"),
+        ("2.11.0+cu130", "13.0", ("9.0",), "3.11", "0.50.2"),
+        ("2.3.1+cu121", "12.1", ("8.6",), "3.10", "0.49.2"),  # 0.50 needs torch >= 2.4
+        ("2.8.0+cu128", "12.8", ("6.1",), "3.11", None),  # no bnb cu128 library has Pascal SASS
+    ],
+)
+def test_pick_bnb(
+    matrix: Matrix, torch: str, cuda: str | None, ccs: tuple[str, ...], python: str, want: str | None
+) -> None:
+    f = Facts(
+        bnb=None,
+        torch=torch,
+        torch_cuda=cuda,
+        ccs=ccs,
+        python=python,
+        platform="linux-x86_64",
+        vram_gib=(),
+        log=facts_from_log(""),
+    )
+    rel = pick_bnb(matrix, f)
+    assert (rel.version if rel else None) == want
+
+
+def test_rules_are_registered_in_one_list() -> None:
+    assert RULE_MODULES[0] == "envbuilder.doctor.rules_bnb"
+    assert len(load_rules()) >= 20
+
+
+def test_json_document(matrix: Matrix) -> None:
+    text = (LOGS / "gh-bnb-1610-glibc-2.34.txt").read_text(encoding="utf-8")
+    doc = doctor_json(diagnose(Context(matrix=matrix, log=text)), source="log", evidence=None)
+    assert doc["schema"] == DOCTOR_SCHEMA
+    assert doc["ok"] is False
+    assert set(doc["findings"][0]) == {"rule", "severity", "seen", "cause", "fix", "commands"}
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_cli_log_json(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["doctor", "--log", str(LOGS / "gh-bnb-1688-configured-cuda-binary-cu129.txt"), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    assert doc["schema"] == "envbuilder.doctor/1"
+    assert doc["findings"][0]["rule"] == "bnb-lib-cuda-mismatch"
+
+
+def test_cli_log_healthy_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", "--log", str(LOGS / "bnb-0.50.2-python-m-bitsandbytes-cpu.txt")]) == 0
+    assert "kernels-hub-warning" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["doctor", "--log", "/nonexistent/log.txt"],
+            "envbuilder: --log /nonexistent/log.txt: cannot read it",
+        ),
+        (
+            ["doctor", "--env", "/nonexistent/env"],
+            "envbuilder: --env /nonexistent/env: not a virtual environment",
+        ),
+    ],
+)
+def test_cli_bad_input_exits_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message)
+    assert "\nTIP " in err
+
+
+# --------------------------------------------------------------------------- a real broken environment
+
+
+@pytest.fixture(scope="session")
+def old_bnb_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real venv: CPU torch + bitsandbytes 0.45.5 + transformers 5 (the B14 failure), built with uv."""
+    from envbuilder.sources import read_pip_config
+    from envbuilder.uv import find_uv
+
+    links = read_pip_config().get("find-links", [])
+    if not any(Path(d).is_dir() and any(Path(d).glob("torch-*+cpu-*.whl")) for d in links):
+        pytest.skip(
+            "no wheelhouse with a CPU torch in pip's find-links (the PyTorch index is unreachable here)"
+        )
+    env = tmp_path_factory.mktemp("doctor") / "env"
+    uv = find_uv()
+    _run.run([uv, "venv", "-q", "-p", "3.11", str(env)], timeout=120)
+    flinks = [a for d in links for a in ("--find-links", d)]
+    _run.run(
+        [
+            uv,
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(env / "bin" / "python"),
+            "torch==2.13.0+cpu",
+            "bitsandbytes==0.45.5",
+            "transformers",
+            "accelerate",
+            *flinks,
+        ],
+        timeout=900,
+    )
+    return env
+
+
+@pytest.mark.integration
+@pytest.mark.network
+def test_doctor_on_real_env(old_bnb_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["doctor", "--env", str(old_bnb_env), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    rules = {f["rule"]: f for f in doc["findings"]}
+    assert "transformers-min-bnb" in rules
+    assert re.search(
+        r"uv pip install --python \S+ 'bitsandbytes==0\.50\.2'", rules["transformers-min-bnb"]["fix"]
+    )
+    assert doc["evidence"]["bitsandbytes"] == "0.45.5"
+
+
+@pytest.mark.integration
+@pytest.mark.network
+def test_fix_refuses_foreign_env_without_asking(
+    old_bnb_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # stdin is not a terminal under pytest: the question cannot be answered, so nothing is changed
+    assert main(["doctor", "--env", str(old_bnb_env), "--fix", "--yes"]) == 2
+    out = capsys.readouterr()
+    assert "was not built by envbuilder (no envbuilder.json)" in out.out
+    py = old_bnb_env / "bin" / "python"
+    still = _run.run([str(py), "-c", "import importlib.metadata as m; print(m.version('bitsandbytes'))"])
+    assert still.stdout.strip() == "0.45.5"

@@ -1,0 +1,159 @@
+"""smoke: the pure pieces (arch coverage, document parsing) and a real run against a CPU environment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from envbuilder import _run
+from envbuilder.cli import main
+from envbuilder.doctor.evidence import from_smoke_document
+from envbuilder.smoke import SCRIPT, find_python, judge_sass, parse_document, run_smoke
+from envbuilder.smoke.check import sass_for
+
+H100_ARCH = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]  # torch 2.11+cu130
+
+
+@pytest.mark.parametrize(
+    ("arch", "cc", "want"),
+    [
+        (H100_ARCH, "9.0", ("sm_90", None)),
+        (H100_ARCH, "8.9", ("sm_86", None)),  # same major, lower minor runs
+        (H100_ARCH, "6.1", (None, None)),  # Pascal: nothing in a cu130 build
+        (H100_ARCH, "12.1", ("sm_120", "compute_120")),
+        (["sm_80", "compute_80"], "9.0", (None, "compute_80")),  # only PTX: JIT
+    ],
+)
+def test_sass_for(arch: list[str], cc: str, want: tuple[str | None, str | None]) -> None:
+    assert sass_for(arch, cc) == want
+
+
+@pytest.mark.parametrize(
+    ("sass", "ptx", "cc", "status"),
+    [
+        (("7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0"), ("12.0",), "9.0", "OK"),
+        (("7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0"), ("12.0",), "6.1", "FAIL"),
+        (("7.5", "8.0", "9.0a"), ("9.0",), "10.0", "WARN"),
+    ],
+)
+def test_judge_sass(sass: tuple[str, ...], ptx: tuple[str, ...], cc: str, status: str) -> None:
+    check = judge_sass(sass, ptx, [{"index": 0, "cc": cc}], "libbitsandbytes_cuda130.so")
+    assert check.status == status
+
+
+@pytest.mark.parametrize(
+    ("stdout", "error"),
+    [
+        ("", "the smoke script printed no JSON document"),
+        ('{"schema": "other/1"}\n', "unexpected smoke document schema 'other/1'"),
+    ],
+)
+def test_parse_document_refuses(stdout: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        parse_document(stdout)
+
+
+def test_script_imports_nothing_from_envbuilder() -> None:
+    text = SCRIPT.read_text(encoding="utf-8")
+    assert "envbuilder." not in text.replace("envbuilder.smoke/1", "")
+    assert "import envbuilder" not in text
+
+
+def test_find_python_refuses_a_directory_that_is_no_venv(tmp_path: Path) -> None:
+    from envbuilder.errors import TargetError
+
+    with pytest.raises(TargetError, match="not a virtual environment"):
+        find_python(env=tmp_path)
+
+
+# --------------------------------------------------------------------------- a real CPU environment
+
+
+@pytest.fixture(scope="session")
+def cpu_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real venv for the session: torch CPU (pip's find-links wheelhouse) + bitsandbytes 0.50.2 from PyPI."""
+    from envbuilder.sources import read_pip_config
+    from envbuilder.uv import find_uv
+
+    links = read_pip_config().get("find-links", [])
+    if not any(Path(d).is_dir() and any(Path(d).glob("torch-*+cpu-*.whl")) for d in links):
+        pytest.skip(
+            "no wheelhouse with a CPU torch in pip's find-links (the PyTorch index is unreachable here)"
+        )
+    env = tmp_path_factory.mktemp("smoke") / "env"
+    uv = find_uv()
+    _run.run([uv, "venv", "-q", "-p", "3.11", str(env)], timeout=120)
+    flinks = [a for d in links for a in ("--find-links", d)]
+    _run.run(
+        [
+            uv,
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(env / "bin" / "python"),
+            "torch==2.13.0+cpu",
+            "bitsandbytes==0.50.2",
+            "transformers",
+            "accelerate",
+            *flinks,
+        ],
+        timeout=900,
+    )
+    return env
+
+
+@pytest.mark.integration
+@pytest.mark.network
+def test_smoke_passes_on_cpu_env(cpu_env: Path) -> None:
+    report = run_smoke(find_python(env=cpu_env))
+    status = {c.name: c.status for c in report.checks}
+    assert report.ok, report.summary()
+    assert status == {
+        "interpreter": "OK",
+        "torch": "OK",
+        "cuda": "SKIP",
+        "torch_arch": "SKIP",
+        "bnb_import": "OK",
+        "bnb_sass": "SKIP",
+        "bnb_kernels": "SKIP",
+        "quant4": "OK",
+        "linear": "OK",
+        "tiny_llama": "OK",
+        "vram": "SKIP",
+    }
+    llama = next(c for c in report.checks if c.name == "tiny_llama").evidence["results"]["cpu"]
+    assert llama["nf4"]["layer"] == "Linear4bit" and llama["8bit"]["layer"] == "Linear8bitLt"
+    assert llama["nf4"]["max_abs"] <= 0.5 and llama["8bit"]["max_abs"] <= 0.1
+    ev = from_smoke_document(report.document)
+    assert (ev.bnb, ev.bnb_lib, ev.torch_cuda) == ("0.50.2", "libbitsandbytes_cpu.so", None)
+    assert report.record()["result"] == "pass"
+
+
+@pytest.mark.integration
+@pytest.mark.network
+def test_cli_smoke_json_quick(cpu_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["smoke", "--env", str(cpu_env), "--json", "--quick"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "envbuilder.smoke/1"
+    assert doc["ok"] is True and doc["doctor"] == []
+    assert "tiny_llama" not in {s["name"] for s in doc["stages"]}
+
+
+@pytest.mark.integration
+@pytest.mark.network
+def test_cli_doctor_on_healthy_env(cpu_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", "--env", str(cpu_env), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [f["rule"] for f in doc["findings"]] in ([], ["kernels-hub-warning"])
+
+
+@pytest.mark.integration
+@pytest.mark.network
+def test_profile_gptq_skips_when_library_absent(cpu_env: Path) -> None:
+    report = run_smoke(find_python(env=cpu_env), quick=True, profile="gptq")
+    lib = next(c for c in report.checks if c.name == "quant_lib")
+    assert lib.status == "SKIP"
+    assert "envbuilder create --profile gptq" in lib.hint
