@@ -113,7 +113,8 @@ def lock_fits_host(lock: Lock, matrix: Matrix, *, ccs: Sequence[str], driver: st
     build = None
     if release is not None:
         build = next((b for b in matrix.builds_of(release) if b.variant == lock.variant and platform in b.platforms), None)
-    if lock.cuda and not ccs:
+    gpu_lock = bool(lock.cuda) and lock.profile != "cpu"  # a cpu-profile lock may hold PyPI's CUDA torch
+    if gpu_lock and not ccs:
         problems.append(f"the lock needs an NVIDIA GPU (CUDA {lock.cuda}); none was found here")
     if build is not None and ccs:
         from dataclasses import replace as _r
@@ -124,7 +125,7 @@ def lock_fits_host(lock: Lock, matrix: Matrix, *, ccs: Sequence[str], driver: st
         arch = check_arch(fake, build.sass, build.ptx, f"torch {torch.version if torch else ''}", native=True)
         if not arch.ok:
             problems.append(f"torch {torch.version if torch else ''}: {arch.why}")
-    if lock.cuda and driver:
+    if gpu_lock and lock.cuda and driver:
         from packaging.version import Version
 
         native_min, mvc_min = driver_floors(matrix, lock.cuda, os_name)

@@ -384,6 +384,7 @@ class _TorchCandidate:
     native: bool
     reasons: tuple[str, ...]
     warnings: tuple[str, ...]
+    target_has_gpu: bool = True
 
     @property
     def label(self) -> str:
@@ -421,7 +422,7 @@ def _torch_candidates(matrix: Matrix, target: Target, sources: Sources, python: 
         if not _in(rel.python, python):
             rejected.append(Rejection(f"torch {rel.version}", f"no wheels for Python {python} (needs {rel.python})"))
             continue
-        builds = [b for b in matrix.builds_of(rel) if (b.variant == "cpu") != gpu]
+        builds = [b for b in matrix.builds_of(rel) if (b.variant == "cpu") != gpu or _pypi_cpu_fallback(rel, b, target, sources)]
         here = [b for b in builds if target.platform in b.platforms]
         for variant in dict.fromkeys(b.variant for b in builds if b not in here and not any(h.variant == b.variant for h in here)):
             rejected.append(Rejection(f"torch {rel.version}+{variant}", f"no {variant} build for {target.platform}"))
@@ -435,6 +436,11 @@ def _torch_candidates(matrix: Matrix, target: Target, sources: Sources, python: 
     if spec_skipped:
         rejected.append(Rejection("torch", f"{spec_skipped} release(s) outside --torch {target.torch_spec}"))
     return found, rejected
+
+
+def _pypi_cpu_fallback(rel: TorchRelease, build: TorchBuild, target: Target, sources: Sources) -> bool:
+    """For the cpu profile, PyPI's own (CUDA) build also runs on the CPU: a last resort, ranked below CPU builds."""
+    return not target.gpus and sources.pypi and rel.pypi.get(target.platform) == build.variant
 
 
 def _check_torch(matrix: Matrix, target: Target, sources: Sources, rel: TorchRelease, build: TorchBuild, python: str) -> tuple[_TorchCandidate | None, str]:
@@ -454,7 +460,7 @@ def _check_torch(matrix: Matrix, target: Target, sources: Sources, rel: TorchRel
     if target.gpus and target.driver is None and build.cuda:
         native_min, mvc_min = driver_floors(matrix, build.cuda, target.os)
         warnings += (f"driver not given: CUDA {build.cuda} needs >= {mvc_min or native_min} ({native_min} natively)",)
-    return _TorchCandidate(rel, build, python, index, drv.native, reasons, warnings), ""
+    return _TorchCandidate(rel, build, python, index, drv.native, reasons, warnings, bool(target.gpus)), ""
 
 
 def _check_bnb(matrix: Matrix, target: Target, sources: Sources, rel: BnbRelease, torch: _TorchCandidate) -> tuple[str | None, str, str]:
@@ -468,7 +474,7 @@ def _check_bnb(matrix: Matrix, target: Target, sources: Sources, rel: BnbRelease
         return None, f"no wheel for {target.platform}", ""
     if not sources.pypi and not wheelhouse_serves(sources, "bitsandbytes", rel.version, torch.python, target.platform):
         return None, "not in the wheelhouse, and PyPI is off (offline)", ""
-    if torch.build.cuda is None:
+    if not target.gpus:
         if rel.cpu != "full":
             return None, f"its CPU backend is {rel.cpu!r} (4-bit fp4 and 8-bit on CPU need >= 0.47's full backend)", ""
         return "cpu", "", "CPU backend"
@@ -586,7 +592,9 @@ class _Option:
         t = self.torch
         cuda = _v(t.build.cuda) if t.build.cuda else _v("0")
         bnb = _v(self.bnb.version) if self.bnb else _v("0")
-        return (bool(self.proven), self.confirmed, _v(t.release.version), t.index == PYPI, t.native, bnb, cuda)
+        # A GPU target only ever gets GPU builds; for the cpu profile a real CPU build beats PyPI's CUDA build.
+        right_kind = bool(self.torch.build.cuda) == bool(self.torch.target_has_gpu)
+        return (right_kind, bool(self.proven), self.confirmed, _v(t.release.version), t.index == PYPI, t.native, bnb, cuda)
 
 
 def _proven(matrix: Matrix, target: Target, torch: _TorchCandidate, bnb: BnbRelease | None) -> tuple[Evidence, ...]:
@@ -602,6 +610,20 @@ def _proven(matrix: Matrix, target: Target, torch: _TorchCandidate, bnb: BnbRele
         and (bnb is None or e.bitsandbytes == bnb.version)
         and target.ccs
         and all(cc == e.cc for cc in target.ccs)
+    )
+
+
+def _failed(matrix: Matrix, target: Target, torch: _TorchCandidate, bnb: BnbRelease | None) -> Evidence | None:
+    """A real GPU run that failed with exactly this combination on one of the target's architectures."""
+    label = f"{torch.release.version}+{torch.build.variant}"
+    return next(
+        (
+            e
+            for e in matrix.evidence
+            if e.result == "fail" and e.torch == label and bnb is not None and e.bitsandbytes == bnb.version
+            and e.cc in target.ccs
+        ),
+        None,
     )
 
 
@@ -640,6 +662,9 @@ def _option(matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandi
         facts += (row,) if row else ()
     if quant is not None:
         facts += (quant,)
+    failed = _failed(matrix, target, torch, bnb)
+    if failed is not None:
+        return None, [*rejected, Rejection(torch.label, f"failed a smoke test on {failed.gpu} on {failed.date}: {failed.detail}")]
     proven = _proven(matrix, target, torch, bnb)
     return _Option(torch, bnb, bnb_lib, note, quant, tuple(companions), proven, facts, tuple(rejected)), []
 

@@ -240,12 +240,6 @@ def test_cpu_profile_takes_torch_from_the_wheelhouse(matrix: Matrix) -> None:
     assert plan.cuda is None
 
 
-@pytest.mark.xfail(
-    reason="resolver bug, reported to the lead: the cpu profile only considers cpu builds, so with PyPI alone "
-    "(no PyTorch index, no wheelhouse) there is no plan, although PyPI's CUDA torch runs on the CPU and "
-    "resolve._warnings already has the warning for exactly that case (dead code today)",
-    strict=True,
-)
 def test_cpu_profile_without_wheelhouse_falls_back_to_pypi_cuda_build_with_a_warning(matrix: Matrix) -> None:
     plan = _plan(matrix, "cpu", python="3.12", sources=PYPI_ONLY)
     assert plan.package("torch") is not None and plan.package("torch").index == "pypi"  # type: ignore[union-attr]
@@ -463,7 +457,8 @@ def check_plan(plan: Plan, matrix: Matrix, sources: Sources) -> None:
         assert bnb is not None
         assert bnb.python.contains(plan.python) and target.platform in bnb.platforms
         assert bnb.torch.contains(release.version, prereleases=True)
-        if build.cuda is None:
+        if build.cuda is None or not target.gpus:
+            # No GPU: bitsandbytes runs its CPU backend even under PyPI's CUDA torch (research item 10).
             assert bnb.cpu == "full" and plan.bnb_library is not None and "cpu" in plan.bnb_library
         else:
             lib = _loaded_library(bnb.loader, bnb.cuda_libs, build.cuda)

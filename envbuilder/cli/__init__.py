@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from envbuilder import __version__
-from envbuilder.errors import EXIT_INTERRUPTED, EXIT_USAGE, EnvbuilderError
+from envbuilder.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EnvbuilderError
 
 # Subcommand modules, in the order `--help` lists them. Each is imported only when the CLI starts.
 COMMANDS: tuple[str, ...] = (
@@ -71,7 +72,10 @@ def _print_version(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2); return it for in-process callers
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
     try:
         if args.version:
@@ -91,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("envbuilder: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`envbuilder resolve | head`): not an error of ours. Silence the flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
 
 
 def entry() -> None:

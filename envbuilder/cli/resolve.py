@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from envbuilder.cli._common import add_target_options, load_matrix_for, print_json, target_from_args
+from envbuilder.cli._sources import add_source_options, settings_from_args
 from envbuilder.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 
@@ -13,6 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_target_options(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON (schema envbuilder.plan/1)")
     p.add_argument("--all", action="store_true", help="list every rejected candidate, not just the first ones")
+    p.add_argument(
+        "--check-sources",
+        action="store_true",
+        help="probe this machine's package sources (pip config, PyTorch index, wheelhouses) instead of assuming PyPI and the PyTorch index",
+    )
+    add_source_options(p)
     p.set_defaults(handler=run)
 
 
@@ -21,7 +29,15 @@ def run(args: argparse.Namespace) -> int:
 
     matrix = load_matrix_for(args)
     target = target_from_args(args, matrix)
-    result = resolve(target, matrix)
+    sources = None
+    if args.check_sources or args.find_links or args.offline or args.pytorch_index:
+        from envbuilder.sources import gather_sources
+
+        sources = gather_sources(settings_from_args(args))
+        if not args.json:
+            for note in sources.notes:
+                print(f"note: {note}", file=sys.stderr)
+    result = resolve(target, matrix, sources)
     if args.json:
         print_json(result.to_json())
     else:
