@@ -17,7 +17,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from envbuilder.cli.docker import _check_script  # noqa: E402
 from envbuilder.docker import render_context  # noqa: E402
 from envbuilder.lock import read_lock  # noqa: E402
 
@@ -54,20 +53,34 @@ def relock(root: Path = HERE) -> None:
 
     for h in HEADLINES:
         target = ["--gpu", h.gpu, "--driver", h.driver] if h.gpu and h.driver else ["--gpu", "cpu"]
-        argv = ["lock", *target, "--os", "linux", "--python", PYTHON, "--profile", h.profile, "--name", h.name]
+        argv = [
+            "lock",
+            *target,
+            "--os",
+            "linux",
+            "--python",
+            PYTHON,
+            "--profile",
+            h.profile,
+            "--name",
+            h.name,
+        ]
         if main([*argv, "-o", str(lock_path(h, root))]) != 0:
             msg = f"envbuilder lock failed for {h.name}"
             raise SystemExit(msg)
 
 
 def render_all(root: Path = HERE) -> dict[Path, str]:
-    """Every generated file of dockerfiles/, by path (from the locks under ``root``)."""
-    check = _check_script()
+    """Every generated file of dockerfiles/, by path (from the locks under ``root``).
+
+    envbuilder's smoke check (envbuilder/smoke/check.py) is left out: it changes with its own module, and
+    `envbuilder build --lock dockerfiles/<name>/pylock.<name>.toml` adds it to the context it builds.
+    """
     files: dict[Path, str] = {}
     for h in HEADLINES:
         path = lock_path(h, root)
         lock = read_lock(path)
-        for rel, text in render_context(lock, path.read_text(encoding="utf-8"), check_script=check).items():
+        for rel, text in render_context(lock, path.read_text(encoding="utf-8")).items():
             files[root / h.name / rel] = text
     return files
 

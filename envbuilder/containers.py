@@ -39,7 +39,10 @@ class BuildRequest:
 class Engine(Protocol):
     """What envbuilder needs from a container engine."""
 
-    name: EngineName
+    @property
+    def name(self) -> EngineName:
+        """The engine's name (the key in ENGINES)."""
+        ...
 
     def available(self) -> bool:
         """Can this engine build images here (binary present and working)?"""
@@ -82,7 +85,16 @@ class Docker:
         return buildx.returncode == 0 and engine.returncode == 0
 
     def build_argv(self, request: BuildRequest) -> list[str]:
-        return [self.binary, "buildx", "build", "--progress", "plain", "--load", *_common_args(request), str(request.context)]
+        return [
+            self.binary,
+            "buildx",
+            "build",
+            "--progress",
+            "plain",
+            "--load",
+            *_common_args(request),
+            str(request.context),
+        ]
 
     def build(self, request: BuildRequest) -> None:
         _run.run(self.build_argv(request), capture=not request.stream, timeout=request.timeout)
@@ -102,9 +114,17 @@ class Podman:
         return _run.run([self.binary, *self.storage, "version"], check=False, timeout=60).returncode == 0
 
     def build_argv(self, request: BuildRequest) -> list[str]:
+        # --no-cache also keeps no intermediate images: with vfs every layer is a full copy on disk.
+        layers = "--layers=false" if request.no_cache else "--layers"
         return [
-            self.binary, *self.storage, "build", "--isolation", "chroot", "--layers",
-            *_common_args(request), str(request.context),
+            self.binary,
+            *self.storage,
+            "build",
+            "--isolation",
+            "chroot",
+            layers,
+            *_common_args(request),
+            str(request.context),
         ]
 
     def build(self, request: BuildRequest) -> None:
@@ -117,7 +137,9 @@ class Podman:
 
     def image_size(self, ref: str) -> int:
         """The image's size in bytes, as the engine reports it."""
-        out = _run.run([self.binary, *self.storage, "image", "inspect", "--format", "{{.Size}}", ref], timeout=120)
+        out = _run.run(
+            [self.binary, *self.storage, "image", "inspect", "--format", "{{.Size}}", ref], timeout=120
+        )
         return int(out.stdout.strip())
 
 
@@ -146,4 +168,9 @@ def build(engine: Engine, request: BuildRequest) -> None:
         engine.build(request)
     except CommandFailed as exc:
         msg = f"{engine.name} build of {request.tags[0] if request.tags else request.context} failed (exit {exc.returncode})"
-        raise CommandFailed(msg, hint="read the build output above: a FAIL line comes from the build-time smoke step", returncode=exc.returncode, output=exc.output) from None
+        raise CommandFailed(
+            msg,
+            hint="read the build output above: a FAIL line comes from the build-time smoke step",
+            returncode=exc.returncode,
+            output=exc.output,
+        ) from None

@@ -99,7 +99,9 @@ def safe(value: str, what: str) -> str:
     newlines or other control characters.
     """
     if not _SAFE.match(value) or len(value) > 512:
-        msg = f"{what} {value!r} cannot go into a generated file (only letters, digits and ' ._:/+=,@<>~*()-')"
+        msg = (
+            f"{what} {value!r} cannot go into a generated file (only letters, digits and ' ._:/+=,@<>~*()-')"
+        )
         raise DockerError(msg, hint="fix the value in the manifest or lock, then regenerate")
     return value
 
@@ -109,7 +111,9 @@ def check_url(url: str, what: str) -> str:
     parsed = urllib.parse.urlsplit(url)
     if parsed.username or parsed.password:
         msg = f"{what} {parsed.scheme}://***@{parsed.hostname}/... carries credentials"
-        raise DockerError(msg, hint="put credentials in a netrc file and pass it with --netrc (a build secret)")
+        raise DockerError(
+            msg, hint="put credentials in a netrc file and pass it with --netrc (a build secret)"
+        )
     if not _URL.match(url):
         msg = f"{what} {url!r} is not a plain http(s) URL"
         raise DockerError(msg, hint="use https://host[:port]/path with no quotes, spaces or '$'")
@@ -156,7 +160,11 @@ def repository(lock: Lock, prefix: str | None = None) -> str:
     """The image repository: ``[prefix/]<env name in lower case>``; a prefix may start with a registry host."""
     name = check_env_name(lock.name).lower()
     parts = [*(prefix.strip("/").split("/") if prefix else []), name]
-    host = parts[0] if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost") else None
+    host = (
+        parts[0]
+        if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost")
+        else None
+    )
     path = parts[1:] if host else parts
     if (host and not _REGISTRY.match(host)) or not all(_REPO.match(p) for p in path):
         repo = "/".join(parts)
@@ -212,7 +220,9 @@ def default_base(lock: Lock) -> Base:
         tag = CUDA_DEVEL_TAGS.get(lock.cuda or "")
         if tag is None:
             msg = f"{lock.path}: no nvidia/cuda devel image is known for CUDA {lock.cuda}"
-            raise DockerError(msg, hint="give one with --base-image (a CUDA devel image matching torch's CUDA)")
+            raise DockerError(
+                msg, hint="give one with --base-image (a CUDA devel image matching torch's CUDA)"
+            )
         return Base(
             image=f"nvidia/cuda:{tag}",
             reason=(
@@ -268,8 +278,7 @@ def extra_indexes(lock: Lock) -> tuple[str, ...]:
             if f.url.startswith(("http://", "https://")) and not f.url.startswith(PYPI_FILES):
                 found.append(f.url.rsplit("/", 1)[0])
     seen: list[str] = []
-    for url in found:
-        url = url.rstrip("/")
+    for url in (u.rstrip("/") for u in found):
         if url not in seen:
             seen.append(check_url(url, "index"))
     return tuple(seen)
@@ -318,7 +327,9 @@ def labels_for(lock: Lock, base: str) -> dict[str, str]:
     """OCI labels: what the image is and where it came from (target, profile, matrix digest, lock hash)."""
     check_lock(lock)
     pins = " ".join(safe(p, "pin") for p in lock.pins)
-    matrix = lock.matrix_digest if lock.matrix_digest.startswith("sha256:") else f"sha256:{lock.matrix_digest}"
+    matrix = (
+        lock.matrix_digest if lock.matrix_digest.startswith("sha256:") else f"sha256:{lock.matrix_digest}"
+    )
     return {
         "org.opencontainers.image.title": lock.name,
         "org.opencontainers.image.description": safe(
@@ -414,13 +425,13 @@ def render_dockerfile(lock: Lock, *, options: Options | None = None) -> str:
         "# --- builder: torch and its CUDA stack, in a directory of their own ---------------------------",
         "# Changing any other pin (bitsandbytes, transformers, ...) leaves this stage and its layer cached.",
         "FROM venv AS cuda-stack",
-        "COPY requirements/cuda-stack.txt /tmp/envbuilder/cuda-stack.txt",
-        *_install_run("/tmp/envbuilder/cuda-stack.txt", STACK),
+        "COPY requirements/cuda-stack.txt /opt/envbuilder/requirements/cuda-stack.txt",
+        *_install_run("/opt/envbuilder/requirements/cuda-stack.txt", STACK),
         "",
         "# --- builder: every other package of the lock, into the venv ---------------------------------",
         "FROM venv AS rest",
-        "COPY requirements/rest.txt /tmp/envbuilder/rest.txt",
-        *_install_run("/tmp/envbuilder/rest.txt", None),
+        "COPY requirements/rest.txt /opt/envbuilder/requirements/rest.txt",
+        *_install_run("/opt/envbuilder/requirements/rest.txt", None),
         f'RUN echo "{STACK}" > {site}/envbuilder-cuda-stack.pth',
         "",
         "# --- runtime: the base image, a non-root user and only what runs ------------------------------",
@@ -440,8 +451,9 @@ def render_dockerfile(lock: Lock, *, options: Options | None = None) -> str:
         f"COPY --from=cuda-stack {STACK} {STACK}",
         f"COPY --from=rest {PYTHONS} {PYTHONS}",
         f"COPY --from=rest {VENV} {VENV}",
-        f"COPY pylock.{lock.name}.toml /opt/envbuilder/",
-        f"COPY smoke/ {SMOKE_DIR}/",
+        "# --chmod: the app user reads these whatever the mode of the files in the build context.",
+        f"COPY --chmod=0644 pylock.{lock.name}.toml /opt/envbuilder/",
+        f"COPY --chmod=0755 smoke/ {SMOKE_DIR}/",
         f"USER {APP_UID}:{APP_UID}",
         "WORKDIR /home/app",
         "# Build-time smoke: every locked version installed and nothing else, the imports that need no GPU,",
@@ -722,7 +734,9 @@ def render_bake(images: Sequence[CiImage], *, registry: str = "localhost:5000/en
     return "\n".join(lines) + "\n"
 
 
-def render_workflow(images: Sequence[CiImage], *, bake_file: str = "docker-bake.hcl", branch: str = "main") -> str:
+def render_workflow(
+    images: Sequence[CiImage], *, bake_file: str = "docker-bake.hcl", branch: str = "main"
+) -> str:
     """A GitHub Actions workflow: one runner per image (a matrix over the bake targets), pushed to GHCR."""
     names = _unique_targets(images)
     contexts = sorted({_check_context(i.context).split("/", 1)[0] for i in images})

@@ -22,36 +22,70 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("dockerfile", help="write a Dockerfile and build context for a lock (or a target)")
     _lock_options(p)
-    p.add_argument("-o", "--output", metavar="DIR", help="the build context directory (default ./docker/<name>)")
+    p.add_argument(
+        "-o", "--output", metavar="DIR", help="the build context directory (default ./docker/<name>)"
+    )
     p.set_defaults(handler=run_dockerfile)
 
-    b = sub.add_parser("build", help="build the image of a lock with docker buildx or podman, smoke step included")
+    b = sub.add_parser(
+        "build", help="build the image of a lock with docker buildx or podman, smoke step included"
+    )
     _lock_options(b)
-    b.add_argument("--engine", choices=("docker", "podman"), help="the container engine (default: the first found)")
-    b.add_argument("--repository", metavar="PREFIX", help="prefix image names, e.g. registry.example.com/team")
-    b.add_argument("--netrc", metavar="FILE", help="credentials for indexes, passed as the build secret 'netrc'")
+    b.add_argument(
+        "--engine", choices=("docker", "podman"), help="the container engine (default: the first found)"
+    )
+    b.add_argument(
+        "--repository", metavar="PREFIX", help="prefix image names, e.g. registry.example.com/team"
+    )
+    b.add_argument(
+        "--netrc", metavar="FILE", help="credentials for indexes, passed as the build secret 'netrc'"
+    )
     b.add_argument("--no-cache", action="store_true", help="build every layer again")
     b.add_argument("--dry-run", action="store_true", help="print the build command, build nothing")
     b.set_defaults(handler=run_build)
 
-    c = sub.add_parser("ci", help="write docker-bake.hcl and a GitHub Actions workflow for every env of the manifest")
-    c.add_argument("--manifest", default="envbuilder.toml", metavar="FILE", help="the manifest (default ./envbuilder.toml)")
-    c.add_argument("--locks", metavar="DIR", help="where pylock.<env>.toml are (default: beside the manifest)")
+    c = sub.add_parser(
+        "ci", help="write docker-bake.hcl and a GitHub Actions workflow for every env of the manifest"
+    )
+    c.add_argument(
+        "--manifest",
+        default="envbuilder.toml",
+        metavar="FILE",
+        help="the manifest (default ./envbuilder.toml)",
+    )
+    c.add_argument(
+        "--locks", metavar="DIR", help="where pylock.<env>.toml are (default: beside the manifest)"
+    )
     c.add_argument("-o", "--output", metavar="DIR", help="where to write (default: beside the manifest)")
-    c.add_argument("--registry", default="localhost:5000/envbuilder", metavar="REF", help="the bake file's default REGISTRY")
+    c.add_argument(
+        "--registry",
+        default="localhost:5000/envbuilder",
+        metavar="REF",
+        help="the bake file's default REGISTRY",
+    )
     _image_options(c)
     c.set_defaults(handler=run_ci)
 
 
 def _image_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("images")
-    g.add_argument("--base-image", metavar="REF", help="replace the profile's base image (a mirror or an air-gapped registry)")
-    g.add_argument("--uv-image", metavar="REF", help="replace uv's image (ghcr.io/astral-sh/uv), e.g. a mirror")
+    g.add_argument(
+        "--base-image",
+        metavar="REF",
+        help="replace the profile's base image (a mirror or an air-gapped registry)",
+    )
+    g.add_argument(
+        "--uv-image", metavar="REF", help="replace uv's image (ghcr.io/astral-sh/uv), e.g. a mirror"
+    )
 
 
 def _lock_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lock", metavar="FILE", help="an envbuilder lock (default: resolve and lock the target first)")
-    p.add_argument("--name", metavar="N", help="environment name when locking (default: <profile>-<cuda>-py<N.N>)")
+    p.add_argument(
+        "--lock", metavar="FILE", help="an envbuilder lock (default: resolve and lock the target first)"
+    )
+    p.add_argument(
+        "--name", metavar="N", help="environment name when locking (default: <profile>-<cuda>-py<N.N>)"
+    )
     add_target_options(p, gpu_default=None)
     add_source_options(p)
     _image_options(p)
@@ -97,7 +131,7 @@ def _get_lock(args: argparse.Namespace, settings: Settings, workdir: Path) -> tu
     matrix = load_matrix_for(args)
     target = target_from_args(args, matrix)
     out = workdir / "pylock.new.toml"
-    result = lock_one(args, matrix, settings, target, name=args.name, extra=[], output=str(out))
+    result = lock_one(args, matrix, settings, target, name=args.name, extra=[], output=str(out))  # type: ignore[no-untyped-call]  # cli/lock.py's lock_one is untyped
     text = out.read_text(encoding="utf-8")
     return parse_lock(text, Path(f"pylock.{result['name']}.toml")), text
 
@@ -114,6 +148,7 @@ def write_context(directory: Path, files: dict[str, str]) -> None:
 
     for rel, text in sorted(files.items()):
         write_text_atomic(directory / rel, text)
+        (directory / rel).chmod(0o644)  # a build context is shared with the engine; nothing here is secret
 
 
 def _copy_wheels(lock: Lock, settings: Settings, wheels: Path) -> bool:
@@ -131,7 +166,12 @@ def _copy_wheels(lock: Lock, settings: Settings, wheels: Path) -> bool:
             os.link(found[name], dest)
         except OSError:
             shutil.copy2(found[name], dest)
-    index_only = {f.filename for p in lock.packages for f in p.files if f.url.startswith("http") and not f.url.startswith(PYPI_FILES)}
+    index_only = {
+        f.filename
+        for p in lock.packages
+        for f in p.files
+        if f.url.startswith("http") and not f.url.startswith(PYPI_FILES)
+    }
     return index_only <= set(found)
 
 
@@ -148,7 +188,9 @@ def run_dockerfile(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path("docker") / lock.name
     write_context(out, files)
     print(f"wrote {out}/Dockerfile (+ .dockerignore, requirements/, smoke/, pylock.{lock.name}.toml)")
-    print(f"build: envbuilder build --lock {out}/pylock.{lock.name}.toml   (or docker buildx build -t {image_tag(lock)} {out})")
+    print(
+        f"build: envbuilder build --lock {out}/pylock.{lock.name}.toml   (or docker buildx build -t {image_tag(lock)} {out})"
+    )
     return 0
 
 
@@ -179,10 +221,20 @@ def run_build(args: argparse.Namespace) -> int:
         if args.dry_run:
             import shlex
 
-            print(shlex.join(containers.Podman().build_argv(request) if args.engine == "podman" else containers.Docker().build_argv(request)))
+            print(
+                shlex.join(
+                    containers.Podman().build_argv(request)
+                    if args.engine == "podman"
+                    else containers.Docker().build_argv(request)
+                )
+            )
             return 0
         engine = containers.choose_engine(args.engine)
-        print(f"building {request.tags[0]} with {engine.name} (the build runs the image's smoke step)", file=sys.stderr, flush=True)
+        print(
+            f"building {request.tags[0]} with {engine.name} (the build runs the image's smoke step)",
+            file=sys.stderr,
+            flush=True,
+        )
         containers.build(engine, request)
     print(f"built {request.tags[0]}")
     print(f"run the full smoke test on a GPU host: docker run --rm --gpus all {request.tags[0]}")
@@ -208,7 +260,9 @@ def run_ci(args: argparse.Namespace) -> int:
             raise LockError(msg, hint=f"run `envbuilder lock --manifest {manifest_path}` first")
         lock = read_lock(path)
         rel = f"docker/{spec.name}"
-        contexts[rel] = render_context(lock, path.read_text(encoding="utf-8"), options=options, check_script=_check_script())
+        contexts[rel] = render_context(
+            lock, path.read_text(encoding="utf-8"), options=options, check_script=_check_script()
+        )
         images.append(CiImage(lock=lock, context=rel))
     bake = render_bake(images, registry=args.registry)
     workflow = render_workflow(images)
@@ -216,5 +270,7 @@ def run_ci(args: argparse.Namespace) -> int:
         write_context(out / rel, files)
     write_text_atomic(out / "docker-bake.hcl", bake)
     write_text_atomic(out / ".github" / "workflows" / "envbuilder-images.yml", workflow)
-    print(f"wrote {out / 'docker-bake.hcl'}, {out / '.github/workflows/envbuilder-images.yml'} and {len(images)} build contexts under {out / 'docker'}")
+    print(
+        f"wrote {out / 'docker-bake.hcl'}, {out / '.github/workflows/envbuilder-images.yml'} and {len(images)} build contexts under {out / 'docker'}"
+    )
     return 0

