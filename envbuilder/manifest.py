@@ -131,6 +131,17 @@ def load_manifest(path: Path) -> Manifest:
     return Manifest(path=path, envs=envs, sources=dict(sources))
 
 
+def env_names(path: Path) -> set[str]:
+    """Names already in a manifest that may not be complete yet (a header, no [[env]] so far)."""
+    if not path.exists():
+        return set()
+    try:
+        rows = tomllib.loads(path.read_text(encoding="utf-8")).get("env", [])
+    except (OSError, tomllib.TOMLDecodeError):
+        return set()
+    return {r.get("name") for r in rows if isinstance(r, dict) and isinstance(r.get("name"), str)}
+
+
 def add_env(path: Path, spec: EnvSpec) -> None:
     """Append an [[env]] with tomlkit, keeping the file's comments and layout."""
     import tomlkit

@@ -196,3 +196,24 @@ def test_missing_python_is_a_clear_exit_2(capsys: pytest.CaptureFixture[str]) ->
     rc = main(["create", "--gpu", "sm_90", "--driver", "580.65.06", "--python", "3.14", "--dry-run"])
     assert rc == 2
     assert "Python 3.14 is not installed" in capsys.readouterr().err
+
+
+def test_offline_sync_uses_the_cache_and_the_wheelhouse(built: dict[str, Path], home: Path) -> None:
+    # The module's first create filled uv's cache; offline, nothing else may be reached.
+    rc = main(["sync", str(built["lock"]), "--home", str(home), "--name", "offline", "--no-smoke", "--offline"])
+    assert rc == 0
+    assert _freeze(home / "envs" / "offline") == _freeze(built["env"])
+
+
+def test_lock_save_records_the_env_in_the_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = tmp_path / "envbuilder.toml"
+    manifest.write_text("# hand-written header stays\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["lock", "--gpu", "sm_86", "--driver", "550.54.14", "--python", "3.11", "--name", "a10", "--save"]) == 0
+    text = manifest.read_text()
+    assert text.startswith("# hand-written header stays\n")
+    from envbuilder.manifest import load_manifest
+
+    env = load_manifest(manifest).env("a10")
+    assert env is not None and env.gpus == ("sm_86",) and env.driver == "550.54.14" and env.python == "3.11"
+    assert main(["lock", "--gpu", "sm_86", "--driver", "550.54.14", "--python", "3.11", "--name", "a10", "--save"]) == 2

@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--manifest", metavar="FILE", help="lock every [[env]] of this manifest (default ./envbuilder.toml when no --gpu)")
     p.add_argument("--only", action="append", default=[], metavar="NAME", help="with a manifest: lock only these environments")
     p.add_argument("--upgrade", action="store_true", help="re-resolve against the current matrix and show what changed")
+    p.add_argument("--save", action="store_true", help="also record this environment in ./envbuilder.toml (comments and layout kept)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (schema envbuilder.lock/1)")
     p.set_defaults(handler=run)
 
@@ -39,9 +40,25 @@ def run(args: argparse.Namespace) -> int:
     matrix = load_matrix_for(args)
     settings = settings_from_args(args)
     target = target_from_args(args, matrix)
+    if args.save and args.name:
+        _refuse_duplicate(Path("envbuilder.toml"), args.name)  # before anything is written
     result = lock_one(args, matrix, settings, target, name=args.name, extra=args.package, output=args.output)
+    if args.save:
+        _save(Path("envbuilder.toml"), result["name"], result["plan"], args.package)
     _print([result], args.json)
     return 0
+
+
+def _save(path: Path, name: str, plan, extra) -> None:  # type: ignore[no-untyped-def]
+    """Add (or refuse to duplicate) the environment in the manifest, keeping its comments and layout."""
+    from envbuilder.manifest import EnvSpec, add_env
+
+    _refuse_duplicate(path, name)
+    t = plan.target
+    add_env(path, EnvSpec(
+        name=name, profile=t.profile, gpus=tuple(g.sm for g in t.gpus), driver=t.driver, os=t.os,
+        python=plan.python, machine=t.machine, packages=tuple(extra),
+    ))
 
 
 def lock_one(args, matrix, settings, target, *, name, extra, output):  # type: ignore[no-untyped-def]
@@ -109,3 +126,12 @@ def _print(results: list, as_json: bool) -> None:  # type: ignore[type-arg]
                 print("\n".join(f"    {c}" for c in r["changes"]))
             else:
                 print("  no changes since the previous lock")
+
+
+def _refuse_duplicate(path: Path, name: str) -> None:
+    from envbuilder.errors import LockError
+    from envbuilder.manifest import env_names
+
+    if name in env_names(path):
+        msg = f"{path}: an environment named {name!r} is already there"
+        raise LockError(msg, hint="choose another --name, or edit the manifest")

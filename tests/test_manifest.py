@@ -1,0 +1,78 @@
+"""envbuilder.toml: parsing with exact errors, and edits that keep comments and layout (tomlkit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from envbuilder.errors import LockError
+from envbuilder.manifest import EnvSpec, add_env, load_manifest
+
+GOOD = """\
+# Our team's environments -- keep this comment
+[sources]
+find-links = ["wheels"]
+
+[[env]]
+name = "train"          # the QLoRA box
+profile = "bnb"
+gpu = ["sm_89", "sm_90"]
+driver = "550.54.14"
+python = "3.11"
+packages = ["datasets==3.2.0"]
+"""
+
+
+def test_reads_envs_and_sources(tmp_path: Path) -> None:
+    path = tmp_path / "envbuilder.toml"
+    path.write_text(GOOD)
+    m = load_manifest(path)
+    assert m.envs == (EnvSpec(name="train", profile="bnb", gpus=("sm_89", "sm_90"), driver="550.54.14", python="3.11", packages=("datasets==3.2.0",)),)
+    assert m.sources == {"find-links": ["wheels"]}
+    assert m.env("train") is not None and m.env("nope") is None
+
+
+def test_add_env_keeps_comments_and_layout(tmp_path: Path) -> None:
+    path = tmp_path / "envbuilder.toml"
+    path.write_text(GOOD)
+    add_env(path, EnvSpec(name="laptop", profile="cpu", python="3.11"))
+    text = path.read_text()
+    assert text.startswith(GOOD)  # every byte the team wrote is still there, comments included
+    assert [e.name for e in load_manifest(path).envs] == ["train", "laptop"]
+
+
+def test_add_env_creates_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "envbuilder.toml"
+    add_env(path, EnvSpec(name="a", gpus=("sm_86",), driver="550.54.14"))
+    assert load_manifest(path).envs[0].gpus == ("sm_86",)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no [[env]] tables"),
+        ("[[env]]\nprofile = 'bnb'\n", "missing key 'name' in 'env[0]'"),
+        ("[[env]]\nname = 'x; rm -rf /'\n", "environment name 'x; rm -rf /' is not allowed in 'env[0].name'"),
+        ("[[env]]\nname = 'a'\ngpus = ['sm_89']\n", "unknown key in 'env[0].gpus'"),
+        ("[[env]]\nname = 'a'\n[[env]]\nname = 'a'\n", "environment 'a' is defined twice"),
+        ("[[env]]\nname = 'a'\ndriver = 550\n", "expected a string, got int in 'env[0].driver'"),
+        ("[[env]]\nname = 'a'\n[sources]\nmirror = 'x'\n", "unknown key in 'sources.mirror'"),
+        ("[[env]\n", "not valid TOML"),
+    ],
+)
+def test_bad_manifests(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "envbuilder.toml"
+    path.write_text(text)
+    with pytest.raises(LockError) as info:
+        load_manifest(path)
+    assert message in info.value.message
+    assert info.value.hint
+
+
+def test_typo_gets_a_suggestion(tmp_path: Path) -> None:
+    path = tmp_path / "envbuilder.toml"
+    path.write_text("[[env]]\nname = 'a'\ngpus = ['sm_89']\n")
+    with pytest.raises(LockError) as info:
+        load_manifest(path)
+    assert info.value.hint == "did you mean 'gpu'?"
