@@ -40,6 +40,7 @@ def _read_log(spec: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from envbuilder.doctor import Context, diagnose, doctor_json
     from envbuilder.doctor.evidence import collect
+    from envbuilder.doctor.loader import judge
     from envbuilder.smoke import find_python
 
     log = _read_log(args.log) if args.log else ""
@@ -51,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from envbuilder.venv import read_marker
 
     ours = env_dir is not None and read_marker(env_dir) is not None
-    ctx = Context(matrix=load_matrix_for(args), evidence=evidence, log=log,
+    matrix = load_matrix_for(args)
+    if evidence is not None:
+        evidence = judge(matrix, evidence)  # which library the installed release loads (the JSON shows it too)
+    ctx = Context(matrix=matrix, evidence=evidence, log=log,
                   python=str(python) if python else None, ours=ours)
     findings = diagnose(ctx)
     source = "log" if not python else ("environment+log" if log else "environment")

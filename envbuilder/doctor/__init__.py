@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from envbuilder.matrix import Matrix
@@ -83,9 +83,12 @@ class Evidence:
     arch_list: tuple[str, ...] = ()
     devices: tuple[Device, ...] = ()
     bnb: str | None = None
-    bnb_lib: str | None = None  # the file name bitsandbytes loaded, e.g. libbitsandbytes_cuda130.so
+    bnb_lib: str | None = None  # the file name bitsandbytes loaded (or, light probe: would load), e.g. ..._cuda130.so
     bnb_lib_path: str | None = None
     bnb_shipped: tuple[str, ...] = ()
+    bnb_imported: bool = True  # False: the light probe, which never imports bitsandbytes (see ``loader.judge``)
+    bnb_candidate: Mapping[str, Any] | None = None  # the probe's loader-neutral pick and its dlopen result
+    bnb_load_error: str | None = None  # light probe, judged: why the installed release loads no library
     text: str = ""  # every error and stderr the stages produced: what log rules also read
     checks: tuple[Check, ...] = ()
 
@@ -127,7 +130,14 @@ def load_rules(modules: Sequence[str] = RULE_MODULES) -> tuple[Rule, ...]:
 
 
 def diagnose(ctx: Context, rules: Sequence[Rule] | None = None) -> tuple[Finding, ...]:
-    """Apply the rules; findings sorted FAIL, WARN, INFO, each rule's finding reported once."""
+    """Apply the rules; findings sorted FAIL, WARN, INFO, each rule's finding reported once.
+
+    Evidence from the light probe is first judged against the matrix (which library the installed release's
+    loader picks), so rules read the same facts as from a real import."""
+    from envbuilder.doctor.loader import judge
+
+    if ctx.evidence is not None and not ctx.evidence.bnb_imported:
+        ctx = replace(ctx, evidence=judge(ctx.matrix, ctx.evidence))
     found: list[Finding] = []
     seen: set[tuple[str, str]] = set()
     for rule in rules if rules is not None else load_rules():
@@ -155,5 +165,6 @@ def _evidence_json(ev: Evidence) -> dict[str, Any]:
         "python": ev.python, "platform": ev.platform, "libc": ev.libc, "torch": ev.torch, "torch_cuda": ev.torch_cuda,
         "arch_list": list(ev.arch_list), "devices": [{"index": d.index, "name": d.name, "cc": d.cc,
                                                       "vram_bytes": d.vram_bytes} for d in ev.devices],
-        "bitsandbytes": ev.bnb, "bnb_library": ev.bnb_lib, "env": dict(ev.env), "packages": dict(ev.packages),
+        "bitsandbytes": ev.bnb, "bnb_library": ev.bnb_lib, "bnb_imported": ev.bnb_imported,
+        "bnb_load_error": ev.bnb_load_error, "env": dict(ev.env), "packages": dict(ev.packages),
     }

@@ -12,10 +12,15 @@ LIGHT_TIMEOUT = 180.0
 
 
 def from_smoke_document(doc: Mapping[str, Any]) -> Evidence:
-    """Pure: the facts a smoke document (light or full) holds, as Evidence."""
+    """Pure: the facts a smoke document (light or full) holds, as Evidence.
+
+    A full run imported bitsandbytes (``bnb_import``: what it loaded is fact); a light run only probed it
+    (``bnb_library``: a candidate and its dlopen result, which ``loader.judge`` weighs against the matrix)."""
     checks = tuple(check_from_json(s) for s in doc.get("stages", []))
     by = {c.name: c.evidence for c in checks}
-    interp, torch, cuda, bnb = by.get("interpreter", {}), by.get("torch", {}), by.get("cuda", {}), by.get("bnb_import", {})
+    interp, torch, cuda = by.get("interpreter", {}), by.get("torch", {}), by.get("cuda", {})
+    imported = bool(by.get("bnb_import"))
+    bnb = by.get("bnb_import") or by.get("bnb_library") or {}
     lib = bnb.get("library") or {}
     devices = tuple(
         Device(index=int(d["index"]), name=str(d["name"]), cc=str(d["cc"]), vram_bytes=int(d["vram_bytes"]))
@@ -32,6 +37,7 @@ def from_smoke_document(doc: Mapping[str, Any]) -> Evidence:
         packages=dict(interp.get("packages", {})), torch=torch.get("version"), torch_cuda=torch.get("cuda"),
         arch_list=tuple(torch.get("arch_list", ())), devices=devices, bnb=bnb.get("version"),
         bnb_lib=lib.get("name"), bnb_lib_path=lib.get("path"), bnb_shipped=tuple(bnb.get("shipped", ())),
+        bnb_imported=imported or not bnb, bnb_candidate=None if imported else bnb.get("candidate"),
         text="\n".join(texts), checks=checks,
     )
 

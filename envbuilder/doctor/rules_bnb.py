@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from packaging.version import InvalidVersion, Version
 
 from envbuilder.doctor import Context, Finding, Rule
+from envbuilder.doctor.loader import refuses_non_digits, shipped_cuda
 from envbuilder.doctor.logs import LogFacts, facts_from_log, max_memory_for, quote
 from envbuilder.matrix import BnbRelease, Matrix
 from envbuilder.resolve import bnb_library_cuda, bnb_sass_row, lib_name, ptx_covers, sass_covers
@@ -311,17 +312,29 @@ def rule_transformers_min_bnb(ctx: Context) -> Iterable[Finding]:
 
 
 def rule_bnb_cuda_version_var(ctx: Context) -> Iterable[Finding]:
-    """B13: BNB_CUDA_VERSION left over from an old workaround (0.50+ refuses an empty value)."""
+    """B13: BNB_CUDA_VERSION left over from an old workaround. Version-aware: 0.50+ check it in Python and
+    refuse an empty or non-digit value ('value must be digits only'); older releases ignore an empty value and
+    paste any other into the library's file name."""
     ev = ctx.evidence
     f = facts(ctx)
     bnb = _v(f.bnb)
     fix = "unset BNB_CUDA_VERSION (and BNB_ROCM_VERSION) in the shell profile / job script, then rerun"
     if ev and "BNB_CUDA_VERSION" in ev.env:
         value = ev.env["BNB_CUDA_VERSION"]
-        if value == "" and bnb and bnb >= Version("0.50"):
-            yield _finding("bnb-cuda-version-var", "FAIL", "BNB_CUDA_VERSION='' in the environment",
-                           f"bitsandbytes {bnb} treats an empty BNB_CUDA_VERSION as set and raises "
-                           "'value must be digits only' on a GPU (older releases advised exporting it empty)", fix)
+        lib = lib_name(None, f.platform).replace("cpu", f"cuda{value}")
+        on_gpu = "FAIL" if ev.devices else "WARN"  # bitsandbytes reads it only when torch sees a GPU
+        if not value.isdigit() and bnb and refuses_non_digits(_release(ctx, f), f.bnb):
+            yield _finding("bnb-cuda-version-var", on_gpu, f"BNB_CUDA_VERSION={value!r} in the environment",
+                           f"bitsandbytes {bnb} accepts digits only and raises 'value must be digits only' on a GPU"
+                           + (" (older releases advised exporting it empty)" if value == "" else ""), fix)
+        elif value and not value.isdigit():
+            yield _finding("bnb-cuda-version-var", on_gpu, f"BNB_CUDA_VERSION={value!r} in the environment",
+                           f"bitsandbytes {bnb or ''} pastes it into the library's name: {lib}, which no release "
+                           "ships", fix)
+        elif value and ev.bnb_shipped and lib not in ev.bnb_shipped:
+            yield _finding("bnb-cuda-version-var", on_gpu, f"BNB_CUDA_VERSION={value} in the environment",
+                           f"it forces {lib}, which bitsandbytes {bnb or ''} does not ship "
+                           f"(it has {', '.join(shipped_cuda(ev.bnb_shipped)) or 'no CUDA library'})", fix)
         elif value and f.torch_cuda and value != f.torch_cuda.replace(".", ""):
             yield _finding("bnb-cuda-version-var", "WARN", f"BNB_CUDA_VERSION={value} in the environment",
                            f"it forces libbitsandbytes_cuda{value} while torch is built for CUDA {f.torch_cuda}; that "
@@ -499,9 +512,11 @@ def rule_lib_load_failed(ctx: Context) -> Iterable[Finding]:
     """Any other native-library load failure, quoted, so it is never silently ignored."""
     hit = quote(ctx.text, r"Could not load bitsandbytes native library: (.*)")
     ev = ctx.evidence
-    bad = next((c for c in ev.checks if c.name == "bnb_import" and c.status == "FAIL"), None) if ev else None
+    bad = next((c.detail for c in ev.checks if c.name == "bnb_import" and c.status == "FAIL"), None) if ev else None
+    if ev and ev.bnb_load_error:  # light probe, judged against the matrix (doctor.loader)
+        bad = f"bitsandbytes {ev.bnb}: {ev.bnb_load_error.strip().splitlines()[-1]}"
     if hit or bad:
-        yield _finding("bnb-load-failed", "FAIL", hit[0] if hit else bad.detail if bad else "",
+        yield _finding("bnb-load-failed", "FAIL", hit[0] if hit else bad or "",
                        "bitsandbytes could not load a native library; the more specific findings (if any) say why",
                        install_fix(ctx, facts(ctx))[0], install_fix(ctx, facts(ctx))[1] if not hit else ())
 

@@ -59,9 +59,10 @@ def _finding(rule: str, severity: str, seen: str, cause: str, fix: str,
 
 
 def in_wsl(ctx: Context) -> bool:
-    """Does the log or the evidence say WSL? (The evidence has no OS flavour; LD_LIBRARY_PATH can tell.)"""
+    """Does the log or the evidence say WSL? (The evidence has no OS flavour; WSL sets WSL_DISTRO_NAME, and
+    LD_LIBRARY_PATH can tell.)"""
     ev = ctx.evidence
-    if ev and WSL_LIB in ev.env.get("LD_LIBRARY_PATH", ""):
+    if ev and ("WSL_DISTRO_NAME" in ev.env or WSL_LIB in ev.env.get("LD_LIBRARY_PATH", "")):
         return True
     return bool(WSL_MARKERS.search(ctx.text))
 

@@ -4,6 +4,12 @@ Standalone on purpose: only the standard library and the environment's own packa
 transformers, ...), never envbuilder, so it can be copied to any host and run as
 ``python check.py --json [--quick] [--light] [--profile bnb|gptq|awq|cpu]``.
 
+``--light`` (what the doctor runs) never imports the bitsandbytes package: since 0.46 its import registers
+torch.library ops, which pulls in torch._dynamo (seconds). Instead ``bnb_library`` reads its version and files
+from the installed distribution, names the native library its loader would pick, and dlopens that file after
+``import torch`` (so torch's CUDA runtime is loaded, as in a real import) to reproduce real loader errors. The
+full and quick runs still import bitsandbytes for real (``bnb_import``).
+
 Every stage returns a dict ``{name, status, detail, hint, seconds, evidence}`` with status OK, WARN, FAIL or
 SKIP; a stage whose prerequisite failed is SKIPped with the reason. Anything the environment prints (C
 libraries included) goes to stderr, so stdout carries the JSON document alone.
@@ -41,7 +47,7 @@ PACKAGES = (
 )
 ENV_VARS = (
     "BNB_CUDA_VERSION", "BNB_ROCM_VERSION", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "CUDA_HOME",
-    "HF_HUB_OFFLINE", "PYTORCH_CUDA_ALLOC_CONF",
+    "HF_HUB_OFFLINE", "PYTORCH_CUDA_ALLOC_CONF", "WSL_DISTRO_NAME",
 )
 Stage = dict[str, Any]
 State = dict[str, Any]  # what earlier stages learnt (modules, devices), read by later ones
@@ -235,6 +241,114 @@ def stage_bnb_import(state: State) -> Stage:
                       f"bitsandbytes {bitsandbytes.__version__} loaded {lib['name']} although CUDA is available",
                       "run `envbuilder doctor` on this environment", **ev)
     return _stage("bnb_import", "OK", f"bitsandbytes {bitsandbytes.__version__} loaded {lib['name']}", **ev)
+
+
+# The native library bitsandbytes' loader would pick, computed WITHOUT importing the package. The rule applied
+# here is loader-neutral on purpose (this script carries no release facts): an override names its file; else
+# the exact torch.version.cuda file; else, only when that is absent, the nearest file of the same CUDA major
+# (what 0.50+ do; older releases load nothing or the CPU library). The doctor, which has the matrix, judges
+# whether the installed release would load this candidate.
+LIB_RE = re.compile(r"libbitsandbytes_(cuda|rocm|xpu|cpu|mps)(\d*)\.(?:so|dll|dylib)$")
+
+
+def library_suffix(system: str) -> str:
+    """bitsandbytes' DYNAMIC_LIBRARY_SUFFIX for ``platform.system()``."""
+    return {"Windows": ".dll", "Darwin": ".dylib"}.get(system, ".so")
+
+
+def _cuda_of(digits: str) -> tuple[int, int]:
+    """'118' -> (11, 8), '130' -> (13, 0): a CUDA major has two digits (as bitsandbytes splits them)."""
+    return int(digits[:2]), int(digits[2:] or 0)
+
+
+def choose_library(files: list[str], *, torch_cuda: str | None, override: str | None, suffix: str) -> dict[str, Any]:
+    """Pure: the candidate library ``{name, rule, exact, note}`` for the files shipped, torch's CUDA (None when
+    bitsandbytes would use its CPU library: a CPU build or no visible GPU) and BNB_CUDA_VERSION."""
+    if torch_cuda is None:
+        return {"name": f"libbitsandbytes_cpu{suffix}", "rule": "cpu", "exact": None, "note": ""}
+    major, minor = (int(p) for p in torch_cuda.split(".")[:2])
+    exact = f"libbitsandbytes_cuda{major}{minor}{suffix}"
+    if override:  # every release honours a non-empty override by name, with no fallback
+        note = "" if override.isdigit() else "not digits only: 0.50+ refuse it before loading anything"
+        return {"name": f"libbitsandbytes_cuda{override}{suffix}", "rule": "override", "exact": exact, "note": note}
+    note = "BNB_CUDA_VERSION is empty: ignored before 0.50, refused by 0.50+" if override == "" else ""
+    if exact in files:
+        return {"name": exact, "rule": "exact", "exact": exact, "note": note}
+    shipped = {}
+    for f in files:
+        m = LIB_RE.match(f)
+        if m and m.group(1) == "cuda" and len(m.group(2)) >= 3 and f.endswith(suffix):
+            shipped[_cuda_of(m.group(2))] = f
+    same = [v for v in shipped if v[0] == major]
+    lower = [v for v in same if v < (major, minor)]
+    pick = max(lower) if lower else min(same, default=None)
+    if pick is None:
+        return {"name": exact, "rule": "exact", "exact": exact, "note": note}
+    return {"name": shipped[pick], "rule": "nearest-same-major", "exact": exact,
+            "note": (note + "; " if note else "") + f"no {exact}: only 0.50+ fall back to {shipped[pick]}"}
+
+
+def _bnb_package_dir() -> str | None:
+    """bitsandbytes' package directory from its import spec or its distribution's files: no import."""
+    from importlib import metadata, util
+
+    with contextlib.suppress(ImportError, ValueError):
+        spec = util.find_spec("bitsandbytes")  # a top-level spec: finds the package without executing it
+        if spec is not None and spec.submodule_search_locations:
+            return str(list(spec.submodule_search_locations)[0])
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        for f in metadata.distribution("bitsandbytes").files or ():
+            if f.parts[:1] == ("bitsandbytes",) and f.name == "__init__.py" and len(f.parts) == 2:
+                return str(f.locate().parent)
+    return None
+
+
+def _dlopen(path: str) -> str | None:
+    """Load ``path`` as bitsandbytes does (ctypes, default mode); the loader's error text, or None."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(path)
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
+def stage_bnb_library(state: State) -> Stage:
+    """Light: bitsandbytes' version and shipped libraries, the library its loader would pick, and a dlopen of it."""
+    skip = _skip_if(state, "torch")
+    if skip:
+        return {**skip, "name": "bnb_library"}
+    from importlib import metadata
+
+    try:
+        version = metadata.version("bitsandbytes")
+    except metadata.PackageNotFoundError:
+        return _stage("bnb_library", "SKIP", "bitsandbytes is not installed")
+    torch = state["torch"]
+    package_dir = _bnb_package_dir()
+    files = sorted(f for f in os.listdir(package_dir) if LIB_RE.match(f)) if package_dir else []
+    gpu = bool(torch.version.cuda) and bool(state.get("devices"))  # bitsandbytes asks torch.cuda.is_available()
+    suffix = library_suffix(platform.system())
+    cand = choose_library(files, torch_cuda=torch.version.cuda if gpu else None,
+                          override=os.environ.get("BNB_CUDA_VERSION"), suffix=suffix)
+    path = os.path.join(package_dir, cand["name"]) if package_dir else None
+    cand["path"] = path
+    cand["exists"] = bool(path) and os.path.isfile(path)
+    cand["dlopen_error"] = _dlopen(path) if path and cand["exists"] else None
+    ev = {"version": version, "package_dir": package_dir, "shipped": files, "torch_cuda": torch.version.cuda,
+          "gpu": gpu, "imported": False, "candidate": cand}
+    head = f"bitsandbytes {version} (not imported)"
+    why = f" ({cand['note']})" if cand["note"] else ""
+    if not cand["exists"]:
+        lib = f"a CUDA {torch.version.cuda.split('.')[0]}.x library" if cand["rule"] == "exact" else cand["name"]
+        return _stage("bnb_library", "FAIL", f"{head}: its loader wants {cand['name']}, which is not shipped "
+                      f"(nor {lib}){why}", "run `envbuilder doctor` on this environment", **ev)
+    if cand["dlopen_error"]:
+        last = cand["dlopen_error"].strip().splitlines()[-1][:300]
+        return _stage("bnb_library", "FAIL", f"{head}: loading {cand['name']} fails: {last}",
+                      "run `envbuilder doctor` on this environment", **ev)
+    return _stage("bnb_library", "OK", f"{head} would load {cand['name']} (dlopen OK){why}", **ev)
 
 
 def _targets(state: State) -> list[str]:
@@ -437,16 +551,19 @@ def _tiny_quant_layer(state: State, module: str, version: str) -> Stage:
 # --------------------------------------------------------------------------- driver
 
 
-LIGHT = (("interpreter", stage_interpreter), ("torch", stage_torch), ("cuda", stage_cuda),
-         ("torch_arch", stage_torch_arch), ("bnb_import", stage_bnb_import))
-HEAVY = (("bnb_kernels", stage_bnb_kernels), ("quant4", stage_quant4), ("linear", stage_linear))
+BASE = (("interpreter", stage_interpreter), ("torch", stage_torch), ("cuda", stage_cuda),
+        ("torch_arch", stage_torch_arch))
+LIGHT = BASE + (("bnb_library", stage_bnb_library),)
+# The full run keeps the loader prediction beside the real import, so every smoke run checks the prediction.
+HEAVY = BASE + (("bnb_library", stage_bnb_library), ("bnb_import", stage_bnb_import),
+                ("bnb_kernels", stage_bnb_kernels), ("quant4", stage_quant4), ("linear", stage_linear))
 
 
 def run(*, light: bool, quick: bool, profile: str) -> dict[str, Any]:
     """All stages in order; returns the JSON document."""
     state: State = {"skipped": set()}
     stages: list[Stage] = []
-    for name, fn in LIGHT + (() if light else HEAVY):
+    for name, fn in LIGHT if light else HEAVY:
         stages.append(_named(_run_stage(name, fn, state), name, state))
     if not light and not quick:
         llama = _named(_run_stage("tiny_llama", stage_tiny_llama, state), "tiny_llama", state)
