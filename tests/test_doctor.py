@@ -20,11 +20,15 @@ from envbuilder.doctor import (
     doctor_json,
     load_rules,
 )
+from envbuilder.doctor.evidence import from_smoke_document
+from envbuilder.doctor.loader import expected_library, judge
 from envbuilder.doctor.logs import facts_from_log, max_memory_for
 from envbuilder.doctor.rules_bnb import Facts, pick_bnb
 from envbuilder.matrix import Matrix
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
+LIGHT = Path(__file__).parent / "fixtures" / "h100-light"
+WINDOWS = Path(__file__).parent / "fixtures" / "windows"
 
 # (fixture, rule that must fire, severity, a piece of the fix that must be there)
 LOG_CASES = [
@@ -329,6 +333,112 @@ def test_json_document(matrix: Matrix) -> None:
     assert doc["schema"] == DOCTOR_SCHEMA
     assert doc["ok"] is False
     assert set(doc["findings"][0]) == {"rule", "severity", "seen", "cause", "fix", "commands"}
+
+
+# --------------------------------------------------------------------------- the light probe (no bnb import)
+
+# (document from the H100, rules that must fire with their severity, what the release loads, a piece of a fix)
+LIGHT_CASES = [
+    ("light-bnb0.50.2-unset.json", {}, "libbitsandbytes_cuda130.so", ""),
+    (
+        "light-bnb0.50.2-124.json",
+        {"missing-cuda-libs": "FAIL", "bnb-cuda-version-var": "WARN", "bnb-load-failed": "FAIL"},
+        None,
+        "unset BNB_CUDA_VERSION",
+    ),
+    (
+        "light-bnb0.50.2-empty.json",
+        {"bnb-cuda-version-var": "FAIL", "bnb-load-failed": "FAIL"},
+        None,
+        "unset BNB_CUDA_VERSION",
+    ),
+    (
+        "light-bnb0.47.0.json",
+        {"bnb-lib-cuda-mismatch": "FAIL", "bnb-load-failed": "FAIL"},
+        None,
+        "bitsandbytes==0.50.2",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "rules", "loads", "fix"), LIGHT_CASES, ids=[c[0] for c in LIGHT_CASES])
+def test_rules_on_real_light_probe(
+    matrix: Matrix, name: str, rules: dict[str, str], loads: str | None, fix: str
+) -> None:
+    ev = from_smoke_document(json.loads((LIGHT / name).read_text(encoding="utf-8")))
+    assert ev.bnb_imported is False and ev.bnb_candidate is not None
+    found = {f.rule: f for f in diagnose(Context(matrix=matrix, evidence=ev, python="/e/bin/python"))}
+    assert {r: f.severity for r, f in found.items()} == rules
+    assert judge(matrix, ev).bnb_lib == loads
+    assert all(fix in f.fix for f in found.values() if f.severity == "FAIL")
+
+
+def test_light_probe_and_real_import_agree_on_the_h100() -> None:
+    doc = json.loads((LIGHT / "smoke-quick-bnb0.47.0.json").read_text(encoding="utf-8"))
+    stages = {s["name"]: s for s in doc["stages"]}
+    assert stages["bnb_library"]["status"] == stages["bnb_import"]["status"] == "FAIL"
+    assert "Configured CUDA binary not found" in stages["bnb_import"]["detail"]
+    assert stages["bnb_library"]["evidence"]["candidate"]["name"] == "libbitsandbytes_cuda130.so"
+
+
+def _shipped(matrix: Matrix, version: str) -> tuple[str, ...]:
+    rel = matrix.bnb_release(version)
+    assert rel is not None
+    return ("libbitsandbytes_cpu.so", *(f"libbitsandbytes_cuda{c.replace('.', '')}.so" for c in rel.cuda_libs))
+
+
+@pytest.mark.parametrize(
+    ("bnb", "torch_cuda", "override", "cand", "want"),
+    [
+        # the release's loader rule decides whether the probe's loader-neutral candidate is what loads
+        ("0.50.2", "12.9", None, ("libbitsandbytes_cuda128.so", "nearest-same-major"), "libbitsandbytes_cuda128.so"),
+        ("0.46.0", "12.9", None, ("libbitsandbytes_cuda128.so", "nearest-same-major"), None),  # exact-or-error
+        ("0.45.5", "12.9", None, ("libbitsandbytes_cuda128.so", "nearest-same-major"), "libbitsandbytes_cpu.so"),
+        ("0.47.0", "12.8", None, ("libbitsandbytes_cuda128.so", "exact"), "libbitsandbytes_cuda128.so"),
+        ("0.47.0", "12.8", "", ("libbitsandbytes_cuda128.so", "exact"), "libbitsandbytes_cuda128.so"),  # ignored
+        ("0.50.2", "13.0", "", ("libbitsandbytes_cuda130.so", "exact"), None),  # digits only since 0.50
+        ("0.50.2", "13.0", "12.4", ("libbitsandbytes_cuda12.4.so", "override"), None),
+        ("0.47.0", "12.8", "12.4", ("libbitsandbytes_cuda12.4.so", "override"), "libbitsandbytes_cuda12.4.so"),
+        ("0.50.2", "13.0", "124", ("libbitsandbytes_cuda124.so", "override"), "libbitsandbytes_cuda124.so"),
+        ("0.50.2", None, "124", ("libbitsandbytes_cpu.so", "cpu"), "libbitsandbytes_cpu.so"),
+    ],
+)
+def test_expected_library(
+    matrix: Matrix, bnb: str, torch_cuda: str | None, override: str | None, cand: tuple[str, str], want: str | None
+) -> None:
+    candidate = {"name": cand[0], "rule": cand[1], "exact": None, "shipped": _shipped(matrix, bnb)}
+    loads, why = expected_library(matrix.bnb_release(bnb), bnb, candidate, override=override,
+                                  torch_cuda=torch_cuda, suffix=".so")
+    assert loads == want, why
+
+
+@pytest.mark.parametrize(
+    ("bnb", "value", "devices", "severity", "cause"),
+    [
+        ("0.50.2", "12.4", (H100,), "FAIL", "accepts digits only"),
+        ("0.50.2", "", (), "WARN", "accepts digits only"),  # read only when torch sees a GPU
+        ("0.47.0", "12.4", (H100,), "FAIL", "libbitsandbytes_cuda12.4.so, which no release ships"),
+        ("0.50.2", "999", (H100,), "FAIL", "which bitsandbytes 0.50.2 does not ship"),
+        ("0.50.2", "128", (H100,), "WARN", "needs its own CUDA runtime"),
+    ],
+)
+def test_bnb_cuda_version_var_by_release(
+    matrix: Matrix, bnb: str, value: str, devices: tuple[Device, ...], severity: str, cause: str
+) -> None:
+    ev = _ev(torch="2.11.0+cu130", torch_cuda="13.0", devices=devices, bnb=bnb,
+             env={"BNB_CUDA_VERSION": value}, bnb_shipped=_shipped(matrix, bnb))
+    f = next(f for f in diagnose(Context(matrix=matrix, evidence=ev)) if f.rule == "bnb-cuda-version-var")
+    assert (f.severity, f.fix.startswith("unset BNB_CUDA_VERSION")) == (severity, True)
+    assert cause in f.cause
+
+
+@pytest.mark.parametrize(("env", "severity"), [({}, "WARN"), ({"WSL_DISTRO_NAME": "Ubuntu-24.04"}, "FAIL")])
+def test_wsl_distro_name_from_the_environment(matrix: Matrix, env: dict[str, str], severity: str) -> None:
+    # a real paste with nothing in it that says WSL: only the environment's WSL_DISTRO_NAME can tell
+    log = (WINDOWS / "gh-alpaca-lora-227-wsl2-libcuda-not-found.txt").read_text(encoding="utf-8")
+    ev = _ev(torch="2.11.0+cu130", torch_cuda="13.0", bnb="0.50.2", env=env)
+    f = next(f for f in diagnose(Context(matrix=matrix, evidence=ev, log=log)) if f.rule == "wsl-libcuda")
+    assert f.severity == severity
 
 
 # --------------------------------------------------------------------------- the CLI

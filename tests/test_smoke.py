@@ -11,7 +11,7 @@ from envbuilder import _run
 from envbuilder.cli import main
 from envbuilder.doctor.evidence import from_smoke_document
 from envbuilder.smoke import SCRIPT, find_python, judge_sass, parse_document, run_smoke
-from envbuilder.smoke.check import sass_for
+from envbuilder.smoke.check import choose_library, library_suffix, sass_for
 
 H100_ARCH = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]  # torch 2.11+cu130
 
@@ -28,6 +28,40 @@ H100_ARCH = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_12
 )
 def test_sass_for(arch: list[str], cc: str, want: tuple[str | None, str | None]) -> None:
     assert sass_for(arch, cc) == want
+
+
+# The libraries the real wheels ship (tests/fixtures/h100-light: the probe listed them on the H100).
+FILES_050 = ["libbitsandbytes_cpu.so", "libbitsandbytes_cuda118.so", "libbitsandbytes_cuda121.so",
+             "libbitsandbytes_cuda124.so", "libbitsandbytes_cuda126.so", "libbitsandbytes_cuda128.so",
+             "libbitsandbytes_cuda130.so", "libbitsandbytes_cuda132.so", "libbitsandbytes_rocm64.so"]
+FILES_047 = ["libbitsandbytes_cpu.so", "libbitsandbytes_cuda118.so", "libbitsandbytes_cuda120.so",
+             "libbitsandbytes_cuda126.so", "libbitsandbytes_cuda128.so", "libbitsandbytes_cuda129.so"]
+
+
+@pytest.mark.parametrize(
+    ("files", "torch_cuda", "override", "want"),
+    [
+        (FILES_050, None, None, ("libbitsandbytes_cpu.so", "cpu")),  # CPU build or no GPU: override unread
+        (FILES_050, None, "124", ("libbitsandbytes_cpu.so", "cpu")),
+        (FILES_050, "13.0", None, ("libbitsandbytes_cuda130.so", "exact")),
+        (FILES_050, "12.9", None, ("libbitsandbytes_cuda128.so", "nearest-same-major")),  # highest lower
+        (FILES_050, "12.0", None, ("libbitsandbytes_cuda121.so", "nearest-same-major")),  # else lowest higher
+        (FILES_050, "13.1", None, ("libbitsandbytes_cuda130.so", "nearest-same-major")),
+        (FILES_047, "13.0", None, ("libbitsandbytes_cuda130.so", "exact")),  # never across majors: the absent file
+        (FILES_047, "12.4", None, ("libbitsandbytes_cuda120.so", "nearest-same-major")),
+        (FILES_050, "13.0", "124", ("libbitsandbytes_cuda124.so", "override")),
+        (FILES_050, "13.0", "12.4", ("libbitsandbytes_cuda12.4.so", "override")),  # older releases paste it in
+        (FILES_050, "13.0", "", ("libbitsandbytes_cuda130.so", "exact")),  # empty: as unset (0.50+ refuse it)
+    ],
+)
+def test_choose_library(files: list[str], torch_cuda: str | None, override: str | None, want: tuple[str, str]) -> None:
+    cand = choose_library(files, torch_cuda=torch_cuda, override=override, suffix=".so")
+    assert (cand["name"], cand["rule"]) == want
+
+
+@pytest.mark.parametrize(("system", "suffix"), [("Linux", ".so"), ("Windows", ".dll"), ("Darwin", ".dylib")])
+def test_library_suffix(system: str, suffix: str) -> None:
+    assert library_suffix(system) == suffix
 
 
 @pytest.mark.parametrize(
@@ -116,6 +150,7 @@ def test_smoke_passes_on_cpu_env(cpu_env: Path) -> None:
         "torch": "OK",
         "cuda": "SKIP",
         "torch_arch": "SKIP",
+        "bnb_library": "OK",
         "bnb_import": "OK",
         "bnb_sass": "SKIP",
         "bnb_kernels": "SKIP",
@@ -129,6 +164,10 @@ def test_smoke_passes_on_cpu_env(cpu_env: Path) -> None:
     assert llama["nf4"]["max_abs"] <= 0.5 and llama["8bit"]["max_abs"] <= 0.1
     ev = from_smoke_document(report.document)
     assert (ev.bnb, ev.bnb_lib, ev.torch_cuda) == ("0.50.2", "libbitsandbytes_cpu.so", None)
+    # the light probe's prediction (no import) names the file the real import loaded
+    by = {c.name: c.evidence for c in report.checks}
+    assert by["bnb_library"]["candidate"]["path"] == by["bnb_import"]["library"]["path"]
+    assert by["bnb_library"]["imported"] is False and ev.bnb_imported
     assert report.record()["result"] == "pass"
 
 

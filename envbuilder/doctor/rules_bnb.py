@@ -516,9 +516,13 @@ def rule_lib_load_failed(ctx: Context) -> Iterable[Finding]:
     if ev and ev.bnb_load_error:  # light probe, judged against the matrix (doctor.loader)
         bad = f"bitsandbytes {ev.bnb}: {ev.bnb_load_error.strip().splitlines()[-1]}"
     if hit or bad:
+        fix, cmds = install_fix(ctx, facts(ctx))
+        if ev and "BNB_CUDA_VERSION" in ev.env:  # the override chose the library: reinstalling would not help
+            fix, cmds = ("unset BNB_CUDA_VERSION so bitsandbytes loads the library for torch.version.cuda, "
+                         "then rerun `envbuilder doctor`"), ()
         yield _finding("bnb-load-failed", "FAIL", hit[0] if hit else bad or "",
                        "bitsandbytes could not load a native library; the more specific findings (if any) say why",
-                       install_fix(ctx, facts(ctx))[0], install_fix(ctx, facts(ctx))[1] if not hit else ())
+                       fix, cmds if not hit else ())
 
 
 def rule_harmless(ctx: Context) -> Iterable[Finding]:

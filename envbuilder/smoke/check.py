@@ -261,16 +261,18 @@ def _cuda_of(digits: str) -> tuple[int, int]:
     return int(digits[:2]), int(digits[2:] or 0)
 
 
-def choose_library(files: list[str], *, torch_cuda: str | None, override: str | None, suffix: str) -> dict[str, Any]:
-    """Pure: the candidate library ``{name, rule, exact, note}`` for the files shipped, torch's CUDA (None when
-    bitsandbytes would use its CPU library: a CPU build or no visible GPU) and BNB_CUDA_VERSION."""
+def choose_library(files: list[str], *, torch_cuda: str | None, override: str | None,
+                   suffix: str) -> dict[str, Any]:
+    """Pure: the candidate library ``{name, rule, exact, note}`` for the files shipped, torch's CUDA (None
+    when bitsandbytes would use its CPU library: a CPU build or no visible GPU) and BNB_CUDA_VERSION."""
     if torch_cuda is None:
         return {"name": f"libbitsandbytes_cpu{suffix}", "rule": "cpu", "exact": None, "note": ""}
     major, minor = (int(p) for p in torch_cuda.split(".")[:2])
     exact = f"libbitsandbytes_cuda{major}{minor}{suffix}"
     if override:  # every release honours a non-empty override by name, with no fallback
         note = "" if override.isdigit() else "not digits only: 0.50+ refuse it before loading anything"
-        return {"name": f"libbitsandbytes_cuda{override}{suffix}", "rule": "override", "exact": exact, "note": note}
+        return {"name": f"libbitsandbytes_cuda{override}{suffix}", "rule": "override", "exact": exact,
+                "note": note}
     note = "BNB_CUDA_VERSION is empty: ignored before 0.50, refused by 0.50+" if override == "" else ""
     if exact in files:
         return {"name": exact, "rule": "exact", "exact": exact, "note": note}
@@ -295,11 +297,11 @@ def _bnb_package_dir() -> str | None:
     with contextlib.suppress(ImportError, ValueError):
         spec = util.find_spec("bitsandbytes")  # a top-level spec: finds the package without executing it
         if spec is not None and spec.submodule_search_locations:
-            return str(list(spec.submodule_search_locations)[0])
+            return str(next(iter(spec.submodule_search_locations)))
     with contextlib.suppress(metadata.PackageNotFoundError):
         for f in metadata.distribution("bitsandbytes").files or ():
-            if f.parts[:1] == ("bitsandbytes",) and f.name == "__init__.py" and len(f.parts) == 2:
-                return str(f.locate().parent)
+            if f.parts == ("bitsandbytes", "__init__.py"):
+                return os.path.dirname(str(f.locate()))
     return None
 
 
@@ -315,7 +317,7 @@ def _dlopen(path: str) -> str | None:
 
 
 def stage_bnb_library(state: State) -> Stage:
-    """Light: bitsandbytes' version and shipped libraries, the library its loader would pick, and a dlopen of it."""
+    """Light: bitsandbytes' version and shipped libraries, the library its loader would pick, and a dlopen."""
     skip = _skip_if(state, "torch")
     if skip:
         return {**skip, "name": "bnb_library"}
@@ -328,20 +330,21 @@ def stage_bnb_library(state: State) -> Stage:
     torch = state["torch"]
     package_dir = _bnb_package_dir()
     files = sorted(f for f in os.listdir(package_dir) if LIB_RE.match(f)) if package_dir else []
-    gpu = bool(torch.version.cuda) and bool(state.get("devices"))  # bitsandbytes asks torch.cuda.is_available()
+    gpu = bool(torch.version.cuda) and bool(state.get("devices"))  # as bitsandbytes: torch.cuda.is_available()
     suffix = library_suffix(platform.system())
     cand = choose_library(files, torch_cuda=torch.version.cuda if gpu else None,
                           override=os.environ.get("BNB_CUDA_VERSION"), suffix=suffix)
     path = os.path.join(package_dir, cand["name"]) if package_dir else None
     cand["path"] = path
-    cand["exists"] = bool(path) and os.path.isfile(path)
+    cand["exists"] = path is not None and os.path.isfile(path)
     cand["dlopen_error"] = _dlopen(path) if path and cand["exists"] else None
-    ev = {"version": version, "package_dir": package_dir, "shipped": files, "torch_cuda": torch.version.cuda,
-          "gpu": gpu, "imported": False, "candidate": cand}
+    ev: dict[str, Any] = {"version": version, "package_dir": package_dir, "shipped": files, "gpu": gpu,
+                          "torch_cuda": torch.version.cuda, "imported": False, "candidate": cand}
     head = f"bitsandbytes {version} (not imported)"
     why = f" ({cand['note']})" if cand["note"] else ""
     if not cand["exists"]:
-        lib = f"a CUDA {torch.version.cuda.split('.')[0]}.x library" if cand["rule"] == "exact" else cand["name"]
+        major = str(torch.version.cuda).split(".")[0]
+        lib = f"a CUDA {major}.x library" if cand["rule"] == "exact" else cand["name"]
         return _stage("bnb_library", "FAIL", f"{head}: its loader wants {cand['name']}, which is not shipped "
                       f"(nor {lib}){why}", "run `envbuilder doctor` on this environment", **ev)
     if cand["dlopen_error"]:
@@ -553,10 +556,10 @@ def _tiny_quant_layer(state: State, module: str, version: str) -> Stage:
 
 BASE = (("interpreter", stage_interpreter), ("torch", stage_torch), ("cuda", stage_cuda),
         ("torch_arch", stage_torch_arch))
-LIGHT = BASE + (("bnb_library", stage_bnb_library),)
+LIGHT = (*BASE, ("bnb_library", stage_bnb_library))
 # The full run keeps the loader prediction beside the real import, so every smoke run checks the prediction.
-HEAVY = BASE + (("bnb_library", stage_bnb_library), ("bnb_import", stage_bnb_import),
-                ("bnb_kernels", stage_bnb_kernels), ("quant4", stage_quant4), ("linear", stage_linear))
+HEAVY = (*LIGHT, ("bnb_import", stage_bnb_import), ("bnb_kernels", stage_bnb_kernels), ("quant4", stage_quant4),
+         ("linear", stage_linear))
 
 
 def run(*, light: bool, quick: bool, profile: str) -> dict[str, Any]:
