@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from envbuilder import _run
 from envbuilder.smoke import find_python, run_smoke
@@ -30,7 +31,7 @@ def import_seconds(python: Path, modules: str) -> float:
     return float(_run.run([str(python), "-c", code], timeout=300).stdout.strip().splitlines()[-1])
 
 
-def doctor_seconds(where: list[str]) -> tuple[float, dict[str, object]]:
+def doctor_seconds(where: list[str]) -> tuple[float, dict[str, Any]]:
     """Wall seconds of ``envbuilder doctor <where> --json`` in a fresh process, and its document."""
     t = time.perf_counter()
     argv = [sys.executable, "-m", "envbuilder", "doctor", *where, "--json"]
@@ -53,7 +54,7 @@ def main() -> None:
     python = find_python(env=args.env, python=args.python)
     target = ["--env", args.env] if args.env else ["--python", str(python)]
     torch_s, doctor_s, diffs, smoke_s = [], [], [], []
-    doc: dict[str, object] = {}
+    doc: dict[str, Any] = {}
     for _ in range(args.repeat):
         t_torch = import_seconds(python, "torch")
         t_doctor, doc = doctor_seconds(target)
@@ -68,7 +69,7 @@ def main() -> None:
             smoke_s.append(time.perf_counter() - t)
             assert report.ok, report.summary()
     med = statistics.median
-    findings = [f["rule"] for f in doc.get("findings", [])]  # type: ignore[union-attr]
+    findings = [f["rule"] for f in doc.get("findings", [])]
     print(f"environment: {python}  (repeat {args.repeat}; last doctor findings: {findings or 'none'})")
     print(f"bare `import torch`:              {med(torch_s):6.2f} s  (min {min(torch_s):.2f}, "
           f"max {max(torch_s):.2f})")
