@@ -291,10 +291,12 @@ def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
             "580.95.05",
             "awq",
             {
-                "torch": "2.14.1",
+                # llmcompressor 0.14.0.1's wheel caps torch <= 2.14.0 and transformers <= 5.17.0 and pins
+                # compressed-tensors 0.19.0 (its wheel METADATA, tests/fixtures/quant-cpu).
+                "torch": "2.13.0",
                 "llmcompressor": "0.14.0.1",
-                "compressed-tensors": "0.20.1",
-                "transformers": "5.20.2",
+                "compressed-tensors": "0.19.0",
+                "transformers": "5.17.0",
                 "accelerate": "1.15.0",
             },
         ),
