@@ -191,3 +191,12 @@ def test_gptqmodel_cpu_env_builds_and_validates(tmp_path: Path) -> None:
     assert checks["gptq_quantize"]["evidence"]["mse_gptq"] <= checks["gptq_quantize"]["evidence"]["mse_rtn"]
     for dtype in ("float16", "bfloat16"):
         assert checks[f"torch_kernel_forward_{dtype}"]["status"] == "OK"
+    # The same environment through envbuilder's own smoke test, gptq profile: the tiny-layer kernel stage runs.
+    from envbuilder.smoke import run_smoke
+
+    report = run_smoke(python, profile="gptq")
+    stages = {c.name: c for c in report.checks}
+    assert report.ok, report.summary()
+    assert stages["quant_lib"].status == "OK", stages["quant_lib"].detail
+    assert "TorchLinear" in stages["quant_lib"].detail
+    assert "bnb_import" not in stages  # no bitsandbytes in a gptq environment

@@ -106,8 +106,9 @@ def run_smoke(python: Path, *, quick: bool = False, profile: str = "bnb", timeou
     args = ["--profile", profile] + (["--quick"] if quick else [])
     doc = run_check_script(python, args, timeout=timeout)
     checks = [check_from_json(s) for s in doc.get("stages", [])]
-    at = next((i + 1 for i, c in enumerate(checks) if c.name == "bnb_import"), len(checks))
-    checks.insert(at, bnb_sass_check(checks))
+    if profile in ("bnb", "cpu"):  # gptq/awq environments hold no bitsandbytes
+        at = next((i + 1 for i, c in enumerate(checks) if c.name == "bnb_import"), len(checks))
+        checks.insert(at, bnb_sass_check(checks))
     return SmokeReport(python=str(python), checks=tuple(checks), document=doc)
 
 
