@@ -54,19 +54,43 @@ def lock_plan(
     progress: Progress = _quiet,
 ) -> Lock:
     """Resolve the plan's pins (plus extras) to a hashed PEP 751 lock at ``out`` (metadata only)."""
-    with tempfile.TemporaryDirectory(prefix="envbuilder-lock-") as tmp:
-        req = Path(tmp) / "requirements.in"
-        req.write_text(requirements_text(plan, extra), encoding="utf-8")
-        raw = Path(tmp) / "pylock.toml"
-        progress(f"locking {len(plan.packages)} pins{' + ' + str(len(extra)) + ' extra' if extra else ''} for {plan.target.platform}, Python {plan.python} (uv pip compile)")
-        uv.compile_lock(
-            req, raw, python_version=plan.python, platform=plan.target.platform, settings=settings,
-            indexes=[p.index for p in plan.packages if p.index.startswith(("http://", "https://", "file://"))],
-        )
-        text = finalize(raw.read_text(encoding="utf-8"), plan, name=name, extra=extra, pytorch_index=settings.pytorch_index)
+    requirements = requirements_text(plan, extra)
+    indexes = [p.index for p in plan.packages if p.index.startswith(("http://", "https://", "file://"))]
+    raw = _resolution(requirements, plan, settings, indexes, progress)
+    text = finalize(raw, plan, name=name, extra=extra, pytorch_index=settings.pytorch_index)
     lock = parse_lock(text, out)
     write_text_atomic(out, text)
     return lock
+
+
+# A resolution of exactly the same input (pins, Python, platform, sources, uv) is reused for a day: the pins
+# are exact, so only the unpinned transitive dependencies could move, and a repeated create of one target
+# (CI, a team) should not pay uv's index revalidation each time. --refresh (and lock --upgrade) re-resolve.
+RESOLUTION_TTL_S = 24 * 3600
+
+
+def _resolution(requirements: str, plan: Plan, settings: Settings, indexes: Sequence[str], progress: Progress) -> str:
+    import hashlib
+    import json
+    import time
+
+    key_doc = [requirements, plan.python, plan.target.platform, uv.source_args(settings, indexes), uv.find_uv()]
+    key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:32]
+    cached = settings.cache_dir / "resolutions" / f"{key}.pylock.toml"
+    what = f"{len(plan.packages)} pins for {plan.target.platform}, Python {plan.python}"
+    if not settings.refresh and cached.is_file() and time.time() - cached.stat().st_mtime < RESOLUTION_TTL_S:
+        age = (time.time() - cached.stat().st_mtime) / 60
+        progress(f"locking {what}: reusing the resolution made {age:.0f} min ago (--refresh re-resolves)")
+        return cached.read_text(encoding="utf-8")
+    progress(f"locking {what} (uv pip compile)")
+    with tempfile.TemporaryDirectory(prefix="envbuilder-lock-") as tmp:
+        req = Path(tmp) / "requirements.in"
+        req.write_text(requirements, encoding="utf-8")
+        raw = Path(tmp) / "pylock.toml"
+        uv.compile_lock(req, raw, python_version=plan.python, platform=plan.target.platform, settings=settings, indexes=indexes)
+        text = raw.read_text(encoding="utf-8")
+    write_text_atomic(cached, text)
+    return text
 
 
 def interpreter_for(python: str, *, required: bool = True) -> str:

@@ -176,10 +176,18 @@ def tool_table(plan: Plan, *, name: str, extra: Sequence[str], wheelhouse: Mappi
 
 
 def finalize(uv_lock_text: str, plan: Plan, *, name: str, extra: Sequence[str] = (), pytorch_index: str | None = None, smoke: Mapping[str, Any] | None = None) -> str:
-    """uv's pylock + canonical URLs + ``[tool.envbuilder]`` + the digest, as TOML text (tomlkit keeps uv's layout)."""
+    """uv's pylock + canonical URLs + ``[tool.envbuilder]`` + the digest, as TOML text.
+
+    uv's text is kept as uv wrote it (only wheelhouse URLs are replaced, by exact string); the envbuilder
+    table is appended, so the whole lock is parsed once (tomllib) rather than round-tripped through tomlkit.
+    """
     import tomlkit
 
-    doc = tomlkit.parse(uv_lock_text)
+    doc = tomllib.loads(uv_lock_text)
+    if "tool" in doc:
+        msg = "uv's lock already has a [tool] table; envbuilder cannot add its own"
+        raise LockError(msg, hint="report this: uv's pylock output changed")
+    text = uv_lock_text
     wheelhouse: dict[str, str] = {}
     for pkg in doc.get("packages", []):
         for f in _package_files(pkg):
@@ -188,16 +196,14 @@ def finalize(uv_lock_text: str, plan: Plan, *, name: str, extra: Sequence[str] =
             if url.startswith("file://"):
                 wheelhouse[_filename(url)] = url
             if canonical != url:
+                text = text.replace(f'url = "{url}"', f'url = "{canonical}"')
                 f["url"] = canonical
-    tool = tomlkit.table(is_super_table=True)
     table = tool_table(plan, name=name, extra=extra, wheelhouse=wheelhouse)
+    doc["tool"] = {"envbuilder": table}
+    table["lock-digest"] = content_digest(doc)
     if smoke:
         table["smoke"] = dict(smoke)
-    tool["envbuilder"] = table
-    doc["tool"] = tool
-    plain = tomllib.loads(tomlkit.dumps(doc))
-    doc["tool"]["envbuilder"]["lock-digest"] = content_digest(plain)
-    return tomlkit.dumps(doc)
+    return text.rstrip("\n") + "\n\n" + tomlkit.dumps({"tool": {"envbuilder": table}})
 
 
 def with_smoke(lock_text: str, smoke: Mapping[str, Any]) -> str:

@@ -9,6 +9,13 @@ from pathlib import Path
 DEFAULT_PYTORCH_INDEX = "https://download.pytorch.org/whl"
 
 
+def _default_cache() -> Path:
+    env = os.environ.get("ENVBUILDER_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "envbuilder"
+
+
 def _default_home() -> Path:
     env = os.environ.get("ENVBUILDER_HOME")
     if env:
@@ -35,6 +42,8 @@ class Settings:
     offline: bool = False
     notes: tuple[str, ...] = ()
     check_pytorch_index: bool = True
+    cache_dir: Path = field(default_factory=_default_cache)
+    refresh: bool = False  # re-resolve even where a resolution of the same input is cached
 
     @property
     def envs_dir(self) -> Path:

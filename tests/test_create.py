@@ -217,3 +217,20 @@ def test_lock_save_records_the_env_in_the_manifest(tmp_path: Path, monkeypatch: 
     env = load_manifest(manifest).env("a10")
     assert env is not None and env.gpus == ("sm_86",) and env.driver == "550.54.14" and env.python == "3.11"
     assert main(["lock", "--gpu", "sm_86", "--driver", "550.54.14", "--python", "3.11", "--name", "a10", "--save"]) == 2
+
+
+def test_a_resolution_is_reused_until_refresh(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cache = tmp_path / "cache"
+    args = ["lock", *CPU, "-o", str(tmp_path / "l.toml")]
+    os.environ["ENVBUILDER_CACHE"] = str(cache)
+    try:
+        assert main(args) == 0
+        first = capsys.readouterr().err
+        assert main(args) == 0
+        second = capsys.readouterr().err
+        assert main([*args, "--refresh"]) == 0
+        third = capsys.readouterr().err
+    finally:
+        del os.environ["ENVBUILDER_CACHE"]
+    assert "(uv pip compile)" in first and "reusing the resolution" in second and "(uv pip compile)" in third
+    assert len(list((cache / "resolutions").glob("*.pylock.toml"))) == 1

@@ -26,6 +26,7 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ca-cert", action="append", default=[], metavar="PEM", help="extra CA bundle for a corporate proxy (ENVBUILDER_CA_CERT)")
     g.add_argument("--no-pip-config", action="store_true", help="ignore pip's configuration (index-url, find-links, cert)")
     g.add_argument("--home", metavar="DIR", help="where environments live (default ~/.local/share/envbuilder; ENVBUILDER_HOME)")
+    g.add_argument("--refresh", action="store_true", help="re-resolve even where the same resolution is cached (kept 24 h)")
 
 
 def _env_list(name: str) -> list[str]:
@@ -58,6 +59,8 @@ def settings_from_args(args: argparse.Namespace, manifest_sources: Mapping[str, 
     )
     if base is not None:
         settings = replace(settings, home=base)
+    if getattr(args, "refresh", False) or getattr(args, "upgrade", False):
+        settings = replace(settings, refresh=True)
     if not args.no_pip_config:
         from envbuilder.sources import apply_pip_config, read_pip_config
 
