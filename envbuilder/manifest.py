@@ -139,7 +139,7 @@ def env_names(path: Path) -> set[str]:
         rows = tomllib.loads(path.read_text(encoding="utf-8")).get("env", [])
     except (OSError, tomllib.TOMLDecodeError):
         return set()
-    return {r.get("name") for r in rows if isinstance(r, dict) and isinstance(r.get("name"), str)}
+    return {str(r["name"]) for r in rows if isinstance(r, dict) and isinstance(r.get("name"), str)}
 
 
 def add_env(path: Path, spec: EnvSpec) -> None:

@@ -301,7 +301,7 @@ class _Row:
         value = self.get(key, str, required=required, default=default)
         if value is not None and value not in allowed:
             raise self._fail(key, f"unknown value {value!r}", f"use one of: {', '.join(allowed)}")
-        return value  # type: ignore[return-value]
+        return value
 
     def choices(self, key: str, allowed: Sequence[str], *, required: bool = True) -> tuple[str, ...]:
         values = self.strs(key, required=required)
@@ -584,7 +584,7 @@ def _load_file(path: Path) -> dict[str, Any]:
     if not isinstance(version, int) or version not in SCHEMA_VERSIONS:
         msg = f"{path}: schema-version {version!r} is not supported (this envbuilder reads 1)"
         raise MatrixError(msg, hint="add `schema-version = 1` at the top, or upgrade envbuilder")
-    return doc
+    return dict(doc)
 
 
 # Rows that share a key replace each other when a directory is laid over another.

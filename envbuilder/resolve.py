@@ -292,8 +292,8 @@ def check_driver(matrix: Matrix, target: Target, build: TorchBuild) -> _Check:
             warn=f"install cuda-compat for CUDA {build.cuda} and put its lib directory on LD_LIBRARY_PATH",
             native=False,
         )
-    floor = mvc_min or native_min or "?"
-    why = f"driver {target.driver} < {floor}, the minimum for CUDA {_major(build.cuda)}.x builds"
+    lowest = mvc_min or native_min or "?"
+    why = f"driver {target.driver} < {lowest}, the minimum for CUDA {_major(build.cuda)}.x builds"
     if native_min and mvc_min and native_min != mvc_min:
         why = f"driver {target.driver} < {mvc_min}, the minor-version-compatibility floor for CUDA {_major(build.cuda)}.x"
     return _Check(False, why)
@@ -478,6 +478,8 @@ def _check_bnb(matrix: Matrix, target: Target, sources: Sources, rel: BnbRelease
         if rel.cpu != "full":
             return None, f"its CPU backend is {rel.cpu!r} (4-bit fp4 and 8-bit on CPU need >= 0.47's full backend)", ""
         return "cpu", "", "CPU backend"
+    if torch.build.cuda is None:  # a CPU torch build with a GPU target is never a candidate; keep mypy sure
+        return None, "a CPU build of torch cannot drive the GPU", ""
     lib_cuda = bnb_library_cuda(rel, torch.build.cuda)
     if lib_cuda is None:
         wanted = lib_name(torch.build.cuda, target.platform)

@@ -122,7 +122,7 @@ def _cc_from_code(text: str) -> str | None:
 
 
 def _products(matrix: Matrix) -> list[tuple[tuple[str, ...], str, Arch, str]]:
-    rows = []
+    rows: list[tuple[tuple[str, ...], str, Arch, str]] = []
     for arch in matrix.archs:
         for segment, names in arch.products.items():
             rows.extend((_norm_tokens(n), n, arch, segment) for n in names)

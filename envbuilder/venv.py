@@ -217,7 +217,7 @@ def disk_usage(path: Path) -> int:
 
 
 def list_envs(settings: Settings) -> list[EnvSummary]:
-    out = []
+    out: list[EnvSummary] = []
     if not settings.envs_dir.is_dir():
         return out
     for env in sorted(settings.envs_dir.iterdir()):

@@ -11,6 +11,7 @@ from envbuilder.errors import TargetError
 
 if TYPE_CHECKING:
     from envbuilder.detect import Host
+    from envbuilder.manifest import EnvSpec
     from envbuilder.matrix import Matrix
     from envbuilder.target import Target
 
@@ -135,7 +136,7 @@ def print_json(doc: object) -> None:
     sys.stdout.write("\n")
 
 
-def build_target_from_spec(spec, matrix: Matrix) -> Target:  # type: ignore[no-untyped-def]
+def build_target_from_spec(spec: EnvSpec, matrix: Matrix) -> Target:
     """A manifest [[env]] as a Target (it names another machine, so nothing is detected)."""
     from envbuilder.target import DEFAULT_PYTHONS, build_target, parse_gpus
 

@@ -7,10 +7,17 @@ import functools
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envbuilder.cli._common import add_target_options, load_matrix_for, print_json, target_from_args
 from envbuilder.cli._sources import add_source_options, settings_from_args
+
+if TYPE_CHECKING:
+    from envbuilder.lock import Lock
+    from envbuilder.settings import Settings
+    from envbuilder.venv import SmokeOutcome
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -96,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
     return _report(args, plan, name, dest, lock_path, outcome)
 
 
-def _build(dest, interpreter, lock, settings, smoke, steps, *, force):  # type: ignore[no-untyped-def]
+def _build(
+    dest: Path, interpreter: str, lock: Lock, settings: Settings,
+    smoke: Callable[[Path], SmokeOutcome] | None, steps: Steps, *, force: bool,
+) -> SmokeOutcome | None:
     from envbuilder import venv
 
     return venv.build(

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from envbuilder.cli._common import add_target_options, load_matrix_for, print_json, target_from_args
 from envbuilder.cli._sources import add_source_options, settings_from_args
+
+if TYPE_CHECKING:
+    from envbuilder.matrix import Matrix
+    from envbuilder.resolve import Plan
+    from envbuilder.settings import Settings
+    from envbuilder.target import Target
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -49,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save(path: Path, name: str, plan, extra) -> None:  # type: ignore[no-untyped-def]
+def _save(path: Path, name: str, plan: Plan, extra: Sequence[str]) -> None:
     """Add (or refuse to duplicate) the environment in the manifest, keeping its comments and layout."""
     from envbuilder.manifest import EnvSpec, add_env
 
@@ -61,7 +69,10 @@ def _save(path: Path, name: str, plan, extra) -> None:  # type: ignore[no-untype
     ))
 
 
-def lock_one(args, matrix, settings, target, *, name, extra, output):  # type: ignore[no-untyped-def]
+def lock_one(
+    args: argparse.Namespace, matrix: Matrix, settings: Settings, target: Target, *,
+    name: str | None, extra: Sequence[str], output: str | None,
+) -> dict[str, Any]:
     """Resolve and lock one environment; with --upgrade compare with the lock already there."""
     from envbuilder import builder
     from envbuilder.cli.resolve import render
@@ -80,7 +91,10 @@ def lock_one(args, matrix, settings, target, *, name, extra, output):  # type: i
     name = check_env_name(name or default_env_name(plan))
     out = Path(output) if output else Path.cwd() / f"pylock.{name}.toml"
     old = read_lock(out) if args.upgrade and out.exists() else None
-    progress = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
+    def progress(text: str) -> None:
+        if not args.json:
+            print(text, file=sys.stderr, flush=True)
+
     for note in sources.notes:
         progress(f"note: {note}")
     lock = builder.lock_plan(plan, name=name, settings=settings, out=out, extra=extra, progress=progress)

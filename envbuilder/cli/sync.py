@@ -6,8 +6,12 @@ import argparse
 import functools
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envbuilder.cli._common import load_matrix_for, print_json
+
+if TYPE_CHECKING:
+    from envbuilder.detect import Host
 from envbuilder.cli._sources import add_source_options, settings_from_args
 
 
@@ -25,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(handler=run)
 
 
-def _host_facts():  # type: ignore[no-untyped-def]
+def _host_facts() -> tuple[Host, str, str]:
     from envbuilder.detect import probe_host
 
     host = probe_host()

@@ -367,7 +367,8 @@ def stage_bnb_kernels(state: State) -> Stage:
     if not state.get("devices"):
         return _stage("bnb_kernels", "SKIP", "no GPU: the CPU library has no device kernels to check")
     torch, functional = state["torch"], state["bnb"].functional
-    results, failed = {}, []
+    results: dict[str, dict[str, Any]] = {}
+    failed: list[str] = []
     for dev in _targets(state):
         try:
             x = torch.randn(4096, device=dev)
