@@ -35,9 +35,7 @@ HEADLINES = (
     Headline("bnb-sm90", "sm_90", "580.65.06", "bnb"),
     Headline("bnb-sm120", "sm_120", "570.124.06", "bnb"),
     Headline("gptq-sm89", "sm_89", "550.54.14", "gptq"),
-    # awq-sm89 (sm_89, 550.54.14, awq) is left out until the matrix is fixed: it pins compressed-tensors
-    # 0.20.1 with llmcompressor 0.14.0.1, whose metadata on PyPI requires compressed-tensors==0.19.0, so
-    # `envbuilder lock --profile awq` cannot lock it (uv: "requirements are unsatisfiable").
+    Headline("awq-sm89", "sm_89", "550.54.14", "awq"),
     Headline("cpu", None, None, "cpu"),
 )
 PYTHON = "3.11"

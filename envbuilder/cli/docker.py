@@ -131,7 +131,7 @@ def _get_lock(args: argparse.Namespace, settings: Settings, workdir: Path) -> tu
     matrix = load_matrix_for(args)
     target = target_from_args(args, matrix)
     out = workdir / "pylock.new.toml"
-    result = lock_one(args, matrix, settings, target, name=args.name, extra=[], output=str(out))  # type: ignore[no-untyped-call]  # cli/lock.py's lock_one is untyped
+    result = lock_one(args, matrix, settings, target, name=args.name, extra=[], output=str(out))
     text = out.read_text(encoding="utf-8")
     return parse_lock(text, Path(f"pylock.{result['name']}.toml")), text
 
