@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import functools
 import glob
+import json
 import os
 import platform
 import re
@@ -536,17 +537,68 @@ def find_pythons() -> tuple[PythonInfo, ...]:
     """
     seen: set[str] = set()
     out: list[PythonInfo] = []
+    cache = _ProbeCache.load()
     for candidate in _python_candidates():
         real = os.path.realpath(candidate)
         if real in seen or not os.path.isfile(real) or not os.access(real, os.X_OK):
             continue
         seen.add(real)
-        result = _run_quiet([real, "-I", "-S", "-c", _PY_PROBE])
-        if result is not None and result.returncode == 0:
-            info = parse_python_probe(result.stdout, real)
-            if info is not None:
-                out.append(info)
+        text = cache.get(real)
+        if text is None:
+            result = _run_quiet([real, "-I", "-S", "-c", _PY_PROBE])
+            text = result.stdout if result is not None and result.returncode == 0 else ""
+            cache.put(real, text)
+        info = parse_python_probe(text, real) if text else None
+        if info is not None:
+            out.append(info)
+    cache.save()
     return tuple(sorted(out, key=lambda p: (_version_key(p), p.path)))
+
+
+class _ProbeCache:
+    """What each interpreter said about itself, keyed by its path, size and mtime: starting nine interpreters
+    costs ~0.2 s on every command, and an interpreter that changes on disk is asked again."""
+
+    def __init__(self, path: Path, data: dict[str, dict[str, str]]) -> None:
+        self.path, self.data, self.dirty = path, data, False
+
+    @classmethod
+    def load(cls) -> _ProbeCache:
+        base = os.environ.get("ENVBUILDER_CACHE") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "envbuilder"
+        )
+        path = Path(base) / "pythons.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        return cls(path, data if isinstance(data, dict) else {})
+
+    @staticmethod
+    def _stamp(path: str) -> str:
+        st = os.stat(path)
+        return f"{st.st_size}:{st.st_mtime_ns}"
+
+    def get(self, path: str) -> str | None:
+        entry = self.data.get(path)
+        if isinstance(entry, dict) and entry.get("stamp") == self._stamp(path):
+            return str(entry.get("probe", ""))
+        return None
+
+    def put(self, path: str, probe: str) -> None:
+        self.data[path] = {"stamp": self._stamp(path), "probe": probe}
+        self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
 
 
 def find_python(minor: str) -> PythonInfo | None:

@@ -448,3 +448,19 @@ def test_probe_gpu_host() -> None:
     xml = detect.parse_nvidia_smi_xml(_run.run(["nvidia-smi", "-q", "-x"], timeout=30).stdout)
     assert [(g.name, g.memory_mib) for g in xml.gpus] == [(g.name, g.memory_mib) for g in host.gpus]
     assert xml.driver == host.driver
+
+
+def test_python_probe_cache_is_keyed_by_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from envbuilder.detect import _ProbeCache
+
+    monkeypatch.setenv("ENVBUILDER_CACHE", str(tmp_path / "cache"))
+    exe = tmp_path / "python3.11"
+    exe.write_text("a")
+    cache = _ProbeCache.load()
+    assert cache.get(str(exe)) is None
+    cache.put(str(exe), "cpython 3 11 7 final 0")
+    cache.save()
+    again = _ProbeCache.load()
+    assert again.get(str(exe)) == "cpython 3 11 7 final 0"
+    exe.write_text("changed, longer")  # a reinstalled interpreter is asked again
+    assert _ProbeCache.load().get(str(exe)) is None

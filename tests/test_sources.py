@@ -1,0 +1,88 @@
+"""Package sources: pip's configuration read as pip reads it, reachability, wheelhouses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from envbuilder.settings import Settings
+from envbuilder.sources import (
+    apply_pip_config,
+    gather_sources,
+    list_wheelhouse,
+    parse_pip_config,
+    parse_pip_ini,
+    pip_config_files,
+    reachable,
+    read_pip_config,
+)
+
+
+@pytest.mark.parametrize(
+    ("texts", "env", "expected"),
+    [
+        # This machine's three files, in pip's order: the later file wins per key.
+        (["[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n", "[global]\nconstraint = /c.txt\n",
+          "[global]\nfind-links = /opt/wheels\nextra-index-url = file:///a file:///b\n"], {},
+         {"cert": ["/etc/ssl/certs/ca-certificates.crt"], "find-links": ["/opt/wheels"], "extra-index-url": ["file:///a", "file:///b"]}),
+        (["[global]\nindex-url = https://one/simple\n", "[global]\nindex-url = https://two/simple\n"], {},
+         {"index-url": ["https://two/simple"]}),
+        # [install] applies to `pip install`, which envbuilder stands in for.
+        (["[global]\nfind-links = /g\n[install]\nfind-links = /i\n"], {}, {"find-links": ["/i"]}),
+        # Environment variables win over files.
+        (["[global]\nindex-url = https://file/simple\n"], {"PIP_INDEX_URL": "https://env/simple"}, {"index-url": ["https://env/simple"]}),
+        (["not an ini file ["], {"PIP_FIND_LINKS": "/x /y"}, {"find-links": ["/x", "/y"]}),
+        ([], {}, {}),
+    ],
+)
+def test_parse_pip_ini(texts: list[str], env: dict[str, str], expected: dict[str, list[str]]) -> None:
+    assert parse_pip_ini(texts, env) == expected
+
+
+def test_config_files_in_pips_order(tmp_path: Path) -> None:
+    files = pip_config_files({"XDG_CONFIG_DIRS": "/etc/xdg", "PIP_CONFIG_FILE": "/x/pip.conf"}, Path("/h"), Path("/venv"))
+    assert files == [Path("/etc/xdg/pip/pip.conf"), Path("/etc/pip.conf"), Path("/h/.pip/pip.conf"),
+                     Path("/h/.config/pip/pip.conf"), Path("/venv/pip.conf"), Path("/x/pip.conf")]
+    win = pip_config_files({"APPDATA": "C:/U/AppData/Roaming", "PROGRAMDATA": "C:/PD"}, Path("C:/U"), Path("C:/Py"), windows=True)
+    assert win[0] == Path("C:/PD/pip/pip.ini") and win[-1] == Path("C:/Py/pip.ini")
+
+
+def test_reading_agrees_with_pip_config_list_here() -> None:
+    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=True).stdout
+    assert read_pip_config() == parse_pip_config(out)
+
+
+def test_apply_pip_config_names_what_it_uses(tmp_path: Path) -> None:
+    cert = tmp_path / "ca.pem"
+    cert.write_text("x")
+    settings = apply_pip_config(Settings(), {"find-links": [str(tmp_path)], "cert": [str(cert)], "extra-index-url": ["file:///a"], "index-url": ["https://m/simple"]})
+    assert settings.find_links == (str(tmp_path),) and settings.ca_certs == (str(cert),)
+    assert settings.index_url == "https://m/simple"
+    assert settings.notes == (
+        "using pip's index-url https://m/simple",
+        f"using pip's find-links {tmp_path}",
+        f"using pip's cert {cert}",
+        "not using pip's extra-index-url (file:///a): pass --extra-index-url to add it",
+    )
+
+
+def test_wheelhouse_listing(tmp_path: Path) -> None:
+    (tmp_path / "a-1.0-py3-none-any.whl").write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    assert list_wheelhouse((str(tmp_path), str(tmp_path / "missing"))) == ("a-1.0-py3-none-any.whl",)
+
+
+def test_unreachable_is_answered_in_seconds() -> None:
+    t0 = time.monotonic()
+    assert reachable("http://127.0.0.1:9/simple", Settings()) is False
+    assert time.monotonic() - t0 < 10
+
+
+def test_offline_uses_no_network(tmp_path: Path) -> None:
+    sources = gather_sources(Settings(offline=True, find_links=(str(tmp_path),)))
+    assert sources.pypi is False and sources.pytorch_index is None
+    assert any("offline" in n for n in sources.notes)
