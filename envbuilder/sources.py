@@ -135,17 +135,76 @@ def list_wheelhouse(dirs: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def reachable(url: str, settings: Settings, timeout: float = 5.0) -> bool:
-    """Can ``url`` be reached within a few seconds? (never hangs: connect and read time-outs)."""
+    """Can ``url`` be reached within a few seconds? (never hangs: connect and read time-outs).
+
+    The stdlib client honours the same proxy variables as pip and uv and costs no `requests` import at
+    start-up; an answer is kept for a few minutes (``_REACH_TTL_S``), so commands in a row probe once.
+    """
     if settings.offline:
         return False
-    import requests
+    cached = _reach_cache(settings).get(url)
+    if cached is not None:
+        return cached
+    import ssl
+    import urllib.error
+    import urllib.request
 
-    verify: str | bool = settings.ca_certs[0] if settings.ca_certs else True
+    context = ssl.create_default_context(cafile=settings.ca_certs[0] if settings.ca_certs else None)
+    request = urllib.request.Request(url.rstrip("/") + "/", method="HEAD")
     try:
-        response = requests.head(url.rstrip("/") + "/", timeout=(timeout, timeout), allow_redirects=True, verify=verify)
-    except requests.RequestException:
-        return False
-    return response.status_code < 500
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            ok = response.status < 500
+    except urllib.error.HTTPError as exc:  # an answer, even 404, means the host serves
+        ok = exc.code < 500
+    except (OSError, ValueError):  # URLError, timeouts, TLS and DNS failures
+        ok = False
+    _reach_cache(settings).put(url, ok)
+    return ok
+
+
+_REACH_TTL_S = 600
+
+
+class _ReachCache:
+    """Reachability answers by URL, for ``_REACH_TTL_S`` seconds, in the cache directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, list[float]]:
+        import json
+
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, url: str) -> bool | None:
+        import time
+
+        entry = self._load().get(url)
+        if isinstance(entry, list) and len(entry) == 2 and time.time() - float(entry[1]) < _REACH_TTL_S:
+            return bool(entry[0])
+        return None
+
+    def put(self, url: str, ok: bool) -> None:
+        import json
+        import time
+
+        data = self._load()
+        data[url] = [ok, time.time()]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # an unwritable cache only costs the next probe
+
+
+def _reach_cache(settings: Settings) -> _ReachCache:
+    return _ReachCache(settings.cache_dir / "reachable.json")
 
 
 def gather_sources(settings: Settings) -> Sources:

@@ -76,9 +76,10 @@ def test_wheelhouse_listing(tmp_path: Path) -> None:
     assert list_wheelhouse((str(tmp_path), str(tmp_path / "missing"))) == ("a-1.0-py3-none-any.whl",)
 
 
-def test_unreachable_is_answered_in_seconds() -> None:
+def test_unreachable_is_answered_in_seconds(tmp_path: Path) -> None:
     t0 = time.monotonic()
-    assert reachable("http://127.0.0.1:9/simple", Settings()) is False
+    assert reachable("http://127.0.0.1:9/simple", Settings(cache_dir=tmp_path)) is False
+    assert reachable("http://127.0.0.1:9/simple", Settings(cache_dir=tmp_path)) is False  # from the cache
     assert time.monotonic() - t0 < 10
 
 
@@ -86,3 +87,14 @@ def test_offline_uses_no_network(tmp_path: Path) -> None:
     sources = gather_sources(Settings(offline=True, find_links=(str(tmp_path),)))
     assert sources.pypi is False and sources.pytorch_index is None
     assert any("offline" in n for n in sources.notes)
+
+
+def test_reachability_answers_are_cached(tmp_path: Path) -> None:
+    settings = Settings(cache_dir=tmp_path)
+    assert reachable("http://127.0.0.1:9/x", settings) is False
+    assert "http://127.0.0.1:9/x" in (tmp_path / "reachable.json").read_text()
+
+
+@pytest.mark.network
+def test_pypi_is_reachable(tmp_path: Path) -> None:
+    assert reachable("https://pypi.org/simple", Settings(cache_dir=tmp_path)) is True
