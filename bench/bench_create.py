@@ -230,9 +230,7 @@ def record_steps(bench: Bench, stderr: str, total: float) -> None:
 
 
 def warm_up(bench: Bench, with_pip: bool) -> None:
-    print(
-        "warm-up (untimed): envbuilder create and sync, plain uv" + (", pip" if with_pip else ""), flush=True
-    )
+    print("warm-up (untimed): envbuilder create and sync, plain uv" + (", pip" if with_pip else ""), flush=True)
     timed(bench, "", eb_create(bench, "warm"), record=False)
     (bench.work / "pylock.warm.toml").rename(bench.work / "pylock.lock.toml")
     write_pins(bench, bench.work / "pylock.lock.toml")
@@ -294,9 +292,7 @@ def compile_round(bench: Bench) -> None:
         with whl.open("rb") as fh:
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
-    bench.times.setdefault("sha256 of the wheelhouse torch wheel (hashlib)", []).append(
-        time.perf_counter() - start
-    )
+    bench.times.setdefault("sha256 of the wheelhouse torch wheel (hashlib)", []).append(time.perf_counter() - start)
 
 
 def pip_round(bench: Bench) -> None:
@@ -419,9 +415,7 @@ def disk_rows(disk: dict[str, float], pip_bytes: int | None) -> list[tuple[str, 
         ("`envbuilder.venv.disk_usage` of one (what `envbuilder list` shows)", _gb(disk["api_one"]), "", ""),
     ]
     if pip_bytes is not None:
-        rows.append(
-            ("one pip environment, on disk (pip copies: n take n times this)", _gb(pip_bytes), "", "")
-        )
+        rows.append(("one pip environment, on disk (pip copies: n take n times this)", _gb(pip_bytes), "", ""))
     return rows
 
 
@@ -473,9 +467,7 @@ def render(bench: Bench, rows: list[tuple[str, str, str, str]], header: list[str
 # --------------------------------------------------------------------------- main
 
 
-def machine_header(
-    bench: Bench, opts: argparse.Namespace, same_fs: bool, loads: tuple[str, str]
-) -> list[str]:
+def machine_header(bench: Bench, opts: argparse.Namespace, same_fs: bool, loads: tuple[str, str]) -> list[str]:
     """Date, machine, tool versions, load and method: what a reader needs to judge the figures."""
     uv_version = sh([bench.uv, "--version"]).stdout.strip()
     pip_version = sh([bench.interpreter, "-m", "pip", "--version"]).stdout.split(" from ")[0]

@@ -71,16 +71,16 @@ def main() -> None:
     med = statistics.median
     findings = [f["rule"] for f in doc.get("findings", [])]
     print(f"environment: {python}  (repeat {args.repeat}; last doctor findings: {findings or 'none'})")
-    print(f"bare `import torch`:              {med(torch_s):6.2f} s  (min {min(torch_s):.2f}, "
-          f"max {max(torch_s):.2f})")
-    print(f"doctor --json, whole command:     {med(doctor_s):6.2f} s  (min {min(doctor_s):.2f}, "
-          f"max {max(doctor_s):.2f})")
-    print(f"doctor - import torch (per run):  {med(diffs):6.2f} s  (max {max(diffs):.2f})   "
-          f"goal < {GOAL_DOCTOR:.0f} s")
+    print(f"bare `import torch`:              {med(torch_s):6.2f} s  (min {min(torch_s):.2f}, max {max(torch_s):.2f})")
+    print(
+        f"doctor --json, whole command:     {med(doctor_s):6.2f} s  (min {min(doctor_s):.2f}, max {max(doctor_s):.2f})"
+    )
+    print(f"doctor - import torch (per run):  {med(diffs):6.2f} s  (max {max(diffs):.2f})   goal < {GOAL_DOCTOR:.0f} s")
     print(f"for scale, `import torch, torch._dynamo` (what importing bitsandbytes costs): {dynamo:.2f} s")
     if smoke_s:
-        print(f"smoke, full CPU run (wall):       {med(smoke_s):6.2f} s  (of {len(smoke_s)})   "
-              f"goal < {GOAL_SMOKE:.0f} s")
+        print(
+            f"smoke, full CPU run (wall):       {med(smoke_s):6.2f} s  (of {len(smoke_s)})   goal < {GOAL_SMOKE:.0f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,7 @@ def _importtime() -> tuple[float, list[str]]:
     )
     modules = [m.group(2).strip() for m in re.finditer(r"\|\s*(\d+) \|(.*)$", proc.stderr, re.MULTILINE)]
     total = sum(
-        int(m.group(1))
-        for m in re.finditer(r"^import time:\s+\d+ \|\s*(\d+) \| \S", proc.stderr, re.MULTILINE)
+        int(m.group(1)) for m in re.finditer(r"^import time:\s+\d+ \|\s*(\d+) \| \S", proc.stderr, re.MULTILINE)
     )
     heavy = sorted({m for m in modules if m.split(".")[0] in HEAVY})
     return total / 1e6, heavy
@@ -136,11 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "|---|---|---|---|",
     ]
     for name, value, goal, met in rows:
-        shown = (
-            value
-            if isinstance(value, str)
-            else (f"{value:.2f}x" if "/" in name else f"{value * 1000:.1f} ms")
-        )
+        shown = value if isinstance(value, str) else (f"{value:.2f}x" if "/" in name else f"{value * 1000:.1f} ms")
         lines.append(f"| {name} | {shown} | {goal} | {'' if met is None else ('yes' if met else 'NO')} |")
     text = "\n".join(lines) + "\n"
     print(text)

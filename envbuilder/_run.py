@@ -67,8 +67,6 @@ def run(
     result = Result(args, proc.returncode, proc.stdout or "", proc.stderr or "")
     if check and proc.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-12:]
-        msg = f"{shlex.join(args[:4])} ... exited {proc.returncode}" + (
-            ":\n  " + "\n  ".join(tail) if tail else ""
-        )
+        msg = f"{shlex.join(args[:4])} ... exited {proc.returncode}" + (":\n  " + "\n  ".join(tail) if tail else "")
         raise CommandFailed(msg, returncode=proc.returncode, output=result.stdout + result.stderr)
     return result

@@ -151,9 +151,7 @@ def _parse_entries(data: bytes, start: int, end: int, where: str) -> list[Fatbin
     return out
 
 
-def parse_fatbin(
-    data: bytes, start: int = 0, end: int | None = None, *, where: str = "fatbin"
-) -> list[FatbinEntry]:
+def parse_fatbin(data: bytes, start: int = 0, end: int | None = None, *, where: str = "fatbin") -> list[FatbinEntry]:
     """Every entry of every container in ``data[start:end]`` (a fat binary section, or a .fatbin file).
 
     Containers follow each other, sometimes with zero padding between them; anything else is an error.
@@ -173,9 +171,7 @@ def parse_fatbin(
             nxt = data.find(_MAGIC_BYTES, pos, end)
             stop = end if nxt < 0 else nxt
             if any(data[pos:stop]):
-                raise _fail(
-                    where, f"no fat binary magic 0x{FATBIN_MAGIC:08X} at byte {pos} (found 0x{magic:08X})"
-                )
+                raise _fail(where, f"no fat binary magic 0x{FATBIN_MAGIC:08X} at byte {pos} (found 0x{magic:08X})")
             pos = stop  # zero padding between containers
             continue
         if header_size < _CONTAINER.size or pos + header_size + size > end:

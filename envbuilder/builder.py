@@ -87,7 +87,9 @@ def _resolution(requirements: str, plan: Plan, settings: Settings, indexes: Sequ
         req = Path(tmp) / "requirements.in"
         req.write_text(requirements, encoding="utf-8")
         raw = Path(tmp) / "pylock.toml"
-        uv.compile_lock(req, raw, python_version=plan.python, platform=plan.target.platform, settings=settings, indexes=indexes)
+        uv.compile_lock(
+            req, raw, python_version=plan.python, platform=plan.target.platform, settings=settings, indexes=indexes
+        )
         text = raw.read_text(encoding="utf-8")
     write_text_atomic(cached, text)
     return text
@@ -102,7 +104,9 @@ def interpreter_for(python: str, *, required: bool = True) -> str:
     if found is None and required:
         have = ", ".join(sorted({p.minor for p in pythons})) or "none"
         msg = f"Python {python} is not installed on this machine (installed: {have})"
-        raise TargetError(msg, hint=f"install Python {python}, or choose one with --python (uv cannot download Pythons here)")
+        raise TargetError(
+            msg, hint=f"install Python {python}, or choose one with --python (uv cannot download Pythons here)"
+        )
     return found.path if found else ""
 
 
@@ -125,7 +129,9 @@ class Fit:
     problems: tuple[str, ...]
 
 
-def lock_fits_host(lock: Lock, matrix: Matrix, *, ccs: Sequence[str], driver: str | None, os_name: str, platform: str) -> Fit:
+def lock_fits_host(
+    lock: Lock, matrix: Matrix, *, ccs: Sequence[str], driver: str | None, os_name: str, platform: str
+) -> Fit:
     """Would this lock work here? GPU archs covered by its torch build, driver new enough, same platform."""
     from envbuilder.resolve import check_arch, driver_floors
 
@@ -136,7 +142,9 @@ def lock_fits_host(lock: Lock, matrix: Matrix, *, ccs: Sequence[str], driver: st
     release = matrix.torch_release(torch.version) if torch else None
     build = None
     if release is not None:
-        build = next((b for b in matrix.builds_of(release) if b.variant == lock.variant and platform in b.platforms), None)
+        build = next(
+            (b for b in matrix.builds_of(release) if b.variant == lock.variant and platform in b.platforms), None
+        )
     gpu_lock = bool(lock.cuda) and lock.profile != "cpu"  # a cpu-profile lock may hold PyPI's CUDA torch
     if gpu_lock and not ccs:
         problems.append(f"the lock needs an NVIDIA GPU (CUDA {lock.cuda}); none was found here")

@@ -137,9 +137,7 @@ class Podman:
 
     def image_size(self, ref: str) -> int:
         """The image's size in bytes, as the engine reports it."""
-        out = _run.run(
-            [self.binary, *self.storage, "image", "inspect", "--format", "{{.Size}}", ref], timeout=120
-        )
+        out = _run.run([self.binary, *self.storage, "image", "inspect", "--format", "{{.Size}}", ref], timeout=120)
         return int(out.stdout.strip())
 
 

@@ -215,9 +215,7 @@ def parse_nvidia_smi_xml(text: str) -> SmiSummary:
             continue
         memory = _mib(node.findtext("fb_memory_usage/total") or "")
         gpus.append(Gpu(position, name, _cc(node.findtext("compute_cap") or ""), memory))
-    return SmiSummary(
-        tuple(gpus), _version(root.findtext("driver_version")), _version(root.findtext("cuda_version"))
-    )
+    return SmiSummary(tuple(gpus), _version(root.findtext("driver_version")), _version(root.findtext("cuda_version")))
 
 
 _BANNER_RE = re.compile(

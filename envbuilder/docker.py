@@ -99,9 +99,7 @@ def safe(value: str, what: str) -> str:
     newlines or other control characters.
     """
     if not _SAFE.match(value) or len(value) > 512:
-        msg = (
-            f"{what} {value!r} cannot go into a generated file (only letters, digits and ' ._:/+=,@<>~*()-')"
-        )
+        msg = f"{what} {value!r} cannot go into a generated file (only letters, digits and ' ._:/+=,@<>~*()-')"
         raise DockerError(msg, hint="fix the value in the manifest or lock, then regenerate")
     return value
 
@@ -111,9 +109,7 @@ def check_url(url: str, what: str) -> str:
     parsed = urllib.parse.urlsplit(url)
     if parsed.username or parsed.password:
         msg = f"{what} {parsed.scheme}://***@{parsed.hostname}/... carries credentials"
-        raise DockerError(
-            msg, hint="put credentials in a netrc file and pass it with --netrc (a build secret)"
-        )
+        raise DockerError(msg, hint="put credentials in a netrc file and pass it with --netrc (a build secret)")
     if not _URL.match(url):
         msg = f"{what} {url!r} is not a plain http(s) URL"
         raise DockerError(msg, hint="use https://host[:port]/path with no quotes, spaces or '$'")
@@ -160,11 +156,7 @@ def repository(lock: Lock, prefix: str | None = None) -> str:
     """The image repository: ``[prefix/]<env name in lower case>``; a prefix may start with a registry host."""
     name = check_env_name(lock.name).lower()
     parts = [*(prefix.strip("/").split("/") if prefix else []), name]
-    host = (
-        parts[0]
-        if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost")
-        else None
-    )
+    host = parts[0] if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost") else None
     path = parts[1:] if host else parts
     if (host and not _REGISTRY.match(host)) or not all(_REPO.match(p) for p in path):
         repo = "/".join(parts)
@@ -220,9 +212,7 @@ def default_base(lock: Lock) -> Base:
         tag = CUDA_DEVEL_TAGS.get(lock.cuda or "")
         if tag is None:
             msg = f"{lock.path}: no nvidia/cuda devel image is known for CUDA {lock.cuda}"
-            raise DockerError(
-                msg, hint="give one with --base-image (a CUDA devel image matching torch's CUDA)"
-            )
+            raise DockerError(msg, hint="give one with --base-image (a CUDA devel image matching torch's CUDA)")
         return Base(
             image=f"nvidia/cuda:{tag}",
             reason=(
@@ -327,9 +317,7 @@ def labels_for(lock: Lock, base: str) -> dict[str, str]:
     """OCI labels: what the image is and where it came from (target, profile, matrix digest, lock hash)."""
     check_lock(lock)
     pins = " ".join(safe(p, "pin") for p in lock.pins)
-    matrix = (
-        lock.matrix_digest if lock.matrix_digest.startswith("sha256:") else f"sha256:{lock.matrix_digest}"
-    )
+    matrix = lock.matrix_digest if lock.matrix_digest.startswith("sha256:") else f"sha256:{lock.matrix_digest}"
     return {
         "org.opencontainers.image.title": lock.name,
         "org.opencontainers.image.description": safe(
@@ -734,9 +722,7 @@ def render_bake(images: Sequence[CiImage], *, registry: str = "localhost:5000/en
     return "\n".join(lines) + "\n"
 
 
-def render_workflow(
-    images: Sequence[CiImage], *, bake_file: str = "docker-bake.hcl", branch: str = "main"
-) -> str:
+def render_workflow(images: Sequence[CiImage], *, bake_file: str = "docker-bake.hcl", branch: str = "main") -> str:
     """A GitHub Actions workflow: one runner per image (a matrix over the bake targets), pushed to GHCR."""
     names = _unique_targets(images)
     contexts = sorted({_check_context(i.context).split("/", 1)[0] for i in images})

@@ -140,7 +140,9 @@ def content_digest(doc: Mapping[str, Any]) -> str:
     tool = dict(doc.get("tool", {}).get("envbuilder", {}))
     tool.pop("lock-digest", None)
     tool.pop("smoke", None)  # smoke evidence is added after the build; it does not change what is installed
-    blob = json.dumps({"packages": packages, "tool": tool, "requires-python": doc.get("requires-python")}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {"packages": packages, "tool": tool, "requires-python": doc.get("requires-python")}, sort_keys=True, default=str
+    )
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -175,7 +177,15 @@ def tool_table(plan: Plan, *, name: str, extra: Sequence[str], wheelhouse: Mappi
     }
 
 
-def finalize(uv_lock_text: str, plan: Plan, *, name: str, extra: Sequence[str] = (), pytorch_index: str | None = None, smoke: Mapping[str, Any] | None = None) -> str:
+def finalize(
+    uv_lock_text: str,
+    plan: Plan,
+    *,
+    name: str,
+    extra: Sequence[str] = (),
+    pytorch_index: str | None = None,
+    smoke: Mapping[str, Any] | None = None,
+) -> str:
     """uv's pylock + canonical URLs + ``[tool.envbuilder]`` + the digest, as TOML text.
 
     uv's text is kept as uv wrote it (only wheelhouse URLs are replaced, by exact string); the envbuilder

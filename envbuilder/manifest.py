@@ -82,10 +82,17 @@ def _env(row: dict[str, Any], path: Path, i: int) -> EnvSpec:
     unknown = sorted(set(row) - _ENV_KEYS)
     if unknown:
         near = difflib.get_close_matches(unknown[0], sorted(_ENV_KEYS), n=1)
-        raise _fail(path, f"{where}.{unknown[0]}", "unknown key", f"did you mean {near[0]!r}?" if near else f"keys: {', '.join(sorted(_ENV_KEYS))}")
+        raise _fail(
+            path,
+            f"{where}.{unknown[0]}",
+            "unknown key",
+            f"did you mean {near[0]!r}?" if near else f"keys: {', '.join(sorted(_ENV_KEYS))}",
+        )
     for key in ("name", "profile", "driver", "os", "python", "machine", "torch", "bnb"):
         if key in row and not isinstance(row[key], str):
-            raise _fail(path, f"{where}.{key}", f"expected a string, got {type(row[key]).__name__}", f'write {key} = "..."')
+            raise _fail(
+                path, f"{where}.{key}", f"expected a string, got {type(row[key]).__name__}", f'write {key} = "..."'
+            )
     if "name" not in row:
         raise _fail(path, where, "missing key 'name'", 'add name = "train"')
     try:

@@ -49,7 +49,12 @@ LOADERS = ("exact-or-cpu", "exact-or-error", "nearest-same-major")
 CPU_BACKENDS = ("none", "nf4-only", "full")
 T = TypeVar("T")
 _TOML_TYPES: dict[type, str] = {
-    str: "string", int: "integer", float: "float", bool: "boolean", list: "array", dict: "table"
+    str: "string",
+    int: "integer",
+    float: "float",
+    bool: "boolean",
+    list: "array",
+    dict: "table",
 }
 
 
@@ -653,9 +658,7 @@ def _documents(dirs: Sequence[Path]) -> _Docs:
     return docs, used, digest.hexdigest(), origins
 
 
-def _check_document(
-    name: str, doc: Mapping[str, Any], label: str, *, rows: bool, origins: dict[int, str]
-) -> None:
+def _check_document(name: str, doc: Mapping[str, Any], label: str, *, rows: bool, origins: dict[int, str]) -> None:
     """Top-level keys must be known (a misspelt [[table]] would be ignored); with ``rows``, read the rows."""
     tables = _TABLES.get(name, {})
     top = _Row(doc, label, "")
@@ -732,7 +735,9 @@ def _cross_check(m: Matrix) -> None:
         for platform, variant in release.pypi.items():
             if variant not in variants:
                 msg = f"{release.origin}.pypi: variant {variant!r} for {platform} has no [[build]] row covering torch {release.version}"
-                raise MatrixError(msg, hint=f"add a [[build]] row for {variant} whose `torch` range holds {release.version}")
+                raise MatrixError(
+                    msg, hint=f"add a [[build]] row for {variant} whose `torch` range holds {release.version}"
+                )
     loaders = {loader.name for loader in m.bnb_loaders}
     for rel in m.bnb_releases:
         if rel.loader not in loaders:

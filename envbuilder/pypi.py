@@ -64,7 +64,7 @@ def default_cache_dir() -> Path:
 
 
 def _session() -> requests.Session:
-    import requests  # noqa: PLC0415  # kept out of CLI start-up
+    import requests  # kept out of CLI start-up
 
     session = requests.Session()
     session.headers["User-Agent"] = f"envbuilder/{__version__}"
@@ -78,7 +78,7 @@ def _unreachable(url: str, exc: Exception) -> SourceError:
 
 
 def _get_json(url: str, what: str) -> Mapping[str, Any]:
-    import requests  # noqa: PLC0415  # kept out of CLI start-up
+    import requests  # kept out of CLI start-up
 
     try:
         with _session() as session:
@@ -122,7 +122,7 @@ def _files(entries: object, base: str) -> Iterator[WheelFile]:
 
 def _requires_from_metadata(files: tuple[WheelFile, ...]) -> tuple[str, ...] | None:
     """Requires-Dist from a wheel's PEP 658 ``.metadata`` file, where the index serves one."""
-    import requests  # noqa: PLC0415  # kept out of CLI start-up
+    import requests  # kept out of CLI start-up
 
     wheel = next((f for f in files if f.filename.endswith(".whl")), None)
     if wheel is None:
@@ -167,9 +167,7 @@ def release_info(name: str, version: str, *, base_url: str = PYPI_JSON) -> Relea
         files = tuple(_files(listed, url))
     info = doc.get("info") or {}
     same = str(info.get("version")) == version
-    requires = (
-        tuple(str(r) for r in info.get("requires_dist") or ()) if same else _requires_from_metadata(files)
-    )
+    requires = tuple(str(r) for r in info.get("requires_dist") or ()) if same else _requires_from_metadata(files)
     python = (info.get("requires_python") if same else None) or next(
         (f.requires_python for f in files if f.requires_python), None
     )
@@ -216,7 +214,7 @@ def _sha256_of(path: Path) -> str:
 
 def _fetch_into(part: Path, file: WheelFile, progress: Progress | None) -> None:
     """Append the rest of ``file`` to ``part`` (Range from its size), or start over if the server won't."""
-    import requests  # noqa: PLC0415  # kept out of CLI start-up
+    import requests  # kept out of CLI start-up
 
     have = part.stat().st_size if part.exists() else 0
     if file.size and have >= file.size:

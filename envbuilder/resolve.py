@@ -219,12 +219,17 @@ def driver_floors(matrix: Matrix, cuda: str, os: str) -> tuple[str | None, str |
 
 def driver_cuda(matrix: Matrix, driver: str, os: str) -> tuple[str | None, str | None]:
     """(highest CUDA run natively, highest CUDA major.x reachable by minor-version compatibility)."""
-    native = [t.cuda for t in matrix.toolkits if driver_floors(matrix, t.cuda, os)[0] and _v(driver) >= _v(driver_floors(matrix, t.cuda, os)[0] or "0")]
+    native = [
+        t.cuda
+        for t in matrix.toolkits
+        if driver_floors(matrix, t.cuda, os)[0] and _v(driver) >= _v(driver_floors(matrix, t.cuda, os)[0] or "0")
+    ]
     best_native = max(native, key=_v, default=None)
     mvc = [
         m.major
         for m in matrix.minor_compat
-        if (m.windows if os in {"windows", "wsl2"} else m.linux) and _v(driver) >= _v((m.windows if os in {"windows", "wsl2"} else m.linux) or "0")
+        if (m.windows if os in {"windows", "wsl2"} else m.linux)
+        and _v(driver) >= _v((m.windows if os in {"windows", "wsl2"} else m.linux) or "0")
     ]
     best_mvc = f"{max(mvc)}.x" if mvc else None
     return best_native, best_mvc
@@ -295,7 +300,9 @@ def check_driver(matrix: Matrix, target: Target, build: TorchBuild) -> _Check:
     lowest = mvc_min or native_min or "?"
     why = f"driver {target.driver} < {lowest}, the minimum for CUDA {_major(build.cuda)}.x builds"
     if native_min and mvc_min and native_min != mvc_min:
-        why = f"driver {target.driver} < {mvc_min}, the minor-version-compatibility floor for CUDA {_major(build.cuda)}.x"
+        why = (
+            f"driver {target.driver} < {mvc_min}, the minor-version-compatibility floor for CUDA {_major(build.cuda)}.x"
+        )
     return _Check(False, why)
 
 
@@ -396,7 +403,9 @@ def torch_version_for(release: TorchRelease, build: TorchBuild, index: str) -> s
     return release.version if index == PYPI else f"{release.version}+{build.variant}"
 
 
-def _torch_source(matrix: Matrix, sources: Sources, target: Target, rel: TorchRelease, build: TorchBuild, python: str) -> tuple[str | None, str]:
+def _torch_source(
+    matrix: Matrix, sources: Sources, target: Target, rel: TorchRelease, build: TorchBuild, python: str
+) -> tuple[str | None, str]:
     """Where a torch build can come from, or (None, why not)."""
     if sources.pypi and rel.pypi.get(target.platform) == build.variant:
         return PYPI, ""
@@ -410,7 +419,9 @@ def _torch_source(matrix: Matrix, sources: Sources, target: Target, rel: TorchRe
     return None, why
 
 
-def _torch_candidates(matrix: Matrix, target: Target, sources: Sources, python: str) -> tuple[list[_TorchCandidate], list[Rejection]]:
+def _torch_candidates(
+    matrix: Matrix, target: Target, sources: Sources, python: str
+) -> tuple[list[_TorchCandidate], list[Rejection]]:
     gpu = bool(target.gpus)
     found: list[_TorchCandidate] = []
     rejected: list[Rejection] = []
@@ -422,9 +433,15 @@ def _torch_candidates(matrix: Matrix, target: Target, sources: Sources, python: 
         if not _in(rel.python, python):
             rejected.append(Rejection(f"torch {rel.version}", f"no wheels for Python {python} (needs {rel.python})"))
             continue
-        builds = [b for b in matrix.builds_of(rel) if (b.variant == "cpu") != gpu or _pypi_cpu_fallback(rel, b, target, sources)]
+        builds = [
+            b
+            for b in matrix.builds_of(rel)
+            if (b.variant == "cpu") != gpu or _pypi_cpu_fallback(rel, b, target, sources)
+        ]
         here = [b for b in builds if target.platform in b.platforms]
-        for variant in dict.fromkeys(b.variant for b in builds if b not in here and not any(h.variant == b.variant for h in here)):
+        for variant in dict.fromkeys(
+            b.variant for b in builds if b not in here and not any(h.variant == b.variant for h in here)
+        ):
             rejected.append(Rejection(f"torch {rel.version}+{variant}", f"no {variant} build for {target.platform}"))
         for build in here:
             label = f"torch {rel.version}+{build.variant}"
@@ -443,7 +460,9 @@ def _pypi_cpu_fallback(rel: TorchRelease, build: TorchBuild, target: Target, sou
     return not target.gpus and sources.pypi and rel.pypi.get(target.platform) == build.variant
 
 
-def _check_torch(matrix: Matrix, target: Target, sources: Sources, rel: TorchRelease, build: TorchBuild, python: str) -> tuple[_TorchCandidate | None, str]:
+def _check_torch(
+    matrix: Matrix, target: Target, sources: Sources, rel: TorchRelease, build: TorchBuild, python: str
+) -> tuple[_TorchCandidate | None, str]:
     if target.platform not in build.platforms:
         return None, f"no {build.variant} build for {target.platform}"
     drv = check_driver(matrix, target, build)
@@ -463,7 +482,9 @@ def _check_torch(matrix: Matrix, target: Target, sources: Sources, rel: TorchRel
     return _TorchCandidate(rel, build, python, index, drv.native, reasons, warnings, bool(target.gpus)), ""
 
 
-def _check_bnb(matrix: Matrix, target: Target, sources: Sources, rel: BnbRelease, torch: _TorchCandidate) -> tuple[str | None, str, str]:
+def _check_bnb(
+    matrix: Matrix, target: Target, sources: Sources, rel: BnbRelease, torch: _TorchCandidate
+) -> tuple[str | None, str, str]:
     """(library cuda or "cpu", why not, coverage note)."""
     label_torch = torch.label
     if not _in(rel.python, torch.python):
@@ -495,7 +516,9 @@ def _check_bnb(matrix: Matrix, target: Target, sources: Sources, rel: BnbRelease
     return lib_cuda, "", note
 
 
-def _pick_bnb(matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandidate) -> tuple[BnbRelease | None, str | None, str, list[Rejection]]:
+def _pick_bnb(
+    matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandidate
+) -> tuple[BnbRelease | None, str | None, str, list[Rejection]]:
     rejected: list[Rejection] = []
     pinned_exact = target.bnb_spec is not None and any(s.operator in {"==", "==="} for s in target.bnb_spec)
     for rel in sorted(matrix.bnb_releases, key=lambda r: _v(r.version), reverse=True):
@@ -513,7 +536,14 @@ def _pick_bnb(matrix: Matrix, target: Target, sources: Sources, torch: _TorchCan
     return None, None, "", rejected
 
 
-def _pick_companions(matrix: Matrix, target: Target, torch: _TorchCandidate, bnb: BnbRelease | None, names: Sequence[str], extra: dict[str, SpecifierSet]) -> tuple[list[Companion], list[Rejection]]:
+def _pick_companions(
+    matrix: Matrix,
+    target: Target,
+    torch: _TorchCandidate,
+    bnb: BnbRelease | None,
+    names: Sequence[str],
+    extra: dict[str, SpecifierSet],
+) -> tuple[list[Companion], list[Rejection]]:
     chosen: list[Companion] = []
     rejected: list[Rejection] = []
     for name in names:
@@ -533,7 +563,9 @@ def _pick_companions(matrix: Matrix, target: Target, torch: _TorchCandidate, bnb
     return chosen, rejected
 
 
-def _companion_misfit(c: Companion, target: Target, torch: _TorchCandidate, bnb: BnbRelease | None, extra: dict[str, SpecifierSet]) -> str:
+def _companion_misfit(
+    c: Companion, target: Target, torch: _TorchCandidate, bnb: BnbRelease | None, extra: dict[str, SpecifierSet]
+) -> str:
     if c.profiles and target.profile not in c.profiles:
         return f"not for the {target.profile} profile"
     if not _in(c.python, torch.python):
@@ -596,7 +628,16 @@ class _Option:
         bnb = _v(self.bnb.version) if self.bnb else _v("0")
         # A GPU target only ever gets GPU builds; for the cpu profile a real CPU build beats PyPI's CUDA build.
         right_kind = bool(self.torch.build.cuda) == bool(self.torch.target_has_gpu)
-        return (right_kind, bool(self.proven), self.confirmed, _v(t.release.version), t.index == PYPI, t.native, bnb, cuda)
+        return (
+            right_kind,
+            bool(self.proven),
+            self.confirmed,
+            _v(t.release.version),
+            t.index == PYPI,
+            t.native,
+            bnb,
+            cuda,
+        )
 
 
 def _proven(matrix: Matrix, target: Target, torch: _TorchCandidate, bnb: BnbRelease | None) -> tuple[Evidence, ...]:
@@ -622,14 +663,19 @@ def _failed(matrix: Matrix, target: Target, torch: _TorchCandidate, bnb: BnbRele
         (
             e
             for e in matrix.evidence
-            if e.result == "fail" and e.torch == label and bnb is not None and e.bitsandbytes == bnb.version
+            if e.result == "fail"
+            and e.torch == label
+            and bnb is not None
+            and e.bitsandbytes == bnb.version
             and e.cc in target.ccs
         ),
         None,
     )
 
 
-def _option(matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandidate) -> tuple[_Option | None, list[Rejection]]:
+def _option(
+    matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandidate
+) -> tuple[_Option | None, list[Rejection]]:
     profile = matrix.profile(target.profile)
     names = profile.packages if profile else ()
     bnb = bnb_lib = None
@@ -652,7 +698,9 @@ def _option(matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandi
             detail = f" ({rej[0].candidate}: {rej[0].why})" if rej else ""
             return None, [*rejected, Rejection(torch.label, f"no {target.profile} library works with it{detail}")]
         extra = dict(quant.requires)
-    companion_names = [n for n in names if n not in {"torch", "bitsandbytes"} and any(c.name == n for c in matrix.companions)]
+    companion_names = [
+        n for n in names if n not in {"torch", "bitsandbytes"} and any(c.name == n for c in matrix.companions)
+    ]
     companions, rej = _pick_companions(matrix, target, torch, bnb, companion_names, extra)
     rejected += rej
     if len(companions) != len(companion_names):
@@ -666,7 +714,10 @@ def _option(matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandi
         facts += (quant,)
     failed = _failed(matrix, target, torch, bnb)
     if failed is not None:
-        return None, [*rejected, Rejection(torch.label, f"failed a smoke test on {failed.gpu} on {failed.date}: {failed.detail}")]
+        return None, [
+            *rejected,
+            Rejection(torch.label, f"failed a smoke test on {failed.gpu} on {failed.date}: {failed.detail}"),
+        ]
     proven = _proven(matrix, target, torch, bnb)
     return _Option(torch, bnb, bnb_lib, note, quant, tuple(companions), proven, facts, tuple(rejected)), []
 
@@ -674,7 +725,9 @@ def _option(matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandi
 def _packages(option: _Option, target: Target) -> tuple[Package, ...]:
     t = option.torch
     index = t.index
-    pkgs = [Package("torch", torch_version_for(t.release, t.build, index), index, t.release.confirmed and t.build.confirmed)]
+    pkgs = [
+        Package("torch", torch_version_for(t.release, t.build, index), index, t.release.confirmed and t.build.confirmed)
+    ]
     if option.bnb is not None:
         pkgs.append(Package("bitsandbytes", option.bnb.version, PYPI, option.bnb.confirmed))
     if option.quant is not None:
@@ -713,11 +766,15 @@ def _explain(option: _Option, target: Target, python: str) -> tuple[str, ...]:
 def _warnings(option: _Option, target: Target) -> tuple[str, ...]:
     warns = list(option.torch.warnings)
     if option.quant is not None and option.quant.kernels == "jit":
-        warns.append(f"{option.quant.name} compiles its CUDA kernels on first use: it needs nvcc for CUDA {option.torch.build.cuda} and ninja")
+        warns.append(
+            f"{option.quant.name} compiles its CUDA kernels on first use: it needs nvcc for CUDA {option.torch.build.cuda} and ninja"
+        )
     if option.quant is not None and option.quant.status != "active":
         warns.append(f"{option.quant.name} is {option.quant.status}: {option.quant.note or option.quant.source}")
     if target.profile == "cpu" and option.torch.index == PYPI and target.platform.startswith("linux"):
-        warns.append("PyPI's Linux torch is a CUDA build (~3 GB) that also runs on the CPU; a wheelhouse or the PyTorch CPU index serves a smaller one")
+        warns.append(
+            "PyPI's Linux torch is a CUDA build (~3 GB) that also runs on the CPU; a wheelhouse or the PyTorch CPU index serves a smaller one"
+        )
     return tuple(warns)
 
 
@@ -744,15 +801,15 @@ def _resolve(target: Target, matrix: Matrix, sources: Sources) -> Plan | NoPlan:
         if options:
             return _plan(target, matrix, python, options, rejected)
         rejected.append(Rejection(f"Python {python}", "no combination works with it"))
-    return NoPlan(target=target, reasons=_no_plan_reasons(target, rejected), rejected=tuple(rejected), matrix_digest=matrix.digest)
+    return NoPlan(
+        target=target, reasons=_no_plan_reasons(target, rejected), rejected=tuple(rejected), matrix_digest=matrix.digest
+    )
 
 
 def _plan(target: Target, matrix: Matrix, python: str, options: list[_Option], rejected: list[Rejection]) -> Plan:
     options.sort(key=_Option.rank, reverse=True)
     best = options[0]
-    ranked_lower = [
-        Rejection(o.torch.label, "works, but ranked lower: " + _why_lower(best, o)) for o in options[1:6]
-    ]
+    ranked_lower = [Rejection(o.torch.label, "works, but ranked lower: " + _why_lower(best, o)) for o in options[1:6]]
     pkgs = _packages(best, target)
     extra = tuple(dict.fromkeys(p.index for p in pkgs if p.index not in {PYPI, "wheelhouse"}))
     return Plan(

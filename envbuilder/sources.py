@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from envbuilder import _run
 from envbuilder.resolve import Sources
 from envbuilder.settings import Settings
 
@@ -120,7 +119,11 @@ def apply_pip_config(settings: Settings, config: Mapping[str, list[str]]) -> Set
             certs.append(cert)
             notes.append(f"using pip's cert {cert}")
     if config.get("extra-index-url"):
-        notes.append("not using pip's extra-index-url (" + " ".join(config["extra-index-url"]) + "): pass --extra-index-url to add it")
+        notes.append(
+            "not using pip's extra-index-url ("
+            + " ".join(config["extra-index-url"])
+            + "): pass --extra-index-url to add it"
+        )
     return replace(settings, index_url=index_url, find_links=tuple(links), ca_certs=tuple(certs), notes=tuple(notes))
 
 

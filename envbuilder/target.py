@@ -175,7 +175,9 @@ def parse_gpu(text: str, matrix: Matrix) -> Gpu:
     archs = {a.cc: a for _, a, _ in candidates}
     if not candidates:
         msg = f"--gpu {text!r}: no GPU of that name in the matrix"
-        raise TargetError(msg, hint="give the compute capability instead (nvidia-smi --query-gpu=compute_cap --format=csv)")
+        raise TargetError(
+            msg, hint="give the compute capability instead (nvidia-smi --query-gpu=compute_cap --format=csv)"
+        )
     if len(archs) > 1:
         listed = "; ".join(f"{n} ({a.sm}, {a.name})" for n, a, _ in sorted(candidates, key=lambda c: c[1].cc))
         msg = f"--gpu {text!r} is ambiguous: {listed}"

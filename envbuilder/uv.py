@@ -21,7 +21,14 @@ UV_PLATFORMS = {
     "windows-arm64": "aarch64-pc-windows-msvc",
     "macos-arm64": "aarch64-apple-darwin",
 }
-_NETWORK_HINTS = ("failed to fetch", "error sending request", "dns error", "connection refused", "timed out", "tcp connect")
+_NETWORK_HINTS = (
+    "failed to fetch",
+    "error sending request",
+    "dns error",
+    "connection refused",
+    "timed out",
+    "tcp connect",
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -85,8 +92,10 @@ def _classify(exc: CommandFailed, what: str) -> CommandFailed | SourceError:
     text = exc.output.lower()
     if any(h in text for h in _NETWORK_HINTS):
         msg = f"{what}: a package source could not be reached"
-        return SourceError(msg, hint="check the network, or use --index-url / --find-links / --offline with a wheelhouse")
-    if "no solution found" in text or "because" in text and "unsatisfiable" in text:
+        return SourceError(
+            msg, hint="check the network, or use --index-url / --find-links / --offline with a wheelhouse"
+        )
+    if "no solution found" in text or ("because" in text and "unsatisfiable" in text):
         detail = next((ln.strip() for ln in exc.output.splitlines() if "because" in ln), "")
         msg = f"{what}: the sources cannot serve the plan's pins ({detail})"
         return SourceError(msg, hint="add a wheelhouse (--find-links) or mirror that has these files")
@@ -95,7 +104,11 @@ def _classify(exc: CommandFailed, what: str) -> CommandFailed | SourceError:
 
 def venv(path: Path, python: str, settings: Settings) -> None:
     """A relocatable venv (safe to build in a temporary place and move into place)."""
-    _run.run([find_uv(), "venv", "--quiet", "--relocatable", "--python", python, str(path)], env=base_env(settings), timeout=120)
+    _run.run(
+        [find_uv(), "venv", "--quiet", "--relocatable", "--python", python, str(path)],
+        env=base_env(settings),
+        timeout=120,
+    )
 
 
 def compile_lock(
@@ -110,9 +123,22 @@ def compile_lock(
 ) -> None:
     """Resolve exact pins into a PEP 751 lock with hashes (metadata only: nothing large is downloaded)."""
     argv = [
-        find_uv(), "pip", "compile", str(requirements), "--format", "pylock.toml", "--output-file", str(out),
-        "--python-version", python_version, "--python-platform", UV_PLATFORMS[platform],
-        "--generate-hashes", "--quiet", "--no-header", *source_args(settings, indexes),
+        find_uv(),
+        "pip",
+        "compile",
+        str(requirements),
+        "--format",
+        "pylock.toml",
+        "--output-file",
+        str(out),
+        "--python-version",
+        python_version,
+        "--python-platform",
+        UV_PLATFORMS[platform],
+        "--generate-hashes",
+        "--quiet",
+        "--no-header",
+        *source_args(settings, indexes),
     ]
     try:
         _run.run(argv, env=base_env(settings), timeout=timeout)

@@ -151,7 +151,10 @@ def build(
                 outcome = smoke(python_of(tmp))
                 if not outcome.ok:
                     msg = f"smoke test failed; {dest} was not created (an existing one is untouched)\n{outcome.summary}"
-                    raise CheckFailed(msg, hint="run `envbuilder doctor --log -` with the output above, or see the reasons in the lock")
+                    raise CheckFailed(
+                        msg,
+                        hint="run `envbuilder doctor --log -` with the output above, or see the reasons in the lock",
+                    )
             _write_marker(tmp, lock, metadata, outcome, time.monotonic() - started)
             _swap_into_place(tmp, dest)
             return outcome
@@ -160,7 +163,9 @@ def build(
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write_marker(env: Path, lock: Lock, metadata: Mapping[str, Any], outcome: SmokeOutcome | None, seconds: float) -> None:
+def _write_marker(
+    env: Path, lock: Lock, metadata: Mapping[str, Any], outcome: SmokeOutcome | None, seconds: float
+) -> None:
     marker = {
         "schema": "envbuilder.env/1",
         "envbuilder": __version__,
@@ -193,8 +198,13 @@ class EnvSummary:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "name": self.name, "path": str(self.path), "profile": self.profile, "target": self.target,
-            "python": self.python, "smoke": self.smoke, "size_bytes": self.size_bytes,
+            "name": self.name,
+            "path": str(self.path),
+            "profile": self.profile,
+            "target": self.target,
+            "python": self.python,
+            "smoke": self.smoke,
+            "size_bytes": self.size_bytes,
         }
 
 
@@ -228,7 +238,11 @@ def list_envs(settings: Settings) -> list[EnvSummary]:
         driver = marker.get("target", {}).get("driver")
         target = gpus + (f" driver {driver}" if driver else "")
         smoke = str(marker.get("smoke", {}).get("result", "not-run"))
-        out.append(EnvSummary(env.name, env, str(marker.get("profile")), target, str(marker.get("python")), smoke, disk_usage(env)))
+        out.append(
+            EnvSummary(
+                env.name, env, str(marker.get("profile")), target, str(marker.get("python")), smoke, disk_usage(env)
+            )
+        )
     return out
 
 

@@ -38,7 +38,9 @@ UV_VERSION = "0.13.9"
 # pylock.toml support in `uv pip sync` (and `uv python install` on Windows) need at least this uv.
 UV_MIN_VERSION = "0.9.0"
 # NVIDIA's keyring package for its WSL-Ubuntu CUDA repository (the toolkit without any driver).
-CUDA_KEYRING_URL = "https://developer.download.nvidia.com/compute/cuda/repos/wsl-ubuntu/x86_64/cuda-keyring_1.1-1_all.deb"
+CUDA_KEYRING_URL = (
+    "https://developer.download.nvidia.com/compute/cuda/repos/wsl-ubuntu/x86_64/cuda-keyring_1.1-1_all.deb"
+)
 VC_REDIST_URL = "https://aka.ms/vs/17/release/vc_redist.x64.exe"
 # First bitsandbytes release with official Windows wheels (compat-bnb-gptq.md A1).
 BNB_WINDOWS_MIN = (0, 43, 0)

@@ -186,9 +186,7 @@ def _gptq_quantize(state: State) -> Check:
 def _extension_dirs() -> list[str]:
     from pathlib import Path
 
-    root = os.environ.get("GPTQMODEL_TORCH_EXTENSIONS_DIR") or str(
-        Path.home() / ".cache/gptqmodel/torch_extensions"
-    )
+    root = os.environ.get("GPTQMODEL_TORCH_EXTENSIONS_DIR") or str(Path.home() / ".cache/gptqmodel/torch_extensions")
     base = Path(root)
     return sorted(str(p.relative_to(base)) for p in base.glob("*/*") if p.is_dir()) if base.is_dir() else []
 

@@ -192,9 +192,7 @@ NVCC = shutil.which("nvcc")
 KERNEL = FIXTURES / "kernel.cu"
 
 
-@pytest.mark.skipif(
-    NVCC is None, reason="nvcc is not installed here; the committed fixtures cover the reader"
-)
+@pytest.mark.skipif(NVCC is None, reason="nvcc is not installed here; the committed fixtures cover the reader")
 @pytest.mark.parametrize(
     ("gencode", "sass", "ptx"),
     [
@@ -426,9 +424,7 @@ def test_real_bitsandbytes_wheel_matches_cuobjdump() -> None:
 
 
 @pytest.mark.network
-def test_audit_command_updates_a_copy_of_the_matrix(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_audit_command_updates_a_copy_of_the_matrix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     matrices = Path(__file__).parent.parent / "matrices"
     copy = tmp_path / "matrices"
     shutil.copytree(matrices, copy)
@@ -461,9 +457,7 @@ def test_refresh_proposes_unconfirmed_rows(tmp_path: Path, capsys: pytest.Captur
         "<3,>=2.4",
     )
     assert all(r["confidence"] == "unconfirmed" for r in bnb["proposed"])
-    assert (
-        not (tmp_path / "bitsandbytes.toml").read_text().count("0.50.2")
-    )  # nothing written without --update
+    assert not (tmp_path / "bitsandbytes.toml").read_text().count("0.50.2")  # nothing written without --update
 
 
 def test_overlay_rows_replace_shipped_rows_with_the_same_key(tmp_path: Path) -> None:

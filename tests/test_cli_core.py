@@ -105,9 +105,7 @@ def test_no_plan_exit_1_with_nearest(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_json_plan_contract(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(
-        ["resolve", "--gpu", "RTX 5090", "--driver", "570.86.10", "--python", "3.12", "--json"], capsys
-    )
+    code, out, _ = _run(["resolve", "--gpu", "RTX 5090", "--driver", "570.86.10", "--python", "3.12", "--json"], capsys)
     doc = json.loads(out)
     assert code == 0
     assert {"schema", "profile", "python", "cuda", "packages", "reasons", "rejected"} <= set(doc)

@@ -88,19 +88,14 @@ def test_no_engine_is_one_clear_exit_2(capsys: pytest.CaptureFixture[str]) -> No
     code = main(["build", "--lock", str(CPU_LOCK), "--no-pip-config", "--engine", "docker"])
     err = capsys.readouterr().err
     assert code == 2
-    assert (
-        "envbuilder: cannot build images: docker is not available\nTIP install Docker with the buildx plugin"
-        in err
-    )
+    assert "envbuilder: cannot build images: docker is not available\nTIP install Docker with the buildx plugin" in err
     assert "Traceback" not in err
 
 
 def _podman_or_skip() -> Podman:
     engine = Podman()
     if not engine.available():
-        pytest.skip(
-            "podman is not installed or cannot run here (apt-get install podman): no engine to build with"
-        )
+        pytest.skip("podman is not installed or cannot run here (apt-get install podman): no engine to build with")
     return engine
 
 
@@ -111,9 +106,7 @@ def _image_exists(ref: str) -> bool:
 def _ensure_base_images(tmp_path: Path) -> None:
     if not _image_exists(BASE):
         if shutil.which("mmdebstrap") is None:
-            pytest.skip(
-                "mmdebstrap is not installed (apt-get install mmdebstrap): no way to make a base image here"
-            )
+            pytest.skip("mmdebstrap is not installed (apt-get install mmdebstrap): no way to make a base image here")
         _run.run(["sh", str(ROOT / "tests" / "podman_base.sh"), BASE], timeout=900)
     if not _image_exists(UV_LOCAL):
         from envbuilder.uv import find_uv

@@ -25,7 +25,9 @@ CPU = ["--gpu", "cpu", "--python", "3.11"]
 
 
 def _pip_find_links() -> str | None:
-    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+    ).stdout
     for line in out.splitlines():
         if ".find-links=" in line:
             return line.split("=", 1)[1].strip("'").split()[0]
@@ -34,7 +36,10 @@ def _pip_find_links() -> str | None:
 
 WHEELHOUSE = _pip_find_links()
 if WHEELHOUSE is None or not list(Path(WHEELHOUSE).glob("torch-*+cpu-cp311-*.whl")):
-    pytest.skip("no CPU torch wheel for Python 3.11 in pip's find-links here: the CPU profile cannot be built offline of the PyTorch index", allow_module_level=True)
+    pytest.skip(
+        "no CPU torch wheel for Python 3.11 in pip's find-links here: the CPU profile cannot be built offline of the PyTorch index",
+        allow_module_level=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +71,12 @@ def test_create_builds_a_proven_environment(built: dict[str, Path]) -> None:
     lock = read_lock(built["lock"])
     assert lock.smoke["result"] == "pass"  # the evidence travels with the lock
     assert "torch==2.13.0+cpu" in _freeze(env)
-    out = subprocess.run([env / "bin" / "python", "-c", "import bitsandbytes, torch; print(torch.__version__)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [env / "bin" / "python", "-c", "import bitsandbytes, torch; print(torch.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "2.13.0+cpu"
     assert not list(env.parent.glob(".cpu.tmp-*"))
 
@@ -81,7 +90,9 @@ def test_sync_rebuilds_the_same_set(built: dict[str, Path], home: Path) -> None:
 def test_list_run_remove(built: dict[str, Path], home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "--home", str(home), "--json"]) == 0
     envs = {e["name"]: e for e in json.loads(capsys.readouterr().out)["envs"]}
-    assert envs["cpu"]["smoke"] == "pass" and envs["cpu"]["profile"] == "cpu" and envs["cpu"]["size_bytes"] > 100_000_000
+    assert (
+        envs["cpu"]["smoke"] == "pass" and envs["cpu"]["profile"] == "cpu" and envs["cpu"]["size_bytes"] > 100_000_000
+    )
     assert main(["run", "--home", str(home), "cpu", "--", "python", "-c", "import sys; sys.exit(7)"]) == 7
     main(["sync", str(built["lock"]), "--home", str(home), "--name", "doomed", "--no-smoke"])
     assert main(["remove", "doomed", "--home", str(home)]) == 0
@@ -89,7 +100,9 @@ def test_list_run_remove(built: dict[str, Path], home: Path, capsys: pytest.Capt
     assert main(["remove", "doomed", "--home", str(home)]) == 2
 
 
-def test_tampered_lock_is_refused_and_nothing_is_built(built: dict[str, Path], home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tampered_lock_is_refused_and_nothing_is_built(
+    built: dict[str, Path], home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "pylock.bad.toml"
     bad.write_text(built["lock"].read_text().replace('version = "0.50.2"', 'version = "0.49.2"', 1))
     t0 = time.monotonic()
@@ -100,10 +113,24 @@ def test_tampered_lock_is_refused_and_nothing_is_built(built: dict[str, Path], h
     assert not (home / "envs" / "bad").exists()
 
 
-def test_failed_rebuild_leaves_the_existing_environment_untouched(built: dict[str, Path], home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_failed_rebuild_leaves_the_existing_environment_untouched(
+    built: dict[str, Path], home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = (built["env"] / "envbuilder.json").read_text()
-    rc = main(["create", *CPU, "--home", str(home), "--name", "cpu", "--lock-out", str(built["work"] / "x.toml"),
-               "--package", "this-package-does-not-exist-envbuilder==1.0"])
+    rc = main(
+        [
+            "create",
+            *CPU,
+            "--home",
+            str(home),
+            "--name",
+            "cpu",
+            "--lock-out",
+            str(built["work"] / "x.toml"),
+            "--package",
+            "this-package-does-not-exist-envbuilder==1.0",
+        ]
+    )
     assert rc == 2
     assert (built["env"] / "envbuilder.json").read_text() == before
     assert "Traceback" not in capsys.readouterr().err
@@ -111,8 +138,23 @@ def test_failed_rebuild_leaves_the_existing_environment_untouched(built: dict[st
 
 def test_interrupted_create_leaves_nothing_behind(home: Path, tmp_path: Path) -> None:
     env = dict(os.environ, ENVBUILDER_HOME=str(home))
-    proc = subprocess.Popen([sys.executable, "-m", "envbuilder", "create", *CPU, "--name", "interrupted",
-                             "--lock-out", str(tmp_path / "l.toml")], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "envbuilder",
+            "create",
+            *CPU,
+            "--name",
+            "interrupted",
+            "--lock-out",
+            str(tmp_path / "l.toml"),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((home / "envs").glob(".interrupted.tmp-*")):
         time.sleep(0.05)
@@ -125,11 +167,25 @@ def test_interrupted_create_leaves_nothing_behind(home: Path, tmp_path: Path) ->
     assert not list((home / "envs").glob(".interrupted.*tmp*"))
 
 
-def test_concurrent_create_of_one_name_is_refused(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_concurrent_create_of_one_name_is_refused(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from envbuilder.venv import name_lock
 
     with name_lock(home / "envs" / "busy"):
-        rc = main(["create", *CPU, "--home", str(home), "--name", "busy", "--lock-out", str(tmp_path / "l.toml"), "--no-smoke"])
+        rc = main(
+            [
+                "create",
+                *CPU,
+                "--home",
+                str(home),
+                "--name",
+                "busy",
+                "--lock-out",
+                str(tmp_path / "l.toml"),
+                "--no-smoke",
+            ]
+        )
     assert rc == 2
     assert "another envbuilder is building" in capsys.readouterr().err
     assert not (home / "envs" / "busy").exists()
@@ -137,7 +193,10 @@ def test_concurrent_create_of_one_name_is_refused(home: Path, tmp_path: Path, ca
 
 def test_dry_run_touches_nothing(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lock = tmp_path / "pylock.dry.toml"
-    assert main(["create", *CPU, "--home", str(home), "--name", "dry", "--lock-out", str(lock), "--dry-run", "--json"]) == 0
+    assert (
+        main(["create", *CPU, "--home", str(home), "--name", "dry", "--lock-out", str(lock), "--dry-run", "--json"])
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["dry_run"] is True and doc["packages"][0]["version"] == "2.13.0+cpu"
     assert any(c.startswith("uv pip compile") for c in doc["commands"])
@@ -159,7 +218,9 @@ def test_lock_for_another_machine_and_upgrade(tmp_path: Path, capsys: pytest.Cap
     assert "~ bitsandbytes 0.50.2 -> 0.49.2" in text
 
 
-def test_manifest_lock_all_and_sync_the_one_that_fits(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_manifest_lock_all_and_sync_the_one_that_fits(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "envbuilder.toml").write_text(
         "# the team's environments\n"
         '[[env]]\nname = "train-h100"\nprofile = "bnb"\ngpu = ["sm_90"]\ndriver = "580.65.06"\npython = "3.12"\n\n'
@@ -177,7 +238,21 @@ def test_manifest_lock_all_and_sync_the_one_that_fits(home: Path, tmp_path: Path
 
 
 def test_gptq_packages_refused_in_a_bnb_environment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["lock", "--gpu", "sm_89", "--driver", "550.54.14", "--python", "3.11", "--package", "auto-gptq==0.7.1", "-o", str(tmp_path / "x.toml")])
+    rc = main(
+        [
+            "lock",
+            "--gpu",
+            "sm_89",
+            "--driver",
+            "550.54.14",
+            "--python",
+            "3.11",
+            "--package",
+            "auto-gptq==0.7.1",
+            "-o",
+            str(tmp_path / "x.toml"),
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "cannot go into a bnb environment" in err
@@ -186,7 +261,19 @@ def test_gptq_packages_refused_in_a_bnb_environment(tmp_path: Path, capsys: pyte
 
 def test_unreachable_index_fails_fast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     t0 = time.monotonic()
-    rc = main(["lock", *CPU, "--no-pip-config", "--find-links", str(WHEELHOUSE), "--index-url", "http://127.0.0.1:9/simple", "-o", str(tmp_path / "x.toml")])
+    rc = main(
+        [
+            "lock",
+            *CPU,
+            "--no-pip-config",
+            "--find-links",
+            str(WHEELHOUSE),
+            "--index-url",
+            "http://127.0.0.1:9/simple",
+            "-o",
+            str(tmp_path / "x.toml"),
+        ]
+    )
     assert rc == 2
     assert time.monotonic() - t0 < 60
     assert "could not be reached" in capsys.readouterr().err

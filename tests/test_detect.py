@@ -230,9 +230,7 @@ def test_wsl_uname_a_fixture() -> None:
         ("Darwin", "23.5.0", "", (), "macos"),
     ],
 )
-def test_classify_os(
-    system: str, release: str, proc_version: str, markers: tuple[str, ...], expected: str
-) -> None:
+def test_classify_os(system: str, release: str, proc_version: str, markers: tuple[str, ...], expected: str) -> None:
     assert detect.classify_os(system, release, proc_version, markers) == expected
 
 
@@ -240,10 +238,7 @@ def test_ldconfig_fixture_healthy_wsl() -> None:
     # libcudart (the runtime) is not libcuda (the driver API); libcuda comes from /usr/lib/wsl only.
     paths = detect.parse_ldconfig_libcuda(read(WSL / "ldconfig-p-grep-libcuda.txt"))
     assert paths == ("/usr/lib/wsl/lib/libcuda.so.1",)
-    assert (
-        detect.wsl_driver_warnings("wsl2", libcuda_paths=paths, nvidia_smi_path="/usr/lib/wsl/lib/nvidia-smi")
-        == ()
-    )
+    assert detect.wsl_driver_warnings("wsl2", libcuda_paths=paths, nvidia_smi_path="/usr/lib/wsl/lib/nvidia-smi") == ()
 
 
 def test_wsl_driver_warnings_linux_driver_inside_wsl() -> None:
@@ -393,9 +388,7 @@ def test_render_host_h100() -> None:
         "  3.12.3  /usr/bin/python3.12",
         "warning: w1",
     ]
-    assert host.to_json()["gpus"] == [
-        {"index": 0, "name": "NVIDIA H100 80GB HBM3", "cc": "9.0", "memory_mib": 81559}
-    ]
+    assert host.to_json()["gpus"] == [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "cc": "9.0", "memory_mib": 81559}]
 
 
 def test_cuda_lines_agree_with_the_h100_banner() -> None:
@@ -423,8 +416,7 @@ def test_render_host_no_gpu_but_a_driver() -> None:
         glibc=None,
         kernel="6.8.0",
         pythons=(),
-        gpu_probe="nvidia-smi exited 9: NVIDIA-SMI has failed because it couldn't communicate "
-        "with the NVIDIA driver.",
+        gpu_probe="nvidia-smi exited 9: NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.",
     )
     assert render_host(host, ["never shown without a GPU"]) == [
         "no NVIDIA GPU found (nvidia-smi exited 9: NVIDIA-SMI has failed because it couldn't communicate "

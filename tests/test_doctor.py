@@ -262,12 +262,8 @@ EVIDENCE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "ev", "rule", "severity", "fix"), EVIDENCE_CASES, ids=[c[0] for c in EVIDENCE_CASES]
-)
-def test_rules_on_evidence(
-    matrix: Matrix, case: str, ev: Evidence, rule: str, severity: str, fix: str
-) -> None:
+@pytest.mark.parametrize(("case", "ev", "rule", "severity", "fix"), EVIDENCE_CASES, ids=[c[0] for c in EVIDENCE_CASES])
+def test_rules_on_evidence(matrix: Matrix, case: str, ev: Evidence, rule: str, severity: str, fix: str) -> None:
     findings = {f.rule: f for f in diagnose(Context(matrix=matrix, evidence=ev, python="/env/bin/python"))}
     assert rule in findings, (case, sorted(findings))
     assert findings[rule].severity == severity
@@ -407,8 +403,9 @@ def test_expected_library(
     matrix: Matrix, bnb: str, torch_cuda: str | None, override: str | None, cand: tuple[str, str], want: str | None
 ) -> None:
     candidate = {"name": cand[0], "rule": cand[1], "exact": None, "shipped": _shipped(matrix, bnb)}
-    loads, why = expected_library(matrix.bnb_release(bnb), bnb, candidate, override=override,
-                                  torch_cuda=torch_cuda, suffix=".so")
+    loads, why = expected_library(
+        matrix.bnb_release(bnb), bnb, candidate, override=override, torch_cuda=torch_cuda, suffix=".so"
+    )
     assert loads == want, why
 
 
@@ -425,8 +422,14 @@ def test_expected_library(
 def test_bnb_cuda_version_var_by_release(
     matrix: Matrix, bnb: str, value: str, devices: tuple[Device, ...], severity: str, cause: str
 ) -> None:
-    ev = _ev(torch="2.11.0+cu130", torch_cuda="13.0", devices=devices, bnb=bnb,
-             env={"BNB_CUDA_VERSION": value}, bnb_shipped=_shipped(matrix, bnb))
+    ev = _ev(
+        torch="2.11.0+cu130",
+        torch_cuda="13.0",
+        devices=devices,
+        bnb=bnb,
+        env={"BNB_CUDA_VERSION": value},
+        bnb_shipped=_shipped(matrix, bnb),
+    )
     f = next(f for f in diagnose(Context(matrix=matrix, evidence=ev)) if f.rule == "bnb-cuda-version-var")
     assert (f.severity, f.fix.startswith("unset BNB_CUDA_VERSION")) == (severity, True)
     assert cause in f.cause
@@ -488,9 +491,7 @@ def old_bnb_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     links = read_pip_config().get("find-links", [])
     if not any(Path(d).is_dir() and any(Path(d).glob("torch-*+cpu-*.whl")) for d in links):
-        pytest.skip(
-            "no wheelhouse with a CPU torch in pip's find-links (the PyTorch index is unreachable here)"
-        )
+        pytest.skip("no wheelhouse with a CPU torch in pip's find-links (the PyTorch index is unreachable here)")
     env = tmp_path_factory.mktemp("doctor") / "env"
     uv = find_uv()
     _run.run([uv, "venv", "-q", "-p", "3.11", str(env)], timeout=120)
@@ -522,17 +523,13 @@ def test_doctor_on_real_env(old_bnb_env: Path, capsys: pytest.CaptureFixture[str
     assert rc == 1
     rules = {f["rule"]: f for f in doc["findings"]}
     assert "transformers-min-bnb" in rules
-    assert re.search(
-        r"uv pip install --python \S+ 'bitsandbytes==0\.50\.2'", rules["transformers-min-bnb"]["fix"]
-    )
+    assert re.search(r"uv pip install --python \S+ 'bitsandbytes==0\.50\.2'", rules["transformers-min-bnb"]["fix"])
     assert doc["evidence"]["bitsandbytes"] == "0.45.5"
 
 
 @pytest.mark.integration
 @pytest.mark.network
-def test_fix_refuses_foreign_env_without_asking(
-    old_bnb_env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_fix_refuses_foreign_env_without_asking(old_bnb_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # stdin is not a terminal under pytest: the question cannot be answered, so nothing is changed
     assert main(["doctor", "--env", str(old_bnb_env), "--fix", "--yes"]) == 2
     out = capsys.readouterr()

@@ -48,7 +48,9 @@ def test_smoke_with_bnb_047_failed_at_import_and_skipped_the_rest() -> None:
         ("bnb0.50.2-BNB_CUDA_VERSION-empty-quantize-4bit.txt", "bnb-cuda-version-var", "unset BNB_CUDA_VERSION"),
     ],
 )
-def test_doctor_names_cause_and_fix_of_real_gpu_failures(fixture: str, rule: str, fix_contains: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_doctor_names_cause_and_fix_of_real_gpu_failures(
+    fixture: str, rule: str, fix_contains: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc = main(["doctor", "--log", str(H100 / fixture), "--json"])
     doc = json.loads(capsys.readouterr().out)
     findings = {f["rule"]: f for f in doc["findings"]}

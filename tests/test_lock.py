@@ -110,7 +110,9 @@ def test_malformed_locks(text: str, message: str) -> None:
 
 
 def test_gpu_lock_from_pypi_keeps_pypi_urls(matrix) -> None:  # type: ignore[no-untyped-def]
-    target = build_target(matrix, gpus=parse_gpus("sm_86", matrix), driver="550.54.14", pythons=("3.11",), torch="2.10.0")
+    target = build_target(
+        matrix, gpus=parse_gpus("sm_86", matrix), driver="550.54.14", pythons=("3.11",), torch="2.10.0"
+    )
     plan = resolve(target, matrix, Sources(pytorch_index=None))
     assert isinstance(plan, Plan)
     lock = parse_lock(finalize(UV_GPU, plan, name="g"), Path("g"))
@@ -129,14 +131,17 @@ def test_hashed_requirements_pin_every_file(cpu_plan: Plan) -> None:
 
 def test_diff_pins(cpu_plan: Plan) -> None:
     old = parse_lock(finalize(UV_CPU, cpu_plan, name="n", pytorch_index=None), Path("n"))
-    new = replace(old, packages=tuple(
-        replace(p, version="9.9.9") if p.name == "accelerate" else p for p in old.packages if p.name != "rich"
-    ))
+    new = replace(
+        old,
+        packages=tuple(
+            replace(p, version="9.9.9") if p.name == "accelerate" else p for p in old.packages if p.name != "rich"
+        ),
+    )
     assert diff_pins(old, new) == ["~ accelerate 1.15.0 -> 9.9.9", "- rich " + old.package("rich").version]  # type: ignore[union-attr]
     assert diff_pins(old, old) == []
 
 
-@pytest.mark.parametrize("name", ["x; rm -rf /", "../up", "", "a b", "$(id)", "." , "-lead"])
+@pytest.mark.parametrize("name", ["x; rm -rf /", "../up", "", "a b", "$(id)", ".", "-lead"])
 def test_unsafe_env_names_refused(name: str) -> None:
     with pytest.raises(LockError, match="is not allowed"):
         check_env_name(name)

@@ -28,7 +28,16 @@ def test_reads_envs_and_sources(tmp_path: Path) -> None:
     path = tmp_path / "envbuilder.toml"
     path.write_text(GOOD)
     m = load_manifest(path)
-    assert m.envs == (EnvSpec(name="train", profile="bnb", gpus=("sm_89", "sm_90"), driver="550.54.14", python="3.11", packages=("datasets==3.2.0",)),)
+    assert m.envs == (
+        EnvSpec(
+            name="train",
+            profile="bnb",
+            gpus=("sm_89", "sm_90"),
+            driver="550.54.14",
+            python="3.11",
+            packages=("datasets==3.2.0",),
+        ),
+    )
     assert m.sources == {"find-links": ["wheels"]}
     assert m.env("train") is not None and m.env("nope") is None
 

@@ -34,9 +34,7 @@ def test_cache_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 def test_cached_file_with_matching_sha_needs_no_network(tmp_path: Path) -> None:
     body = b"not really a wheel, but its hash is what counts"
     (tmp_path / "x-1.0-py3-none-any.whl").write_bytes(body)
-    file = pypi.WheelFile(
-        "x-1.0-py3-none-any.whl", f"{DEAD}/x.whl", hashlib.sha256(body).hexdigest(), len(body)
-    )
+    file = pypi.WheelFile("x-1.0-py3-none-any.whl", f"{DEAD}/x.whl", hashlib.sha256(body).hexdigest(), len(body))
     assert pypi.download(file, tmp_path) == tmp_path / "x-1.0-py3-none-any.whl"
 
 
@@ -45,24 +43,18 @@ def test_cached_file_with_matching_sha_needs_no_network(tmp_path: Path) -> None:
     [
         lambda: pypi.release_files("six", "1.17.0", base_url=f"{DEAD}/pypi"),
         lambda: pypi.releases("six", base_url=f"{DEAD}/pypi"),
-        lambda: pypi.download(
-            pypi.WheelFile("y-1.0-py3-none-any.whl", f"{DEAD}/y.whl", "0" * 64, 10), Path("/tmp")
-        ),
+        lambda: pypi.download(pypi.WheelFile("y-1.0-py3-none-any.whl", f"{DEAD}/y.whl", "0" * 64, 10), Path("/tmp")),
     ],
     ids=["release_files", "releases", "download"],
 )
 def test_unreachable_index_is_one_line(call: object) -> None:
-    with pytest.raises(
-        SourceError, match=r"^cannot reach http://127\.0\.0\.1:9/\S+ \(ConnectionError\)$"
-    ) as info:
+    with pytest.raises(SourceError, match=r"^cannot reach http://127\.0\.0\.1:9/\S+ \(ConnectionError\)$") as info:
         call()  # type: ignore[operator]
     assert "REQUESTS_CA_BUNDLE" in (info.value.hint or "")
 
 
 def test_requires_dist_from_metadata_text() -> None:
-    text = (
-        "Metadata-Version: 2.1\nName: x\nRequires-Dist: torch<3,>=2.4\nRequires-Dist: numpy>=1.17\n\nbody\n"
-    )
+    text = "Metadata-Version: 2.1\nName: x\nRequires-Dist: torch<3,>=2.4\nRequires-Dist: numpy>=1.17\n\nbody\n"
     assert pypi.parse_requires_dist(text) == ("torch<3,>=2.4", "numpy>=1.17")
 
 

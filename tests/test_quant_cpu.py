@@ -105,9 +105,7 @@ def test_gptqmodel_cpu_path_never_calls_nvcc_but_needs_gxx_for_its_fast_path() -
     assert no_cc["environment"]["tools"]["g++"] is None
     # packing falls back to Python without a compiler; the forward (torch.compile) does not
     assert _checks(no_cc)["torch_kernel_pack"]["evidence"]["native_pack_extension"] is False
-    assert "using fallback path" in (FIXTURES / "gptqmodel-no-compiler.stderr.txt").read_text(
-        encoding="utf-8"
-    )
+    assert "using fallback path" in (FIXTURES / "gptqmodel-no-compiler.stderr.txt").read_text(encoding="utf-8")
     portable = _doc("gptqmodel-no-compiler-portable.json")
     assert portable["portable"] is True and portable["environment"]["tools"]["g++"] is None
     assert _checks(portable)["torch_kernel_forward_float16"]["evidence"]["vs_fp32"] <= 0.25
@@ -142,11 +140,7 @@ def test_llmcompressor_row_follows_the_wheel_metadata(matrix: Matrix) -> None:
 def test_gptqmodel_7_6_is_the_newest_for_torch_2_13(matrix: Matrix) -> None:
     text = (FIXTURES / "gptqmodel-sdist-PKG-INFO.txt").read_text(encoding="utf-8")
     assert "Requires-Dist: torch>=2.8.0" in text and "Requires-Dist: torch>=2.14.1" in text
-    fits = [
-        q.version
-        for q in matrix.quant
-        if q.name == "gptqmodel" and q.torch is not None and "2.13.0" in q.torch
-    ]
+    fits = [q.version for q in matrix.quant if q.name == "gptqmodel" and q.torch is not None and "2.13.0" in q.torch]
     assert max(fits, key=lambda v: tuple(int(p) for p in v.split("."))) == "7.6.0"
     assert _row(matrix, "gptqmodel", "7.7.0").verified is None  # never installed anywhere: unproven
 
@@ -159,8 +153,7 @@ def test_gptqmodel_7_6_is_the_newest_for_torch_2_13(matrix: Matrix) -> None:
 def test_gptqmodel_cpu_env_builds_and_validates(tmp_path: Path) -> None:
     if not PY311.exists() or not list(WHEELHOUSE.glob("torch-2.13.0+cpu-cp311-*.whl")):
         pytest.skip(
-            f"needs {PY311} and torch 2.13.0+cpu for cp311 in {WHEELHOUSE} "
-            "(PyPI's torch is the 3 GB CUDA build)"
+            f"needs {PY311} and torch 2.13.0+cpu for cp311 in {WHEELHOUSE} (PyPI's torch is the 3 GB CUDA build)"
         )
     venv = tmp_path / "gptq"
     _run.run(["uv", "venv", "-q", "-p", str(PY311), str(venv)], timeout=120)

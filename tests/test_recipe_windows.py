@@ -40,7 +40,7 @@ def spec(**over: object) -> wsl.RecipeSpec:
     return wsl.validate(wsl.RecipeSpec(**base))  # type: ignore[arg-type]
 
 
-LOCK = '''lock-version = "1.0"
+LOCK = """lock-version = "1.0"
 created-by = "uv"
 requires-python = ">=3.12"
 
@@ -48,7 +48,7 @@ requires-python = ">=3.12"
 name = "bitsandbytes"
 version = "0.50.2"
 wheels = [{ url = "https://files.example.org/bitsandbytes-0.50.2-py3-none-win_amd64.whl", hashes = { sha256 = "00" } }]
-'''
+"""
 
 
 # --------------------------------------------------------------------------- golden scripts
@@ -59,9 +59,18 @@ wheels = [{ url = "https://files.example.org/bitsandbytes-0.50.2-py3-none-win_am
     [
         ("windows-bnb-cu126-pins.ps1", {}),
         ("windows-bnb-cu126-lock.ps1", {"lock_text": LOCK}),
-        ("windows-cpu-pins.ps1", {"name": "cpu-py3.12", "profile": "cpu", "cuda": None, "variant": "cpu",
-                                  "driver_floor": None, "indexes": (),
-                                  "pins": ("torch==2.14.1", "bitsandbytes==0.50.2")}),
+        (
+            "windows-cpu-pins.ps1",
+            {
+                "name": "cpu-py3.12",
+                "profile": "cpu",
+                "cuda": None,
+                "variant": "cpu",
+                "driver_floor": None,
+                "indexes": (),
+                "pins": ("torch==2.14.1", "bitsandbytes==0.50.2"),
+            },
+        ),
     ],
 )
 def test_windows_script_matches_golden(golden: str, over: dict[str, object]) -> None:
@@ -181,8 +190,12 @@ def test_cli_injected_name_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "environment name 'x; rm -rf /' is not allowed" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("kind", "suffix", "first"), [("wsl2", "sh", "#!/usr/bin/env bash"), ("windows", "ps1", "# Generated")])
-def test_cli_writes_script_and_prints_checklist(tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, suffix: str, first: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "suffix", "first"), [("wsl2", "sh", "#!/usr/bin/env bash"), ("windows", "ps1", "# Generated")]
+)
+def test_cli_writes_script_and_prints_checklist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, suffix: str, first: str
+) -> None:
     out = tmp_path / f"setup.{suffix}"
     assert main(["recipe", kind, "--gpu", "sm_89", "--driver", "560.94", "--python", "3.12", "-o", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
@@ -210,13 +223,38 @@ def test_cli_stdout_is_only_the_script(capsys: pytest.CaptureFixture[str]) -> No
     [
         ("gh-bnb-17-wsl-libcuda-cannot-open.txt", "wsl-libcuda", "FAIL", "WSL: libcuda.so: cannot open"),
         ("gh-nougat-115-wsl2-cudnn-libcuda.txt", "wsl-libcuda", "FAIL", "0%|"),
-        ("gh-alpaca-lora-227-wsl2-libcuda-not-found.txt", "wsl-libcuda", "WARN", "CUDA SETUP: WARNING! libcuda.so not found!"),
-        ("gh-wsl-8794-nvidia-smi-not-found-ssh.txt", "wsl-nvidia-smi-path", "WARN", "zsh: command not found: nvidia-smi"),
-        ("gh-atri-3-vc-redist-not-installed.txt", "windows-msvc-runtime", "FAIL", "Microsoft Visual C++ Redistributable is not installed"),
+        (
+            "gh-alpaca-lora-227-wsl2-libcuda-not-found.txt",
+            "wsl-libcuda",
+            "WARN",
+            "CUDA SETUP: WARNING! libcuda.so not found!",
+        ),
+        (
+            "gh-wsl-8794-nvidia-smi-not-found-ssh.txt",
+            "wsl-nvidia-smi-path",
+            "WARN",
+            "zsh: command not found: nvidia-smi",
+        ),
+        (
+            "gh-atri-3-vc-redist-not-installed.txt",
+            "windows-msvc-runtime",
+            "FAIL",
+            "Microsoft Visual C++ Redistributable is not installed",
+        ),
         ("gh-funclip-105-winerror-126-fbgemm.txt", "windows-dll-load", "FAIL", "OSError: [WinError 126]"),
         ("gh-bnb-699-windows-linux-so-wheel.txt", "windows-linux-only-bnb", "FAIL", "CUDA SETUP: Loading binary C:\\"),
-        ("gh-textgen-1174-windowspath-not-iterable.txt", "windows-linux-only-bnb", "FAIL", "TypeError: argument of type 'WindowsPath'"),
-        ("gh-jllllll-20-py3-none-any-0.38.1.txt", "windows-linux-only-bnb", "FAIL", "bitsandbytes-0.38.1-py3-none-any.whl"),
+        (
+            "gh-textgen-1174-windowspath-not-iterable.txt",
+            "windows-linux-only-bnb",
+            "FAIL",
+            "TypeError: argument of type 'WindowsPath'",
+        ),
+        (
+            "gh-jllllll-20-py3-none-any-0.38.1.txt",
+            "windows-linux-only-bnb",
+            "FAIL",
+            "bitsandbytes-0.38.1-py3-none-any.whl",
+        ),
         ("gh-jllllll-20-py3-none-any-0.38.1.txt", "windows-dll", "FAIL", "Could not find module 'e:\\"),
         ("gh-bnb-1058-windows-cuda116-dll.txt", "windows-dll", "FAIL", "Could not find module 'C:\\"),
     ],
@@ -230,13 +268,17 @@ def test_rules_on_real_logs(matrix: Matrix, log: str, rule: str, severity: str, 
 
 
 def test_wsl_libcuda_fix_names_the_wsl_lib_dir(matrix: Matrix) -> None:
-    found = diagnose(Context(matrix=matrix, log=(LOGS / "gh-bnb-17-wsl-libcuda-cannot-open.txt").read_text()), load_rules())
+    found = diagnose(
+        Context(matrix=matrix, log=(LOGS / "gh-bnb-17-wsl-libcuda-cannot-open.txt").read_text()), load_rules()
+    )
     fix = next(f.fix for f in found if f.rule == "wsl-libcuda")
     assert "export LD_LIBRARY_PATH=/usr/lib/wsl/lib:$LD_LIBRARY_PATH" in fix
 
 
 def test_linux_only_bnb_fix_is_a_windows_release(matrix: Matrix) -> None:
-    found = diagnose(Context(matrix=matrix, log=(LOGS / "gh-bnb-699-windows-linux-so-wheel.txt").read_text()), load_rules())
+    found = diagnose(
+        Context(matrix=matrix, log=(LOGS / "gh-bnb-699-windows-linux-so-wheel.txt").read_text()), load_rules()
+    )
     fix = next(f.fix for f in found if f.rule == "windows-linux-only-bnb")
     version = re.search(r"bitsandbytes==(\d+)\.(\d+)\.(\d+)", fix)
     assert version and (int(version[1]), int(version[2])) >= (0, 43), fix
@@ -244,11 +286,15 @@ def test_linux_only_bnb_fix_is_a_windows_release(matrix: Matrix) -> None:
 
 
 def test_msvc_line_suppresses_the_generic_dll_finding(matrix: Matrix) -> None:
-    found = diagnose(Context(matrix=matrix, log=(LOGS / "gh-atri-3-vc-redist-not-installed.txt").read_text()), load_rules())
+    found = diagnose(
+        Context(matrix=matrix, log=(LOGS / "gh-atri-3-vc-redist-not-installed.txt").read_text()), load_rules()
+    )
     assert [f.rule for f in found if f.rule.startswith("windows-")] == ["windows-msvc-runtime"]
 
 
-@pytest.mark.parametrize("log", sorted(p.name for p in (Path(__file__).parent / "fixtures" / "h100-cu130").glob("*.txt")))
+@pytest.mark.parametrize(
+    "log", sorted(p.name for p in (Path(__file__).parent / "fixtures" / "h100-cu130").glob("*.txt"))
+)
 def test_healthy_h100_outputs_raise_no_windows_finding(matrix: Matrix, log: str) -> None:
     text = (Path(__file__).parent / "fixtures" / "h100-cu130" / log).read_text()
     found = diagnose(Context(matrix=matrix, log=text), load_rules(("envbuilder.doctor.rules_windows",)))

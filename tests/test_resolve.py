@@ -16,9 +16,7 @@ from envbuilder.target import Gpu, Target, build_target, parse_gpus
 
 PYTORCH = "https://download.pytorch.org/whl"
 PYPI_ONLY = Sources(pytorch_index=None)  # as on these machines: the PyTorch index is out of reach
-WHEELHOUSE = Sources(
-    pytorch_index=None, wheelhouse=("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",)
-)
+WHEELHOUSE = Sources(pytorch_index=None, wheelhouse=("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",))
 
 
 def _target(matrix: Matrix, gpu: str, driver: str | None = None, **kw: object) -> Target:
@@ -28,9 +26,7 @@ def _target(matrix: Matrix, gpu: str, driver: str | None = None, **kw: object) -
     return build_target(matrix, gpus=gpus, driver=driver, **kw)  # type: ignore[arg-type]
 
 
-def _plan(
-    matrix: Matrix, gpu: str, driver: str | None = None, sources: Sources | None = None, **kw: object
-) -> Plan:
+def _plan(matrix: Matrix, gpu: str, driver: str | None = None, sources: Sources | None = None, **kw: object) -> Plan:
     result = resolve(_target(matrix, gpu, driver, **kw), matrix, sources)
     assert isinstance(result, Plan), result.reasons
     check_plan(result, matrix, sources or Sources())
@@ -100,9 +96,7 @@ TABLE = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("gpu", "driver", "os", "expected"), TABLE, ids=[f"{g}-{d}-{o}" for g, d, o, _ in TABLE]
-)
+@pytest.mark.parametrize(("gpu", "driver", "os", "expected"), TABLE, ids=[f"{g}-{d}-{o}" for g, d, o, _ in TABLE])
 def test_bnb_plans_across_generations_drivers_and_os(
     matrix: Matrix, gpu: str, driver: str, os: str, expected: object
 ) -> None:
@@ -160,9 +154,7 @@ def test_rtx_5090_needs_cu128_and_bnb_with_sm_120_kernels(matrix: Matrix) -> Non
 def test_535_never_gets_cuda_13_and_says_the_floor(matrix: Matrix) -> None:
     plan = _plan(matrix, "sm_89", "535.104.05", python="3.12")
     assert plan.cuda is not None and Version(plan.cuda).major == 12
-    assert (
-        _why(plan, "torch 2.14.1+cu130") == "driver 535.104.05 < 580.65.06, the minimum for CUDA 13.x builds"
-    )
+    assert _why(plan, "torch 2.14.1+cu130") == "driver 535.104.05 < 580.65.06, the minimum for CUDA 13.x builds"
     assert _why(plan, "torch 2.14.1+cu132") == (
         "driver 535.104.05 < 580.65.06, the minor-version-compatibility floor for CUDA 13.x"
     )
@@ -176,9 +168,7 @@ def test_v100_never_gets_bnb_cu13x_library(matrix: Matrix) -> None:
 
 
 def test_bnb_047_with_a_cu130_torch_is_rejected_with_its_reason(matrix: Matrix) -> None:
-    result = _noplan(
-        matrix, "sm_90", "580.95.05", python="3.12", torch="2.11.0", bnb="0.47.0", sources=PYPI_ONLY
-    )
+    result = _noplan(matrix, "sm_90", "580.95.05", python="3.12", torch="2.11.0", bnb="0.47.0", sources=PYPI_ONLY)
     assert _why(result, "torch 2.11.0+cu130") == (
         "no bitsandbytes release works with it (bitsandbytes 0.47.0: torch 2.11.0+cu130 makes it load "
         "libbitsandbytes_cuda130.so, which it does not ship: it fails at the first native call)"
@@ -189,9 +179,7 @@ def test_bnb_047_with_a_cu130_torch_is_rejected_with_its_reason(matrix: Matrix) 
 
 
 def test_old_bnb_with_no_exact_library_falls_back_to_cpu_and_is_rejected(matrix: Matrix) -> None:
-    result = _noplan(
-        matrix, "sm_89", "580.95.05", python="3.12", torch="2.11.0", bnb="0.44.1", sources=PYPI_ONLY
-    )
+    result = _noplan(matrix, "sm_89", "580.95.05", python="3.12", torch="2.11.0", bnb="0.44.1", sources=PYPI_ONLY)
     assert _why(result, "torch 2.11.0+cu130") == (
         "no bitsandbytes release works with it (bitsandbytes 0.44.1: torch 2.11.0+cu130 makes it load "
         "libbitsandbytes_cuda130.so, which it does not ship: it falls back to the CPU silently)"
@@ -266,9 +254,7 @@ def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
     plan = _plan(matrix, "NVIDIA H100 80GB HBM3", "580.159.04", python="3.12", sources=PYPI_ONLY)
     assert _pins(plan) == ("2.11.0", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")
     assert plan.proven and plan.proven[0].gpu == "NVIDIA H100 80GB HBM3"
-    assert (
-        _why(plan, "torch 2.14.1+cu130") == "works, but ranked lower: the chosen one is proven on a real GPU"
-    )
+    assert _why(plan, "torch 2.14.1+cu130") == "works, but ranked lower: the chosen one is proven on a real GPU"
     # The same run proves nothing for another Python or another OS.
     assert not _plan(matrix, "H100", "580.159.04", python="3.11").proven
     assert not _plan(matrix, "H100", "580.159.04", python="3.12", os="windows").proven
@@ -308,9 +294,7 @@ def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
         ),
     ],
 )
-def test_quant_profiles(
-    matrix: Matrix, gpu: str, driver: str, profile: str, packages: dict[str, str]
-) -> None:
+def test_quant_profiles(matrix: Matrix, gpu: str, driver: str, profile: str, packages: dict[str, str]) -> None:
     plan = _plan(matrix, gpu, driver, profile=profile, python="3.12")
     assert {p.name: p.version for p in plan.packages} == packages
     assert plan.package("bitsandbytes") is None
@@ -383,11 +367,7 @@ def _loaded_library(loader: str, libs: tuple[str, ...], cuda: str) -> str | None
 def _build_of(plan: Plan, matrix: Matrix) -> TorchBuild:
     release = matrix.torch_release(plan.package("torch").version)  # type: ignore[union-attr]
     assert release is not None
-    builds = [
-        b
-        for b in matrix.builds_of(release)
-        if b.variant == plan.variant and plan.target.platform in b.platforms
-    ]
+    builds = [b for b in matrix.builds_of(release) if b.variant == plan.variant and plan.target.platform in b.platforms]
     assert len(builds) == 1, builds
     return builds[0]
 

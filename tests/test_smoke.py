@@ -31,11 +31,25 @@ def test_sass_for(arch: list[str], cc: str, want: tuple[str | None, str | None])
 
 
 # The libraries the real wheels ship (tests/fixtures/h100-light: the probe listed them on the H100).
-FILES_050 = ["libbitsandbytes_cpu.so", "libbitsandbytes_cuda118.so", "libbitsandbytes_cuda121.so",
-             "libbitsandbytes_cuda124.so", "libbitsandbytes_cuda126.so", "libbitsandbytes_cuda128.so",
-             "libbitsandbytes_cuda130.so", "libbitsandbytes_cuda132.so", "libbitsandbytes_rocm64.so"]
-FILES_047 = ["libbitsandbytes_cpu.so", "libbitsandbytes_cuda118.so", "libbitsandbytes_cuda120.so",
-             "libbitsandbytes_cuda126.so", "libbitsandbytes_cuda128.so", "libbitsandbytes_cuda129.so"]
+FILES_050 = [
+    "libbitsandbytes_cpu.so",
+    "libbitsandbytes_cuda118.so",
+    "libbitsandbytes_cuda121.so",
+    "libbitsandbytes_cuda124.so",
+    "libbitsandbytes_cuda126.so",
+    "libbitsandbytes_cuda128.so",
+    "libbitsandbytes_cuda130.so",
+    "libbitsandbytes_cuda132.so",
+    "libbitsandbytes_rocm64.so",
+]
+FILES_047 = [
+    "libbitsandbytes_cpu.so",
+    "libbitsandbytes_cuda118.so",
+    "libbitsandbytes_cuda120.so",
+    "libbitsandbytes_cuda126.so",
+    "libbitsandbytes_cuda128.so",
+    "libbitsandbytes_cuda129.so",
+]
 
 
 @pytest.mark.parametrize(
@@ -113,9 +127,7 @@ def cpu_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     links = read_pip_config().get("find-links", [])
     if not any(Path(d).is_dir() and any(Path(d).glob("torch-*+cpu-*.whl")) for d in links):
-        pytest.skip(
-            "no wheelhouse with a CPU torch in pip's find-links (the PyTorch index is unreachable here)"
-        )
+        pytest.skip("no wheelhouse with a CPU torch in pip's find-links (the PyTorch index is unreachable here)")
     env = tmp_path_factory.mktemp("smoke") / "env"
     uv = find_uv()
     _run.run([uv, "venv", "-q", "-p", "3.11", str(env)], timeout=120)

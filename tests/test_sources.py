@@ -26,15 +26,32 @@ from envbuilder.sources import (
     ("texts", "env", "expected"),
     [
         # This machine's three files, in pip's order: the later file wins per key.
-        (["[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n", "[global]\nconstraint = /c.txt\n",
-          "[global]\nfind-links = /opt/wheels\nextra-index-url = file:///a file:///b\n"], {},
-         {"cert": ["/etc/ssl/certs/ca-certificates.crt"], "find-links": ["/opt/wheels"], "extra-index-url": ["file:///a", "file:///b"]}),
-        (["[global]\nindex-url = https://one/simple\n", "[global]\nindex-url = https://two/simple\n"], {},
-         {"index-url": ["https://two/simple"]}),
+        (
+            [
+                "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n",
+                "[global]\nconstraint = /c.txt\n",
+                "[global]\nfind-links = /opt/wheels\nextra-index-url = file:///a file:///b\n",
+            ],
+            {},
+            {
+                "cert": ["/etc/ssl/certs/ca-certificates.crt"],
+                "find-links": ["/opt/wheels"],
+                "extra-index-url": ["file:///a", "file:///b"],
+            },
+        ),
+        (
+            ["[global]\nindex-url = https://one/simple\n", "[global]\nindex-url = https://two/simple\n"],
+            {},
+            {"index-url": ["https://two/simple"]},
+        ),
         # [install] applies to `pip install`, which envbuilder stands in for.
         (["[global]\nfind-links = /g\n[install]\nfind-links = /i\n"], {}, {"find-links": ["/i"]}),
         # Environment variables win over files.
-        (["[global]\nindex-url = https://file/simple\n"], {"PIP_INDEX_URL": "https://env/simple"}, {"index-url": ["https://env/simple"]}),
+        (
+            ["[global]\nindex-url = https://file/simple\n"],
+            {"PIP_INDEX_URL": "https://env/simple"},
+            {"index-url": ["https://env/simple"]},
+        ),
         (["not an ini file ["], {"PIP_FIND_LINKS": "/x /y"}, {"find-links": ["/x", "/y"]}),
         ([], {}, {}),
     ],
@@ -44,22 +61,42 @@ def test_parse_pip_ini(texts: list[str], env: dict[str, str], expected: dict[str
 
 
 def test_config_files_in_pips_order(tmp_path: Path) -> None:
-    files = pip_config_files({"XDG_CONFIG_DIRS": "/etc/xdg", "PIP_CONFIG_FILE": "/x/pip.conf"}, Path("/h"), Path("/venv"))
-    assert files == [Path("/etc/xdg/pip/pip.conf"), Path("/etc/pip.conf"), Path("/h/.pip/pip.conf"),
-                     Path("/h/.config/pip/pip.conf"), Path("/venv/pip.conf"), Path("/x/pip.conf")]
-    win = pip_config_files({"APPDATA": "C:/U/AppData/Roaming", "PROGRAMDATA": "C:/PD"}, Path("C:/U"), Path("C:/Py"), windows=True)
+    files = pip_config_files(
+        {"XDG_CONFIG_DIRS": "/etc/xdg", "PIP_CONFIG_FILE": "/x/pip.conf"}, Path("/h"), Path("/venv")
+    )
+    assert files == [
+        Path("/etc/xdg/pip/pip.conf"),
+        Path("/etc/pip.conf"),
+        Path("/h/.pip/pip.conf"),
+        Path("/h/.config/pip/pip.conf"),
+        Path("/venv/pip.conf"),
+        Path("/x/pip.conf"),
+    ]
+    win = pip_config_files(
+        {"APPDATA": "C:/U/AppData/Roaming", "PROGRAMDATA": "C:/PD"}, Path("C:/U"), Path("C:/Py"), windows=True
+    )
     assert win[0] == Path("C:/PD/pip/pip.ini") and win[-1] == Path("C:/Py/pip.ini")
 
 
 def test_reading_agrees_with_pip_config_list_here() -> None:
-    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=True
+    ).stdout
     assert read_pip_config() == parse_pip_config(out)
 
 
 def test_apply_pip_config_names_what_it_uses(tmp_path: Path) -> None:
     cert = tmp_path / "ca.pem"
     cert.write_text("x")
-    settings = apply_pip_config(Settings(), {"find-links": [str(tmp_path)], "cert": [str(cert)], "extra-index-url": ["file:///a"], "index-url": ["https://m/simple"]})
+    settings = apply_pip_config(
+        Settings(),
+        {
+            "find-links": [str(tmp_path)],
+            "cert": [str(cert)],
+            "extra-index-url": ["file:///a"],
+            "index-url": ["https://m/simple"],
+        },
+    )
     assert settings.find_links == (str(tmp_path),) and settings.ca_certs == (str(cert),)
     assert settings.index_url == "https://m/simple"
     assert settings.notes == (

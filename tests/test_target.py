@@ -245,9 +245,7 @@ def test_os_refused(text: str, message: str) -> None:
     assert info.value.message == message
 
 
-@pytest.mark.parametrize(
-    ("text", "machine"), [("x86_64", "x86_64"), ("AMD64", "x86_64"), ("aarch64", "aarch64")]
-)
+@pytest.mark.parametrize(("text", "machine"), [("x86_64", "x86_64"), ("AMD64", "x86_64"), ("aarch64", "aarch64")])
 def test_machine(text: str, machine: str) -> None:
     assert parse_machine(text) == machine
 

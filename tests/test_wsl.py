@@ -46,8 +46,18 @@ def spec(**over: object) -> wsl.RecipeSpec:
 
 def plan_for(matrix: Matrix, gpu: str, profile: str | None, os_name: str = "wsl2") -> Plan:
     gpus = parse_gpus(gpu, matrix) if gpu != "cpu" else ()
-    target = build_target(matrix, gpus=gpus, driver=None, os=os_name, pythons=("3.12",), machine="x86_64",
-                          profile=profile, torch=None, bnb=None, forward_compat=False)
+    target = build_target(
+        matrix,
+        gpus=gpus,
+        driver=None,
+        os=os_name,
+        pythons=("3.12",),
+        machine="x86_64",
+        profile=profile,
+        torch=None,
+        bnb=None,
+        forward_compat=False,
+    )
     result = resolve(target, matrix)
     assert isinstance(result, Plan), result
     return result
@@ -64,7 +74,9 @@ def plan_for(matrix: Matrix, gpu: str, profile: str | None, os_name: str = "wsl2
         ("cpu", None, "", ""),  # the cpu profile needs neither a driver nor a toolkit
     ],
 )
-def test_plan_to_script_carries_floor_and_toolkit(matrix: Matrix, gpu: str, profile: str | None, toolkit: str, floor: str) -> None:
+def test_plan_to_script_carries_floor_and_toolkit(
+    matrix: Matrix, gpu: str, profile: str | None, toolkit: str, floor: str
+) -> None:
     plan = plan_for(matrix, gpu, profile)
     native, mvc = driver_floors(matrix, plan.cuda, "wsl2") if plan.cuda else (None, None)
     compiles = any(q.kernels == "jit" and plan.package(q.name) for q in matrix.quant)
@@ -117,7 +129,9 @@ def test_injection_through_values_is_refused(field: str, value: object, error: t
         spec(**{field: value})
 
 
-@pytest.mark.parametrize("env_dir", ["/tmp/$(touch /tmp/pwned)", "/tmp/x; rm -rf /", "/tmp/'; Remove-Item -Recurse C:\\; '"])
+@pytest.mark.parametrize(
+    "env_dir", ["/tmp/$(touch /tmp/pwned)", "/tmp/x; rm -rf /", "/tmp/'; Remove-Item -Recurse C:\\; '"]
+)
 def test_paths_are_quoted_inert(env_dir: str) -> None:
     text = wsl.render_wsl2_script(spec(env_dir=env_dir))
     assert f"ENV_DIR={shlex.quote(env_dir)}\n" in text
@@ -142,8 +156,12 @@ def test_checklist_names_the_floor_and_the_uv_installer() -> None:
 
 @pytest.mark.parametrize(
     "over",
-    [{}, {"profile": "gptq", "compiles": True}, {"lock_text": 'lock-version = "1.0"\n'},
-     {"cuda": None, "variant": "cpu", "driver_floor": None, "profile": "cpu", "indexes": ()}],
+    [
+        {},
+        {"profile": "gptq", "compiles": True},
+        {"lock_text": 'lock-version = "1.0"\n'},
+        {"cuda": None, "variant": "cpu", "driver_floor": None, "profile": "cpu", "indexes": ()},
+    ],
     ids=["bnb-pins", "gptq-toolkit", "bnb-lock", "cpu"],
 )
 def test_shellcheck_passes(tmp_path: Path, over: dict[str, object]) -> None:
@@ -152,7 +170,9 @@ def test_shellcheck_passes(tmp_path: Path, over: dict[str, object]) -> None:
         pytest.skip("shellcheck is not installed (apt-get install -y shellcheck)")
     script = tmp_path / "r.sh"
     script.write_text(wsl.render_wsl2_script(spec(**over)))
-    proc = subprocess.run([shellcheck, "-S", "style", "-s", "bash", str(script)], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [shellcheck, "-S", "style", "-s", "bash", str(script)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout
 
 
@@ -184,8 +204,13 @@ def _run(script_text: str, tmp: Path, root: Path, *, as_root_ok: bool = True) ->
     assert uv, "uv is a dependency of envbuilder"
     path = os.pathsep.join([str(Path(uv).parent), str(Path(sys.executable).parent), "/usr/bin", "/bin"])
     env = {
-        "HOME": str(home), "PATH": path, "ENVBUILDER_ROOT": str(root), "LANG": "C.UTF-8",
-        "UV_OFFLINE": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_CACHE_DIR": str(tmp / "uv-cache"),
+        "HOME": str(home),
+        "PATH": path,
+        "ENVBUILDER_ROOT": str(root),
+        "LANG": "C.UTF-8",
+        "UV_OFFLINE": "1",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_CACHE_DIR": str(tmp / "uv-cache"),
         "UV_NO_CONFIG": "1",
     }
     if as_root_ok:
@@ -202,18 +227,31 @@ def _stopped(proc: subprocess.CompletedProcess[str]) -> str:
     [
         (None, None, False, "527.41", "step 2/9 (inside WSL2) failed: this is not WSL2"),
         ("proc-version-wsl1-4.4.0-18985.txt", None, False, "527.41", "step 2/9 (inside WSL2) failed: this is WSL 1"),
-        ("proc-version-wsl2-5.4.91.txt", None, True, "527.41",
-         "step 3/9 (no Linux NVIDIA driver inside WSL2) failed: a Linux NVIDIA kernel driver is loaded"),
-        ("proc-version-wsl2-5.4.91.txt", "wsl2/nvidia-smi-545.46-driver-546.80.txt", False, "580",
-         "step 4/9 (Windows NVIDIA driver >= 580) failed: Windows driver 546.80 is older than 580"),
+        (
+            "proc-version-wsl2-5.4.91.txt",
+            None,
+            True,
+            "527.41",
+            "step 3/9 (no Linux NVIDIA driver inside WSL2) failed: a Linux NVIDIA kernel driver is loaded",
+        ),
+        (
+            "proc-version-wsl2-5.4.91.txt",
+            "wsl2/nvidia-smi-545.46-driver-546.80.txt",
+            False,
+            "580",
+            "step 4/9 (Windows NVIDIA driver >= 580) failed: Windows driver 546.80 is older than 580",
+        ),
     ],
     ids=["not-wsl", "wsl1", "linux-driver-inside", "driver-too-old"],
 )
-def test_script_stops_at_the_right_step(tmp_path: Path, proc_version: str | None, smi: str | None,
-                                        linux_driver: bool, floor: str, stop: str) -> None:
+def test_script_stops_at_the_right_step(
+    tmp_path: Path, proc_version: str | None, smi: str | None, linux_driver: bool, floor: str, stop: str
+) -> None:
     root = tmp_path / "root"
     _layout(root, proc_version, FIXTURES / smi if smi else None, linux_driver=linux_driver)
-    proc = _run(wsl.render_wsl2_script(spec(driver_floor=floor, cuda="13.0" if floor == "580" else "12.6")), tmp_path, root)
+    proc = _run(
+        wsl.render_wsl2_script(spec(driver_floor=floor, cuda="13.0" if floor == "580" else "12.6")), tmp_path, root
+    )
     assert proc.returncode == 1
     assert _stopped(proc).startswith("envbuilder-recipe: " + stop), proc.stderr
     assert any(line.startswith("TIP ") for line in proc.stderr.splitlines())
@@ -224,7 +262,9 @@ def test_script_refuses_root(tmp_path: Path) -> None:
     root = tmp_path / "root"
     _layout(root, "proc-version-wsl2-5.4.91.txt", FIXTURES / "h100-cu130" / "nvidia-smi.txt")
     proc = _run(wsl.render_wsl2_script(spec()), tmp_path, root, as_root_ok=False)
-    assert _stopped(proc).startswith("envbuilder-recipe: step 1/9 (not running as root) failed: this script runs as root")
+    assert _stopped(proc).startswith(
+        "envbuilder-recipe: step 1/9 (not running as root) failed: this script runs as root"
+    )
 
 
 @pytest.mark.integration
@@ -238,7 +278,9 @@ def test_script_runs_to_the_install_step_and_is_idempotent(tmp_path: Path) -> No
     first = _run(text, tmp_path, root)
     assert "driver 580.159.04 (Windows numbering) >= 527.41" in first.stdout, first.stdout + first.stderr
     assert "nothing in the bnb profile compiles CUDA code" in first.stdout
-    assert _stopped(first).startswith(f"envbuilder-recipe: step 8/9 (environment bnb-cu126-py{PY} in {env_dir}) failed: uv pip install failed")
+    assert _stopped(first).startswith(
+        f"envbuilder-recipe: step 8/9 (environment bnb-cu126-py{PY} in {env_dir}) failed: uv pip install failed"
+    )
     assert (env_dir / "bin" / "python").exists()  # the literal directory: the $(...) in its name stayed text
     assert not marker.exists()
     second = _run(text, tmp_path, root)
@@ -279,8 +321,22 @@ def test_script_in_a_debian_container_as_a_user(tmp_path: Path) -> None:
         _buildah("copy", ctr, str(fake), "/fake")
         _buildah("copy", ctr, str(script), "/setup.sh")
         _buildah("run", "--isolation", "chroot", ctr, "--", "useradd", "-m", "dev")
-        proc = _buildah("run", "--isolation", "chroot", "--user", "dev", "--env", "ENVBUILDER_ROOT=/fake",
-                        "--env", "HOME=/home/dev", ctr, "--", "bash", "/setup.sh", check=False)
+        proc = _buildah(
+            "run",
+            "--isolation",
+            "chroot",
+            "--user",
+            "dev",
+            "--env",
+            "ENVBUILDER_ROOT=/fake",
+            "--env",
+            "HOME=/home/dev",
+            ctr,
+            "--",
+            "bash",
+            "/setup.sh",
+            check=False,
+        )
     finally:
         _buildah("rm", ctr, check=False)
     assert "driver 580.159.04 (Windows numbering) >= 527.41" in proc.stdout, proc.stdout + proc.stderr

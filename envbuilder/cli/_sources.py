@@ -20,13 +20,37 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("package sources")
     g.add_argument("--index-url", metavar="URL", help="a PyPI mirror (ENVBUILDER_INDEX_URL)")
     g.add_argument("--extra-index-url", action="append", default=[], metavar="URL", help="another index (repeatable)")
-    g.add_argument("--pytorch-index", metavar="URL", help=f"the PyTorch index or its mirror (default {DEFAULT_PYTORCH_INDEX}; ENVBUILDER_PYTORCH_INDEX)")
-    g.add_argument("--find-links", action="append", default=[], metavar="DIR", help="a wheelhouse directory (repeatable; ENVBUILDER_FIND_LINKS)")
-    g.add_argument("--offline", action="store_true", help="no network: wheelhouse and uv's cache only (ENVBUILDER_OFFLINE=1)")
-    g.add_argument("--ca-cert", action="append", default=[], metavar="PEM", help="extra CA bundle for a corporate proxy (ENVBUILDER_CA_CERT)")
-    g.add_argument("--no-pip-config", action="store_true", help="ignore pip's configuration (index-url, find-links, cert)")
-    g.add_argument("--home", metavar="DIR", help="where environments live (default ~/.local/share/envbuilder; ENVBUILDER_HOME)")
-    g.add_argument("--refresh", action="store_true", help="re-resolve even where the same resolution is cached (kept 24 h)")
+    g.add_argument(
+        "--pytorch-index",
+        metavar="URL",
+        help=f"the PyTorch index or its mirror (default {DEFAULT_PYTORCH_INDEX}; ENVBUILDER_PYTORCH_INDEX)",
+    )
+    g.add_argument(
+        "--find-links",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a wheelhouse directory (repeatable; ENVBUILDER_FIND_LINKS)",
+    )
+    g.add_argument(
+        "--offline", action="store_true", help="no network: wheelhouse and uv's cache only (ENVBUILDER_OFFLINE=1)"
+    )
+    g.add_argument(
+        "--ca-cert",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="extra CA bundle for a corporate proxy (ENVBUILDER_CA_CERT)",
+    )
+    g.add_argument(
+        "--no-pip-config", action="store_true", help="ignore pip's configuration (index-url, find-links, cert)"
+    )
+    g.add_argument(
+        "--home", metavar="DIR", help="where environments live (default ~/.local/share/envbuilder; ENVBUILDER_HOME)"
+    )
+    g.add_argument(
+        "--refresh", action="store_true", help="re-resolve even where the same resolution is cached (kept 24 h)"
+    )
 
 
 def _env_list(name: str) -> list[str]:
@@ -52,7 +76,12 @@ def settings_from_args(args: argparse.Namespace, manifest_sources: Mapping[str, 
     settings = Settings(
         index_url=args.index_url or os.environ.get("ENVBUILDER_INDEX_URL") or src.get("index-url"),
         extra_index_urls=tuple(args.extra_index_url or src.get("extra-index-url", [])),
-        pytorch_index=(args.pytorch_index or os.environ.get("ENVBUILDER_PYTORCH_INDEX") or src.get("pytorch-index") or DEFAULT_PYTORCH_INDEX).rstrip("/"),
+        pytorch_index=(
+            args.pytorch_index
+            or os.environ.get("ENVBUILDER_PYTORCH_INDEX")
+            or src.get("pytorch-index")
+            or DEFAULT_PYTORCH_INDEX
+        ).rstrip("/"),
         find_links=tuple(dict.fromkeys(find_links)),
         ca_certs=tuple(certs),
         offline=offline,

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     for note in settings.notes:
         steps.say(f"      {note}")
     sources = gather_sources(settings)
-    for note in sources.notes[len(settings.notes):]:
+    for note in sources.notes[len(settings.notes) :]:
         steps.say(f"      {note}")
     steps.step(f"resolving for {target.describe()}")
     plan = resolve(target, matrix, sources)
@@ -104,14 +104,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(
-    dest: Path, interpreter: str, lock: Lock, settings: Settings,
-    smoke: Callable[[Path], SmokeOutcome] | None, steps: Steps, *, force: bool,
+    dest: Path,
+    interpreter: str,
+    lock: Lock,
+    settings: Settings,
+    smoke: Callable[[Path], SmokeOutcome] | None,
+    steps: Steps,
+    *,
+    force: bool,
 ) -> SmokeOutcome | None:
     from envbuilder import venv
 
     return venv.build(
-        dest, interpreter=interpreter, lock=lock, settings=settings, smoke=smoke,
-        metadata={"interpreter": interpreter}, progress=lambda s: steps.say(f"      {s}"), force=force,
+        dest,
+        interpreter=interpreter,
+        lock=lock,
+        settings=settings,
+        smoke=smoke,
+        metadata={"interpreter": interpreter},
+        progress=lambda s: steps.say(f"      {s}"),
+        force=force,
     )
 
 
@@ -119,21 +131,42 @@ def _dry_run(args, plan, name, dest, lock_path, interpreter, extra) -> int:  # t
     from envbuilder.cli.resolve import render
     from envbuilder.uv import UV_PLATFORMS
 
-    compile_cmd = ["uv", "pip", "compile", "requirements.in", "--format", "pylock.toml", "-o", str(lock_path),
-                   "--python-version", plan.python, "--python-platform", UV_PLATFORMS[plan.target.platform], "--generate-hashes"]
+    compile_cmd = [
+        "uv",
+        "pip",
+        "compile",
+        "requirements.in",
+        "--format",
+        "pylock.toml",
+        "-o",
+        str(lock_path),
+        "--python-version",
+        plan.python,
+        "--python-platform",
+        UV_PLATFORMS[plan.target.platform],
+        "--generate-hashes",
+    ]
     for idx in plan.extra_indexes:
         compile_cmd += ["--index", idx]
     commands = [
         shlex.join(compile_cmd),
         shlex.join(["uv", "venv", "--relocatable", "--python", interpreter, f"{dest.parent}/.{dest.name}.tmp-XXXX"]),
-        shlex.join(["uv", "pip", "sync", "--python", f"{dest.parent}/.{dest.name}.tmp-XXXX/bin/python", str(lock_path)]),
+        shlex.join(
+            ["uv", "pip", "sync", "--python", f"{dest.parent}/.{dest.name}.tmp-XXXX/bin/python", str(lock_path)]
+        ),
         "envbuilder smoke --env <the temporary environment>",
         f"mv {shlex.quote(str(dest.parent))}/.{dest.name}.tmp-XXXX {shlex.quote(str(dest))}",
     ]
     if args.json:
-        doc = plan.to_json() | {"schema": "envbuilder.create/1", "dry_run": True, "name": name, "path": str(dest),
-                                "lock": str(lock_path), "requirements": [p.requirement for p in plan.packages] + list(extra),
-                                "commands": commands}
+        doc = plan.to_json() | {
+            "schema": "envbuilder.create/1",
+            "dry_run": True,
+            "name": name,
+            "path": str(dest),
+            "lock": str(lock_path),
+            "requirements": [p.requirement for p in plan.packages] + list(extra),
+            "commands": commands,
+        }
         print_json(doc)
         return 0
     print(render(plan))
@@ -146,8 +179,16 @@ def _dry_run(args, plan, name, dest, lock_path, interpreter, extra) -> int:  # t
 def _report(args, plan, name, dest, lock_path, outcome) -> int:  # type: ignore[no-untyped-def]
     smoke = "not run (--no-smoke)" if outcome is None else ("passed" if outcome.ok else "FAILED")
     if args.json:
-        print_json(plan.to_json() | {"schema": "envbuilder.create/1", "name": name, "path": str(dest), "lock": str(lock_path),
-                                     "smoke": dict(outcome.record) if outcome else None})
+        print_json(
+            plan.to_json()
+            | {
+                "schema": "envbuilder.create/1",
+                "name": name,
+                "path": str(dest),
+                "lock": str(lock_path),
+                "smoke": dict(outcome.record) if outcome else None,
+            }
+        )
         return 0
     pins = ", ".join(p.requirement for p in plan.packages[:2])
     print(f"created {name}: {pins} (Python {plan.python}, {'CUDA ' + plan.cuda if plan.cuda else 'CPU'})")

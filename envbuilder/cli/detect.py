@@ -29,7 +29,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 def _cuda_lines(args: argparse.Namespace, host: Host) -> list[str]:
     # The CUDA versions a driver runs come from the matrix, which the lead's helper reads.
     try:
-        from envbuilder.cli._common import driver_cuda_lines  # noqa: PLC0415  # optional helper
+        from envbuilder.cli._common import driver_cuda_lines  # optional helper
     except ImportError:
         return []
     return driver_cuda_lines(args, host) if host.gpus else []
@@ -37,7 +37,7 @@ def _cuda_lines(args: argparse.Namespace, host: Host) -> list[str]:
 
 def _cuda_json(args: argparse.Namespace, host: Host) -> dict[str, str | None]:
     try:
-        from envbuilder.cli._common import driver_cuda_json  # noqa: PLC0415  # optional helper
+        from envbuilder.cli._common import driver_cuda_json  # optional helper
     except ImportError:
         return {}
     return driver_cuda_json(args, host) if host.gpus else {"cuda_native": None, "cuda_minor_compat": None}

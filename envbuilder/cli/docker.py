@@ -22,40 +22,26 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("dockerfile", help="write a Dockerfile and build context for a lock (or a target)")
     _lock_options(p)
-    p.add_argument(
-        "-o", "--output", metavar="DIR", help="the build context directory (default ./docker/<name>)"
-    )
+    p.add_argument("-o", "--output", metavar="DIR", help="the build context directory (default ./docker/<name>)")
     p.set_defaults(handler=run_dockerfile)
 
-    b = sub.add_parser(
-        "build", help="build the image of a lock with docker buildx or podman, smoke step included"
-    )
+    b = sub.add_parser("build", help="build the image of a lock with docker buildx or podman, smoke step included")
     _lock_options(b)
-    b.add_argument(
-        "--engine", choices=("docker", "podman"), help="the container engine (default: the first found)"
-    )
-    b.add_argument(
-        "--repository", metavar="PREFIX", help="prefix image names, e.g. registry.example.com/team"
-    )
-    b.add_argument(
-        "--netrc", metavar="FILE", help="credentials for indexes, passed as the build secret 'netrc'"
-    )
+    b.add_argument("--engine", choices=("docker", "podman"), help="the container engine (default: the first found)")
+    b.add_argument("--repository", metavar="PREFIX", help="prefix image names, e.g. registry.example.com/team")
+    b.add_argument("--netrc", metavar="FILE", help="credentials for indexes, passed as the build secret 'netrc'")
     b.add_argument("--no-cache", action="store_true", help="build every layer again")
     b.add_argument("--dry-run", action="store_true", help="print the build command, build nothing")
     b.set_defaults(handler=run_build)
 
-    c = sub.add_parser(
-        "ci", help="write docker-bake.hcl and a GitHub Actions workflow for every env of the manifest"
-    )
+    c = sub.add_parser("ci", help="write docker-bake.hcl and a GitHub Actions workflow for every env of the manifest")
     c.add_argument(
         "--manifest",
         default="envbuilder.toml",
         metavar="FILE",
         help="the manifest (default ./envbuilder.toml)",
     )
-    c.add_argument(
-        "--locks", metavar="DIR", help="where pylock.<env>.toml are (default: beside the manifest)"
-    )
+    c.add_argument("--locks", metavar="DIR", help="where pylock.<env>.toml are (default: beside the manifest)")
     c.add_argument("-o", "--output", metavar="DIR", help="where to write (default: beside the manifest)")
     c.add_argument(
         "--registry",
@@ -74,18 +60,12 @@ def _image_options(p: argparse.ArgumentParser) -> None:
         metavar="REF",
         help="replace the profile's base image (a mirror or an air-gapped registry)",
     )
-    g.add_argument(
-        "--uv-image", metavar="REF", help="replace uv's image (ghcr.io/astral-sh/uv), e.g. a mirror"
-    )
+    g.add_argument("--uv-image", metavar="REF", help="replace uv's image (ghcr.io/astral-sh/uv), e.g. a mirror")
 
 
 def _lock_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--lock", metavar="FILE", help="an envbuilder lock (default: resolve and lock the target first)"
-    )
-    p.add_argument(
-        "--name", metavar="N", help="environment name when locking (default: <profile>-<cuda>-py<N.N>)"
-    )
+    p.add_argument("--lock", metavar="FILE", help="an envbuilder lock (default: resolve and lock the target first)")
+    p.add_argument("--name", metavar="N", help="environment name when locking (default: <profile>-<cuda>-py<N.N>)")
     add_target_options(p, gpu_default=None)
     add_source_options(p)
     _image_options(p)

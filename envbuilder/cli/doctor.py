@@ -55,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
     matrix = load_matrix_for(args)
     if evidence is not None:
         evidence = judge(matrix, evidence)  # which library the installed release loads (the JSON shows it too)
-    ctx = Context(matrix=matrix, evidence=evidence, log=log,
-                  python=str(python) if python else None, ours=ours)
+    ctx = Context(matrix=matrix, evidence=evidence, log=log, python=str(python) if python else None, ours=ours)
     findings = diagnose(ctx)
     source = "log" if not python else ("environment+log" if log else "environment")
     if args.json:

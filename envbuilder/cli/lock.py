@@ -19,16 +19,28 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("lock", help="write pylock.<env>.toml with hashes (for this host, another machine, or the manifest)")
+    p = sub.add_parser(
+        "lock", help="write pylock.<env>.toml with hashes (for this host, another machine, or the manifest)"
+    )
     add_target_options(p, gpu_default=None)
     add_source_options(p)
     p.add_argument("--name", metavar="N", help="environment name (default: <profile>-<cuda>-py<N.N>)")
     p.add_argument("--package", action="append", default=[], metavar="REQ", help="an extra package (repeatable)")
     p.add_argument("-o", "--output", metavar="FILE", help="lock file (default ./pylock.<name>.toml)")
-    p.add_argument("--manifest", metavar="FILE", help="lock every [[env]] of this manifest (default ./envbuilder.toml when no --gpu)")
-    p.add_argument("--only", action="append", default=[], metavar="NAME", help="with a manifest: lock only these environments")
+    p.add_argument(
+        "--manifest",
+        metavar="FILE",
+        help="lock every [[env]] of this manifest (default ./envbuilder.toml when no --gpu)",
+    )
+    p.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="with a manifest: lock only these environments"
+    )
     p.add_argument("--upgrade", action="store_true", help="re-resolve against the current matrix and show what changed")
-    p.add_argument("--save", action="store_true", help="also record this environment in ./envbuilder.toml (comments and layout kept)")
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="also record this environment in ./envbuilder.toml (comments and layout kept)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON (schema envbuilder.lock/1)")
     p.set_defaults(handler=run)
 
@@ -63,15 +75,30 @@ def _save(path: Path, name: str, plan: Plan, extra: Sequence[str]) -> None:
 
     _refuse_duplicate(path, name)
     t = plan.target
-    add_env(path, EnvSpec(
-        name=name, profile=t.profile, gpus=tuple(g.sm for g in t.gpus), driver=t.driver, os=t.os,
-        python=plan.python, machine=t.machine, packages=tuple(extra),
-    ))
+    add_env(
+        path,
+        EnvSpec(
+            name=name,
+            profile=t.profile,
+            gpus=tuple(g.sm for g in t.gpus),
+            driver=t.driver,
+            os=t.os,
+            python=plan.python,
+            machine=t.machine,
+            packages=tuple(extra),
+        ),
+    )
 
 
 def lock_one(
-    args: argparse.Namespace, matrix: Matrix, settings: Settings, target: Target, *,
-    name: str | None, extra: Sequence[str], output: str | None,
+    args: argparse.Namespace,
+    matrix: Matrix,
+    settings: Settings,
+    target: Target,
+    *,
+    name: str | None,
+    extra: Sequence[str],
+    output: str | None,
 ) -> dict[str, Any]:
     """Resolve and lock one environment; with --upgrade compare with the lock already there."""
     from envbuilder import builder
@@ -91,6 +118,7 @@ def lock_one(
     name = check_env_name(name or default_env_name(plan))
     out = Path(output) if output else Path.cwd() / f"pylock.{name}.toml"
     old = read_lock(out) if args.upgrade and out.exists() else None
+
     def progress(text: str) -> None:
         if not args.json:
             print(text, file=sys.stderr, flush=True)
@@ -99,7 +127,14 @@ def lock_one(
         progress(f"note: {note}")
     lock = builder.lock_plan(plan, name=name, settings=settings, out=out, extra=extra, progress=progress)
     changes = diff_pins(old, lock) if old is not None else None
-    return {"name": name, "lock": str(out), "plan": plan, "packages": len(lock.packages), "digest": lock.digest, "changes": changes}
+    return {
+        "name": name,
+        "lock": str(out),
+        "plan": plan,
+        "packages": len(lock.packages),
+        "digest": lock.digest,
+        "changes": changes,
+    }
 
 
 def _lock_manifest(args: argparse.Namespace, path: Path) -> int:
@@ -122,13 +157,22 @@ def _lock_manifest(args: argparse.Namespace, path: Path) -> int:
 
 def _print(results: list, as_json: bool) -> None:  # type: ignore[type-arg]
     if as_json:
-        print_json({
-            "schema": "envbuilder.lock/1",
-            "locks": [{
-                "name": r["name"], "lock": r["lock"], "packages": r["packages"], "digest": r["digest"],
-                "pins": [p.to_json() for p in r["plan"].packages], "changes": r["changes"],
-            } for r in results],
-        })
+        print_json(
+            {
+                "schema": "envbuilder.lock/1",
+                "locks": [
+                    {
+                        "name": r["name"],
+                        "lock": r["lock"],
+                        "packages": r["packages"],
+                        "digest": r["digest"],
+                        "pins": [p.to_json() for p in r["plan"].packages],
+                        "changes": r["changes"],
+                    }
+                    for r in results
+                ],
+            }
+        )
         return
     for r in results:
         plan = r["plan"]

@@ -39,15 +39,31 @@ def run_check(args: argparse.Namespace) -> int:
         "GPU evidence runs": len(matrix.evidence),
     }
     facts = [
-        *matrix.archs, *matrix.toolkits, *matrix.minor_compat, *matrix.torch_releases, *matrix.torch_builds,
-        *matrix.bnb_releases, *matrix.bnb_sass, *matrix.companions, *matrix.quant, *matrix.profiles,
+        *matrix.archs,
+        *matrix.toolkits,
+        *matrix.minor_compat,
+        *matrix.torch_releases,
+        *matrix.torch_builds,
+        *matrix.bnb_releases,
+        *matrix.bnb_sass,
+        *matrix.companions,
+        *matrix.quant,
+        *matrix.profiles,
     ]
     unconfirmed = sum(not f.confirmed for f in facts)
     if args.json:
-        print_json({
-            "schema": "envbuilder.matrix-check/1", "ok": True, "date": matrix.date, "digest": matrix.digest,
-            "files": list(matrix.files), "counts": counts, "facts": len(facts), "unconfirmed": unconfirmed,
-        })
+        print_json(
+            {
+                "schema": "envbuilder.matrix-check/1",
+                "ok": True,
+                "date": matrix.date,
+                "digest": matrix.digest,
+                "files": list(matrix.files),
+                "counts": counts,
+                "facts": len(facts),
+                "unconfirmed": unconfirmed,
+            }
+        )
     else:
         print(f"matrix OK ({matrix.date}, digest {matrix.digest[:12]}): {len(facts)} facts, {unconfirmed} unconfirmed")
         for name, n in counts.items():

@@ -41,9 +41,7 @@ TRACKED: dict[str, tuple[str, str, str | None]] = {
     "transformers": ("companions.toml", "package", "transformers"),
     "gptqmodel": ("quant.toml", "library", "gptqmodel"),
 }
-UNVERIFIED_NOTE = (
-    "proposed by `envbuilder matrix refresh`; unverified until a smoke test on a GPU confirms it"
-)
+UNVERIFIED_NOTE = "proposed by `envbuilder matrix refresh`; unverified until a smoke test on a GPU confirms it"
 
 
 # --------------------------------------------------------------------------- data
@@ -112,7 +110,7 @@ def _toml_load(path: Path) -> dict[str, Any]:
 def matrix_rows(dirs: Sequence[Path], filename: str, table: str) -> list[Row]:
     """The rows of ``table`` across the matrix directories, overlaid as the loader does: a later directory's
     row replaces an earlier one with the same key, and other rows are added."""
-    from envbuilder.matrix import _KEYS  # noqa: PLC0415  # the loader's overlay keys, so both agree
+    from envbuilder.matrix import _KEYS  # the loader's overlay keys, so both agree
 
     keyfn = _KEYS.get(table)
     rows: list[Row] = []
@@ -130,7 +128,7 @@ def matrix_rows(dirs: Sequence[Path], filename: str, table: str) -> list[Row]:
 
 
 def _spec_contains(spec: object, version: str) -> bool:
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet  # noqa: PLC0415
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
     try:
         return SpecifierSet(str(spec or "")).contains(version, prereleases=True)
@@ -189,11 +187,7 @@ def compare_bnb(
     edits: list[Edit] = []
     checked: list[str] = []
     by_row: dict[int, list[Any]] = {}
-    rows = [
-        r
-        for r in sass_rows
-        if r.data.get("platform") == PLATFORM and _spec_contains(r.data.get("bnb"), version)
-    ]
+    rows = [r for r in sass_rows if r.data.get("platform") == PLATFORM and _spec_contains(r.data.get("bnb"), version)]
     for lib in libs:
         covering = [i for i, r in enumerate(rows) if _spec_contains(r.data.get("cuda"), lib.cuda)]
         name = Path(lib.path).name
@@ -214,21 +208,15 @@ def compare_bnb(
         names = ", ".join(Path(lib.path).name for lib in covered)
         if len(views) > 1:
             why = f"the libraries this row covers differ ({names}): split the row by CUDA version"
-            mismatches.append(
-                Mismatch(row.file.name, f"{row.key}.sass", row.data.get("sass"), sorted(views), why)
-            )
+            mismatches.append(Mismatch(row.file.name, f"{row.key}.sass", row.data.get("sass"), sorted(views), why))
             continue
         sass, ptx = next(iter(views))
         if list(row.data.get("sass") or []) != list(sass):
-            mismatches.append(
-                Mismatch(row.file.name, f"{row.key}.sass", row.data.get("sass"), list(sass), names)
-            )
+            mismatches.append(Mismatch(row.file.name, f"{row.key}.sass", row.data.get("sass"), list(sass), names))
         if row.data.get("ptx") != ptx:
             mismatches.append(Mismatch(row.file.name, f"{row.key}.ptx", row.data.get("ptx"), ptx, names))
         edits += _sass_edits(row, version, list(sass), ptx, evidence)
-    mismatches += _compare_release(
-        version, libs, release_rows, evidence=evidence, edits=edits, checked=checked
-    )
+    mismatches += _compare_release(version, libs, release_rows, evidence=evidence, edits=edits, checked=checked)
     return Comparison(tuple(mismatches), tuple(edits), tuple(checked))
 
 
@@ -241,7 +229,7 @@ def _compare_release(
     edits: list[Edit],
     checked: list[str],
 ) -> list[Mismatch]:
-    from envbuilder.audit import arch_key  # noqa: PLC0415
+    from envbuilder.audit import arch_key
 
     observed = sorted({lib.cuda for lib in libs}, key=arch_key)
     found = [r for r in release_rows if str(r.data.get("version")) == version]
@@ -265,7 +253,7 @@ def _compare_release(
 
 def apply_edits(edits: Iterable[Edit]) -> list[Path]:
     """Write the edits into their files, keeping comments and layout; return the files changed."""
-    import tomlkit  # noqa: PLC0415  # only --update needs it
+    import tomlkit  # only --update needs it
 
     by_file: dict[Path, list[Edit]] = {}
     for edit in edits:
@@ -304,7 +292,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """``NAME`` or ``NAME==VERSION`` (PEP 503 normalised name)."""
-    from packaging.utils import canonicalize_name  # noqa: PLC0415
+    from packaging.utils import canonicalize_name
 
     name, sep, version = spec.strip().partition("==")
     if not name.strip() or (sep and not version.strip()) or any(c in name.strip() for c in "<>=!~ ;[@"):
@@ -315,7 +303,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 def pick_wheel(files: Sequence[Any], platform: str = PLATFORM) -> Any | None:
     """The wheel for ``platform`` (manylinux x86_64), preferring this Python's tag, then ``py3-none``."""
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename  # noqa: PLC0415
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
     arch = platform.split("-", 1)[1]
     here = f"cp{sys.version_info.major}{sys.version_info.minor}"
@@ -328,9 +316,7 @@ def pick_wheel(files: Sequence[Any], platform: str = PLATFORM) -> Any | None:
         plats = {t.platform for t in tags}
         if not any(p.endswith(arch) and (p.startswith("manylinux") or p.startswith("linux")) for p in plats):
             continue
-        rank = (
-            2 if any(t.interpreter == here for t in tags) else 1 if any(t.abi == "none" for t in tags) else 0
-        )
+        rank = 2 if any(t.interpreter == here for t in tags) else 1 if any(t.abi == "none" for t in tags) else 0
         if best is None or rank > best[0]:
             best = (rank, file)
     return best[1] if best else None
@@ -358,9 +344,9 @@ class Audited:
 
 def fetch_and_audit(name: str, version: str) -> Audited:
     """Download (or reuse) the linux-x86_64 wheel of ``name==version`` and read its native libraries."""
-    from envbuilder import pypi  # noqa: PLC0415
-    from envbuilder.audit import audit_wheel  # noqa: PLC0415
-    from envbuilder.errors import SourceError  # noqa: PLC0415
+    from envbuilder import pypi
+    from envbuilder.audit import audit_wheel
+    from envbuilder.errors import SourceError
 
     wheel = pick_wheel(pypi.release_files(name, version))
     if wheel is None:
@@ -376,7 +362,7 @@ def fetch_and_audit(name: str, version: str) -> Audited:
 
 
 def _newest_bnb(dirs: Sequence[Path]) -> str:
-    from packaging.version import Version  # noqa: PLC0415
+    from packaging.version import Version
 
     versions = [str(r.data.get("version")) for r in matrix_rows(dirs, BNB_FILE, "release")]
     if not versions:
@@ -403,7 +389,7 @@ def _library_json(lib: Any) -> dict[str, Any]:
 
 
 def _audit_one(spec: str, dirs: Sequence[Path], today: str) -> tuple[Audited, Comparison]:
-    from envbuilder import pypi  # noqa: PLC0415
+    from envbuilder import pypi
 
     name, version = parse_spec(spec)
     version = version or pypi.releases(name)[-1]
@@ -487,7 +473,7 @@ def _print_json(doc: object) -> None:
 
 
 def _max_version(rows: Sequence[Row], name: str | None) -> str | None:
-    from packaging.version import InvalidVersion, Version  # noqa: PLC0415
+    from packaging.version import InvalidVersion, Version
 
     best: Version | None = None
     for row in rows:
@@ -503,14 +489,14 @@ def _max_version(rows: Sequence[Row], name: str | None) -> str | None:
 
 def newer_releases(known: str | None, available: Sequence[str]) -> list[str]:
     """The releases in ``available`` newer than ``known`` (all of them when the matrix has none)."""
-    from packaging.version import Version  # noqa: PLC0415
+    from packaging.version import Version
 
     return [v for v in available if known is None or Version(v) > Version(known)]
 
 
 def _torch_variant(requires: Sequence[str]) -> str | None:
     """The CUDA variant a torch release on PyPI is built for, read from its nvidia-* runtime pin."""
-    from packaging.requirements import InvalidRequirement, Requirement  # noqa: PLC0415
+    from packaging.requirements import InvalidRequirement, Requirement
 
     for text in requires:
         try:
@@ -526,7 +512,7 @@ def _torch_variant(requires: Sequence[str]) -> str | None:
 
 
 def _requirement_of(requires: Sequence[str], name: str) -> str | None:
-    from packaging.requirements import InvalidRequirement, Requirement  # noqa: PLC0415
+    from packaging.requirements import InvalidRequirement, Requirement
 
     for text in requires:
         try:
@@ -557,9 +543,7 @@ def _proposal(name: str, info: Any, template: Mapping[str, Any] | None, source: 
     else:
         keep = {"name", "status", "profile", "kernels", "min-cc", "platforms", "profiles", "loader", "cpu"}
         row = {k: v for k, v in (template or {}).items() if k in keep}
-        row.update(
-            version=info.version, python=info.requires_python or (template or {}).get("python", ">=3.10")
-        )
+        row.update(version=info.version, python=info.requires_python or (template or {}).get("python", ">=3.10"))
         torch_req = _requirement_of(info.requires_dist, "torch")
         if torch_req:
             row["torch"] = torch_req
@@ -567,11 +551,9 @@ def _proposal(name: str, info: Any, template: Mapping[str, Any] | None, source: 
     return row
 
 
-def _bnb_proposals(
-    audited: Audited, info: Any, template: Mapping[str, Any] | None, today: str
-) -> list[dict[str, Any]]:
+def _bnb_proposals(audited: Audited, info: Any, template: Mapping[str, Any] | None, today: str) -> list[dict[str, Any]]:
     """A [[release]] row and one [[sass]] row per distinct native library of a new bitsandbytes release."""
-    from envbuilder.audit import arch_key  # noqa: PLC0415
+    from envbuilder.audit import arch_key
 
     r = audited.report
     evidence = _evidence(audited.url, r.sha256, today)
@@ -622,7 +604,7 @@ def _platforms(files: Iterable[Any]) -> set[str]:
 def refresh(matrix_dirs: Sequence[Path], *, json: bool, update: bool = False) -> int:
     """Propose matrix rows for releases on PyPI newer than the matrix; write the bitsandbytes ones with
     ``update``. Exit 0 (proposals are news, not a failure)."""
-    from envbuilder import pypi  # noqa: PLC0415
+    from envbuilder import pypi
 
     dirs = [Path(d) for d in matrix_dirs]
     today = _today()
@@ -648,9 +630,7 @@ def refresh(matrix_dirs: Sequence[Path], *, json: bool, update: bool = False) ->
         found[package] = {"matrix": known, "newer": newer, "proposed": proposals}
     written = _append_rows(to_write) if update else []
     if json:
-        _print_json(
-            {"schema": "envbuilder.matrix-refresh/1", "packages": found, "updated": [str(p) for p in written]}
-        )
+        _print_json({"schema": "envbuilder.matrix-refresh/1", "packages": found, "updated": [str(p) for p in written]})
         return EXIT_OK
     for package, item in found.items():
         newer_text = ", ".join(item["newer"]) or "none"
@@ -664,7 +644,7 @@ def refresh(matrix_dirs: Sequence[Path], *, json: bool, update: bool = False) ->
 
 def render_row(row: Mapping[str, Any]) -> str:
     """A proposed row as TOML text (``[[table]]`` then its keys), indented for the report."""
-    import tomlkit  # noqa: PLC0415
+    import tomlkit
 
     body = {k: v for k, v in row.items() if k != "table"}
     text = tomlkit.dumps({row["table"]: [body]}).strip()
@@ -672,7 +652,7 @@ def render_row(row: Mapping[str, Any]) -> str:
 
 
 def _append_rows(rows: Sequence[tuple[Path, dict[str, Any]]]) -> list[Path]:
-    import tomlkit  # noqa: PLC0415
+    import tomlkit
 
     by_file: dict[Path, list[dict[str, Any]]] = {}
     for path, row in rows:
@@ -692,7 +672,7 @@ def _append_rows(rows: Sequence[tuple[Path, dict[str, Any]]]) -> list[Path]:
 
 
 def _dirs(args: argparse.Namespace) -> list[Path]:
-    from envbuilder.matrix import matrix_dirs  # noqa: PLC0415
+    from envbuilder.matrix import matrix_dirs
 
     return list(matrix_dirs(getattr(args, "matrix_dir", None)))
 
@@ -721,9 +701,7 @@ def register_audit(matrix_subparsers: argparse._SubParsersAction) -> None:  # ty
 
 def register_refresh(matrix_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add `matrix refresh [--update] [--json]`."""
-    p = matrix_subparsers.add_parser(
-        "refresh", help="propose rows for releases newer than the matrix (unconfirmed)"
-    )
+    p = matrix_subparsers.add_parser("refresh", help="propose rows for releases newer than the matrix (unconfirmed)")
     p.add_argument(
         "--update", action="store_true", help="write the proposed bitsandbytes rows (audited) into the matrix"
     )

@@ -25,11 +25,16 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("recipe", help="write a setup script for WSL2 or native Windows")
     kinds = p.add_subparsers(dest="recipe_os", metavar="OS", required=True)
-    for os_name, what in (("wsl2", "a bash script for Ubuntu under WSL2"), ("windows", "a PowerShell script for native Windows")):
+    for os_name, what in (
+        ("wsl2", "a bash script for Ubuntu under WSL2"),
+        ("windows", "a PowerShell script for native Windows"),
+    ):
         k = kinds.add_parser(os_name, help=what)
         add_target_options(k)
         k.add_argument("--lock", metavar="FILE", help="build from this pylock.<env>.toml (embedded, hash-checked)")
-        k.add_argument("--name", metavar="N", help="environment name (default: the lock's, or <profile>-<cuda>-py<N.N>)")
+        k.add_argument(
+            "--name", metavar="N", help="environment name (default: the lock's, or <profile>-<cuda>-py<N.N>)"
+        )
         k.add_argument("--env-dir", metavar="PATH", help="where the script creates the environment")
         k.add_argument("-o", "--output", metavar="FILE", help="write the script here (default: stdout)")
         k.set_defaults(handler=run, recipe_os=os_name)
@@ -92,7 +97,11 @@ def _spec_from_plan(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs)
     result = resolve(target, matrix)
     if isinstance(result, NoPlan):
         msg = f"no plan for {target.describe()}: {result.reasons[0]}"
-        hint = "; ".join(result.nearest[:2]) if result.nearest else "run `envbuilder resolve` with the same options for details"
+        hint = (
+            "; ".join(result.nearest[:2])
+            if result.nearest
+            else "run `envbuilder resolve` with the same options for details"
+        )
         raise CheckFailed(msg, hint=hint)
     plan: Plan = result
     return wsl.recipe_spec(
@@ -134,4 +143,3 @@ def _refuse_windows(profile: str | None) -> None:
     why = wsl.windows_refusal(profile or "")
     if why:
         raise TargetError(why, hint=f"use WSL2 instead: `envbuilder recipe wsl2 --profile {profile}`")
-

@@ -19,8 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     where.add_argument("--python", metavar="EXE", help="the interpreter to test (default: this one)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (schema envbuilder.smoke/1)")
     p.add_argument("--quick", action="store_true", help="leave out the tiny-model stages")
-    p.add_argument("--profile", default="bnb", choices=("bnb", "gptq", "awq", "cpu"),
-                   help="which library stages to add (gptq/awq: the quantization library's kernel path)")
+    p.add_argument(
+        "--profile",
+        default="bnb",
+        choices=("bnb", "gptq", "awq", "cpu"),
+        help="which library stages to add (gptq/awq: the quantization library's kernel path)",
+    )
     p.set_defaults(handler=run)
 
 

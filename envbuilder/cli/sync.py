@@ -16,13 +16,22 @@ from envbuilder.cli._sources import add_source_options, settings_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("sync", help="build the environment a pylock.<env>.toml describes (or the manifest's that fits this host)")
-    p.add_argument("lock", nargs="?", metavar="LOCK", help="pylock.<env>.toml (default: the manifest's environment that fits this host)")
+    p = sub.add_parser(
+        "sync", help="build the environment a pylock.<env>.toml describes (or the manifest's that fits this host)"
+    )
+    p.add_argument(
+        "lock",
+        nargs="?",
+        metavar="LOCK",
+        help="pylock.<env>.toml (default: the manifest's environment that fits this host)",
+    )
     add_source_options(p)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--name", metavar="N", help="environment name (default: the lock's)")
     where.add_argument("--path", metavar="P", help="build the environment at this path instead")
-    p.add_argument("--manifest", metavar="FILE", default="envbuilder.toml", help="the manifest to pick from (no LOCK given)")
+    p.add_argument(
+        "--manifest", metavar="FILE", default="envbuilder.toml", help="the manifest to pick from (no LOCK given)"
+    )
     p.add_argument("--force", action="store_true", help="build even if the lock does not fit this host")
     p.add_argument("--no-smoke", action="store_true", help="skip the smoke test")
     p.add_argument("--json", action="store_true")
@@ -58,12 +67,27 @@ def run(args: argparse.Namespace) -> int:
     interpreter = builder.interpreter_for(lock.python)
     progress = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
     smoke = None if args.no_smoke else functools.partial(builder.smoke_env, profile=lock.profile)
-    outcome = venv.build(dest, interpreter=interpreter, lock=lock, settings=settings, smoke=smoke,
-                         metadata={"interpreter": interpreter, "synced_from": str(lock_path.resolve())},
-                         progress=progress, force=args.force)
+    outcome = venv.build(
+        dest,
+        interpreter=interpreter,
+        lock=lock,
+        settings=settings,
+        smoke=smoke,
+        metadata={"interpreter": interpreter, "synced_from": str(lock_path.resolve())},
+        progress=progress,
+        force=args.force,
+    )
     if args.json:
-        print_json({"schema": "envbuilder.sync/1", "name": name, "path": str(dest), "lock": str(lock_path),
-                    "digest": lock.digest, "smoke": dict(outcome.record) if outcome else None})
+        print_json(
+            {
+                "schema": "envbuilder.sync/1",
+                "name": name,
+                "path": str(dest),
+                "lock": str(lock_path),
+                "digest": lock.digest,
+                "smoke": dict(outcome.record) if outcome else None,
+            }
+        )
     else:
         print(f"synced {name} from {lock_path.name} ({len(lock.packages)} packages, {lock.short_hash}) -> {dest}")
         print(f"  smoke: {'not run' if outcome is None else ('passed' if outcome.ok else 'FAILED')}")
@@ -85,7 +109,9 @@ def _pick_from_manifest(args, matrix, ccs, driver, os_name, platform) -> Path:  
             tried.append(f"{spec.name}: no {path.name} (run `envbuilder lock`)")
             continue
         try:
-            fit = builder.lock_fits_host(read_lock(path), matrix, ccs=ccs, driver=driver, os_name=os_name, platform=platform)
+            fit = builder.lock_fits_host(
+                read_lock(path), matrix, ccs=ccs, driver=driver, os_name=os_name, platform=platform
+            )
         except LockError as exc:
             tried.append(f"{spec.name}: {exc.message}")
             continue

@@ -36,8 +36,14 @@ class Check:
     evidence: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status, "detail": self.detail, "hint": self.hint,
-                "seconds": self.seconds, "evidence": dict(self.evidence)}
+        return {
+            "name": self.name,
+            "status": self.status,
+            "detail": self.detail,
+            "hint": self.hint,
+            "seconds": self.seconds,
+            "evidence": dict(self.evidence),
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,8 +61,14 @@ class Finding:
     commands: tuple[tuple[str, ...], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "severity": self.severity, "seen": self.seen, "cause": self.cause,
-                "fix": self.fix, "commands": [list(c) for c in self.commands]}
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "seen": self.seen,
+            "cause": self.cause,
+            "fix": self.fix,
+            "commands": [list(c) for c in self.commands],
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,9 +174,17 @@ def doctor_json(findings: Sequence[Finding], *, source: str, evidence: Evidence 
 
 def _evidence_json(ev: Evidence) -> dict[str, Any]:
     return {
-        "python": ev.python, "platform": ev.platform, "libc": ev.libc, "torch": ev.torch, "torch_cuda": ev.torch_cuda,
-        "arch_list": list(ev.arch_list), "devices": [{"index": d.index, "name": d.name, "cc": d.cc,
-                                                      "vram_bytes": d.vram_bytes} for d in ev.devices],
-        "bitsandbytes": ev.bnb, "bnb_library": ev.bnb_lib, "bnb_imported": ev.bnb_imported,
-        "bnb_load_error": ev.bnb_load_error, "env": dict(ev.env), "packages": dict(ev.packages),
+        "python": ev.python,
+        "platform": ev.platform,
+        "libc": ev.libc,
+        "torch": ev.torch,
+        "torch_cuda": ev.torch_cuda,
+        "arch_list": list(ev.arch_list),
+        "devices": [{"index": d.index, "name": d.name, "cc": d.cc, "vram_bytes": d.vram_bytes} for d in ev.devices],
+        "bitsandbytes": ev.bnb,
+        "bnb_library": ev.bnb_lib,
+        "bnb_imported": ev.bnb_imported,
+        "bnb_load_error": ev.bnb_load_error,
+        "env": dict(ev.env),
+        "packages": dict(ev.packages),
     }

@@ -32,13 +32,25 @@ def from_smoke_document(doc: Mapping[str, Any]) -> Evidence:
         texts += [str(lib[k]) for k in ("error_msg",) if c.name == "bnb_import" and lib.get(k)]
         texts += _nested_errors(c.evidence)
     return Evidence(
-        python_exe=interp.get("executable"), python=interp.get("python"), system=interp.get("system"),
-        machine=interp.get("machine"), libc=interp.get("libc"), env=dict(interp.get("env", {})),
-        packages=dict(interp.get("packages", {})), torch=torch.get("version"), torch_cuda=torch.get("cuda"),
-        arch_list=tuple(torch.get("arch_list", ())), devices=devices, bnb=bnb.get("version"),
-        bnb_lib=lib.get("name"), bnb_lib_path=lib.get("path"), bnb_shipped=tuple(bnb.get("shipped", ())),
-        bnb_imported=imported or not bnb, bnb_candidate=None if imported else bnb.get("candidate"),
-        text="\n".join(texts), checks=checks,
+        python_exe=interp.get("executable"),
+        python=interp.get("python"),
+        system=interp.get("system"),
+        machine=interp.get("machine"),
+        libc=interp.get("libc"),
+        env=dict(interp.get("env", {})),
+        packages=dict(interp.get("packages", {})),
+        torch=torch.get("version"),
+        torch_cuda=torch.get("cuda"),
+        arch_list=tuple(torch.get("arch_list", ())),
+        devices=devices,
+        bnb=bnb.get("version"),
+        bnb_lib=lib.get("name"),
+        bnb_lib_path=lib.get("path"),
+        bnb_shipped=tuple(bnb.get("shipped", ())),
+        bnb_imported=imported or not bnb,
+        bnb_candidate=None if imported else bnb.get("candidate"),
+        text="\n".join(texts),
+        checks=checks,
     )
 
 

@@ -42,8 +42,15 @@ def refuses_non_digits(release: BnbRelease | None, version: str | None) -> bool:
         return False
 
 
-def expected_library(release: BnbRelease | None, version: str | None, cand: Mapping[str, Any], *,
-                     override: str | None, torch_cuda: str | None, suffix: str) -> tuple[str | None, str]:
+def expected_library(
+    release: BnbRelease | None,
+    version: str | None,
+    cand: Mapping[str, Any],
+    *,
+    override: str | None,
+    torch_cuda: str | None,
+    suffix: str,
+) -> tuple[str | None, str]:
     """Pure: (the file the release's loader loads, or None; why) for the probe's candidate.
 
     An unknown release is taken at the probe's word (its candidate)."""
@@ -72,8 +79,14 @@ def judge(matrix: Matrix, ev: Evidence) -> Evidence:
     release = matrix.bnb_release(ev.bnb.split("+", 1)[0])
     suffix = "." + str(cand.get("name") or ".so").rsplit(".", 1)[-1]
     torch_cuda = ev.torch_cuda if cand.get("rule") != "cpu" else None
-    loads, why = expected_library(release, ev.bnb, {**cand, "shipped": ev.bnb_shipped}, suffix=suffix,
-                                  override=ev.env.get("BNB_CUDA_VERSION"), torch_cuda=torch_cuda)
+    loads, why = expected_library(
+        release,
+        ev.bnb,
+        {**cand, "shipped": ev.bnb_shipped},
+        suffix=suffix,
+        override=ev.env.get("BNB_CUDA_VERSION"),
+        torch_cuda=torch_cuda,
+    )
     error: str | None = None
     text = ev.text
     if loads is None:
@@ -85,5 +98,6 @@ def judge(matrix: Matrix, ev: Evidence) -> Evidence:
             error = str(cand["dlopen_error"])
             text = "\n".join(t for t in (text, error) if t)
     path = str(cand.get("path")) if loads == cand.get("name") and cand.get("path") else None
-    return dataclasses.replace(ev, bnb_lib=None if error else loads, bnb_lib_path=None if error else path,
-                               bnb_load_error=error, text=text)
+    return dataclasses.replace(
+        ev, bnb_lib=None if error else loads, bnb_lib_path=None if error else path, bnb_load_error=error, text=text
+    )

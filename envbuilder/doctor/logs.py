@@ -59,12 +59,27 @@ def facts_from_log(text: str) -> LogFacts:
     vram = _first(text, r"([\d.]+) GiB total capacity", r"total capacity of ([\d.]+) GiB")
     cc = _first(text, r"Highest Compute Capability: \((\d+, \d+)\)", r"highest_compute_capability=\((\d+, \d+)\)")
     return LogFacts(
-        bnb=_first(text, r"bitsandbytes v(\d+\.\d+\.\d+)", r"bitsandbytes-(\d+\.\d+\.\d+)",
-                   r"(?m)^bitsandbytes\s+(\d+\.\d+\.\d+)\s*$", r"bitsandbytes==(\d+\.\d+\.\d+)"),
-        torch=_first(text, r"PyTorch: (\d+\.\d+\.\d+\S*)", r"(?m)^torch\s+(\d+\.\d+\.\d+\S*)\s*$",
-                     r"PyTorch version: (\d+\.\d+\.\d+\S*)"),
-        torch_cuda=_cuda_digits(_first(text, r"PyTorch settings found: CUDA_VERSION=(\d{3})",
-                                       r"cuda_version_string='(\d{3})'", r"\+cu(\d{3})\b")),
+        bnb=_first(
+            text,
+            r"bitsandbytes v(\d+\.\d+\.\d+)",
+            r"bitsandbytes-(\d+\.\d+\.\d+)",
+            r"(?m)^bitsandbytes\s+(\d+\.\d+\.\d+)\s*$",
+            r"bitsandbytes==(\d+\.\d+\.\d+)",
+        ),
+        torch=_first(
+            text,
+            r"PyTorch: (\d+\.\d+\.\d+\S*)",
+            r"(?m)^torch\s+(\d+\.\d+\.\d+\S*)\s*$",
+            r"PyTorch version: (\d+\.\d+\.\d+\S*)",
+        ),
+        torch_cuda=_cuda_digits(
+            _first(
+                text,
+                r"PyTorch settings found: CUDA_VERSION=(\d{3})",
+                r"cuda_version_string='(\d{3})'",
+                r"\+cu(\d{3})\b",
+            )
+        ),
         wanted_lib_cuda=_cuda_digits(_first(text, r"libbitsandbytes_cuda(\d{3})")),
         sm=_sm_to_cc(_first(text, r"capability sm_(\d+)")) or (cc.replace(", ", ".") if cc else None),
         vram_gib=float(vram) if vram else None,

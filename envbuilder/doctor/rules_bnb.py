@@ -49,13 +49,21 @@ def facts(ctx: Context) -> Facts:
     lf = facts_from_log(ctx.text)
     ev = ctx.evidence
     ccs = tuple(d.cc for d in ev.devices) if ev and ev.devices else ((lf.sm,) if lf.sm else ())
-    vram = tuple(d.vram_bytes / 2**30 for d in ev.devices) if ev and ev.devices else (
-        (lf.vram_gib,) if lf.vram_gib else ())
+    vram = (
+        tuple(d.vram_bytes / 2**30 for d in ev.devices)
+        if ev and ev.devices
+        else ((lf.vram_gib,) if lf.vram_gib else ())
+    )
     platform = ev.platform if ev and ev.system else ("windows-x86_64" if lf.windows else "linux-x86_64")
     return Facts(
-        bnb=(ev.bnb if ev and ev.bnb else lf.bnb), torch=(ev.torch if ev and ev.torch else lf.torch),
-        torch_cuda=(ev.torch_cuda if ev and ev.torch else lf.torch_cuda), ccs=ccs,
-        python=ev.python if ev else None, platform=platform, vram_gib=vram, log=lf,
+        bnb=(ev.bnb if ev and ev.bnb else lf.bnb),
+        torch=(ev.torch if ev and ev.torch else lf.torch),
+        torch_cuda=(ev.torch_cuda if ev and ev.torch else lf.torch_cuda),
+        ccs=ccs,
+        python=ev.python if ev else None,
+        platform=platform,
+        vram_gib=vram,
+        log=lf,
     )
 
 
@@ -98,8 +106,11 @@ def install_fix(ctx: Context, f: Facts) -> tuple[str, tuple[tuple[str, ...], ...
     """The exact install line (and the argv ``--fix`` runs), or a rebuild with envbuilder when none fits."""
     if ctx.evidence is None and f.torch is None and f.torch_cuda is None:
         newest = _newest(ctx.matrix, f.platform)
-        return (f"uv pip install 'bitsandbytes=={newest}'   (the newest release; it needs torch >= 2.4 — run "
-                "`envbuilder doctor --env ENV` for a pin checked against your torch build)", ())
+        return (
+            f"uv pip install 'bitsandbytes=={newest}'   (the newest release; it needs torch >= 2.4 — run "
+            "`envbuilder doctor --env ENV` for a pin checked against your torch build)",
+            (),
+        )
     rel = pick_bnb(ctx.matrix, f)
     if rel is None:
         return (f"no bitsandbytes release fits this torch build; rebuild: envbuilder create{_gpu_flag(f)}", ())
@@ -120,8 +131,9 @@ def _release(ctx: Context, f: Facts) -> BnbRelease | None:
     return ctx.matrix.bnb_release(f.bnb.split("+")[0]) if f.bnb else None
 
 
-def _finding(rule: str, severity: str, seen: str, cause: str, fix: str,
-             commands: tuple[tuple[str, ...], ...] = ()) -> Finding:
+def _finding(
+    rule: str, severity: str, seen: str, cause: str, fix: str, commands: tuple[tuple[str, ...], ...] = ()
+) -> Finding:
     return Finding(rule=rule, severity=severity, seen=seen, cause=cause, fix=fix, commands=commands)  # type: ignore[arg-type]
 
 
@@ -130,7 +142,7 @@ def _finding(rule: str, severity: str, seen: str, cause: str, fix: str,
 
 LOADER_SYMPTOM = {
     "exact-or-cpu": "it silently falls back to its CPU library ('Could not find the bitsandbytes CUDA binary', "
-                    "then 'undefined symbol' or 'compiled without GPU support' at the first GPU call)",
+    "then 'undefined symbol' or 'compiled without GPU support' at the first GPU call)",
     "exact-or-error": "it raises 'Configured CUDA binary not found' at the first native call",
     "nearest-same-major": "no library of the same CUDA major exists, so it fails with 'No compatible CUDA binary'",
 }
@@ -148,21 +160,36 @@ def rule_lib_cuda_mismatch(ctx: Context) -> Iterable[Finding]:
     fix, cmds = install_fix(ctx, f)
     if ctx.evidence and rel and f.torch_cuda and ctx.evidence.devices and bnb_library_cuda(rel, f.torch_cuda) is None:
         want = lib_name(f.torch_cuda, f.platform)
-        yield _finding("bnb-lib-cuda-mismatch", "FAIL",
-                       f"torch {f.torch} (CUDA {f.torch_cuda}) with bitsandbytes {rel.version}",
-                       f"bitsandbytes {rel.version} ships no {want} (nor a usable same-major one); "
-                       f"{LOADER_SYMPTOM.get(rel.loader, '')}", fix, cmds)
+        yield _finding(
+            "bnb-lib-cuda-mismatch",
+            "FAIL",
+            f"torch {f.torch} (CUDA {f.torch_cuda}) with bitsandbytes {rel.version}",
+            f"bitsandbytes {rel.version} ships no {want} (nor a usable same-major one); "
+            f"{LOADER_SYMPTOM.get(rel.loader, '')}",
+            fix,
+            cmds,
+        )
         return
     hit = quote(ctx.text, LIB_MISSING)
     if hit:
         era = _era_of(hit[1].group(0))
-        lib = f"libbitsandbytes_cuda{f.log.wanted_lib_cuda.replace('.', '')}" if f.log.wanted_lib_cuda else "the CUDA library"
-        yield _finding("bnb-lib-cuda-mismatch", "FAIL", hit[0],
-                       f"bitsandbytes ({era}) found no {lib} for torch's CUDA version: the release predates that "
-                       "CUDA, torch was upgraded after bitsandbytes, or BNB_CUDA_VERSION names a missing build",
-                       fix if f.torch or f.torch_cuda else
-                       f"unset BNB_CUDA_VERSION, then install a bitsandbytes that ships {lib} "
-                       f"(or rebuild: envbuilder create{_gpu_flag(f)})", cmds)
+        lib = (
+            f"libbitsandbytes_cuda{f.log.wanted_lib_cuda.replace('.', '')}"
+            if f.log.wanted_lib_cuda
+            else "the CUDA library"
+        )
+        yield _finding(
+            "bnb-lib-cuda-mismatch",
+            "FAIL",
+            hit[0],
+            f"bitsandbytes ({era}) found no {lib} for torch's CUDA version: the release predates that "
+            "CUDA, torch was upgraded after bitsandbytes, or BNB_CUDA_VERSION names a missing build",
+            fix
+            if f.torch or f.torch_cuda
+            else f"unset BNB_CUDA_VERSION, then install a bitsandbytes that ships {lib} "
+            f"(or rebuild: envbuilder create{_gpu_flag(f)})",
+            cmds,
+        )
 
 
 def _era_of(message: str) -> str:
@@ -175,28 +202,41 @@ def _era_of(message: str) -> str:
     return "0.45 or older"
 
 
-WINDOWS = re.compile(r"Could not find module '[^']*libbitsandbytes_\w+\.dll'|"
-                     r"Microsoft Visual C\+\+ 14\.0 or greater is required|libbitsandbytes_\w+\.dll")
+WINDOWS = re.compile(
+    r"Could not find module '[^']*libbitsandbytes_\w+\.dll'|"
+    r"Microsoft Visual C\+\+ 14\.0 or greater is required|libbitsandbytes_\w+\.dll"
+)
 
 
 def rule_windows_dll(ctx: Context) -> Iterable[Finding]:
     """Seed #2 / B10: a Windows DLL that cannot load (an unofficial fork, or no DLL for torch's CUDA)."""
     ev = ctx.evidence
     if ev and "bitsandbytes-windows" in ev.packages:
-        yield _finding("windows-dll", "FAIL", f"bitsandbytes-windows {ev.packages['bitsandbytes-windows']} installed",
-                       "an unofficial Windows fork shadows the official wheel (official win_amd64 wheels exist "
-                       "since 0.43.0 and ship prebuilt kernels: no MSVC needed)",
-                       "uv pip uninstall bitsandbytes-windows, then: " + install_fix(ctx, facts(ctx))[0])
+        yield _finding(
+            "windows-dll",
+            "FAIL",
+            f"bitsandbytes-windows {ev.packages['bitsandbytes-windows']} installed",
+            "an unofficial Windows fork shadows the official wheel (official win_amd64 wheels exist "
+            "since 0.43.0 and ship prebuilt kernels: no MSVC needed)",
+            "uv pip uninstall bitsandbytes-windows, then: " + install_fix(ctx, facts(ctx))[0],
+        )
         return
-    hit = quote(ctx.text, r"Could not find module '[^']*libbitsandbytes_\w+\.dll'|"
-                          r"Microsoft Visual C\+\+ 14\.0 or greater is required")
+    hit = quote(
+        ctx.text,
+        r"Could not find module '[^']*libbitsandbytes_\w+\.dll'|"
+        r"Microsoft Visual C\+\+ 14\.0 or greater is required",
+    )
     if hit:
-        yield _finding("windows-dll", "FAIL", hit[0],
-                       "Windows could not load bitsandbytes' DLL: before 0.43 there was no official Windows build "
-                       "(forks needed MSVC); since then the DLL for torch's CUDA may be absent, so the CPU DLL "
-                       "is tried (and fails without its dependencies)",
-                       "pip uninstall bitsandbytes-windows; install bitsandbytes>=0.43 with a CUDA build of torch "
-                       "whose CUDA it ships — or use WSL2: envbuilder create --os wsl2" + _gpu_flag(facts(ctx)))
+        yield _finding(
+            "windows-dll",
+            "FAIL",
+            hit[0],
+            "Windows could not load bitsandbytes' DLL: before 0.43 there was no official Windows build "
+            "(forks needed MSVC); since then the DLL for torch's CUDA may be absent, so the CPU DLL "
+            "is tried (and fails without its dependencies)",
+            "pip uninstall bitsandbytes-windows; install bitsandbytes>=0.43 with a CUDA build of torch "
+            "whose CUDA it ships — or use WSL2: envbuilder create --os wsl2" + _gpu_flag(facts(ctx)),
+        )
 
 
 KERNEL = re.compile(r"no kernel image is available for execution on the device")
@@ -214,19 +254,33 @@ def rule_no_kernel_image(ctx: Context) -> Iterable[Finding]:
             row = bnb_sass_row(ctx.matrix, rel, lib, f.platform)
             has = ", ".join("sm_" + s.replace(".", "") for s in row.sass) if row else "?"
             fix, cmds = install_fix(ctx, f)
-            yield _finding("bnb-no-kernel", "FAIL", f"GPU sm_{f.ccs[0].replace('.', '')} with {lib_name(lib, f.platform)}",
-                           f"bitsandbytes {rel.version}'s CUDA {lib} library has SASS only for {has}", fix, cmds)
+            yield _finding(
+                "bnb-no-kernel",
+                "FAIL",
+                f"GPU sm_{f.ccs[0].replace('.', '')} with {lib_name(lib, f.platform)}",
+                f"bitsandbytes {rel.version}'s CUDA {lib} library has SASS only for {has}",
+                fix,
+                cmds,
+            )
             return
     hit = quote(ctx.text, KERNEL)
     if hit and not quote(ctx.text, TORCH_ARCH):
         bnb_side = "ops.cu" in hit[0] or "bitsandbytes" in ctx.text
         fix, cmds = install_fix(ctx, f)
-        yield _finding("bnb-no-kernel" if bnb_side else "no-kernel", "FAIL", hit[0],
-                       ("the bitsandbytes library loaded has no SASS for this GPU: Maxwell on >=0.48, Pascal on "
-                        "cu128/cu129 libraries, Volta on cu13x, Blackwell on libraries built with CUDA <= 12.6")
-                       if bnb_side else "a compiled kernel has no code for this GPU's architecture",
-                       f"pick a torch CUDA variant whose bitsandbytes library covers the GPU: envbuilder create"
-                       f"{_gpu_flag(f)}" + (f"; or {fix}" if cmds else ""), cmds)
+        yield _finding(
+            "bnb-no-kernel" if bnb_side else "no-kernel",
+            "FAIL",
+            hit[0],
+            (
+                "the bitsandbytes library loaded has no SASS for this GPU: Maxwell on >=0.48, Pascal on "
+                "cu128/cu129 libraries, Volta on cu13x, Blackwell on libraries built with CUDA <= 12.6"
+            )
+            if bnb_side
+            else "a compiled kernel has no code for this GPU's architecture",
+            f"pick a torch CUDA variant whose bitsandbytes library covers the GPU: envbuilder create"
+            f"{_gpu_flag(f)}" + (f"; or {fix}" if cmds else ""),
+            cmds,
+        )
 
 
 def rule_torch_arch(ctx: Context) -> Iterable[Finding]:
@@ -239,11 +293,15 @@ def rule_torch_arch(ctx: Context) -> Iterable[Finding]:
     f = facts(ctx)
     seen = hit[0] if hit else bad.detail if bad else ""
     supports = quote(ctx.text, r"supports CUDA capabilities ((?:sm_\d+ ?)+)")
-    yield _finding("torch-arch", "FAIL", seen,
-                   f"torch {f.torch or ''} carries no SASS for this GPU"
-                   + (f" (it has {supports[1].group(1).strip()})" if supports else "")
-                   + ": the torch CUDA variant predates the architecture or dropped it",
-                   f"rebuild with a torch build that carries the GPU's SASS: envbuilder create{_gpu_flag(f)}")
+    yield _finding(
+        "torch-arch",
+        "FAIL",
+        seen,
+        f"torch {f.torch or ''} carries no SASS for this GPU"
+        + (f" (it has {supports[1].group(1).strip()})" if supports else "")
+        + ": the torch CUDA variant predates the architecture or dropped it",
+        f"rebuild with a torch build that carries the GPU's SASS: envbuilder create{_gpu_flag(f)}",
+    )
 
 
 OOM = re.compile(r"OutOfMemoryError|CUDA out of memory")
@@ -261,11 +319,15 @@ def rule_oom_loading(ctx: Context) -> Iterable[Finding]:
         note = f" (the card has {f.vram_gib[0]:.1f} GiB; this leaves ~15% for conversion buffers)"
     else:
         mm, note = "max_memory={0: '<85% of the card>GiB'}", " (VRAM unknown: give 85% of the card)"
-    yield _finding("oom-4bit-load", "FAIL", hit[0],
-                   "the GPU ran out of memory; while loading with load_in_4bit, weights pass through 16-bit "
-                   "buffers before they are quantized, so a model that fits in 4-bit can still overflow",
-                   f"from_pretrained(..., device_map='auto', {mm}){note}; or save a pre-quantized 4-bit "
-                   "checkpoint once and load that")
+    yield _finding(
+        "oom-4bit-load",
+        "FAIL",
+        hit[0],
+        "the GPU ran out of memory; while loading with load_in_4bit, weights pass through 16-bit "
+        "buffers before they are quantized, so a model that fits in 4-bit can still overflow",
+        f"from_pretrained(..., device_map='auto', {mm}){note}; or save a pre-quantized 4-bit "
+        "checkpoint once and load that",
+    )
 
 
 def rule_mixed_quant_libs(ctx: Context) -> Iterable[Finding]:
@@ -278,20 +340,30 @@ def rule_mixed_quant_libs(ctx: Context) -> Iterable[Finding]:
         if "bitsandbytes" in ev.packages and clash:
             which = "awq" if any("awq" in c or c == "llmcompressor" for c in clash) else "gptq"
             cmds = (("uv", "pip", "uninstall", "--python", ctx.python, *clash),) if ctx.python else ()
-            yield _finding("mixed-quant-libs", "FAIL",
-                           "installed: bitsandbytes " + ev.packages["bitsandbytes"] + ", "
-                           + ", ".join(f"{c} {ev.packages[c]}" for c in clash),
-                           "GPTQ/AWQ libraries pin torch/numpy/transformers and ship kernels built for one torch "
-                           "(ABI-locked); beside bitsandbytes they break each other's requirements",
-                           f"give them their own environment: envbuilder create --profile {which} --name {which}; "
-                           f"then remove them here: uv pip uninstall {' '.join(clash)}", cmds)
+            yield _finding(
+                "mixed-quant-libs",
+                "FAIL",
+                "installed: bitsandbytes "
+                + ev.packages["bitsandbytes"]
+                + ", "
+                + ", ".join(f"{c} {ev.packages[c]}" for c in clash),
+                "GPTQ/AWQ libraries pin torch/numpy/transformers and ship kernels built for one torch "
+                "(ABI-locked); beside bitsandbytes they break each other's requirements",
+                f"give them their own environment: envbuilder create --profile {which} --name {which}; "
+                f"then remove them here: uv pip uninstall {' '.join(clash)}",
+                cmds,
+            )
         return
     libs = [quote(ctx.text, rf"(?im)^{re.escape(n)}\s+\d") for n in QUANT_LIBS]
     found = [h for h in libs if h]
     if found and quote(ctx.text, r"(?im)^bitsandbytes\s+\d"):
-        yield _finding("mixed-quant-libs", "FAIL", found[0][0],
-                       "bitsandbytes and a GPTQ/AWQ library are installed in one environment",
-                       "give each its own environment: envbuilder create --profile gptq (or awq)")
+        yield _finding(
+            "mixed-quant-libs",
+            "FAIL",
+            found[0][0],
+            "bitsandbytes and a GPTQ/AWQ library are installed in one environment",
+            "give each its own environment: envbuilder create --profile gptq (or awq)",
+        )
 
 
 # --------------------------------------------------------------------------- research section B
@@ -306,9 +378,15 @@ def rule_transformers_min_bnb(ctx: Context) -> Iterable[Finding]:
     if (tf and bnb and tf.major >= 5 and bnb < Version("0.46.1")) or hit:
         fix, cmds = install_fix(ctx, f)
         seen = hit[0] if hit else f"transformers {tf} with bitsandbytes {bnb}"
-        yield _finding("transformers-min-bnb", "FAIL", seen,
-                       "transformers 5.x requires bitsandbytes >= 0.46.1 (BITSANDBYTES_MIN_VERSION) and reports an "
-                       "older one as if it were not installed", fix, cmds)
+        yield _finding(
+            "transformers-min-bnb",
+            "FAIL",
+            seen,
+            "transformers 5.x requires bitsandbytes >= 0.46.1 (BITSANDBYTES_MIN_VERSION) and reports an "
+            "older one as if it were not installed",
+            fix,
+            cmds,
+        )
 
 
 def rule_bnb_cuda_version_var(ctx: Context) -> Iterable[Finding]:
@@ -324,28 +402,55 @@ def rule_bnb_cuda_version_var(ctx: Context) -> Iterable[Finding]:
         lib = lib_name(None, f.platform).replace("cpu", f"cuda{value}")
         on_gpu = "FAIL" if ev.devices else "WARN"  # bitsandbytes reads it only when torch sees a GPU
         if not value.isdigit() and bnb and refuses_non_digits(_release(ctx, f), f.bnb):
-            yield _finding("bnb-cuda-version-var", on_gpu, f"BNB_CUDA_VERSION={value!r} in the environment",
-                           f"bitsandbytes {bnb} accepts digits only and raises 'value must be digits only' on a GPU"
-                           + (" (older releases advised exporting it empty)" if value == "" else ""), fix)
+            yield _finding(
+                "bnb-cuda-version-var",
+                on_gpu,
+                f"BNB_CUDA_VERSION={value!r} in the environment",
+                f"bitsandbytes {bnb} accepts digits only and raises 'value must be digits only' on a GPU"
+                + (" (older releases advised exporting it empty)" if value == "" else ""),
+                fix,
+            )
         elif value and not value.isdigit():
-            yield _finding("bnb-cuda-version-var", on_gpu, f"BNB_CUDA_VERSION={value!r} in the environment",
-                           f"bitsandbytes {bnb or ''} pastes it into the library's name: {lib}, which no release "
-                           "ships", fix)
+            yield _finding(
+                "bnb-cuda-version-var",
+                on_gpu,
+                f"BNB_CUDA_VERSION={value!r} in the environment",
+                f"bitsandbytes {bnb or ''} pastes it into the library's name: {lib}, which no release ships",
+                fix,
+            )
         elif value and ev.bnb_shipped and lib not in ev.bnb_shipped:
-            yield _finding("bnb-cuda-version-var", on_gpu, f"BNB_CUDA_VERSION={value} in the environment",
-                           f"it forces {lib}, which bitsandbytes {bnb or ''} does not ship "
-                           f"(it has {', '.join(shipped_cuda(ev.bnb_shipped)) or 'no CUDA library'})", fix)
+            yield _finding(
+                "bnb-cuda-version-var",
+                on_gpu,
+                f"BNB_CUDA_VERSION={value} in the environment",
+                f"it forces {lib}, which bitsandbytes {bnb or ''} does not ship "
+                f"(it has {', '.join(shipped_cuda(ev.bnb_shipped)) or 'no CUDA library'})",
+                fix,
+            )
         elif value and f.torch_cuda and value != f.torch_cuda.replace(".", ""):
-            yield _finding("bnb-cuda-version-var", "WARN", f"BNB_CUDA_VERSION={value} in the environment",
-                           f"it forces libbitsandbytes_cuda{value} while torch is built for CUDA {f.torch_cuda}; that "
-                           "library needs its own CUDA runtime libraries, which torch's wheels do not bring", fix)
+            yield _finding(
+                "bnb-cuda-version-var",
+                "WARN",
+                f"BNB_CUDA_VERSION={value} in the environment",
+                f"it forces libbitsandbytes_cuda{value} while torch is built for CUDA {f.torch_cuda}; that "
+                "library needs its own CUDA runtime libraries, which torch's wheels do not bring",
+                fix,
+            )
         return
-    hit = quote(ctx.text, r"BNB_CUDA_VERSION='?[^=]*'?: value must be digits only|"
-                          r"BNB_CUDA_VERSION=\d*\s+environment variable detected|Manual override via BNB_CUDA_VERSION")
+    hit = quote(
+        ctx.text,
+        r"BNB_CUDA_VERSION='?[^=]*'?: value must be digits only|"
+        r"BNB_CUDA_VERSION=\d*\s+environment variable detected|Manual override via BNB_CUDA_VERSION",
+    )
     if hit:
-        yield _finding("bnb-cuda-version-var", "FAIL" if "digits only" in hit[0] else "WARN", hit[0],
-                       "BNB_CUDA_VERSION overrides bitsandbytes' choice of library (old workaround advice); "
-                       "0.50+ also refuses an empty value", fix)
+        yield _finding(
+            "bnb-cuda-version-var",
+            "FAIL" if "digits only" in hit[0] else "WARN",
+            hit[0],
+            "BNB_CUDA_VERSION overrides bitsandbytes' choice of library (old workaround advice); "
+            "0.50+ also refuses an empty value",
+            fix,
+        )
 
 
 def rule_cpu_lib_undefined_symbol(ctx: Context) -> Iterable[Finding]:
@@ -353,19 +458,29 @@ def rule_cpu_lib_undefined_symbol(ctx: Context) -> Iterable[Finding]:
     hit = quote(ctx.text, r"libbitsandbytes_cpu\.\w+: undefined symbol: (\w+)|function '(c\w+)' not found")
     if hit:
         fix, cmds = install_fix(ctx, facts(ctx))
-        yield _finding("cpu-lib-undefined-symbol", "FAIL", hit[0],
-                       "bitsandbytes loaded its CPU library because CUDA setup failed, then a GPU-only function was "
-                       "called (copying a CUDA .so over the CPU one is not a fix)", fix, cmds)
+        yield _finding(
+            "cpu-lib-undefined-symbol",
+            "FAIL",
+            hit[0],
+            "bitsandbytes loaded its CPU library because CUDA setup failed, then a GPU-only function was "
+            "called (copying a CUDA .so over the CPU one is not a fix)",
+            fix,
+            cmds,
+        )
 
 
 def rule_cpu_only_method(ctx: Context) -> Iterable[Finding]:
     """B5: a CUDA-only native op called with the CPU library loaded (0.46+)."""
     hit = quote(ctx.text, r"not available in CPU-only version of bitsandbytes")
     if hit:
-        yield _finding("cpu-only-method", "FAIL", hit[0],
-                       "the CPU library is loaded (CPU-only torch, no GPU visible, or CUDA_VISIBLE_DEVICES empty) and "
-                       "a CUDA-only operation was called",
-                       "install a CUDA build of torch and expose the GPU: envbuilder create" + _gpu_flag(facts(ctx)))
+        yield _finding(
+            "cpu-only-method",
+            "FAIL",
+            hit[0],
+            "the CPU library is loaded (CPU-only torch, no GPU visible, or CUDA_VISIBLE_DEVICES empty) and "
+            "a CUDA-only operation was called",
+            "install a CUDA build of torch and expose the GPU: envbuilder create" + _gpu_flag(facts(ctx)),
+        )
 
 
 def rule_named_symbol(ctx: Context) -> Iterable[Finding]:
@@ -373,39 +488,60 @@ def rule_named_symbol(ctx: Context) -> Iterable[Finding]:
     hit = quote(ctx.text, r"Error named symbol not found at line \d+ in file")
     if hit:
         jetson = facts(ctx).log.aarch64
-        yield _finding("named-symbol", "FAIL", hit[0],
-                       "the library's kernels do not match the device: on Jetson (L4T/JetPack) the aarch64 PyPI "
-                       "wheels are sbsa builds and cannot work" if jetson else
-                       "the library's kernels do not match this GPU/CUDA (an old or self-compiled library)",
-                       "build bitsandbytes on the device (cmake -DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY=87 for "
-                       "Orin) or use the Jetson AI Lab index; envbuilder does not support Jetson" if jetson else
-                       "install an official wheel that ships torch's CUDA: envbuilder create" + _gpu_flag(facts(ctx)))
+        yield _finding(
+            "named-symbol",
+            "FAIL",
+            hit[0],
+            "the library's kernels do not match the device: on Jetson (L4T/JetPack) the aarch64 PyPI "
+            "wheels are sbsa builds and cannot work"
+            if jetson
+            else "the library's kernels do not match this GPU/CUDA (an old or self-compiled library)",
+            "build bitsandbytes on the device (cmake -DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY=87 for "
+            "Orin) or use the Jetson AI Lab index; envbuilder does not support Jetson"
+            if jetson
+            else "install an official wheel that ships torch's CUDA: envbuilder create" + _gpu_flag(facts(ctx)),
+        )
 
 
 def rule_missing_cuda_libs(ctx: Context) -> Iterable[Finding]:
     """B8: the bitsandbytes CUDA library's runtime dependencies (cudart/cublas/cusparse) are absent."""
-    hit = quote(ctx.text, r"(libcusparse|libcudart|libcublasLt|libcublas)\.so\.(\d+): cannot open shared object file|"
-                          r"Missing dependency: (lib\w+)")
+    hit = quote(
+        ctx.text,
+        r"(libcusparse|libcudart|libcublasLt|libcublas)\.so\.(\d+): cannot open shared object file|"
+        r"Missing dependency: (lib\w+)",
+    )
     if hit:
         major = hit[1].group(2)
-        yield _finding("missing-cuda-libs", "FAIL", hit[0],
-                       f"bitsandbytes loaded a library for CUDA {major or '?'}.x whose runtime libraries are not on "
-                       "the loader path: BNB_CUDA_VERSION pointing at another CUDA major, or a torch build that "
-                       "does not bring them (bitsandbytes >= 0.50 no longer needs cusparse)",
-                       "unset BNB_CUDA_VERSION so bitsandbytes loads the library matching torch.version.cuda; "
-                       "or: " + install_fix(ctx, facts(ctx))[0])
+        yield _finding(
+            "missing-cuda-libs",
+            "FAIL",
+            hit[0],
+            f"bitsandbytes loaded a library for CUDA {major or '?'}.x whose runtime libraries are not on "
+            "the loader path: BNB_CUDA_VERSION pointing at another CUDA major, or a torch build that "
+            "does not bring them (bitsandbytes >= 0.50 no longer needs cusparse)",
+            "unset BNB_CUDA_VERSION so bitsandbytes loads the library matching torch.version.cuda; "
+            "or: " + install_fix(ctx, facts(ctx))[0],
+        )
 
 
 def rule_old_libcudart_scan(ctx: Context) -> Iterable[Finding]:
     """B9: the pre-0.43 loader scanned LD_LIBRARY_PATH/conda for libcudart and could pick the wrong CUDA."""
-    hit = quote(ctx.text, r"libcudart\.so not found in any environmental path|did not contain \['libcudart\.so'|"
-                          r"Found duplicate \['libcudart\.so'")
+    hit = quote(
+        ctx.text,
+        r"libcudart\.so not found in any environmental path|did not contain \['libcudart\.so'|"
+        r"Found duplicate \['libcudart\.so'",
+    )
     if hit:
         fix, cmds = install_fix(ctx, facts(ctx))
-        yield _finding("old-cudart-scan", "WARN", hit[0],
-                       "bitsandbytes <= 0.42 guessed the CUDA version from whatever libcudart it found on "
-                       "LD_LIBRARY_PATH / CONDA_PREFIX (0.43.1+ uses torch.version.cuda only)",
-                       "upgrade: " + fix + "; remove stale CUDA directories from LD_LIBRARY_PATH", cmds)
+        yield _finding(
+            "old-cudart-scan",
+            "WARN",
+            hit[0],
+            "bitsandbytes <= 0.42 guessed the CUDA version from whatever libcudart it found on "
+            "LD_LIBRARY_PATH / CONDA_PREFIX (0.43.1+ uses torch.version.cuda only)",
+            "upgrade: " + fix + "; remove stale CUDA directories from LD_LIBRARY_PATH",
+            cmds,
+        )
 
 
 def rule_glibc(ctx: Context) -> Iterable[Finding]:
@@ -418,17 +554,28 @@ def rule_glibc(ctx: Context) -> Iterable[Finding]:
         glibc = _v(ev.libc.split("-", 1)[-1]) if ev.libc.startswith("glibc") else None
         if glibc and glibc < Version("2.34") and f.torch_cuda in ("12.6", "12.8"):
             fix, cmds = install_fix(ctx, f)
-            yield _finding("glibc-too-old", "FAIL", f"{ev.libc} with bitsandbytes {bnb} (CUDA {f.torch_cuda})",
-                           "bitsandbytes 0.45.x CUDA 12.6/12.8 libraries need glibc >= 2.34 despite their "
-                           "manylinux_2_24 tag", fix, cmds)
+            yield _finding(
+                "glibc-too-old",
+                "FAIL",
+                f"{ev.libc} with bitsandbytes {bnb} (CUDA {f.torch_cuda})",
+                "bitsandbytes 0.45.x CUDA 12.6/12.8 libraries need glibc >= 2.34 despite their manylinux_2_24 tag",
+                fix,
+                cmds,
+            )
         return
     if hit:
         fix, cmds = install_fix(ctx, f)
         what = hit[1].group(1)
-        yield _finding("glibc-too-old", "FAIL", hit[0],
-                       f"the bitsandbytes library was built against a newer {'libstdc++' if 'CXX' in what else 'glibc'} "
-                       f"than this system has ({what}): 0.45.x CUDA 12.6/12.8 libraries need glibc 2.34, 0.45.3's CPU "
-                       "library GLIBCXX_3.4.32; 0.46.0+ are built for manylinux 2.24", fix, cmds)
+        yield _finding(
+            "glibc-too-old",
+            "FAIL",
+            hit[0],
+            f"the bitsandbytes library was built against a newer {'libstdc++' if 'CXX' in what else 'glibc'} "
+            f"than this system has ({what}): 0.45.x CUDA 12.6/12.8 libraries need glibc 2.34, 0.45.3's CPU "
+            "library GLIBCXX_3.4.32; 0.46.0+ are built for manylinux 2.24",
+            fix,
+            cmds,
+        )
 
 
 def rule_triton_ops(ctx: Context) -> Iterable[Finding]:
@@ -440,9 +587,14 @@ def rule_triton_ops(ctx: Context) -> Iterable[Finding]:
     bnb = _v(f.bnb)
     if hit or (triton and bnb and triton >= Version("3.2") and bnb <= Version("0.45.0")):
         fix, cmds = install_fix(ctx, f)
-        yield _finding("triton-ops", "FAIL", hit[0] if hit else f"bitsandbytes {bnb} with triton {triton}",
-                       "bitsandbytes <= 0.45.0 imports triton.ops.matmul_perf_model, which triton 3.2 removed",
-                       fix, cmds)
+        yield _finding(
+            "triton-ops",
+            "FAIL",
+            hit[0] if hit else f"bitsandbytes {bnb} with triton {triton}",
+            "bitsandbytes <= 0.45.0 imports triton.ops.matmul_perf_model, which triton 3.2 removed",
+            fix,
+            cmds,
+        )
 
 
 def rule_nf4_on_cpu(ctx: Context) -> Iterable[Finding]:
@@ -453,11 +605,15 @@ def rule_nf4_on_cpu(ctx: Context) -> Iterable[Finding]:
     rel = _release(ctx, f)
     if hit or (ev and not ev.devices and rel and rel.cpu == "nf4-only"):
         fix, cmds = install_fix(ctx, f)
-        yield _finding("nf4-only-on-cpu", "FAIL" if hit else "WARN",
-                       hit[0] if hit else f"bitsandbytes {f.bnb} without a GPU",
-                       "bitsandbytes 0.46.x's CPU backend implements 4-bit for nf4 only, and BitsAndBytesConfig's "
-                       "default bnb_4bit_quant_type is fp4 (0.47.0 added fp4 on CPU)",
-                       f"{fix}; or pass bnb_4bit_quant_type='nf4'", cmds)
+        yield _finding(
+            "nf4-only-on-cpu",
+            "FAIL" if hit else "WARN",
+            hit[0] if hit else f"bitsandbytes {f.bnb} without a GPU",
+            "bitsandbytes 0.46.x's CPU backend implements 4-bit for nf4 only, and BitsAndBytesConfig's "
+            "default bnb_4bit_quant_type is fp4 (0.47.0 added fp4 on CPU)",
+            f"{fix}; or pass bnb_4bit_quant_type='nf4'",
+            cmds,
+        )
 
 
 def rule_no_cpu_4bit(ctx: Context) -> Iterable[Finding]:
@@ -468,9 +624,14 @@ def rule_no_cpu_4bit(ctx: Context) -> Iterable[Finding]:
     rel = _release(ctx, f)
     if hit or (ev and not ev.devices and rel and rel.cpu == "none" and not rel.avoid):
         fix, cmds = install_fix(ctx, f)
-        yield _finding("no-cpu-4bit", "FAIL", hit[0] if hit else f"bitsandbytes {f.bnb} without a GPU",
-                       "bitsandbytes < 0.46 has no CPU backend for 4-bit (and 8-bit matmul); it needs a CUDA GPU",
-                       fix, cmds)
+        yield _finding(
+            "no-cpu-4bit",
+            "FAIL",
+            hit[0] if hit else f"bitsandbytes {f.bnb} without a GPU",
+            "bitsandbytes < 0.46 has no CPU backend for 4-bit (and 8-bit matmul); it needs a CUDA GPU",
+            fix,
+            cmds,
+        )
 
 
 def rule_abi_undefined_symbol(ctx: Context) -> Iterable[Finding]:
@@ -479,17 +640,25 @@ def rule_abi_undefined_symbol(ctx: Context) -> Iterable[Finding]:
     ev = ctx.evidence
     if hit:
         ext = hit[1].group(1).split("/")[-1]
-        yield _finding("torch-abi", "FAIL", hit[0],
-                       f"{ext} was compiled against a different torch release; every torch minor changes the C++ ABI",
-                       "use the torch that wheel was built for in its own environment (auto-gptq 0.7.1: torch 2.2.1; "
-                       "autoawq 0.2.6: torch 2.3.1), or move to gptqmodel: envbuilder create --profile gptq")
+        yield _finding(
+            "torch-abi",
+            "FAIL",
+            hit[0],
+            f"{ext} was compiled against a different torch release; every torch minor changes the C++ ABI",
+            "use the torch that wheel was built for in its own environment (auto-gptq 0.7.1: torch 2.2.1; "
+            "autoawq 0.2.6: torch 2.3.1), or move to gptqmodel: envbuilder create --profile gptq",
+        )
     elif ev and (ag := _v(ev.packages.get("auto-gptq") or ev.packages.get("auto_gptq"))) and _v(ev.torch):
         torch_v = _v(ev.torch)
         if torch_v and (torch_v.major, torch_v.minor) != (2, 2):
-            yield _finding("torch-abi", "WARN", f"auto-gptq {ag} with torch {ev.torch}",
-                           "auto-gptq 0.7.x binary wheels were built against torch 2.2.x; with another torch its "
-                           "kernels fail with 'undefined symbol: _ZN3c10...'",
-                           "envbuilder create --profile gptq (gptqmodel, which compiles its kernels for your torch)")
+            yield _finding(
+                "torch-abi",
+                "WARN",
+                f"auto-gptq {ag} with torch {ev.torch}",
+                "auto-gptq 0.7.x binary wheels were built against torch 2.2.x; with another torch its "
+                "kernels fail with 'undefined symbol: _ZN3c10...'",
+                "envbuilder create --profile gptq (gptqmodel, which compiles its kernels for your torch)",
+            )
 
 
 def rule_avoid_release(ctx: Context) -> Iterable[Finding]:
@@ -499,13 +668,25 @@ def rule_avoid_release(ctx: Context) -> Iterable[Finding]:
     hit = quote(ctx.text, r"libbitsandbytes_cpu\.so: cannot open shared object file")
     if rel and rel.avoid:
         fix, cmds = install_fix(ctx, f)
-        yield _finding("bad-release", "FAIL", hit[0] if hit else f"bitsandbytes {rel.version}",
-                       f"bitsandbytes {rel.version}: {rel.avoid}", fix, cmds)
+        yield _finding(
+            "bad-release",
+            "FAIL",
+            hit[0] if hit else f"bitsandbytes {rel.version}",
+            f"bitsandbytes {rel.version}: {rel.avoid}",
+            fix,
+            cmds,
+        )
     elif hit:
         fix, cmds = install_fix(ctx, f)
-        yield _finding("bad-release", "FAIL", hit[0],
-                       "the CPU library is missing from the installed bitsandbytes (0.45.4's Linux wheel shipped "
-                       "without it; or a source checkout was never compiled)", fix, cmds)
+        yield _finding(
+            "bad-release",
+            "FAIL",
+            hit[0],
+            "the CPU library is missing from the installed bitsandbytes (0.45.4's Linux wheel shipped "
+            "without it; or a source checkout was never compiled)",
+            fix,
+            cmds,
+        )
 
 
 def rule_lib_load_failed(ctx: Context) -> Iterable[Finding]:
@@ -518,27 +699,45 @@ def rule_lib_load_failed(ctx: Context) -> Iterable[Finding]:
     if hit or bad:
         fix, cmds = install_fix(ctx, facts(ctx))
         if ev and "BNB_CUDA_VERSION" in ev.env:  # the override chose the library: reinstalling would not help
-            fix, cmds = ("unset BNB_CUDA_VERSION so bitsandbytes loads the library for torch.version.cuda, "
-                         "then rerun `envbuilder doctor`"), ()
-        yield _finding("bnb-load-failed", "FAIL", hit[0] if hit else bad or "",
-                       "bitsandbytes could not load a native library; the more specific findings (if any) say why",
-                       fix, cmds if not hit else ())
+            fix, cmds = (
+                (
+                    "unset BNB_CUDA_VERSION so bitsandbytes loads the library for torch.version.cuda, "
+                    "then rerun `envbuilder doctor`"
+                ),
+                (),
+            )
+        yield _finding(
+            "bnb-load-failed",
+            "FAIL",
+            hit[0] if hit else bad or "",
+            "bitsandbytes could not load a native library; the more specific findings (if any) say why",
+            fix,
+            cmds if not hit else (),
+        )
 
 
 def rule_harmless(ctx: Context) -> Iterable[Finding]:
     """Noise that looks like failure: B17's Hub-kernel warning; 0.45.x's CUDA sanity check on a CPU build."""
     hit = quote(ctx.text, r"Failed to load CPU gemm_4bit_forward from kernels-community")
     if hit:
-        yield _finding("kernels-hub-warning", "INFO", hit[0],
-                       "bitsandbytes >= 0.49 tries an optional Hub kernel on AVX512-BF16 CPUs; without the "
-                       "`kernels` package it logs this and uses its own CPU kernels",
-                       "nothing to fix (harmless); offline, keep `kernels` uninstalled or set HF_HUB_OFFLINE=1")
+        yield _finding(
+            "kernels-hub-warning",
+            "INFO",
+            hit[0],
+            "bitsandbytes >= 0.49 tries an optional Hub kernel on AVX512-BF16 CPUs; without the "
+            "`kernels` package it logs this and uses its own CPU kernels",
+            "nothing to fix (harmless); offline, keep `kernels` uninstalled or set HF_HUB_OFFLINE=1",
+        )
     diag = quote(ctx.text, r"Torch not compiled with CUDA enabled")
     if diag and quote(ctx.text, r"CUDA specs: None"):
-        yield _finding("bnb-diagnostics-on-cpu", "INFO", diag[0],
-                       "`python -m bitsandbytes` 0.45.x ends its report by calling .cuda(), so it exits 1 on a CPU "
-                       "build of torch; 0.50.x exits 0 ('CPU library loaded successfully'). Not by itself a fault",
-                       "nothing to fix for the CPU profile (bitsandbytes >= 0.47 for 4-bit on CPU)")
+        yield _finding(
+            "bnb-diagnostics-on-cpu",
+            "INFO",
+            diag[0],
+            "`python -m bitsandbytes` 0.45.x ends its report by calling .cuda(), so it exits 1 on a CPU "
+            "build of torch; 0.50.x exits 0 ('CPU library loaded successfully'). Not by itself a fault",
+            "nothing to fix for the CPU profile (bitsandbytes >= 0.47 for 4-bit on CPU)",
+        )
 
 
 RULES: tuple[Rule, ...] = (

@@ -42,9 +42,7 @@ MSVC_MISSING = re.compile(
     r"(?:vcruntime140(?:_1)?|msvcp140)\.dll (?:was not found|is missing|not found)",
     re.IGNORECASE,
 )
-DLL_LOAD = re.compile(
-    r"\[WinError 126\]|DLL load failed|Error loading \"[^\"]+\.dll\" or one of its dependencies"
-)
+DLL_LOAD = re.compile(r"\[WinError 126\]|DLL load failed|Error loading \"[^\"]+\.dll\" or one of its dependencies")
 # A Linux shared library under a Windows path: the pre-0.43 py3-none-any wheel on Windows.
 LINUX_SO_ON_WINDOWS = re.compile(r"[A-Za-z]:\\[^\n]*libbitsandbytes_\w+\.so\b")
 WINDOWS_PATH_BUG = re.compile(r"argument of type 'WindowsPath' is not iterable")
@@ -53,8 +51,9 @@ FIRST_WINDOWS_MINOR = 43
 OLD_ANY_WHEEL = re.compile(r"bitsandbytes-0\.(\d+)\.\d+-py3-none-any\.whl")
 
 
-def _finding(rule: str, severity: str, seen: str, cause: str, fix: str,
-             commands: tuple[tuple[str, ...], ...] = ()) -> Finding:
+def _finding(
+    rule: str, severity: str, seen: str, cause: str, fix: str, commands: tuple[tuple[str, ...], ...] = ()
+) -> Finding:
     return Finding(rule=rule, severity=severity, seen=seen, cause=cause, fix=fix, commands=commands)  # type: ignore[arg-type]
 
 
@@ -90,7 +89,9 @@ def rule_wsl_libcuda(ctx: Context) -> Iterable[Finding]:
     )
     if in_wsl(ctx):
         yield _finding(
-            "wsl-libcuda", "FAIL", hit[0],
+            "wsl-libcuda",
+            "FAIL",
+            hit[0],
             f"inside WSL2 libcuda.so is the Windows driver's stub in {WSL_LIB}; this process's loader does not look "
             "there (older bitsandbytes and some cuDNN builds open libcuda.so by name), or the Windows driver's "
             "WSL libraries are missing",
@@ -98,7 +99,9 @@ def rule_wsl_libcuda(ctx: Context) -> Iterable[Finding]:
         )
         return
     yield _finding(
-        "wsl-libcuda", "WARN", hit[0],
+        "wsl-libcuda",
+        "WARN",
+        hit[0],
         "libcuda.so, the NVIDIA driver's library, cannot be loaded: on Linux the driver is missing or not loaded; "
         f"on WSL2 it lives in {WSL_LIB} and the loader is not looking there",
         f"on Linux: install the NVIDIA driver (`nvidia-smi` must work). On WSL2: {fix}",
@@ -112,7 +115,9 @@ def rule_wsl_nvidia_smi(ctx: Context) -> Iterable[Finding]:
         return
     if in_wsl(ctx):
         yield _finding(
-            "wsl-nvidia-smi-path", "WARN", hit[0],
+            "wsl-nvidia-smi-path",
+            "WARN",
+            hit[0],
             f"inside WSL2 nvidia-smi is {WSL_LIB}/nvidia-smi (mounted from the Windows driver); login shells over "
             "SSH, other shells and `sudo` (its secure_path) may not have that directory on PATH. CUDA itself does "
             "not need nvidia-smi",
@@ -121,7 +126,9 @@ def rule_wsl_nvidia_smi(ctx: Context) -> Iterable[Finding]:
         )
         return
     yield _finding(
-        "wsl-nvidia-smi-path", "WARN", hit[0],
+        "wsl-nvidia-smi-path",
+        "WARN",
+        hit[0],
         "nvidia-smi is not on PATH: on Linux the NVIDIA driver (which ships it) is not installed; on WSL2 it is "
         f"{WSL_LIB}/nvidia-smi",
         f"on Linux: install the NVIDIA driver. On WSL2: run {WSL_LIB}/nvidia-smi or add {WSL_LIB} to PATH",
@@ -136,7 +143,9 @@ def rule_msvc_runtime(ctx: Context) -> Iterable[Finding]:
     hit = quote(ctx.text, MSVC_MISSING)
     if hit:
         yield _finding(
-            "windows-msvc-runtime", "FAIL", hit[0],
+            "windows-msvc-runtime",
+            "FAIL",
+            hit[0],
             "the Microsoft Visual C++ 2015-2022 runtime (vcruntime140.dll, msvcp140.dll) is not installed, so "
             "torch's DLLs (and then bitsandbytes') fail to load",
             VC_REDIST_FIX,
@@ -154,7 +163,9 @@ def rule_windows_dll_load(ctx: Context) -> Iterable[Finding]:
     torch_dll = re.search(r"torch\\lib\\(\w+\.dll)", line)
     what = f"torch's {torch_dll.group(1)}" if torch_dll else "a DLL"
     yield _finding(
-        "windows-dll-load", "FAIL", line,
+        "windows-dll-load",
+        "FAIL",
+        line,
         f"Windows could not load {what} or one of the DLLs it depends on (WinError 126: module not found). "
         "Usually the Visual C++ 2015-2022 runtime is missing, or a torch build's own dependency is absent "
         "(torch 2.4.0's fbgemm.dll was a reported case: pytorch/pytorch#131662)",
@@ -198,7 +209,9 @@ def rule_windows_linux_only_bnb(ctx: Context) -> Iterable[Finding]:
         f = dataclasses.replace(f, platform="windows-x86_64")  # the fix must be a Windows wheel
     fix, commands = install_fix(ctx, f)
     yield _finding(
-        "windows-linux-only-bnb", "FAIL", seen,
+        "windows-linux-only-bnb",
+        "FAIL",
+        seen,
         "bitsandbytes before 0.43.0 had no Windows build: its py3-none-any wheel installs on Windows but carries "
         "only Linux .so libraries, so it falls back to the CPU stub and fails (official win_amd64 wheels exist "
         "since 0.43.0)",

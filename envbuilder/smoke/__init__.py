@@ -68,8 +68,14 @@ def run_check_script(python: Path, args: Sequence[str], *, timeout: float) -> di
 
 
 def _harness_failure(why: str, stderr: str) -> dict[str, Any]:
-    stage = {"name": "harness", "status": "FAIL", "detail": why, "hint": "run the script by hand to see more",
-             "seconds": 0.0, "evidence": {"stderr": stderr[-4000:]}}
+    stage = {
+        "name": "harness",
+        "status": "FAIL",
+        "detail": why,
+        "hint": "run the script by hand to see more",
+        "seconds": 0.0,
+        "evidence": {"stderr": stderr[-4000:]},
+    }
     return {"schema": SMOKE_SCHEMA, "mode": "?", "ok": False, "stages": [stage]}
 
 
@@ -91,12 +97,21 @@ class SmokeReport:
 
     def record(self) -> dict[str, Any]:
         """What a lock or marker keeps: the verdict and each stage's status and detail (no raw evidence)."""
-        return {"result": "pass" if self.ok else "fail", "schema": SMOKE_SCHEMA, "mode": self.document.get("mode"),
-                "stages": [{"name": c.name, "status": c.status, "detail": c.detail} for c in self.checks]}
+        return {
+            "result": "pass" if self.ok else "fail",
+            "schema": SMOKE_SCHEMA,
+            "mode": self.document.get("mode"),
+            "stages": [{"name": c.name, "status": c.status, "detail": c.detail} for c in self.checks],
+        }
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": SMOKE_SCHEMA, "python": self.python, "ok": self.ok, "mode": self.document.get("mode"),
-                "stages": [c.to_json() for c in self.checks]}
+        return {
+            "schema": SMOKE_SCHEMA,
+            "python": self.python,
+            "ok": self.ok,
+            "mode": self.document.get("mode"),
+            "stages": [c.to_json() for c in self.checks],
+        }
 
 
 def run_smoke(python: Path, *, quick: bool = False, profile: str = "bnb", timeout: float = FULL_TIMEOUT) -> SmokeReport:
@@ -150,5 +165,9 @@ def judge_sass(sass: Sequence[str], ptx: Sequence[str], devices: Sequence[Mappin
         else:
             status = "FAIL"
             notes.append(f"cuda:{d['index']} {sm}: {lib} has no SASS for it (has {', '.join(sass) or 'none'})")
-    return Check(name="bnb_sass", status=status, detail="; ".join(notes),  # type: ignore[arg-type]
-                 evidence={"library": lib, "sass": list(sass), "ptx": list(ptx)})
+    return Check(
+        name="bnb_sass",
+        status=status,
+        detail="; ".join(notes),  # type: ignore[arg-type]
+        evidence={"library": lib, "sass": list(sass), "ptx": list(ptx)},
+    )

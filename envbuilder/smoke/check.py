@@ -41,13 +41,35 @@ BOUND_RT = {"nf4": 0.15, "fp4": 0.20}
 BOUND_LINEAR = {"Linear4bit": 0.25, "Linear8bitLt": 0.10}
 BOUND_LLAMA = {"nf4": 0.5, "fp4": 0.5, "8bit": 0.1}
 PACKAGES = (
-    "torch", "bitsandbytes", "transformers", "accelerate", "peft", "triton", "numpy", "safetensors",
-    "auto-gptq", "auto_gptq", "autoawq", "autoawq-kernels", "gptqmodel", "optimum", "llmcompressor",
-    "compressed-tensors", "kernels", "bitsandbytes-windows", "exllamav2",
+    "torch",
+    "bitsandbytes",
+    "transformers",
+    "accelerate",
+    "peft",
+    "triton",
+    "numpy",
+    "safetensors",
+    "auto-gptq",
+    "auto_gptq",
+    "autoawq",
+    "autoawq-kernels",
+    "gptqmodel",
+    "optimum",
+    "llmcompressor",
+    "compressed-tensors",
+    "kernels",
+    "bitsandbytes-windows",
+    "exllamav2",
 )
 ENV_VARS = (
-    "BNB_CUDA_VERSION", "BNB_ROCM_VERSION", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "CUDA_HOME",
-    "HF_HUB_OFFLINE", "PYTORCH_CUDA_ALLOC_CONF", "WSL_DISTRO_NAME",
+    "BNB_CUDA_VERSION",
+    "BNB_ROCM_VERSION",
+    "CUDA_VISIBLE_DEVICES",
+    "LD_LIBRARY_PATH",
+    "CUDA_HOME",
+    "HF_HUB_OFFLINE",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "WSL_DISTRO_NAME",
 )
 Stage = dict[str, Any]
 State = dict[str, Any]  # what earlier stages learnt (modules, devices), read by later ones
@@ -105,9 +127,17 @@ def stage_interpreter(state: State) -> Stage:
     libc, libc_version = platform.libc_ver()
     env = {k: os.environ[k] for k in ENV_VARS if k in os.environ}
     return _stage(
-        "interpreter", "OK", f"Python {platform.python_version()} on {platform.system()} {platform.machine()}",
-        python=platform.python_version(), executable=sys.executable, prefix=sys.prefix, system=platform.system(),
-        machine=platform.machine(), libc=f"{libc}-{libc_version}" if libc else None, env=env, packages=packages,
+        "interpreter",
+        "OK",
+        f"Python {platform.python_version()} on {platform.system()} {platform.machine()}",
+        python=platform.python_version(),
+        executable=sys.executable,
+        prefix=sys.prefix,
+        system=platform.system(),
+        machine=platform.machine(),
+        libc=f"{libc}-{libc_version}" if libc else None,
+        env=env,
+        packages=packages,
     )
 
 
@@ -119,8 +149,13 @@ def stage_torch(state: State) -> Stage:
     arch = list(torch.cuda.get_arch_list()) if torch.version.cuda else []
     build = f"CUDA {torch.version.cuda}" if torch.version.cuda else ("ROCm" if torch.version.hip else "CPU")
     return _stage(
-        "torch", "OK", f"torch {torch.__version__} ({build} build)",
-        version=torch.__version__, cuda=torch.version.cuda, hip=torch.version.hip, arch_list=arch,
+        "torch",
+        "OK",
+        f"torch {torch.__version__} ({build} build)",
+        version=torch.__version__,
+        cuda=torch.version.cuda,
+        hip=torch.version.hip,
+        arch_list=arch,
     )
 
 
@@ -132,18 +167,31 @@ def stage_cuda(state: State) -> Stage:
         return _stage("cuda", "SKIP", "no GPU check: torch is a CPU build", available=False, devices=[])
     if not torch.cuda.is_available():
         state["devices"] = []
-        return _stage("cuda", "SKIP", f"torch is a CUDA {torch.version.cuda} build but sees no GPU",
-                      "check the driver (nvidia-smi) and CUDA_VISIBLE_DEVICES", available=False, devices=[])
+        return _stage(
+            "cuda",
+            "SKIP",
+            f"torch is a CUDA {torch.version.cuda} build but sees no GPU",
+            "check the driver (nvidia-smi) and CUDA_VISIBLE_DEVICES",
+            available=False,
+            devices=[],
+        )
     devices = []
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
-        devices.append({"index": i, "name": props.name, "cc": f"{props.major}.{props.minor}",
-                        "vram_bytes": int(props.total_memory)})
+        devices.append(
+            {
+                "index": i,
+                "name": props.name,
+                "cc": f"{props.major}.{props.minor}",
+                "vram_bytes": int(props.total_memory),
+            }
+        )
     state["devices"] = devices
-    names = ", ".join(f"cuda:{d['index']} {d['name']} (sm_{d['cc'].replace('.', '')}, "
-                      f"{d['vram_bytes'] / 2**30:.1f} GiB)" for d in devices)
-    return _stage("cuda", "OK", names, available=True, devices=devices,
-                  driver_cuda=_driver_cuda(torch))
+    names = ", ".join(
+        f"cuda:{d['index']} {d['name']} (sm_{d['cc'].replace('.', '')}, {d['vram_bytes'] / 2**30:.1f} GiB)"
+        for d in devices
+    )
+    return _stage("cuda", "OK", names, available=True, devices=devices, driver_cuda=_driver_cuda(torch))
 
 
 def _driver_cuda(torch: Any) -> str | None:
@@ -234,12 +282,21 @@ def stage_bnb_import(state: State) -> Stage:
     want_gpu = bool(state.get("devices"))
     if lib["name"] is None or lib.get("error_msg"):
         why = (lib.get("error_msg") or "no native library loaded").strip().splitlines()[-1]
-        return _stage("bnb_import", "FAIL", f"bitsandbytes {bitsandbytes.__version__}: {why}",
-                      "run `envbuilder doctor` on this environment", **ev)
+        return _stage(
+            "bnb_import",
+            "FAIL",
+            f"bitsandbytes {bitsandbytes.__version__}: {why}",
+            "run `envbuilder doctor` on this environment",
+            **ev,
+        )
     if want_gpu and lib["kind"] != "cuda":
-        return _stage("bnb_import", "FAIL",
-                      f"bitsandbytes {bitsandbytes.__version__} loaded {lib['name']} although CUDA is available",
-                      "run `envbuilder doctor` on this environment", **ev)
+        return _stage(
+            "bnb_import",
+            "FAIL",
+            f"bitsandbytes {bitsandbytes.__version__} loaded {lib['name']} although CUDA is available",
+            "run `envbuilder doctor` on this environment",
+            **ev,
+        )
     return _stage("bnb_import", "OK", f"bitsandbytes {bitsandbytes.__version__} loaded {lib['name']}", **ev)
 
 
@@ -261,8 +318,7 @@ def _cuda_of(digits: str) -> tuple[int, int]:
     return int(digits[:2]), int(digits[2:] or 0)
 
 
-def choose_library(files: list[str], *, torch_cuda: str | None, override: str | None,
-                   suffix: str) -> dict[str, Any]:
+def choose_library(files: list[str], *, torch_cuda: str | None, override: str | None, suffix: str) -> dict[str, Any]:
     """Pure: the candidate library ``{name, rule, exact, note}`` for the files shipped, torch's CUDA (None
     when bitsandbytes would use its CPU library: a CPU build or no visible GPU) and BNB_CUDA_VERSION."""
     if torch_cuda is None:
@@ -271,8 +327,7 @@ def choose_library(files: list[str], *, torch_cuda: str | None, override: str | 
     exact = f"libbitsandbytes_cuda{major}{minor}{suffix}"
     if override:  # every release honours a non-empty override by name, with no fallback
         note = "" if override.isdigit() else "not digits only: 0.50+ refuse it before loading anything"
-        return {"name": f"libbitsandbytes_cuda{override}{suffix}", "rule": "override", "exact": exact,
-                "note": note}
+        return {"name": f"libbitsandbytes_cuda{override}{suffix}", "rule": "override", "exact": exact, "note": note}
     note = "BNB_CUDA_VERSION is empty: ignored before 0.50, refused by 0.50+" if override == "" else ""
     if exact in files:
         return {"name": exact, "rule": "exact", "exact": exact, "note": note}
@@ -286,8 +341,12 @@ def choose_library(files: list[str], *, torch_cuda: str | None, override: str | 
     pick = max(lower) if lower else min(same, default=None)
     if pick is None:
         return {"name": exact, "rule": "exact", "exact": exact, "note": note}
-    return {"name": shipped[pick], "rule": "nearest-same-major", "exact": exact,
-            "note": (note + "; " if note else "") + f"no {exact}: only 0.50+ fall back to {shipped[pick]}"}
+    return {
+        "name": shipped[pick],
+        "rule": "nearest-same-major",
+        "exact": exact,
+        "note": (note + "; " if note else "") + f"no {exact}: only 0.50+ fall back to {shipped[pick]}",
+    }
 
 
 def _bnb_package_dir() -> str | None:
@@ -332,25 +391,46 @@ def stage_bnb_library(state: State) -> Stage:
     files = sorted(f for f in os.listdir(package_dir) if LIB_RE.match(f)) if package_dir else []
     gpu = bool(torch.version.cuda) and bool(state.get("devices"))  # as bitsandbytes: torch.cuda.is_available()
     suffix = library_suffix(platform.system())
-    cand = choose_library(files, torch_cuda=torch.version.cuda if gpu else None,
-                          override=os.environ.get("BNB_CUDA_VERSION"), suffix=suffix)
+    cand = choose_library(
+        files,
+        torch_cuda=torch.version.cuda if gpu else None,
+        override=os.environ.get("BNB_CUDA_VERSION"),
+        suffix=suffix,
+    )
     path = os.path.join(package_dir, cand["name"]) if package_dir else None
     cand["path"] = path
     cand["exists"] = path is not None and os.path.isfile(path)
     cand["dlopen_error"] = _dlopen(path) if path and cand["exists"] else None
-    ev: dict[str, Any] = {"version": version, "package_dir": package_dir, "shipped": files, "gpu": gpu,
-                          "torch_cuda": torch.version.cuda, "imported": False, "candidate": cand}
+    ev: dict[str, Any] = {
+        "version": version,
+        "package_dir": package_dir,
+        "shipped": files,
+        "gpu": gpu,
+        "torch_cuda": torch.version.cuda,
+        "imported": False,
+        "candidate": cand,
+    }
     head = f"bitsandbytes {version} (not imported)"
     why = f" ({cand['note']})" if cand["note"] else ""
     if not cand["exists"]:
         major = str(torch.version.cuda).split(".")[0]
         lib = f"a CUDA {major}.x library" if cand["rule"] == "exact" else cand["name"]
-        return _stage("bnb_library", "FAIL", f"{head}: its loader wants {cand['name']}, which is not shipped "
-                      f"(nor {lib}){why}", "run `envbuilder doctor` on this environment", **ev)
+        return _stage(
+            "bnb_library",
+            "FAIL",
+            f"{head}: its loader wants {cand['name']}, which is not shipped (nor {lib}){why}",
+            "run `envbuilder doctor` on this environment",
+            **ev,
+        )
     if cand["dlopen_error"]:
         last = cand["dlopen_error"].strip().splitlines()[-1][:300]
-        return _stage("bnb_library", "FAIL", f"{head}: loading {cand['name']} fails: {last}",
-                      "run `envbuilder doctor` on this environment", **ev)
+        return _stage(
+            "bnb_library",
+            "FAIL",
+            f"{head}: loading {cand['name']} fails: {last}",
+            "run `envbuilder doctor` on this environment",
+            **ev,
+        )
     return _stage("bnb_library", "OK", f"{head} would load {cand['name']} (dlopen OK){why}", **ev)
 
 
@@ -380,8 +460,9 @@ def stage_bnb_kernels(state: State) -> Stage:
             results[dev] = {"ok": False, "error": _error_text(exc)}
             failed.append(f"{dev}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}")
     if failed:
-        return _stage("bnb_kernels", "FAIL", "; ".join(failed), "run `envbuilder doctor` on this environment",
-                      devices=results)
+        return _stage(
+            "bnb_kernels", "FAIL", "; ".join(failed), "run `envbuilder doctor` on this environment", devices=results
+        )
     return _stage("bnb_kernels", "OK", f"blockwise quantize ran on {', '.join(results)}", devices=results)
 
 
@@ -437,15 +518,22 @@ def stage_linear(state: State) -> Stage:
             if not rel <= BOUND_LINEAR[name]:
                 bad.append(f"{dev} {name} relative error {rel:.3f} > {BOUND_LINEAR[name]}")
     detail = "; ".join(bad) or ", ".join(
-        f"{d}: 4-bit {e['Linear4bit']:.3f} 8-bit {e['Linear8bitLt']:.3f}" for d, e in errors.items())
+        f"{d}: 4-bit {e['Linear4bit']:.3f} 8-bit {e['Linear8bitLt']:.3f}" for d, e in errors.items()
+    )
     return _stage("linear", "FAIL" if bad else "OK", detail, errors=errors, bounds=BOUND_LINEAR)
 
 
 def _tiny_llama(torch: Any, transformers: Any) -> tuple[Any, str]:
     """A 2-layer Llama built on the spot (no hub), saved to a temporary directory."""
-    cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=4, vocab_size=256,
-                                   max_position_embeddings=128)
+    cfg = transformers.LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=256,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)
     ref = transformers.LlamaForCausalLM(cfg).eval()
     path = tempfile.mkdtemp(prefix="envbuilder-smoke-")
@@ -456,8 +544,9 @@ def _tiny_llama(torch: Any, transformers: Any) -> tuple[Any, str]:
 def _quant_config(transformers: Any, torch: Any, mode: str) -> Any:
     if mode == "8bit":
         return transformers.BitsAndBytesConfig(load_in_8bit=True)
-    return transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=mode,
-                                           bnb_4bit_compute_dtype=torch.float32)
+    return transformers.BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type=mode, bnb_4bit_compute_dtype=torch.float32
+    )
 
 
 def stage_tiny_llama(state: State) -> Stage:
@@ -485,12 +574,21 @@ def stage_tiny_llama(state: State) -> Stage:
             elif not r["max_abs"] <= BOUND_LLAMA[mode]:
                 bad.append(f"{dev} {mode} max |d logits| {r['max_abs']:.3f} > {BOUND_LLAMA[mode]}")
     detail = "; ".join(bad) or ", ".join(
-        f"{d}: " + " ".join(f"{m} {r['max_abs']:.3f}" for m, r in res.items()) for d, res in results.items())
-    return _stage("tiny_llama", "FAIL" if bad else "OK", detail, results=results, bounds=BOUND_LLAMA,
-                  transformers=transformers.__version__)
+        f"{d}: " + " ".join(f"{m} {r['max_abs']:.3f}" for m, r in res.items()) for d, res in results.items()
+    )
+    return _stage(
+        "tiny_llama",
+        "FAIL" if bad else "OK",
+        detail,
+        results=results,
+        bounds=BOUND_LLAMA,
+        transformers=transformers.__version__,
+    )
 
 
-def _load_and_compare(torch: Any, transformers: Any, path: str, dev: str, mode: str, ids: Any, want: Any) -> dict[str, Any]:
+def _load_and_compare(
+    torch: Any, transformers: Any, path: str, dev: str, mode: str, ids: Any, want: Any
+) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"quantization_config": _quant_config(transformers, torch, mode), "device_map": dev}
     if dev.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(dev)
@@ -513,8 +611,9 @@ def stage_vram(state: State, llama: Stage | None = None) -> Stage:
         return _stage("vram", "SKIP", "no GPU")
     if llama is None or llama["status"] != "OK":
         return _stage("vram", "SKIP", "skipped: stage 'tiny_llama' did not pass")
-    peaks = {dev: max(r.get("peak_vram_bytes", 0) for r in res.values())
-             for dev, res in llama["evidence"]["results"].items()}
+    peaks = {
+        dev: max(r.get("peak_vram_bytes", 0) for r in res.values()) for dev, res in llama["evidence"]["results"].items()
+    }
     return _stage("vram", "OK", ", ".join(f"{d}: {b / 2**20:.1f} MiB" for d, b in peaks.items()), peak_bytes=peaks)
 
 
@@ -532,8 +631,12 @@ def stage_quant_lib(state: State, profile: str) -> Stage:
             continue
         version = getattr(mod, "__version__", "?")
         return _tiny_quant_layer(state, module, version)
-    return _stage("quant_lib", "SKIP", f"none of {', '.join(names)} is installed in this environment",
-                  f"build a {profile} environment: envbuilder create --profile {profile}")
+    return _stage(
+        "quant_lib",
+        "SKIP",
+        f"none of {', '.join(names)} is installed in this environment",
+        f"build a {profile} environment: envbuilder create --profile {profile}",
+    )
 
 
 def _tiny_quant_layer(state: State, module: str, version: str) -> Stage:
@@ -548,8 +651,13 @@ def _tiny_quant_layer(state: State, module: str, version: str) -> Stage:
     exllama: nvcc JIT) are not exercised here.
     """
     if module != "gptqmodel":
-        return _stage("quant_lib", "WARN", f"{module} {version} imports; no tiny-layer kernel path is proven for it",
-                      module=module, version=version)
+        return _stage(
+            "quant_lib",
+            "WARN",
+            f"{module} {version} imports; no tiny-layer kernel path is proven for it",
+            module=module,
+            version=version,
+        )
     import torch
     from gptqmodel import QuantizeConfig
     from gptqmodel.nn_modules.qlinear.torch import TorchLinear
@@ -568,8 +676,7 @@ def _tiny_quant_layer(state: State, module: str, version: str) -> Stage:
         gptq.add_batch(calib, layer(calib))
     qweight, scale, zero, g_idx = gptq.quantize()[:4]
     layer.weight.data = qweight.to(layer.weight.dtype)
-    qlayer = TorchLinear(bits=4, group_size=128, sym=True, desc_act=False, in_features=256, out_features=256,
-                         bias=True)
+    qlayer = TorchLinear(bits=4, group_size=128, sym=True, desc_act=False, in_features=256, out_features=256, bias=True)
     qlayer.pack(layer, scale, zero, g_idx)
     with torch._dynamo.config.patch(disable=True):  # post_init wraps dequantize_weight in torch.compile
         qlayer.post_init()
@@ -580,19 +687,35 @@ def _tiny_quant_layer(state: State, module: str, version: str) -> Stage:
     want = ref(x)
     err = float((got - want).abs().max() / want.abs().max())
     status = "OK" if err <= 0.25 else "FAIL"
-    return _stage("quant_lib", status, f"{module} {version}: GPTQ 4-bit g128 + TorchLinear fp16 forward on {dev}: "
-                  f"max|dy|/max|y| {err:.3f} (<= 0.25)", module=module, version=version, device=dev, rel_err=err)
+    return _stage(
+        "quant_lib",
+        status,
+        f"{module} {version}: GPTQ 4-bit g128 + TorchLinear fp16 forward on {dev}: max|dy|/max|y| {err:.3f} (<= 0.25)",
+        module=module,
+        version=version,
+        device=dev,
+        rel_err=err,
+    )
 
 
 # --------------------------------------------------------------------------- driver
 
 
-BASE = (("interpreter", stage_interpreter), ("torch", stage_torch), ("cuda", stage_cuda),
-        ("torch_arch", stage_torch_arch))
+BASE = (
+    ("interpreter", stage_interpreter),
+    ("torch", stage_torch),
+    ("cuda", stage_cuda),
+    ("torch_arch", stage_torch_arch),
+)
 LIGHT = (*BASE, ("bnb_library", stage_bnb_library))
 # The full run keeps the loader prediction beside the real import, so every smoke run checks the prediction.
-HEAVY = (*LIGHT, ("bnb_import", stage_bnb_import), ("bnb_kernels", stage_bnb_kernels), ("quant4", stage_quant4),
-         ("linear", stage_linear))
+HEAVY = (
+    *LIGHT,
+    ("bnb_import", stage_bnb_import),
+    ("bnb_kernels", stage_bnb_kernels),
+    ("quant4", stage_quant4),
+    ("linear", stage_linear),
+)
 
 
 def run(*, light: bool, quick: bool, profile: str) -> dict[str, Any]:
@@ -609,8 +732,13 @@ def run(*, light: bool, quick: bool, profile: str) -> dict[str, Any]:
     if not light and profile in ("gptq", "awq"):
         stages.append(_named(_run_stage("quant_lib", lambda s: stage_quant_lib(s, profile), state), "quant_lib", state))
     ok = all(s["status"] in ("OK", "WARN", "SKIP") for s in stages)
-    return {"schema": SCHEMA, "mode": "light" if light else ("quick" if quick else "full"), "profile": profile,
-            "ok": ok, "stages": stages}
+    return {
+        "schema": SCHEMA,
+        "mode": "light" if light else ("quick" if quick else "full"),
+        "profile": profile,
+        "ok": ok,
+        "stages": stages,
+    }
 
 
 def _named(stage: Stage, name: str, state: State) -> Stage:
