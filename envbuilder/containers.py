@@ -165,7 +165,8 @@ def build(engine: Engine, request: BuildRequest) -> None:
     try:
         engine.build(request)
     except CommandFailed as exc:
-        msg = f"{engine.name} build of {request.tags[0] if request.tags else request.context} failed (exit {exc.returncode})"
+        what = request.tags[0] if request.tags else request.context
+        msg = f"{engine.name} build of {what} failed (exit {exc.returncode})"
         raise CommandFailed(
             msg,
             hint="read the build output above: a FAIL line comes from the build-time smoke step",

@@ -637,7 +637,9 @@ def render_context(
         "requirements/cuda-stack.txt": hashed_lines(stack_packages(lock)),
         "requirements/rest.txt": hashed_lines(rest_packages(lock)),
         "smoke/image_smoke.py": render_smoke(lock),
-        "wheels/.keep": "Wheelhouse files named by the lock go here (envbuilder build copies them from --find-links).\n",
+        "wheels/.keep": (
+            "Wheelhouse files named by the lock go here (envbuilder build copies them from --find-links).\n"
+        ),
     }
     if check_script is not None:
         files["smoke/check.py"] = check_script

@@ -242,7 +242,10 @@ def parse_lock(text: str, path: Path) -> Lock:
     expected = tool.get("lock-digest")
     actual = content_digest(doc)
     if expected != actual:
-        msg = f"{path}: the lock was modified after envbuilder wrote it (digest {actual[:19]}... != recorded {str(expected)[:19]}...)"
+        msg = (
+            f"{path}: the lock was modified after envbuilder wrote it "
+            f"(digest {actual[:19]}... != recorded {str(expected)[:19]}...)"
+        )
         raise LockError(msg, hint="regenerate it with `envbuilder lock`, or restore it from version control")
     packages = tuple(_locked_package(p, path) for p in doc.get("packages", []))
     return Lock(

@@ -730,14 +730,25 @@ _PLAIN_KEYS: dict[str, tuple[str, ...]] = {"meta": ("date",), "torch": ("indexes
 
 def _cross_check(m: Matrix) -> None:
     """References between files must resolve; each failure names the row and the fix."""
+    _check_pypi_variants(m)
+    _check_named_refs(m)
+    _check_evidence(m)
+
+
+def _check_pypi_variants(m: Matrix) -> None:
     for release in m.torch_releases:
         variants = {b.variant for b in m.builds_of(release)}
         for platform, variant in release.pypi.items():
             if variant not in variants:
-                msg = f"{release.origin}.pypi: variant {variant!r} for {platform} has no [[build]] row covering torch {release.version}"
-                raise MatrixError(
-                    msg, hint=f"add a [[build]] row for {variant} whose `torch` range holds {release.version}"
+                msg = (
+                    f"{release.origin}.pypi: variant {variant!r} for {platform} has no [[build]] row "
+                    f"covering torch {release.version}"
                 )
+                hint = f"add a [[build]] row for {variant} whose `torch` range holds {release.version}"
+                raise MatrixError(msg, hint=hint)
+
+
+def _check_named_refs(m: Matrix) -> None:
     loaders = {loader.name for loader in m.bnb_loaders}
     for rel in m.bnb_releases:
         if rel.loader not in loaders:
@@ -753,6 +764,9 @@ def _cross_check(m: Matrix) -> None:
         if not arch.products:
             msg = f"{arch.origin}.products: {arch.sm} has no product names"
             raise MatrixError(msg, hint="list at least one product so names like 'RTX 4090' resolve")
+
+
+def _check_evidence(m: Matrix) -> None:
     for run in m.evidence:
         if m.torch_release(run.torch) is None:
             msg = f"{run.origin}.torch: torch {run.torch} is not a [[release]] in torch.toml"

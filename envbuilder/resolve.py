@@ -332,7 +332,7 @@ def check_arch(target: Target, sass: Sequence[str], ptx: str | None, what: str, 
             lowest = min(sass, key=_v, default=None)
             has = f"lowest is sm_{lowest.replace('.', '')}" if lowest else "no SASS"
             same_major = [s for s in sass if _v(s).major == _v(cc).major]
-            if same_major and not lowest == min(same_major, key=_v):
+            if same_major and lowest != min(same_major, key=_v):
                 has = f"its sm_{_v(cc).major}x SASS is newer than the GPU"
             return _Check(False, f"no SASS for {sm} ({has}" + (f", PTX {ptx} is newer)" if ptx else ")"))
     return _Check(True, "; ".join(notes), "; ".join(warns))
@@ -482,38 +482,52 @@ def _check_torch(
     return _TorchCandidate(rel, build, python, index, drv.native, reasons, warnings, bool(target.gpus)), ""
 
 
+def _bnb_installable(target: Target, sources: Sources, rel: BnbRelease, torch: _TorchCandidate) -> str:
+    """Why this release cannot be installed beside that torch here ("" when it can)."""
+    if not _in(rel.python, torch.python):
+        return f"needs Python {rel.python}"
+    if not _in(rel.torch, torch.release.version):
+        return f"needs torch {rel.torch}, not {torch.release.version}"
+    if target.platform not in rel.platforms:
+        return f"no wheel for {target.platform}"
+    if not sources.pypi and not wheelhouse_serves(sources, "bitsandbytes", rel.version, torch.python, target.platform):
+        return "not in the wheelhouse, and PyPI is off (offline)"
+    return ""
+
+
+def _bnb_gpu_library(
+    matrix: Matrix, target: Target, rel: BnbRelease, torch_cuda: str, label_torch: str
+) -> tuple[str | None, str, str]:
+    """The CUDA library the loader picks for torch's CUDA, and whether its SASS/PTX covers every GPU."""
+    lib_cuda = bnb_library_cuda(rel, torch_cuda)
+    if lib_cuda is None:
+        wanted = lib_name(torch_cuda, target.platform)
+        effect = "falls back to the CPU silently" if rel.loader == "exact-or-cpu" else "fails at the first native call"
+        return None, f"{label_torch} makes it load {wanted}, which it does not ship: it {effect}", ""
+    name = lib_name(lib_cuda, target.platform)
+    row = bnb_sass_row(matrix, rel, lib_cuda, target.platform)
+    if row is None:
+        return None, f"no SASS facts for its {name} on {target.platform}", ""
+    arch = check_arch(target, row.sass, row.ptx, f"bitsandbytes {rel.version}", native=True)
+    if not arch.ok:
+        return None, f"{name}: {arch.why}", ""
+    return lib_cuda, "", f"loads {name}" + (f" ({arch.why})" if arch.why else "")
+
+
 def _check_bnb(
     matrix: Matrix, target: Target, sources: Sources, rel: BnbRelease, torch: _TorchCandidate
 ) -> tuple[str | None, str, str]:
     """(library cuda or "cpu", why not, coverage note)."""
-    label_torch = torch.label
-    if not _in(rel.python, torch.python):
-        return None, f"needs Python {rel.python}", ""
-    if not _in(rel.torch, torch.release.version):
-        return None, f"needs torch {rel.torch}, not {torch.release.version}", ""
-    if target.platform not in rel.platforms:
-        return None, f"no wheel for {target.platform}", ""
-    if not sources.pypi and not wheelhouse_serves(sources, "bitsandbytes", rel.version, torch.python, target.platform):
-        return None, "not in the wheelhouse, and PyPI is off (offline)", ""
+    why = _bnb_installable(target, sources, rel, torch)
+    if why:
+        return None, why, ""
     if not target.gpus:
         if rel.cpu != "full":
             return None, f"its CPU backend is {rel.cpu!r} (4-bit fp4 and 8-bit on CPU need >= 0.47's full backend)", ""
         return "cpu", "", "CPU backend"
     if torch.build.cuda is None:  # a CPU torch build with a GPU target is never a candidate; keep mypy sure
         return None, "a CPU build of torch cannot drive the GPU", ""
-    lib_cuda = bnb_library_cuda(rel, torch.build.cuda)
-    if lib_cuda is None:
-        wanted = lib_name(torch.build.cuda, target.platform)
-        effect = "falls back to the CPU silently" if rel.loader == "exact-or-cpu" else "fails at the first native call"
-        return None, f"{label_torch} makes it load {wanted}, which it does not ship: it {effect}", ""
-    row = bnb_sass_row(matrix, rel, lib_cuda, target.platform)
-    if row is None:
-        return None, f"no SASS facts for its {lib_name(lib_cuda, target.platform)} on {target.platform}", ""
-    arch = check_arch(target, row.sass, row.ptx, f"bitsandbytes {rel.version}", native=True)
-    if not arch.ok:
-        return None, f"{lib_name(lib_cuda, target.platform)}: {arch.why}", ""
-    note = f"loads {lib_name(lib_cuda, target.platform)}" + (f" ({arch.why})" if arch.why else "")
-    return lib_cuda, "", note
+    return _bnb_gpu_library(matrix, target, rel, torch.build.cuda, torch.label)
 
 
 def _pick_bnb(
@@ -767,13 +781,15 @@ def _warnings(option: _Option, target: Target) -> tuple[str, ...]:
     warns = list(option.torch.warnings)
     if option.quant is not None and option.quant.kernels == "jit":
         warns.append(
-            f"{option.quant.name} compiles its CUDA kernels on first use: it needs nvcc for CUDA {option.torch.build.cuda} and ninja"
+            f"{option.quant.name} compiles its CUDA kernels on first use: "
+            f"it needs nvcc for CUDA {option.torch.build.cuda} and ninja"
         )
     if option.quant is not None and option.quant.status != "active":
         warns.append(f"{option.quant.name} is {option.quant.status}: {option.quant.note or option.quant.source}")
     if target.profile == "cpu" and option.torch.index == PYPI and target.platform.startswith("linux"):
         warns.append(
-            "PyPI's Linux torch is a CUDA build (~3 GB) that also runs on the CPU; a wheelhouse or the PyTorch CPU index serves a smaller one"
+            "PyPI's Linux torch is a CUDA build (~3 GB) that also runs on the CPU; "
+            "a wheelhouse or the PyTorch CPU index serves a smaller one"
         )
     return tuple(warns)
 

@@ -152,11 +152,13 @@ def reachable(url: str, settings: Settings, timeout: float = 5.0) -> bool:
     import urllib.error
     import urllib.request
 
+    if not url.startswith(("https://", "http://")):
+        return url.startswith("file://") and Path(url.removeprefix("file://")).exists()
     context = ssl.create_default_context(cafile=settings.ca_certs[0] if settings.ca_certs else None)
-    request = urllib.request.Request(url.rstrip("/") + "/", method="HEAD")
+    request = urllib.request.Request(url.rstrip("/") + "/", method="HEAD")  # noqa: S310  # http(s) only, checked above
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            ok = response.status < 500
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310  # idem
+            ok = bool(response.status < 500)
     except urllib.error.HTTPError as exc:  # an answer, even 404, means the host serves
         ok = exc.code < 500
     except (OSError, ValueError):  # URLError, timeouts, TLS and DNS failures

@@ -70,6 +70,16 @@ def _print_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.version:
+        return _print_version(args)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_USAGE
+    return int(handler(args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -78,13 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
     try:
-        if args.version:
-            return _print_version(args)
-        handler = getattr(args, "handler", None)
-        if handler is None:
-            parser.print_help()
-            return EXIT_USAGE
-        return int(handler(args))
+        return _dispatch(args, parser)
     except EnvbuilderError as exc:
         if args.verbose:
             logging.exception("traceback")

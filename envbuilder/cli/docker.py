@@ -169,7 +169,8 @@ def run_dockerfile(args: argparse.Namespace) -> int:
     write_context(out, files)
     print(f"wrote {out}/Dockerfile (+ .dockerignore, requirements/, smoke/, pylock.{lock.name}.toml)")
     print(
-        f"build: envbuilder build --lock {out}/pylock.{lock.name}.toml   (or docker buildx build -t {image_tag(lock)} {out})"
+        f"build: envbuilder build --lock {out}/pylock.{lock.name}.toml"
+        f"   (or docker buildx build -t {image_tag(lock)} {out})"
     )
     return 0
 
@@ -251,6 +252,7 @@ def run_ci(args: argparse.Namespace) -> int:
     write_text_atomic(out / "docker-bake.hcl", bake)
     write_text_atomic(out / ".github" / "workflows" / "envbuilder-images.yml", workflow)
     print(
-        f"wrote {out / 'docker-bake.hcl'}, {out / '.github/workflows/envbuilder-images.yml'} and {len(images)} build contexts under {out / 'docker'}"
+        f"wrote {out / 'docker-bake.hcl'}, {out / '.github/workflows/envbuilder-images.yml'} and "
+        f"{len(images)} build contexts under {out / 'docker'}"
     )
     return 0

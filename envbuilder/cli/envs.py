@@ -62,7 +62,7 @@ def run_list(args: argparse.Namespace) -> int:
     rows += [(e.name, e.profile, e.target, e.python, e.smoke, _size(e.size_bytes)) for e in envs]
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return 0
 
 

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--check-sources",
         action="store_true",
-        help="probe this machine's package sources (pip config, PyTorch index, wheelhouses) instead of assuming PyPI and the PyTorch index",
+        help="probe this machine's package sources (pip config, PyTorch index, wheelhouses) "
+        "instead of assuming PyPI and the PyTorch index",
     )
     add_source_options(p)
     p.set_defaults(handler=run)

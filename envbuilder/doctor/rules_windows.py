@@ -82,7 +82,8 @@ def rule_wsl_libcuda(ctx: Context) -> Iterable[Finding]:
     if not hit:
         return
     fix = (
-        f"check that {WSL_LIB}/libcuda.so* exists (if not: update the NVIDIA driver on Windows, then `wsl --shutdown`); "
+        f"check that {WSL_LIB}/libcuda.so* exists "
+        "(if not: update the NVIDIA driver on Windows, then `wsl --shutdown`); "
         f"make the loader find it: export LD_LIBRARY_PATH={WSL_LIB}:$LD_LIBRARY_PATH (add it to ~/.bashrc) and "
         "`sudo ldconfig`; remove any Linux driver installed inside WSL2 (nvidia-driver-*, cuda-drivers); "
         "`envbuilder recipe wsl2` checks all of this"

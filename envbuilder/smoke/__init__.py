@@ -167,7 +167,7 @@ def judge_sass(sass: Sequence[str], ptx: Sequence[str], devices: Sequence[Mappin
             notes.append(f"cuda:{d['index']} {sm}: {lib} has no SASS for it (has {', '.join(sass) or 'none'})")
     return Check(
         name="bnb_sass",
-        status=status,
-        detail="; ".join(notes),  # type: ignore[arg-type]
+        status=status,  # type: ignore[arg-type]  # one of OK/WARN/FAIL, set above
+        detail="; ".join(notes),
         evidence={"library": lib, "sass": list(sass), "ptx": list(ptx)},
     )
