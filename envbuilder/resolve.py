@@ -646,8 +646,10 @@ class _Option:
             right_kind,
             bool(self.proven),
             self.confirmed,
-            _v(t.release.version),
+            # Issue 2: when the needed CUDA variant is some release's PyPI default, take that release from PyPI:
+            # no extra index, and it works where the PyTorch index is out of reach. --torch asks for newer.
             t.index == PYPI,
+            _v(t.release.version),
             t.native,
             bnb,
             cuda,
@@ -850,10 +852,10 @@ def _why_lower(best: _Option, other: _Option) -> str:
         return "the chosen one is proven on a real GPU"
     if best.confirmed != other.confirmed:
         return "it rests on unconfirmed facts"
+    if (best.torch.index == PYPI) != (other.torch.index == PYPI):
+        return "the chosen build comes from PyPI, with no extra index (--torch asks for a newer one)"
     if best.torch.release.version != other.torch.release.version:
         return f"torch {best.torch.release.version} is newer"
-    if (best.torch.index == PYPI) != (other.torch.index == PYPI):
-        return "the chosen build comes from PyPI, with no extra index"
     if best.torch.native != other.torch.native:
         return "the chosen build runs natively on the driver"
     return "a newer bitsandbytes or CUDA fits the chosen one"

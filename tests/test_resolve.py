@@ -57,39 +57,42 @@ CU132 = f"{PYTORCH}/cu132"
 
 # (gpu, driver, os) -> (torch version, index, bitsandbytes, library bitsandbytes loads). Profile bnb.
 TABLE = [
-    # Pascal: no SASS in any cu128+/cu13x build; cu126 by minor-version compatibility from 525 up.
+    # PyPI first (issue 2): a release whose PyPI build is the CUDA variant needed beats a newer index build.
+    # Pascal: no SASS in any cu128+/cu13x build; 2.5.1 (PyPI's cu124) from 525 up (2.7.1's cu126 arch list is
+    # unconfirmed, so it ranks below).
     ("GTX 1080 Ti", "470.82.01", "linux", ("2.5.1+cu118", CU118, "0.50.2", "libbitsandbytes_cuda118.so")),
-    ("GTX 1080 Ti", "525.147.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
-    ("GTX 1080 Ti", "535.104.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
-    ("GTX 1080 Ti", "580.95.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
-    ("GTX 1080 Ti", "590.44.01", "wsl2", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("GTX 1080 Ti", "525.147.05", "linux", ("2.5.1", "pypi", "0.50.2", "libbitsandbytes_cuda124.so")),
+    ("GTX 1080 Ti", "535.104.05", "linux", ("2.5.1", "pypi", "0.50.2", "libbitsandbytes_cuda124.so")),
+    ("GTX 1080 Ti", "580.95.05", "linux", ("2.5.1", "pypi", "0.50.2", "libbitsandbytes_cuda124.so")),
+    ("GTX 1080 Ti", "590.44.01", "wsl2", ("2.5.1", "pypi", "0.50.2", "libbitsandbytes_cuda124.so")),
     ("GTX 1080 Ti", "470.82.01", "windows", ("2.7.1+cu118", CU118, "0.50.2", "libbitsandbytes_cuda118.dll")),
-    # Volta: never a cu13x build (no sm_70 SASS there), so never bitsandbytes' cu13x library.
-    ("V100", "535.104.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
-    ("V100", "580.95.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    # Volta: never a cu13x build (no sm_70 SASS there), so never bitsandbytes' cu13x library; PyPI's 2.10.0
+    # cu128 carries sm_70 (2.8-2.10 only).
+    ("V100", "535.104.05", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
+    ("V100", "580.95.05", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
     ("V100", "590.44.01", "windows", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.dll")),
-    # Turing, Ampere, Ada: cu126 below 580, PyPI's cu130 default from 580 (Linux and WSL2).
+    # Turing, Ampere, Ada: PyPI's cu128 (2.10.0) by minor-version compatibility below 580, PyPI's cu130 from 580.
     (
         "T4",
         "525.147.05",
         "wsl2",
         ("2.5.1+cu118", CU118, "0.50.2", "libbitsandbytes_cuda118.so"),
     ),  # 527.41 floor
-    ("T4", "550.54.14", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("T4", "550.54.14", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
     ("T4", "580.95.05", "linux", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
-    ("A10G", "560.35.03", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("A10G", "560.35.03", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
     ("RTX 3090", "590.44.01", "wsl2", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
-    ("RTX 4090", "550.54.14", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
-    ("RTX 4090", "570.86.10", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
-    ("RTX 4090", "575.57.08", "wsl2", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("RTX 4090", "550.54.14", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
+    ("RTX 4090", "570.86.10", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
+    ("RTX 4090", "575.57.08", "wsl2", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
     ("RTX 4090", "580.95.05", "linux", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
     # Windows has no PyPI CUDA torch: the index build that runs natively wins over minor-version compat.
     ("RTX 4090", "580.95.05", "windows", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.dll")),
     # Hopper: the H100 smoke test (Linux, Python 3.12) proves 2.11.0 from PyPI; elsewhere the newest wins.
     ("H100", "580.95.05", "wsl2", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
-    ("H100", "535.104.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("H100", "535.104.05", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
     # Blackwell GeForce: >= cu128 and a bitsandbytes with sm_120 kernels; its first driver is 570.
-    ("RTX 5090", "570.86.10", "linux", ("2.11.0+cu128", CU128, "0.50.2", "libbitsandbytes_cuda128.so")),
+    ("RTX 5090", "570.86.10", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
     ("RTX 5090", "575.57.08", "windows", ("2.11.0+cu128", CU128, "0.50.2", "libbitsandbytes_cuda128.dll")),
     ("RTX 5090", "580.95.05", "linux", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
     ("RTX 5090", "590.44.01", "windows", ("2.14.1+cu132", CU132, "0.50.2", "libbitsandbytes_cuda132.dll")),
@@ -134,7 +137,7 @@ def _why(result: Plan | NoPlan, candidate: str) -> str:
 
 def test_gtx_1080_ti_on_535_never_gets_cu128_and_is_told_why(matrix: Matrix) -> None:
     plan = _plan(matrix, "GTX 1080 Ti", "535.104.05", python="3.12")
-    assert plan.variant == "cu126"
+    assert plan.variant == "cu124"  # PyPI's 2.5.1 carries sm_60 SASS, which runs on sm_61
     assert _why(plan, "torch 2.11.0+cu128") == "no SASS for sm_61 (lowest is sm_75)"
     assert _why(plan, "torch 2.10.0+cu128") == "no SASS for sm_61 (lowest is sm_70)"
 
@@ -290,7 +293,9 @@ def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
             "sm_89",
             "550.54.14",
             "gptq",
-            {"torch": "2.14.1+cu126", "gptqmodel": "7.7.0", "transformers": "5.24.0", "accelerate": "1.15.0"},
+            # PyPI's 2.10.0 (cu128 by minor-version compatibility); gptqmodel 7.7.0 needs torch >= 2.14.1, so
+            # 7.6.0 with its numpy pin (proven on the CPU: tests/fixtures/quant-cpu).
+            {"torch": "2.10.0", "gptqmodel": "7.6.0", "numpy": "2.2.6", "transformers": "5.24.0", "accelerate": "1.15.0"},
         ),
     ],
 )
@@ -326,8 +331,8 @@ def test_json_contract(matrix: Matrix) -> None:
     assert (doc["profile"], doc["python"], doc["cuda"]) == ("bnb", "3.12", "12.8")
     assert doc["packages"][0] == {
         "name": "torch",
-        "version": "2.11.0+cu128",
-        "index": CU128,
+        "version": "2.10.0",
+        "index": "pypi",
         "confirmed": True,
     }
     assert all(isinstance(r, str) for r in doc["reasons"])
