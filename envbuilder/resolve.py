@@ -806,6 +806,7 @@ def resolve(target: Target, matrix: Matrix, sources: Sources | None = None) -> P
 
 def _resolve(target: Target, matrix: Matrix, sources: Sources) -> Plan | NoPlan:
     rejected: list[Rejection] = []
+    fallback: tuple[str, list[_Option]] | None = None
     for python in target.pythons:
         torches, rej = _torch_candidates(matrix, target, sources, python)
         rejected += rej
@@ -816,9 +817,16 @@ def _resolve(target: Target, matrix: Matrix, sources: Sources) -> Plan | NoPlan:
                 rejected += rej2[-1:]  # the torch build's verdict; its bnb rejections are noise here
             else:
                 options.append(option)
-        if options:
+        if any(o.rank()[0] for o in options):
             return _plan(target, matrix, python, options, rejected)
+        if options:
+            # Only PyPI's CUDA torch for the cpu profile: a later Python with a real CPU build comes first.
+            fallback = fallback or (python, options)
+            rejected.append(Rejection(f"Python {python}", "only PyPI's CUDA build of torch serves the cpu profile"))
+            continue
         rejected.append(Rejection(f"Python {python}", "no combination works with it"))
+    if fallback is not None:
+        return _plan(target, matrix, fallback[0], fallback[1], rejected)
     return NoPlan(
         target=target, reasons=_no_plan_reasons(target, rejected), rejected=tuple(rejected), matrix_digest=matrix.digest
     )

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 from envbuilder.matrix import Matrix, TorchBuild
-from envbuilder.resolve import NoPlan, Plan, Sources, bnb_library_cuda, resolve
+from envbuilder.resolve import NoPlan, Plan, Rejection, Sources, bnb_library_cuda, resolve
 from envbuilder.target import Gpu, Target, build_target, parse_gpus
 
 PYTORCH = "https://download.pytorch.org/whl"
@@ -567,3 +567,12 @@ def test_every_plan_satisfies_every_constraint(
     else:
         assert result.reasons[0].startswith("no combination of torch, bitsandbytes and companions works for ")
         assert result.rejected
+
+
+def test_cpu_profile_prefers_a_later_python_with_a_cpu_build_over_pypis_cuda_build(matrix: Matrix) -> None:
+    # This machine's case: Python 3.12 first in line, but only 3.11 has a CPU torch (the wheelhouse's cp311).
+    target = build_target(matrix, gpus=(), pythons=("3.12", "3.11"), profile="cpu")
+    plan = resolve(target, matrix, WHEELHOUSE)
+    assert isinstance(plan, Plan)
+    assert (plan.python, plan.package("torch").version) == ("3.11", "2.13.0+cpu")  # type: ignore[union-attr]
+    assert Rejection("Python 3.12", "only PyPI's CUDA build of torch serves the cpu profile") in plan.rejected
