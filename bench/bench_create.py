@@ -38,12 +38,14 @@ sys.path.insert(0, str(ROOT))  # measure this checkout's envbuilder, installed o
 
 from envbuilder.builder import interpreter_for  # noqa: E402  (needs the sys.path line above)
 from envbuilder.lock import read_lock  # noqa: E402
+from envbuilder.sources import read_pip_config  # noqa: E402
 from envbuilder.uv import find_uv  # noqa: E402
 from envbuilder.venv import disk_usage  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS-create.md"
 PYTHON = "3.11"
-WHEELHOUSE = "/opt/wheels"  # pip's configured find-links here; envbuilder reads it from pip's config itself
+# pip's configured find-links (what envbuilder itself honours); the plain-uv commands need it spelled out.
+WHEELHOUSE = next(iter(read_pip_config().get("find-links", [])), "")
 STEP = re.compile(r"^\[(\d)/\d\] .*\((\d+\.\d)s\)$", re.MULTILINE)
 # What happens between create's progress marks [n-1] and [n] (envbuilder/cli/create.py); mark 0 is the
 # start of `run`; the time outside it (interpreter start-up, imports, parsing, the report) is the remainder.

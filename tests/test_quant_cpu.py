@@ -21,12 +21,15 @@ from typing import Any
 import pytest
 
 from envbuilder import _run
+from envbuilder.builder import interpreter_for
 from envbuilder.matrix import Matrix, QuantLib
+from envbuilder.sources import read_pip_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "quant-cpu"
 SCRIPT = Path(__file__).parent / "quant_cpu_validate.py"
-PY311 = Path.home() / ".pyenv" / "versions" / "3.11.7" / "bin" / "python3.11"
-WHEELHOUSE = Path("/opt/wheels")
+PY311 = Path(interpreter_for("3.11", required=False) or "/nonexistent")
+# The wheelhouse that pip's configuration names here (as envbuilder itself reads it; never a path in the code).
+WHEELHOUSE = Path(next(iter(read_pip_config().get("find-links", [])), "/nonexistent"))
 
 
 def _doc(name: str) -> dict[str, Any]:
