@@ -321,3 +321,15 @@ def test_a_resolution_is_reused_until_refresh(tmp_path: Path, capsys: pytest.Cap
         del os.environ["ENVBUILDER_CACHE"]
     assert "(uv pip compile)" in first and "reusing the resolution" in second and "(uv pip compile)" in third
     assert len(list((cache / "resolutions").glob("*.pylock.toml"))) == 1
+
+
+def test_shell_opens_inside_the_environment(built: dict[str, Path], home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stand-in for the user's $SHELL that records what it was started with.
+    shell = tmp_path / "fake-shell"
+    seen = tmp_path / "seen"
+    shell.write_text(f'#!/bin/sh\necho "$VIRTUAL_ENV" > {seen}\ncommand -v python >> {seen}\n')
+    shell.chmod(0o755)
+    monkeypatch.setenv("SHELL", str(shell))
+    assert main(["shell", "--home", str(home), "cpu"]) == 0
+    venv, python = seen.read_text().splitlines()
+    assert venv == str(built["env"]) and python == str(built["env"] / "bin" / "python")
