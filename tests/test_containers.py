@@ -195,3 +195,16 @@ def test_real_podman_build_of_the_cpu_image(tmp_path: Path, capfd: pytest.Captur
     finally:
         engine.remove_images(list(tags))
         assert not _image_exists(tags[0])
+
+
+def test_no_docker_engine_is_told_apart_from_the_client_quickly() -> None:
+    import os
+    import time
+
+    from envbuilder.containers import docker_engine_answers
+
+    if os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists():
+        pytest.skip("a Docker Engine socket exists here: this test is for machines with the client only")
+    t0 = time.monotonic()
+    assert docker_engine_answers(timeout=2) is False
+    assert time.monotonic() - t0 < 5
