@@ -7,6 +7,8 @@ real images on machines where overlayfs and user namespaces are not available.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +76,8 @@ def docker_engine_answers(timeout: float = 5.0) -> bool:
     """Does a Docker Engine answer (DOCKER_HOST or the local socket)? Asked through the Docker SDK, which speaks
     the Engine API directly: a client binary without an engine (as on these machines) is told apart in
     milliseconds, with no `docker info` process. Builds still go through `docker buildx` (BuildKit features)."""
+    if not os.environ.get("DOCKER_HOST") and not os.path.exists("/var/run/docker.sock") and sys.platform != "win32":
+        return False  # no engine address at all: nothing to ask (and no half-open socket left behind)
     try:
         import docker
     except ImportError:  # the SDK is a dependency; without it, ask the CLI
