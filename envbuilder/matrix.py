@@ -214,6 +214,7 @@ class Evidence(Fact):
     torch: str
     bitsandbytes: str | None = None
     transformers: str | None = None
+    quant: str | None = None  # "gptqmodel 7.6.0": the GPTQ/AWQ library the run exercised
     result: str = "pass"
     detail: str = ""
 
@@ -557,6 +558,7 @@ def _evidence(r: _Row) -> Evidence:
         torch=r.get("torch", str),
         bitsandbytes=r.opt_str("bitsandbytes"),
         transformers=r.opt_str("transformers"),
+        quant=r.opt_str("quant"),
         result=r.choice("result", ("pass", "fail")),
         detail=r.get("detail", str, required=False, default=""),
         **r.fact(),

@@ -656,9 +656,14 @@ class _Option:
         )
 
 
-def _proven(matrix: Matrix, target: Target, torch: _TorchCandidate, bnb: BnbRelease | None) -> tuple[Evidence, ...]:
-    """Passing smoke tests of this very combination: same builds, GPU, OS flavour and Python."""
+def _proven(
+    matrix: Matrix, target: Target, torch: _TorchCandidate, bnb: BnbRelease | None, quant: QuantLib | None = None
+) -> tuple[Evidence, ...]:
+    """Passing smoke tests of this very combination: same builds (torch, bitsandbytes or the GPTQ/AWQ library),
+    GPU, OS flavour and Python. A bitsandbytes run proves nothing about a gptq environment, and back."""
     label = f"{torch.release.version}+{torch.build.variant}"
+    stack_bnb = bnb.version if bnb is not None else None
+    stack_quant = f"{quant.name} {quant.version}" if quant is not None else None
     return tuple(
         e
         for e in matrix.evidence
@@ -666,7 +671,8 @@ def _proven(matrix: Matrix, target: Target, torch: _TorchCandidate, bnb: BnbRele
         and e.torch == label
         and e.os == target.os
         and e.python == torch.python
-        and (bnb is None or e.bitsandbytes == bnb.version)
+        and e.bitsandbytes == stack_bnb
+        and e.quant == stack_quant
         and target.ccs
         and all(cc == e.cc for cc in target.ccs)
     )
@@ -734,7 +740,7 @@ def _option(
             *rejected,
             Rejection(torch.label, f"failed a smoke test on {failed.gpu} on {failed.date}: {failed.detail}"),
         ]
-    proven = _proven(matrix, target, torch, bnb)
+    proven = _proven(matrix, target, torch, bnb, quant)
     return _Option(torch, bnb, bnb_lib, note, quant, tuple(companions), proven, facts, tuple(rejected)), []
 
 

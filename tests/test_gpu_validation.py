@@ -68,3 +68,29 @@ def test_doctor_finds_nothing_in_the_healthy_bitsandbytes_report(capsys: pytest.
 def test_matrix_records_the_gpu_runs(matrix: Matrix) -> None:
     runs = [(e.bitsandbytes, e.result) for e in matrix.evidence if e.torch == "2.11.0+cu130" and e.cc == "9.0"]
     assert ("0.50.2", "pass") in runs and ("0.47.0", "fail") in runs
+
+
+def test_gptq_tiny_layer_passed_on_the_h100() -> None:
+    doc = json.loads((Path(__file__).parent / "fixtures" / "h100-gptq" / "smoke-gptq.json").read_text())
+    stages = {s["name"]: s for s in doc["stages"]}
+    assert doc["ok"] is True and stages["quant_lib"]["status"] == "OK"
+    assert stages["quant_lib"]["evidence"]["device"] == "cuda:0"
+    assert stages["quant_lib"]["evidence"]["rel_err"] <= 0.25
+    assert "bnb_import" not in stages  # no bitsandbytes in a gptq environment
+
+
+def test_gptq_evidence_proves_only_gptq_plans(matrix: Matrix) -> None:
+    from envbuilder.resolve import Plan, Sources, resolve
+    from envbuilder.target import build_target, parse_gpus
+
+    def plan(profile: str) -> Plan:
+        target = build_target(matrix, gpus=parse_gpus("H100", matrix), driver="580.159.04", pythons=("3.12",),
+                              profile=profile, torch="2.11.0")
+        result = resolve(target, matrix, Sources(pytorch_index=None))
+        assert isinstance(result, Plan)
+        return result
+
+    gptq = plan("gptq")
+    assert gptq.package("gptqmodel").version == "7.6.0"  # type: ignore[union-attr]
+    assert [e.quant for e in gptq.proven] == ["gptqmodel 7.6.0"]
+    assert all(e.quant is None and e.bitsandbytes == "0.50.2" for e in plan("bnb").proven)
