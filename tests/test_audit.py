@@ -24,7 +24,8 @@ from envbuilder.audit import (
     read_library,
 )
 from envbuilder.cli import main as cli_main
-from envbuilder.cli import matrix_audit as ma
+from envbuilder import matrix_audit as ma
+from envbuilder.cli import matrix_audit as cli_ma
 from envbuilder.errors import TargetError
 from envbuilder.pypi import WheelFile
 
@@ -428,14 +429,14 @@ def test_audit_command_updates_a_copy_of_the_matrix(tmp_path: Path, capsys: pyte
     matrices = Path(__file__).parent.parent / "matrices"
     copy = tmp_path / "matrices"
     shutil.copytree(matrices, copy)
-    first = ma.audit_package("bitsandbytes==0.50.2", [copy], update=True, json=True)
+    first = cli_ma.audit_package("bitsandbytes==0.50.2", [copy], update=True, json=True)
     doc = json.loads(capsys.readouterr().out)
     assert (first, doc["schema"], doc["updated"]) == (
         0,
         "envbuilder.matrix-audit/1",
         [str(copy / "bitsandbytes.toml")],
     )
-    again = ma.audit_package("bitsandbytes==0.50.2", [copy], update=False, json=False)
+    again = cli_ma.audit_package("bitsandbytes==0.50.2", [copy], update=False, json=False)
     out = capsys.readouterr().out
     assert again == 0 and "MISMATCH" not in out and "matrix agrees" in out
 
@@ -445,7 +446,7 @@ def test_refresh_proposes_unconfirmed_rows(tmp_path: Path, capsys: pytest.Captur
     (tmp_path / "bitsandbytes.toml").write_text(
         'schema-version = 1\n[[release]]\nversion = "0.50.1"\nloader = "nearest-same-major"\ncpu = "full"\n'
     )
-    assert ma.refresh([tmp_path], json=True) == 0
+    assert cli_ma.refresh([tmp_path], json=True) == 0
     doc = json.loads(capsys.readouterr().out)
     bnb = doc["packages"]["bitsandbytes"]
     assert bnb["newer"] == ["0.50.2"]
