@@ -84,7 +84,7 @@ def render_all(root: Path = HERE) -> dict[Path, str]:
 
 
 def main(argv: list[str]) -> int:
-    from envbuilder.lock import write_text_atomic
+    from envbuilder._fs import write_text_atomic
 
     if "--relock" in argv:
         relock()

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envbuilder import uv
+from envbuilder._fs import write_text_atomic
 from envbuilder.errors import CheckFailed, LockError, TargetError
-from envbuilder.lock import Lock, finalize, parse_lock, requirements_text, with_smoke, write_text_atomic
+from envbuilder.lock import Lock, finalize, parse_lock, requirements_text, with_smoke
 from envbuilder.matrix import Matrix, Profile
 from envbuilder.resolve import Plan
 from envbuilder.settings import Settings

@@ -11,6 +11,7 @@ This module reports what the host *is*; which CUDA versions its driver runs is t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import glob
@@ -562,10 +563,9 @@ class _ProbeCache:
 
     @classmethod
     def load(cls) -> _ProbeCache:
-        base = os.environ.get("ENVBUILDER_CACHE") or os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "envbuilder"
-        )
-        path = Path(base) / "pythons.json"
+        from envbuilder.settings import cache_root
+
+        path = cache_root() / "pythons.json"
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -590,13 +590,10 @@ class _ProbeCache:
     def save(self) -> None:
         if not self.dirty:
             return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, self.path)
-        except OSError:
-            pass  # a cache that cannot be written only costs time
+        from envbuilder._fs import write_text_atomic
+
+        with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+            write_text_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
 
 def find_python(minor: str) -> PythonInfo | None:

@@ -4,17 +4,15 @@ envbuilder adds a ``[tool.envbuilder]`` table (target, profile, the plan's reaso
 smoke evidence) and a digest over everything that decides what gets installed, so an edited lock is refused.
 Files that came from a local wheelhouse are recorded under their canonical URL (the PyTorch index for its
 variant builds), so a teammate's mirror or wheelhouse can serve the same file by name and hash.
-This module is pure apart from ``read_lock``/``write_text_atomic``.
+This module is pure apart from ``read_lock``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import sys
-import tempfile
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -315,16 +313,3 @@ def diff_pins(old: Lock, new: Lock) -> list[str]:
         else:
             lines.append(f"~ {name} {a} -> {b}")
     return lines
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write beside the target, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -153,7 +153,7 @@ def add_env(path: Path, spec: EnvSpec) -> None:
     """Append an [[env]] with tomlkit, keeping the file's comments and layout."""
     import tomlkit
 
-    from envbuilder.lock import write_text_atomic
+    from envbuilder._fs import write_text_atomic
 
     doc = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
     envs = doc.setdefault("env", tomlkit.aot())

@@ -16,7 +16,6 @@ The comparison (``compare_bnb``) and the rendering of rows are pure; fetching (P
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+from envbuilder._fs import write_text_atomic
 from envbuilder.errors import MatrixError, TargetError
 
 PLATFORM = "linux-x86_64"
@@ -276,14 +276,8 @@ def apply_edits(edits: Iterable[Edit]) -> list[Path]:
                     row.pop(k, None)
                 else:
                     row[k] = v
-        _write_atomic(path, tomlkit.dumps(doc))
+        write_text_atomic(path, tomlkit.dumps(doc))
     return list(by_file)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- fetching and auditing (edges)
@@ -528,5 +522,5 @@ def append_rows(rows: Sequence[tuple[Path, dict[str, Any]]]) -> list[Path]:
             if table not in doc:
                 doc[table] = tomlkit.aot()
             doc[table].append({k: v for k, v in item.items() if k != "table"})
-        _write_atomic(path, tomlkit.dumps(doc))
+        write_text_atomic(path, tomlkit.dumps(doc))
     return list(by_file)

@@ -9,7 +9,8 @@ from pathlib import Path
 DEFAULT_PYTORCH_INDEX = "https://download.pytorch.org/whl"
 
 
-def _default_cache() -> Path:
+def cache_root() -> Path:
+    """``$ENVBUILDER_CACHE``, else ``$XDG_CACHE_HOME/envbuilder`` (``~/.cache/envbuilder``)."""
     env = os.environ.get("ENVBUILDER_CACHE")
     if env:
         return Path(env)
@@ -42,7 +43,7 @@ class Settings:
     offline: bool = False
     notes: tuple[str, ...] = ()
     check_pytorch_index: bool = True
-    cache_dir: Path = field(default_factory=_default_cache)
+    cache_dir: Path = field(default_factory=cache_root)
     refresh: bool = False  # re-resolve even where a resolution of the same input is cached
 
     @property

@@ -6,6 +6,7 @@ does not read; envbuilder honours it explicitly and says so in its output.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -199,13 +200,10 @@ class _ReachCache:
 
         data = self._load()
         data[url] = [ok, time.time()]
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(tmp, self.path)
-        except OSError:
-            pass  # an unwritable cache only costs the next probe
+        from envbuilder._fs import write_text_atomic
+
+        with contextlib.suppress(OSError):  # an unwritable cache only costs the next probe
+            write_text_atomic(self.path, json.dumps(data))
 
 
 def _reach_cache(settings: Settings) -> _ReachCache:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from envbuilder import __version__, uv
+from envbuilder._fs import write_text_atomic
 from envbuilder.errors import CheckFailed, EnvbuilderError, LockError
-from envbuilder.lock import Lock, hashed_requirements, write_text_atomic
+from envbuilder.lock import Lock, hashed_requirements
 from envbuilder.settings import Settings
 
 MARKER = "envbuilder.json"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from envbuilder._fs import write_text_atomic
 from envbuilder.errors import LockError
 from envbuilder.lock import (
     check_env_name,
@@ -18,7 +19,6 @@ from envbuilder.lock import (
     parse_lock,
     requirements_text,
     with_smoke,
-    write_text_atomic,
 )
 from envbuilder.resolve import Plan, Sources, resolve
 from envbuilder.target import build_target, parse_gpus

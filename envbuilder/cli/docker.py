@@ -124,7 +124,7 @@ def _check_script() -> str | None:
 
 def write_context(directory: Path, files: dict[str, str]) -> None:
     """Write a build context's files (atomically each)."""
-    from envbuilder.lock import write_text_atomic
+    from envbuilder._fs import write_text_atomic
 
     for rel, text in sorted(files.items()):
         write_text_atomic(directory / rel, text)
@@ -223,9 +223,10 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_ci(args: argparse.Namespace) -> int:
+    from envbuilder._fs import write_text_atomic
     from envbuilder.docker import CiImage, render_bake, render_context, render_workflow
     from envbuilder.errors import LockError
-    from envbuilder.lock import read_lock, write_text_atomic
+    from envbuilder.lock import read_lock
     from envbuilder.manifest import load_manifest
 
     manifest_path = Path(args.manifest)

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     spec = _spec_from_lock(args, matrix, os_name) if args.lock else _spec_from_plan(args, matrix, os_name)
     script = wsl.render_wsl2_script(spec) if os_name == "wsl2" else wsl.render_windows_script(spec)
     if args.output:
-        from envbuilder.lock import write_text_atomic
+        from envbuilder._fs import write_text_atomic
 
         path = Path(args.output)
         write_text_atomic(path, script)
