@@ -219,18 +219,12 @@ def driver_floors(matrix: Matrix, cuda: str, os: str) -> tuple[str | None, str |
 
 def driver_cuda(matrix: Matrix, driver: str, os: str) -> tuple[str | None, str | None]:
     """(highest CUDA run natively, highest CUDA major.x reachable by minor-version compatibility)."""
-    native = [
-        t.cuda
-        for t in matrix.toolkits
-        if driver_floors(matrix, t.cuda, os)[0] and _v(driver) >= _v(driver_floors(matrix, t.cuda, os)[0] or "0")
-    ]
+    floors = {t.cuda: driver_floors(matrix, t.cuda, os) for t in matrix.toolkits}
+    native = [cuda for cuda, (native_min, _) in floors.items() if native_min and _v(driver) >= _v(native_min)]
     best_native = max(native, key=_v, default=None)
-    mvc = [
-        m.major
-        for m in matrix.minor_compat
-        if (m.windows if os in {"windows", "wsl2"} else m.linux)
-        and _v(driver) >= _v((m.windows if os in {"windows", "wsl2"} else m.linux) or "0")
-    ]
+    # The minor-version floor of a major is the same for each of its toolkits; driver_floors applies the
+    # Windows/WSL2 numbering (and its R580 stand-in for CUDA 13) once, for both answers.
+    mvc = [_major(cuda) for cuda, (_, mvc_min) in floors.items() if mvc_min and _v(driver) >= _v(mvc_min)]
     best_mvc = f"{max(mvc)}.x" if mvc else None
     return best_native, best_mvc
 

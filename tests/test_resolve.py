@@ -295,7 +295,13 @@ def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
             "gptq",
             # PyPI's 2.10.0 (cu128 by minor-version compatibility); gptqmodel 7.7.0 needs torch >= 2.14.1, so
             # 7.6.0 with its numpy pin (proven on the CPU: tests/fixtures/quant-cpu).
-            {"torch": "2.10.0", "gptqmodel": "7.6.0", "numpy": "2.2.6", "transformers": "5.24.0", "accelerate": "1.15.0"},
+            {
+                "torch": "2.10.0",
+                "gptqmodel": "7.6.0",
+                "numpy": "2.2.6",
+                "transformers": "5.24.0",
+                "accelerate": "1.15.0",
+            },
         ),
     ],
 )
@@ -576,3 +582,23 @@ def test_cpu_profile_prefers_a_later_python_with_a_cpu_build_over_pypis_cuda_bui
     assert isinstance(plan, Plan)
     assert (plan.python, plan.package("torch").version) == ("3.11", "2.13.0+cpu")  # type: ignore[union-attr]
     assert Rejection("Python 3.12", "only PyPI's CUDA build of torch serves the cpu profile") in plan.rejected
+
+
+@pytest.mark.parametrize(
+    ("driver", "os", "expected"),
+    [
+        ("580.159.04", "linux", ("13.0", "13.x")),
+        ("535.104.05", "linux", ("12.2", "12.x")),
+        ("470.82.01", "linux", ("11.4", "11.x")),
+        # Windows numbering; NVIDIA publishes no Windows floor for 13.x, and the R580 branch stands in (as the
+        # resolver's driver check does), so detect and resolve agree on what a WSL2 R580 driver runs.
+        ("581.15", "wsl2", ("12.9", "13.x")),
+        ("560.94", "windows", ("12.6", "12.x")),
+    ],
+)
+def test_driver_cuda_agrees_with_the_driver_check(
+    matrix: Matrix, driver: str, os: str, expected: tuple[str, str]
+) -> None:
+    from envbuilder.resolve import driver_cuda
+
+    assert driver_cuda(matrix, driver, os) == expected

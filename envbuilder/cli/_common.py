@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from envbuilder.detect import Host
     from envbuilder.manifest import EnvSpec
     from envbuilder.matrix import Matrix
-    from envbuilder.target import Target
+    from envbuilder.target import OsFlavour, Target
 
 
 def load_matrix_for(args: argparse.Namespace) -> Matrix:
@@ -56,7 +56,7 @@ def target_from_args(args: argparse.Namespace, matrix: Matrix, host: Host | None
     else:
         gpus = parse_gpus(gpu_text, matrix)
         driver = args.driver
-    os_name = args.os or (host.os if host and host.os in {"linux", "wsl2", "windows"} else "linux")
+    os_name = args.os or (host_os(host) if host else "linux")
     machine = args.machine or (host.machine if host else "x86_64")
     if args.python:
         pythons: tuple[str, ...] = (args.python,)
@@ -105,30 +105,31 @@ def _host_gpus(host: Host, matrix: Matrix) -> tuple:  # type: ignore[type-arg]
     return tuple(out)
 
 
-def driver_cuda_lines(args: argparse.Namespace, host: Host) -> list[str]:
+def host_os(host: Host) -> OsFlavour:
+    """The OS flavour the matrix knows for a probed host (macOS plans as a Linux target)."""
+    return "linux" if host.os == "macos" else host.os
+
+
+def driver_cuda_json(args: argparse.Namespace, host: Host) -> dict[str, str | None]:
     """For `detect`: the highest CUDA the driver runs natively and by minor-version compatibility."""
     from envbuilder.resolve import driver_cuda
 
     if not host.driver:
+        return {"cuda_native": None, "cuda_minor_compat": None}
+    native, mvc = driver_cuda(load_matrix_for(args), host.driver, host_os(host))
+    return {"cuda_native": native, "cuda_minor_compat": mvc}
+
+
+def driver_cuda_lines(args: argparse.Namespace, host: Host) -> list[str]:
+    """The same, as the lines `detect` prints."""
+    if not host.driver:
         return []
-    matrix = load_matrix_for(args)
-    os_name = host.os if host.os in {"linux", "wsl2", "windows"} else "linux"
-    native, mvc = driver_cuda(matrix, host.driver, os_name)
+    cuda = driver_cuda_json(args, host)
+    native, mvc = cuda["cuda_native"], cuda["cuda_minor_compat"]
     return [
         f"CUDA (native): up to {native}" if native else "CUDA (native): none known for this driver",
         f"CUDA (minor-version compatibility): {mvc}" if mvc else "CUDA (minor-version compatibility): none",
     ]
-
-
-def driver_cuda_json(args: argparse.Namespace, host: Host) -> dict[str, str | None]:
-    from envbuilder.resolve import driver_cuda
-
-    if not host.driver:
-        return {"cuda_native": None, "cuda_minor_compat": None}
-    matrix = load_matrix_for(args)
-    os_name = host.os if host.os in {"linux", "wsl2", "windows"} else "linux"
-    native, mvc = driver_cuda(matrix, host.driver, os_name)
-    return {"cuda_native": native, "cuda_minor_compat": mvc}
 
 
 def print_json(doc: object) -> None:

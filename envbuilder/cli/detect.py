@@ -27,19 +27,15 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _cuda_lines(args: argparse.Namespace, host: Host) -> list[str]:
-    # The CUDA versions a driver runs come from the matrix, which the lead's helper reads.
-    try:
-        from envbuilder.cli._common import driver_cuda_lines  # optional helper
-    except ImportError:
-        return []
+    # The CUDA versions a driver runs come from the matrix.
+    from envbuilder.cli._common import driver_cuda_lines
+
     return driver_cuda_lines(args, host) if host.gpus else []
 
 
 def _cuda_json(args: argparse.Namespace, host: Host) -> dict[str, str | None]:
-    try:
-        from envbuilder.cli._common import driver_cuda_json  # optional helper
-    except ImportError:
-        return {}
+    from envbuilder.cli._common import driver_cuda_json
+
     return driver_cuda_json(args, host) if host.gpus else {"cuda_native": None, "cuda_minor_compat": None}
 
 

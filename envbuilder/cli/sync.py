@@ -39,13 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _host_facts() -> tuple[Host, str, str]:
+    from envbuilder.cli._common import host_os
     from envbuilder.detect import probe_host
+    from envbuilder.target import Target
 
     host = probe_host()
-    os_name = host.os if host.os in {"linux", "wsl2", "windows"} else "linux"
-    system = "windows" if os_name == "windows" else "linux"
-    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(host.machine.lower(), host.machine.lower())
-    return host, os_name, f"{system}-{machine}"
+    os_name = host_os(host)
+    return host, os_name, Target(os=os_name, machine=host.machine).platform
 
 
 def run(args: argparse.Namespace) -> int:
