@@ -52,6 +52,8 @@ class Steps:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from envbuilder import builder
     from envbuilder.cli.resolve import render
     from envbuilder.detect import find_pythons
@@ -63,16 +65,11 @@ def run(args: argparse.Namespace) -> int:
     steps = Steps(5, quiet=args.json)
     settings = settings_from_args(args)
     matrix = load_matrix_for(args)
+    target = target_from_args(args, matrix)
     if not args.python:
         # Only Pythons installed here can be used (uv cannot download them): plan for those.
         installed = {p.minor for p in find_pythons()}
-        args.python = None
-        target = target_from_args(args, matrix)
-        from dataclasses import replace
-
         target = replace(target, pythons=tuple(p for p in target.pythons if p in installed) or target.pythons)
-    else:
-        target = target_from_args(args, matrix)
     steps.step("checking package sources")
     for note in settings.notes:
         steps.say(f"      {note}")
