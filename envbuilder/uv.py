@@ -146,10 +146,24 @@ def compile_lock(
         raise _classify(exc, "uv pip compile") from None
 
 
-def sync(python: Path, lock: Path, settings: Settings, *, stream: bool = False, timeout: float = 1800) -> None:
-    """Install exactly what the lock says (hashes verified by uv)."""
+def sync(
+    python: Path,
+    lock: Path,
+    settings: Settings,
+    *,
+    indexes: Sequence[str] | None = None,
+    stream: bool = False,
+    timeout: float = 1800,
+) -> None:
+    """Install exactly what ``lock`` says, hashes verified by uv.
+
+    ``lock`` is a pylock (its URLs are used as they stand) or, with ``indexes``, a hash-checked requirements
+    file that the configured sources (the plan's indexes, mirror, wheelhouse) serve.
+    """
     argv = [find_uv(), "pip", "sync", "--python", str(python), str(lock)]
-    if settings.offline:
+    if indexes is not None:
+        argv += source_args(settings, indexes)
+    elif settings.offline:
         argv.append("--offline")
     try:
         _run.run(argv, env=base_env(settings), timeout=timeout, capture=not stream)

@@ -96,33 +96,19 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
 
 def install_lock(python: Path, lock: Lock, settings: Settings, *, progress: Progress) -> None:
     """Install exactly the lock. With a wheelhouse or mirror, any source may serve the files: hashes decide."""
-    if settings.find_links or settings.index_url or settings.offline or _needs_local(lock, settings):
+    local_files = any(f.url.startswith("file://") for p in lock.packages for f in p.files)
+    if settings.find_links or settings.index_url or settings.offline or local_files:
         req = python.parent.parent / "envbuilder-requirements.txt"
         req.write_text(hashed_requirements(lock), encoding="utf-8")
         progress(f"installing {len(lock.packages)} packages (hash-checked, from the configured sources)")
+        indexes = [f"{settings.pytorch_index}/{lock.variant}"] if lock.indexes and settings.pytorch_index else []
         try:
-            _sync_requirements(python, req, lock, settings)
+            uv.sync(python, req, settings, indexes=indexes)
         finally:
             req.unlink(missing_ok=True)
         return
     progress(f"installing {len(lock.packages)} packages from {lock.path.name} (hashes verified)")
     uv.sync(python, lock.path, settings)
-
-
-def _needs_local(lock: Lock, settings: Settings) -> bool:
-    return any(f.url.startswith("file://") for p in lock.packages for f in p.files)
-
-
-def _sync_requirements(python: Path, req: Path, lock: Lock, settings: Settings) -> None:
-    from envbuilder import _run
-    from envbuilder.errors import CommandFailed
-
-    indexes = [f"{settings.pytorch_index}/{lock.variant}"] if lock.indexes and settings.pytorch_index else []
-    argv = [uv.find_uv(), "pip", "sync", "--python", str(python), str(req), *uv.source_args(settings, indexes)]
-    try:
-        _run.run(argv, env=uv.base_env(settings), timeout=1800)
-    except CommandFailed as exc:
-        raise uv._classify(exc, "uv pip sync") from None
 
 
 def build(
