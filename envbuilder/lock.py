@@ -279,12 +279,17 @@ def _locked_package(p: Mapping[str, Any], path: Path) -> LockedPackage:
 
 
 def read_lock(path: Path) -> Lock:
+    return read_lock_text(path)[0]
+
+
+def read_lock_text(path: Path, *, hint: str = "check the path") -> tuple[Lock, str]:
+    """The verified lock and its text as written (for those that embed or copy it)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         msg = f"{path}: cannot read the lock ({exc.strerror})"
-        raise LockError(msg, hint="check the path") from None
-    return parse_lock(text, path)
+        raise LockError(msg, hint=hint) from None
+    return parse_lock(text, path), text
 
 
 def hashed_requirements(lock: Lock) -> str:

@@ -93,18 +93,10 @@ def _options(args: argparse.Namespace, settings: Settings | None) -> Options:
 
 def _get_lock(args: argparse.Namespace, settings: Settings, workdir: Path) -> tuple[Lock, str]:
     """The lock named by --lock, or a fresh one for the target options (written into ``workdir``)."""
-    from envbuilder.lock import parse_lock
+    from envbuilder.lock import parse_lock, read_lock_text
 
     if args.lock:
-        path = Path(args.lock)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            from envbuilder.errors import LockError
-
-            msg = f"{path}: cannot read the lock ({exc.strerror})"
-            raise LockError(msg, hint="check the path, or leave --lock out to lock the target") from None
-        return parse_lock(text, path), text
+        return read_lock_text(Path(args.lock), hint="check the path, or leave --lock out to lock the target")
     from envbuilder.cli._common import load_matrix_for, target_from_args
     from envbuilder.cli.lock import lock_one
 

@@ -115,16 +115,9 @@ def _spec_from_plan(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs)
 
 def _spec_from_lock(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs) -> RecipeSpec:
     from envbuilder import wsl
-    from envbuilder.errors import LockError
-    from envbuilder.lock import parse_lock
+    from envbuilder.lock import read_lock_text
 
-    path = Path(args.lock)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        msg = f"{path}: cannot read the lock ({exc.strerror})"
-        raise LockError(msg, hint="check the path") from None
-    lock = parse_lock(text, path)
+    lock, text = read_lock_text(Path(args.lock))
     if os_name == "windows":
         _refuse_windows(lock.profile)
     return wsl.recipe_spec(
