@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from envbuilder.cli._common import print_json
-from envbuilder.detect import Host, probe_host
+
+if TYPE_CHECKING:
+    from envbuilder.detect import Host
 
 SCHEMA = "envbuilder.detect/1"
 
@@ -18,6 +21,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
+    from envbuilder.detect import probe_host  # the probe's parsers are not needed to build the parser
+
     host = probe_host()
     if args.json:
         print_json({"schema": SCHEMA, **host.to_json(), **_cuda_json(args, host)})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+from pathlib import Path
 
 from envbuilder.cli._common import load_matrix_for, print_json
 
@@ -14,13 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     check = msub.add_parser("check", help="validate types, keys and cross-references of matrices/*.toml")
     check.add_argument("--json", action="store_true")
     check.set_defaults(handler=run_check)
-    try:
-        matrix_audit = importlib.import_module("envbuilder.cli.matrix_audit")
-    except ModuleNotFoundError:
-        pass  # the audit commands are optional until their module lands
-    else:
-        matrix_audit.register_audit(msub)
-        matrix_audit.register_refresh(msub)
+    register_audit(msub)
+    register_refresh(msub)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
 
@@ -69,3 +64,45 @@ def run_check(args: argparse.Namespace) -> int:
         for name, n in counts.items():
             print(f"  {n:4d} {name}")
     return 0
+
+
+def _dirs(args: argparse.Namespace) -> list[Path]:
+    from envbuilder.matrix import matrix_dirs
+
+    return list(matrix_dirs(getattr(args, "matrix_dir", None)))
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    from envbuilder.cli.matrix_audit import audit_package  # downloads and tomlkit: imported when used
+
+    return audit_package(args.packages, _dirs(args), update=args.update, json=args.json)
+
+
+def _run_refresh(args: argparse.Namespace) -> int:
+    from envbuilder.cli.matrix_audit import refresh
+
+    return refresh(_dirs(args), json=args.json, update=args.update)
+
+
+def register_audit(matrix_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add `matrix audit [PACKAGE[==VERSION] ...] [--update] [--json]`."""
+    p = matrix_subparsers.add_parser("audit", help="compare the matrix with the SASS/PTX inside real wheels")
+    p.add_argument(
+        "packages",
+        nargs="*",
+        metavar="PACKAGE[==VERSION]",
+        help="default: the newest bitsandbytes in the matrix",
+    )
+    p.add_argument("--update", action="store_true", help="write the observed facts back, with the evidence")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_run_audit)
+
+
+def register_refresh(matrix_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add `matrix refresh [--update] [--json]`."""
+    p = matrix_subparsers.add_parser("refresh", help="propose rows for releases newer than the matrix (unconfirmed)")
+    p.add_argument(
+        "--update", action="store_true", help="write the proposed bitsandbytes rows (audited) into the matrix"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_run_refresh)

@@ -1,11 +1,10 @@
-"""`envbuilder matrix audit` and `envbuilder matrix refresh`: printing and argument parsing only.
+"""`envbuilder matrix audit` and `envbuilder matrix refresh`: running and printing (arguments: cli/matrix.py).
 
 The comparison, the proposals and the writes live in ``envbuilder/matrix_audit.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json as jsonlib
 import sys
 from collections.abc import Sequence
@@ -169,41 +168,3 @@ def refresh(matrix_dirs: Sequence[Path], *, json: bool, update: bool = False) ->
     for path in written:
         print(f"updated {path}")
     return EXIT_OK
-
-
-def _dirs(args: argparse.Namespace) -> list[Path]:
-    from envbuilder.matrix import matrix_dirs
-
-    return list(matrix_dirs(getattr(args, "matrix_dir", None)))
-
-
-def _run_audit(args: argparse.Namespace) -> int:
-    return audit_package(args.packages, _dirs(args), update=args.update, json=args.json)
-
-
-def _run_refresh(args: argparse.Namespace) -> int:
-    return refresh(_dirs(args), json=args.json, update=args.update)
-
-
-def register_audit(matrix_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add `matrix audit [PACKAGE[==VERSION] ...] [--update] [--json]`."""
-    p = matrix_subparsers.add_parser("audit", help="compare the matrix with the SASS/PTX inside real wheels")
-    p.add_argument(
-        "packages",
-        nargs="*",
-        metavar="PACKAGE[==VERSION]",
-        help="default: the newest bitsandbytes in the matrix",
-    )
-    p.add_argument("--update", action="store_true", help="write the observed facts back, with the evidence")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=_run_audit)
-
-
-def register_refresh(matrix_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add `matrix refresh [--update] [--json]`."""
-    p = matrix_subparsers.add_parser("refresh", help="propose rows for releases newer than the matrix (unconfirmed)")
-    p.add_argument(
-        "--update", action="store_true", help="write the proposed bitsandbytes rows (audited) into the matrix"
-    )
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=_run_refresh)
