@@ -563,14 +563,11 @@ class _ProbeCache:
 
     @classmethod
     def load(cls) -> _ProbeCache:
+        from envbuilder._fs import read_json_object
         from envbuilder.settings import cache_root
 
         path = cache_root() / "pythons.json"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = {}
-        return cls(path, data if isinstance(data, dict) else {})
+        return cls(path, read_json_object(path) or {})
 
     @staticmethod
     def _stamp(path: str) -> str:

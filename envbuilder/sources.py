@@ -178,13 +178,10 @@ class _ReachCache:
         self.path = path
 
     def _load(self) -> dict[str, list[float]]:
-        import json
 
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        from envbuilder._fs import read_json_object
+
+        return read_json_object(self.path) or {}
 
     def get(self, url: str) -> bool | None:
         import time

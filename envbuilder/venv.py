@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuilder import __version__, uv
-from envbuilder._fs import write_text_atomic
+from envbuilder._fs import read_json_object, write_text_atomic
 from envbuilder.errors import CheckFailed, EnvbuilderError, LockError
 from envbuilder.lock import Lock, hashed_requirements
 from envbuilder.settings import Settings
@@ -44,11 +44,7 @@ def python_of(env: Path) -> Path:
 
 
 def read_marker(env: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((env / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json_object(env / MARKER)
 
 
 @contextlib.contextmanager
