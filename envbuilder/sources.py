@@ -7,13 +7,16 @@ does not read; envbuilder honours it explicitly and says so in its output.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from envbuilder._fs import read_json_object, write_text_atomic
 from envbuilder.resolve import Sources
 from envbuilder.settings import Settings
 
@@ -178,27 +181,17 @@ class _ReachCache:
         self.path = path
 
     def _load(self) -> dict[str, list[float]]:
-
-        from envbuilder._fs import read_json_object
-
         return read_json_object(self.path) or {}
 
     def get(self, url: str) -> bool | None:
-        import time
-
         entry = self._load().get(url)
         if isinstance(entry, list) and len(entry) == 2 and time.time() - float(entry[1]) < _REACH_TTL_S:
             return bool(entry[0])
         return None
 
     def put(self, url: str, ok: bool) -> None:
-        import json
-        import time
-
         data = self._load()
         data[url] = [ok, time.time()]
-        from envbuilder._fs import write_text_atomic
-
         with contextlib.suppress(OSError):  # an unwritable cache only costs the next probe
             write_text_atomic(self.path, json.dumps(data))
 
