@@ -67,9 +67,13 @@ def name_lock(dest: Path) -> Iterator[None]:
         fh.close()
 
 
-def _refuse_foreign(dest: Path, *, force: bool) -> None:
-    """Never replace a directory envbuilder did not make (nothing a user had is lost)."""
-    if dest.exists() and read_marker(dest) is None and any(dest.iterdir()) and not force:
+def refuse_foreign(dest: Path, settings: Settings, *, force: bool) -> None:
+    """Never replace a directory envbuilder did not make (nothing a user had is lost).
+
+    A file named envbuilder.json is not proof: the directory must be one of the home's environments or a
+    --path environment recorded when envbuilder built it (``is_ours``).
+    """
+    if dest.is_dir() and any(dest.iterdir()) and not force and not is_ours(dest, settings):
         msg = f"{dest} exists and was not made by envbuilder"
         raise EnvbuilderError(msg, hint="choose another --name/--path, or pass --force to replace it")
 
@@ -121,7 +125,7 @@ def build(
     """Build ``dest`` from ``lock`` with ``interpreter``; prove it; move it into place. Atomic."""
     dest = dest.absolute()
     with name_lock(dest):
-        _refuse_foreign(dest, force=force)
+        refuse_foreign(dest, settings, force=force)
         tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             started = time.monotonic()
@@ -138,8 +142,11 @@ def build(
                         msg,
                         hint="run `envbuilder doctor --log -` with the output above, or see the reasons in the lock",
                     )
-            _write_marker(tmp, lock, metadata, outcome, time.monotonic() - started)
+            env_id = new_env_id()
+            _write_marker(tmp, lock, {**metadata, "id": env_id}, outcome, time.monotonic() - started)
             _swap_into_place(tmp, dest)
+            if not _in_home(dest, settings):
+                record_path_env(dest, env_id, settings)
             return outcome
         finally:
             if tmp.exists():
@@ -209,39 +216,150 @@ def disk_usage(path: Path) -> int:
     return total
 
 
+def _table(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _summary(env: Path, marker: Mapping[str, Any], name: str) -> EnvSummary:
+    """One row of `list`; a marker is read like any file from outside (wrong types give blanks, not errors)."""
+    target_doc = _table(marker.get("target"))
+    gpus_doc = target_doc.get("gpus")
+    gpus = ",".join(str(_table(g).get("sm", "")) for g in gpus_doc) if isinstance(gpus_doc, list) else ""
+    driver = target_doc.get("driver")
+    target = (gpus or "cpu") + (f" driver {driver}" if driver else "")
+    smoke = str(_table(marker.get("smoke")).get("result", "not-run"))
+    return EnvSummary(name, env, str(marker.get("profile")), target, str(marker.get("python")), smoke, disk_usage(env))
+
+
 def list_envs(settings: Settings) -> list[EnvSummary]:
+    """The home's environments by name, then the --path environments recorded when envbuilder built them."""
     out: list[EnvSummary] = []
-    if not settings.envs_dir.is_dir():
-        return out
-    for env in sorted(settings.envs_dir.iterdir()):
-        marker = read_marker(env) if env.is_dir() and not env.name.startswith(".") else None
-        if marker is None:
-            continue
-        gpus = ",".join(g.get("sm", "") for g in marker.get("target", {}).get("gpus", [])) or "cpu"
-        driver = marker.get("target", {}).get("driver")
-        target = gpus + (f" driver {driver}" if driver else "")
-        smoke = str(marker.get("smoke", {}).get("result", "not-run"))
-        out.append(
-            EnvSummary(
-                env.name, env, str(marker.get("profile")), target, str(marker.get("python")), smoke, disk_usage(env)
-            )
-        )
+    if settings.envs_dir.is_dir():
+        for env in sorted(settings.envs_dir.iterdir()):
+            marker = read_marker(env) if env.is_dir() and not env.name.startswith(".") else None
+            if marker is not None:
+                out.append(_summary(env, marker, env.name))
+    for recorded in sorted(_recorded_paths(settings)):
+        env = Path(recorded)
+        marker = read_marker(env)
+        if marker is not None and is_ours(env, settings):
+            out.append(_summary(env, marker, str(marker.get("name") or env.name)))
     return out
 
 
-def find_env(name: str, settings: Settings) -> Path:
-    path = settings.env_path(name)
-    if read_marker(path) is None:
-        known = ", ".join(e.name for e in list_envs(settings)) or "none yet"
+# --------------------------------------------------------------------------- which environments are envbuilder's
+# A --path environment lives anywhere, so a marker file alone cannot tell it from a user's directory that holds a
+# file of that name (issue 11: `remove /tmp/v` deleted it). A build records the path and a random id, which it also
+# writes into the marker, in the home's state; remove/run/shell/--force-less rebuilds accept only a match.
+
+STATE_FILE = "paths.json"
+
+
+def new_env_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _state_path(settings: Settings) -> Path:
+    return settings.home / "state" / STATE_FILE
+
+
+def _in_home(env: Path, settings: Settings) -> bool:
+    return env.absolute().parent == settings.envs_dir.absolute()
+
+
+def _recorded_paths(settings: Settings) -> dict[str, str]:
+    """{resolved path: id} from the record; anything malformed in it is ignored (it only ever grants less)."""
+    doc = read_json_object(_state_path(settings)) or {}
+    envs = doc.get("envs")
+    if not isinstance(envs, dict):
+        return {}
+    return {k: v for k, v in envs.items() if isinstance(k, str) and isinstance(v, str) and v}
+
+
+@contextlib.contextmanager
+def _state_locked(settings: Settings) -> Iterator[None]:
+    """Two builds recording at once must not lose each other's entry."""
+    path = _state_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (path.parent / f".{STATE_FILE}.lock").open("a+") as fh:
+        if sys.platform != "win32":
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield
+
+
+def _write_record(settings: Settings, envs: Mapping[str, str]) -> None:
+    doc = {"schema": "envbuilder.paths/1", "envs": dict(sorted(envs.items()))}
+    write_text_atomic(_state_path(settings), json.dumps(doc, indent=2) + "\n")
+
+
+def record_path_env(env: Path, env_id: str, settings: Settings) -> None:
+    with _state_locked(settings):
+        envs = _recorded_paths(settings)
+        envs[str(env.resolve())] = env_id
+        _write_record(settings, envs)
+
+
+def _forget_path_env(env: Path, settings: Settings) -> None:
+    with _state_locked(settings):
+        envs = _recorded_paths(settings)
+        if envs.pop(str(env), None) is not None:
+            _write_record(settings, envs)
+
+
+def is_ours(env: Path, settings: Settings) -> bool:
+    """Built by envbuilder: a marker, and either a home environment or a recorded --path one with that id."""
+    marker = read_marker(env)
+    if marker is None:
+        return False
+    if _in_home(env, settings) and not env.is_symlink():
+        return True
+    env_id = marker.get("id")
+    return isinstance(env_id, str) and bool(env_id) and _recorded_paths(settings).get(str(env.resolve())) == env_id
+
+
+def find_env(name: str | None, settings: Settings, *, path: str | None = None) -> Path:
+    """The environment a command names: a home environment by NAME, or a recorded --path one."""
+    if path is not None:
+        return _find_path_env(Path(path), settings)
+    from envbuilder.lock import check_env_name
+
+    if not name:
+        msg = "no environment named: give its NAME, or --path DIR for one built with --path"
+        raise LockError(msg, hint="see `envbuilder list`")
+    known = ", ".join(e.name for e in list_envs(settings)) or "none yet"
+    try:
+        check_env_name(name)
+    except LockError:
+        msg = f"{name!r} is not the name of an environment"
+        hint = f"name one in {settings.envs_dir} (known: {known}); for one built with --path, give --path DIR"
+        raise LockError(msg, hint=hint) from None
+    env = settings.env_path(name)
+    if not is_ours(env, settings):
         msg = f"no environment named {name!r} in {settings.envs_dir}"
         raise LockError(msg, hint=f"known: {known}; create one with `envbuilder create`")
-    return path
+    return env
 
 
-def remove_env(name: str, settings: Settings) -> Path:
-    path = find_env(name, settings)
-    with name_lock(path):
-        trash = path.parent / f".{path.name}.removing-{uuid.uuid4().hex[:8]}"
-        os.replace(path, trash)  # atomic: the name disappears at once; deleting takes time
+def _find_path_env(path: Path, settings: Settings) -> Path:
+    env = path.absolute()
+    if not is_ours(env, settings):
+        what = "does not exist" if not env.exists() else "was not built by envbuilder"
+        msg = f"{path} {what} (it is not among the --path environments recorded in {_state_path(settings)})"
+        raise LockError(
+            msg, hint="envbuilder acts only on environments it built: see `envbuilder list`, or pass --home"
+        )
+    return env
+
+
+def remove_env(name: str | None, settings: Settings, *, path: str | None = None) -> Path:
+    env = find_env(name, settings, path=path)
+    real = env if _in_home(env, settings) else env.resolve()
+    with name_lock(real):
+        trash = real.parent / f".{real.name}.removing-{uuid.uuid4().hex[:8]}"
+        os.replace(real, trash)  # atomic: the name disappears at once; deleting takes time
         shutil.rmtree(trash, ignore_errors=True)
-    return path
+    if not _in_home(env, settings):
+        _forget_path_env(real, settings)
+    return env

@@ -333,3 +333,21 @@ def test_shell_opens_inside_the_environment(built: dict[str, Path], home: Path, 
     assert main(["shell", "--home", str(home), "cpu"]) == 0
     venv, python = seen.read_text().splitlines()
     assert venv == str(built["env"]) and python == str(built["env"] / "bin" / "python")
+
+
+def test_a_path_environment_is_recorded_and_only_it_can_be_removed(
+    built: dict[str, Path], home: Path, tmp_path: Path
+) -> None:
+    """Issue 11, item 1: a --path build is recorded in the home's state; remove/run then accept that path only."""
+    env = tmp_path / "project" / "venv"
+    assert main(["sync", str(built["lock"]), "--home", str(home), "--path", str(env), "--no-smoke"]) == 0
+    record = json.loads((home / "state" / "paths.json").read_text())["envs"]
+    marker = json.loads((env / "envbuilder.json").read_text())
+    assert record[str(env.resolve())] == marker["id"]
+    assert main(["run", "--home", str(home), "--path", str(env), "--", "python", "-c", "import torch"]) == 0
+    twin = tmp_path / "twin"  # the same files, copied: the marker alone does not make it envbuilder's
+    subprocess.run(["cp", "-a", str(env), str(twin)], check=True)
+    assert main(["remove", "--home", str(home), "--path", str(twin)]) == 2
+    assert main(["remove", "--home", str(home), "--path", str(env)]) == 0
+    assert not env.exists() and twin.is_dir()
+    assert str(env.resolve()) not in json.loads((home / "state" / "paths.json").read_text())["envs"]

@@ -49,9 +49,11 @@ def run(args: argparse.Namespace) -> int:
         python = find_python(env=args.env, python=args.python)
         evidence, _ = collect(python)
         env_dir = Path(args.env) if args.env else Path(evidence.python_exe or python).parent.parent
-    from envbuilder.venv import read_marker
+    from envbuilder.settings import Settings
+    from envbuilder.venv import is_ours
 
-    ours = env_dir is not None and read_marker(env_dir) is not None
+    # A file named envbuilder.json proves nothing: `--fix --yes` changes only environments envbuilder built.
+    ours = env_dir is not None and is_ours(env_dir, Settings())
     matrix = load_matrix_for(args)
     if evidence is not None:
         evidence = judge(matrix, evidence)  # which library the installed release loads (the JSON shows it too)

@@ -20,24 +20,39 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=run_list)
     p = sub.add_parser("remove", help="delete an environment envbuilder made")
-    p.add_argument("name")
-    _home_option(p)
+    _env_options(p)
     p.set_defaults(handler=run_remove)
-    p = sub.add_parser("run", help="run a command inside an environment: envbuilder run [--home DIR] NAME -- CMD ...")
-    p.add_argument("name")
+    p = sub.add_parser(
+        "run", help="run a command inside an environment: envbuilder run [--home DIR] NAME|--path DIR -- CMD ..."
+    )
+    _env_options(p)
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
-    _home_option(p)
     p.set_defaults(handler=run_cmd)
     p = sub.add_parser("shell", help="open a shell inside an environment")
-    p.add_argument("name")
-    _home_option(p)
+    _env_options(p)
     p.set_defaults(handler=run_shell)
+
+
+def _env_options(p: argparse.ArgumentParser) -> None:
+    """NAME (an environment in the home) or --path DIR (one envbuilder built there and recorded)."""
+    p.add_argument("name", nargs="?", metavar="NAME", help="an environment of envbuilder's home (envbuilder list)")
+    p.add_argument("--path", metavar="DIR", help="an environment that `create/sync --path DIR` built")
+    _home_option(p)
 
 
 def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from envbuilder.settings import Settings
 
     return Settings(home=Path(args.home)) if args.home else Settings()
+
+
+def _name(args: argparse.Namespace) -> str | None:
+    if args.path and args.name is not None:
+        from envbuilder.errors import TargetError
+
+        msg = f"give NAME ({args.name}) or --path ({args.path}), not both"
+        raise TargetError(msg, hint="NAME for an environment of envbuilder's home, --path for one built with --path")
+    return None if args.path else args.name
 
 
 def _size(n: int) -> str:
@@ -69,8 +84,8 @@ def run_list(args: argparse.Namespace) -> int:
 def run_remove(args: argparse.Namespace) -> int:
     from envbuilder.venv import remove_env
 
-    path = remove_env(args.name, _settings(args))
-    print(f"removed {args.name} ({path})")
+    path = remove_env(_name(args), _settings(args), path=args.path)
+    print(f"removed {args.name or path.name} ({path})")
     return 0
 
 
@@ -89,10 +104,13 @@ def run_cmd(args: argparse.Namespace) -> int:
     from envbuilder.venv import find_env
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if args.path and args.name is not None:
+        cmd = [args.name, *cmd]  # `run --path DIR -- CMD`: argparse took CMD's first word for NAME
     if not cmd:
         msg = "envbuilder run: no command given"
-        raise TargetError(msg, hint=f"envbuilder run {args.name} -- python -c 'import torch'")
-    env = find_env(args.name, _settings(args))
+        where = f"--path {args.path}" if args.path else (args.name or "NAME")
+        raise TargetError(msg, hint=f"envbuilder run {where} -- python -c 'import torch'")
+    env = find_env(None if args.path else args.name, _settings(args), path=args.path)
     result = _run.run(cmd, env=_activate_env(env), check=False, capture=False)
     return result.returncode
 
@@ -101,7 +119,7 @@ def run_shell(args: argparse.Namespace) -> int:
     from envbuilder import _run
     from envbuilder.venv import find_env
 
-    env = find_env(args.name, _settings(args))
+    env = find_env(_name(args), _settings(args), path=args.path)
     shell = os.environ.get("SHELL") or ("cmd.exe" if sys.platform == "win32" else "/bin/sh")
-    print(f"entering {args.name} ({env}); exit to leave", file=sys.stderr)
+    print(f"entering {args.name or env.name} ({env}); exit to leave", file=sys.stderr)
     return _run.run([shell], env=_activate_env(env), check=False, capture=False).returncode
