@@ -92,7 +92,8 @@ def test_log_rules_on_real_logs(matrix: Matrix, name: str, rule: str, severity: 
 def test_every_fixture_is_cited_and_tested() -> None:
     readme = (LOGS / "README.md").read_text(encoding="utf-8")
     files = {p.name for p in LOGS.glob("*.txt")}
-    assert files == {c[0] for c in LOG_CASES}
+    # The folder also holds the wider corpus (corpus.toml, checked by test_log_corpus.py); these are its rule cases.
+    assert {c[0] for c in LOG_CASES} <= files
     for name in files:
         row = next(line for line in readme.splitlines() if line.startswith(f"| {name} |"))
         assert "captured:" in row or "https://github.com/" in row
