@@ -53,6 +53,8 @@ LAYERS = {
     "healthy",
 }
 # A public tracker's issue, pull request, discussion or comment: the owner/repo part is the entry's tracker.
+MIN_PUBLIC = 62  # logs from public trackers (issue 14 asks for 60; the brief for 62)
+MIN_PUBLIC_NOT_FAILURE = 12  # of them healthy or unrelated to the stack
 TRACKER_URL = re.compile(r"https://github\.com/([\w.-]+/[\w.-]+)/(issues|pull|discussions)/\d+(#[\w-]+)?")
 
 
@@ -120,6 +122,12 @@ def test_every_fact_occurs_in_its_log(entry: dict[str, Any]) -> None:
     for key, value in entry["facts"].items():
         assert isinstance(value, str) and value, f"{key} = {value!r}"
         assert value in text, f"fact {key} = {value!r} is not in {entry['file']}"
+
+
+def test_enough_public_logs_and_enough_that_are_not_stack_failures() -> None:
+    public = [e for e in ENTRIES if _is_public(e)]
+    assert len(public) >= MIN_PUBLIC
+    assert sum(e["status"] != "failure" for e in public) >= MIN_PUBLIC_NOT_FAILURE
 
 
 def test_readme_lists_every_log_with_its_source() -> None:
