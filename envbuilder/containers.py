@@ -8,14 +8,16 @@ real images on machines where overlayfs and user namespaces are not available.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from envbuilder import _run
 from envbuilder.errors import CommandFailed, EnvbuilderError
+
+if TYPE_CHECKING:
+    from envbuilder.docker_context import Endpoint
 
 EngineName = Literal["docker", "podman"]
 ENGINE_ORDER: tuple[EngineName, ...] = ("docker", "podman")
@@ -46,8 +48,8 @@ class Engine(Protocol):
         """The engine's name (the key in ENGINES)."""
         ...
 
-    def available(self) -> bool:
-        """Can this engine build images here (binary present and working)?"""
+    def unavailable(self) -> str | None:
+        """None when this engine can build images here (binary present and working), else why not."""
         ...
 
     def build_argv(self, request: BuildRequest) -> list[str]:
@@ -72,26 +74,97 @@ def _common_args(request: BuildRequest) -> list[str]:
     return args
 
 
-def docker_engine_answers(timeout: float = 5.0) -> bool:
-    """Does a Docker Engine answer (DOCKER_HOST or the local socket)? Asked through the Docker SDK, which speaks
-    the Engine API directly: a client binary without an engine (as on these machines) is told apart in
-    milliseconds, with no `docker info` process. Builds still go through `docker buildx` (BuildKit features)."""
-    if not os.environ.get("DOCKER_HOST") and not os.path.exists("/var/run/docker.sock") and sys.platform != "win32":
-        return False  # no engine address at all: nothing to ask (and no half-open socket left behind)
+@dataclass(frozen=True, slots=True)
+class EngineAnswer:
+    """Whether a Docker Engine answered at the endpoint the docker CLI would use, and what it said."""
+
+    ok: bool
+    endpoint: Endpoint
+    detail: str  # "Engine API 1.50", or why not: "no socket at /var/run/docker.sock"
+
+    def describe(self) -> str:
+        what = "a Docker Engine answered" if self.ok else "no Docker Engine"
+        return f"{what} at {self.endpoint.describe()}: {self.detail}"
+
+
+def probe_docker_engine(timeout: float = 3.0, env: Mapping[str, str] | None = None) -> EngineAnswer:
+    """Ask the Docker Engine at the CLI's endpoint (DOCKER_HOST, DOCKER_CONTEXT, the current context, the local
+    socket) whether it answers. Through the Docker SDK, which speaks the Engine API directly (``/version``,
+    ``/_ping``): a client binary without an engine is told apart in milliseconds, with no `docker info` process,
+    and a socket that accepts but never answers costs ``timeout`` at most. Builds still go through
+    `docker buildx` (BuildKit features), which resolves the same context itself."""
+    from envbuilder.docker_context import find_endpoint, unix_socket_path
+
+    env = os.environ if env is None else env
+    endpoint = find_endpoint(env)
+    if endpoint.host is None:
+        return EngineAnswer(False, endpoint, endpoint.problem or "no address")
+    socket_path = unix_socket_path(endpoint.host)
+    if socket_path is not None and not os.path.exists(socket_path):
+        # Nothing to ask (and no half-open socket left behind).
+        return EngineAnswer(False, endpoint, f"no socket at {socket_path}")
+    if endpoint.host.startswith("ssh://"):
+        return _ask_cli(endpoint, timeout, env)  # the CLI speaks ssh itself; the SDK would need paramiko
+    return _ask_sdk(endpoint, timeout, env)
+
+
+def _ask_sdk(endpoint: Endpoint, timeout: float, env: Mapping[str, str]) -> EngineAnswer:
     try:
         import docker
     except ImportError:  # the SDK is a dependency; without it, ask the CLI
-        return _run.run(["docker", "info", "--format", "{{.ServerVersion}}"], check=False, timeout=30).returncode == 0
+        return _ask_cli(endpoint, timeout, env)
     try:
-        client = docker.from_env(timeout=timeout)
-    except Exception:  # DockerException and transport errors alike mean: no engine here
-        return False
+        if endpoint.via == "DOCKER_HOST":  # DOCKER_TLS_VERIFY and DOCKER_CERT_PATH go with it
+            client = docker.from_env(timeout=timeout, environment=dict(env), version="auto")
+        else:
+            client = docker.DockerClient(
+                base_url=endpoint.host, tls=_context_tls(endpoint), timeout=timeout, version="auto"
+            )
+    except Exception as exc:  # DockerException and transport errors alike mean: no engine here
+        return EngineAnswer(False, endpoint, _first_line(exc))
     try:
-        return bool(client.ping())
-    except Exception:  # idem
-        return False
+        # The client's start asked /version for the API version (version="auto"); /_ping confirms it serves.
+        client.ping()
+        return EngineAnswer(True, endpoint, f"Engine API {client.api.api_version}")
+    except Exception as exc:  # idem
+        return EngineAnswer(False, endpoint, _first_line(exc))
     finally:
         client.close()
+
+
+def docker_engine_answers(timeout: float = 3.0) -> bool:
+    """Does a Docker Engine answer where the docker CLI would look? (``probe_docker_engine``)."""
+    return probe_docker_engine(timeout).ok
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def _context_tls(endpoint: Endpoint) -> object:
+    """The SDK's TLS settings from a context's ``tls/<id>/docker`` files (None without them)."""
+    if endpoint.tls_dir is None:
+        return None
+    from docker.tls import TLSConfig
+
+    files = {n: os.path.join(endpoint.tls_dir, f"{n}.pem") for n in ("ca", "cert", "key")}
+    have = {n: p for n, p in files.items() if os.path.isfile(p)}
+    cert = (have["cert"], have["key"]) if "cert" in have and "key" in have else None
+    return TLSConfig(client_cert=cert, ca_cert=have.get("ca"), verify=not endpoint.skip_tls_verify and "ca" in have)
+
+
+def _ask_cli(endpoint: Endpoint, timeout: float, env: Mapping[str, str]) -> EngineAnswer:
+    try:
+        result = _run.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"], env=env, check=False, timeout=max(timeout, 10)
+        )
+    except CommandFailed as exc:
+        return EngineAnswer(False, endpoint, exc.message)
+    if result.returncode == 0 and result.stdout.strip():
+        return EngineAnswer(True, endpoint, f"Docker Engine {result.stdout.strip()} (asked through `docker version`)")
+    lines = (result.stderr or result.stdout).strip().splitlines()
+    return EngineAnswer(False, endpoint, lines[-1] if lines else f"docker version exited {result.returncode}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +175,17 @@ class Docker:
     binary: str = "docker"
 
     def available(self) -> bool:
-        if _run.which(self.binary) is None or not docker_engine_answers():
-            return False
-        buildx = _run.run([self.binary, "buildx", "version"], check=False, timeout=30)
-        return buildx.returncode == 0
+        return self.unavailable() is None
+
+    def unavailable(self) -> str | None:
+        if _run.which(self.binary) is None:
+            return f"{self.binary} is not on PATH"
+        answer = probe_docker_engine()
+        if not answer.ok:
+            return answer.describe()
+        if _run.run([self.binary, "buildx", "version"], check=False, timeout=30).returncode != 0:
+            return f"{answer.describe()}, but `{self.binary} buildx` is missing (the buildx plugin)"
+        return None
 
     def build_argv(self, request: BuildRequest) -> list[str]:
         return [
@@ -132,9 +212,16 @@ class Podman:
     storage: tuple[str, ...] = ("--storage-driver", "vfs")
 
     def available(self) -> bool:
+        return self.unavailable() is None
+
+    def unavailable(self) -> str | None:
         if _run.which(self.binary) is None:
-            return False
-        return _run.run([self.binary, *self.storage, "version"], check=False, timeout=60).returncode == 0
+            return f"{self.binary} is not on PATH"
+        result = _run.run([self.binary, *self.storage, "version"], check=False, timeout=60)
+        if result.returncode != 0:
+            lines = (result.stderr or result.stdout).strip().splitlines()
+            return f"`{self.binary} version` exited {result.returncode}" + (f": {lines[-1]}" if lines else "")
+        return None
 
     def build_argv(self, request: BuildRequest) -> list[str]:
         # --no-cache also keeps no intermediate images: with vfs every layer is a full copy on disk.
@@ -170,12 +257,15 @@ ENGINES: Mapping[EngineName, type[Docker] | type[Podman]] = {"docker": Docker, "
 def choose_engine(name: EngineName | None = None) -> Engine:
     """The engine asked for, or the first available one (docker buildx, then podman); else NoEngine."""
     names = (name,) if name else ENGINE_ORDER
+    why: list[str] = []
     for candidate in names:
         engine: Engine = ENGINES[candidate]()
-        if engine.available():
+        reason = engine.unavailable()
+        if reason is None:
             return engine
+        why.append(f"{candidate}: {reason}")
     wanted = f"{name} is not available" if name else "no container engine found (docker buildx or podman)"
-    msg = f"cannot build images: {wanted}"
+    msg = f"cannot build images: {wanted}\n  " + "\n  ".join(why)
     hint = (
         "install Docker with the buildx plugin and a running engine, or podman "
         "(apt-get install podman); `envbuilder dockerfile` writes the Dockerfile without building"

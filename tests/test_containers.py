@@ -83,12 +83,14 @@ def test_engines_are_keyed_by_name() -> None:
 def test_no_engine_is_one_clear_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     if Docker().available():
         pytest.skip("docker buildx works on this machine: the no-engine path cannot be shown with docker")
-    with pytest.raises(NoEngine, match=r"^cannot build images: docker is not available$"):
+    # The message says where docker was looked for (DOCKER_HOST, a context or the local socket) and why it failed.
+    with pytest.raises(NoEngine, match=r"^cannot build images: docker is not available\n  docker: \S"):
         choose_engine("docker")
     code = main(["build", "--lock", str(CPU_LOCK), "--no-pip-config", "--engine", "docker"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "envbuilder: cannot build images: docker is not available\nTIP install Docker with the buildx plugin" in err
+    assert err.startswith("envbuilder: cannot build images: docker is not available\n  docker: ")
+    assert "\nTIP install Docker with the buildx plugin" in err
     assert "Traceback" not in err
 
 
