@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from envbuilder.credentials import redact
 from envbuilder.errors import CommandFailed
 
 log = logging.getLogger("envbuilder.run")
@@ -46,7 +47,7 @@ def run(
     ``capture=False`` streams the command's output to ours (progress for long steps).
     """
     args = tuple(os.fspath(a) for a in argv)
-    log.debug("run: %s", shlex.join(args))
+    log.debug("run: %s", redact(shlex.join(args)))  # argv carries no credentials; redact is the backstop
     try:
         proc = subprocess.run(
             args,
@@ -68,5 +69,6 @@ def run(
     if check and proc.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-12:]
         msg = f"{shlex.join(args[:4])} ... exited {proc.returncode}" + (":\n  " + "\n  ".join(tail) if tail else "")
+        msg = redact(msg)
         raise CommandFailed(msg, returncode=proc.returncode, output=result.stdout + result.stderr)
     return result

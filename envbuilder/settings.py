@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from envbuilder.credentials import Credential, split_userinfo
 
 DEFAULT_PYTORCH_INDEX = "https://download.pytorch.org/whl"
 
@@ -31,7 +33,8 @@ class Settings:
 
     ``index_url`` replaces PyPI (a mirror); ``pytorch_index`` is the PyTorch index or its mirror (variant
     indexes are ``<pytorch_index>/<variant>``); ``find_links`` are wheelhouse directories; ``ca_certs`` are
-    extra CA bundles for corporate proxies; ``offline`` forbids the network altogether.
+    extra CA bundles for corporate proxies; ``offline`` forbids the network altogether. The URLs carry no
+    userinfo: ``credentials`` holds it (``with_credentials_apart``), and only uv and the probe read it.
     """
 
     home: Path = field(default_factory=_default_home)
@@ -45,6 +48,7 @@ class Settings:
     check_pytorch_index: bool = True
     cache_dir: Path = field(default_factory=cache_root)
     refresh: bool = False  # re-resolve even where a resolution of the same input is cached
+    credentials: tuple[Credential, ...] = field(default=(), repr=False)
 
     @property
     def envs_dir(self) -> Path:
@@ -52,3 +56,23 @@ class Settings:
 
     def env_path(self, name: str) -> Path:
         return self.envs_dir / name
+
+
+def with_credentials_apart(settings: Settings) -> Settings:
+    """The same settings with every index URL's userinfo moved into ``credentials`` (issue 11: no secret in a
+    lock, cache, log or the console starts here)."""
+    found = list(settings.credentials)
+
+    def clean(url: str) -> str:
+        bare, credential = split_userinfo(url)
+        if credential is not None and credential not in found:
+            found.append(credential)
+        return bare
+
+    return replace(
+        settings,
+        index_url=clean(settings.index_url) if settings.index_url else None,
+        extra_index_urls=tuple(clean(u) for u in settings.extra_index_urls),
+        pytorch_index=clean(settings.pytorch_index).rstrip("/") if settings.pytorch_index else None,
+        credentials=tuple(found),
+    )

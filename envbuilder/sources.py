@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from envbuilder._fs import read_json_object, write_text_atomic
+from envbuilder.credentials import credential_for, redact
 from envbuilder.resolve import Sources
 from envbuilder.settings import Settings
 
@@ -110,7 +111,7 @@ def apply_pip_config(settings: Settings, config: Mapping[str, list[str]]) -> Set
     index_url = settings.index_url
     if not index_url and config.get("index-url"):
         index_url = config["index-url"][0]
-        notes.append(f"using pip's index-url {index_url}")
+        notes.append(f"using pip's index-url {redact(index_url)}")
     links = list(settings.find_links)
     for d in config.get("find-links", []):
         path = d.removeprefix("file://")
@@ -125,7 +126,7 @@ def apply_pip_config(settings: Settings, config: Mapping[str, list[str]]) -> Set
     if config.get("extra-index-url"):
         notes.append(
             "not using pip's extra-index-url ("
-            + " ".join(config["extra-index-url"])
+            + " ".join(redact(u) for u in config["extra-index-url"])
             + "): pass --extra-index-url to add it"
         )
     return replace(settings, index_url=index_url, find_links=tuple(links), ca_certs=tuple(certs), notes=tuple(notes))
@@ -146,6 +147,8 @@ def reachable(url: str, settings: Settings, timeout: float = 5.0) -> bool:
 
     The stdlib client honours the same proxy variables as pip and uv and costs no `requests` import at
     start-up; an answer is kept for a few minutes (``_REACH_TTL_S``), so commands in a row probe once.
+    ``url`` carries no userinfo (settings keep it apart); a credential for it goes in an Authorization header,
+    which is also how urllib, which refuses userinfo in a URL, can probe a credentialed mirror.
     """
     if settings.offline:
         return False
@@ -159,12 +162,14 @@ def reachable(url: str, settings: Settings, timeout: float = 5.0) -> bool:
     if not url.startswith(("https://", "http://")):
         return url.startswith("file://") and Path(url.removeprefix("file://")).exists()
     context = ssl.create_default_context(cafile=settings.ca_certs[0] if settings.ca_certs else None)
-    request = urllib.request.Request(url.rstrip("/") + "/", method="HEAD")  # noqa: S310  # http(s) only, checked above
+    credential = credential_for(url, settings.credentials)
+    headers = {"Authorization": credential.basic()} if credential else {}
+    request = urllib.request.Request(url.rstrip("/") + "/", method="HEAD", headers=headers)  # noqa: S310  # http(s) only, checked above
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310  # idem
             ok = bool(response.status < 500)
     except urllib.error.HTTPError as exc:  # an answer, even 404, means the host serves
-        ok = exc.code < 500
+        ok = exc.code < 500 and not (credential is not None and exc.code in {401, 403})
     except (OSError, ValueError):  # URLError, timeouts, TLS and DNS failures
         ok = False
     _reach_cache(settings).put(url, ok)
@@ -175,23 +180,28 @@ _REACH_TTL_S = 600
 
 
 class _ReachCache:
-    """Reachability answers by URL, for ``_REACH_TTL_S`` seconds, in the cache directory."""
+    """Reachability answers by URL, for ``_REACH_TTL_S`` seconds, in the cache directory.
+
+    The file is outside input like any other: an entry that is not ``[bool, number]`` counts as absent."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def _load(self) -> dict[str, list[float]]:
+    def _load(self) -> dict[str, list[object]]:
         return read_json_object(self.path) or {}
 
     def get(self, url: str) -> bool | None:
         entry = self._load().get(url)
-        if isinstance(entry, list) and len(entry) == 2 and time.time() - float(entry[1]) < _REACH_TTL_S:
-            return bool(entry[0])
-        return None
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], bool)):
+            return None
+        stamp = entry[1]
+        if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
+            return None
+        return entry[0] if 0 <= time.time() - stamp < _REACH_TTL_S else None
 
     def put(self, url: str, ok: bool) -> None:
         data = self._load()
-        data[url] = [ok, time.time()]
+        data[redact(url)] = [ok, time.time()]
         with contextlib.suppress(OSError):  # an unwritable cache only costs the next probe
             write_text_atomic(self.path, json.dumps(data))
 
@@ -205,7 +215,9 @@ def gather_sources(settings: Settings) -> Sources:
     notes = list(settings.notes)
     pytorch = settings.pytorch_index
     if pytorch and settings.check_pytorch_index and not reachable(pytorch, settings):
-        notes.append(f"the PyTorch index {pytorch} cannot be reached: only PyPI builds and the wheelhouse are used")
+        notes.append(
+            f"the PyTorch index {redact(pytorch)} cannot be reached: only PyPI builds and the wheelhouse are used"
+        )
         pytorch = None
     if settings.offline:
         notes.append("offline: only the wheelhouse and uv's cache are used")

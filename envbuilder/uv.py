@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from envbuilder import _run
+from envbuilder.credentials import credential_for
 from envbuilder.errors import CommandFailed, SourceError
 from envbuilder.settings import Settings
 
@@ -58,8 +59,9 @@ def _check_version(path: str) -> None:
         raise CommandFailed(msg, hint="pip install -U uv")
 
 
-def base_env(settings: Settings) -> dict[str, str]:
-    """The environment uv runs in: CA bundles, offline, and no stray UV_* index settings."""
+def base_env(settings: Settings, indexes: Sequence[str] | None = ()) -> dict[str, str]:
+    """The environment uv runs in: CA bundles, offline, no stray UV_* index settings, and the credentials of
+    the indexes ``_index_flags`` names (uv's own mechanism: nothing secret is in its argv)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_INDEX", "UV_EXTRA_INDEX", "UV_FIND_LINKS"))}
     if settings.ca_certs:
         env["SSL_CERT_FILE"] = settings.ca_certs[0]
@@ -67,25 +69,60 @@ def base_env(settings: Settings) -> dict[str, str]:
     if settings.offline:
         env["UV_OFFLINE"] = "1"
     env.setdefault("UV_NO_PROGRESS", "1")
+    env.update(_index_flags(settings, indexes)[1])
     return env
 
 
-def source_args(settings: Settings, indexes: Sequence[str] = ()) -> list[str]:
-    """Index and wheelhouse flags: plan indexes first (they serve their variant builds), then the mirror."""
+class _Named:
+    """Names the indexes a credential covers and collects the variables that carry their userinfo."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.env: dict[str, str] = {}
+
+    def __call__(self, url: str) -> str:
+        credential = credential_for(url, self.settings.credentials)
+        if credential is None:
+            return url
+        name = f"envbuilder-{len(self.env) // 2 + 1}"
+        key = name.upper().replace("-", "_")
+        self.env[f"UV_INDEX_{key}_USERNAME"] = credential.username
+        self.env[f"UV_INDEX_{key}_PASSWORD"] = credential.password
+        return f"{name}={url}"
+
+
+def _index_flags(settings: Settings, indexes: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
+    """Index and wheelhouse flags, and the environment that carries their credentials.
+
+    Plan indexes come first (they serve their variant builds), then the mirror. An index that a credential
+    covers is named (``--index envbuilder-1=URL``) and its userinfo goes in ``UV_INDEX_ENVBUILDER_1_USERNAME``
+    and ``_PASSWORD``. ``indexes=None`` (installing a pylock as it stands) passes only credentialed prefixes,
+    so uv can authenticate downloads of the lock's URLs.
+    """
+    named = _Named(settings)
     args: list[str] = []
-    for url in indexes:
-        args += ["--index", url]
-    if settings.index_url:
-        args += ["--default-index", settings.index_url]
-    for url in settings.extra_index_urls:
-        args += ["--index", url]
-    if settings.extra_index_urls:
-        args += ["--index-strategy", "unsafe-best-match"]
-    for d in settings.find_links:
-        args += ["--find-links", d]
+    if indexes is None:
+        for credential in settings.credentials:
+            args += ["--index", named(credential.prefix)]
+    else:
+        for url in indexes:
+            args += ["--index", named(url)]
+        if settings.index_url:
+            args += ["--default-index", named(settings.index_url)]
+        for url in settings.extra_index_urls:
+            args += ["--index", named(url)]
+        if settings.extra_index_urls:
+            args += ["--index-strategy", "unsafe-best-match"]
+        for d in settings.find_links:
+            args += ["--find-links", d]
     if settings.offline:
         args.append("--offline")
-    return args
+    return args, named.env
+
+
+def source_args(settings: Settings, indexes: Sequence[str] | None = ()) -> list[str]:
+    """The index and wheelhouse flags for uv (credential-free: see ``_index_flags``)."""
+    return _index_flags(settings, indexes)[0]
 
 
 def _classify(exc: CommandFailed, what: str) -> CommandFailed | SourceError:
@@ -141,7 +178,7 @@ def compile_lock(
         *source_args(settings, indexes),
     ]
     try:
-        _run.run(argv, env=base_env(settings), timeout=timeout)
+        _run.run(argv, env=base_env(settings, indexes), timeout=timeout)
     except CommandFailed as exc:
         raise _classify(exc, "uv pip compile") from None
 
@@ -160,13 +197,9 @@ def sync(
     ``lock`` is a pylock (its URLs are used as they stand) or, with ``indexes``, a hash-checked requirements
     file that the configured sources (the plan's indexes, mirror, wheelhouse) serve.
     """
-    argv = [find_uv(), "pip", "sync", "--python", str(python), str(lock)]
-    if indexes is not None:
-        argv += source_args(settings, indexes)
-    elif settings.offline:
-        argv.append("--offline")
+    argv = [find_uv(), "pip", "sync", "--python", str(python), str(lock), *source_args(settings, indexes)]
     try:
-        _run.run(argv, env=base_env(settings), timeout=timeout, capture=not stream)
+        _run.run(argv, env=base_env(settings, indexes), timeout=timeout, capture=not stream)
     except CommandFailed as exc:
         raise _classify(exc, "uv pip sync") from None
 

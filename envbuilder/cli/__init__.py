@@ -80,21 +80,38 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return int(handler(args))
 
 
+class _RedactingFormatter(logging.Formatter):
+    """Debug logs and tracebacks (--verbose) never show the userinfo of a URL."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from envbuilder.credentials import redact
+
+        return redact(super().format(record))
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_RedactingFormatter("%(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2); return it for in-process callers
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+    _configure_logging(args.verbose)
     try:
         return _dispatch(args, parser)
     except EnvbuilderError as exc:
+        from envbuilder.credentials import redact
+
         if args.verbose:
             logging.exception("traceback")
-        print(f"envbuilder: {exc.message}", file=sys.stderr)
+        print(f"envbuilder: {redact(exc.message)}", file=sys.stderr)
         if exc.hint:
-            print(f"TIP {exc.hint}", file=sys.stderr)
+            print(f"TIP {redact(exc.hint)}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("envbuilder: interrupted", file=sys.stderr)

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from envbuilder.settings import DEFAULT_PYTORCH_INDEX, Settings
+from envbuilder.settings import DEFAULT_PYTORCH_INDEX, Settings, with_credentials_apart
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -94,4 +94,4 @@ def settings_from_args(args: argparse.Namespace, manifest_sources: Mapping[str, 
         from envbuilder.sources import apply_pip_config, read_pip_config
 
         settings = apply_pip_config(settings, read_pip_config())
-    return settings
+    return with_credentials_apart(settings)

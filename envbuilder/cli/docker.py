@@ -191,6 +191,12 @@ def run_build(args: argparse.Namespace) -> int:
         )
         for note in settings.notes:
             print(f"note: {note}", file=sys.stderr)
+        if settings.credentials and not args.netrc:
+            # Build arguments are recorded in the image's history: credentials enter a build only as a secret.
+            print(
+                "note: the index credentials are not passed into the build; give them as --netrc FILE (a build secret)",
+                file=sys.stderr,
+            )
         if args.dry_run:
             import shlex
 
