@@ -1,9 +1,10 @@
 """The host probe: GPUs, driver, OS flavour (WSL2 included), CPU architecture, glibc and Pythons.
 
-Pure parsers (text in, values out, no I/O) sit apart from the thin probe that runs ``nvidia-smi`` and
-reads ``/proc`` (STYLE.md rule 2): the parsers are tested on outputs recorded on real hosts, the probe
-once for real on the machine the tests run on. A probe that fails yields "nothing found", never an
-exception: no ``nvidia-smi`` means no GPU.
+Pure parsers (text in, values out, no I/O) sit apart from the thin probe (STYLE.md rule 2): the parsers are
+tested on outputs recorded on real hosts, the probe once for real on the machine the tests run on. The GPUs
+come from NVML, then nvidia-smi, then the PCI bus (a GPU is seen before its driver is installed); the driver
+from the override variables, the kernel module's files, NVML, then nvidia-smi (``envbuilder.nvidia``). A probe
+that fails yields "nothing found", never an exception; only a malformed override variable is refused.
 
 This module reports what the host *is*; which CUDA versions its driver runs is the matrix's business
 (``resolve.driver_cuda``), not this module's.
@@ -21,15 +22,32 @@ import platform
 import re
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from envbuilder import _run
 from envbuilder.errors import CommandFailed
+from envbuilder.nvidia import (
+    DriverReading,
+    NvmlReading,
+    PciDevice,
+    PciNamer,
+    driver_override,
+    has_device_nodes,
+    nvidia_gpus,
+    parse_proc_driver_version,
+    probe_nvml,
+    read_container,
+    read_driver_files,
+    read_pci_devices,
+    read_proc_gpus,
+    same_slot,
+)
 
 OsName = Literal["linux", "wsl2", "windows", "macos"]
+GpuSource = Literal["NVML", "nvidia-smi", "PCI bus", ""]
 
 # The query `probe_host` runs; `parse_nvidia_smi_csv` reads its output without a header in this order.
 NVIDIA_SMI_QUERY = ("index", "name", "compute_cap", "driver_version", "memory.total")
@@ -63,6 +81,7 @@ class Gpu:
     name: str
     cc: str
     memory_mib: int | None
+    pci_id: str | None = None  # "10de:2335", when NVML or the PCI bus gave it
 
     @property
     def sm(self) -> str:
@@ -70,7 +89,13 @@ class Gpu:
         return f"sm_{self.cc.replace('.', '')}" if self.cc else ""
 
     def to_json(self) -> dict[str, object]:
-        return {"index": self.index, "name": self.name, "cc": self.cc or None, "memory_mib": self.memory_mib}
+        return {
+            "index": self.index,
+            "name": self.name,
+            "cc": self.cc or None,
+            "memory_mib": self.memory_mib,
+            "pci_id": self.pci_id,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +133,22 @@ class Host:
     pythons: tuple[PythonInfo, ...]
     warnings: tuple[str, ...] = ()
     gpu_probe: str = ""  # how the GPUs were found, or why none were ("nvidia-smi not found on PATH")
+    gpu_source: GpuSource = ""  # what listed the GPUs; "PCI bus": seen on the bus, no driver tool answered
+    driver_source: str | None = None  # "/sys/module/nvidia/version", "UV_CUDA_DRIVER_VERSION", "NVML", ...
+    kernel_module: str | None = None  # the loaded nvidia kernel module's version (Linux), whatever overrides say
+    container: str | None = None  # "docker", "podman", "kubernetes", ... when this runs inside one
+    device_nodes: bool = False  # /dev/nvidiactl exists
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict (the CLI adds the ``schema`` key)."""
         return {
             "gpus": [g.to_json() for g in self.gpus],
             "driver": self.driver,
+            "driver_source": self.driver_source,
+            "gpu_source": self.gpu_source or None,
+            "kernel_module": self.kernel_module,
+            "container": self.container,
+            "device_nodes": self.device_nodes,
             "os": self.os,
             "machine": self.machine,
             "glibc": self.glibc,
@@ -234,15 +269,6 @@ def parse_nvidia_smi_banner(text: str) -> SmiSummary:
     if not match:
         return SmiSummary((), None, None)
     return SmiSummary((), _version(match["driver"]), _version(match["cuda"]), _version(match["smi"]))
-
-
-_NVRM_RE = re.compile(r"^NVRM version:.*?\s(\d+\.\d+(?:\.\d+)?)\s", re.MULTILINE)
-
-
-def parse_proc_driver_version(text: str) -> str | None:
-    """The kernel module's version from ``/proc/driver/nvidia/version``, or None."""
-    match = _NVRM_RE.search(text + " ")
-    return match[1] if match else None
 
 
 _GLIBC_RES = (
@@ -425,6 +451,88 @@ def probe_gpus(os_name: OsName) -> tuple[tuple[Gpu, ...], str | None, str]:
     return (), None, failure
 
 
+def gpus_from_nvml(reading: NvmlReading) -> tuple[Gpu, ...]:
+    """NVML's GPUs as ``Gpu`` values (pure)."""
+    return tuple(Gpu(d.index, d.name, d.cc, d.memory_mib, d.pci_id) for d in reading.devices)
+
+
+def gpus_from_bus(
+    devices: tuple[PciDevice, ...], proc_models: dict[str, str], name_pci: PciNamer | None = None
+) -> tuple[Gpu, ...]:
+    """The NVIDIA GPUs on the PCI bus, named by the loaded driver (``/proc/driver/nvidia/gpus``), else by the PCI
+    id table, else by lspci's label, else by the id itself; the compute capability comes from the table (pure)."""
+    out = []
+    for index, dev in enumerate(nvidia_gpus(devices)):
+        named = name_pci(dev.vendor, dev.device) if name_pci else None
+        model = next((m for bus, m in proc_models.items() if same_slot(bus, dev.slot)), None)
+        name = model or (named.name if named else "") or dev.label or f"NVIDIA GPU [{dev.pci_id}]"
+        out.append(Gpu(index, name, (named.cc or "") if named else "", None, dev.pci_id))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProbe:
+    """What the NVIDIA part of the probe found: GPUs, the driver in use and where each came from."""
+
+    gpus: tuple[Gpu, ...]
+    driver: DriverReading | None
+    module: DriverReading | None  # the loaded kernel module (Linux), whatever the override says
+    source: GpuSource
+    how: str
+    warnings: tuple[str, ...] = ()
+
+
+def _tool_gpus(os_name: OsName) -> tuple[tuple[Gpu, ...], DriverReading | None, GpuSource, str]:
+    """NVML first (in-process, cannot hang the command), then nvidia-smi."""
+    nvml = probe_nvml()
+    if isinstance(nvml, NvmlReading) and nvml.devices:
+        driver = DriverReading(nvml.driver, "NVML") if nvml.driver else None
+        return gpus_from_nvml(nvml), driver, "NVML", "NVML"
+    why_not = nvml if isinstance(nvml, str) else "NVML lists no GPU"
+    gpus, smi_driver, how = probe_gpus(os_name)
+    driver = DriverReading(smi_driver, "nvidia-smi") if smi_driver else None
+    if gpus:
+        return gpus, driver, "nvidia-smi", f"{how} ({why_not})"
+    return (), driver, "", f"{why_not}; {how}"
+
+
+def probe_nvidia(
+    os_name: OsName,
+    *,
+    root: str = "/",
+    env: Mapping[str, str] | None = None,
+    tools: bool = True,
+    name_pci: PciNamer | None = None,
+) -> GpuProbe:
+    """GPUs and driver: NVML, nvidia-smi (``tools``), then the PCI bus under ``root`` (Linux; WSL2 has no PCI
+    device). The driver: the override variables, the kernel module's files, then what the tools said."""
+    override, warnings = driver_override(os.environ if env is None else env)
+    module = read_driver_files(root) if os_name == "linux" else None
+    gpus: tuple[Gpu, ...] = ()
+    tool_driver: DriverReading | None = None
+    source: GpuSource = ""
+    how = "NVML and nvidia-smi not asked"
+    if tools:
+        gpus, tool_driver, source, how = _tool_gpus(os_name)
+    if not gpus and os_name == "linux":
+        gpus = gpus_from_bus(read_pci_devices(root), read_proc_gpus(root), name_pci)
+        if gpus:
+            source = "PCI bus"
+            loaded = f"driver {module.version} loaded" if module else "no NVIDIA driver loaded"
+            how = f"PCI bus ({loaded}; {how})"
+    driver = override or module or tool_driver
+    if override and (module or tool_driver):
+        seen = module or tool_driver
+        if seen and seen.version != override.version:
+            warnings += (f"{override.source}={override.version} overrides the detected driver {seen.version}",)
+    if module and tool_driver and module.version != tool_driver.version and tool_driver.source == "NVML":
+        warnings += (
+            f"the loaded kernel module is {module.version} but the driver's libraries are {tool_driver.version}: "
+            "reboot after the driver upgrade",
+        )
+    return GpuProbe(gpus, driver, module, source, how, warnings)
+
+
 def _libcuda_paths() -> tuple[str, ...]:
     paths: set[str] = set()
     ldconfig = _run.which("ldconfig") or next(
@@ -454,8 +562,9 @@ def host_warnings(
     if wsl == 1:
         out.append("WSL 1 has no GPU access: convert the distro with `wsl --set-version <distro> 2`")
     out.extend(
-        f"GPU {g.index} ({g.name}): compute capability unknown (nvidia-smi too old to report it); "
-        "name the architecture with --gpu"
+        f"GPU {g.index} ({g.name}): compute capability unknown ("
+        + (f"PCI id {g.pci_id} is not in envbuilder's table" if g.pci_id else "nvidia-smi too old to report it")
+        + "); name the architecture with --gpu"
         for g in gpus
         if not g.cc
     )
@@ -464,38 +573,50 @@ def host_warnings(
 
 @functools.lru_cache(maxsize=1)
 def probe_host() -> Host:
-    """Probe this machine once (cached). Never raises for a missing or failing tool."""
+    """Probe this machine once (cached). Never raises for a missing or failing tool (a malformed
+    ENVBUILDER_DRIVER or UV_CUDA_DRIVER_VERSION is refused: TargetError)."""
     system = platform.system()
     kernel = platform.release()
     proc_version = _read("/proc/version") or ""
     markers = tuple(m for m in WSL_MARKERS if os.path.exists(m)) if system == "Linux" else ()
     os_name = classify_os(system, kernel, proc_version, markers)
-    gpus, driver, how = probe_gpus(os_name)
-    proc_driver = _read("/proc/driver/nvidia/version") if system == "Linux" else None
-    if driver is None and proc_driver and os_name == "linux":
-        driver = parse_proc_driver_version(proc_driver)  # the kernel module is loaded, nvidia-smi is not
-    driver_warnings: tuple[str, ...] = ()
+    nv = probe_nvidia(os_name, name_pci=pci_namer())
+    driver_warnings: tuple[str, ...] = nv.warnings
     if os_name == "wsl2":
         smi = _run.which("nvidia-smi")
-        driver_warnings = wsl_driver_warnings(
+        driver_warnings += wsl_driver_warnings(
             os_name,
-            proc_driver_version=proc_driver,
+            proc_driver_version=_read("/proc/driver/nvidia/version"),
             libcuda_paths=_libcuda_paths(),
             nvidia_smi_path=os.path.realpath(smi) if smi else None,
         )
     return Host(
-        gpus=gpus,
-        driver=driver,
+        gpus=nv.gpus,
+        driver=nv.driver.version if nv.driver else None,
         os=os_name,
         machine=normalize_machine(platform.machine()),
         glibc=_glibc() if system == "Linux" else None,
         kernel=kernel,
         pythons=find_pythons(),
         warnings=host_warnings(
-            os_name, wsl_version(kernel, proc_version, markers), gpus, driver_warnings=driver_warnings
+            os_name, wsl_version(kernel, proc_version, markers), nv.gpus, driver_warnings=driver_warnings
         ),
-        gpu_probe=how,
+        gpu_probe=nv.how,
+        gpu_source=nv.source,
+        driver_source=nv.driver.source if nv.driver else None,
+        kernel_module=nv.module.version if nv.module else None,
+        container=read_container() if system == "Linux" else None,
+        device_nodes=has_device_nodes() if system == "Linux" else False,
     )
+
+
+def pci_namer() -> PciNamer | None:
+    """The PCI id -> GPU name and compute capability table of issue 19 (``gpu_from_pci_id``, engineer i19).
+
+    Not landed yet: until it is, GPUs found on the bus without a driver are named by their PCI id and their
+    compute capability stays unknown (``--gpu`` names it). Wire it in here, and nowhere else.
+    """
+    return None
 
 
 _PY_NAME_RE = re.compile(r"^python3(\.\d+)?(\.exe)?$", re.IGNORECASE)

@@ -377,10 +377,12 @@ def test_render_host_h100() -> None:
         pythons=(PythonInfo("3.12.3", "/usr/bin/python3.12", "3.12"),),
         warnings=("w1",),
         gpu_probe="nvidia-smi --query-gpu",
+        gpu_source="nvidia-smi",
+        driver_source="nvidia-smi",
     )
     assert render_host(host, ["CUDA (native): up to 13.0"]) == [
         "GPU 0: NVIDIA H100 80GB HBM3, sm_90 (9.0), 81559 MiB",
-        "driver: 580.159.04",
+        "driver: 580.159.04 (from nvidia-smi)",
         "CUDA (native): up to 13.0",
         "OS: wsl2 (kernel 5.15.167.4-microsoft-standard-WSL2), machine x86_64",
         "glibc: 2.39",
@@ -388,7 +390,9 @@ def test_render_host_h100() -> None:
         "  3.12.3  /usr/bin/python3.12",
         "warning: w1",
     ]
-    assert host.to_json()["gpus"] == [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "cc": "9.0", "memory_mib": 81559}]
+    assert host.to_json()["gpus"] == [
+        {"index": 0, "name": "NVIDIA H100 80GB HBM3", "cc": "9.0", "memory_mib": 81559, "pci_id": None}
+    ]
 
 
 def test_cuda_lines_agree_with_the_h100_banner() -> None:
@@ -417,11 +421,12 @@ def test_render_host_no_gpu_but_a_driver() -> None:
         kernel="6.8.0",
         pythons=(),
         gpu_probe="nvidia-smi exited 9: NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.",
+        driver_source="/proc/driver/nvidia/version",
     )
     assert render_host(host, ["never shown without a GPU"]) == [
         "no NVIDIA GPU found (nvidia-smi exited 9: NVIDIA-SMI has failed because it couldn't communicate "
         "with the NVIDIA driver.)",
-        "driver: 535.183.01 (kernel module loaded)",
+        "driver: 535.183.01 (from /proc/driver/nvidia/version)",
         "OS: linux (kernel 6.8.0), machine aarch64",
         "glibc: none",
         "Pythons: none found",
@@ -435,8 +440,8 @@ def test_probe_gpu_host() -> None:
         pytest.skip("nvidia-smi is not on PATH: this machine has no NVIDIA driver (run on the GPU host)")
     host = detect.probe_host()
     assert host.gpus, host.gpu_probe
-    assert host.gpu_probe == "nvidia-smi --query-gpu"
-    assert all(g.cc.count(".") == 1 and g.memory_mib for g in host.gpus)
+    assert host.gpu_source == "NVML", host.gpu_probe  # nvidia-ml-py is a dependency: NVML answers first
+    assert all(g.cc.count(".") == 1 and g.memory_mib and g.pci_id for g in host.gpus)
     xml = detect.parse_nvidia_smi_xml(_run.run(["nvidia-smi", "-q", "-x"], timeout=30).stdout)
     assert [(g.name, g.memory_mib) for g in xml.gpus] == [(g.name, g.memory_mib) for g in host.gpus]
     assert xml.driver == host.driver
@@ -456,3 +461,108 @@ def test_python_probe_cache_is_keyed_by_the_file(tmp_path: Path, monkeypatch: py
     assert again.get(str(exe)) == "cpython 3 11 7 final 0"
     exe.write_text("changed, longer")  # a reinstalled interpreter is asked again
     assert _ProbeCache.load().get(str(exe)) is None
+
+
+# --- a GPU on the bus without a driver: what detect says, and which driver the plan needs ---------------
+
+
+def _bus_host(name: str, **kw: object) -> Host:
+    fields: dict[str, object] = {
+        "gpus": (Gpu(0, name, "", None, "10de:2335"),),
+        "driver": None,
+        "os": "linux",
+        "machine": "x86_64",
+        "glibc": "2.39",
+        "kernel": "6.18.44-fc-v973-gpu",
+        "pythons": (),
+        "gpu_probe": "PCI bus (no NVIDIA driver loaded; NVML: NVML Shared Library Not Found; "
+        "nvidia-smi not found on PATH)",
+        "gpu_source": "PCI bus",
+    }
+    fields.update(kw)
+    return Host(**fields)  # type: ignore[arg-type]
+
+
+def test_plan_driver_floor_for_a_driverless_h200() -> None:
+    from envbuilder.cli._common import plan_driver_floor
+
+    args = argparse.Namespace(matrix_dir=None)
+    # named by the driver's /proc files ("NVIDIA H200" -> 9.0): the plan is a CUDA 13 build, which needs R580
+    assert plan_driver_floor(args, _bus_host("NVIDIA H200")) == "580.65.06"
+    # only a PCI id and no table to name it (issue 19 pending): no plan, so no floor to state
+    assert plan_driver_floor(args, _bus_host("NVIDIA GPU [10de:2335]")) is None
+    assert plan_driver_floor(args, _bus_host("x", gpus=())) is None
+
+
+def test_render_driverless_host_with_advice() -> None:
+    from envbuilder.cli.detect import _advice, needs_driver
+
+    args = argparse.Namespace(matrix_dir=None)
+    host = _bus_host("NVIDIA H200")
+    assert needs_driver(host)
+    assert render_host(host, [], _advice(args, host), {0: "9.0"}) == [
+        "GPU 0: NVIDIA H200, sm_90 (9.0, by its name), PCI 10de:2335",
+        "  found on the PCI bus (no NVIDIA driver loaded; NVML: NVML Shared Library Not Found; "
+        "nvidia-smi not found on PATH)",
+        "driver: none loaded",
+        "to do: install an NVIDIA driver >= 580.65.06 (your distribution's NVIDIA driver package, e.g. "
+        "`sudo ubuntu-drivers install`, or NVIDIA's cuda-drivers), then reboot",
+        "OS: linux (kernel 6.18.44-fc-v973-gpu), machine x86_64",
+        "glibc: 2.39",
+        "Pythons: none found",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("host", "needs"),
+    [
+        (Host((H100_GPU,), "580.159.04", "linux", "x86_64", "2.39", "k", (), gpu_source="NVML"), False),
+        (Host((), None, "linux", "x86_64", "2.39", "k", ()), False),  # no GPU anywhere: nothing to install
+        (Host((), None, "wsl2", "x86_64", "2.39", "k", ()), True),  # WSL2 shows no PCI bus: say what to do
+        (Host((), "546.80", "wsl2", "x86_64", "2.39", "k", ()), False),
+    ],
+)
+def test_needs_driver(host: Host, needs: bool) -> None:
+    from envbuilder.cli.detect import needs_driver
+
+    assert needs_driver(host) is needs
+
+
+def test_driver_variable_drives_an_explicit_gpu_plan(monkeypatch: pytest.MonkeyPatch, matrix: object) -> None:
+    # One variable for uv and envbuilder: UV_CUDA_DRIVER_VERSION is the driver of `resolve --gpu sm_89`, a flag
+    # beats it, ENVBUILDER_DRIVER beats it; a malformed one is exit 2 with the variable named.
+    monkeypatch.setenv("UV_CUDA_DRIVER_VERSION", "535.104.05")
+    monkeypatch.delenv("ENVBUILDER_DRIVER", raising=False)
+    from envbuilder.cli._common import target_from_args
+
+    def args(**kw: object) -> argparse.Namespace:
+        base = {
+            "gpu": "sm_89",
+            "driver": None,
+            "os": "linux",
+            "python": "3.11",
+            "machine": "x86_64",
+            "profile": None,
+            "torch": None,
+            "bnb": None,
+            "forward_compat": False,
+        }
+        return argparse.Namespace(**{**base, **kw})
+
+    assert target_from_args(args(), matrix).driver == "535.104.05"  # type: ignore[arg-type]
+    assert target_from_args(args(driver="550.54.14"), matrix).driver == "550.54.14"  # type: ignore[arg-type]
+    monkeypatch.setenv("ENVBUILDER_DRIVER", "575.51.03")
+    assert target_from_args(args(), matrix).driver == "575.51.03"  # type: ignore[arg-type]
+
+
+def test_malformed_driver_variable_is_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("UV_CUDA_DRIVER_VERSION", "12.8")
+    assert main(["resolve", "--gpu", "sm_89"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "envbuilder: UV_CUDA_DRIVER_VERSION='12.8' is not an NVIDIA driver version\n"
+        "TIP write it as nvidia-smi prints it, e.g. UV_CUDA_DRIVER_VERSION=550.54.14, "
+        "or unset it to detect the driver\n"
+    )

@@ -45,26 +45,59 @@ CONFIG_COLIMA = '{\n\t"auths": {},\n\t"currentContext": "colima"\n}'
         ({}, None, Endpoint(DEFAULT_UNIX_HOST, "default", "the local socket")),
         ({}, '{"auths": {}}', Endpoint(DEFAULT_UNIX_HOST, "default", "the local socket")),
         # the current context of config.json (Docker Desktop's desktop-linux, colima, rootless all work this way)
-        ({}, CONFIG_COLIMA, Endpoint("unix:///tmp/i16d-test.sock", "colima", "context colima, the current context "
-                                     "of config.json")),
+        (
+            {},
+            CONFIG_COLIMA,
+            Endpoint("unix:///tmp/i16d-test.sock", "colima", "context colima, the current context of config.json"),
+        ),
         # DOCKER_CONTEXT beats config.json; DOCKER_HOST beats both (the CLI's resolveContextName)
-        ({"DOCKER_CONTEXT": "colima"}, '{"currentContext": "broken"}',
-         Endpoint("unix:///tmp/i16d-test.sock", "colima", "context colima, from DOCKER_CONTEXT")),
-        ({"DOCKER_HOST": "tcp://10.0.0.2:2375", "DOCKER_CONTEXT": "colima"}, CONFIG_COLIMA,
-         Endpoint("tcp://10.0.0.2:2375", "default", "DOCKER_HOST")),
-        ({"DOCKER_CONTEXT": "default"}, CONFIG_COLIMA,
-         Endpoint(DEFAULT_UNIX_HOST, "default", "context default, from DOCKER_CONTEXT")),
+        (
+            {"DOCKER_CONTEXT": "colima"},
+            '{"currentContext": "broken"}',
+            Endpoint("unix:///tmp/i16d-test.sock", "colima", "context colima, from DOCKER_CONTEXT"),
+        ),
+        (
+            {"DOCKER_HOST": "tcp://10.0.0.2:2375", "DOCKER_CONTEXT": "colima"},
+            CONFIG_COLIMA,
+            Endpoint("tcp://10.0.0.2:2375", "default", "DOCKER_HOST"),
+        ),
+        (
+            {"DOCKER_CONTEXT": "default"},
+            CONFIG_COLIMA,
+            Endpoint(DEFAULT_UNIX_HOST, "default", "context default, from DOCKER_CONTEXT"),
+        ),
         # a named context that does not exist is a problem to say, not a silent fall-back to the local socket
-        ({"DOCKER_CONTEXT": "gone"}, None,
-         Endpoint(None, "gone", "context gone, from DOCKER_CONTEXT",
-                  problem=f"context 'gone' not found (no contexts/meta/{context_id('gone')})")),
-        ({}, '{"currentContext": "broken"}',
-         Endpoint(None, "broken", "context broken, the current context of config.json",
-                  problem="context 'broken': meta.json has no Endpoints.docker.Host")),
+        (
+            {"DOCKER_CONTEXT": "gone"},
+            None,
+            Endpoint(
+                None,
+                "gone",
+                "context gone, from DOCKER_CONTEXT",
+                problem=f"context 'gone' not found (no contexts/meta/{context_id('gone')})",
+            ),
+        ),
+        (
+            {},
+            '{"currentContext": "broken"}',
+            Endpoint(
+                None,
+                "broken",
+                "context broken, the current context of config.json",
+                problem="context 'broken': meta.json has no Endpoints.docker.Host",
+            ),
+        ),
         # a malformed config.json: the CLI warns and uses the default context; so do we, keeping the reason
-        ({}, "{bad", Endpoint(DEFAULT_UNIX_HOST, "default", "the local socket",
-                              problem="config.json is not valid JSON (Expecting property name enclosed in double "
-                                      "quotes at line 1)")),
+        (
+            {},
+            "{bad",
+            Endpoint(
+                DEFAULT_UNIX_HOST,
+                "default",
+                "the local socket",
+                problem="config.json is not valid JSON (Expecting property name enclosed in double quotes at line 1)",
+            ),
+        ),
     ],
 )
 def test_resolve_endpoint(env: dict[str, str], config: str | None, expected: Endpoint) -> None:
@@ -78,8 +111,11 @@ def test_context_id_is_the_cli_directory_name() -> None:
 
 @pytest.mark.parametrize(
     ("text", "error"),
-    [("", "not valid JSON"), ("[]", "no Endpoints.docker.Host"), ('{"Endpoints": {"docker": {"Host": ""}}}',
-                                                                   "no Endpoints.docker.Host")],
+    [
+        ("", "not valid JSON"),
+        ("[]", "no Endpoints.docker.Host"),
+        ('{"Endpoints": {"docker": {"Host": ""}}}', "no Endpoints.docker.Host"),
+    ],
 )
 def test_parse_context_meta_refuses(text: str, error: str) -> None:
     with pytest.raises(ValueError, match=error):
@@ -169,8 +205,9 @@ def test_engine_behind_a_context_is_found(tmp_path: Path, podman_socket: Path) -
     t0 = time.monotonic()
     answer = probe_docker_engine(timeout=10, env=_clean_env(config))
     assert answer.ok, answer.describe()
-    assert answer.endpoint == Endpoint(f"unix://{podman_socket}", "colima", "context colima, the current context "
-                                       "of config.json")
+    assert answer.endpoint == Endpoint(
+        f"unix://{podman_socket}", "colima", "context colima, the current context of config.json"
+    )
     assert answer.detail.startswith("Engine API 1.")
     assert time.monotonic() - t0 < 15
     # DOCKER_CONTEXT and DOCKER_HOST reach it as well; a missing context is named, not guessed.

@@ -52,10 +52,10 @@ def target_from_args(args: argparse.Namespace, matrix: Matrix, host: Host | None
     gpu_text = (args.gpu or "auto").strip()
     if gpu_text.lower() == "auto":
         gpus = _host_gpus(host, matrix) if host else ()
-        driver = args.driver or (host.driver if host and gpus else None)
+        driver = args.driver or (host.driver if host and gpus else None)  # the probe applied the variables
     else:
         gpus = parse_gpus(gpu_text, matrix)
-        driver = args.driver
+        driver = args.driver or _driver_variable()
     os_name = args.os or (host_os(host) if host else "linux")
     machine = args.machine or (host.machine if host else "x86_64")
     if args.python:
@@ -80,6 +80,16 @@ def target_from_args(args: argparse.Namespace, matrix: Matrix, host: Host | None
     )
 
 
+def _driver_variable() -> str | None:
+    """ENVBUILDER_DRIVER, then UV_CUDA_DRIVER_VERSION: a flag beats them, they beat detection (as in uv)."""
+    import os
+
+    from envbuilder.nvidia import driver_override
+
+    reading, _ = driver_override(os.environ)
+    return reading.version if reading else None
+
+
 def _preferred_installed(host: Host) -> tuple[str, ...]:
     from envbuilder.target import DEFAULT_PYTHONS
 
@@ -93,16 +103,26 @@ def _host_gpus(host: Host, matrix: Matrix) -> tuple:  # type: ignore[type-arg]
 
     out = []
     for gpu in host.gpus:
-        if not gpu.cc:
-            msg = f"detected GPU {gpu.name}, but nvidia-smi did not report its compute capability (old driver?)"
+        cc = gpu.cc or cc_of_name(gpu.name, matrix)
+        if not cc:
+            where = f"its PCI id {gpu.pci_id}" if gpu.pci_id else "nvidia-smi (old driver?)"
+            msg = f"detected GPU {gpu.name}, but neither {where} nor its name tells its compute capability"
             raise TargetError(msg, hint="name it with --gpu (e.g. --gpu sm_86 or --gpu 'RTX 3090')")
-        if matrix.arch(gpu.cc) is None:
-            msg = f"detected GPU {gpu.name} has compute capability {gpu.cc}, which the matrix does not know"
+        if matrix.arch(cc) is None:
+            msg = f"detected GPU {gpu.name} has compute capability {cc}, which the matrix does not know"
             raise TargetError(msg, hint="name a known architecture with --gpu, or update envbuilder")
-        matches = [m for m in match_product(gpu.name, matrix) if m[1].cc == gpu.cc]
+        matches = [m for m in match_product(gpu.name, matrix) if m[1].cc == cc]
         product, segment = (matches[0][0], matches[0][2]) if matches else (gpu.name, None)
-        out.append(Gpu(cc=gpu.cc, product=product, segment=segment))
+        out.append(Gpu(cc=cc, product=product, segment=segment))
     return tuple(out)
+
+
+def cc_of_name(name: str, matrix: Matrix) -> str:
+    """The one compute capability a product name means (the driver's /proc name of a GPU no tool reported), or ""."""
+    from envbuilder.target import match_product
+
+    ccs = {arch.cc for _, arch, _ in match_product(name, matrix)}
+    return ccs.pop() if len(ccs) == 1 else ""
 
 
 def host_os(host: Host) -> OsFlavour:
@@ -130,6 +150,29 @@ def driver_cuda_lines(args: argparse.Namespace, host: Host) -> list[str]:
         f"CUDA (native): up to {native}" if native else "CUDA (native): none known for this driver",
         f"CUDA (minor-version compatibility): {mvc}" if mvc else "CUDA (minor-version compatibility): none",
     ]
+
+
+def plan_driver_floor(args: argparse.Namespace, host: Host) -> str | None:
+    """The lowest driver that runs the plan for this host's GPUs natively (no driver known yet), or None when no
+    plan can be made (a GPU whose architecture is unknown, no GPU at all)."""
+    from envbuilder.resolve import Plan, driver_floors, resolve
+
+    if not host.gpus:
+        return None
+    matrix = load_matrix_for(args)
+    options = argparse.Namespace(
+        gpu=None, driver=None, os=None, python=None, machine=None, profile=None, torch=None, bnb=None,
+        forward_compat=False,
+    )
+    try:
+        target = target_from_args(options, matrix, host)
+    except TargetError:
+        return None
+    plan = resolve(target, matrix)
+    if not isinstance(plan, Plan) or plan.cuda is None:
+        return None
+    native, mvc = driver_floors(matrix, plan.cuda, target.os)
+    return native or mvc
 
 
 def print_json(doc: object) -> None:
