@@ -154,11 +154,11 @@ def podman_socket(tmp_path: Path) -> Iterator[Path]:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # podman waits for its storage lock while another build holds it
         while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         if not sock.exists():
-            err = proc.stderr.read().decode() if proc.poll() is not None and proc.stderr else "no socket in 30 s"
+            err = proc.stderr.read().decode() if proc.poll() is not None and proc.stderr else "no socket in 120 s"
             pytest.skip(f"podman system service cannot run here: {err.strip()[:300]}")
         yield sock
     finally:
