@@ -424,3 +424,55 @@ def test_driver_advice(
     os_name: str, container: str | None, module: str | None, nodes: bool, floor: str | None, advice: str
 ) -> None:
     assert nvidia.driver_advice(os_name, container=container, module=module, device_nodes=nodes, floor=floor) == advice
+
+
+# --- tests/gpu/h200_detect_nodriver.sh, which the lead runs on the GPU host ---------------------------------
+
+NODRIVER_SCRIPT = Path(__file__).parent / "gpu" / "h200_detect_nodriver.sh"
+
+
+def test_nodriver_script_passes_shellcheck() -> None:
+    import shutil
+    import subprocess
+
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (apt-get install -y shellcheck)")
+    result = subprocess.run(
+        [shellcheck, "-S", "style", str(NODRIVER_SCRIPT)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_nodriver_script_hides_nvidia_smi_in_a_private_namespace(tmp_path: Path) -> None:
+    # The script's mechanics, here, where unshare works as root: a stand-in nvidia-smi (it prints one CSV row in
+    # the probe's query order; no real GPU is claimed) is found by the normal detect and hidden from the second.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], check=False).returncode != 0:
+        pytest.skip("needs root and unshare -m (the lead runs the script on the GPU host as root)")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\necho '0, Stand-in GPU, 8.9, 550.54.14, 24564'\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "PATH": f"{fake}:{os.environ['PATH']}"}
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        ["bash", str(NODRIVER_SCRIPT)], cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+    def doc(name: str) -> dict[str, object]:
+        return json.loads((out / name).read_text().rsplit("exit code:", 1)[0])  # type: ignore[no-any-return]
+
+    assert [g["name"] for g in doc("normal-detect.json")["gpus"]] == ["Stand-in GPU"]  # type: ignore[attr-defined]
+    assert doc("nodriver-detect.json")["gpus"] == []
+    hidden = (out / "nodriver-hidden.txt").read_text()
+    assert f"hidden: {fake}/nvidia-smi (/dev/null)" in hidden
+    assert "nvidia-smi on PATH: none" in hidden
+    assert "nodriver-detect.json: gpus [none]" in (out / "summary.txt").read_text()
+    assert (fake / "nvidia-smi").stat().st_size > 0  # nothing outside the namespace changed
