@@ -465,7 +465,9 @@ def gpus_from_bus(
     for index, dev in enumerate(nvidia_gpus(devices)):
         named = name_pci(dev.vendor, dev.device) if name_pci else None
         model = next((m for bus, m in proc_models.items() if same_slot(bus, dev.slot)), None)
-        name = model or (named.name if named else "") or dev.label or f"NVIDIA GPU [{dev.pci_id}]"
+        # lspci's label is a name unless its pci.ids did not know the id either ("Device", "Device 2684")
+        label = "" if dev.label.split(" ")[0] == "Device" else dev.label
+        name = model or (named.name if named else "") or label or f"NVIDIA GPU [{dev.pci_id}]"
         out.append(Gpu(index, name, (named.cc or "") if named else "", None, dev.pci_id))
     return tuple(out)
 

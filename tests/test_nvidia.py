@@ -307,7 +307,9 @@ def test_lspci_outputs_users_posted(
     # the GPUs named from the bus, as detect does when no driver tool answers (lspci's label until issue 19's
     # table names them with their compute capability)
     named = detect.gpus_from_bus(devices, {})
-    assert [(g.name, g.pci_id, g.cc) for g in named] == [(label, pci_id, "") for _, pci_id, _, label, _ in gpus]
+    assert [(g.name, g.pci_id, g.cc) for g in named] == [
+        (label if label != "Device" else f"NVIDIA GPU [{pci_id}]", pci_id, "") for _, pci_id, _, label, _ in gpus
+    ]
 
 
 def test_lspci_optimus_laptop_keeps_the_intel_gpu_out() -> None:
