@@ -56,6 +56,8 @@ def run(
             timeout=timeout,
             capture_output=capture,
             text=True,
+            encoding="utf-8",
+            errors="replace",  # a tool's output is outside input: bytes that are not UTF-8 must not crash us
             input=stdin,
             check=False,
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -9,12 +12,17 @@ from pathlib import Path
 
 from envbuilder import uv
 from envbuilder._fs import write_text_atomic
-from envbuilder.errors import CheckFailed, LockError, TargetError
+from envbuilder.errors import CheckFailed, CommandFailed, LockError, TargetError
 from envbuilder.lock import Lock, finalize, parse_lock, requirements_text, with_smoke
 from envbuilder.matrix import Matrix, Profile
 from envbuilder.resolve import Plan
 from envbuilder.settings import Settings
 from envbuilder.venv import SmokeOutcome
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 Progress = Callable[[str], None]
 
@@ -71,6 +79,12 @@ RESOLUTION_TTL_S = 24 * 3600
 
 
 def _resolution(requirements: str, plan: Plan, settings: Settings, indexes: Sequence[str], progress: Progress) -> str:
+    """uv's pylock for ``requirements``: a cached one of the same input if it is still sound, else uv's.
+
+    The cache is outside input like a lock a user hands over: one that is unreadable, empty, malformed, misses a
+    pin or names a file outside the configured sources is discarded and resolved again (it never becomes a lock,
+    never blames the user's lock, and never stays in the way for the rest of its 24 hours).
+    """
     import hashlib
     import json
     import time
@@ -79,10 +93,17 @@ def _resolution(requirements: str, plan: Plan, settings: Settings, indexes: Sequ
     key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:32]
     cached = settings.cache_dir / "resolutions" / f"{key}.pylock.toml"
     what = f"{len(plan.packages)} pins for {plan.target.platform}, Python {plan.python}"
+    check = functools.partial(resolution_problem, plan=plan, settings=settings, indexes=indexes)
     if not settings.refresh and cached.is_file() and time.time() - cached.stat().st_mtime < RESOLUTION_TTL_S:
         age = (time.time() - cached.stat().st_mtime) / 60
-        progress(f"locking {what}: reusing the resolution made {age:.0f} min ago (--refresh re-resolves)")
-        return cached.read_text(encoding="utf-8")
+        text = _read_text(cached)
+        problem = check(text) if text is not None else "it is not UTF-8 text"
+        if problem is None and text is not None:
+            progress(f"locking {what}: reusing the resolution made {age:.0f} min ago (--refresh re-resolves)")
+            return text
+        progress(f"discarding the cached resolution {cached.name}: {problem}")
+        with contextlib.suppress(OSError):
+            cached.unlink()
     progress(f"locking {what} (uv pip compile)")
     with tempfile.TemporaryDirectory(prefix="envbuilder-lock-") as tmp:
         req = Path(tmp) / "requirements.in"
@@ -91,9 +112,70 @@ def _resolution(requirements: str, plan: Plan, settings: Settings, indexes: Sequ
         uv.compile_lock(
             req, raw, python_version=plan.python, platform=plan.target.platform, settings=settings, indexes=indexes
         )
-        text = raw.read_text(encoding="utf-8")
-    write_text_atomic(cached, text)
+        text = _read_text(raw) or ""
+    problem = check(text)
+    if problem is not None:
+        msg = f"uv pip compile wrote a lock envbuilder cannot use: {problem}"
+        raise CommandFailed(msg, hint="report this with `uv --version`; try --refresh, or another uv")
+    with contextlib.suppress(OSError):  # an unwritable cache only costs the next resolution
+        write_text_atomic(cached, text)
     return text
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def resolution_problem(text: str, *, plan: Plan, settings: Settings, indexes: Sequence[str]) -> str | None:
+    """Why uv's (or the cache's) pylock text cannot become a lock of ``plan``, or None.
+
+    Checked like user input: a PEP 751 document (packaging's reader and envbuilder's field rules), every pin of
+    the plan at its exact version, and every file served by a configured source (PyPI's file host, an index's
+    host, a wheelhouse directory), so a poisoned cache cannot point a download elsewhere.
+    """
+    from packaging.utils import canonicalize_name
+
+    from envbuilder.lock import check_pylock
+
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return f"not valid TOML ({exc})"
+    if "tool" in doc:
+        return "it carries a [tool] table, which uv does not write"
+    try:
+        check_pylock(doc, "the resolution")
+    except LockError as exc:
+        return exc.message
+    locked = {(canonicalize_name(str(p["name"])), str(p["version"])) for p in doc.get("packages", [])}
+    for pin in plan.packages:
+        if (canonicalize_name(pin.name), pin.version) not in locked:
+            return f"it does not hold {pin.requirement}"
+    allowed = _allowed_sources(settings, indexes)
+    for p in doc.get("packages", []):
+        for f in [*p.get("wheels", []), *([p["sdist"]] if "sdist" in p else [])]:
+            url = str(f["url"])
+            if not url.startswith(allowed):
+                host = url.split("://", 1)[-1].split("/", 1)[0]
+                return f"{p['name']} comes from {host}, which is not a configured source"
+    return None
+
+
+def _allowed_sources(settings: Settings, indexes: Sequence[str]) -> tuple[str, ...]:
+    import urllib.parse
+
+    hosts = ["https://files.pythonhosted.org/", "https://pypi.org/"]
+    for url in [*indexes, settings.index_url or "", *settings.extra_index_urls, settings.pytorch_index or ""]:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme in {"http", "https"} and parts.netloc:
+            hosts.append(f"{parts.scheme}://{parts.netloc}/")
+        elif parts.scheme == "file":
+            hosts.append(url.rstrip("/") + "/")
+    hosts += [Path(d).absolute().as_uri().rstrip("/") + "/" for d in settings.find_links]
+    return tuple(hosts)
 
 
 def interpreter_for(python: str, *, required: bool = True) -> str:

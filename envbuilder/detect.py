@@ -708,9 +708,9 @@ class _ProbeCache:
 
     def get(self, path: str) -> str | None:
         entry = self.data.get(path)
-        if isinstance(entry, dict) and entry.get("stamp") == self._stamp(path):
-            return str(entry.get("probe", ""))
-        return None
+        if isinstance(entry, dict) and entry.get("stamp") == self._stamp(path) and isinstance(entry.get("probe"), str):
+            return str(entry["probe"])
+        return None  # absent, stale or malformed (the file is outside input): ask the interpreter again
 
     def put(self, path: str, probe: str) -> None:
         self.data[path] = {"stamp": self._stamp(path), "probe": probe}

@@ -260,10 +260,17 @@ def hashed_lines(packages: Sequence[LockedPackage]) -> str:
 
 
 def extra_indexes(lock: Lock) -> tuple[str, ...]:
-    """Indexes besides PyPI that serve the locked files: the lock's indexes, and the directory of every
-    non-PyPI file URL (a PyTorch variant index: ``https://download.pytorch.org/whl/cpu/<file>``)."""
+    """Indexes besides the default one that serve the locked files: the lock's own indexes (the plan's), and
+    the variant index of every local-version build (``torch 2.13.0+cpu`` at ``.../whl/cpu/<file>``).
+
+    A file of a lock made through a mirror is served by that mirror (the default index) under a path of its
+    own, so its directory is no index: only the indexes the lock actually uses are listed (issue 11: a mirror
+    lock put 82 directories into ``ARG UV_INDEX``).
+    """
     found = list(lock.indexes)
     for p in lock.packages:
+        if "+" not in p.version:
+            continue
         for f in p.files:
             if f.url.startswith(("http://", "https://")) and not f.url.startswith(PYPI_FILES):
                 found.append(f.url.rsplit("/", 1)[0])

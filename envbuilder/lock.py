@@ -118,24 +118,39 @@ def _canonical(url: str, name: str, version: str, pytorch_index: str | None) -> 
 
 
 def _package_files(pkg: Mapping[str, Any]) -> list[dict[str, Any]]:
-    files = list(pkg.get("wheels", []))
-    if "sdist" in pkg:
+    """A package's file tables (wheels, then the sdist); anything that is not a table is left out."""
+    wheels = pkg.get("wheels", [])
+    files = [f for f in wheels if isinstance(f, dict)] if isinstance(wheels, list) else []
+    if isinstance(pkg.get("sdist"), dict):
         files.append(pkg["sdist"])
     return files
 
 
+def _table(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def content_digest(doc: Mapping[str, Any]) -> str:
-    """sha256 over what decides the install: every package, file URL and hash, and the envbuilder table."""
+    """sha256 over what decides the install: every package, file URL and hash, and the envbuilder table.
+
+    An unkeyed checksum: it catches accidents (an edit, a merge, a truncated copy), not an attacker, who can
+    recompute it (README: what the lock digest promises). It reads any document without failing, so that a
+    malformed lock is reported by the validation, not by a crash here.
+    """
+    found = doc.get("packages")
     packages = [
         {
             "name": p.get("name"),
             "version": p.get("version"),
             "marker": p.get("marker"),
-            "files": sorted((f.get("url"), (f.get("hashes") or {}).get("sha256")) for f in _package_files(p)),
+            "files": sorted(
+                (str(f.get("url")), str(_table(f.get("hashes")).get("sha256"))) for f in _package_files(p)
+            ),
         }
-        for p in doc.get("packages", [])
+        for p in (found if isinstance(found, list) else [])
+        if isinstance(p, dict)
     ]
-    tool = dict(doc.get("tool", {}).get("envbuilder", {}))
+    tool = dict(_table(_table(doc.get("tool")).get("envbuilder")))
     tool.pop("lock-digest", None)
     tool.pop("smoke", None)  # smoke evidence is added after the build; it does not change what is installed
     blob = json.dumps(
@@ -224,13 +239,18 @@ def with_smoke(lock_text: str, smoke: Mapping[str, Any]) -> str:
 
 
 def parse_lock(text: str, path: Path) -> Lock:
-    """Read and verify a lock; a malformed or edited one is refused (exit 2)."""
+    """Read and verify a lock; a malformed, edited or unsafe one is refused (exit 2).
+
+    Every field is checked as outside input: the PEP 751 part by ``packaging.pylock`` (its reference reader),
+    then what envbuilder carries into generated files (URLs, markers, names, the [tool.envbuilder] table) against
+    what may appear there, so that no value of a lock can add a line to a requirements file, Dockerfile or script.
+    """
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         msg = f"{path}: not a valid lock ({exc})"
         raise LockError(msg, hint="regenerate it with `envbuilder lock`") from None
-    tool = doc.get("tool", {}).get("envbuilder")
+    tool = _table(doc.get("tool")).get("envbuilder")
     if doc.get("lock-version") != "1.0" or not isinstance(tool, dict):
         msg = f"{path}: not an envbuilder PEP 751 lock (no lock-version 1.0 or no [tool.envbuilder])"
         raise LockError(msg, hint="create it with `envbuilder lock` or `envbuilder create`")
@@ -245,37 +265,170 @@ def parse_lock(text: str, path: Path) -> Lock:
             f"(digest {actual[:19]}... != recorded {str(expected)[:19]}...)"
         )
         raise LockError(msg, hint="regenerate it with `envbuilder lock`, or restore it from version control")
-    packages = tuple(_locked_package(p, path) for p in doc.get("packages", []))
+    check_pylock(doc, str(path))
+    packages = tuple(_locked_package(p) for p in doc.get("packages", []))
+    t = _ToolTable(tool, path)
     return Lock(
         path=path,
-        name=str(tool.get("name", "")),
-        profile=str(tool.get("profile", "")),
-        python=str(tool.get("python", "")),
-        cuda=tool.get("cuda") or None,
-        variant=str(tool.get("variant", "")),
-        platform=str(tool.get("platform", "")),
-        target=tool.get("target", {}),
-        pins=tuple(tool.get("pins", [])),
-        indexes=tuple(tool.get("indexes", [])),
-        reasons=tuple(tool.get("reasons", [])),
-        warnings=tuple(tool.get("warnings", [])),
-        matrix_digest=str(tool.get("matrix-digest", "")),
+        name=t.env_name(),
+        profile=t.token("profile", _TOKEN),
+        python=t.token("python", _PYTHON),
+        cuda=t.token("cuda", _CUDA) or None,
+        variant=t.token("variant", _TOKEN),
+        platform=t.token("platform", _TOKEN),
+        target=t.table("target"),
+        pins=tuple(_check_pin(v, f"{path}: [tool.envbuilder].pins") for v in t.strings("pins")),
+        indexes=tuple(check_index_url(v, f"{path}: [tool.envbuilder].indexes") for v in t.strings("indexes")),
+        reasons=t.strings("reasons"),
+        warnings=t.strings("warnings"),
+        matrix_digest=t.token("matrix-digest", _DIGEST),
         digest=str(expected),
-        smoke=tool.get("smoke", {}),
-        extra=tuple(tool.get("extra", [])),
+        smoke=t.table("smoke"),
+        extra=tuple(_check_requirement(v, f"{path}: [tool.envbuilder].extra") for v in t.strings("extra")),
         packages=packages,
     )
 
 
-def _locked_package(p: Mapping[str, Any], path: Path) -> LockedPackage:
-    files = []
-    for f in _package_files(p):
-        sha = (f.get("hashes") or {}).get("sha256", "")
-        if not _SHA.match(str(sha)):
-            msg = f"{path}: package {p.get('name')} has a file without a valid sha256 hash"
-            raise LockError(msg, hint="regenerate the lock with `envbuilder lock` (it records hashes)")
-        files.append(LockedFile(str(f["url"]), str(sha), _filename(str(f["url"]))))
-    return LockedPackage(str(p["name"]), str(p["version"]), p.get("marker"), tuple(files))
+# --------------------------------------------------------------------------- validation: a lock is outside input
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What a file URL may hold when it goes into a requirements file, a Dockerfile or a script: no whitespace, quotes,
+# backslashes, shell or template metacharacters. Percent-escapes stand for anything else.
+_FILE_URL = re.compile(r"^(?:https?|file)://[A-Za-z0-9._~%+/:@!,=()\[\]-]+$")
+_INDEX_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d+)?(?:/[A-Za-z0-9._~%+/-]*)?$")
+_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+_PYTHON = re.compile(r"^3\.\d{1,2}$")
+_CUDA = re.compile(r"^(?:\d{1,2}\.\d{1,2})?$")
+_DIGEST = re.compile(r"^(?:sha256:)?[0-9a-f]{0,64}$")
+
+
+def _bad(where: str, problem: str) -> LockError:
+    return LockError(f"{where}: {problem}", hint="regenerate the lock with `envbuilder lock`")
+
+
+def _has_userinfo(url: str) -> bool:
+    netloc = url.split("://", 1)[-1].split("/", 1)[0]
+    return "@" in netloc
+
+
+def check_file_url(url: object, where: str) -> str:
+    """A file URL a lock may record: http(s) or file, no credentials, nothing a generated file could misread."""
+    if not isinstance(url, str) or not _FILE_URL.match(url):
+        raise _bad(where, f"the URL {_shown(url)} is not a plain http(s) or file URL")
+    if _has_userinfo(url):
+        raise _bad(where, "a URL carries credentials (user:password@); locks record URLs without them")
+    return url
+
+
+def check_index_url(url: object, where: str) -> str:
+    if not isinstance(url, str) or not _INDEX_URL.match(url):
+        raise _bad(where, f"the index {_shown(url)} is not a plain http(s) URL without credentials")
+    return url
+
+
+def _shown(value: object) -> str:
+    from envbuilder.credentials import redact
+
+    text = redact(repr(value))
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+_PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,99})==(?P<version>[A-Za-z0-9.+!_-]{1,64})$")
+
+
+def _check_pin(pin: str, where: str) -> str:
+    from packaging.version import InvalidVersion, Version
+
+    match = _PIN.match(pin)
+    try:
+        ok = match is not None and Version(match["version"]) is not None
+    except InvalidVersion:
+        ok = False
+    if not ok:
+        raise _bad(where, f"{_shown(pin)} is not an exact pin (name==version)")
+    return pin
+
+
+def _check_requirement(text: str, where: str) -> str:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        Requirement(text)
+    except InvalidRequirement:
+        raise _bad(where, f"{_shown(text)} is not a requirement") from None
+    if _CONTROL.search(text):
+        raise _bad(where, f"{_shown(text)} holds a control character")
+    return text
+
+
+def check_pylock(doc: Mapping[str, Any], where: str) -> None:
+    """The PEP 751 part of a lock as packaging's reference reader sees it, plus what envbuilder embeds elsewhere."""
+    from packaging.pylock import Pylock, PylockUnsupportedVersionError, PylockValidationError
+
+    try:
+        Pylock.from_dict(dict(doc))
+    except (PylockValidationError, PylockUnsupportedVersionError) as exc:
+        raise _bad(where, f"not a valid PEP 751 lock ({_shown(str(exc))})") from None
+    packages = doc.get("packages", [])
+    for i, pkg in enumerate(packages if isinstance(packages, list) else []):
+        at = f"{where}: packages[{i}]"
+        if not isinstance(pkg.get("version"), str):
+            raise _bad(at, f"package {pkg.get('name')} has no version (envbuilder installs exact versions)")
+        marker = pkg.get("marker")
+        if marker is not None and _CONTROL.search(str(marker)):
+            raise _bad(at, f"the marker {_shown(marker)} holds a control character")
+        files = _package_files(pkg)
+        if not files:
+            raise _bad(at, f"package {pkg.get('name')} has no wheel or sdist")
+        for f in files:
+            check_file_url(f.get("url"), at)
+            sha = _table(f.get("hashes")).get("sha256", "")
+            if not isinstance(sha, str) or not _SHA.match(sha):
+                raise _bad(at, f"package {pkg.get('name')} has a file without a valid sha256 hash")
+
+
+class _ToolTable:
+    """Typed reads of [tool.envbuilder], each failure naming the key."""
+
+    def __init__(self, tool: Mapping[str, Any], path: Path) -> None:
+        self.tool, self.path = tool, path
+
+    def _fail(self, key: str, expected: str) -> LockError:
+        return _bad(f"{self.path}: [tool.envbuilder].{key}", f"expected {expected}, got {_shown(self.tool.get(key))}")
+
+    def token(self, key: str, pattern: re.Pattern[str]) -> str:
+        value = self.tool.get(key, "")
+        if not isinstance(value, str) or not pattern.match(value):
+            raise self._fail(key, "a short plain value")
+        return value
+
+    def env_name(self) -> str:
+        name = self.tool.get("name", "")
+        try:
+            return check_env_name(name) if isinstance(name, str) else check_env_name(repr(name))
+        except LockError as exc:
+            raise LockError(f"{self.path}: [tool.envbuilder].name: {exc.message}", hint=exc.hint) from None
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.tool.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and not _CONTROL.search(v) for v in value):
+            raise self._fail(key, "a list of one-line strings")
+        return tuple(value)
+
+    def table(self, key: str) -> Mapping[str, Any]:
+        value = self.tool.get(key, {})
+        if not isinstance(value, dict):
+            raise self._fail(key, "a table")
+        return value
+
+
+def _locked_package(p: Mapping[str, Any]) -> LockedPackage:
+    """A package ``check_pylock`` accepted."""
+    files = tuple(
+        LockedFile(str(f["url"]), str(f["hashes"]["sha256"]), _filename(str(f["url"]))) for f in _package_files(p)
+    )
+    marker = p.get("marker")
+    return LockedPackage(str(p["name"]), str(p["version"]), str(marker) if marker is not None else None, files)
 
 
 def read_lock(path: Path) -> Lock:
@@ -289,6 +442,9 @@ def read_lock_text(path: Path, *, hint: str = "check the path") -> tuple[Lock, s
     except OSError as exc:
         msg = f"{path}: cannot read the lock ({exc.strerror})"
         raise LockError(msg, hint=hint) from None
+    except UnicodeDecodeError:
+        msg = f"{path}: not a lock (not UTF-8 text)"
+        raise LockError(msg, hint="give a pylock.<env>.toml that `envbuilder lock` wrote") from None
     return parse_lock(text, path), text
 
 

@@ -36,7 +36,6 @@ else:  # pragma: no cover
 
 MANIFEST = "envbuilder.toml"
 _ENV_KEYS = {"name", "profile", "gpu", "driver", "os", "python", "machine", "packages", "torch", "bnb"}
-_SOURCE_KEYS = {"index-url", "extra-index-url", "pytorch-index", "find-links", "ca-certs", "offline"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,29 +112,73 @@ def _env(row: dict[str, Any], path: Path, i: int) -> EnvSpec:
     )
 
 
-def load_manifest(path: Path) -> Manifest:
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        return dict(tomllib.loads(path.read_text(encoding="utf-8")))
     except OSError as exc:
         msg = f"{path}: cannot read the manifest ({exc.strerror})"
         raise LockError(msg, hint=f"create {MANIFEST}, or name one with --manifest") from None
+    except UnicodeDecodeError as exc:
+        msg = f"{path}: not UTF-8 text (byte {exc.start})"
+        raise LockError(msg, hint="a manifest is a TOML file: save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         msg = f"{path}: not valid TOML ({exc})"
         raise LockError(msg, hint="fix the syntax at that line") from None
+
+
+def load_manifest(path: Path) -> Manifest:
+    doc = _read_toml(path)
     rows = doc.get("env", [])
     if not isinstance(rows, list) or not rows:
         msg = f"{path}: no [[env]] tables"
         raise LockError(msg, hint='add one: [[env]] name = "train" profile = "bnb" gpu = ["sm_89"]')
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            problem = f"expected a table, got {type(row).__name__}"
+            raise _fail(path, f"env[{i}]", problem, 'write [[env]] name = "train"')
     envs = tuple(_env(r, path, i) for i, r in enumerate(rows))
-    names = [e.name for e in envs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise _fail(path, "env", f"environment {dupes[0]!r} is defined twice", "give each [[env]] its own name")
-    sources = doc.get("sources", {})
-    unknown = sorted(set(sources) - _SOURCE_KEYS)
+    seen: set[str] = set()
+    for e in envs:
+        if e.name in seen:
+            raise _fail(path, "env", f"environment {e.name!r} is defined twice", "give each [[env]] its own name")
+        seen.add(e.name)
+    return Manifest(path=path, envs=envs, sources=_sources(doc.get("sources", {}), path))
+
+
+# [sources] keys and the type each must have: a string, a list of strings (a lone string is one item), a boolean.
+_SOURCE_TYPES = {
+    "index-url": "str",
+    "pytorch-index": "str",
+    "extra-index-url": "list",
+    "find-links": "list",
+    "ca-certs": "list",
+    "offline": "bool",
+}
+
+
+def _sources(table: object, path: Path) -> dict[str, Any]:
+    """[sources], each value of the type its key needs (``offline = "false"`` was read as true)."""
+    if not isinstance(table, dict):
+        raise _fail(path, "sources", f"expected a table, got {type(table).__name__}", "write it as [sources]")
+    unknown = sorted(set(table) - set(_SOURCE_TYPES))
     if unknown:
-        raise _fail(path, f"sources.{unknown[0]}", "unknown key", f"keys: {', '.join(sorted(_SOURCE_KEYS))}")
-    return Manifest(path=path, envs=envs, sources=dict(sources))
+        raise _fail(path, f"sources.{unknown[0]}", "unknown key", f"keys: {', '.join(sorted(_SOURCE_TYPES))}")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"sources.{key}"
+        kind = _SOURCE_TYPES[key]
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise _fail(path, where, f"expected true or false, got {value!r}", f"write {key} = true (no quotes)")
+            out[key] = value
+        elif kind == "str":
+            if not isinstance(value, str) or not value.strip():
+                problem = f"expected a URL string, got {type(value).__name__}"
+                raise _fail(path, where, problem, f'write {key} = "https://..."')
+            out[key] = value
+        else:
+            out[key] = list(_strs(value, path, where))
+    return out
 
 
 def env_names(path: Path) -> set[str]:
@@ -144,7 +187,9 @@ def env_names(path: Path) -> set[str]:
         return set()
     try:
         rows = tomllib.loads(path.read_text(encoding="utf-8")).get("env", [])
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return set()
+    if not isinstance(rows, list):
         return set()
     return {str(r["name"]) for r in rows if isinstance(r, dict) and isinstance(r.get("name"), str)}
 

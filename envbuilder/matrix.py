@@ -584,6 +584,9 @@ def _load_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         msg = f"{path}: not valid TOML: {exc}"
         raise MatrixError(msg, hint="fix the syntax at that line") from None
+    except UnicodeDecodeError as exc:
+        msg = f"{path}: not UTF-8 text (byte {exc.start})"
+        raise MatrixError(msg, hint="a matrix file is TOML: save it as UTF-8") from None
     except OSError as exc:
         msg = f"{path}: cannot read: {exc.strerror}"
         raise MatrixError(msg, hint="check the path and its permissions") from None
@@ -734,7 +737,26 @@ def _cross_check(m: Matrix) -> None:
     """References between files must resolve; each failure names the row and the fix."""
     _check_pypi_variants(m)
     _check_named_refs(m)
+    _check_archs(m)
     _check_evidence(m)
+
+
+def _check_archs(m: Matrix) -> None:
+    """An architecture's CUDA range must not be empty, and a product name must mean one architecture."""
+    from packaging.version import Version
+
+    owner: dict[str, Arch] = {}
+    for arch in m.archs:
+        if arch.last_cuda and Version(arch.first_cuda) > Version(arch.last_cuda):
+            msg = f"{arch.origin}: first-cuda {arch.first_cuda} is after last-cuda {arch.last_cuda} ({arch.sm})"
+            raise MatrixError(msg, hint="swap them, or correct the one that is wrong")
+        for names in arch.products.values():
+            for name in names:
+                key = " ".join(name.lower().split())
+                other = owner.setdefault(key, arch)
+                if other.cc != arch.cc:
+                    msg = f"{arch.origin}.products: {name!r} is listed under {other.sm} ({other.origin}) and {arch.sm}"
+                    raise MatrixError(msg, hint="a product has one architecture: keep it under the right one")
 
 
 def _check_pypi_variants(m: Matrix) -> None:

@@ -11,6 +11,23 @@ from envbuilder.credentials import Credential, split_userinfo
 DEFAULT_PYTORCH_INDEX = "https://download.pytorch.org/whl"
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def env_flag(name: str) -> bool:
+    """A boolean environment variable: 1/true/yes/on or 0/false/no/off (any case; unset or empty is false)."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    from envbuilder.errors import EnvbuilderError
+
+    msg = f"{name}={value[:40]!r} is not a boolean"
+    raise EnvbuilderError(msg, hint=f"set {name} to 1, true, yes or on (or 0, false, no, off), or unset it")
+
+
 def cache_root() -> Path:
     """``$ENVBUILDER_CACHE``, else ``$XDG_CACHE_HOME/envbuilder`` (``~/.cache/envbuilder``)."""
     env = os.environ.get("ENVBUILDER_CACHE")

@@ -56,6 +56,11 @@ def _regen():  # type: ignore[no-untyped-def]
 
 def _relabel(lock_path: Path, name: str) -> tuple[Lock, str]:
     """The same lock under another name, re-finalized (digest recomputed) as `envbuilder lock` would."""
+    text = _relabel_text(lock_path, name)
+    return parse_lock(text, lock_path.with_name("pylock.relabelled.toml")), text
+
+
+def _relabel_text(lock_path: Path, name: str) -> str:
     import tomlkit
 
     doc = tomlkit.parse(lock_path.read_text(encoding="utf-8"))
@@ -63,8 +68,7 @@ def _relabel(lock_path: Path, name: str) -> tuple[Lock, str]:
     from envbuilder.lock import content_digest, tomllib
 
     doc["tool"]["envbuilder"]["lock-digest"] = content_digest(tomllib.loads(tomlkit.dumps(doc)))
-    text = tomlkit.dumps(doc)
-    return parse_lock(text, lock_path.with_name("pylock.relabelled.toml")), text
+    return tomlkit.dumps(doc)
 
 
 # --------------------------------------------------------------------------- Dockerfile structure
@@ -317,13 +321,13 @@ def test_cli_refuses_an_injected_manifest_name(tmp_path: Path, capsys: pytest.Ca
 
 def test_cli_refuses_an_injected_lock_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A lock written by a finalize() that did not check the name (digest valid) is still refused."""
-    _, text = _relabel(CPU, "x; rm -rf /")
+    text = _relabel_text(CPU, "x; rm -rf /")
     bad = tmp_path / "pylock.bad.toml"
     bad.write_text(text, encoding="utf-8")
     code = main(["dockerfile", "--lock", str(bad), "--no-pip-config", "-o", str(tmp_path / "ctx")])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("envbuilder: environment name 'x; rm -rf /' is not allowed\nTIP ")
+    assert err.startswith("envbuilder: ") and "environment name 'x; rm -rf /' is not allowed\nTIP " in err
     assert not (tmp_path / "ctx").exists()
 
 

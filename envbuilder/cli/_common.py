@@ -36,6 +36,18 @@ def add_target_options(parser: argparse.ArgumentParser, *, gpu_default: str | No
     g.add_argument("--forward-compat", action="store_true", help="allow cuda-compat on data-centre GPUs (opt-in)")
 
 
+_TARGET_OPTIONS = ("gpu", "driver", "os", "python", "machine", "profile", "torch", "bnb")
+
+
+def refuse_empty_options(args: argparse.Namespace) -> None:
+    """`--gpu ''` was read as "not given" (and so as this host): an empty value is a mistake, said as one."""
+    for key in _TARGET_OPTIONS:
+        value = getattr(args, key, None)
+        if value is not None and not value.strip():
+            msg = f"--{key} is empty"
+            raise TargetError(msg, hint=f"give a value (see `--help`), or leave --{key} out for the default")
+
+
 def _host_needed(args: argparse.Namespace) -> bool:
     # Planning for another machine (an explicit --gpu) never probes this one.
     return (args.gpu or "auto").strip().lower() == "auto"
@@ -45,6 +57,7 @@ def target_from_args(args: argparse.Namespace, matrix: Matrix, host: Host | None
     """A Target from the options; detection fills only what the options leave open (STYLE rule 3)."""
     from envbuilder.target import build_target, parse_gpus
 
+    refuse_empty_options(args)
     if host is None and _host_needed(args):
         from envbuilder.detect import probe_host
 

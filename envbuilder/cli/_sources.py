@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from envbuilder.settings import DEFAULT_PYTORCH_INDEX, Settings, with_credentials_apart
+from envbuilder.settings import DEFAULT_PYTORCH_INDEX, Settings, env_flag, with_credentials_apart
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +72,7 @@ def settings_from_args(args: argparse.Namespace, manifest_sources: Mapping[str, 
         if not Path(c).is_file():
             msg = f"--ca-cert {c}: no such file"
             raise SourceError(msg, hint="give a PEM bundle")
-    offline = args.offline or os.environ.get("ENVBUILDER_OFFLINE") == "1" or bool(src.get("offline"))
+    offline = args.offline or env_flag("ENVBUILDER_OFFLINE") or src.get("offline") is True
     settings = Settings(
         index_url=args.index_url or os.environ.get("ENVBUILDER_INDEX_URL") or src.get("index-url"),
         extra_index_urls=tuple(args.extra_index_url or src.get("extra-index-url", [])),

@@ -142,6 +142,12 @@ def _lock_manifest(args: argparse.Namespace, path: Path) -> int:
     from envbuilder.manifest import load_manifest
 
     manifest = load_manifest(path)
+    unknown = [n for n in args.only if manifest.env(n) is None]
+    if unknown:
+        from envbuilder.errors import LockError
+
+        msg = f"{path}: no environment named {unknown[0]!r} (--only)"
+        raise LockError(msg, hint=f"the manifest has: {', '.join(e.name for e in manifest.envs)}")
     matrix = load_matrix_for(args)
     settings = settings_from_args(args, manifest.sources)
     results = []
