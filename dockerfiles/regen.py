@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from envbuilder.docker import render_context  # noqa: E402
-from envbuilder.lock import read_lock  # noqa: E402
+from envbuilder.lock import lock_file_name, read_lock  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,7 @@ PYTHON = "3.11"
 
 
 def lock_path(h: Headline, root: Path = HERE) -> Path:
-    return root / h.name / f"pylock.{h.name}.toml"
+    return root / h.name / lock_file_name(h.name)
 
 
 def relock(root: Path = HERE) -> None:

@@ -91,7 +91,7 @@ def _resolution(requirements: str, plan: Plan, settings: Settings, indexes: Sequ
 
     key_doc = [requirements, plan.python, plan.target.platform, uv.source_args(settings, indexes), uv.find_uv()]
     key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:32]
-    cached = settings.cache_dir / "resolutions" / f"{key}.pylock.toml"
+    cached = settings.cache_dir / "resolutions" / f"pylock.{key}.toml"  # a PEP 751 name, like every lock
     what = f"{len(plan.packages)} pins for {plan.target.platform}, Python {plan.python}"
     check = functools.partial(resolution_problem, plan=plan, settings=settings, indexes=indexes)
     if not settings.refresh and cached.is_file() and time.time() - cached.stat().st_mtime < RESOLUTION_TTL_S:
@@ -110,7 +110,13 @@ def _resolution(requirements: str, plan: Plan, settings: Settings, indexes: Sequ
         req.write_text(requirements, encoding="utf-8")
         raw = Path(tmp) / "pylock.toml"
         uv.compile_lock(
-            req, raw, python_version=plan.python, platform=plan.target.platform, settings=settings, indexes=indexes
+            req,
+            raw,
+            python_version=plan.python,
+            platform=plan.target.platform,
+            settings=settings,
+            indexes=indexes,
+            origins=origins(plan, requirements, settings),
         )
         text = _read_text(raw) or ""
     problem = check(text)
@@ -176,6 +182,23 @@ def _allowed_sources(settings: Settings, indexes: Sequence[str]) -> tuple[str, .
             hosts.append(url.rstrip("/") + "/")
     hosts += [Path(d).absolute().as_uri().rstrip("/") + "/" for d in settings.find_links]
     return tuple(hosts)
+
+
+def origins(plan: Plan, requirements: str, settings: Settings) -> dict[str, str]:
+    """Where the plan takes each package from, in words, for the TIP of a failed resolution."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from envbuilder.resolve import PYPI
+
+    default = f"the index {settings.index_url}" if settings.index_url else "PyPI"
+    wheelhouse = "the wheelhouse " + (", ".join(settings.find_links) or "(none configured)")
+    found = {p.name: {PYPI: default, "wheelhouse": wheelhouse}.get(p.index, p.index) for p in plan.packages}
+    for line in requirements.splitlines():
+        try:
+            found.setdefault(Requirement(line).name, default)  # the user's extra packages
+        except InvalidRequirement:
+            continue
+    return found
 
 
 def interpreter_for(python: str, *, required: bool = True) -> str:

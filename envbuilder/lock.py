@@ -48,6 +48,77 @@ def default_env_name(plan: Plan) -> str:
     return f"{plan.profile}-{plan.variant}-py{plan.python}"
 
 
+# --------------------------------------------------------------------------- lock file names (PEP 751)
+
+
+def is_valid_lock_file_name(filename: str) -> bool:
+    """PEP 751's rule, checked by ``packaging.pylock`` itself: ``pylock.toml`` or ``pylock.<name>.toml``, where
+    ``<name>`` is non-empty and has no dots. uv refuses any other name, and pip reads it as a requirements file."""
+    from packaging.pylock import is_valid_pylock_path  # 16 ms: imported only where a name is made or checked
+
+    return is_valid_pylock_path(Path(filename))
+
+
+def lock_file_name(name: str) -> str:
+    """The one function that makes a lock's file name: ``pylock.<name>.toml``, valid under PEP 751.
+
+    An environment name may keep its dots; the file name may not: a dot between digits goes (``py3.11`` ->
+    ``py311``, as wheel tags write ``cp311``), any other dot, and anything else a file name should not carry,
+    becomes ``-``. So ``cpu-py3.11`` -> ``pylock.cpu-py311.toml`` and ``team.lock`` -> ``pylock.team-lock.toml``.
+    """
+    part = re.sub(r"(?<=\d)\.(?=\d)", "", name)
+    part = re.sub(r"[^A-Za-z0-9_-]+", "-", part).strip("-")
+    filename = f"pylock.{part}.toml"
+    if not part or not is_valid_lock_file_name(filename):
+        msg = f"{name!r} cannot name a lock file"
+        raise LockError(msg, hint="use letters, digits, '_' and '-' (e.g. --name train)")
+    return filename
+
+
+def default_lock_file_name(plan: Plan) -> str:
+    """The default lock file of a plan: profile, CUDA variant, Python and platform, so no two targets share one.
+
+    ``pylock.bnb-cu128-py311-linux-x86_64.toml``, ``pylock.cpu-py311-windows-x86_64.toml``; the OS flavour is
+    the target's (WSL2 plans use the Windows driver's floors, so ``wsl2-x86_64`` is a file of its own).
+    """
+    target = plan.target
+    parts = [plan.profile] + ([plan.variant] if plan.variant != plan.profile else [])
+    parts += [f"py{plan.python}", f"{target.os}-{target.platform.split('-', 1)[1]}"]
+    return lock_file_name("-".join(parts))
+
+
+def suggest_lock_file_name(filename: str) -> str:
+    """A valid name for a file that lacks one: ``team.lock.toml`` -> ``pylock.team-lock.toml``."""
+    if is_valid_lock_file_name(filename):
+        return filename
+    stem = filename.removeprefix("pylock.").removesuffix(".toml")
+    return lock_file_name(stem) if re.search(r"[A-Za-z0-9]", stem) else "pylock.toml"
+
+
+def check_lock_path(path: Path, option: str) -> Path:
+    """A lock path the user gave for envbuilder to write: refused (exit 2) unless PEP 751 allows its name."""
+    if is_valid_lock_file_name(path.name):
+        return path
+    msg = (
+        f"{option} {path}: {path.name!r} is not a PEP 751 lock name (pylock.toml or pylock.<name>.toml, "
+        "<name> without dots); uv and pip refuse it"
+    )
+    raise LockError(msg, hint=f"use {option} {path.with_name(suggest_lock_file_name(path.name))}")
+
+
+def legacy_name_note(path: Path, done: str) -> str | None:
+    """One line for a lock shared under a name PEP 751 forbids (``pylock.cpu-py3.11.toml``), else None.
+
+    ``done`` says what is done instead (``installing a copy named pylock.cpu-py311.toml``).
+    """
+    if is_valid_lock_file_name(path.name):
+        return None
+    return (
+        f"note: {path.name} is not a valid PEP 751 name (uv refuses it): {done}; "
+        f"rename the file to {suggest_lock_file_name(path.name)} to share it"
+    )
+
+
 def requirements_text(plan: Plan, extra: Sequence[str] = ()) -> str:
     """The input uv resolves: the plan's exact pins, then the user's extra packages."""
     lines = [p.requirement for p in plan.packages]

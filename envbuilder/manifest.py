@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuilder.errors import LockError
-from envbuilder.lock import check_env_name
+from envbuilder.lock import check_env_name, lock_file_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -112,6 +112,18 @@ def _env(row: dict[str, Any], path: Path, i: int) -> EnvSpec:
     )
 
 
+def _refuse_shared_lock_files(path: Path, names: list[str]) -> None:
+    """Two environments whose names differ only where a lock file name cannot (``a.b``, ``a-b``) would share
+    one ``pylock.a-b.toml``: refused rather than one lock silently overwriting the other."""
+    owner: dict[str, str] = {}
+    for name in names:
+        file = lock_file_name(name)
+        if file in owner:
+            problem = f"environments {owner[file]!r} and {name!r} would share the lock file {file}"
+            raise _fail(path, "env", problem, "rename one of them")
+        owner[file] = name
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return dict(tomllib.loads(path.read_text(encoding="utf-8")))
@@ -142,6 +154,7 @@ def load_manifest(path: Path) -> Manifest:
         if e.name in seen:
             raise _fail(path, "env", f"environment {e.name!r} is defined twice", "give each [[env]] its own name")
         seen.add(e.name)
+    _refuse_shared_lock_files(path, [e.name for e in envs])
     return Manifest(path=path, envs=envs, sources=_sources(doc.get("sources", {}), path))
 
 

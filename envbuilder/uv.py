@@ -125,17 +125,52 @@ def source_args(settings: Settings, indexes: Sequence[str] | None = ()) -> list[
     return _index_flags(settings, indexes)[0]
 
 
-def _classify(exc: CommandFailed, what: str) -> CommandFailed | SourceError:
+# uv's own markers in front of an explanation: "error:", "  cause:" (uv >= 0.9), "Caused by:" and "╰─▶" (older).
+_UV_MARKER = re.compile(r"^(?:\s*(?:error:|cause:|caused by:|╰─▶|[│├└]))+\s*", re.IGNORECASE)
+
+
+def uv_cause(output: str) -> str:
+    """uv's own explanation of a failure, in one line: its "because" sentence when it has one (a resolution),
+    else its error, the URL it could not fetch and the root cause (a network or file failure)."""
+    lines = [_UV_MARKER.sub("", ln).strip() for ln in output.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.lower().startswith(("warning:", "hint:", "help:"))]
+    because = [ln for ln in lines if "because" in ln.lower()]
+    if because:
+        return " ".join(because)
+    fetch = next((ln for ln in lines if "://" in ln), None)
+    picked = [ln for ln in (*lines[:1], fetch, *lines[-1:]) if ln]
+    return "; ".join(dict.fromkeys(picked)) or "uv gave no reason"
+
+
+def _named_source(cause: str, origins: Mapping[str, str]) -> tuple[str, str] | None:
+    """The first package the cause names, with the source the plan takes it from."""
+    text = cause.lower()
+    found = []
+    for name, source in origins.items():
+        match = re.search(rf"(?<![\w.-]){re.escape(name.lower())}(?![\w-])", text)
+        if match:
+            found.append((match.start(), name, source))
+    return (min(found)[1], min(found)[2]) if found else None
+
+
+def _classify(exc: CommandFailed, what: str, origins: Mapping[str, str] | None = None) -> CommandFailed | SourceError:
     text = exc.output.lower()
+    cause = uv_cause(exc.output)
     if any(h in text for h in _NETWORK_HINTS):
-        msg = f"{what}: a package source could not be reached"
+        msg = f"{what}: a package source could not be reached: {cause}"
         return SourceError(
             msg, hint="check the network, or use --index-url / --find-links / --offline with a wheelhouse"
         )
     if "no solution found" in text or ("because" in text and "unsatisfiable" in text):
-        detail = next((ln.strip() for ln in exc.output.splitlines() if "because" in ln), "")
-        msg = f"{what}: the sources cannot serve the plan's pins ({detail})"
-        return SourceError(msg, hint="add a wheelhouse (--find-links) or mirror that has these files")
+        msg = f"{what}: the sources cannot serve the plan's pins: {cause}"
+        named = _named_source(cause, origins or {})
+        hint = "add a wheelhouse (--find-links) or mirror that has these files"
+        if named is not None:
+            hint = (
+                f"{named[0]} comes from {named[1]}, which does not serve the file the plan needs: add it there, "
+                "or give a wheelhouse (--find-links DIR) or mirror that has it"
+            )
+        return SourceError(msg, hint=hint)
     return exc
 
 
@@ -156,9 +191,13 @@ def compile_lock(
     platform: str,
     settings: Settings,
     indexes: Sequence[str] = (),
+    origins: Mapping[str, str] | None = None,
     timeout: float = 300,
 ) -> None:
-    """Resolve exact pins into a PEP 751 lock with hashes (metadata only: nothing large is downloaded)."""
+    """Resolve exact pins into a PEP 751 lock with hashes (metadata only: nothing large is downloaded).
+
+    ``origins`` names, for each package, the source the plan takes it from: a failure's TIP names it.
+    """
     argv = [
         find_uv(),
         "pip",
@@ -180,7 +219,7 @@ def compile_lock(
     try:
         _run.run(argv, env=base_env(settings, indexes), timeout=timeout)
     except CommandFailed as exc:
-        raise _classify(exc, "uv pip compile") from None
+        raise _classify(exc, "uv pip compile", origins) from None
 
 
 def sync(

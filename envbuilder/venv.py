@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -23,7 +24,7 @@ from typing import Any
 from envbuilder import __version__, uv
 from envbuilder._fs import read_json_object, write_text_atomic
 from envbuilder.errors import CheckFailed, EnvbuilderError, LockError
-from envbuilder.lock import Lock, hashed_requirements
+from envbuilder.lock import Lock, hashed_requirements, legacy_name_note, suggest_lock_file_name
 from envbuilder.settings import Settings
 
 MARKER = "envbuilder.json"
@@ -108,7 +109,17 @@ def install_lock(python: Path, lock: Lock, settings: Settings, *, progress: Prog
             req.unlink(missing_ok=True)
         return
     progress(f"installing {len(lock.packages)} packages from {lock.path.name} (hashes verified)")
-    uv.sync(python, lock.path, settings)
+    valid = suggest_lock_file_name(lock.path.name)
+    note = legacy_name_note(lock.path, f"installing a copy named {valid}")
+    if note is None:
+        uv.sync(python, lock.path, settings)
+        return
+    # A lock shared under a pre-PEP 751 name (pylock.cpu-py3.11.toml) still installs: uv gets a valid copy.
+    progress(note)
+    with tempfile.TemporaryDirectory(prefix="envbuilder-lock-") as tmp:
+        copy = Path(tmp) / valid
+        shutil.copyfile(lock.path, copy)
+        uv.sync(python, copy, settings)
 
 
 def build(

@@ -28,7 +28,7 @@ from typing import Literal
 
 from envbuilder import __version__
 from envbuilder.errors import LockError, TargetError
-from envbuilder.lock import Lock, check_env_name, default_env_name
+from envbuilder.lock import Lock, check_env_name, default_env_name, lock_file_name
 from envbuilder.resolve import PYPI, Plan
 
 RecipeOs = Literal["wsl2", "windows"]
@@ -514,7 +514,7 @@ fi
 printf '\ndone: activate with  source %s/bin/activate\n' "$ENV_DIR"
 """
 
-_WSL2_LOCK_INSTALL = r"""LOCK_FILE="$ENV_DIR/pylock.$ENV_NAME.toml"
+_WSL2_LOCK_INSTALL = r"""LOCK_FILE="$ENV_DIR/"@@LOCK_FILE@@
 cat > "$LOCK_FILE.tmp" <<'@@TAG@@'
 @@LOCK@@
 @@TAG@@
@@ -544,7 +544,8 @@ def _bash_install(spec: RecipeSpec) -> str:
     if spec.lock_text is not None:
         lock = spec.lock_text.rstrip("\n")
         tag = _heredoc_tag(lock, "ENVBUILDER_LOCK")
-        return _fill(_WSL2_LOCK_INSTALL, {"TAG": tag, "LOCK": lock}).rstrip("\n")
+        values = {"TAG": tag, "LOCK": lock, "LOCK_FILE": shlex.quote(lock_file_name(spec.name))}
+        return _fill(_WSL2_LOCK_INSTALL, values).rstrip("\n")
     index_args: list[str] = []
     if spec.indexes:
         # The PyTorch index serves the CUDA variant builds; PyPI stays the default index for everything else.
@@ -756,7 +757,7 @@ Write-Host ''
 Write-Host ('done: activate with  & "' + (Join-Path $EnvDir 'Scripts\Activate.ps1') + '"')
 """
 
-_WINDOWS_LOCK_INSTALL = r"""$lockFile = Join-Path $EnvDir ('pylock.' + $EnvName + '.toml')
+_WINDOWS_LOCK_INSTALL = r"""$lockFile = Join-Path $EnvDir @@LOCK_FILE@@
 $lockText = @'
 @@LOCK@@
 '@
@@ -782,7 +783,7 @@ def _ps_install(spec: RecipeSpec) -> str:
     if spec.lock_text is not None:
         lock = spec.lock_text.rstrip("\n")
         _check_ps_herestring(lock)
-        return _fill(_WINDOWS_LOCK_INSTALL, {"LOCK": lock})
+        return _fill(_WINDOWS_LOCK_INSTALL, {"LOCK": lock, "LOCK_FILE": ps_quote(lock_file_name(spec.name))})
     index_args: list[str] = []
     if spec.indexes:
         index_args = ["--index-strategy", "unsafe-best-match"]

@@ -1,4 +1,5 @@
-"""Shared test fixtures: the shipped matrix (loaded once), and a guard that blocks expensive tools.
+"""Shared test fixtures: the shipped matrix (loaded once), a guard that blocks expensive tools, and the check
+that every lock the tests write is accepted by its real consumers (``packaging.pylock`` and uv).
 
 STYLE rule 12: unit tests must not start GPU, packaging or container tools by accident. Every process goes
 through ``envbuilder._run.run``; the guard below refuses the tools in ``BLOCKED_TOOLS`` unless the test carries
@@ -8,6 +9,9 @@ one of ``OPT_IN_MARKERS``. Other commands (``python -m pip config list``, ``ldco
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,3 +60,73 @@ def matrix() -> Matrix:
     finally:
         if saved is not None:
             os.environ["ENVBUILDER_MATRIX_DIR"] = saved
+
+
+# --------------------------------------------------------------------------- locks and their real consumers
+
+# The marker environment of each wheel platform a lock is made for (PEP 508 names; values as CPython reports them).
+_MARKER_ENV = {
+    "linux-x86_64": {
+        "sys_platform": "linux",
+        "platform_machine": "x86_64",
+        "platform_system": "Linux",
+        "os_name": "posix",
+    },
+    "linux-aarch64": {
+        "sys_platform": "linux",
+        "platform_machine": "aarch64",
+        "platform_system": "Linux",
+        "os_name": "posix",
+    },
+    "windows-x86_64": {
+        "sys_platform": "win32",
+        "platform_machine": "AMD64",
+        "platform_system": "Windows",
+        "os_name": "nt",
+    },
+}
+
+
+def check_lock_with_consumers(path: Path, tmp: Path) -> set[str]:
+    """Fail unless packaging.pylock and uv both accept the lock at ``path``; return uv's install set.
+
+    packaging: the file name (PEP 751's rule, ``is_valid_pylock_path``) and the content (``Pylock.from_dict``).
+    uv: ``uv pip install --dry-run -r`` with an installed CPython of the lock's version, for the lock's platform,
+    offline (nothing is fetched),
+    whose plan must be exactly the lock's packages whose markers hold there.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    from packaging.markers import Marker
+    from packaging.pylock import Pylock, is_valid_pylock_path
+    from uv import find_uv_bin
+
+    from envbuilder.builder import interpreter_for
+    from envbuilder.uv import UV_PLATFORMS
+
+    assert is_valid_pylock_path(path), f"{path.name}: not a PEP 751 lock name"
+    doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    pylock = Pylock.from_dict(doc)  # raises PylockValidationError on anything PEP 751 forbids
+    tool = doc["tool"]["envbuilder"]
+    python, platform = str(tool["python"]), str(tool["platform"])
+    env = {**_MARKER_ENV[platform], "python_version": python, "python_full_version": f"{python}.0"}
+    expected = {
+        f"{p.name}=={p.version}" for p in pylock.packages if p.marker is None or Marker(str(p.marker)).evaluate(env)
+    }
+    target = tmp / f"dry-run-{path.stem}"
+    argv = [find_uv_bin(), "pip", "install", "--dry-run", "--offline", "--target", str(target)]
+    interpreter = interpreter_for(python)  # an installed CPython of the lock's version, found as envbuilder does
+    argv += ["--python", interpreter, "--python-platform", UV_PLATFORMS[platform], "-r", str(path)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    assert out.returncode == 0, f"uv refused {path}:\n{out.stderr}"
+    planned = set(re.findall(r"^ \+ (\S+==\S+)$", out.stderr, flags=re.MULTILINE))
+    assert planned == expected, f"uv would install {sorted(planned ^ expected)} differently from {path.name}"
+    return planned
+
+
+@pytest.fixture
+def lock_consumers(tmp_path: Path) -> Callable[[Path], set[str]]:
+    """``lock_consumers(path)``: the lock passes packaging.pylock and uv's dry run, or the test fails."""
+    return lambda path: check_lock_with_consumers(path, tmp_path)

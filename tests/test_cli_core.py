@@ -72,6 +72,18 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
             "TIP name the GPU with --gpu (e.g. --gpu sm_89), or use --profile cpu\n",
         ),
         (
+            ["create", "--gpu", "cpu", "--lock-out", "team.lock.toml"],
+            "envbuilder: --lock-out team.lock.toml: 'team.lock.toml' is not a PEP 751 lock name (pylock.toml or "
+            "pylock.<name>.toml, <name> without dots); uv and pip refuse it\n"
+            "TIP use --lock-out pylock.team-lock.toml\n",
+        ),
+        (
+            ["lock", "--gpu", "cpu", "-o", "out/pylock.cpu-py3.11.toml"],
+            "envbuilder: --output out/pylock.cpu-py3.11.toml: 'pylock.cpu-py3.11.toml' is not a PEP 751 lock name "
+            "(pylock.toml or pylock.<name>.toml, <name> without dots); uv and pip refuse it\n"
+            "TIP use --output out/pylock.cpu-py311.toml\n",
+        ),
+        (
             ["resolve", "--gpu", "sm_89", "--bogus"],
             "envbuilder: error: unrecognized arguments: --bogus\nTIP run `envbuilder --help` for the options\n",
         ),

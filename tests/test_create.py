@@ -63,8 +63,10 @@ def _freeze(env: Path) -> list[str]:
     return freeze(env / "bin" / "python")
 
 
-def test_create_builds_a_proven_environment(built: dict[str, Path]) -> None:
+def test_create_builds_a_proven_environment(built: dict[str, Path], lock_consumers) -> None:  # type: ignore[no-untyped-def]
     env = built["env"]
+    assert "torch==2.13.0+cpu" in lock_consumers(built["lock"])
+    assert lock_consumers(env / "pylock.toml") == lock_consumers(built["lock"])  # the copy kept in the environment
     marker = json.loads((env / "envbuilder.json").read_text())
     assert marker["profile"] == "cpu" and marker["python"] == "3.11"
     assert marker["smoke"]["result"] == "pass"
@@ -126,14 +128,15 @@ def test_failed_rebuild_leaves_the_existing_environment_untouched(
             "--name",
             "cpu",
             "--lock-out",
-            str(built["work"] / "x.toml"),
+            str(built["work"] / "pylock.x.toml"),
             "--package",
             "this-package-does-not-exist-envbuilder==1.0",
         ]
     )
     assert rc == 2
     assert (built["env"] / "envbuilder.json").read_text() == before
-    assert "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "this-package-does-not-exist-envbuilder" in err
 
 
 def test_interrupted_create_leaves_nothing_behind(home: Path, tmp_path: Path) -> None:
@@ -148,7 +151,7 @@ def test_interrupted_create_leaves_nothing_behind(home: Path, tmp_path: Path) ->
             "--name",
             "interrupted",
             "--lock-out",
-            str(tmp_path / "l.toml"),
+            str(tmp_path / "pylock.l.toml"),
         ],
         env=env,
         stderr=subprocess.PIPE,
@@ -182,7 +185,7 @@ def test_concurrent_create_of_one_name_is_refused(
                 "--name",
                 "busy",
                 "--lock-out",
-                str(tmp_path / "l.toml"),
+                str(tmp_path / "pylock.l.toml"),
                 "--no-smoke",
             ]
         )
@@ -203,10 +206,13 @@ def test_dry_run_touches_nothing(home: Path, tmp_path: Path, capsys: pytest.Capt
     assert not lock.exists() and not (home / "envs" / "dry").exists()
 
 
-def test_lock_for_another_machine_and_upgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_lock_for_another_machine_and_upgrade(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lock_consumers
+) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "pylock.h100.toml"
     args = ["lock", "--gpu", "sm_90", "--driver", "580.65.06", "--os", "linux", "--python", "3.12", "-o", str(out)]
     assert main(args) == 0
+    lock_consumers(out)
     lock = read_lock(out)
     torch = lock.package("torch")
     assert torch is not None and torch.files[0].url.startswith("https://files.pythonhosted.org/")
@@ -216,10 +222,11 @@ def test_lock_for_another_machine_and_upgrade(tmp_path: Path, capsys: pytest.Cap
     assert main([*args, "--upgrade", "--bnb", "0.49.2"]) == 0
     text = capsys.readouterr().out
     assert "~ bitsandbytes 0.50.2 -> 0.49.2" in text
+    assert "bitsandbytes==0.49.2" in lock_consumers(out)
 
 
-def test_manifest_lock_all_and_sync_the_one_that_fits(
-    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_manifest_lock_all_and_sync_the_one_that_fits(  # type: ignore[no-untyped-def]
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], lock_consumers
 ) -> None:
     (tmp_path / "envbuilder.toml").write_text(
         "# the team's environments\n"
@@ -228,7 +235,8 @@ def test_manifest_lock_all_and_sync_the_one_that_fits(
     )
     monkeypatch.chdir(tmp_path)
     assert main(["lock"]) == 0
-    assert (tmp_path / "pylock.train-h100.toml").exists() and (tmp_path / "pylock.laptop.toml").exists()
+    lock_consumers(tmp_path / "pylock.train-h100.toml")
+    lock_consumers(tmp_path / "pylock.laptop.toml")
     capsys.readouterr()
     # This host has no GPU: the H100 lock does not fit, the CPU one does.
     assert main(["sync", "--home", str(home), "--no-smoke"]) == 0
@@ -250,13 +258,13 @@ def test_gptq_packages_refused_in_a_bnb_environment(tmp_path: Path, capsys: pyte
             "--package",
             "auto-gptq==0.7.1",
             "-o",
-            str(tmp_path / "x.toml"),
+            str(tmp_path / "pylock.x.toml"),
         ]
     )
     assert rc == 2
     err = capsys.readouterr().err
     assert "cannot go into a bnb environment" in err
-    assert not (tmp_path / "x.toml").exists()
+    assert not (tmp_path / "pylock.x.toml").exists()
 
 
 def test_unreachable_index_fails_fast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -271,7 +279,7 @@ def test_unreachable_index_fails_fast(tmp_path: Path, capsys: pytest.CaptureFixt
             "--index-url",
             "http://127.0.0.1:9/simple",
             "-o",
-            str(tmp_path / "x.toml"),
+            str(tmp_path / "pylock.x.toml"),
         ]
     )
     assert rc == 2
@@ -306,9 +314,11 @@ def test_lock_save_records_the_env_in_the_manifest(tmp_path: Path, monkeypatch: 
     assert main(["lock", "--gpu", "sm_86", "--driver", "550.54.14", "--python", "3.11", "--name", "a10", "--save"]) == 2
 
 
-def test_a_resolution_is_reused_until_refresh(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_resolution_is_reused_until_refresh(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lock_consumers
+) -> None:  # type: ignore[no-untyped-def]
     cache = tmp_path / "cache"
-    args = ["lock", *CPU, "-o", str(tmp_path / "l.toml")]
+    args = ["lock", *CPU, "-o", str(tmp_path / "pylock.l.toml")]
     os.environ["ENVBUILDER_CACHE"] = str(cache)
     try:
         assert main(args) == 0
@@ -320,10 +330,13 @@ def test_a_resolution_is_reused_until_refresh(tmp_path: Path, capsys: pytest.Cap
     finally:
         del os.environ["ENVBUILDER_CACHE"]
     assert "(uv pip compile)" in first and "reusing the resolution" in second and "(uv pip compile)" in third
-    assert len(list((cache / "resolutions").glob("*.pylock.toml"))) == 1
+    assert len(list((cache / "resolutions").glob("pylock.*.toml"))) == 1
+    lock_consumers(tmp_path / "pylock.l.toml")
 
 
-def test_shell_opens_inside_the_environment(built: dict[str, Path], home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shell_opens_inside_the_environment(
+    built: dict[str, Path], home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A stand-in for the user's $SHELL that records what it was started with.
     shell = tmp_path / "fake-shell"
     seen = tmp_path / "seen"

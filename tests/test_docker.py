@@ -236,6 +236,13 @@ def test_tag_format() -> None:
     )
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("path", sorted(DOCKERFILES.glob("*/pylock.*.toml")), ids=lambda p: p.parent.name)
+def test_committed_locks_are_accepted_by_packaging_and_uv(path: Path, lock_consumers) -> None:  # type: ignore[no-untyped-def]
+    """The locks of dockerfiles/ (written by `envbuilder lock`): valid PEP 751 names, content uv would install."""
+    assert "torch" in {p.split("==")[0] for p in lock_consumers(path)}
+
+
 def test_tags_never_collide_for_different_locks() -> None:
     """sm_86 and sm_89 resolve to the same pins, but their locks differ (target): so do their tags."""
     locks = [read_lock(p) for p in sorted(DOCKERFILES.glob("*/pylock.*.toml"))]

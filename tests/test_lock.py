@@ -7,17 +7,25 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from envbuilder._fs import write_text_atomic
 from envbuilder.errors import LockError
 from envbuilder.lock import (
     check_env_name,
+    check_lock_path,
     default_env_name,
+    default_lock_file_name,
     diff_pins,
     finalize,
     hashed_requirements,
+    is_valid_lock_file_name,
+    legacy_name_note,
+    lock_file_name,
     parse_lock,
     requirements_text,
+    suggest_lock_file_name,
     with_smoke,
 )
 from envbuilder.resolve import Plan, Sources, resolve
@@ -148,7 +156,119 @@ def test_unsafe_env_names_refused(name: str) -> None:
 
 
 def test_default_names(cpu_plan: Plan) -> None:
-    assert default_env_name(cpu_plan) == "cpu-py3.11"
+    assert default_env_name(cpu_plan) == "cpu-py3.11"  # environment names keep their dots
+    assert default_lock_file_name(cpu_plan) == "pylock.cpu-py311-linux-x86_64.toml"  # file names may not
+
+
+# --------------------------------------------------------------------------- PEP 751 file names
+
+
+@pytest.mark.parametrize(
+    ("filename", "valid"),
+    [
+        ("pylock.toml", True),
+        ("pylock.cpu-py311.toml", True),
+        ("pylock.bnb-cu128-py311-linux-x86_64.toml", True),
+        ("pylock.cpu-py3.11.toml", False),  # every default name envbuilder wrote before (uv refuses it)
+        ("pylock.bnb-cu128-py3.11.toml", False),
+        ("pylock..toml", False),  # <name> must not be empty
+        ("team.lock.toml", False),
+        ("pylock.team.lock.toml", False),
+        ("lock.toml", False),
+        ("pylock.x.json", False),
+    ],
+)
+def test_lock_names_follow_packaging_pylock(filename: str, valid: bool) -> None:
+    """envbuilder's check is packaging.pylock's own (uv and pip apply the same PEP 751 rule)."""
+    from packaging.pylock import is_valid_pylock_path
+
+    assert is_valid_lock_file_name(filename) is valid
+    assert is_valid_pylock_path(Path(filename)) is valid
+    # PEP 751's wording, written out: pylock.toml or pylock.<name>.toml, <name> non-empty and without dots.
+    assert bool(filename == "pylock.toml" or re.fullmatch(r"pylock\.[^.]+\.toml", filename)) is valid
+
+
+@pytest.mark.parametrize(
+    ("name", "filename"),
+    [
+        ("cpu-py3.11", "pylock.cpu-py311.toml"),  # the environment keeps its dots, the file drops them
+        ("bnb-cu128-py3.12", "pylock.bnb-cu128-py312.toml"),
+        ("train", "pylock.train.toml"),
+        ("team.lock", "pylock.team-lock.toml"),
+        ("a_b-c", "pylock.a_b-c.toml"),
+        ("v1.2.3", "pylock.v123.toml"),
+        ("x.", "pylock.x.toml"),
+    ],
+)
+def test_lock_file_name(name: str, filename: str) -> None:
+    assert lock_file_name(name) == filename
+    assert is_valid_lock_file_name(filename)
+
+
+@pytest.mark.parametrize("name", ["", ".", "...", "-"])
+def test_a_name_without_letters_cannot_name_a_lock(name: str) -> None:
+    with pytest.raises(LockError, match="cannot name a lock file"):
+        lock_file_name(name)
+
+
+@given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True))
+def test_every_environment_name_makes_a_valid_lock_name(name: str) -> None:
+    assert is_valid_lock_file_name(lock_file_name(check_env_name(name)))
+
+
+@pytest.mark.parametrize(
+    ("os", "gpu", "driver", "profile", "python", "filename"),
+    [
+        ("linux", None, None, "cpu", "3.11", "pylock.cpu-py311-linux-x86_64.toml"),
+        ("windows", None, None, "cpu", "3.11", "pylock.cpu-py311-windows-x86_64.toml"),
+        ("linux", "sm_89", "550.54.14", "bnb", "3.11", "pylock.bnb-cu128-py311-linux-x86_64.toml"),
+        ("windows", "sm_89", "560.94", "bnb", "3.11", "pylock.bnb-cu126-py311-windows-x86_64.toml"),
+        ("wsl2", "sm_89", "560.94", "bnb", "3.11", "pylock.bnb-cu128-py311-wsl2-x86_64.toml"),
+        ("linux", "sm_89", "550.54.14", "bnb", "3.12", "pylock.bnb-cu128-py312-linux-x86_64.toml"),
+    ],
+)
+def test_default_lock_names_carry_what_tells_locks_apart(  # type: ignore[no-untyped-def]
+    matrix, os: str, gpu: str | None, driver: str | None, profile: str, python: str, filename: str
+) -> None:
+    """Profile, CUDA variant, Python and platform: a Windows lock no longer overwrites the Linux one."""
+    gpus = parse_gpus(gpu, matrix) if gpu else ()
+    target = build_target(matrix, gpus=gpus, driver=driver, os=os, pythons=(python,), profile=profile)
+    plan = resolve(target, matrix, Sources())
+    assert isinstance(plan, Plan)
+    assert default_lock_file_name(plan) == filename
+
+
+@pytest.mark.parametrize(
+    ("given", "suggested"),
+    [
+        ("team.lock.toml", "pylock.team-lock.toml"),
+        ("pylock.cpu-py3.11.toml", "pylock.cpu-py311.toml"),
+        ("lock", "pylock.lock.toml"),
+        ("pylock..toml", "pylock.toml"),
+        ("pylock.train.toml", "pylock.train.toml"),
+    ],
+)
+def test_suggested_lock_names(given: str, suggested: str) -> None:
+    assert suggest_lock_file_name(given) == suggested
+
+
+def test_a_user_given_invalid_lock_name_is_refused_with_a_valid_one(tmp_path: Path) -> None:
+    with pytest.raises(LockError) as info:
+        check_lock_path(tmp_path / "team.lock.toml", "--lock-out")
+    assert info.value.message == (
+        f"--lock-out {tmp_path}/team.lock.toml: 'team.lock.toml' is not a PEP 751 lock name "
+        "(pylock.toml or pylock.<name>.toml, <name> without dots); uv and pip refuse it"
+    )
+    assert info.value.hint == f"use --lock-out {tmp_path}/pylock.team-lock.toml"
+    assert check_lock_path(tmp_path / "pylock.team.toml", "-o") == tmp_path / "pylock.team.toml"
+
+
+def test_legacy_name_note() -> None:
+    assert legacy_name_note(Path("pylock.cpu-py311.toml"), "x") is None
+    assert legacy_name_note(Path("/t/pylock.cpu-py3.11.toml"), "installing a copy named pylock.cpu-py311.toml") == (
+        "note: pylock.cpu-py3.11.toml is not a valid PEP 751 name (uv refuses it): installing a copy named "
+        "pylock.cpu-py311.toml; rename the file to pylock.cpu-py311.toml to share it"
+    )
 
 
 def test_write_text_atomic_replaces_whole_file(tmp_path: Path) -> None:
@@ -157,3 +277,24 @@ def test_write_text_atomic_replaces_whole_file(tmp_path: Path) -> None:
     write_text_atomic(path, "b")
     assert path.read_text() == "b"
     assert [p.name for p in path.parent.iterdir()] == ["f.toml"]
+
+
+@pytest.mark.integration
+def test_the_lock_check_accepts_finalized_locks_and_refuses_bad_ones(  # type: ignore[no-untyped-def]
+    cpu_plan: Plan, tmp_path: Path, lock_consumers
+) -> None:
+    """The shared check (tests/conftest.py) every test runs on the locks it writes: it can fail."""
+    from packaging.pylock import PylockValidationError
+
+    text = finalize(UV_CPU, cpu_plan, name="cpu-py3.11", pytorch_index="https://download.pytorch.org/whl")
+    good = tmp_path / default_lock_file_name(cpu_plan)
+    good.write_text(text)
+    assert "torch==2.13.0+cpu" in lock_consumers(good)
+    dotted = tmp_path / "pylock.cpu-py3.11.toml"  # the name every default lock had before
+    dotted.write_text(text)
+    with pytest.raises(AssertionError, match="not a PEP 751 lock name"):
+        lock_consumers(dotted)
+    inconsistent = tmp_path / "pylock.inconsistent.toml"
+    inconsistent.write_text(text.replace('name = "torch"', 'name = "torchx"', 1))
+    with pytest.raises(PylockValidationError, match="not consistent with package name 'torchx'"):
+        lock_consumers(inconsistent)

@@ -65,6 +65,10 @@ def test_add_env_creates_the_file(tmp_path: Path) -> None:
         ("[[env]]\nname = 'x; rm -rf /'\n", "environment name 'x; rm -rf /' is not allowed in 'env[0].name'"),
         ("[[env]]\nname = 'a'\ngpus = ['sm_89']\n", "unknown key in 'env[0].gpus'"),
         ("[[env]]\nname = 'a'\n[[env]]\nname = 'a'\n", "environment 'a' is defined twice"),
+        (
+            "[[env]]\nname = 'a.b'\n[[env]]\nname = 'a-b'\n",
+            "environments 'a.b' and 'a-b' would share the lock file pylock.a-b.toml",
+        ),
         ("[[env]]\nname = 'a'\ndriver = 550\n", "expected a string, got int in 'env[0].driver'"),
         ("[[env]]\nname = 'a'\n[sources]\nmirror = 'x'\n", "unknown key in 'sources.mirror'"),
         ("[[env]\n", "not valid TOML"),

@@ -16,6 +16,7 @@ from envbuilder.cli._sources import add_source_options, settings_from_args
 
 if TYPE_CHECKING:
     from envbuilder.lock import Lock
+    from envbuilder.resolve import Plan
     from envbuilder.settings import Settings
     from envbuilder.venv import SmokeOutcome
 
@@ -28,7 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     where.add_argument("--name", metavar="N", help="environment name (default: <profile>-<cuda>-py<N.N>)")
     where.add_argument("--path", metavar="P", help="build the environment at this path instead")
     p.add_argument("--package", action="append", default=[], metavar="REQ", help="an extra package (repeatable)")
-    p.add_argument("--lock-out", metavar="FILE", help="where to write the lock (default ./pylock.<name>.toml)")
+    p.add_argument(
+        "--lock-out",
+        metavar="FILE",
+        help="where to write the lock, a PEP 751 name (default ./pylock.<profile>-<variant>-py<NN>-<platform>.toml, "
+        "or ./pylock.<name>.toml with --name)",
+    )
     p.add_argument("--dry-run", action="store_true", help="show the plan and the commands; touch nothing")
     p.add_argument("--no-smoke", action="store_true", help="skip the smoke test (the environment is then unproven)")
     p.add_argument("--force", action="store_true", help="replace a directory envbuilder did not make")
@@ -58,10 +64,12 @@ def run(args: argparse.Namespace) -> int:
     from envbuilder.cli.resolve import render
     from envbuilder.detect import find_pythons
     from envbuilder.errors import CheckFailed
-    from envbuilder.lock import check_env_name, default_env_name
+    from envbuilder.lock import check_env_name, check_lock_path, default_env_name
     from envbuilder.resolve import NoPlan, resolve
     from envbuilder.sources import gather_sources
 
+    if args.lock_out:  # a name uv would refuse is refused before any work
+        check_lock_path(Path(args.lock_out), "--lock-out")
     steps = Steps(5, quiet=args.json)
     settings = settings_from_args(args)
     matrix = load_matrix_for(args)
@@ -85,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     extra = builder.check_extra_packages(matrix.profile(plan.profile), args.package)
     name = check_env_name(args.name or (Path(args.path).name if args.path else default_env_name(plan)))
     dest = Path(args.path) if args.path else settings.env_path(name)
-    lock_path = Path(args.lock_out) if args.lock_out else Path.cwd() / f"pylock.{name}.toml"
+    lock_path = _lock_path(args, plan)
     interpreter = builder.interpreter_for(plan.python)
     if args.dry_run:
         return _dry_run(args, plan, name, dest, lock_path, interpreter, extra)
@@ -98,6 +106,16 @@ def run(args: argparse.Namespace) -> int:
         builder.record_smoke(lock_path, outcome)
     steps.step("done")
     return _report(args, plan, name, dest, lock_path, outcome)
+
+
+def _lock_path(args: argparse.Namespace, plan: Plan) -> Path:
+    """--lock-out (refused unless PEP 751 allows its name), else the lock named after --name/--path or the plan."""
+    from envbuilder.lock import default_lock_file_name, lock_file_name
+
+    if args.lock_out:
+        return Path(args.lock_out)  # checked on entry
+    given = args.name or (Path(args.path).name if args.path else None)
+    return Path.cwd() / (lock_file_name(given) if given else default_lock_file_name(plan))
 
 
 def _build(

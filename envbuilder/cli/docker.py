@@ -93,7 +93,7 @@ def _options(args: argparse.Namespace, settings: Settings | None) -> Options:
 
 def _get_lock(args: argparse.Namespace, settings: Settings, workdir: Path) -> tuple[Lock, str]:
     """The lock named by --lock, or a fresh one for the target options (written into ``workdir``)."""
-    from envbuilder.lock import parse_lock, read_lock_text
+    from envbuilder.lock import lock_file_name, parse_lock, read_lock_text
 
     if args.lock:
         return read_lock_text(Path(args.lock), hint="check the path, or leave --lock out to lock the target")
@@ -105,7 +105,7 @@ def _get_lock(args: argparse.Namespace, settings: Settings, workdir: Path) -> tu
     out = workdir / "pylock.new.toml"
     result = lock_one(args, matrix, settings, target, name=args.name, extra=[], output=str(out))
     text = out.read_text(encoding="utf-8")
-    return parse_lock(text, Path(f"pylock.{result['name']}.toml")), text
+    return parse_lock(text, Path(lock_file_name(result["name"]))), text
 
 
 def _check_script() -> str | None:
@@ -152,6 +152,7 @@ def _copy_wheels(lock: Lock, settings: Settings, wheels: Path) -> bool:
 
 def run_dockerfile(args: argparse.Namespace) -> int:
     from envbuilder.docker import image_tag, render_context
+    from envbuilder.lock import lock_file_name
 
     settings = _settings(args)
     with tempfile.TemporaryDirectory(prefix="envbuilder-dockerfile-") as tmp:
@@ -159,11 +160,9 @@ def run_dockerfile(args: argparse.Namespace) -> int:
     files = render_context(lock, text, options=_options(args, settings), check_script=_check_script())
     out = Path(args.output) if args.output else Path("docker") / lock.name
     write_context(out, files)
-    print(f"wrote {out}/Dockerfile (+ .dockerignore, requirements/, smoke/, pylock.{lock.name}.toml)")
-    print(
-        f"build: envbuilder build --lock {out}/pylock.{lock.name}.toml"
-        f"   (or docker buildx build -t {image_tag(lock)} {out})"
-    )
+    lock_file = lock_file_name(lock.name)
+    print(f"wrote {out}/Dockerfile (+ .dockerignore, requirements/, smoke/, {lock_file})")
+    print(f"build: envbuilder build --lock {out}/{lock_file}   (or docker buildx build -t {image_tag(lock)} {out})")
     return 0
 
 
@@ -224,7 +223,7 @@ def run_ci(args: argparse.Namespace) -> int:
     from envbuilder._fs import write_text_atomic
     from envbuilder.docker import CiImage, render_bake, render_context, render_workflow
     from envbuilder.errors import LockError
-    from envbuilder.lock import read_lock
+    from envbuilder.lock import lock_file_name, read_lock
     from envbuilder.manifest import load_manifest
 
     manifest_path = Path(args.manifest)
@@ -234,7 +233,7 @@ def run_ci(args: argparse.Namespace) -> int:
     options = _options(args, None)
     images, contexts = [], {}
     for spec in manifest.envs:
-        path = locks_dir / f"pylock.{spec.name}.toml"
+        path = locks_dir / lock_file_name(spec.name)
         if not path.is_file():
             msg = f"{path}: no lock for environment {spec.name!r}"
             raise LockError(msg, hint=f"run `envbuilder lock --manifest {manifest_path}` first")

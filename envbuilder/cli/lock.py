@@ -26,7 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_source_options(p)
     p.add_argument("--name", metavar="N", help="environment name (default: <profile>-<cuda>-py<N.N>)")
     p.add_argument("--package", action="append", default=[], metavar="REQ", help="an extra package (repeatable)")
-    p.add_argument("-o", "--output", metavar="FILE", help="lock file (default ./pylock.<name>.toml)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="lock file, a PEP 751 name (default ./pylock.<profile>-<variant>-py<NN>-<platform>.toml, "
+        "or ./pylock.<name>.toml with --name)",
+    )
     p.add_argument(
         "--manifest",
         metavar="FILE",
@@ -104,10 +110,20 @@ def lock_one(
     from envbuilder import builder
     from envbuilder.cli.resolve import render
     from envbuilder.errors import CheckFailed
-    from envbuilder.lock import check_env_name, default_env_name, diff_pins, read_lock
+    from envbuilder.lock import (
+        check_env_name,
+        check_lock_path,
+        default_env_name,
+        default_lock_file_name,
+        diff_pins,
+        lock_file_name,
+        read_lock,
+    )
     from envbuilder.resolve import NoPlan, resolve
     from envbuilder.sources import gather_sources
 
+    if output:  # a name uv would refuse is refused before any work
+        check_lock_path(Path(output), "--output")
     sources = gather_sources(settings)
     plan = resolve(target, matrix, sources)
     if isinstance(plan, NoPlan):
@@ -115,8 +131,9 @@ def lock_one(
         msg = f"no known-good combination for {target.describe()}"
         raise CheckFailed(msg, hint=plan.nearest[0] if plan.nearest else "see the reasons above")
     extra = builder.check_extra_packages(matrix.profile(plan.profile), extra)
+    given = name
     name = check_env_name(name or default_env_name(plan))
-    out = Path(output) if output else Path.cwd() / f"pylock.{name}.toml"
+    out = Path(output) if output else Path.cwd() / (lock_file_name(name) if given else default_lock_file_name(plan))
     old = read_lock(out) if args.upgrade and out.exists() else None
 
     def progress(text: str) -> None:
@@ -139,6 +156,7 @@ def lock_one(
 
 def _lock_manifest(args: argparse.Namespace, path: Path) -> int:
     from envbuilder.cli._common import build_target_from_spec
+    from envbuilder.lock import lock_file_name
     from envbuilder.manifest import load_manifest
 
     manifest = load_manifest(path)
@@ -155,7 +173,7 @@ def _lock_manifest(args: argparse.Namespace, path: Path) -> int:
         if args.only and spec.name not in args.only:
             continue
         target = build_target_from_spec(spec, matrix)
-        out = path.parent / f"pylock.{spec.name}.toml"
+        out = path.parent / lock_file_name(spec.name)
         results.append(lock_one(args, matrix, settings, target, name=spec.name, extra=spec.packages, output=str(out)))
     _print(results, args.json)
     return 0

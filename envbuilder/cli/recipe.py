@@ -62,6 +62,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(script)
         out = sys.stderr
+    if args.lock:
+        from envbuilder.lock import legacy_name_note, lock_file_name
+
+        note = legacy_name_note(Path(args.lock), f"the script writes it as {lock_file_name(spec.name)}")
+        if note:
+            print(note, file=sys.stderr)
     lines = wsl.checklist(spec, os_name, Path(args.output).name if args.output else None)
     print("checklist:", file=out)
     for i, line in enumerate(lines, 1):

@@ -150,7 +150,7 @@ if (Test-Path -LiteralPath $python) {
     & uv venv --python $PythonVersion $EnvDir
     Assert-Exit 'uv venv'
 }
-$lockFile = Join-Path $EnvDir ('pylock.' + $EnvName + '.toml')
+$lockFile = Join-Path $EnvDir 'pylock.bnb-cu126-py312.toml'
 $lockText = @'
 lock-version = "1.0"
 created-by = "uv"

@@ -1,0 +1,95 @@
+"""uv.py's reading of uv's failures (real uv outputs in tests/fixtures/uv/): uv's own cause, and a TIP that
+names the source the plan takes the missing file from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from envbuilder.errors import CommandFailed, SourceError
+from envbuilder.uv import _classify, uv_cause
+
+FIXTURES = Path(__file__).parent / "fixtures" / "uv"
+
+
+def _out(name: str) -> str:
+    return (FIXTURES / name).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("fixture", "cause"),
+    [
+        (
+            "compile-no-version.txt",
+            "Because there is no version of torch==2.14.1+cpu and you require torch==2.14.1+cpu, we can conclude "
+            "that your requirements are unsatisfiable.",
+        ),
+        (
+            "compile-not-found.txt",
+            "Because this-package-does-not-exist-envbuilder was not found in the package registry and you require "
+            "this-package-does-not-exist-envbuilder==1.0, we can conclude that your requirements are unsatisfiable.",
+        ),
+        (
+            "compile-connection-refused.txt",
+            "Request failed after 3 retries in 10.3s; "
+            "Failed to fetch: http://127.0.0.1:9/whl/cpu/this-package-does-not-exist-envbuilder/; "
+            "Connection refused (os error 111)",
+        ),
+        (
+            "sync-invalid-name.txt",
+            "`pylock.cpu-py3.11.toml` is not a valid PEP 751 filename: expected `pylock.toml` or "
+            "`pylock.<name>.toml`, where `<name>` is non-empty and contains no dots",
+        ),
+        ("", "uv gave no reason"),
+    ],
+)
+def test_uv_cause_is_uvs_own_sentence(fixture: str, cause: str) -> None:
+    assert uv_cause(_out(fixture) if fixture else "") == cause
+
+
+ORIGINS = {
+    "torch": "http://127.0.0.1:8765/whl/cpu",
+    "bitsandbytes": "PyPI",
+    "this-package-does-not-exist-envbuilder": "PyPI",
+}
+
+
+@pytest.mark.parametrize(
+    ("fixture", "message", "hint"),
+    [
+        (
+            "compile-no-version.txt",
+            "uv pip compile: the sources cannot serve the plan's pins: Because there is no version of "
+            "torch==2.14.1+cpu and you require torch==2.14.1+cpu, we can conclude that your requirements are "
+            "unsatisfiable.",
+            "torch comes from http://127.0.0.1:8765/whl/cpu, which does not serve the file the plan needs: add it "
+            "there, or give a wheelhouse (--find-links DIR) or mirror that has it",
+        ),
+        (
+            "compile-not-found.txt",
+            "uv pip compile: the sources cannot serve the plan's pins: Because this-package-does-not-exist-envbuilder "
+            "was not found in the package registry and you require this-package-does-not-exist-envbuilder==1.0, we "
+            "can conclude that your requirements are unsatisfiable.",
+            "this-package-does-not-exist-envbuilder comes from PyPI, which does not serve the file the plan needs: "
+            "add it there, or give a wheelhouse (--find-links DIR) or mirror that has it",
+        ),
+        (
+            "compile-connection-refused.txt",
+            "uv pip compile: a package source could not be reached: Request failed after 3 retries in 10.3s; "
+            "Failed to fetch: http://127.0.0.1:9/whl/cpu/this-package-does-not-exist-envbuilder/; "
+            "Connection refused (os error 111)",
+            "check the network, or use --index-url / --find-links / --offline with a wheelhouse",
+        ),
+    ],
+)
+def test_failures_carry_uvs_cause_and_name_the_source(fixture: str, message: str, hint: str) -> None:
+    exc = CommandFailed("uv exited 1", returncode=1, output=_out(fixture))
+    err = _classify(exc, "uv pip compile", ORIGINS)
+    assert isinstance(err, SourceError)
+    assert (err.message, err.hint) == (message, hint)
+
+
+def test_a_failure_uv_does_not_explain_keeps_its_output() -> None:
+    exc = CommandFailed("uv pip sync exited 2", returncode=2, output=_out("sync-invalid-name.txt"))
+    assert _classify(exc, "uv pip sync") is exc
