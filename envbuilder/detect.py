@@ -25,14 +25,16 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from envbuilder import _run
 from envbuilder.errors import CommandFailed
 from envbuilder.nvidia import (
+    NVIDIA_VENDOR,
     DriverReading,
     NvmlReading,
     PciDevice,
+    PciName,
     PciNamer,
     driver_override,
     has_device_nodes,
@@ -45,6 +47,9 @@ from envbuilder.nvidia import (
     read_proc_gpus,
     same_slot,
 )
+
+if TYPE_CHECKING:
+    from envbuilder.gpu_table import GpuTable
 
 OsName = Literal["linux", "wsl2", "windows", "macos"]
 GpuSource = Literal["NVML", "nvidia-smi", "PCI bus", ""]
@@ -622,12 +627,26 @@ def probe_host() -> Host:
 
 
 def pci_namer() -> PciNamer | None:
-    """The PCI id -> GPU name and compute capability table of issue 19 (``gpu_from_pci_id``, engineer i19).
+    """The PCI id -> GPU name and compute capability table of issue 19: ``matrices/nvidia.ids`` (the PCI ID
+    database's NVIDIA GPUs) with the chip rules of ``gpu-chips.toml``. The matrix is read on the first call,
+    that is only when a GPU is found on the bus that no driver tool named; a broken matrix leaves it unnamed."""
+    tables: list[GpuTable | None] = []
 
-    Not landed yet: until it is, GPUs found on the bus without a driver are named by their PCI id and their
-    compute capability stays unknown (``--gpu`` names it). Wire it in here, and nowhere else.
-    """
-    return None
+    def name(vendor: int, device: int) -> PciName | None:
+        if vendor != NVIDIA_VENDOR:
+            return None
+        if not tables:
+            from envbuilder.errors import MatrixError
+            from envbuilder.matrix import load_matrix
+
+            try:
+                tables.append(load_matrix().gpu_table())
+            except MatrixError:
+                tables.append(None)
+        table = tables[0]
+        return table.by_device.get(f"{device:04x}") if table else None
+
+    return name
 
 
 _PY_NAME_RE = re.compile(r"^python3(\.\d+)?(\.exe)?$", re.IGNORECASE)

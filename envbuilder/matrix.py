@@ -4,6 +4,10 @@ The schema is documented in ``matrices/SCHEMA.md``. Every row carries ``source``
 unknown keys are refused with a "did you mean"; every error names the file, the dotted key path and the fix.
 Users can lay their own directories over the shipped one: a row with the same key replaces the shipped row,
 a new row is added.
+
+The GPU product table (``nvidia.ids``, the PCI ID database's NVIDIA GPUs, and the chip rules of
+``gpu-chips.toml``) is read only when a GPU is named by product or PCI id (``Matrix.gpu_table()``): planning for
+``sm_89`` never pays for two thousand devices.
 """
 
 from __future__ import annotations
@@ -11,16 +15,21 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from envbuilder.errors import MatrixError
+
+if TYPE_CHECKING:
+    from envbuilder.gpu_table import GpuTable
+    from envbuilder.pci_ids import PciIds
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,6 +50,8 @@ FILES = (
     "profiles",
     "evidence",
 )
+GPU_FILES = ("gpu-chips",)  # read with the product table, on first use (Matrix.gpu_table)
+IDS_FILE = "nvidia.ids"  # generated: `envbuilder matrix refresh --pci-ids`
 Confidence = Literal["confirmed", "unconfirmed"]
 PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "windows-arm64", "macos-arm64")
 SEGMENTS = ("geforce", "workstation", "datacenter", "jetson")
@@ -83,17 +94,21 @@ class Arch(Fact):
     first_cuda: str
     last_cuda: str | None = None
     tegra: bool = False
-    products: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    products: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # only names the PCI database lacks
 
     @property
     def sm(self) -> str:
         return "sm_" + self.cc.replace(".", "")
 
-    def segment_of(self, product: str) -> str | None:
-        for segment, names in self.products.items():
-            if product in names:
-                return segment
-        return None
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChipRule(Fact):
+    """Dies (``AD107``) whose every device has compute capability ``cc``; ``arch`` names an architecture that
+    gpus.toml does not hold (Fermi, the first Kepler dies)."""
+
+    chips: tuple[str, ...]
+    cc: str
+    arch: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,6 +255,28 @@ class Matrix:
     quant: tuple[QuantLib, ...]
     profiles: tuple[Profile, ...]
     evidence: tuple[Evidence, ...]
+    gpu_files: tuple[Path, ...] = ()  # gpu-chips.toml, shipped first then overlays: read by gpu_table()
+    ids_files: tuple[Path, ...] = ()  # nvidia.ids likewise
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def gpu_table(self) -> GpuTable:
+        """The product table (every NVIDIA GPU of the PCI database with its compute capability), read once."""
+        if "table" not in self._cache:
+            self._cache.update(_gpu_facts(self))
+        table: GpuTable = self._cache["table"]
+        return table
+
+    def chip_rules(self) -> tuple[ChipRule, ...]:
+        self.gpu_table()
+        rules: tuple[ChipRule, ...] = self._cache["rules"]
+        return rules
+
+    def cc_name(self, cc: str) -> str | None:
+        """The architecture's name for a compute capability: gpus.toml's, else a chip rule's (Fermi...)."""
+        arch = self.arch(cc)
+        if arch is not None:
+            return arch.name
+        return next((r.arch for r in self.chip_rules() if r.cc == cc and r.arch), None)
 
     def arch(self, cc: str) -> Arch | None:
         return next((a for a in self.archs if a.cc == cc), None)
@@ -628,39 +665,63 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-_Docs = tuple[dict[str, dict[str, Any]], list[Path], str, dict[int, str]]
+@dataclass(slots=True)
+class _Docs:
+    docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    used: list[Path] = field(default_factory=list)
+    origins: dict[int, str] = field(default_factory=dict)
+    gpu_files: list[Path] = field(default_factory=list)
+    ids_files: list[Path] = field(default_factory=list)
+    digest: Any = field(default_factory=hashlib.sha256)
 
 
 def _documents(dirs: Sequence[Path]) -> _Docs:
-    docs: dict[str, dict[str, Any]] = {}
-    used: list[Path] = []
-    origins: dict[int, str] = {}
-    digest = hashlib.sha256()
+    found = _Docs()
     for i, directory in enumerate(dirs):
         if not directory.is_dir():
             msg = f"matrix directory {directory} does not exist"
             raise MatrixError(msg, hint=f"create it, or unset {ENV_MATRIX_DIR} / drop --matrix-dir")
         for name in FILES:
             path = directory / f"{name}.toml"
-            if not path.is_file():
-                if i == 0:
-                    msg = f"{path}: missing from the shipped matrix"
-                    raise MatrixError(msg, hint="reinstall envbuilder (matrices/ must sit beside envbuilder/)")
+            if not _present(path, shipped=i == 0):
                 continue
-            digest.update(f"{i}:{name}\0".encode())
-            digest.update(path.read_bytes())
+            found.digest.update(f"{i}:{name}\0".encode())
+            found.digest.update(path.read_bytes())
             doc = _load_file(path)
             # Shipped rows are read once, after merging; an overlay's rows are read on their own first, so
             # that errors name the overlay's file and its own row numbers, not the merged ones.
-            _check_document(name, doc, f"{name}.toml" if i == 0 else str(path), rows=i > 0, origins=origins)
-            docs[name] = _merge(docs[name], doc) if name in docs else doc
-            used.append(path)
-        unknown = sorted(p.stem for p in directory.glob("*.toml") if p.stem not in FILES)
-        if unknown:
-            near = difflib.get_close_matches(unknown[0], FILES, n=1)
-            msg = f"{directory / (unknown[0] + '.toml')}: not a matrix file"
-            raise MatrixError(msg, hint=f"did you mean {near[0]}.toml?" if near else f"use: {', '.join(FILES)}")
-    return docs, used, digest.hexdigest(), origins
+            label = f"{name}.toml" if i == 0 else str(path)
+            _check_document(name, doc, label, rows=i > 0, origins=found.origins)
+            found.docs[name] = _merge(found.docs[name], doc) if name in found.docs else doc
+            found.used.append(path)
+        # The GPU product files count in the digest, but are parsed only when a product name is looked up.
+        for path, into in [*((directory / f"{n}.toml", found.gpu_files) for n in GPU_FILES),
+                           (directory / IDS_FILE, found.ids_files)]:  # fmt: skip
+            if _present(path, shipped=i == 0):
+                found.digest.update(f"{i}:{path.name}\0".encode())
+                found.digest.update(path.read_bytes())
+                into.append(path)
+                found.used.append(path)
+        _refuse_unknown_files(directory)
+    return found
+
+
+def _present(path: Path, *, shipped: bool) -> bool:
+    if path.is_file():
+        return True
+    if shipped:
+        msg = f"{path}: missing from the shipped matrix"
+        raise MatrixError(msg, hint="reinstall envbuilder (matrices/ must sit beside envbuilder/)")
+    return False
+
+
+def _refuse_unknown_files(directory: Path) -> None:
+    known = (*FILES, *GPU_FILES)
+    unknown = sorted(p.stem for p in directory.glob("*.toml") if p.stem not in known)
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], known, n=1)
+        msg = f"{directory / (unknown[0] + '.toml')}: not a matrix file"
+        raise MatrixError(msg, hint=f"did you mean {near[0]}.toml?" if near else f"use: {', '.join(known)}")
 
 
 def _check_document(name: str, doc: Mapping[str, Any], label: str, *, rows: bool, origins: dict[int, str]) -> None:
@@ -681,18 +742,19 @@ def _check_document(name: str, doc: Mapping[str, Any], label: str, *, rows: bool
 
 def load_matrix(extra_dirs: Iterable[str | Path] | None = None) -> Matrix:
     """Read, overlay, validate and cross-check the matrix."""
-    docs, used, digest, origins = _documents(matrix_dirs(extra_dirs))
+    found = _documents(matrix_dirs(extra_dirs))
+    docs = found.docs
 
     def rows(doc: Mapping[str, Any], file: str, table: str, *, required: bool = True) -> list[_Row]:
-        return _rows(doc, file, table, required=required, origins=origins)
+        return _rows(doc, file, table, required=required, origins=found.origins)
 
     meta, gpus, drv, torch, bnb = (docs[n] for n in ("meta", "gpus", "driver", "torch", "bitsandbytes"))
     date = _Row(meta, "meta.toml", "").get("date", str)
     indexes = _Row(torch, "torch.toml", "").get("indexes", dict)
     matrix = Matrix(
         date=date,
-        digest=digest,
-        files=tuple(str(p) for p in used),
+        digest=found.digest.hexdigest(),
+        files=tuple(str(p) for p in found.used),
         archs=_read_all(rows(gpus, "gpus.toml", "arch"), _arch),
         toolkits=_read_all(rows(drv, "driver.toml", "toolkit"), _toolkit),
         minor_compat=_read_all(rows(drv, "driver.toml", "minor-compat"), _minor),
@@ -707,6 +769,8 @@ def load_matrix(extra_dirs: Iterable[str | Path] | None = None) -> Matrix:
         quant=_read_all(rows(docs["quant"], "quant.toml", "library"), _quant),
         profiles=_read_all(rows(docs["profiles"], "profiles.toml", "profile"), _profile),
         evidence=_read_all(rows(docs["evidence"], "evidence.toml", "run", required=False), _evidence),
+        gpu_files=tuple(found.gpu_files),
+        ids_files=tuple(found.ids_files),
     )
     _cross_check(matrix)
     return matrix
@@ -784,10 +848,6 @@ def _check_named_refs(m: Matrix) -> None:
             if clash not in names:
                 msg = f"{profile.origin}.clashes: profile {clash!r} is not defined"
                 raise MatrixError(msg, hint=f"add a [[profile]] named {clash!r} or drop it")
-    for arch in m.archs:
-        if not arch.products:
-            msg = f"{arch.origin}.products: {arch.sm} has no product names"
-            raise MatrixError(msg, hint="list at least one product so names like 'RTX 4090' resolve")
 
 
 def _check_evidence(m: Matrix) -> None:
@@ -798,3 +858,96 @@ def _check_evidence(m: Matrix) -> None:
         if run.bitsandbytes and m.bnb_release(run.bitsandbytes) is None:
             msg = f"{run.origin}.bitsandbytes: {run.bitsandbytes} is not a [[release]] in bitsandbytes.toml"
             raise MatrixError(msg, hint="add the release, or correct the version")
+
+
+# --------------------------------------------------------------------------- the GPU product table (read lazily)
+
+
+def _gpu_facts(m: Matrix) -> dict[str, Any]:
+    """The chip rules, the segment patterns and the PCI devices, laid over each other, as a ``GpuTable``."""
+    from envbuilder import gpu_table  # the table's code loads with the table
+
+    rules: dict[str, ChipRule] = {}
+    patterns: dict[str, re.Pattern[str]] = {}
+    for path in m.gpu_files:
+        label = path.name if path.parent == BUILTIN_DIR else str(path)
+        doc = _load_file(path)
+        top = _Row(doc, label, "")
+        top.seen.update(("schema-version", "chip", "segments"))
+        top.done()
+        for rule in _read_all(_rows(doc, label, "chip", required=path.parent == BUILTIN_DIR), _chip):
+            rules.update(dict.fromkeys(rule.chips, rule))  # a later directory's rule replaces a chip's
+        patterns.update(_segments(doc, label))
+    for rule in rules.values():
+        if rule.arch is None and m.arch(rule.cc) is None:
+            msg = f"{rule.origin}.cc: compute capability {rule.cc} is not in gpus.toml"
+            raise MatrixError(msg, hint="add `arch = \"<architecture name>\"` to the row, or the [[arch]] to gpus.toml")
+    hand = [
+        gpu_table.HandProduct(name, arch.cc, segment, arch.origin)
+        for arch in m.archs
+        for segment, names in arch.products.items()
+        for name in names
+    ]
+    db = _pci_devices(m.ids_files)
+    table = gpu_table.build_table(db, {chip: r.cc for chip, r in rules.items()}, patterns, hand)
+    return {"table": table, "rules": tuple(dict.fromkeys(rules.values()))}
+
+
+def _chip(r: _Row) -> ChipRule:
+    from envbuilder.gpu_table import GPU_CHIP
+
+    chips = r.strs("chips")
+    for i, chip in enumerate(chips):
+        if not GPU_CHIP.match(chip):
+            raise r._fail(f"chips[{i}]", f"not a chip name: {chip!r}", 'write the die as pci.ids does, e.g. "AD107"')
+    if len(set(chips)) != len(chips):
+        raise r._fail("chips", "a chip listed twice", "list each die once")
+    return ChipRule(chips=chips, cc=r.version("cc") or "", arch=r.opt_str("arch"), **r.fact())
+
+
+def _segments(doc: Mapping[str, Any], label: str) -> dict[str, re.Pattern[str]]:
+    from envbuilder.gpu_table import SEGMENT_ORDER
+
+    table = doc.get("segments")
+    if table is None:
+        return {}
+    r = _Row(table, label, "segments") if isinstance(table, dict) else None
+    if r is None:
+        msg = f"{label}: 'segments' must be a table"
+        raise MatrixError(msg, hint="write it as [segments] with one pattern per segment")
+    r.fact()
+    out: dict[str, re.Pattern[str]] = {}
+    for segment in SEGMENT_ORDER:
+        text = r.opt_str(segment)
+        if text is None:
+            continue
+        try:
+            out[segment] = re.compile(text)
+        except re.error as exc:
+            raise r._fail(segment, f"not a regular expression ({exc})", "fix the pattern (Python re syntax)") from None
+    r.done()
+    return out
+
+
+def _pci_devices(paths: Sequence[Path]) -> PciIds:
+    """The NVIDIA devices of every nvidia.ids, a later directory's device replacing an earlier one's."""
+    from envbuilder import pci_ids
+
+    devices: dict[str, str] = {}
+    parsed: list[PciIds] = []
+    for path in paths:
+        label = path.name if path.parent == BUILTIN_DIR else str(path)
+        try:
+            parsed.append(pci_ids.parse(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            msg = f"{label}: cannot read: {exc}"
+            raise MatrixError(msg, hint="regenerate it: envbuilder matrix refresh --pci-ids") from None
+        except pci_ids.PciIdsError as exc:
+            msg = f"{label}: {exc.message}"
+            raise MatrixError(msg, hint="regenerate it: envbuilder matrix refresh --pci-ids") from None
+        devices.update(parsed[-1].devices)
+    if not parsed:  # pragma: no cover - the shipped file is required by _documents
+        msg = f"no {IDS_FILE} in the matrix"
+        raise MatrixError(msg, hint="reinstall envbuilder")
+    db = parsed[-1]  # the newest layer names the database version
+    return pci_ids.PciIds(db.version, db.date, db.vendor, db.vendor_name, tuple(devices.items()))

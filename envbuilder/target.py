@@ -6,15 +6,18 @@ Pure: takes strings and the matrix, returns a ``Target`` or raises ``TargetError
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from envbuilder.errors import TargetError
 from envbuilder.matrix import Arch, Matrix
+
+if TYPE_CHECKING:
+    from envbuilder.gpu_table import Product
 
 OsFlavour = Literal["linux", "wsl2", "windows"]
 OS_FLAVOURS: tuple[OsFlavour, ...] = ("linux", "wsl2", "windows")
@@ -109,45 +112,15 @@ class Target:
 
 # --------------------------------------------------------------------------- GPU names
 
-
-def _norm_tokens(name: str) -> tuple[str, ...]:
-    """Lower-case tokens, vendor words dropped: 'NVIDIA GeForce RTX 4090' -> ('rtx', '4090')."""
-    text = re.sub(r"[^a-z0-9.]+", " ", name.lower().replace("-", " "))
-    return tuple(t for t in text.split() if t not in {"nvidia", "geforce", "tesla"})
+# A PCI id ("10de:28a1", "0x10DE:0x28A1"), alone or inside a pasted `lspci -nn` line ("... [10de:28a1] (rev a1)").
+_PCI_ID = re.compile(r"\b(?:0x)?([0-9a-f]{4}):(?:0x)?([0-9a-f]{4})\b", re.IGNORECASE | re.ASCII)
+_TIP_CC = "give the compute capability instead (nvidia-smi --query-gpu=compute_cap --format=csv)"
+_SHOWN = 3  # candidates named per architecture in an "ambiguous" message
 
 
 def _cc_from_code(text: str) -> str | None:
     match = _SM.match(text) or _DOTTED.match(text)
     return f"{int(match.group(1))}.{match.group(2)}" if match else None
-
-
-def _products(matrix: Matrix) -> list[tuple[tuple[str, ...], str, Arch, str]]:
-    rows: list[tuple[tuple[str, ...], str, Arch, str]] = []
-    for arch in matrix.archs:
-        for segment, names in arch.products.items():
-            rows.extend((_norm_tokens(n), n, arch, segment) for n in names)
-    return rows
-
-
-def _is_subsequence(short: tuple[str, ...], long: tuple[str, ...]) -> bool:
-    it = iter(long)
-    return all(tok in it for tok in short)
-
-
-def match_product(name: str, matrix: Matrix) -> list[tuple[str, Arch, str]]:
-    """Products a name may mean: exact, then the longest product contained in the name, then names containing it."""
-    query = _norm_tokens(name)
-    if not query:
-        return []
-    rows = _products(matrix)
-    exact = [(n, a, s) for toks, n, a, s in rows if toks == query]
-    if exact:
-        return exact
-    inside = [(len(toks), n, a, s) for toks, n, a, s in rows if toks and _is_subsequence(toks, query)]
-    if inside:
-        longest = max(length for length, *_ in inside)
-        return [(n, a, s) for length, n, a, s in inside if length == longest]
-    return [(n, a, s) for toks, n, a, s in rows if _is_subsequence(query, toks)]
 
 
 def _unsupported(text: str) -> None:
@@ -158,39 +131,136 @@ def _unsupported(text: str) -> None:
 
 
 def parse_gpu(text: str, matrix: Matrix) -> Gpu:
-    """One GPU from ``sm_89``, ``8.9``, ``sm89`` or a product name; ambiguity and unknowns are refused."""
+    """One GPU from ``sm_89``, ``8.9``, ``sm89``, a PCI id (``10de:28a1``) or a product name as nvidia-smi, the
+    PCI database or a person writes it; ambiguous names and unknown ones are refused, naming the candidates."""
     text = text.strip()
     cc = _cc_from_code(text)
     if cc is not None:
         arch = matrix.arch(cc)
         if arch is None:
-            known = ", ".join(a.sm for a in matrix.archs)
             msg = f"--gpu {text!r}: compute capability {cc} is not in the matrix"
-            raise TargetError(msg, hint=f"known architectures: {known}")
+            raise TargetError(msg, hint=_known(matrix))
         _refuse_tegra(text, arch)
         return Gpu(cc=arch.cc)
-    candidates = match_product(text, matrix)
-    if not any(_norm_tokens(n) == _norm_tokens(text) for n, _, _ in candidates):
+    pci = _PCI_ID.search(text)
+    if pci:
+        return gpu_from_pci_id(pci.group(1), pci.group(2), matrix, text=text)
+    from envbuilder.gpu_table import best_named, match_name
+
+    found = match_name(matrix.gpu_table(), text)
+    if not found.exact:
         _unsupported(text)  # only when no product is named exactly so ("Tesla M4" is not Apple's M4)
-    archs = {a.cc: a for _, a, _ in candidates}
-    if not candidates:
+    if not found.products:
         msg = f"--gpu {text!r}: no GPU of that name in the matrix"
-        raise TargetError(
-            msg, hint="give the compute capability instead (nvidia-smi --query-gpu=compute_cap --format=csv)"
+        raise TargetError(msg, hint=_TIP_CC)
+    by_cc = _by_cc(found.products, matrix)
+    if len(by_cc) > 1:
+        msg = f"--gpu {text!r} is ambiguous: {_candidates(by_cc, matrix)}"
+        raise TargetError(msg, hint="give the full product name, its PCI id or the compute capability (e.g. sm_89)")
+    (products,) = by_cc.values()
+    return _gpu_of(text, best_named(products, text), products, matrix)
+
+
+def gpu_from_pci_id(vendor: str | int, device: str | int, matrix: Matrix, *, text: str | None = None) -> Gpu:
+    """The GPU a PCI vendor and device id names (``"10de", "28a1"``; ints or ``0x`` strings too), from the PCI
+    ID database and the chip rules; refused with the reason when it is not an NVIDIA GPU the matrix knows."""
+    ven, dev = (_hex4(v) for v in (vendor, device))
+    shown = text or f"{ven}:{dev}"
+    if ven != "10de":
+        msg = f"--gpu {shown!r}: PCI vendor {ven} is not NVIDIA (10de)"
+        raise TargetError(msg, hint="name an NVIDIA GPU (sm_89, 8.9, 'RTX 4090', 10de:2684), or use --gpu cpu")
+    table = matrix.gpu_table()
+    product = table.by_device.get(dev)
+    if product is None:
+        msg = f"--gpu {shown!r}: 10de:{dev} is not a GPU of the PCI ID database {table.version or ''}".rstrip()
+        hint = f"refresh the GPU table (envbuilder matrix refresh --pci-ids), or {_TIP_CC.split(' ', 1)[1]}"
+        raise TargetError(msg, hint=hint)
+    return _gpu_of(shown, product, (product,), matrix)
+
+
+def _hex4(value: str | int) -> str:
+    text = f"{value:04x}" if isinstance(value, int) else str(value).strip().lower().removeprefix("0x")
+    if not re.fullmatch(r"[0-9a-f]{4}", text, re.ASCII):
+        msg = f"--gpu: {value!r} is not a 4-digit PCI id"
+        raise TargetError(msg, hint="write it as lspci -nn prints it, e.g. 10de:28a1")
+    return text
+
+
+def _by_cc(products: Sequence[Product], matrix: Matrix) -> dict[str | None, list[Product]]:
+    """The candidates by compute capability; an unknown one (a die no rule knows) is a group of its own.
+
+    Where a name covers one architecture of the matrix and otherwise only dies no CUDA toolkit of the matrix
+    targets (the database lists a Kepler "GeForce GT 1030" beside NVIDIA's Pascal one), it means the one that
+    can be planned for: no plan could serve the others, so nothing that would have worked is lost.
+    """
+    groups: dict[str | None, list[Product]] = {}
+    for product in products:
+        groups.setdefault(product.cc, []).append(product)
+    served = {cc: group for cc, group in groups.items() if cc is None or matrix.arch(cc) is not None}
+    return served if len(served) == 1 and None not in served else groups
+
+
+def _candidates(by_cc: Mapping[str | None, Sequence[Product]], matrix: Matrix) -> str:
+    parts = []
+    for cc in sorted(by_cc, key=lambda c: Version(c) if c else Version("0")):
+        names = list(dict.fromkeys(p.name for p in by_cc[cc]))
+        more = f" (+{len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""
+        what = f"sm_{cc.replace('.', '')} ({matrix.cc_name(cc) or 'unknown'})" if cc else "compute capability unknown"
+        parts.append(f"{what}: {', '.join(names[:_SHOWN])}{more}")
+    return "; ".join(parts)
+
+
+def _gpu_of(text: str, product: Product, same: Sequence[Product], matrix: Matrix) -> Gpu:
+    """The Gpu for a product (``same``: every candidate of its compute capability, for the segment)."""
+    where = _where(product)
+    if product.cc is None:
+        msg = f"--gpu {text!r}: {where} is a chip no chip rule knows, so its compute capability is unknown"
+        raise TargetError(msg, hint=f"{_TIP_CC}, or add the chip to matrices/gpu-chips.toml")
+    arch = matrix.arch(product.cc)
+    if arch is None:
+        name = matrix.cc_name(product.cc)
+        msg = (
+            f"--gpu {text!r}: {where} has compute capability {product.cc}"
+            f"{f' ({name})' if name else ''}, which is not in the matrix"
         )
-    if len(archs) > 1:
-        listed = "; ".join(f"{n} ({a.sm}, {a.name})" for n, a, _ in sorted(candidates, key=lambda c: c[1].cc))
-        msg = f"--gpu {text!r} is ambiguous: {listed}"
-        raise TargetError(msg, hint="give the full product name or the compute capability (e.g. sm_89)")
-    product, arch, segment = candidates[0]
+        raise TargetError(msg, hint=_known(matrix))
     _refuse_tegra(text, arch)
-    return Gpu(cc=arch.cc, product=product, segment=segment)
+    segments = {p.segment for p in same}
+    return Gpu(cc=arch.cc, product=product.name, segment=segments.pop() if len(segments) == 1 else None)
+
+
+def _where(product: Product) -> str:
+    """'GeForce GTX 680 (GK104, 10de:1180)'; a database entry without a marketing name is its chip alone."""
+    if product.chip is None:
+        return product.name
+    if product.name == product.label:
+        return f"{product.chip} ({product.pci_id})"
+    return f"{product.name} ({product.chip}, {product.pci_id})"
+
+
+def _known(matrix: Matrix) -> str:
+    return "known architectures: " + ", ".join(a.sm for a in matrix.archs)
 
 
 def _refuse_tegra(text: str, arch: Arch) -> None:
     if arch.tegra:
         msg = f"--gpu {text!r}: {arch.sm} ({arch.name}) is a Jetson/Tegra SoC, which is not supported"
         raise TargetError(msg, hint="Jetson needs NVIDIA's JetPack wheels or a build on the device")
+
+
+def identify_name(name: str, matrix: Matrix) -> tuple[Product, ...]:
+    """For a detected GPU: the products its name may be, by the same rule as ``parse_gpu`` (one compute
+    capability where only one can be planned for); empty if none. Never raises."""
+    from envbuilder.gpu_table import match_name
+
+    groups = _by_cc(match_name(matrix.gpu_table(), name).products, matrix)
+    return tuple(p for group in groups.values() for p in group)
+
+
+def cc_of_name(name: str, matrix: Matrix) -> str:
+    """The one compute capability a product name means (a driver's name of a GPU no tool reported), or ""."""
+    ccs = {p.cc for p in identify_name(name, matrix)}
+    return ccs.pop() or "" if len(ccs) == 1 else ""
 
 
 def parse_gpus(text: str, matrix: Matrix) -> tuple[Gpu, ...]:

@@ -28,10 +28,10 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     [
         (
             ["resolve", "--gpu", "RTX 6000"],
-            "envbuilder: --gpu 'RTX 6000' is ambiguous: RTX PRO 6000 Blackwell (sm_120, Blackwell); "
-            "RTX PRO 6000 Blackwell Max-Q (sm_120, Blackwell); RTX PRO 6000 Blackwell Server Edition (sm_120, Blackwell); "
-            "Quadro RTX 6000 (sm_75, Turing); RTX 6000 Ada (sm_89, Ada Lovelace)\n"
-            "TIP give the full product name or the compute capability (e.g. sm_89)\n",
+            "envbuilder: --gpu 'RTX 6000' is ambiguous: sm_75 (Turing): Quadro RTX 6000/8000, Quadro RTX 6000; "
+            "sm_89 (Ada Lovelace): RTX 6000 Ada Generation; sm_120 (Blackwell): RTX PRO 6000 Blackwell Workstation "
+            "Edition, RTX PRO 6000 Blackwell Max-Q Workstation Edition, RTX PRO 6000 Blackwell Server Edition\n"
+            "TIP give the full product name, its PCI id or the compute capability (e.g. sm_89)\n",
         ),
         (
             ["resolve", "--gpu", "sm_89", "--driver", "abc"],

@@ -9,7 +9,7 @@ import pytest
 
 from envbuilder.cli import main
 from envbuilder.errors import MatrixError
-from envbuilder.matrix import BUILTIN_DIR, ENV_MATRIX_DIR, FILES, Matrix, load_matrix
+from envbuilder.matrix import BUILTIN_DIR, ENV_MATRIX_DIR, FILES, GPU_FILES, IDS_FILE, Matrix, load_matrix
 
 FIXTURES = Path(__file__).parent / "fixtures" / "matrices"
 
@@ -195,7 +195,7 @@ def test_digest_changes_with_content_and_only_with_content(tmp_path: Path, matri
 
 
 def test_shipped_matrix_loads_with_every_file(matrix: Matrix) -> None:
-    assert [Path(f).stem for f in matrix.files] == list(FILES)
+    assert [Path(f).name for f in matrix.files] == [*(f"{n}.toml" for n in (*FILES, *GPU_FILES)), IDS_FILE]
     assert all(Path(f).parent == BUILTIN_DIR for f in matrix.files)
     assert len(matrix.date) == 10 and matrix.date[4] == "-"
 

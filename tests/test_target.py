@@ -11,6 +11,7 @@ from envbuilder.target import (
     DEFAULT_PYTHONS,
     Gpu,
     build_target,
+    gpu_from_pci_id,
     parse_driver,
     parse_gpu,
     parse_gpus,
@@ -59,38 +60,161 @@ def test_gpu_by_compute_capability(matrix: Matrix, text: str, cc: str) -> None:
 @pytest.mark.parametrize(
     ("text", "cc", "product", "segment"),
     [
-        ("RTX 4090", "8.9", "RTX 4090", "geforce"),
-        ("rtx 4090", "8.9", "RTX 4090", "geforce"),
-        ("A100", "8.0", "A100", "datacenter"),
-        ("A10G", "8.6", "A10G", "datacenter"),
-        ("GTX 1080 Ti", "6.1", "GTX 1080 Ti", "geforce"),
+        # The product is the PCI database's marketing name of the device the name means.
+        ("RTX 4090", "8.9", "GeForce RTX 4090", "geforce"),
+        ("rtx 4090", "8.9", "GeForce RTX 4090", "geforce"),
+        ("A100", "8.0", "A100 SXM4 40GB", "datacenter"),  # equals: the fewest other words, then the lowest id
+        ("GTX 1080 Ti", "6.1", "GeForce GTX 1080 Ti", "geforce"),
         # Tesla M4 is Maxwell, not Apple's M4: the exact product name wins over the macOS refusal.
-        ("Tesla M4", "5.2", "M4", "datacenter"),
-        ("Tesla P40", "6.1", "P40", "datacenter"),
-        # As nvidia-smi prints them: vendor words and memory/form-factor suffixes are ignored.
-        ("NVIDIA GeForce RTX 4090", "8.9", "RTX 4090", "geforce"),
-        ("NVIDIA H100 80GB HBM3", "9.0", "H100", "datacenter"),
-        ("NVIDIA A100-SXM4-80GB", "8.0", "A100 80GB", "datacenter"),
-        ("Tesla V100-SXM2-16GB", "7.0", "V100", "datacenter"),
+        ("Tesla M4", "5.2", "Tesla M4", "datacenter"),
+        ("Tesla P40", "6.1", "Tesla P40", "datacenter"),
+        # As nvidia-smi prints them: vendor words and memory/form-factor suffixes are ignored, and the device
+        # sharing most words is named (2330 is the SXM5 80GB board, which nvidia-smi calls "80GB HBM3").
+        ("NVIDIA GeForce RTX 4090", "8.9", "GeForce RTX 4090", "geforce"),
+        ("NVIDIA H100 80GB HBM3", "9.0", "H100 SXM5 80GB", "datacenter"),
+        ("NVIDIA A100-SXM4-80GB", "8.0", "A100 SXM4 80GB", "datacenter"),
+        ("Tesla V100-SXM2-16GB", "7.0", "Tesla V100 SXM2 16GB", "datacenter"),
         ("NVIDIA RTX A6000", "8.6", "RTX A6000", "workstation"),
-        ("NVIDIA GeForce RTX 5090", "12.0", "RTX 5090", "geforce"),
+        ("NVIDIA GeForce RTX 5090", "12.0", "GeForce RTX 5090", "geforce"),
         ("Quadro RTX 6000", "7.5", "Quadro RTX 6000", "workstation"),
-        ("RTX 6000 Ada", "8.9", "RTX 6000 Ada", "workstation"),
+        ("RTX 6000 Ada", "8.9", "RTX 6000 Ada Generation", "workstation"),
+        # "Laptop GPU" (nvidia-smi), "Max-Q / Mobile" (the database) and "laptop" (a person) are one thing.
+        ("NVIDIA GeForce RTX 4050 Laptop GPU", "8.9", "GeForce RTX 4050 Max-Q / Mobile", "geforce"),
+        ("AD107M [GeForce RTX 4050 Max-Q / Mobile]", "8.9", "GeForce RTX 4050 Max-Q / Mobile", "geforce"),
+        ("4050 laptop", "8.9", "GeForce RTX 4050 Max-Q / Mobile", "geforce"),
+        ("NVIDIA GeForce RTX 2070 Super with Max-Q Design", "7.5", "GeForce RTX 2070 SUPER Mobile / Max-Q", "geforce"),
+        # Short names of cloud and OEM parts the hand-typed table lacked.
+        ("A10G", "8.6", "A10G", "datacenter"),
+        ("H20", "9.0", "H20", "datacenter"),
+        ("T4G", "7.5", "T4G", "datacenter"),
+        ("MX550", "7.5", "GeForce MX550", "geforce"),
+        ("RTX 2080Ti", "7.5", "GeForce RTX 2080 Ti", "geforce"),
+        # Names whose series misleads: the RTX 2050 is Ampere, the "RTX 3050 A" laptop part is Ada.
+        ("NVIDIA GeForce RTX 2050", "8.6", "GeForce RTX 2050", "geforce"),
+        ("NVIDIA GeForce RTX 3050 A Laptop GPU", "8.9", "GeForce RTX 3050 A Laptop GPU", "geforce"),
+        # The exceptions inside a family: GP100 is 6.0, GA100 8.0, GB10 12.1; superchips are their GPU's.
+        ("Tesla P100-PCIE-16GB", "6.0", "Tesla P100 PCIe 16GB", "datacenter"),
+        ("NVIDIA GH200 480GB", "9.0", "GH200 120GB / 480GB", "datacenter"),
+        ("NVIDIA GB200", "10.0", "HGX GB200", "datacenter"),
+        ("NVIDIA GB10", "12.1", "GB10", None),  # segment unknown: never assumed to be a data-centre part
+        ("DGX Spark", "12.1", "DGX Spark", "workstation"),  # named by hand in gpus.toml: not a PCI device
+        ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "12.0", "RTX PRO 6000 Blackwell Server Edition", "datacenter"),
+        # vGPU profiles and GRID board names are the board's.
+        ("NVIDIA A40-48Q", "8.6", "A40", "datacenter"),
+        ("GRID RTX8000P-6Q", "7.5", "Quadro RTX 6000/8000", "workstation"),
+        # PCI ids, case-insensitive, alone or inside a pasted `lspci -nn` line.
+        ("10de:28a1", "8.9", "GeForce RTX 4050 Max-Q / Mobile", "geforce"),
+        ("10DE:28A1", "8.9", "GeForce RTX 4050 Max-Q / Mobile", "geforce"),
+        ("0x10de:0x2684", "8.9", "GeForce RTX 4090", "geforce"),
+        ("01:00.0 VGA compatible controller [0300]: NVIDIA Corporation AD102 [GeForce RTX 4090] [10de:2684] (rev a1)",
+         "8.9", "GeForce RTX 4090", "geforce"),
+        # The database also lists a Kepler (GK107) "GT 1030": no plan could serve it, so the name means NVIDIA's
+        # Pascal one; likewise the Fermi/Kepler namesakes of a Kepler GK208 GT 730.
+        ("GT 1030", "6.1", "GeForce GT 1030", "geforce"),
+        ("GT 730", "3.5", "GeForce GT 730", "geforce"),
+    ],
+)  # fmt: skip
+def test_gpu_by_product_name(matrix: Matrix, text: str, cc: str, product: str, segment: str | None) -> None:
+    assert parse_gpu(text, matrix) == Gpu(cc=cc, product=product, segment=segment)
+
+
+@pytest.mark.parametrize(
+    ("vendor", "device", "cc", "product"),
+    [
+        ("10de", "28a1", "8.9", "GeForce RTX 4050 Max-Q / Mobile"),
+        ("10DE", "0x2E12", "12.1", "GB10"),
+        (0x10DE, 0x2237, "8.6", "A10G"),
+        ("0x10de", "1eb4", "7.5", "T4G"),
     ],
 )
-def test_gpu_by_product_name(matrix: Matrix, text: str, cc: str, product: str, segment: str) -> None:
-    assert parse_gpu(text, matrix) == Gpu(cc=cc, product=product, segment=segment)
+def test_gpu_from_pci_id(matrix: Matrix, vendor: str | int, device: str | int, cc: str, product: str) -> None:
+    gpu = gpu_from_pci_id(vendor, device, matrix)
+    assert (gpu.cc, gpu.product) == (cc, product)
+
+
+@pytest.mark.parametrize(
+    ("vendor", "device", "message", "hint"),
+    [
+        (
+            "1002",
+            "744c",
+            "--gpu '1002:744c': PCI vendor 1002 is not NVIDIA (10de)",
+            "name an NVIDIA GPU (sm_89, 8.9, 'RTX 4090', 10de:2684), or use --gpu cpu",
+        ),
+        (  # the HDMI audio function of an RTX 5090 board: not a GPU, so not in the table
+            "10de",
+            "22e8",
+            "--gpu '10de:22e8': 10de:22e8 is not a GPU of the PCI ID database 2026.10.24",
+            "refresh the GPU table (envbuilder matrix refresh --pci-ids), or the compute capability instead "
+            "(nvidia-smi --query-gpu=compute_cap --format=csv)",
+        ),
+        (  # a Rubin die the database lists and no chip rule knows yet: unknown, never guessed
+            "10de",
+            "3002",
+            "--gpu '10de:3002': GR100 (10de:3002) is a chip no chip rule knows, so its compute capability is unknown",
+            "give the compute capability instead (nvidia-smi --query-gpu=compute_cap --format=csv), or add the chip "
+            "to matrices/gpu-chips.toml",
+        ),
+        (
+            "10de",
+            "1180",
+            "--gpu '10de:1180': GeForce GTX 680 (GK104, 10de:1180) has compute capability 3.0 (Kepler), which is not "
+            "in the matrix",
+            "known architectures: sm_35, sm_37, sm_50, sm_52, sm_53, sm_60, sm_61, sm_62, sm_70, sm_72, sm_75, "
+            "sm_80, sm_86, sm_87, sm_89, sm_90, sm_100, sm_101, sm_103, sm_110, sm_120, sm_121",
+        ),
+        (  # Jetson AGX Thor's iGPU is a PCI device too, and Tegra
+            "10de",
+            "2b00",
+            "--gpu '10de:2b00': sm_110 (Blackwell (Thor)) is a Jetson/Tegra SoC, which is not supported",
+            "Jetson needs NVIDIA's JetPack wheels or a build on the device",
+        ),
+        ("10de", "28a", "--gpu: '28a' is not a 4-digit PCI id", "write it as lspci -nn prints it, e.g. 10de:28a1"),
+    ],
+    ids=["not-nvidia", "audio-function", "unknown-die", "kepler-3.0", "thor", "short-id"],
+)
+def test_gpu_from_pci_id_refused(matrix: Matrix, vendor: str, device: str, message: str, hint: str) -> None:
+    with pytest.raises(TargetError) as info:
+        gpu_from_pci_id(vendor, device, matrix)
+    assert (info.value.message, info.value.hint) == (message, hint)
 
 
 def test_ambiguous_rtx_6000_lists_turing_ada_and_blackwell(matrix: Matrix) -> None:
     with pytest.raises(TargetError) as info:
         parse_gpu("RTX 6000", matrix)
     assert info.value.message == (
-        "--gpu 'RTX 6000' is ambiguous: RTX PRO 6000 Blackwell (sm_120, Blackwell); "
-        "RTX PRO 6000 Blackwell Max-Q (sm_120, Blackwell); RTX PRO 6000 Blackwell Server Edition (sm_120, Blackwell); "
-        "Quadro RTX 6000 (sm_75, Turing); RTX 6000 Ada (sm_89, Ada Lovelace)"
+        "--gpu 'RTX 6000' is ambiguous: sm_75 (Turing): Quadro RTX 6000/8000, Quadro RTX 6000; "
+        "sm_89 (Ada Lovelace): RTX 6000 Ada Generation; sm_120 (Blackwell): RTX PRO 6000 Blackwell Workstation "
+        "Edition, RTX PRO 6000 Blackwell Max-Q Workstation Edition, RTX PRO 6000 Blackwell Server Edition"
     )
-    assert info.value.hint == "give the full product name or the compute capability (e.g. sm_89)"
+    assert info.value.hint == "give the full product name, its PCI id or the compute capability (e.g. sm_89)"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # A short name shared by an Ampere and an Ada laptop part.
+        (
+            "3050 laptop",
+            "--gpu '3050 laptop' is ambiguous: sm_86 (Ampere): GeForce RTX 3050 Ti Mobile / Max-Q, GeForce RTX "
+            "3050 Ti Mobile, GeForce RTX 3050 Mobile (+2 more); sm_89 (Ada Lovelace): GeForce RTX 3050 A Laptop GPU",
+        ),
+        (
+            "RTX 2000",
+            "--gpu 'RTX 2000' is ambiguous: sm_89 (Ada Lovelace): RTX 2000 / 2000E Ada Generation, RTX 2000 Ada "
+            "Generation Laptop GPU, RTX 2000 Ada Generation Embedded GPU; sm_120 (Blackwell): RTX PRO 2000 "
+            "Blackwell, RTX PRO 2000 Blackwell Generation Laptop GPU, RTX PRO 2000 Blackwell Embedded GPU",
+        ),
+        (
+            "TITAN X",
+            "--gpu 'TITAN X' is ambiguous: sm_52 (Maxwell): GeForce GTX TITAN X; sm_61 (Pascal): TITAN X Pascal",
+        ),
+    ],
+)
+def test_ambiguous_short_names(matrix: Matrix, text: str, message: str) -> None:
+    with pytest.raises(TargetError) as info:
+        parse_gpu(text, matrix)
+    assert info.value.message == message
 
 
 @pytest.mark.parametrize(

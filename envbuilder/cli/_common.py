@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from envbuilder.detect import Host
     from envbuilder.manifest import EnvSpec
     from envbuilder.matrix import Matrix
-    from envbuilder.target import OsFlavour, Target
+    from envbuilder.target import Gpu, OsFlavour, Target
 
 
 def load_matrix_for(args: argparse.Namespace) -> Matrix:
@@ -111,11 +111,13 @@ def _preferred_installed(host: Host) -> tuple[str, ...]:
     return tuple(ordered) or DEFAULT_PYTHONS
 
 
-def _host_gpus(host: Host, matrix: Matrix) -> tuple:  # type: ignore[type-arg]
-    from envbuilder.target import Gpu, match_product
+def _host_gpus(host: Host, matrix: Matrix) -> tuple[Gpu, ...]:
+    """The detected GPUs as the target's: nvidia-smi's compute capability, else the one its name gives."""
+    from envbuilder.target import Gpu, identify_name
 
     out = []
     for gpu in host.gpus:
+        products = identify_name(gpu.name, matrix)
         cc = gpu.cc or cc_of_name(gpu.name, matrix)
         if not cc:
             where = f"its PCI id {gpu.pci_id}" if gpu.pci_id else "nvidia-smi (old driver?)"
@@ -124,18 +126,16 @@ def _host_gpus(host: Host, matrix: Matrix) -> tuple:  # type: ignore[type-arg]
         if matrix.arch(cc) is None:
             msg = f"detected GPU {gpu.name} has compute capability {cc}, which the matrix does not know"
             raise TargetError(msg, hint="name a known architecture with --gpu, or update envbuilder")
-        matches = [m for m in match_product(gpu.name, matrix) if m[1].cc == cc]
-        product, segment = (matches[0][0], matches[0][2]) if matches else (gpu.name, None)
-        out.append(Gpu(cc=cc, product=product, segment=segment))
+        segments = {p.segment for p in products if p.cc == cc}
+        out.append(Gpu(cc=cc, product=gpu.name, segment=segments.pop() if len(segments) == 1 else None))
     return tuple(out)
 
 
 def cc_of_name(name: str, matrix: Matrix) -> str:
     """The one compute capability a product name means (the driver's /proc name of a GPU no tool reported), or ""."""
-    from envbuilder.target import match_product
+    from envbuilder import target
 
-    ccs = {arch.cc for _, arch, _ in match_product(name, matrix)}
-    return ccs.pop() if len(ccs) == 1 else ""
+    return target.cc_of_name(name, matrix)
 
 
 def host_os(host: Host) -> OsFlavour:
