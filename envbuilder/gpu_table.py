@@ -13,9 +13,10 @@ users add or leave out freely (vendor words, memory sizes and kinds, form factor
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from envbuilder.pci_ids import PciIds, render
 
@@ -49,18 +50,36 @@ _RAW_EDITS = (
 _LABEL = re.compile(r"^\s*(\S+)(?:\s*/\s*[^\[]*?)?\s*\[(.+)\]\s*$")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class Product:
-    """One name a GPU goes by: a device of the PCI database, or a product the matrix names by hand."""
+    """One name a GPU goes by: a device of the PCI database, or a product the matrix names by hand.
+
+    Its tokens and segment are worked out on first use: a lookup reads a handful of the two thousand devices.
+    """
 
     label: str  # as its source prints it: "AD107M [GeForce RTX 4050 Max-Q / Mobile]", or "Jetson Orin Nano"
     name: str  # the marketing name(s): "GeForce RTX 4050 Max-Q / Mobile"
     chip: str | None  # "AD107M" (None for products named by hand)
     device: str | None  # PCI device id, "28a1"
     cc: str | None  # None: no chip rule knows this chip, so the compute capability is unknown
-    segment: str | None
     source: str
-    keys: tuple[frozenset[str], ...]  # the token sets the product answers to
+    given_segment: str | None = None  # a product named by hand says its segment
+    patterns: Mapping[str, re.Pattern[str]] = field(default_factory=dict, compare=False, repr=False)
+
+    @functools.cached_property
+    def keys(self) -> tuple[frozenset[str], ...]:
+        """The token sets the product answers to (one per product a database entry stands for)."""
+        if self.device is None:
+            return (frozenset(tokens(self.name)),)
+        return tuple(k for k in (frozenset(t) for t in alternatives(self.name)) if _has_model(k))
+
+    @functools.cached_property
+    def segment(self) -> str | None:
+        return self.given_segment if self.device is None else segment_of(self.name, self.chip, self.patterns)
+
+    @functools.cached_property
+    def folded(self) -> str:
+        return self.name.lower()
 
     @property
     def pci_id(self) -> str | None:
@@ -133,6 +152,30 @@ def render_ids(db: PciIds) -> str:
     return render(db, devices, comments)
 
 
+@dataclass(frozen=True, slots=True)
+class IdsChange:
+    """What a new database changes in the GPU table: devices added, removed, renamed (id, old, new)."""
+
+    added: tuple[tuple[str, str], ...]
+    removed: tuple[tuple[str, str], ...]
+    renamed: tuple[tuple[str, str, str], ...]
+
+
+def compare_ids(old: PciIds, new: PciIds) -> IdsChange:
+    before, after = dict(gpu_devices(old)), dict(gpu_devices(new))
+    return IdsChange(
+        added=tuple((d, n) for d, n in after.items() if d not in before),
+        removed=tuple((d, n) for d, n in before.items() if d not in after),
+        renamed=tuple((d, before[d], n) for d, n in after.items() if d in before and before[d] != n),
+    )
+
+
+def version_key(version: str | None) -> tuple[int, ...]:
+    """pci.ids versions are dates ("2026.10.24"); an unreadable one sorts first."""
+    parts = (version or "").split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else ()
+
+
 def segment_of(name: str, chip: str | None, patterns: Mapping[str, re.Pattern[str]]) -> str | None:
     """The product segment a name's pattern gives (``None`` when none matches: then nothing is assumed)."""
     text = f"{chip or ''} {name}"
@@ -145,11 +188,14 @@ def build_table(
     patterns: Mapping[str, re.Pattern[str]],
     hand: Sequence[HandProduct] = (),
 ) -> GpuTable:
-    """The product table: each GPU device of ``db`` with its compute capability from ``rules`` (die -> cc)."""
+    """The product table: each device of ``db`` with its compute capability from ``rules`` (die -> cc).
+
+    ``db`` holds GPUs only (``nvidia.ids`` is written so; filter a whole database with ``gpu_devices``).
+    """
     source = f"pci.ids {db.version or 'unknown version'} ({db.date or 'undated'})"
     products: list[Product] = []
     unknown: dict[str, list[str]] = {}
-    for device, label in gpu_devices(db):
+    for device, label in db.devices:
         chip = chip_of(label)
         die = chip_rule(chip, rules)
         if die is None:
@@ -162,9 +208,8 @@ def build_table(
                 chip=chip,
                 device=device,
                 cc=rules[die] if die else None,
-                segment=segment_of(name, chip, patterns),
                 source=source,
-                keys=tuple(k for k in (frozenset(t) for t in alternatives(name)) if _has_model(k)),
+                patterns=patterns,
             )
         )
     products += [
@@ -174,9 +219,8 @@ def build_table(
             chip=None,
             device=None,
             cc=h.cc,
-            segment=h.segment,
             source=h.source,
-            keys=(frozenset(tokens(h.name)),),
+            given_segment=h.segment,
         )
         for h in hand
     ]
@@ -191,8 +235,8 @@ def build_table(
 
 def _bracket(label: str) -> str:
     """The marketing names of a database entry ('GA102GL [A10G]' -> 'A10G'); the label itself if it has none."""
-    found = re.search(r"\[(.+)\]", label)
-    return found.group(1).strip() if found else label
+    start, end = label.find("["), label.rfind("]")
+    return label[start + 1 : end].strip() if 0 <= start < end else label
 
 
 # --------------------------------------------------------------------------- tokens
@@ -268,6 +312,10 @@ def match_name(table: GpuTable, text: str) -> NameMatch:
 
 def _match_tokens(products: Sequence[Product], text: str) -> NameMatch:
     query = frozenset(tokens(text))
+    # A product can answer only if it shares a model number with the query (every key has one), and a
+    # model number is always a substring of the name it came from: read the tokens of those products only.
+    models = [t for t in query if _has_model((t,))]
+    products = [p for p in products if p.device is None or any(m in p.folded for m in models)]
     exact = _unique(p for p in products if query in p.keys)
     if exact:
         return NameMatch(exact, True)

@@ -266,9 +266,10 @@ class Matrix:
         table: GpuTable = self._cache["table"]
         return table
 
-    def chip_rules(self) -> tuple[ChipRule, ...]:
+    def chip_rules(self) -> dict[str, ChipRule]:
+        """Die -> its rule (a later directory's rule for a die replacing an earlier one's)."""
         self.gpu_table()
-        rules: tuple[ChipRule, ...] = self._cache["rules"]
+        rules: dict[str, ChipRule] = self._cache["rules"]
         return rules
 
     def cc_name(self, cc: str) -> str | None:
@@ -276,7 +277,7 @@ class Matrix:
         arch = self.arch(cc)
         if arch is not None:
             return arch.name
-        return next((r.arch for r in self.chip_rules() if r.cc == cc and r.arch), None)
+        return next((r.arch for r in self.chip_rules().values() if r.cc == cc and r.arch), None)
 
     def arch(self, cc: str) -> Arch | None:
         return next((a for a in self.archs if a.cc == cc), None)
@@ -881,7 +882,7 @@ def _gpu_facts(m: Matrix) -> dict[str, Any]:
     for rule in rules.values():
         if rule.arch is None and m.arch(rule.cc) is None:
             msg = f"{rule.origin}.cc: compute capability {rule.cc} is not in gpus.toml"
-            raise MatrixError(msg, hint="add `arch = \"<architecture name>\"` to the row, or the [[arch]] to gpus.toml")
+            raise MatrixError(msg, hint='add `arch = "<architecture name>"` to the row, or the [[arch]] to gpus.toml')
     hand = [
         gpu_table.HandProduct(name, arch.cc, segment, arch.origin)
         for arch in m.archs
@@ -890,7 +891,7 @@ def _gpu_facts(m: Matrix) -> dict[str, Any]:
     ]
     db = _pci_devices(m.ids_files)
     table = gpu_table.build_table(db, {chip: r.cc for chip, r in rules.items()}, patterns, hand)
-    return {"table": table, "rules": tuple(dict.fromkeys(rules.values()))}
+    return {"table": table, "rules": rules}
 
 
 def _chip(r: _Row) -> ChipRule:

@@ -77,6 +77,23 @@ def _unreachable(url: str, exc: Exception) -> SourceError:
     return SourceError(msg, hint="check the network, the proxy and REQUESTS_CA_BUNDLE, then try again")
 
 
+def get_text(url: str, what: str) -> str:
+    """A text document over HTTP(S) through the same session, timeout and errors as the index requests
+    (``matrix refresh --pci-ids`` downloads the PCI ID database with it)."""
+    import requests  # kept out of CLI start-up
+
+    try:
+        with _session() as session:
+            resp = session.get(url, timeout=TIMEOUT)
+    except requests.RequestException as exc:
+        raise _unreachable(url, exc) from None
+    if resp.status_code != 200:
+        msg = f"{url} answered HTTP {resp.status_code} for {what}"
+        raise SourceError(msg, hint="check the URL, or give a local file instead")
+    resp.encoding = resp.encoding or "utf-8"
+    return resp.text
+
+
 def _get_json(url: str, what: str) -> Mapping[str, Any]:
     import requests  # kept out of CLI start-up
 

@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run_check(args: argparse.Namespace) -> int:
     matrix = load_matrix_for(args)  # raises MatrixError (exit 2) with file, key path and fix
+    table = matrix.gpu_table()  # the product table is read lazily elsewhere; check reads it too
+    rules = tuple(dict.fromkeys(matrix.chip_rules().values()))
     counts = {
         "architectures": len(matrix.archs),
         "driver rows": len(matrix.toolkits) + len(matrix.minor_compat),
@@ -32,9 +34,12 @@ def run_check(args: argparse.Namespace) -> int:
         "GPTQ/AWQ libraries": len(matrix.quant),
         "profiles": len(matrix.profiles),
         "GPU evidence runs": len(matrix.evidence),
+        "GPU products (PCI ids)": sum(1 for p in table.products if p.device),
+        "GPU chip rules": len(rules),
     }
     facts = [
         *matrix.archs,
+        *rules,
         *matrix.toolkits,
         *matrix.minor_compat,
         *matrix.torch_releases,
@@ -57,12 +62,14 @@ def run_check(args: argparse.Namespace) -> int:
                 "counts": counts,
                 "facts": len(facts),
                 "unconfirmed": unconfirmed,
+                "pci_ids": {"version": table.version, "date": table.date},
             }
         )
     else:
         print(f"matrix OK ({matrix.date}, digest {matrix.digest[:12]}): {len(facts)} facts, {unconfirmed} unconfirmed")
         for name, n in counts.items():
             print(f"  {n:4d} {name}")
+        print(f"  GPU table: pci.ids {table.version} ({table.date})")
     return 0
 
 
@@ -79,6 +86,10 @@ def _run_audit(args: argparse.Namespace) -> int:
 
 
 def _run_refresh(args: argparse.Namespace) -> int:
+    if args.pci_ids is not None:
+        from envbuilder.cli.matrix_gpus import refresh_pci_ids
+
+        return refresh_pci_ids(_dirs(args), args.pci_ids or None, json=args.json)
     from envbuilder.cli.matrix_audit import refresh
 
     return refresh(_dirs(args), json=args.json, update=args.update)
@@ -99,10 +110,19 @@ def register_audit(matrix_subparsers: argparse._SubParsersAction) -> None:  # ty
 
 
 def register_refresh(matrix_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add `matrix refresh [--update] [--json]`."""
-    p = matrix_subparsers.add_parser("refresh", help="propose rows for releases newer than the matrix (unconfirmed)")
+    """Add `matrix refresh [--update] [--pci-ids [SOURCE]] [--json]`."""
+    p = matrix_subparsers.add_parser(
+        "refresh", help="propose rows for releases newer than the matrix, or regenerate the GPU table (--pci-ids)"
+    )
     p.add_argument(
         "--update", action="store_true", help="write the proposed bitsandbytes rows (audited) into the matrix"
+    )
+    p.add_argument(
+        "--pci-ids",
+        nargs="?",
+        const="",
+        metavar="SOURCE",
+        help="regenerate nvidia.ids from a pci.ids file or URL (default: this system's, else downloaded)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_run_refresh)
