@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import detect, gpu_table, pci_ids
+from envbuilder import detect, gpu_table, nvidia, pci_ids
 from envbuilder.cli import main
 from envbuilder.cli._common import target_from_args
 from envbuilder.detect import Host
@@ -273,6 +273,34 @@ def test_detected_gpu_without_a_compute_capability_gets_its_names(matrix: Matrix
                               bnb=None, forward_compat=False)  # fmt: skip
     target = target_from_args(args, matrix, host)
     assert [(g.cc, g.product, g.segment) for g in target.gpus] == [("9.0", "NVIDIA H100 80GB HBM3", "datacenter")]
+
+
+LSPCI = Path(__file__).parent / "fixtures" / "lspci"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "named"),
+    [
+        ("torchruntime-15-a100-40gb.txt", [("A100 SXM4 40GB", "8.0")]),
+        ("batocera-10290-rtx-a5000-mobile.txt", [("RTX A5000 Mobile", "8.6")]),
+        ("egpu-switcher-22-mx130-gtx970.txt", [("GeForce MX130", "5.0"), ("GeForce GTX 970", "5.2")]),
+        ("nvidia-optimus-manager-3-mx150.txt", [("GeForce MX150", "6.1")]),
+        ("gentoo-wiki-dell-xps-15-9570.txt", [("GeForce GTX 1050 Ti Mobile", "6.1")]),
+        ("akash-provider-configs-90-pg500-216.txt", [("Tesla PG500-216", "7.0")]),
+        ("nvidiux-10-gtx560ti.txt", [("GeForce GTX 560 Ti", "2.1")]),  # Fermi: named, and not in the matrix
+        ("bumblebee-499-device-0df2.txt", [("GeForce GT 435M", "2.1")]),  # its old pci.ids said only "Device"
+    ],
+)
+def test_driverless_gpus_are_named_by_their_pci_id(fixture: str, named: list[tuple[str, str]]) -> None:
+    """GPUs on the PCI bus with no driver tool to name them (real `lspci -nn` outputs users posted)."""
+    devices = nvidia.parse_lspci_nn((LSPCI / fixture).read_text(encoding="utf-8"))
+    gpus = detect.gpus_from_bus(devices, {}, detect.pci_namer())
+    assert [(g.name, g.cc) for g in gpus] == named
+
+
+def test_a_pasted_lspci_line_names_the_gpu(matrix: Matrix) -> None:
+    line = (LSPCI / "batocera-10290-rtx-a5000-mobile.txt").read_text(encoding="utf-8").splitlines()[1]
+    assert parse_gpu(line, matrix).cc == "8.6"
 
 
 # --------------------------------------------------------------------------- matrix refresh --pci-ids
