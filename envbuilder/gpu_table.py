@@ -63,6 +63,7 @@ class Product:
     device: str | None  # PCI device id, "28a1"
     cc: str | None  # None: no chip rule knows this chip, so the compute capability is unknown
     source: str
+    folded: str = ""  # the name in lower case, for the model-number prefilter of a lookup
     given_segment: str | None = None  # a product named by hand says its segment
     patterns: Mapping[str, re.Pattern[str]] = field(default_factory=dict, compare=False, repr=False)
 
@@ -76,10 +77,6 @@ class Product:
     @functools.cached_property
     def segment(self) -> str | None:
         return self.given_segment if self.device is None else segment_of(self.name, self.chip, self.patterns)
-
-    @functools.cached_property
-    def folded(self) -> str:
-        return self.name.lower()
 
     @property
     def pci_id(self) -> str | None:
@@ -209,6 +206,7 @@ def build_table(
                 device=device,
                 cc=rules[die] if die else None,
                 source=source,
+                folded=name.lower(),
                 patterns=patterns,
             )
         )
@@ -220,6 +218,7 @@ def build_table(
             device=None,
             cc=h.cc,
             source=h.source,
+            folded=h.name.lower(),
             given_segment=h.segment,
         )
         for h in hand
@@ -315,7 +314,12 @@ def _match_tokens(products: Sequence[Product], text: str) -> NameMatch:
     # A product can answer only if it shares a model number with the query (every key has one), and a
     # model number is always a substring of the name it came from: read the tokens of those products only.
     models = [t for t in query if _has_model((t,))]
-    products = [p for p in products if p.device is None or any(m in p.folded for m in models)]
+    if len(models) > 1:  # rare ("CMP 100-210"): keep the table's order
+        hit = {id(p) for m in models for p in products if m in p.folded}
+        products = [p for p in products if p.device is None or id(p) in hit]
+    else:
+        model = models[0] if models else None  # none: only the products named by hand can answer exactly
+        products = [p for p in products if p.device is None or (model is not None and model in p.folded)]
     exact = _unique(p for p in products if query in p.keys)
     if exact:
         return NameMatch(exact, True)
