@@ -891,7 +891,25 @@ def _gpu_facts(m: Matrix) -> dict[str, Any]:
     ]
     db = _pci_devices(m.ids_files)
     table = gpu_table.build_table(db, {chip: r.cc for chip, r in rules.items()}, patterns, hand)
+    _check_hand_products(m, table)
     return {"table": table, "rules": rules}
+
+
+def _check_hand_products(m: Matrix, table: GpuTable) -> None:
+    """A product named by hand must not be a PCI device of another architecture ('RTX 4090' under sm_86)."""
+    from envbuilder.gpu_table import match_name
+
+    for arch in m.archs:
+        for name in (n for names in arch.products.values() for n in names):
+            found = match_name(table, name)
+            clash = next((p for p in found.products if p.device and p.cc != arch.cc), None) if found.exact else None
+            if clash is not None and clash.cc is not None:
+                sm = "sm_" + clash.cc.replace(".", "")
+                msg = (
+                    f"{arch.origin}.products: {name!r} is listed under {arch.sm}, but the PCI ID database's "
+                    f"{clash.label} ({clash.pci_id}) is {sm}"
+                )
+                raise MatrixError(msg, hint="a product has one architecture: drop the name (the database has it)")
 
 
 def _chip(r: _Row) -> ChipRule:

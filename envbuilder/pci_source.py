@@ -3,7 +3,7 @@
 The edge for the pure ``pci_ids`` reader: a path or ``file:`` URL is read, an ``http(s)`` URL downloaded through
 the same session as the index requests (``REQUESTS_CA_BUNDLE`` honoured). With no source, the system's copy
 (Debian's ``pci.ids`` package, or hwdata) is read, and only where there is none is the database downloaded from
-``$ENVBUILDER_PCI_IDS_URL`` or its project's site; ``ENVBUILDER_OFFLINE=1`` forbids that download.
+``$ENVBUILDER_PCI_IDS_URL`` or its project's site; ``ENVBUILDER_OFFLINE`` (1/true/yes/on) forbids that download.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from envbuilder.errors import SourceError
+from envbuilder.settings import env_flag
 
 SYSTEM_PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids")
 ENV_URL = "ENVBUILDER_PCI_IDS_URL"
@@ -26,7 +27,7 @@ def read_pci_ids(source: str | None, *, system_paths: tuple[str, ...] = SYSTEM_P
         local = next((p for p in system_paths if Path(p).is_file()), None)
         if local is not None:
             return _read(Path(local)), local
-        if os.environ.get("ENVBUILDER_OFFLINE", "") not in {"", "0"}:
+        if env_flag("ENVBUILDER_OFFLINE"):
             msg = f"no pci.ids on this system ({', '.join(system_paths)}), and ENVBUILDER_OFFLINE forbids a download"
             raise SourceError(msg, hint=_HINT)
         source = os.environ.get(ENV_URL) or DEFAULT_URL
