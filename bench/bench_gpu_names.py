@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--base", default="main", help="the git revision to compare with (main before landing)")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(base), args.base], check=True)
@@ -114,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "# GPU product table benchmark",
             "",
             f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"{time.strftime('%Y-%m-%d')}; whole-process times are medians of {args.runs} interleaved runs.",
+            f"{time.strftime('%Y-%m-%d')}; whole-process times are medians of {args.runs} interleaved runs; load average "
+            f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after (the machine is shared).",
             "Run `python3 bench/bench_gpu_names.py` to reproduce.",
             "",
             "| measure | value |",

@@ -192,9 +192,10 @@ def build_table(
     source = f"pci.ids {db.version or 'unknown version'} ({db.date or 'undated'})"
     products: list[Product] = []
     unknown: dict[str, list[str]] = {}
+    dies: dict[str, str | None] = {}  # a few hundred chips among two thousand devices
     for device, label in db.devices:
         chip = chip_of(label)
-        die = chip_rule(chip, rules)
+        die = dies[chip] if chip in dies else dies.setdefault(chip, chip_rule(chip, rules))
         if die is None:
             unknown.setdefault(chip, []).append(device)
         name = _bracket(label)
