@@ -247,7 +247,7 @@ def parse_nvidia_smi_xml(text: str) -> SmiSummary:
     try:
         # The text comes from the local nvidia-smi, not from a network peer.
         root = ET.fromstring(text)  # noqa: S314
-    except ET.ParseError:
+    except (ET.ParseError, ValueError):  # ValueError: text that is no XML at all (a lone surrogate)
         return SmiSummary((), None, None)
     gpus = []
     for position, node in enumerate(root.iter("gpu")):

@@ -315,3 +315,32 @@ def test_a_damaged_or_poisoned_cached_resolution_is_resolved_again(
         assert "discarding the cached resolution" in err and "(uv pip compile)" in err, (what, err)
         assert "evil.example" not in lock.read_text() and "\\r" not in lock.read_text()
         assert cached.read_text() == good or "discarding" not in _run(argv, capsys)[2], what
+
+
+# --------------------------------------------------------------------------- doctor --log in bounded memory
+
+
+def test_doctor_log_of_a_huge_file_reads_its_head_and_tail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Item 8: a 300 MB log (sparse here) is read as its first and last 8 MiB; the error at its end is found."""
+    from envbuilder.cli.doctor import LOG_CAP
+
+    error = (ROOT / "tests" / "fixtures" / "logs" / "bnb-0.45.4-import-no-cpu-lib.txt").read_text()
+    log = tmp_path / "train.log"
+    with log.open("w") as fh:
+        fh.write("step 1: loss 2.31\n")
+        fh.seek(300 * 2**20)
+        fh.write("\n" + error)
+    assert log.stat().st_size > 18 * LOG_CAP
+    code, out, err = _run(["doctor", "--log", str(log)], capsys)
+    assert code == 1 and "[FAIL]" in out
+    assert "read its first and last 8.0 MiB, skipped 284.0 MiB between" in err
+
+
+def test_doctor_log_of_an_endless_stream_stops_at_the_cap(capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    t0 = time.monotonic()
+    code, _, err = _run(["doctor", "--log", "/dev/zero"], capsys)
+    assert code == 0
+    assert "stopped reading /dev/zero at 16.0 MiB" in err
+    assert time.monotonic() - t0 < 60

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,14 +29,49 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(handler=run)
 
 
+# How much of a log doctor reads: up to 16 MiB of a file whole; beyond that its first and last 8 MiB (an error
+# is near the end, the versions near the start); a stream (stdin, a pipe, /dev/zero) stops at 16 MiB.
+LOG_CAP = 16 * 2**20
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
 def _read_log(spec: str) -> str:
+    """The log's text, in bounded memory; what was not read is said on stderr."""
     if spec == "-":
-        return sys.stdin.read()
+        buffer = getattr(sys.stdin, "buffer", None)
+        data = buffer.read(LOG_CAP + 1) if buffer is not None else sys.stdin.read(LOG_CAP + 1).encode()
+        return _stream_text(data, "stdin")
     try:
-        return Path(spec).read_text(encoding="utf-8", errors="replace")
+        with Path(spec).open("rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return _stream_text(fh.read(LOG_CAP + 1), spec)
+            if st.st_size <= LOG_CAP:
+                return fh.read().decode("utf-8", errors="replace")
+            half = LOG_CAP // 2
+            head = fh.read(half)
+            fh.seek(-half, os.SEEK_END)
+            tail = fh.read(half)
     except OSError as exc:
         msg = f"--log {spec}: cannot read it ({exc.strerror})"
         raise TargetError(msg, hint="give a readable file, or '-' to read the log from stdin") from None
+    skipped = st.st_size - len(head) - len(tail)
+    print(
+        f"note: {spec} is {_mib(st.st_size)}: read its first and last {_mib(half)}, skipped {_mib(skipped)} between",
+        file=sys.stderr,
+    )
+    return (head + b"\n" + tail).decode("utf-8", errors="replace")
+
+
+def _stream_text(data: bytes, where: str) -> str:
+    if len(data) > LOG_CAP:
+        note = f"note: stopped reading {where} at {_mib(LOG_CAP)}; pass the file itself to read its end too"
+        print(note, file=sys.stderr)
+        data = data[:LOG_CAP]
+    return data.decode("utf-8", errors="replace")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -133,6 +133,16 @@ class Context:
 Rule = Callable[[Context], Iterable[Finding]]
 
 
+def load_triggers(modules: Sequence[str] = RULE_MODULES) -> tuple[str, ...]:
+    """The words a line must hold for any rule (or the log facts) to read it."""
+    from envbuilder.doctor.logs import FACT_TRIGGERS
+
+    words = list(FACT_TRIGGERS)
+    for name in modules:
+        words.extend(getattr(importlib.import_module(name), "TRIGGERS", ()))
+    return tuple(dict.fromkeys(words))
+
+
 def load_rules(modules: Sequence[str] = RULE_MODULES) -> tuple[Rule, ...]:
     """Every rule of every registered module, in order."""
     rules: list[Rule] = []
@@ -147,9 +157,12 @@ def diagnose(ctx: Context, rules: Sequence[Rule] | None = None) -> tuple[Finding
     Evidence from the light probe is first judged against the matrix (which library the installed release's
     loader picks), so rules read the same facts as from a real import."""
     from envbuilder.doctor.loader import judge
+    from envbuilder.doctor.logs import BIG_LOG, relevant_lines
 
     if ctx.evidence is not None and not ctx.evidence.bnb_imported:
         ctx = replace(ctx, evidence=judge(ctx.matrix, ctx.evidence))
+    if len(ctx.log) > BIG_LOG:
+        ctx = replace(ctx, log=relevant_lines(ctx.log, load_triggers()))
     found: list[Finding] = []
     seen: set[tuple[str, str]] = set()
     for rule in rules if rules is not None else load_rules():

@@ -22,6 +22,32 @@ from envbuilder.matrix import BnbRelease, Matrix
 from envbuilder.resolve import bnb_library_cuda, bnb_sass_row, lib_name, ptx_covers, sass_covers
 
 QUANT_LIBS = ("auto-gptq", "auto_gptq", "autoawq", "autoawq-kernels", "gptqmodel", "llmcompressor", "exllamav2")
+# Every line these rules can match holds one of these words (any case): a big log is reduced to such lines
+# before the rules read it (doctor.logs.relevant_lines). A rule with a new pattern adds its word here;
+# tests/test_fuzz.py generates matches of every pattern and fails on one that holds none.
+TRIGGERS = (
+    "bitsandbytes",
+    "binary",
+    "cuda",
+    "no kernel image",
+    "outofmemoryerror",
+    "gptq",
+    "awq",
+    "llmcompressor",
+    "exllama",
+    "not found",
+    "cannot open",
+    "undefined symbol",
+    "missing dependency",
+    "libcudart",
+    "glibc",
+    "triton",
+    "quant_type",
+    "fp4",
+    "gemm_4bit",
+    "visual c++",
+    ".dll",
+)
 
 
 def _v(text: str | None) -> Version | None:

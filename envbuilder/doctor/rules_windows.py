@@ -30,6 +30,23 @@ VC_REDIST_FIX = (
     f"(or {VC_REDIST_URL}), then open a new terminal; `envbuilder recipe windows` checks for it"
 )
 
+# Every line these rules can match holds one of these words (any case); see rules_bnb.TRIGGERS.
+TRIGGERS = (
+    "wsl",
+    "microsoft-standard",
+    "/mnt/",
+    "libcuda",
+    "nvidia-smi",
+    "visual c++",
+    "vcruntime140",
+    "msvcp140",
+    "winerror",
+    "dll",
+    "libbitsandbytes_",
+    "windowspath",
+    "py3-none-any",
+    ":\\",
+)
 # Text that says the log came from WSL (kernel release, the driver's mount, Windows drives under /mnt).
 WSL_MARKERS = re.compile(r"microsoft-standard|WSL2|\bWSL\b|/usr/lib/wsl\b|/mnt/[a-z]/|wsl\.exe|wsl -d ", re.IGNORECASE)
 LIBCUDA_MISSING = re.compile(
@@ -49,6 +66,7 @@ WINDOWS_PATH_BUG = re.compile(r"argument of type 'WindowsPath' is not iterable")
 # 0.43.0 brought the first official Windows wheels.
 FIRST_WINDOWS_MINOR = 43
 OLD_ANY_WHEEL = re.compile(r"bitsandbytes-0\.(\d+)\.\d+-py3-none-any\.whl")
+WINDOWS_MARKERS = re.compile(r"[A-Za-z]:\\|\.dll\b|WindowsPath|\[WinError")
 
 
 def _finding(
@@ -70,7 +88,7 @@ def on_windows(ctx: Context) -> bool:
     ev = ctx.evidence
     if ev and ev.system:
         return ev.system.lower() == "windows"
-    return bool(re.search(r"[A-Za-z]:\\|\.dll\b|WindowsPath|\[WinError", ctx.text))
+    return bool(WINDOWS_MARKERS.search(ctx.text))
 
 
 # --------------------------------------------------------------------------- WSL2
