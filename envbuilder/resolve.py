@@ -9,7 +9,7 @@ confirmed facts, newer torch, fewer sources, newer bitsandbytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -51,6 +51,9 @@ class Sources:
 
     ``pytorch_index`` is the base of the PyTorch index or its mirror (variant index = base/variant), or None
     when it is not configured or unreachable. ``wheelhouse`` lists wheel file names found in --find-links dirs.
+    ``pytorch_files`` is what the index's torch pages list, by variant (``cpu`` -> wheel file names of
+    ``<base>/cpu/torch/``): a variant missing from it is a page that could not be read, whose builds are then the
+    matrix's assumption and rank below listed ones; None means the pages were not asked for (the matrix decides).
     """
 
     pypi: bool = True
@@ -58,6 +61,7 @@ class Sources:
     wheelhouse: tuple[str, ...] = ()
     wheelhouse_dirs: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    pytorch_files: Mapping[str, tuple[str, ...]] | None = None
 
     def describe(self) -> str:
         parts = ["PyPI" if self.pypi else "no PyPI (offline)"]
@@ -90,6 +94,19 @@ def _tag_fits(filename: str, name: str, version: str, python: str, platform: str
 
 def wheelhouse_serves(sources: Sources, name: str, version: str, python: str, platform: str) -> bool:
     return any(_tag_fits(f, name, version, python, platform) for f in sources.wheelhouse)
+
+
+def index_variants(target: Target, matrix: Matrix) -> tuple[str, ...]:
+    """The torch variants a plan for ``target`` could take from the PyTorch index: the pages worth reading."""
+    gpu = bool(target.gpus)
+    found = [
+        b.variant
+        for rel in matrix.torch_releases
+        if _in(target.torch_spec, rel.version)
+        for b in matrix.builds_of(rel)
+        if (b.variant != "cpu") == gpu and target.platform in b.platforms
+    ]
+    return tuple(sorted(set(found)))
 
 
 # --------------------------------------------------------------------------- results
@@ -386,6 +403,7 @@ class _TorchCandidate:
     reasons: tuple[str, ...]
     warnings: tuple[str, ...]
     target_has_gpu: bool = True
+    listed: bool = True  # its source lists the file (False: an index page that could not be read)
 
     @property
     def label(self) -> str:
@@ -399,18 +417,28 @@ def torch_version_for(release: TorchRelease, build: TorchBuild, index: str) -> s
 
 def _torch_source(
     matrix: Matrix, sources: Sources, target: Target, rel: TorchRelease, build: TorchBuild, python: str
-) -> tuple[str | None, str]:
-    """Where a torch build can come from, or (None, why not)."""
+) -> tuple[str | None, str, bool]:
+    """Where a torch build can come from, or (None, why not); and whether that source's listing shows it.
+
+    The PyTorch index (or its mirror) serves what its torch page lists, as a wheelhouse serves its files: a
+    mirror holding only 2.13.0+cpu gets a 2.13.0+cpu plan, not a failed compile for 2.14.1+cpu.
+    """
     if sources.pypi and rel.pypi.get(target.platform) == build.variant:
-        return PYPI, ""
+        return PYPI, "", True
     local = f"{rel.version}+{build.variant}"
     if wheelhouse_serves(sources, "torch", local, python, target.platform):
-        return "wheelhouse", ""
+        return "wheelhouse", "", True
     if sources.pytorch_index:
-        return f"{sources.pytorch_index}/{build.variant}", ""
+        index = f"{sources.pytorch_index}/{build.variant}"
+        listing = None if sources.pytorch_files is None else sources.pytorch_files.get(build.variant)
+        if listing is None:  # not asked for (the matrix decides) or could not be read (ranked lower)
+            return index, "", sources.pytorch_files is None
+        if any(_tag_fits(f, "torch", local, python, target.platform) for f in listing):
+            return index, "", True
+        return None, f"{index}/torch/ lists no wheel of it for Python {python} on {target.platform}", True
     why = "not served by the configured sources (the PyTorch index is not configured or unreachable"
     why += ", and PyPI's build of this release is " + (rel.pypi.get(target.platform) or "absent") + ")"
-    return None, why
+    return None, why, True
 
 
 def _torch_candidates(
@@ -465,15 +493,17 @@ def _check_torch(
     arch = check_arch(target, build.sass, build.ptx, f"torch {rel.version}+{build.variant}", native=drv.native)
     if not arch.ok:
         return None, arch.why
-    index, why = _torch_source(matrix, sources, target, rel, build, python)
+    index, why, listed = _torch_source(matrix, sources, target, rel, build, python)
     if index is None:
         return None, why
     reasons = tuple(r for r in (drv.why, arch.why) if r)
     warnings = tuple(w for w in (drv.warn, arch.warn) if w)
+    if not listed:
+        warnings += (f"{index}/torch/ could not be read: that it holds torch {rel.version}+{build.variant} is assumed",)
     if target.gpus and target.driver is None and build.cuda:
         native_min, mvc_min = driver_floors(matrix, build.cuda, target.os)
         warnings += (f"driver not given: CUDA {build.cuda} needs >= {mvc_min or native_min} ({native_min} natively)",)
-    return _TorchCandidate(rel, build, python, index, drv.native, reasons, warnings, bool(target.gpus)), ""
+    return _TorchCandidate(rel, build, python, index, drv.native, reasons, warnings, bool(target.gpus), listed), ""
 
 
 def _bnb_installable(target: Target, sources: Sources, rel: BnbRelease, torch: _TorchCandidate) -> str:
@@ -640,6 +670,7 @@ class _Option:
             right_kind,
             bool(self.proven),
             self.confirmed,
+            t.listed,  # a file the source's own listing shows beats one the matrix only assumes it holds
             # Issue 2: when the needed CUDA variant is some release's PyPI default, take that release from PyPI:
             # no extra index, and it works where the PyTorch index is out of reach. --torch asks for newer.
             t.index == PYPI,
@@ -856,17 +887,20 @@ def _plan(target: Target, matrix: Matrix, python: str, options: list[_Option], r
 
 
 def _why_lower(best: _Option, other: _Option) -> str:
-    if bool(best.proven) != bool(other.proven):
-        return "the chosen one is proven on a real GPU"
-    if best.confirmed != other.confirmed:
-        return "it rests on unconfirmed facts"
-    if (best.torch.index == PYPI) != (other.torch.index == PYPI):
-        return "the chosen build comes from PyPI, with no extra index (--torch asks for a newer one)"
-    if best.torch.release.version != other.torch.release.version:
-        return f"torch {best.torch.release.version} is newer"
-    if best.torch.native != other.torch.native:
-        return "the chosen build runs natively on the driver"
-    return "a newer bitsandbytes or CUDA fits the chosen one"
+    """The first rank key on which ``other`` loses to ``best``, in words (keys in ``_Option.rank`` order)."""
+    b, o = best.torch, other.torch
+    differences = (
+        (bool(best.proven) != bool(other.proven), "the chosen one is proven on a real GPU"),
+        (best.confirmed != other.confirmed, "it rests on unconfirmed facts"),
+        (b.listed != o.listed, "its index page could not be read, so that the index holds it is unconfirmed"),
+        (
+            (b.index == PYPI) != (o.index == PYPI),
+            "the chosen build comes from PyPI, with no extra index (--torch asks for a newer one)",
+        ),
+        (b.release.version != o.release.version, f"torch {b.release.version} is newer"),
+        (b.native != o.native, "the chosen build runs natively on the driver"),
+    )
+    return next((why for differs, why in differences if differs), "a newer bitsandbytes or CUDA fits the chosen one")
 
 
 def _headline(why: str) -> str:

@@ -12,8 +12,10 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from html.parser import HTMLParser
 from pathlib import Path
 
 from envbuilder._fs import read_json_object, write_text_atomic
@@ -210,8 +212,104 @@ def _reach_cache(settings: Settings) -> _ReachCache:
     return _ReachCache(settings.cache_dir / "reachable.json")
 
 
-def gather_sources(settings: Settings) -> Sources:
-    """What the configured sources can serve, probed once (seconds at most)."""
+# --------------------------------------------------------------------------- the PyTorch index's torch pages
+
+_PAGE_TTL_S = 600
+_PAGE_MAX_BYTES = 32 * 1024 * 1024  # the real cu128 page is well under 1 MB; a page is never read without end
+_PAGE_ACCEPT = "application/vnd.pypi.simple.v1+html, text/html;q=0.9"  # PEP 691: ask for the HTML form
+
+
+class _Links(HTMLParser):
+    """The wheel file names a PEP 503 page links to (the last part of each href, unquoted)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        href = dict(attrs).get("href") if tag == "a" else None
+        if href:
+            name = urllib.parse.unquote(href.split("#", 1)[0].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
+            if name.endswith(".whl"):
+                self.files.append(name)
+
+
+def parse_index_page(html: str) -> tuple[str, ...]:
+    """A PEP 503 project page -> the wheel file names it lists (pure)."""
+    links = _Links()
+    links.feed(html)
+    links.close()
+    return tuple(sorted(set(links.files)))
+
+
+def _read_page(url: str, settings: Settings, timeout: float) -> tuple[str, ...] | None:
+    """The wheels a page lists; () when the index answers that it has no such page (404); None when unreadable."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=settings.ca_certs[0] if settings.ca_certs else None)
+    request = urllib.request.Request(url, headers={"Accept": _PAGE_ACCEPT})  # noqa: S310  # http(s), checked by the caller
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310  # idem
+            body = response.read(_PAGE_MAX_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        return () if exc.code in {404, 410} else None
+    except (OSError, ValueError):  # URLError, timeouts, TLS and DNS failures
+        return None
+    if len(body) > _PAGE_MAX_BYTES:
+        return None
+    return parse_index_page(body.decode("utf-8", errors="replace"))
+
+
+def _cached_page(entry: object) -> tuple[str, ...] | None:
+    """A cache entry ``[time, [file, ...]]`` younger than ``_PAGE_TTL_S``; anything else is no entry."""
+    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], (int, float))):
+        return None
+    if time.time() - float(entry[0]) >= _PAGE_TTL_S or not isinstance(entry[1], list):
+        return None
+    return tuple(str(f) for f in entry[1])
+
+
+def read_torch_pages(
+    base: str, variants: Sequence[str], settings: Settings, timeout: float = 10.0
+) -> dict[str, tuple[str, ...]]:
+    """What ``<base>/<variant>/torch/`` lists, for each variant whose page could be read (all at once).
+
+    Kept for ``_PAGE_TTL_S`` seconds in the cache directory, so commands in a row read each page once.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not base.startswith(("https://", "http://")):
+        return {}
+    cache_path = settings.cache_dir / "pytorch-pages.json"
+    cache = read_json_object(cache_path) or {}
+    urls = {v: f"{base.rstrip('/')}/{v}/torch/" for v in variants}
+    found: dict[str, tuple[str, ...]] = {}
+    for variant, url in urls.items():
+        cached = _cached_page(cache.get(url))
+        if cached is not None:
+            found[variant] = cached
+    todo = [v for v in urls if v not in found]
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+            pages = list(pool.map(lambda v: _read_page(urls[v], settings, timeout), todo))
+        for variant, files in zip(todo, pages, strict=True):
+            if files is not None:
+                found[variant] = files
+                cache[urls[variant]] = [time.time(), list(files)]
+        with contextlib.suppress(OSError):  # an unwritable cache only costs the next read
+            write_text_atomic(cache_path, json.dumps(cache))
+    return found
+
+
+def gather_sources(settings: Settings, variants: Sequence[str] = ()) -> Sources:
+    """What the configured sources can serve, probed once (seconds at most).
+
+    ``variants`` are the torch variants the plan could take from the PyTorch index (``resolve.index_variants``):
+    their torch pages are read, so the plan holds what the index (or its mirror) lists, not what the matrix
+    assumes it holds.
+    """
     notes = list(settings.notes)
     pytorch = settings.pytorch_index
     if pytorch and settings.check_pytorch_index and not reachable(pytorch, settings):
@@ -222,10 +320,20 @@ def gather_sources(settings: Settings) -> Sources:
     if settings.offline:
         notes.append("offline: only the wheelhouse and uv's cache are used")
         pytorch = None
+    files = None
+    if pytorch and variants and settings.check_pytorch_index:
+        files = read_torch_pages(pytorch, variants, settings)
+        unread = [v for v in variants if v not in files]
+        if unread:
+            notes.append(
+                f"could not read the torch page of {pytorch} for {', '.join(unread)}: "
+                "those builds are assumed from the matrix and ranked lower"
+            )
     return Sources(
         pypi=not settings.offline,
         pytorch_index=pytorch,
         wheelhouse=list_wheelhouse(settings.find_links),
         wheelhouse_dirs=settings.find_links,
         notes=tuple(notes),
+        pytorch_files=files,
     )

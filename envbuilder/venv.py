@@ -99,15 +99,34 @@ def install_lock(python: Path, lock: Lock, settings: Settings, *, progress: Prog
     """Install exactly the lock. With a wheelhouse or mirror, any source may serve the files: hashes decide."""
     local_files = any(f.url.startswith("file://") for p in lock.packages for f in p.files)
     if settings.find_links or settings.index_url or settings.offline or local_files:
-        req = python.parent.parent / "envbuilder-requirements.txt"
-        req.write_text(hashed_requirements(lock), encoding="utf-8")
-        progress(f"installing {len(lock.packages)} packages (hash-checked, from the configured sources)")
-        indexes = [f"{settings.pytorch_index}/{lock.variant}"] if lock.indexes and settings.pytorch_index else []
-        try:
-            uv.sync(python, req, settings, indexes=indexes)
-        finally:
-            req.unlink(missing_ok=True)
-        return
+        _install_hash_checked(python, lock, settings, progress)
+    else:
+        _install_pylock(python, lock, settings, progress)
+
+
+def _install_hash_checked(python: Path, lock: Lock, settings: Settings, progress: Progress) -> None:
+    """The lock as hash-checked requirements, served by the configured sources (mirror, wheelhouse, index)."""
+    from envbuilder.sources import reachable
+
+    req = python.parent.parent / "envbuilder-requirements.txt"
+    req.write_text(hashed_requirements(lock), encoding="utf-8")
+    progress(f"installing {len(lock.packages)} packages (hash-checked, from the configured sources)")
+    indexes = []
+    if lock.indexes and settings.pytorch_index:
+        # uv stops at an index it cannot reach even when a wheelhouse holds the file: an air-gapped
+        # teammate's wheelhouse must be enough.
+        if not settings.offline and reachable(settings.pytorch_index, settings):
+            indexes = [f"{settings.pytorch_index}/{lock.variant}"]
+        else:
+            progress(f"the PyTorch index {settings.pytorch_index} is out of reach: its files come from the wheelhouse")
+    try:
+        uv.sync(python, req, settings, indexes=indexes)
+    finally:
+        req.unlink(missing_ok=True)
+
+
+def _install_pylock(python: Path, lock: Lock, settings: Settings, progress: Progress) -> None:
+    """uv's own PEP 751 install: the lock's URLs as they stand, hashes verified."""
     progress(f"installing {len(lock.packages)} packages from {lock.path.name} (hashes verified)")
     valid = suggest_lock_file_name(lock.path.name)
     note = legacy_name_note(lock.path, f"installing a copy named {valid}")

@@ -51,7 +51,10 @@ _PYTHON = re.compile(r"^3\.\d{1,2}$")
 _CUDA = re.compile(r"^\d{1,2}\.\d{1,2}$")
 _DRIVER = re.compile(r"^\d{3}(?:\.\d{1,3}){0,2}$")
 _PIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,99})==[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$")
-_URL = re.compile(r"^https://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~%/+-]*)?$")
+# https, or plain http to this machine only (a mirror served on loopback); no quotes, spaces or '$'.
+_URL = re.compile(
+    r"^(?:https://[A-Za-z0-9.-]+|http://(?:127\.0\.0\.1|localhost))(?::\d{1,5})?(?:/[A-Za-z0-9._~%/+-]*)?$"
+)
 _PROFILE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _VARIANT = re.compile(r"^[a-z0-9.]{1,16}$")
 # PowerShell treats the typographic single quotes as quote characters too: each must be doubled.
@@ -202,7 +205,7 @@ def validate(spec: RecipeSpec) -> RecipeSpec:
     for pin in spec.pins:
         _check(_PIN, pin, "requirement", "pins must be name==version")
     for url in spec.indexes:
-        _check(_URL, url, "index URL", "use an https URL without spaces or quotes")
+        _check(_URL, url, "index URL", "use an https URL (or http on 127.0.0.1) without spaces or quotes")
     if spec.env_dir is not None:
         check_env_dir(spec.env_dir)
     if spec.lock_text is not None and "\x00" in spec.lock_text:

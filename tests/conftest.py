@@ -130,3 +130,30 @@ def check_lock_with_consumers(path: Path, tmp: Path) -> set[str]:
 def lock_consumers(tmp_path: Path) -> Callable[[Path], set[str]]:
     """``lock_consumers(path)``: the lock passes packaging.pylock and uv's dry run, or the test fails."""
     return lambda path: check_lock_with_consumers(path, tmp_path)
+
+
+# --------------------------------------------------------------------------- the torch CPU wheel on disk
+
+
+def pip_find_links() -> list[str]:
+    """The wheelhouse directories pip's configuration names (``pip config list``), as CI finds them."""
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+    ).stdout
+    for line in out.splitlines():
+        if ".find-links=" in line:
+            return [d.removeprefix("file://") for d in line.split("=", 1)[1].strip("'").split()]
+    return []
+
+
+@pytest.fixture(scope="session")
+def cpu_torch_wheel() -> Path:
+    """The torch CPU wheel for Python 3.11 that the wheelhouse of pip's configuration holds (skips without it)."""
+    for d in pip_find_links():
+        found = sorted(Path(d).glob("torch-*+cpu-cp311-cp311-manylinux_*_x86_64.whl"))
+        if found:
+            return found[-1]
+    pytest.skip(
+        "no torch CPU wheel for Python 3.11 in the wheelhouse of pip's configuration (`pip config list`): "
+        "the PyTorch index cannot be reached here, so the CPU profile has no torch to install"
+    )

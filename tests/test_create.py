@@ -1,7 +1,8 @@
 """create / lock / sync / list / remove / run for real: real uv, real venvs, real wheels.
 
-The CPU profile is built for real (torch 2.13.0+cpu from the wheelhouse that pip's configuration names here,
-the rest from PyPI); CUDA targets are resolved and locked (metadata only), never downloaded.
+The CPU profile is built for real through the pip-configuration route (torch 2.13.0+cpu from the wheelhouse that
+pip's configuration names here, the rest from PyPI); CUDA targets are resolved and locked (metadata only), never
+downloaded. The route of a machine without pip configuration is tests/test_ordinary_machine.py's.
 """
 
 from __future__ import annotations
@@ -83,9 +84,12 @@ def test_create_builds_a_proven_environment(built: dict[str, Path], lock_consume
     assert not list(env.parent.glob(".cpu.tmp-*"))
 
 
-def test_sync_rebuilds_the_same_set(built: dict[str, Path], home: Path) -> None:
+def test_sync_rebuilds_the_same_set(built: dict[str, Path], home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The pip-configuration route: the wheelhouse pip's find-links names serves torch (hash-checked)."""
     rc = main(["sync", str(built["lock"]), "--home", str(home), "--name", "cpu-copy", "--no-smoke"])
     assert rc == 0
+    err = capsys.readouterr().err
+    assert "installing 42 packages (hash-checked, from the configured sources)" in err
     assert _freeze(home / "envs" / "cpu-copy") == _freeze(built["env"])
 
 

@@ -304,7 +304,7 @@ def test_a_damaged_or_poisoned_cached_resolution_is_resolved_again(
     argv = ["lock", "--gpu", "cpu", "--python", "3.11", "-o", str(lock)]
     assert main(argv) == 0
     capsys.readouterr()
-    (cached,) = (tmp_path / "cache" / "resolutions").glob("*.pylock.toml")
+    (cached,) = (tmp_path / "cache" / "resolutions").glob("pylock.*.toml")
     good = cached.read_text()
     for what, poison in _POISONS.items():
         bad = poison(good)

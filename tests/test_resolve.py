@@ -11,12 +11,21 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 from envbuilder.matrix import Matrix, TorchBuild
-from envbuilder.resolve import NoPlan, Plan, Rejection, Sources, bnb_library_cuda, resolve
+from envbuilder.resolve import NoPlan, Plan, Rejection, Sources, bnb_library_cuda, index_variants, resolve
 from envbuilder.target import Gpu, Target, build_target, parse_gpus
 
 PYTORCH = "https://download.pytorch.org/whl"
 PYPI_ONLY = Sources(pytorch_index=None)  # as on these machines: the PyTorch index is out of reach
 WHEELHOUSE = Sources(pytorch_index=None, wheelhouse=("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",))
+# A mirror of the PyTorch index whose torch pages list one CPU wheel and one cu126 wheel (read at the edge).
+MIRROR = "http://127.0.0.1:8765/whl"
+MIRROR_213 = Sources(
+    pytorch_index=MIRROR,
+    pytorch_files={
+        "cpu": ("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",),
+        "cu126": ("torch-2.13.0+cu126-cp312-cp312-manylinux_2_28_x86_64.whl",),
+    },
+)
 
 
 def _target(matrix: Matrix, gpu: str, driver: str | None = None, **kw: object) -> Target:
@@ -420,6 +429,9 @@ def check_plan(plan: Plan, matrix: Matrix, sources: Sources) -> None:
     else:
         assert sources.pytorch_index is not None and torch.index == f"{sources.pytorch_index}/{build.variant}"
         assert torch.version == f"{release.version}+{build.variant}"
+        listing = (sources.pytorch_files or {}).get(build.variant)
+        if listing is not None:  # the index's own torch page decides what it serves
+            assert any(f.startswith(f"torch-{torch.version}-cp{plan.python.replace('.', '')}-") for f in listing)
     # Driver, GPU-driver floor, and SASS/PTX of torch.
     native = True
     if build.cuda is not None:
@@ -526,7 +538,14 @@ DRIVERS = st.one_of(
     ),
 )
 SOURCES = st.sampled_from(
-    [Sources(), PYPI_ONLY, WHEELHOUSE, Sources(pypi=True, pytorch_index="https://mirror.example/whl")]
+    [
+        Sources(),
+        PYPI_ONLY,
+        WHEELHOUSE,
+        Sources(pypi=True, pytorch_index="https://mirror.example/whl"),
+        MIRROR_213,
+        Sources(pytorch_index="https://mirror.example/whl", pytorch_files={}),  # no page could be read
+    ]
 )
 
 
@@ -602,3 +621,56 @@ def test_driver_cuda_agrees_with_the_driver_check(
     from envbuilder.resolve import driver_cuda
 
     assert driver_cuda(matrix, driver, os) == expected
+
+
+# --------------------------------------------------------------------------- what the PyTorch index lists
+
+
+def test_a_mirror_holding_only_2_13_gets_a_2_13_plan(matrix: Matrix) -> None:
+    """The plan holds what the mirror's torch page lists (read at the edge), not what the matrix assumes."""
+    target = build_target(matrix, gpus=(), profile="cpu", pythons=("3.13", "3.12", "3.11"))
+    plan = resolve(target, matrix, MIRROR_213)
+    assert isinstance(plan, Plan)
+    assert (plan.python, _pins(plan)[:2]) == ("3.11", ("2.13.0+cpu", f"{MIRROR}/cpu"))
+    why = f"{MIRROR}/cpu/torch/ lists no wheel of it for Python 3.13 on linux-x86_64"
+    assert Rejection("torch 2.14.1+cpu", why) in plan.rejected
+    # Told nothing of the pages, the matrix decides: the newest CPU build for the first Python.
+    assumed = resolve(target, matrix, Sources(pytorch_index=MIRROR))
+    assert isinstance(assumed, Plan) and (assumed.python, _pins(assumed)[0]) == ("3.13", "2.14.1+cpu")
+
+
+def test_a_gpu_plan_follows_the_mirrors_cu126_page(matrix: Matrix) -> None:
+    plan = _plan(matrix, "sm_61", "535.104.05", MIRROR_213, python="3.12", torch=">=2.12")
+    assert _pins(plan)[:2] == ("2.13.0+cu126", f"{MIRROR}/cu126")
+    none = _noplan(matrix, "sm_61", "535.104.05", MIRROR_213, python="3.11", torch=">=2.12")
+    assert any("lists no wheel of it for Python 3.11" in r.why for r in none.rejected)
+
+
+def test_a_page_that_could_not_be_read_ranks_below_a_listed_file(matrix: Matrix) -> None:
+    """Unknown is not "no constraint": an unread page's build is an assumption, below a wheelhouse file."""
+    unread = Sources(
+        pytorch_index=MIRROR,
+        pytorch_files={},
+        wheelhouse=("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",),
+    )
+    plan = _plan(matrix, "cpu", None, unread, profile="cpu", python="3.11")
+    assert _pins(plan)[:2] == ("2.13.0+cpu", "wheelhouse")
+    lower = "works, but ranked lower: its index page could not be read, so that the index holds it is unconfirmed"
+    assert Rejection("torch 2.14.1+cpu", lower) in plan.rejected
+    alone = _plan(matrix, "cpu", None, Sources(pytorch_index=MIRROR, pytorch_files={}), profile="cpu", python="3.11")
+    assert _pins(alone)[:2] == ("2.14.1+cpu", f"{MIRROR}/cpu")
+    assert f"{MIRROR}/cpu/torch/ could not be read: that it holds torch 2.14.1+cpu is assumed" in alone.warnings
+
+
+@pytest.mark.parametrize(
+    ("gpu", "profile", "variants"),
+    [
+        ("cpu", "cpu", ("cpu",)),
+        ("sm_89", "bnb", ("cu118", "cu121", "cu124", "cu126", "cu128", "cu129", "cu130", "cu132")),
+    ],
+)
+def test_index_variants_are_the_pages_worth_reading(
+    matrix: Matrix, gpu: str, profile: str, variants: tuple[str, ...]
+) -> None:
+    gpus = parse_gpus(gpu, matrix) if gpu != "cpu" else ()
+    assert index_variants(build_target(matrix, gpus=gpus, profile=profile), matrix) == variants

@@ -156,8 +156,8 @@ def test_credentials_reach_uv_and_nothing_else(
 
     # Generated files from those locks.
     run("dockerfile", "--lock", str(work / "pylock.b.toml"), "-o", str(work / "docker-b"))
-    # (recipes take https indexes only, so this loopback http mirror is refused: the message is searched too)
-    run("recipe", "wsl2", "--lock", str(work / "pylock.cred.toml"), "-o", str(work / "setup.sh"), code=2)
+    # (recipes take https indexes, or plain http to this machine: the loopback mirror's script is searched too)
+    run("recipe", "wsl2", "--lock", str(work / "pylock.cred.toml"), "-o", str(work / "setup.sh"))
 
     # The credentials were used: the mirrors answered only authorised requests, and got some.
     assert index.authorised and mirror.authorised

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
+import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,11 +19,13 @@ from envbuilder.sources import (
     apply_pip_config,
     gather_sources,
     list_wheelhouse,
+    parse_index_page,
     parse_pip_config,
     parse_pip_ini,
     pip_config_files,
     reachable,
     read_pip_config,
+    read_torch_pages,
 )
 
 
@@ -78,11 +85,19 @@ def test_config_files_in_pips_order(tmp_path: Path) -> None:
     assert win[0] == Path("C:/PD/pip/pip.ini") and win[-1] == Path("C:/Py/pip.ini")
 
 
-def test_reading_agrees_with_pip_config_list_here() -> None:
+@pytest.mark.parametrize("ordinary", [False, True], ids=["this-machine", "no-pip-config"])
+def test_reading_agrees_with_pip_config_list_here(ordinary: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same variables for both readers: this machine's, and an ordinary machine's (no pip configuration)."""
+    if ordinary:
+        for key in [k for k in os.environ if k.startswith("PIP_")]:
+            monkeypatch.delenv(key)
+        monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     out = subprocess.run(
         [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=True
     ).stdout
     assert read_pip_config() == parse_pip_config(out)
+    if ordinary:
+        assert read_pip_config() == {}
 
 
 def test_apply_pip_config_names_what_it_uses(tmp_path: Path) -> None:
@@ -135,3 +150,66 @@ def test_reachability_answers_are_cached(tmp_path: Path) -> None:
 @pytest.mark.network
 def test_pypi_is_reachable(tmp_path: Path) -> None:
     assert reachable("https://pypi.org/simple", Settings(cache_dir=tmp_path)) is True
+
+
+# --------------------------------------------------------------------------- the PyTorch index's torch pages
+
+PYTORCH_LINE = (Path(__file__).parent / "fixtures" / "pytorch-index" / "cpu-torch-line.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("html", "files"),
+    [
+        # A real line of https://download.pytorch.org/whl/cpu/torch/ (fixtures/pytorch-index/README.md).
+        (PYTORCH_LINE, ("torch-2.8.0+cpu-cp313-cp313-manylinux_2_28_x86_64.whl",)),
+        # Relative links, a query string, an sdist and a link that is not a file: only wheels count.
+        (
+            '<a href="../files/torch-2.13.0%2Bcpu-cp311-cp311-manylinux_2_28_x86_64.whl?x=1#sha256=ab">t</a>'
+            '<a href="torch-2.13.0.tar.gz">s</a><a href="/whl/cpu/">up</a><a>no href</a>',
+            ("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",),
+        ),
+        ("<html><body></body></html>", ()),
+        ("<a href='x.whl'", ()),  # a truncated page lists what it holds up to the break
+    ],
+)
+def test_parse_index_page(html: str, files: tuple[str, ...]) -> None:
+    assert parse_index_page(html) == files
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def loopback_index(tmp_path: Path) -> Iterator[str]:
+    """A PEP 503 tree in the PyTorch index's layout: ``whl/cpu/torch/`` lists the CPU wheel; no cu126 page."""
+    page = tmp_path / "whl" / "cpu" / "torch"
+    page.mkdir(parents=True)
+    (page / "index.html").write_text(PYTORCH_LINE)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tmp_path))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/whl"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_torch_pages_are_read_and_kept(loopback_index: str, tmp_path: Path) -> None:
+    settings = Settings(cache_dir=tmp_path / "cache", pytorch_index=loopback_index)
+    found = read_torch_pages(loopback_index, ("cpu", "cu126"), settings)
+    # cpu is listed; cu126 answers 404, which means this mirror has no such builds (not "unknown").
+    assert found == {"cpu": ("torch-2.8.0+cpu-cp313-cp313-manylinux_2_28_x86_64.whl",), "cu126": ()}
+    sources = gather_sources(settings, ("cpu",))
+    assert sources.pytorch_index == loopback_index and sources.pytorch_files == {"cpu": found["cpu"]}
+    assert f"{loopback_index}/cpu/torch/" in (tmp_path / "cache" / "pytorch-pages.json").read_text()
+
+
+def test_an_unreadable_page_is_unknown_not_empty(tmp_path: Path) -> None:
+    settings = Settings(cache_dir=tmp_path, pytorch_index="http://127.0.0.1:9/whl", check_pytorch_index=True)
+    assert read_torch_pages("http://127.0.0.1:9/whl", ("cpu",), settings) == {}
+    assert read_torch_pages("file:///opt/whl", ("cpu",), settings) == {}  # only http(s) pages are read

@@ -118,6 +118,8 @@ def test_lock_containing_its_terminator_is_refused(monkeypatch: pytest.MonkeyPat
         ("pins", ("torch==$(id)",), TargetError),
         ("indexes", ("https://example.org/x y",), TargetError),
         ("indexes", ("http://plain.example.org/simple",), TargetError),
+        ("indexes", ("http://127.0.0.1.example.org/simple",), TargetError),  # plain http only to this machine
+        ("indexes", ("http://localhost@evil.example/x",), TargetError),
         ("indexes", ("https://e.org/$(id)",), TargetError),
         ("driver_floor", "580`id`", TargetError),
         ("cuda", "12.6;id", TargetError),
@@ -127,6 +129,13 @@ def test_lock_containing_its_terminator_is_refused(monkeypatch: pytest.MonkeyPat
 def test_injection_through_values_is_refused(field: str, value: object, error: type[Exception]) -> None:
     with pytest.raises(error):
         spec(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "url", ["https://mirror.example/whl/cu126", "http://127.0.0.1:8765/whl/cpu", "http://localhost/whl/cpu"]
+)
+def test_https_and_loopback_mirrors_are_allowed(url: str) -> None:
+    assert spec(indexes=(url,)).indexes == (url,)
 
 
 @pytest.mark.parametrize(

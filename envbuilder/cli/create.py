@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from envbuilder.detect import find_pythons
     from envbuilder.errors import CheckFailed
     from envbuilder.lock import check_env_name, check_lock_path, default_env_name
-    from envbuilder.resolve import NoPlan, resolve
+    from envbuilder.resolve import NoPlan, index_variants, resolve
     from envbuilder.sources import gather_sources
 
     if args.lock_out:  # a name uv would refuse is refused before any work
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     steps.step("checking package sources")
     for note in settings.notes:
         steps.say(f"      {note}")
-    sources = gather_sources(settings)
+    sources = gather_sources(settings, index_variants(target, matrix))
     for note in sources.notes[len(settings.notes) :]:
         steps.say(f"      {note}")
     steps.step(f"resolving for {target.describe()}")

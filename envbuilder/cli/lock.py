@@ -119,12 +119,12 @@ def lock_one(
         lock_file_name,
         read_lock,
     )
-    from envbuilder.resolve import NoPlan, resolve
+    from envbuilder.resolve import NoPlan, index_variants, resolve
     from envbuilder.sources import gather_sources
 
     if output:  # a name uv would refuse is refused before any work
         check_lock_path(Path(output), "--output")
-    sources = gather_sources(settings)
+    sources = gather_sources(settings, index_variants(target, matrix))
     plan = resolve(target, matrix, sources)
     if isinstance(plan, NoPlan):
         print(render(plan), file=sys.stderr)

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from envbuilder.resolve import Plan, resolve
+    from envbuilder.resolve import Plan, index_variants, resolve
 
     matrix = load_matrix_for(args)
     target = target_from_args(args, matrix)
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.check_sources or args.find_links or args.offline or args.pytorch_index:
         from envbuilder.sources import gather_sources
 
-        sources = gather_sources(settings_from_args(args))
+        sources = gather_sources(settings_from_args(args), index_variants(target, matrix))
         if not args.json:
             for note in sources.notes:
                 print(f"note: {note}", file=sys.stderr)
