@@ -29,7 +29,7 @@ from envbuilder import _run  # noqa: E402
 from envbuilder.cli import main as cli  # noqa: E402
 from envbuilder.cli.docker import _copy_wheels, write_context  # noqa: E402
 from envbuilder.containers import BuildRequest, Podman  # noqa: E402
-from envbuilder.docker import UV_IMAGE, Options, build_args, image_tags, render_context  # noqa: E402
+from envbuilder.render.dockerfile import UV_IMAGE, Options, build_args, image_tags, render_context  # noqa: E402
 from envbuilder.lock import Lock, read_lock  # noqa: E402
 from envbuilder.settings import Settings  # noqa: E402
 

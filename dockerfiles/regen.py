@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from envbuilder.docker import render_context  # noqa: E402
+from envbuilder.render.dockerfile import render_context  # noqa: E402
 from envbuilder.lock import lock_file_name, read_lock  # noqa: E402
 
 

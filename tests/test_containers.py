@@ -17,7 +17,7 @@ import pytest
 from envbuilder import _run, containers
 from envbuilder.cli import main
 from envbuilder.containers import BuildRequest, Docker, NoEngine, Podman, choose_engine
-from envbuilder.docker import UV_VERSION, image_tags
+from envbuilder.render.dockerfile import UV_VERSION, image_tags
 from envbuilder.lock import read_lock
 
 ROOT = Path(__file__).resolve().parent.parent

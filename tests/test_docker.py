@@ -1,4 +1,4 @@
-"""docker.py: rendered Dockerfiles, contexts, tags, labels, bake file and workflow; the drift of dockerfiles/;
+"""render/dockerfile.py and render/ci.py: rendered Dockerfiles, contexts, tags, labels, bake file and workflow; the drift of dockerfiles/;
 hadolint; the CLI's refusal of values that could inject into generated files."""
 
 from __future__ import annotations
@@ -14,27 +14,23 @@ import pytest
 
 from envbuilder import _run
 from envbuilder.cli import main
-from envbuilder.docker import (
-    CiImage,
-    DockerError,
+from envbuilder.lock import Lock, parse_lock, read_lock
+from envbuilder.render.ci import CiImage, render_bake, render_workflow
+from envbuilder.render.dockerfile import (
     Options,
     build_args,
-    check_url,
     extra_indexes,
     image_tag,
     image_tags,
     labels_for,
-    render_bake,
     render_context,
     render_dockerfile,
     render_dockerignore,
     render_smoke,
-    render_workflow,
     repository,
-    safe,
     smoke_data,
 )
-from envbuilder.lock import Lock, parse_lock, read_lock
+from envbuilder.render.values import DockerError, check_url, safe
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = ROOT / "dockerfiles"

@@ -14,17 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import wsl
 from envbuilder.cli import main
 from envbuilder.doctor import Context, diagnose, load_rules
 from envbuilder.errors import TargetError
 from envbuilder.matrix import Matrix
+from envbuilder.render import recipe, values
+from envbuilder.render.windows import render_windows_script
 
 GOLDEN = Path(__file__).parent / "golden"
 LOGS = Path(__file__).parent / "fixtures" / "windows"
 
 
-def spec(**over: object) -> wsl.RecipeSpec:
+def spec(**over: object) -> recipe.RecipeSpec:
     base: dict[str, object] = {
         "name": "bnb-cu126-py3.12",
         "profile": "bnb",
@@ -37,7 +38,7 @@ def spec(**over: object) -> wsl.RecipeSpec:
         "indexes": ("https://download.pytorch.org/whl/cu126",),
     }
     base.update(over)
-    return wsl.validate(wsl.RecipeSpec(**base))  # type: ignore[arg-type]
+    return recipe.validate(recipe.RecipeSpec(**base))  # type: ignore[arg-type]
 
 
 LOCK = """lock-version = "1.0"
@@ -74,7 +75,7 @@ wheels = [{ url = "https://files.example.org/bitsandbytes-0.50.2-py3-none-win_am
     ],
 )
 def test_windows_script_matches_golden(golden: str, over: dict[str, object]) -> None:
-    text = wsl.render_windows_script(spec(**over))
+    text = render_windows_script(spec(**over))
     path = GOLDEN / golden
     if os.environ.get("ENVBUILDER_UPDATE_GOLDEN") == "1":
         path.parent.mkdir(exist_ok=True)
@@ -106,7 +107,7 @@ def test_golden_scripts_check_what_the_issue_asks(golden: str) -> None:
 
 def ps_single_quoted(text: str, start: int) -> tuple[str, int]:
     """Read one PowerShell single-quoted literal at ``start``: the value and the index after it."""
-    quotes = set(wsl._PS_QUOTES)
+    quotes = set(values.PS_QUOTES)
     assert text[start] in quotes
     out, i = [], start + 1
     while i < len(text):
@@ -132,7 +133,7 @@ def ps_single_quoted(text: str, start: int) -> tuple[str, int]:
     ],
 )
 def test_windows_paths_read_back_as_the_same_text(value: str) -> None:
-    text = wsl.render_windows_script(spec(env_dir=value))
+    text = render_windows_script(spec(env_dir=value))
     line = next(ln for ln in text.splitlines() if ln.startswith("$EnvDir = "))
     literal, end = ps_single_quoted(line, len("$EnvDir = "))
     assert literal == value
@@ -147,24 +148,24 @@ def test_windows_names_are_refused(name: str) -> None:
 
 def test_lock_ending_a_here_string_is_refused() -> None:
     with pytest.raises(Exception, match="here-string"):
-        wsl.render_windows_script(spec(lock_text=LOCK + "'@\nRemove-Item C:\\\n"))
+        render_windows_script(spec(lock_text=LOCK + "'@\nRemove-Item C:\\\n"))
 
 
 @pytest.mark.parametrize("profile", ["gptq", "awq"])
 def test_kernel_profiles_are_refused_on_windows(profile: str) -> None:
     with pytest.raises(TargetError) as exc:
-        wsl.render_windows_script(spec(profile=profile))
+        render_windows_script(spec(profile=profile))
     assert exc.value.hint == f"use WSL2 instead: `envbuilder recipe wsl2 --profile {profile}` (same GPU, Linux wheels)"
 
 
 def test_pre_043_bitsandbytes_is_refused_on_windows() -> None:
     with pytest.raises(TargetError, match=r"bitsandbytes 0\.42\.0 has no Windows build"):
-        wsl.render_windows_script(spec(pins=("torch==2.1.2", "bitsandbytes==0.42.0")))
+        render_windows_script(spec(pins=("torch==2.1.2", "bitsandbytes==0.42.0")))
 
 
 def test_linux_lock_is_refused_on_windows() -> None:
     with pytest.raises(Exception, match="not Windows"):
-        wsl.render_windows_script(spec(platform="linux-x86_64"))
+        render_windows_script(spec(platform="linux-x86_64"))
 
 
 # --------------------------------------------------------------------------- the command

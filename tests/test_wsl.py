@@ -18,9 +18,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from envbuilder import wsl
 from envbuilder.errors import LockError, TargetError
 from envbuilder.matrix import Matrix
+from envbuilder.render import recipe, values
+from envbuilder.render.wsl2 import render_wsl2_script
 from envbuilder.resolve import Plan, driver_floors, resolve
 from envbuilder.target import build_target, parse_gpus
 
@@ -28,7 +29,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def spec(**over: object) -> wsl.RecipeSpec:
+def spec(**over: object) -> recipe.RecipeSpec:
     base: dict[str, object] = {
         "name": "bnb-cu126-py" + PY,
         "profile": "bnb",
@@ -41,7 +42,7 @@ def spec(**over: object) -> wsl.RecipeSpec:
         "indexes": ("https://download.pytorch.org/whl/cu126",),
     }
     base.update(over)
-    return wsl.validate(wsl.RecipeSpec(**base))  # type: ignore[arg-type]
+    return recipe.validate(recipe.RecipeSpec(**base))  # type: ignore[arg-type]
 
 
 def plan_for(matrix: Matrix, gpu: str, profile: str | None, os_name: str = "wsl2") -> Plan:
@@ -80,7 +81,7 @@ def test_plan_to_script_carries_floor_and_toolkit(
     plan = plan_for(matrix, gpu, profile)
     native, mvc = driver_floors(matrix, plan.cuda, "wsl2") if plan.cuda else (None, None)
     compiles = any(q.kernels == "jit" and plan.package(q.name) for q in matrix.quant)
-    text = wsl.render_wsl2_script(plan, driver_floor=mvc or native, compiles=compiles)
+    text = render_wsl2_script(recipe.recipe_spec(plan, driver_floor=mvc or native, compiles=compiles))
     assert f"CUDA_TOOLKIT={shlex.quote(toolkit)}\n" in text
     assert f"DRIVER_FLOOR={shlex.quote(floor)}\n" in text
     assert text.startswith("#!/usr/bin/env bash\n")
@@ -92,8 +93,8 @@ def test_plan_to_script_carries_floor_and_toolkit(
 
 def test_lock_is_embedded_in_a_quoted_heredoc() -> None:
     lock = 'lock-version = "1.0"\n[[packages]]\nname = "x"\n# $(touch /tmp/pwned) `id` ${HOME}\n'
-    text = wsl.render_wsl2_script(spec(lock_text=lock))
-    tag = wsl._heredoc_tag(lock.rstrip("\n"), "ENVBUILDER_LOCK")
+    text = render_wsl2_script(spec(lock_text=lock))
+    tag = values.heredoc_tag(lock.rstrip("\n"), "ENVBUILDER_LOCK")
     assert f"<<'{tag}'\n{lock}{tag}\n" in text  # quoted delimiter: nothing inside is expanded
     assert "uv pip sync --python" in text
     assert "PINS=(" not in text
@@ -102,9 +103,18 @@ def test_lock_is_embedded_in_a_quoted_heredoc() -> None:
 def test_lock_containing_its_terminator_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # The tag is derived from the text, so a collision cannot be built honestly: pin the digest instead.
     fixed = SimpleNamespace(sha256=lambda data: SimpleNamespace(hexdigest=lambda: "a" * 64))
-    monkeypatch.setattr(wsl, "hashlib", fixed)
+    monkeypatch.setattr(values, "hashlib", fixed)
     with pytest.raises(LockError, match="contains the line 'ENVBUILDER_LOCK_AAAAAAAAAAAA'"):
-        wsl.render_wsl2_script(spec(lock_text='lock-version = "1.0"\nENVBUILDER_LOCK_AAAAAAAAAAAA\nrm -rf /\n'))
+        render_wsl2_script(spec(lock_text='lock-version = "1.0"\nENVBUILDER_LOCK_AAAAAAAAAAAA\nrm -rf /\n'))
+
+
+@pytest.mark.parametrize("variant", ["cu126", "cu132", "cpu"])
+def test_recipe_and_image_share_one_variant_rule(variant: str) -> None:
+    # The recipe's own copy of the variant check was looser ([a-z0-9.]{1,16}) than the Dockerfile's: one rule
+    # (render.values.VARIANT) now serves both. Every variant of the matrix passes; no other string does.
+    assert spec(variant=variant).variant == variant
+    with pytest.raises(TargetError, match="CUDA variant 'rocm6.2' is not allowed"):
+        spec(variant="rocm6.2")
 
 
 @pytest.mark.parametrize(
@@ -142,18 +152,18 @@ def test_https_and_loopback_mirrors_are_allowed(url: str) -> None:
     "env_dir", ["/tmp/$(touch /tmp/pwned)", "/tmp/x; rm -rf /", "/tmp/'; Remove-Item -Recurse C:\\; '"]
 )
 def test_paths_are_quoted_inert(env_dir: str) -> None:
-    text = wsl.render_wsl2_script(spec(env_dir=env_dir))
+    text = render_wsl2_script(spec(env_dir=env_dir))
     assert f"ENV_DIR={shlex.quote(env_dir)}\n" in text
     assert shlex.split(f"ENV_DIR={shlex.quote(env_dir)}") == [f"ENV_DIR={env_dir}"]
 
 
 def test_windows_lock_is_refused_for_wsl2() -> None:
     with pytest.raises(LockError, match="WSL2 installs Linux wheels"):
-        wsl.render_wsl2_script(spec(platform="windows-x86_64"))
+        render_wsl2_script(spec(platform="windows-x86_64"))
 
 
 def test_checklist_names_the_floor_and_the_uv_installer() -> None:
-    lines = wsl.checklist(spec(), "wsl2", "setup.sh")
+    lines = recipe.checklist(spec(), "wsl2", "setup.sh")
     assert lines[0].startswith("On Windows: NVIDIA driver >= 527.41 for Windows")
     assert "bash setup.sh" in lines[2]
     assert any("standalone installer" in line for line in lines)
@@ -178,7 +188,7 @@ def test_shellcheck_passes(tmp_path: Path, over: dict[str, object]) -> None:
     if shellcheck is None:
         pytest.skip("shellcheck is not installed (apt-get install -y shellcheck)")
     script = tmp_path / "r.sh"
-    script.write_text(wsl.render_wsl2_script(spec(**over)))
+    script.write_text(render_wsl2_script(spec(**over)))
     proc = subprocess.run(
         [shellcheck, "-S", "style", "-s", "bash", str(script)], capture_output=True, text=True, check=False
     )
@@ -259,7 +269,7 @@ def test_script_stops_at_the_right_step(
     root = tmp_path / "root"
     _layout(root, proc_version, FIXTURES / smi if smi else None, linux_driver=linux_driver)
     proc = _run(
-        wsl.render_wsl2_script(spec(driver_floor=floor, cuda="13.0" if floor == "580" else "12.6")), tmp_path, root
+        render_wsl2_script(spec(driver_floor=floor, cuda="13.0" if floor == "580" else "12.6")), tmp_path, root
     )
     assert proc.returncode == 1
     assert _stopped(proc).startswith("envbuilder-recipe: " + stop), proc.stderr
@@ -270,7 +280,7 @@ def test_script_stops_at_the_right_step(
 def test_script_refuses_root(tmp_path: Path) -> None:
     root = tmp_path / "root"
     _layout(root, "proc-version-wsl2-5.4.91.txt", FIXTURES / "h100-cu130" / "nvidia-smi.txt")
-    proc = _run(wsl.render_wsl2_script(spec()), tmp_path, root, as_root_ok=False)
+    proc = _run(render_wsl2_script(spec()), tmp_path, root, as_root_ok=False)
     assert _stopped(proc).startswith(
         "envbuilder-recipe: step 1/9 (not running as root) failed: this script runs as root"
     )
@@ -283,7 +293,7 @@ def test_script_runs_to_the_install_step_and_is_idempotent(tmp_path: Path) -> No
     _layout(root, "proc-version-wsl2-5.4.91.txt", FIXTURES / "h100-cu130" / "nvidia-smi.txt")
     marker = tmp_path / "pwned"
     env_dir = tmp_path / f"envs/$(touch {marker}); x"
-    text = wsl.render_wsl2_script(spec(env_dir=str(env_dir)))
+    text = render_wsl2_script(spec(env_dir=str(env_dir)))
     first = _run(text, tmp_path, root)
     assert "driver 580.159.04 (Windows numbering) >= 527.41" in first.stdout, first.stdout + first.stderr
     assert "nothing in the bnb profile compiles CUDA code" in first.stdout
@@ -324,7 +334,7 @@ def test_script_in_a_debian_container_as_a_user(tmp_path: Path) -> None:
     smi.write_text("#!/bin/sh\ncat /fake/smi.txt\n")
     smi.chmod(0o755)
     script = tmp_path / "setup.sh"
-    script.write_text(wsl.render_wsl2_script(spec(python="3.11", name="bnb-cu126-py3.11")))
+    script.write_text(render_wsl2_script(spec(python="3.11", name="bnb-cu126-py3.11")))
     ctr = _buildah("from", "--pull=never", BASE_IMAGE).stdout.strip().splitlines()[-1]
     try:
         _buildah("copy", ctr, str(fake), "/fake")

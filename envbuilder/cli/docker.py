@@ -14,8 +14,8 @@ from envbuilder.cli._common import add_target_options
 from envbuilder.cli._sources import add_source_options
 
 if TYPE_CHECKING:
-    from envbuilder.docker import Options
     from envbuilder.lock import Lock
+    from envbuilder.render.dockerfile import Options
     from envbuilder.settings import Settings
 
 
@@ -82,7 +82,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _options(args: argparse.Namespace, settings: Settings | None) -> Options:
-    from envbuilder.docker import UV_IMAGE, Options
+    from envbuilder.render.dockerfile import UV_IMAGE, Options
 
     return Options(
         base_image=args.base_image,
@@ -126,7 +126,7 @@ def write_context(directory: Path, files: dict[str, str]) -> None:
 def _copy_wheels(lock: Lock, settings: Settings, wheels: Path) -> bool:
     """Copy (hard-link where possible) the wheelhouse files the lock installs; True if they cover every
     file that only an extra index would serve."""
-    from envbuilder.docker import PYPI_FILES, wheelhouse_files
+    from envbuilder.render.dockerfile import PYPI_FILES, wheelhouse_files
 
     found: dict[str, Path] = {}
     for d in settings.find_links:
@@ -151,8 +151,8 @@ def _copy_wheels(lock: Lock, settings: Settings, wheels: Path) -> bool:
 
 
 def run_dockerfile(args: argparse.Namespace) -> int:
-    from envbuilder.docker import image_tag, render_context
     from envbuilder.lock import lock_file_name
+    from envbuilder.render.dockerfile import image_tag, render_context
 
     settings = _settings(args)
     with tempfile.TemporaryDirectory(prefix="envbuilder-dockerfile-") as tmp:
@@ -168,7 +168,7 @@ def run_dockerfile(args: argparse.Namespace) -> int:
 
 def run_build(args: argparse.Namespace) -> int:
     from envbuilder import containers
-    from envbuilder.docker import build_args, image_tags, render_context
+    from envbuilder.render.dockerfile import build_args, image_tags, render_context
 
     settings = _settings(args)
     options = _options(args, settings)
@@ -221,10 +221,11 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_ci(args: argparse.Namespace) -> int:
     from envbuilder._fs import write_text_atomic
-    from envbuilder.docker import CiImage, render_bake, render_context, render_workflow
     from envbuilder.errors import LockError
     from envbuilder.lock import lock_file_name, read_lock
     from envbuilder.manifest import load_manifest
+    from envbuilder.render.ci import CiImage, render_bake, render_workflow
+    from envbuilder.render.dockerfile import render_context
 
     manifest_path = Path(args.manifest)
     manifest = load_manifest(manifest_path)

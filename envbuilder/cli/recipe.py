@@ -18,8 +18,8 @@ from envbuilder.errors import EXIT_OK, CheckFailed, TargetError
 
 if TYPE_CHECKING:
     from envbuilder.matrix import Matrix
+    from envbuilder.render.recipe import RecipeOs, RecipeSpec
     from envbuilder.resolve import Plan
-    from envbuilder.wsl import RecipeOs, RecipeSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from envbuilder import wsl
+    from envbuilder.render import recipe
+    from envbuilder.render.windows import render_windows_script
+    from envbuilder.render.wsl2 import render_wsl2_script
 
     os_name: RecipeOs = args.recipe_os
     if args.os and args.os != os_name:
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise TargetError(msg, hint=f"drop --os (it is {os_name} here), or use `envbuilder recipe {args.os}`")
     matrix = load_matrix_for(args)
     spec = _spec_from_lock(args, matrix, os_name) if args.lock else _spec_from_plan(args, matrix, os_name)
-    script = wsl.render_wsl2_script(spec) if os_name == "wsl2" else wsl.render_windows_script(spec)
+    script = render_wsl2_script(spec) if os_name == "wsl2" else render_windows_script(spec)
     if args.output:
         from envbuilder._fs import write_text_atomic
 
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         note = legacy_name_note(Path(args.lock), f"the script writes it as {lock_file_name(spec.name)}")
         if note:
             print(note, file=sys.stderr)
-    lines = wsl.checklist(spec, os_name, Path(args.output).name if args.output else None)
+    lines = recipe.checklist(spec, os_name, Path(args.output).name if args.output else None)
     print("checklist:", file=out)
     for i, line in enumerate(lines, 1):
         print(f"  {i}. {line}", file=out)
@@ -91,10 +93,10 @@ def _compiles(matrix: Matrix, names: set[str]) -> bool:
 
 
 def _spec_from_plan(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs) -> RecipeSpec:
-    from envbuilder import wsl
+    from envbuilder.render import recipe
     from envbuilder.resolve import NoPlan, resolve
 
-    if os_name == "windows" and args.profile in wsl.NOT_ON_WINDOWS:
+    if os_name == "windows" and args.profile in recipe.NOT_ON_WINDOWS:
         _refuse_windows(args.profile)
     forced = argparse.Namespace(**{**vars(args), "os": os_name})
     target = target_from_args(forced, matrix)
@@ -110,7 +112,7 @@ def _spec_from_plan(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs)
         )
         raise CheckFailed(msg, hint=hint)
     plan: Plan = result
-    return wsl.recipe_spec(
+    return recipe.recipe_spec(
         plan,
         driver_floor=_floor(matrix, plan.cuda, os_name),
         compiles=_compiles(matrix, {p.name for p in plan.packages}),
@@ -120,13 +122,13 @@ def _spec_from_plan(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs)
 
 
 def _spec_from_lock(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs) -> RecipeSpec:
-    from envbuilder import wsl
     from envbuilder.lock import read_lock_text
+    from envbuilder.render import recipe
 
     lock, text = read_lock_text(Path(args.lock))
     if os_name == "windows":
         _refuse_windows(lock.profile)
-    return wsl.recipe_spec(
+    return recipe.recipe_spec(
         lock,
         driver_floor=_floor(matrix, lock.cuda, os_name),
         compiles=_compiles(matrix, {p.name for p in lock.packages} | {p.split("==")[0] for p in lock.pins}),
@@ -137,8 +139,8 @@ def _spec_from_lock(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs)
 
 
 def _refuse_windows(profile: str | None) -> None:
-    from envbuilder import wsl
+    from envbuilder.render import recipe
 
-    why = wsl.windows_refusal(profile or "")
+    why = recipe.windows_refusal(profile or "")
     if why:
         raise TargetError(why, hint=f"use WSL2 instead: `envbuilder recipe wsl2 --profile {profile}`")

@@ -1,9 +1,9 @@
-"""Container images from locks: Dockerfiles, build contexts, tags, OCI labels, bake files, CI workflows.
+"""Container images from locks: Dockerfiles, build contexts, tags, OCI labels (bake files and CI: ``ci``).
 
 Pure: every function takes a ``Lock`` (or plain values) and returns text; nothing here touches the world
 (``containers.py`` builds, ``cli/docker.py`` writes files). Every value that reaches generated text is
-validated against a small character set first, so a name such as ``x; rm -rf /`` never reaches a shell,
-a ``LABEL``, an HCL string or a YAML file (``DockerError``, exit 2).
+validated against a small character set first (``render.values``), so a name such as ``x; rm -rf /`` never
+reaches a shell, a ``LABEL``, an HCL string or a YAML file (``DockerError``, exit 2).
 
 Image layout (one Dockerfile per lock):
 
@@ -22,18 +22,61 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from envbuilder import __version__
-from envbuilder.errors import EnvbuilderError
 from envbuilder.lock import Lock, LockedPackage, check_env_name, lock_file_name
+from envbuilder.model.types import PROFILES
+from envbuilder.render import UV_VERSION
+from envbuilder.render.values import (
+    PYTHON,
+    REGISTRY,
+    REPO,
+    SHA256_DIGEST,
+    TAG,
+    VARIANT,
+    DockerError,
+    check_image,
+    check_url,
+    safe,
+)
 from envbuilder.resolve import lib_name
 
+__all__ = [
+    "APP_UID",
+    "CUDA_DEVEL_TAGS",
+    "GPU_ONLY_IMPORTS",
+    "IMAGE_PLATFORMS",
+    "MODULES",
+    "PYPI_FILES",
+    "UV_IMAGE",
+    "UV_VERSION",
+    "Base",
+    "DockerError",
+    "Options",
+    "build_args",
+    "check_lock",
+    "default_base",
+    "extra_indexes",
+    "hashed_lines",
+    "image_tag",
+    "image_tags",
+    "labels_for",
+    "render_context",
+    "render_dockerfile",
+    "render_dockerignore",
+    "render_smoke",
+    "repository",
+    "rest_packages",
+    "smoke_data",
+    "stack_packages",
+    "tag_base",
+    "target_text",
+    "wheelhouse_files",
+]
+
 # uv's own image (FROM scratch, the binary at /uv); --uv-image points at a mirror of it.
-UV_VERSION = "0.13.9"
 UV_IMAGE = f"ghcr.io/astral-sh/uv:{UV_VERSION}"
 VENV = "/opt/venv"
 STACK = "/opt/envbuilder/cuda-stack"
@@ -69,76 +112,27 @@ MODULES: Mapping[str, str] = {
 # Imported only where a GPU is: they compile or probe CUDA on import (gptqmodel JIT-builds kernels).
 GPU_ONLY_IMPORTS = frozenset({"gptqmodel", "llmcompressor"})
 
+
+# The platforms images are built for, as the matrix and as the OCI spec name them.
+IMAGE_PLATFORMS: Mapping[str, str] = {"linux-x86_64": "linux/amd64", "linux-aarch64": "linux/arm64"}
 _STACK = re.compile(r"^(torch|triton|pytorch-triton.*|nvidia-.+|cuda-.+)$")
-_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:/+=,@<>~*()-]*$")
-_REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(?::\d+)?$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
-_PYTHON = re.compile(r"^3\.\d{1,2}$")
-_VARIANT = re.compile(r"^(cpu|cu\d{3})$")
-_HEX = re.compile(r"^sha256:[0-9a-f]{64}$")
-_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d+)?(?:/[A-Za-z0-9._~%+/-]*)?$")
-_BAKE_TARGET = re.compile(r"^[A-Za-z0-9_-]+$")
-PLATFORMS: Mapping[str, str] = {"linux-x86_64": "linux/amd64", "linux-aarch64": "linux/arm64"}
-
-Profile = Literal["bnb", "gptq", "awq", "cpu"]
-
-
-class DockerError(EnvbuilderError):
-    """A value cannot go into a Dockerfile, tag, bake file or workflow, or no image fits the lock."""
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def safe(value: str, what: str) -> str:
-    """``value`` if it may appear inside a double-quoted Dockerfile/HCL/YAML string, else DockerError.
-
-    No quotes, backslashes, ``$`` (variable expansion in LABEL/ARG/HCL), backticks, ``;``, ``&``, ``|``,
-    newlines or other control characters.
-    """
-    if not _SAFE.match(value) or len(value) > 512:
-        msg = f"{what} {value!r} cannot go into a generated file (only letters, digits and ' ._:/+=,@<>~*()-')"
-        raise DockerError(msg, hint="fix the value in the manifest or lock, then regenerate")
-    return value
-
-
-def check_url(url: str, what: str) -> str:
-    """An http(s) URL without credentials: build arguments are recorded in the image's history."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.username or parsed.password:
-        msg = f"{what} {parsed.scheme}://***@{parsed.hostname}/... carries credentials"
-        raise DockerError(msg, hint="put credentials in a netrc file and pass it with --netrc (a build secret)")
-    if not _URL.match(url):
-        msg = f"{what} {url!r} is not a plain http(s) URL"
-        raise DockerError(msg, hint="use https://host[:port]/path with no quotes, spaces or '$'")
-    return url
-
-
-def check_image(ref: str, what: str = "image") -> str:
-    """A container image reference (registry/name:tag or @sha256 digest), nothing that a shell could read."""
-    if not _IMAGE.match(ref) or ".." in ref:
-        msg = f"{what} {ref!r} is not a valid image reference"
-        raise DockerError(msg, hint="write it like registry.example.com/python:3.11-slim-bookworm")
-    return ref
 
 
 def check_lock(lock: Lock) -> Lock:
     """Refuse a lock whose values cannot be put into an image definition (exit 2)."""
     check_env_name(lock.name)
-    if lock.platform not in PLATFORMS:
+    if lock.platform not in IMAGE_PLATFORMS:
         msg = f"{lock.path}: images are Linux images; this lock is for {lock.platform!r}"
         raise DockerError(msg, hint="lock for the image: envbuilder lock --os linux")
     for value, pattern, what in (
-        (lock.python, _PYTHON, "python"),
-        (lock.variant, _VARIANT, "variant"),
-        (lock.digest, _HEX, "lock digest"),
+        (lock.python, PYTHON, "python"),
+        (lock.variant, VARIANT, "variant"),
+        (lock.digest, SHA256_DIGEST, "lock digest"),
     ):
         if not pattern.match(value):
             msg = f"{lock.path}: {what} {value!r} cannot go into an image definition"
             raise DockerError(msg, hint="regenerate the lock with `envbuilder lock`")
-    if lock.profile not in {"bnb", "gptq", "awq", "cpu"}:
+    if lock.profile not in PROFILES:
         msg = f"{lock.path}: unknown profile {lock.profile!r}"
         raise DockerError(msg, hint="regenerate the lock with `envbuilder lock`")
     if lock.package("torch") is None:
@@ -158,7 +152,7 @@ def repository(lock: Lock, prefix: str | None = None) -> str:
     parts = [*(prefix.strip("/").split("/") if prefix else []), name]
     host = parts[0] if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost") else None
     path = parts[1:] if host else parts
-    if (host and not _REGISTRY.match(host)) or not all(_REPO.match(p) for p in path):
+    if (host and not REGISTRY.match(host)) or not all(REPO.match(p) for p in path):
         repo = "/".join(parts)
         msg = f"image repository {repo!r} is not valid (lower-case letters and digits, single '.', '_' or '-' between)"
         raise DockerError(msg, hint="rename the environment, or give --repository registry.example.com/team")
@@ -174,7 +168,7 @@ def tag_base(lock: Lock) -> str:
 def image_tag(lock: Lock, prefix: str | None = None) -> str:
     """``<name>:<profile>-<cuNNN|cpu>-py<N.N>-<lock hash>``: different locks never share a tag."""
     tag = f"{tag_base(lock)}-{lock.short_hash}"
-    if not _TAG.match(tag):  # pragma: no cover - every part is validated above
+    if not TAG.match(tag):  # pragma: no cover - every part is validated above
         msg = f"tag {tag!r} is not valid"
         raise DockerError(msg, hint="regenerate the lock")
     return f"{repository(lock, prefix)}:{tag}"
@@ -183,15 +177,6 @@ def image_tag(lock: Lock, prefix: str | None = None) -> str:
 def image_tags(lock: Lock, prefix: str | None = None) -> tuple[str, str]:
     """The unique tag (with the lock hash) and the moving one (the newest build of that kind)."""
     return image_tag(lock, prefix), f"{repository(lock, prefix)}:{tag_base(lock)}"
-
-
-def bake_target(lock: Lock) -> str:
-    """A bake target name for the environment ('.' is not allowed there)."""
-    name = check_env_name(lock.name).replace(".", "_")
-    if not _BAKE_TARGET.match(name):  # pragma: no cover - check_env_name allows less
-        msg = f"environment name {lock.name!r} cannot name a bake target"
-        raise DockerError(msg, hint="use letters, digits, '_' and '-'")
-    return name
 
 
 # --------------------------------------------------------------------------- base images
@@ -666,119 +651,3 @@ def build_args(lock: Lock, options: Options, *, wheelhouse_serves_all: bool = Fa
         # The wheelhouse holds every file the extra indexes would serve: do not contact them.
         args["UV_INDEX"] = ""
     return args
-
-
-# --------------------------------------------------------------------------- CI: bake file and workflow
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CiImage:
-    """One image of the CI matrix: its lock and its build context, relative to the bake file."""
-
-    lock: Lock
-    context: str
-
-
-def _check_context(path: str) -> str:
-    if path.startswith("/") or ".." in path.split("/") or not re.match(r"^[A-Za-z0-9._/-]+$", path):
-        msg = f"build context {path!r} must be a relative path of letters, digits, '.', '_', '-' and '/'"
-        raise DockerError(msg, hint="write the contexts inside the output directory")
-    return path
-
-
-def _unique_targets(images: Sequence[CiImage]) -> list[str]:
-    names = [bake_target(i.lock) for i in images]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        msg = f"two environments map to the bake target {dupes[0]!r}"
-        raise DockerError(msg, hint="rename one of them (bake targets cannot contain '.')")
-    return names
-
-
-def render_bake(images: Sequence[CiImage], *, registry: str = "localhost:5000/envbuilder") -> str:
-    """``docker-bake.hcl``: one target per environment, all in the default group, registry cache each."""
-    if not images:
-        msg = "no images to bake"
-        raise DockerError(msg, hint="add [[env]] tables to envbuilder.toml and lock them")
-    names = _unique_targets(images)
-    lines = [
-        f"# Generated by envbuilder {__version__} (`envbuilder ci`); regenerate, do not edit.",
-        "# Every environment of the manifest is one target; `docker buildx bake` builds them in parallel,",
-        "# each with its own registry cache (mode=max keeps the builder stages: the CUDA stack layer).",
-        'variable "REGISTRY" {',
-        f'  default = "{safe(registry, "registry")}"',
-        "}",
-        "",
-        'group "default" {',
-        "  targets = [" + ", ".join(f'"{n}"' for n in names) + "]",
-        "}",
-    ]
-    for name, image in zip(names, images, strict=True):
-        lock = image.lock
-        unique, moving = image_tags(lock)
-        repo = repository(lock)
-        lines += [
-            "",
-            f'target "{name}" {{',
-            f'  context    = "{_check_context(image.context)}"',
-            '  dockerfile = "Dockerfile"',
-            f'  platforms  = ["{PLATFORMS[lock.platform]}"]',
-            f'  tags       = ["${{REGISTRY}}/{unique}", "${{REGISTRY}}/{moving}"]',
-            f'  cache-from = ["type=registry,ref=${{REGISTRY}}/{repo}:buildcache-{tag_base(lock)}"]',
-            f'  cache-to   = ["type=registry,ref=${{REGISTRY}}/{repo}:buildcache-{tag_base(lock)},mode=max"]',
-            "}",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def render_workflow(images: Sequence[CiImage], *, bake_file: str = "docker-bake.hcl", branch: str = "main") -> str:
-    """A GitHub Actions workflow: one runner per image (a matrix over the bake targets), pushed to GHCR."""
-    names = _unique_targets(images)
-    contexts = sorted({_check_context(i.context).split("/", 1)[0] for i in images})
-    paths = [bake_file, "envbuilder.toml", "pylock.*.toml", *(f"{c}/**" for c in contexts)]
-    return "\n".join(
-        [
-            f"# Generated by envbuilder {__version__} (`envbuilder ci`); regenerate, do not edit.",
-            "# Builds every environment x target of envbuilder.toml in parallel: one runner per image, BuildKit",
-            "# with the registry cache of docker-bake.hcl. The runners scale out; envbuilder schedules nothing.",
-            "name: envbuilder images",
-            "on:",
-            "  push:",
-            f"    branches: [{safe(branch, 'branch')}]",
-            "    paths:",
-            *(f'      - "{safe(p, "path")}"' for p in paths),
-            "  workflow_dispatch:",
-            "permissions:",
-            "  contents: read",
-            "  packages: write",
-            "concurrency:",
-            "  group: envbuilder-images-${{ github.ref }}",
-            "  cancel-in-progress: true",
-            "jobs:",
-            "  image:",
-            "    runs-on: ubuntu-latest",
-            "    strategy:",
-            "      fail-fast: false",
-            "      matrix:",
-            "        target: [" + ", ".join(names) + "]",
-            "    steps:",
-            "      - uses: actions/checkout@v4",
-            "      - name: Free disk space (CUDA images need about 10 GB)",
-            "        run: sudo rm -rf /usr/share/dotnet /usr/local/lib/android /opt/ghc /opt/hostedtoolcache/CodeQL",
-            "      - uses: docker/setup-buildx-action@v3",
-            "      - uses: docker/login-action@v3",
-            "        with:",
-            "          registry: ghcr.io",
-            "          username: ${{ github.actor }}",
-            "          password: ${{ secrets.GITHUB_TOKEN }}",
-            "      - name: Registry (GHCR names are lower case)",
-            '        run: echo "REGISTRY=ghcr.io/${GITHUB_REPOSITORY_OWNER,,}/envbuilder" >> "$GITHUB_ENV"',
-            "      - uses: docker/bake-action@v6",
-            "        with:",
-            "          source: .",
-            f"          files: {safe(bake_file, 'bake file')}",
-            "          targets: ${{ matrix.target }}",
-            "          push: true",
-            "",
-        ]
-    )
