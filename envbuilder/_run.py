@@ -1,4 +1,17 @@
-"""The only module that starts processes: argv lists, timeouts, one failure type."""
+"""The only module that starts processes: argv lists, timeouts, one failure type, and no child left behind.
+
+A background child (uv, the smoke test, podman) starts in its own process group with its stdin closed, and on
+Linux with parent-death signalling (``PR_SET_PDEATHSIG``, set through ctypes between fork and exec):
+
+- Ctrl-C or SIGTERM to envbuilder is forwarded to the child's whole group (so uv's own children go too); a
+  group that has not stopped after ``GRACE_S`` is killed;
+- SIGKILL of envbuilder, which nothing can answer, still ends the child: the kernel sends it SIGKILL.
+
+Its own group also means a terminal's Ctrl-C reaches envbuilder alone, which then decides the order of things
+(stop the child, then remove the unfinished build). A foreground child (``envbuilder run``/``shell``) keeps the
+terminal: it stays in envbuilder's group, where Ctrl-C reaches it directly; envbuilder ignores Ctrl-C while it
+waits, forwards SIGTERM, and passes the child's exit status on (128+N when a signal N ended it).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +19,22 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from envbuilder.credentials import redact
-from envbuilder.errors import CommandFailed
+from envbuilder.errors import CommandFailed, Terminated
 
 log = logging.getLogger("envbuilder.run")
+
+GRACE_S = 5.0  # how long a child's group may take to stop after a forwarded signal before it is killed
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +46,99 @@ class Result:
     stdout: str
     stderr: str
 
+    @property
+    def exit_status(self) -> int:
+        """The status a shell reports: the exit code, or 128+N when signal N ended the command."""
+        return 128 - self.returncode if self.returncode < 0 else self.returncode
+
 
 def which(tool: str) -> str | None:
     """Where ``tool`` is on PATH, or None."""
     return shutil.which(tool)
+
+
+def _child_setup(*, own_group: bool) -> Callable[[], None] | None:
+    """What the child runs between fork and exec: its own process group; SIGKILL when its parent dies."""
+    prctl = None
+    if sys.platform.startswith("linux"):
+        import ctypes  # only here: start-up of commands that start no process stays free of it
+
+        try:
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            prctl = None
+    if not own_group and prctl is None:
+        return None
+    parent = os.getpid()
+
+    def setup() -> None:
+        if own_group:
+            os.setpgid(0, 0)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # the parent died before prctl took effect: nobody would reap us
+                os._exit(137)
+
+    return setup
+
+
+def _signal_group(proc: subprocess.Popen[str], sig: int, *, own_group: bool) -> None:
+    try:
+        if own_group:
+            os.killpg(proc.pid, sig)
+        elif proc.poll() is None:
+            proc.send_signal(sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone
+
+
+def _stop(proc: subprocess.Popen[str], sig: int, *, own_group: bool) -> None:
+    """Forward ``sig`` to the child's group, kill what is left after GRACE_S, and reap the child."""
+    with deferred_signals():  # a second Ctrl-C must not cut this short and leave the child running
+        _signal_group(proc, sig, own_group=own_group)
+        try:
+            proc.wait(GRACE_S)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL, own_group=own_group)
+            proc.wait()
+        if own_group:  # the leader is gone; grandchildren in its group are not
+            _signal_group(proc, signal.SIGKILL, own_group=True)
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (main thread, POSIX) until the block ends: a step that must not be cut
+    in half (the two renames of a swap, the removal of an unfinished build) finishes first."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextmanager
+def _foreground_wait() -> Iterator[None]:
+    """While a foreground child runs, Ctrl-C is the child's to answer (the terminal sent it to both of us)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _start_failure(args: tuple[str, ...], exc: OSError) -> CommandFailed:
+    if isinstance(exc, FileNotFoundError) and exc.filename in (None, args[0]):
+        return CommandFailed(f"{args[0]}: command not found", hint=f"install {Path(args[0]).name} or put it on PATH")
+    if isinstance(exc, PermissionError):
+        msg = f"{args[0]}: cannot run it (permission denied: not an executable program)"
+        return CommandFailed(msg, hint="name an executable file, or make it one with chmod +x")
+    return CommandFailed(f"{args[0]}: cannot run it ({exc.strerror or exc})", hint="check the path and the file")
 
 
 def run(
@@ -41,36 +150,80 @@ def run(
     check: bool = True,
     capture: bool = True,
     stdin: str | None = None,
+    foreground: bool = False,
 ) -> Result:
     """Run ``argv``; raise ``CommandFailed`` if it cannot start, times out, or (with ``check``) fails.
 
-    ``capture=False`` streams the command's output to ours (progress for long steps).
+    ``capture=False`` streams the command's output to ours (progress for long steps). ``foreground=True`` is
+    for a command the user drives (``run``, ``shell``): it shares the terminal and envbuilder's process group.
     """
     args = tuple(os.fspath(a) for a in argv)
     log.debug("run: %s", redact(shlex.join(args)))  # argv carries no credentials; redact is the backstop
+    own_group = not foreground and os.name == "posix"
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             args,
             env=dict(env) if env is not None else None,
             cwd=cwd,
-            timeout=timeout,
-            capture_output=capture,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+            stdin=subprocess.PIPE if stdin is not None else (None if foreground else subprocess.DEVNULL),
             text=True,
             encoding="utf-8",
             errors="replace",  # a tool's output is outside input: bytes that are not UTF-8 must not crash us
-            input=stdin,
-            check=False,
+            # setup() makes two system calls (setpgid, prctl) and takes no lock: safe after fork even with
+            # threads (envbuilder starts processes from its main thread anyway)
+            preexec_fn=_child_setup(own_group=own_group) if os.name == "posix" else None,  # noqa: PLW1509
         )
-    except FileNotFoundError:
-        msg = f"{args[0]}: command not found"
-        raise CommandFailed(msg, hint=f"install {Path(args[0]).name} or put it on PATH") from None
-    except subprocess.TimeoutExpired:
-        msg = f"{shlex.join(args[:3])} ...: no answer within {timeout:g} s"
-        raise CommandFailed(msg, hint="check the network or the tool, then try again") from None
-    result = Result(args, proc.returncode, proc.stdout or "", proc.stderr or "")
+    except OSError as exc:
+        raise _start_failure(args, exc) from None
+    out, err = _communicate(proc, args, stdin=stdin, timeout=timeout, own_group=own_group, foreground=foreground)
+    result = Result(args, proc.returncode, out or "", err or "")
     if check and proc.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-12:]
-        msg = f"{shlex.join(args[:4])} ... exited {proc.returncode}" + (":\n  " + "\n  ".join(tail) if tail else "")
-        msg = redact(msg)
+        how = (
+            f"was ended by signal {-proc.returncode} ({_signame(-proc.returncode)})"
+            if proc.returncode < 0
+            else f"exited {proc.returncode}"
+        )
+        msg = redact(f"{shlex.join(args[:4])} ... {how}" + (":\n  " + "\n  ".join(tail) if tail else ""))
         raise CommandFailed(msg, returncode=proc.returncode, output=result.stdout + result.stderr)
     return result
+
+
+def _communicate(
+    proc: subprocess.Popen[str],
+    args: tuple[str, ...],
+    *,
+    stdin: str | None,
+    timeout: float | None,
+    own_group: bool,
+    foreground: bool,
+) -> tuple[str | None, str | None]:
+    try:
+        if foreground:
+            with _foreground_wait():
+                return proc.communicate(stdin, timeout=timeout)
+        return proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(proc, signal.SIGTERM, own_group=own_group)
+        msg = f"{shlex.join(args[:3])} ...: no answer within {timeout:g} s"
+        raise CommandFailed(msg, hint="check the network or the tool, then try again") from None
+    except Terminated:
+        _stop(proc, signal.SIGTERM, own_group=own_group)
+        if foreground:  # the child answered the SIGTERM we forwarded: its status is the command's
+            return None, None
+        raise
+    except KeyboardInterrupt:
+        _stop(proc, signal.SIGINT, own_group=own_group)
+        raise
+    except BaseException:
+        _stop(proc, signal.SIGKILL, own_group=own_group)
+        raise
+
+
+def _signame(n: int) -> str:
+    try:
+        return signal.Signals(n).name
+    except ValueError:
+        return f"signal {n}"

@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from envbuilder import uv
-from envbuilder._fs import write_text_atomic
+from envbuilder._fs import private_tempdir, write_text_atomic
 from envbuilder.errors import CheckFailed, CommandFailed, LockError, TargetError
 from envbuilder.lock import Lock, finalize, parse_lock, requirements_text, with_smoke
 from envbuilder.matrix import Matrix, Profile
@@ -63,13 +62,27 @@ def lock_plan(
     progress: Progress = _quiet,
 ) -> Lock:
     """Resolve the plan's pins (plus extras) to a hashed PEP 751 lock at ``out`` (metadata only)."""
+    lock, text = plan_lock(plan, name=name, settings=settings, out=out, extra=extra, progress=progress)
+    write_text_atomic(out, text)
+    return lock
+
+
+def plan_lock(
+    plan: Plan,
+    *,
+    name: str,
+    settings: Settings,
+    out: Path,
+    extra: Sequence[str] = (),
+    progress: Progress = _quiet,
+) -> tuple[Lock, str]:
+    """The lock ``lock_plan`` would write to ``out``, and its text; nothing is written (``create`` writes the
+    user's lock only once the environment it describes is built, proven and in place)."""
     requirements = requirements_text(plan, extra)
     indexes = [p.index for p in plan.packages if p.index.startswith(("http://", "https://", "file://"))]
     raw = _resolution(requirements, plan, settings, indexes, progress)
     text = finalize(raw, plan, name=name, extra=extra, pytorch_index=settings.pytorch_index)
-    lock = parse_lock(text, out)
-    write_text_atomic(out, text)
-    return lock
+    return parse_lock(text, out), text
 
 
 # A resolution of exactly the same input (pins, Python, platform, sources, uv) is reused for a day: the pins
@@ -105,10 +118,10 @@ def _resolution(requirements: str, plan: Plan, settings: Settings, indexes: Sequ
         with contextlib.suppress(OSError):
             cached.unlink()
     progress(f"locking {what} (uv pip compile)")
-    with tempfile.TemporaryDirectory(prefix="envbuilder-lock-") as tmp:
-        req = Path(tmp) / "requirements.in"
+    with private_tempdir("lock") as tmp:
+        req = tmp / "requirements.in"
         req.write_text(requirements, encoding="utf-8")
-        raw = Path(tmp) / "pylock.toml"
+        raw = tmp / "pylock.toml"
         uv.compile_lock(
             req,
             raw,
@@ -123,8 +136,15 @@ def _resolution(requirements: str, plan: Plan, settings: Settings, indexes: Sequ
     if problem is not None:
         msg = f"uv pip compile wrote a lock envbuilder cannot use: {problem}"
         raise CommandFailed(msg, hint="report this with `uv --version`; try --refresh, or another uv")
-    with contextlib.suppress(OSError):  # an unwritable cache only costs the next resolution
+    try:
         write_text_atomic(cached, text)
+    except OSError as exc:
+        # The cache only saves time: a read-only or full one must not stop a build (a CI runner's home can
+        # be read-only). Say so once, so that a user who expected reuse knows why there is none.
+        progress(
+            f"note: cannot write the cache {settings.cache_dir} ({exc.strerror or exc}): this resolution will not "
+            "be reused (set ENVBUILDER_CACHE to a writable directory)"
+        )
     return text
 
 
@@ -224,9 +244,20 @@ def smoke_env(python: Path, *, quick: bool = False, profile: str = "bnb") -> Smo
     return SmokeOutcome(ok=report.ok, summary=report.summary(), record=report.record())
 
 
-def record_smoke(lock_path: Path, outcome: SmokeOutcome) -> None:
-    text = lock_path.read_text(encoding="utf-8")
-    write_text_atomic(lock_path, with_smoke(text, outcome.record))
+def write_user_lock(path: Path, text: str, outcome: SmokeOutcome | None, *, built: Path) -> None:
+    """The user's lock, written last: after the environment it describes was built, proven and swapped in.
+
+    Until then the old file stays byte for byte (an interrupted or failed build describes nothing). If this
+    last write fails (a disk that filled up just now), the environment is in place and holds the same lock.
+    """
+    from envbuilder.errors import file_problem
+
+    try:
+        write_text_atomic(path, with_smoke(text, outcome.record) if outcome else text)
+    except OSError as exc:
+        problem = file_problem(exc, what=f"{built} was built, but its lock could not be written")
+        problem.hint = f"{problem.hint}; the same lock is in {built / 'pylock.toml'}: copy it to {path}"
+        raise problem from None
 
 
 @dataclass(frozen=True, slots=True)

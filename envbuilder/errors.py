@@ -1,11 +1,13 @@
 """The one error hierarchy, and the exit codes it maps to (mapped in ``cli.main`` only).
 
 Exit codes, everywhere (DESIGN.md): 0 done; 1 the thing checked failed (no plan can work, a smoke stage
-failed, doctor found a problem); 2 the input or a precondition the user must fix; 130 interrupted.
+failed, doctor found a problem); 2 the input or a precondition the user must fix; 130 interrupted (SIGINT);
+143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
+import errno
 from typing import NewType
 
 ExitCode = NewType("ExitCode", int)
@@ -13,6 +15,7 @@ EXIT_OK = ExitCode(0)
 EXIT_CHECK_FAILED = ExitCode(1)
 EXIT_USAGE = ExitCode(2)
 EXIT_INTERRUPTED = ExitCode(130)
+EXIT_TERMINATED = ExitCode(143)
 
 
 class EnvbuilderError(Exception):
@@ -60,3 +63,34 @@ class CheckFailed(EnvbuilderError):
     """The thing checked failed: no plan can work, a smoke stage failed, doctor found a problem."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+class FileProblem(EnvbuilderError):
+    """A path cannot be used: missing, a file where a directory belongs (or the reverse), read-only, full."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (CI cancel, ``timeout``, ``docker stop``). Like KeyboardInterrupt, not an ``Exception``, so
+    that no ``except Exception`` swallows it; ``finally`` blocks still remove what was unfinished."""
+
+
+_FILE_HINTS = {
+    errno.EACCES: "check its permissions, or choose another place",
+    errno.EPERM: "check its permissions, or choose another place",
+    errno.EROFS: "that file system is read-only: choose a writable place",
+    errno.ENOSPC: "free some space (or choose another disk), then run it again; nothing you had was changed",
+    errno.EDQUOT: "your disk quota is used up: free some space, then run it again; nothing you had was changed",
+    errno.ENOTDIR: "a part of that path is a file, not a directory: choose another path",
+    errno.EISDIR: "that is a directory: name a file",
+    errno.ENOENT: "check the path",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+
+
+def file_problem(exc: OSError, *, what: str | None = None) -> FileProblem:
+    """One message for an error of the file system: the path, what went wrong, what to do (exit 2)."""
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    reason = (exc.strerror or str(exc)).lower()
+    lead = f"{what}: " if what else ""
+    message = f"{lead}{where}: {reason}" if where else f"{lead}{reason}"
+    return FileProblem(message, hint=_FILE_HINTS.get(exc.errno or 0, "check the path and its permissions"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from envbuilder import _run
 from envbuilder.credentials import credential_for
-from envbuilder.errors import CommandFailed, SourceError
+from envbuilder.errors import CommandFailed, FileProblem, SourceError
 from envbuilder.settings import Settings
 
 MIN_UV = (0, 9, 0)
@@ -153,8 +153,22 @@ def _named_source(cause: str, origins: Mapping[str, str]) -> tuple[str, str] | N
     return (min(found)[1], min(found)[2]) if found else None
 
 
-def _classify(exc: CommandFailed, what: str, origins: Mapping[str, str] | None = None) -> CommandFailed | SourceError:
+_DISK_ERRORS = {
+    "no space left on device": "free some space on that disk (or build elsewhere: --path, --home), then run it again",
+    "read-only file system": "choose a writable place (--path, --home)",
+    "disk quota exceeded": "free some space within your quota, then run it again",
+}
+
+
+def _classify(
+    exc: CommandFailed, what: str, origins: Mapping[str, str] | None = None
+) -> CommandFailed | SourceError | FileProblem:
     text = exc.output.lower()
+    for problem, hint in _DISK_ERRORS.items():
+        if problem in text:
+            line = next((ln.strip() for ln in exc.output.splitlines() if problem in ln.lower()), "")
+            msg = f"{what}: {problem} ({line[-300:]})"
+            return FileProblem(msg, hint=f"{hint}; nothing you had was changed")
     cause = uv_cause(exc.output)
     if any(h in text for h in _NETWORK_HINTS):
         msg = f"{what}: a package source could not be reached: {cause}"
@@ -176,11 +190,14 @@ def _classify(exc: CommandFailed, what: str, origins: Mapping[str, str] | None =
 
 def venv(path: Path, python: str, settings: Settings) -> None:
     """A relocatable venv (safe to build in a temporary place and move into place)."""
-    _run.run(
-        [find_uv(), "venv", "--quiet", "--relocatable", "--python", python, str(path)],
-        env=base_env(settings),
-        timeout=120,
-    )
+    try:
+        _run.run(
+            [find_uv(), "venv", "--quiet", "--relocatable", "--python", python, str(path)],
+            env=base_env(settings),
+            timeout=120,
+        )
+    except CommandFailed as exc:
+        raise _classify(exc, "uv venv") from None
 
 
 def compile_lock(

@@ -1,9 +1,14 @@
 """Build environments with uv, atomically.
 
-An environment is built in a temporary directory beside its destination, proven by the smoke test there, and
-only then renamed into place (uv's ``--relocatable`` venvs survive the move). On a failure or Ctrl-C the
-temporary directory is removed and an existing environment of that name is untouched. A per-name lock file
-(``flock``) keeps two concurrent builds of one name from corrupting each other.
+An environment is built in a temporary directory beside its destination (``.NAME.tmp-*``), proven by the smoke
+test there, and only then renamed into place (uv's ``--relocatable`` venvs survive the move). On a failure,
+Ctrl-C or SIGTERM the temporary directory is removed and an existing environment of that name is untouched. A
+per-name lock file (``flock``) keeps two concurrent builds of one name from corrupting each other.
+
+The final swap is two renames: NAME -> ``.NAME.old-*``, then ``.NAME.tmp-*`` -> NAME. SIGINT and SIGTERM wait
+until both are done; a SIGKILL (or a power cut) between them leaves NAME empty, and the next run that takes
+the name's lock restores ``.NAME.old-*`` (the user's lock still describes it: locks are written after the swap)
+and removes every stale ``.NAME.tmp-*``, saying so.
 """
 
 from __future__ import annotations
@@ -13,18 +18,18 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from envbuilder import __version__, uv
-from envbuilder._fs import read_json_object, write_text_atomic
-from envbuilder.errors import CheckFailed, EnvbuilderError, LockError
-from envbuilder.lock import Lock, hashed_requirements, legacy_name_note, suggest_lock_file_name
+from envbuilder._fs import private_tempdir, read_json_object, sweep_temp, write_text_atomic
+from envbuilder._run import deferred_signals
+from envbuilder.errors import CheckFailed, EnvbuilderError, FileProblem, LockError
+from envbuilder.lock import Lock, hashed_requirements, legacy_name_note, suggest_lock_file_name, with_smoke
 from envbuilder.settings import Settings
 
 MARKER = "envbuilder.json"
@@ -74,25 +79,75 @@ def refuse_foreign(dest: Path, settings: Settings, *, force: bool) -> None:
     A file named envbuilder.json is not proof: the directory must be one of the home's environments or a
     --path environment recorded when envbuilder built it (``is_ours``).
     """
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        msg = f"{dest} exists and is not a directory"
+        raise FileProblem(msg, hint="choose another --name/--path (an environment is a directory)")
     if dest.is_dir() and any(dest.iterdir()) and not force and not is_ours(dest, settings):
         msg = f"{dest} exists and was not made by envbuilder"
         raise EnvbuilderError(msg, hint="choose another --name/--path, or pass --force to replace it")
 
 
+def fault_point(name: str) -> None:
+    """The fault suite's hook (tests/test_faults.py): with ENVBUILDER_FAULT_PAUSE=<name>, say so and wait here,
+    so that a signal lands at exactly this point. Unset everywhere else, where it costs one lookup."""
+    if os.environ.get("ENVBUILDER_FAULT_PAUSE") == name:
+        print(f"fault point: {name}", file=sys.stderr, flush=True)
+        time.sleep(120)
+
+
 def _swap_into_place(tmp: Path, dest: Path) -> None:
     """Rename the new environment into place; the old one (if any) is removed only after the swap."""
     old = None
-    if dest.exists():
-        old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(dest, old)
-    try:
-        os.replace(tmp, dest)
-    except OSError:
-        if old is not None:
-            os.replace(old, dest)
-        raise
+    with deferred_signals():  # both renames, or neither: Ctrl-C and SIGTERM wait for the second
+        if dest.exists():
+            old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(dest, old)
+            fault_point("swap-mid")  # only SIGKILL gets through here; recover() repairs what it leaves
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if old is not None:
+                os.replace(old, dest)
+            raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _leftovers(dest: Path, kind: str) -> list[Path]:
+    try:
+        return sorted(dest.parent.glob(f".{glob_escape(dest.name)}.{kind}-*"))
+    except OSError:
+        return []
+
+
+def glob_escape(name: str) -> str:
+    """A name as a glob pattern that matches only itself ('[' and friends are legal in a --path)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def recover(dest: Path) -> list[str]:
+    """Repair what a killed run left beside ``dest`` (the caller holds the name's lock); say what was done.
+
+    NAME missing and ``.NAME.old-*`` present: the run died between the two renames of its swap, so the newest
+    old environment goes back. A ``.NAME.old-*`` beside a present NAME, every ``.NAME.tmp-*`` and
+    ``.NAME.removing-*`` are unfinished work of a run that no longer holds the lock: removed.
+    """
+    notes: list[str] = []
+    olds = sorted(_leftovers(dest, "old"), key=lambda p: p.stat().st_mtime if p.exists() else 0.0)
+    if olds and not dest.exists() and not dest.is_symlink() and read_marker(olds[-1]) is not None:
+        os.replace(olds.pop(), dest)
+        notes.append(f"restored {dest} (a run was killed between the two renames of its final swap)")
+    for path in olds:
+        shutil.rmtree(path, ignore_errors=True)
+        notes.append(f"removed {path.name}, an old environment a killed run had already replaced")
+    for kind, what in (("tmp", "an unfinished build"), ("removing", "an unfinished removal")):
+        for path in _leftovers(dest, kind):
+            shutil.rmtree(path, ignore_errors=True)
+            notes.append(f"removed {path.name}, {what} left by a killed run")
+    swept = sweep_temp()
+    if swept:
+        notes.append(f"removed {len(swept)} temporary director{'y' if len(swept) == 1 else 'ies'} left by killed runs")
+    return notes
 
 
 def install_lock(python: Path, lock: Lock, settings: Settings, *, progress: Progress) -> None:
@@ -135,8 +190,8 @@ def _install_pylock(python: Path, lock: Lock, settings: Settings, progress: Prog
         return
     # A lock shared under a pre-PEP 751 name (pylock.cpu-py3.11.toml) still installs: uv gets a valid copy.
     progress(note)
-    with tempfile.TemporaryDirectory(prefix="envbuilder-lock-") as tmp:
-        copy = Path(tmp) / valid
+    with private_tempdir("lock") as tmp:
+        copy = tmp / valid
         shutil.copyfile(lock.path, copy)
         uv.sync(python, copy, settings)
 
@@ -151,17 +206,32 @@ def build(
     metadata: Mapping[str, Any],
     progress: Progress,
     force: bool = False,
+    lock_text: str | None = None,
+    notify: Progress | None = None,
+    then: Callable[[SmokeOutcome | None], None] | None = None,
 ) -> SmokeOutcome | None:
-    """Build ``dest`` from ``lock`` with ``interpreter``; prove it; move it into place. Atomic."""
+    """Build ``dest`` from ``lock`` with ``interpreter``; prove it; move it into place. Atomic.
+
+    ``lock_text`` is the lock when it exists only in memory (``create`` writes the user's file only after the
+    swap): it is installed from a copy inside the temporary environment. ``then`` runs right after the swap,
+    in the same uninterruptible step (``create`` writes the user's lock there). ``notify`` hears what was
+    recovered from a killed run (default: ``progress``).
+    """
     dest = dest.absolute()
     with name_lock(dest):
+        for note in recover(dest):
+            (notify or progress)(note)
         refuse_foreign(dest, settings, force=force)
         tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             started = time.monotonic()
             progress(f"creating the environment with {interpreter} (uv venv)")
             uv.venv(tmp, interpreter, settings)
-            install_lock(python_of(tmp), lock, settings, progress=progress)
+            text = lock_text if lock_text is not None else lock.path.read_text(encoding="utf-8")
+            staged = replace(lock, path=tmp / lock.path.name)  # the lock uv installs, named as the user's
+            staged.path.write_text(text, encoding="utf-8")
+            install_lock(python_of(tmp), staged, settings, progress=progress)
+            staged.path.unlink()
             outcome = None
             if smoke is not None:
                 progress("running the smoke test inside the environment")
@@ -173,18 +243,25 @@ def build(
                         hint="run `envbuilder doctor --log -` with the output above, or see the reasons in the lock",
                     )
             env_id = new_env_id()
-            _write_marker(tmp, lock, {**metadata, "id": env_id}, outcome, time.monotonic() - started)
-            _swap_into_place(tmp, dest)
-            if not _in_home(dest, settings):
-                record_path_env(dest, env_id, settings)
+            _write_marker(tmp, lock, text, {**metadata, "id": env_id}, outcome, time.monotonic() - started)
+            fault_point("swap")
+            # The swap and what must follow it (the --path record, the user's lock) happen as one step: a
+            # SIGINT/SIGTERM arriving here is answered once all of them are done, never in between.
+            with deferred_signals():
+                _swap_into_place(tmp, dest)
+                if not _in_home(dest, settings):
+                    record_path_env(dest, env_id, settings)
+                if then is not None:
+                    then(outcome)
             return outcome
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            with deferred_signals():  # a second Ctrl-C must not leave half a .tmp- behind
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write_marker(
-    env: Path, lock: Lock, metadata: Mapping[str, Any], outcome: SmokeOutcome | None, seconds: float
+    env: Path, lock: Lock, text: str, metadata: Mapping[str, Any], outcome: SmokeOutcome | None, seconds: float
 ) -> None:
     marker = {
         "schema": "envbuilder.env/1",
@@ -203,7 +280,7 @@ def _write_marker(
         **dict(metadata),
     }
     write_text_atomic(env / MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
-    shutil.copyfile(lock.path, env / "pylock.toml")
+    write_text_atomic(env / "pylock.toml", with_smoke(text, outcome.record) if outcome else text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,9 +426,22 @@ def is_ours(env: Path, settings: Settings) -> bool:
     return isinstance(env_id, str) and bool(env_id) and _recorded_paths(settings).get(str(env.resolve())) == env_id
 
 
-def find_env(name: str | None, settings: Settings, *, path: str | None = None) -> Path:
+def _say(text: str) -> None:
+    print(f"envbuilder: {text}", file=sys.stderr, flush=True)
+
+
+def _repair(env: Path, notify: Progress) -> None:
+    """A run killed mid-swap left the name empty: restore it now (unless a live build holds the name)."""
+    if not env.exists() and _leftovers(env, "old"):
+        with contextlib.suppress(EnvbuilderError), name_lock(env):
+            for note in recover(env):
+                notify(note)
+
+
+def find_env(name: str | None, settings: Settings, *, path: str | None = None, notify: Progress = _say) -> Path:
     """The environment a command names: a home environment by NAME, or a recorded --path one."""
     if path is not None:
+        _repair(Path(path).absolute(), notify)
         return _find_path_env(Path(path), settings)
     from envbuilder.lock import check_env_name
 
@@ -366,6 +456,7 @@ def find_env(name: str | None, settings: Settings, *, path: str | None = None) -
         hint = f"name one in {settings.envs_dir} (known: {known}); for one built with --path, give --path DIR"
         raise LockError(msg, hint=hint) from None
     env = settings.env_path(name)
+    _repair(env, notify)
     if not is_ours(env, settings):
         msg = f"no environment named {name!r} in {settings.envs_dir}"
         raise LockError(msg, hint=f"known: {known}; create one with `envbuilder create`")

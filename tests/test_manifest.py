@@ -89,3 +89,30 @@ def test_typo_gets_a_suggestion(tmp_path: Path) -> None:
     with pytest.raises(LockError) as info:
         load_manifest(path)
     assert info.value.hint == "did you mean 'gpu'?"
+
+
+def test_a_manifest_of_20000_environments_is_checked_in_linear_time(tmp_path: Path) -> None:
+    """Issue 11 item 12: the duplicate check counted every name for every name (20k environments: 7.6 s).
+
+    Linear means ten times the environments take about ten times as long (quadratic: a hundred times); the
+    ratio, best of three, does not depend on how busy the machine is. The absolute time is asserted loosely.
+    """
+    import time
+
+    def best(n: int) -> float:
+        path = tmp_path / f"m{n}.toml"
+        path.write_text("".join(f'[[env]]\nname = "e{i}"\nprofile = "cpu"\ngpu = ["sm_89"]\n' for i in range(n)))
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            assert len(load_manifest(path).envs) == n
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    small, large = best(2_000), best(20_000)
+    assert large / small < 25, f"2k environments {small:.3f} s, 20k {large:.3f} s: not linear"
+    assert large < 10
+    path = tmp_path / "m20000.toml"
+    path.write_text(path.read_text() + '[[env]]\nname = "e7"\n')
+    with pytest.raises(LockError, match="environment 'e7' is defined twice"):
+        load_manifest(path)

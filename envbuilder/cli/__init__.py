@@ -7,14 +7,26 @@ and sets ``handler`` (a function ``(args) -> int``) as a default. Nothing below 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType
 
 from envbuilder import __version__
-from envbuilder.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EnvbuilderError
+from envbuilder.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    EnvbuilderError,
+    Terminated,
+    file_problem,
+)
 
 # Subcommand modules, in the order `--help` lists them. Each is imported only when the CLI starts.
 COMMANDS: tuple[str, ...] = (
@@ -95,6 +107,39 @@ def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
 
 
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    # One orderly shutdown: later SIGINT/SIGTERM are ignored, so that a second Ctrl-C cannot cut short the
+    # removal of an unfinished build or the stopping of a child (SIGKILL still ends everything).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+
+@contextlib.contextmanager
+def _signals_as_exceptions() -> Iterator[None]:
+    """SIGINT and SIGTERM unwind the stack (``finally`` blocks clean up); the old handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _report(exc: EnvbuilderError, *, verbose: bool) -> int:
+    if verbose:
+        logging.exception("traceback")
+    from envbuilder.credentials import redact
+
+    print(f"envbuilder: {redact(exc.message)}", file=sys.stderr)
+    if exc.hint:
+        print(f"TIP {redact(exc.hint)}", file=sys.stderr)
+    return int(exc.exit_code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -102,25 +147,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2); return it for in-process callers
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
     _configure_logging(args.verbose)
+    with _signals_as_exceptions():
+        return _main(args, parser)
+
+
+def _main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         return _dispatch(args, parser)
     except EnvbuilderError as exc:
-        from envbuilder.credentials import redact
-
-        if args.verbose:
-            logging.exception("traceback")
-        print(f"envbuilder: {redact(exc.message)}", file=sys.stderr)
-        if exc.hint:
-            print(f"TIP {redact(exc.hint)}", file=sys.stderr)
-        return int(exc.exit_code)
+        return _report(exc, verbose=args.verbose)
     except KeyboardInterrupt:
         print("envbuilder: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print("envbuilder: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except BrokenPipeError:
         # The reader went away (`envbuilder resolve | head`): not an error of ours. Silence the flush at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except OSError as exc:
+        # The file system said no (read-only, full, a file where a directory belongs) somewhere no check above
+        # foresaw: one message naming the path, exit 2, never a traceback.
+        return _report(file_problem(exc), verbose=args.verbose)
 
 
 def entry() -> None:

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--dry-run", action="store_true", help="show the plan and the commands; touch nothing")
     p.add_argument("--no-smoke", action="store_true", help="skip the smoke test (the environment is then unproven)")
-    p.add_argument("--force", action="store_true", help="replace a directory envbuilder did not make")
+    p.add_argument("--force", action="store_true", help="replace a directory or lock file envbuilder did not make")
     p.add_argument("--json", action="store_true", help="print the result as JSON (schema envbuilder.create/1)")
     p.set_defaults(handler=run)
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from envbuilder.cli.resolve import render
     from envbuilder.detect import find_pythons
     from envbuilder.errors import CheckFailed
-    from envbuilder.lock import check_env_name, check_lock_path, default_env_name
+    from envbuilder.lock import check_lock_path
     from envbuilder.resolve import NoPlan, index_variants, resolve
     from envbuilder.sources import gather_sources
 
@@ -91,42 +91,76 @@ def run(args: argparse.Namespace) -> int:
         msg = "no known-good combination for this target"
         raise CheckFailed(msg, hint=plan.nearest[0] if plan.nearest else "see the reasons above")
     extra = builder.check_extra_packages(matrix.profile(plan.profile), args.package)
-    name = check_env_name(args.name or (Path(args.path).name if args.path else default_env_name(plan)))
+    name = _env_name(args, plan, steps)
     dest = Path(args.path) if args.path else settings.env_path(name)
-    lock_path = _lock_path(args, plan)
+    lock_path = _lock_path(args, plan, name)
     interpreter = builder.interpreter_for(plan.python)
     if args.dry_run:
         return _dry_run(args, plan, name, dest, lock_path, interpreter, extra)
+    _preflight(args, dest, lock_path)
     steps.step(f"locking {name} -> {lock_path}")
-    lock = builder.lock_plan(plan, name=name, settings=settings, out=lock_path, extra=extra, progress=steps.say)
+    lock, text = builder.plan_lock(plan, name=name, settings=settings, out=lock_path, extra=extra, progress=steps.say)
     steps.step(f"building {dest}")
     smoke = None if args.no_smoke else functools.partial(builder.smoke_env, profile=plan.profile)
-    outcome = _build(dest, interpreter, lock, settings, smoke, steps, force=args.force)
-    if outcome is not None:
-        builder.record_smoke(lock_path, outcome)
+    # The user's lock is written last, with the swap (nothing failed before it): an interrupted or failed
+    # build leaves the old one byte for byte.
+    write_lock = functools.partial(builder.write_user_lock, lock_path, text, built=dest.absolute())
+    outcome = _build(dest, interpreter, lock, text, settings, smoke, steps, force=args.force, then=write_lock)
     steps.step("done")
     return _report(args, plan, name, dest, lock_path, outcome)
 
 
-def _lock_path(args: argparse.Namespace, plan: Plan) -> Path:
+def _lock_path(args: argparse.Namespace, plan: Plan, name: str) -> Path:
     """--lock-out (refused unless PEP 751 allows its name), else the lock named after --name/--path or the plan."""
     from envbuilder.lock import default_lock_file_name, lock_file_name
 
     if args.lock_out:
         return Path(args.lock_out)  # checked on entry
-    given = args.name or (Path(args.path).name if args.path else None)
+    # a --path whose last part cannot be a name (``it's my café env``) gets the plan's default lock name
+    given = args.name or (name if args.path and name == Path(args.path).name else None)
     return Path.cwd() / (lock_file_name(given) if given else default_lock_file_name(plan))
+
+
+def _env_name(args: argparse.Namespace, plan: Plan, steps: Steps) -> str:
+    """--name, else the last part of --path when it is a valid environment name, else the plan's default name.
+
+    A directory may be called anything ("my env", "café"); the environment's name goes into lock names, image
+    tags and scripts, so it keeps to the safe alphabet and the path keeps its own spelling.
+    """
+    from envbuilder.errors import LockError
+    from envbuilder.lock import check_env_name, default_env_name
+
+    if args.name or not args.path:
+        return check_env_name(args.name or default_env_name(plan))
+    last = Path(args.path).name
+    try:
+        return check_env_name(last)
+    except LockError:
+        name = default_env_name(plan)
+        steps.say(f"      the environment at {args.path} is named {name} (its lock and tags cannot use {last!r})")
+        return name
+
+
+def _preflight(args: argparse.Namespace, dest: Path, lock_path: Path) -> None:
+    """Refuse, before anything is resolved or built, a destination or lock path that cannot take the result."""
+    from envbuilder._fs import check_can_write, refuse_overwrite
+
+    check_can_write(dest, "--path" if args.path else "the environment", directory=True)
+    check_can_write(lock_path, "--lock-out" if args.lock_out else "the lock")
+    refuse_overwrite(lock_path, "--lock-out" if args.lock_out else "the lock", force=args.force)
 
 
 def _build(
     dest: Path,
     interpreter: str,
     lock: Lock,
+    text: str,
     settings: Settings,
     smoke: Callable[[Path], SmokeOutcome] | None,
     steps: Steps,
     *,
     force: bool,
+    then: Callable[[SmokeOutcome | None], None],
 ) -> SmokeOutcome | None:
     from envbuilder import venv
 
@@ -139,6 +173,9 @@ def _build(
         metadata={"interpreter": interpreter},
         progress=lambda s: steps.say(f"      {s}"),
         force=force,
+        lock_text=text,
+        notify=lambda s: print(f"envbuilder: {s}", file=sys.stderr, flush=True),
+        then=then,
     )
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("dockerfile", help="write a Dockerfile and build context for a lock (or a target)")
     _lock_options(p)
     p.add_argument("-o", "--output", metavar="DIR", help="the build context directory (default ./docker/<name>)")
+    p.add_argument("--force", action="store_true", help="replace files there that envbuilder did not write")
     p.set_defaults(handler=run_dockerfile)
 
     b = sub.add_parser("build", help="build the image of a lock with docker buildx or podman, smoke step included")
@@ -49,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="REF",
         help="the bake file's default REGISTRY",
     )
+    c.add_argument("--force", action="store_true", help="replace files there that envbuilder did not write")
     _image_options(c)
     c.set_defaults(handler=run_ci)
 
@@ -114,13 +117,27 @@ def _check_script() -> str | None:
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
+def check_outputs(directory: Path, rels: Iterable[str], *, force: bool) -> None:
+    """Before anything is written: ``directory`` can be one, and none of the files would replace a user's.
+
+    A context whose Dockerfile envbuilder wrote is envbuilder's as a whole (its smoke/check.py carries no
+    header of its own); anywhere else each file that is already there must be envbuilder's.
+    """
+    from envbuilder._fs import check_can_write, refuse_overwrite, written_by_envbuilder
+
+    check_can_write(directory, "-o", directory=True)
+    if (directory / "Dockerfile").is_file() and written_by_envbuilder(directory / "Dockerfile"):
+        return
+    for rel in sorted(rels):
+        refuse_overwrite(directory / rel, "-o", force=force)
+
+
 def write_context(directory: Path, files: dict[str, str]) -> None:
-    """Write a build context's files (atomically each)."""
+    """Write a build context's files (atomically each; modes as the umask allows: nothing here is secret)."""
     from envbuilder._fs import write_text_atomic
 
     for rel, text in sorted(files.items()):
         write_text_atomic(directory / rel, text)
-        (directory / rel).chmod(0o644)  # a build context is shared with the engine; nothing here is secret
 
 
 def _copy_wheels(lock: Lock, settings: Settings, wheels: Path) -> bool:
@@ -159,6 +176,7 @@ def run_dockerfile(args: argparse.Namespace) -> int:
         lock, text = _get_lock(args, settings, Path(tmp))
     files = render_context(lock, text, options=_options(args, settings), check_script=_check_script())
     out = Path(args.output) if args.output else Path("docker") / lock.name
+    check_outputs(out, files, force=args.force)
     write_context(out, files)
     lock_file = lock_file_name(lock.name)
     print(f"wrote {out}/Dockerfile (+ .dockerignore, requirements/, smoke/, {lock_file})")
@@ -246,6 +264,9 @@ def run_ci(args: argparse.Namespace) -> int:
         images.append(CiImage(lock=lock, context=rel))
     bake = render_bake(images, registry=args.registry)
     workflow = render_workflow(images)
+    check_outputs(out, ["docker-bake.hcl", ".github/workflows/envbuilder-images.yml"], force=args.force)
+    for rel, files in contexts.items():
+        check_outputs(out / rel, files, force=args.force)
     for rel, files in contexts.items():
         write_context(out / rel, files)
     write_text_atomic(out / "docker-bake.hcl", bake)

@@ -111,8 +111,8 @@ def run_cmd(args: argparse.Namespace) -> int:
         where = f"--path {args.path}" if args.path else (args.name or "NAME")
         raise TargetError(msg, hint=f"envbuilder run {where} -- python -c 'import torch'")
     env = find_env(None if args.path else args.name, _settings(args), path=args.path)
-    result = _run.run(cmd, env=_activate_env(env), check=False, capture=False)
-    return result.returncode
+    result = _run.run(cmd, env=_activate_env(env), check=False, capture=False, foreground=True)
+    return result.exit_status  # 128+N when signal N ended it, as a shell reports it
 
 
 def run_shell(args: argparse.Namespace) -> int:
@@ -122,4 +122,4 @@ def run_shell(args: argparse.Namespace) -> int:
     env = find_env(_name(args), _settings(args), path=args.path)
     shell = os.environ.get("SHELL") or ("cmd.exe" if sys.platform == "win32" else "/bin/sh")
     print(f"entering {args.name or env.name} ({env}); exit to leave", file=sys.stderr)
-    return _run.run([shell], env=_activate_env(env), check=False, capture=False).returncode
+    return _run.run([shell], env=_activate_env(env), check=False, capture=False, foreground=True).exit_status

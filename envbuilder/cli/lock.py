@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="also record this environment in ./envbuilder.toml (comments and layout kept)",
     )
+    p.add_argument("--force", action="store_true", help="replace a lock file envbuilder did not write")
     p.add_argument("--json", action="store_true", help="print the result as JSON (schema envbuilder.lock/1)")
     p.set_defaults(handler=run)
 
@@ -108,6 +109,7 @@ def lock_one(
 ) -> dict[str, Any]:
     """Resolve and lock one environment; with --upgrade compare with the lock already there."""
     from envbuilder import builder
+    from envbuilder._fs import check_can_write, refuse_overwrite
     from envbuilder.cli.resolve import render
     from envbuilder.errors import CheckFailed
     from envbuilder.lock import (
@@ -134,6 +136,9 @@ def lock_one(
     given = name
     name = check_env_name(name or default_env_name(plan))
     out = Path(output) if output else Path.cwd() / (lock_file_name(name) if given else default_lock_file_name(plan))
+    what = "-o" if getattr(args, "output", None) else "the lock"
+    check_can_write(out, what)
+    refuse_overwrite(out, what, force=getattr(args, "force", False))
     old = read_lock(out) if args.upgrade and out.exists() else None
 
     def progress(text: str) -> None:

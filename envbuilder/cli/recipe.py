@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         )
         k.add_argument("--env-dir", metavar="PATH", help="where the script creates the environment")
         k.add_argument("-o", "--output", metavar="FILE", help="write the script here (default: stdout)")
+        k.add_argument("--force", action="store_true", help="with -o: replace a file envbuilder did not write")
         k.set_defaults(handler=run, recipe_os=os_name)
 
 
@@ -49,16 +50,19 @@ def run(args: argparse.Namespace) -> int:
     if args.os and args.os != os_name:
         msg = f"recipe {os_name}: --os {args.os} contradicts the recipe"
         raise TargetError(msg, hint=f"drop --os (it is {os_name} here), or use `envbuilder recipe {args.os}`")
+    if args.output:  # before any work: a directory, a user's own file, a read-only place are refused
+        from envbuilder._fs import check_can_write, refuse_overwrite
+
+        check_can_write(Path(args.output), "-o")
+        refuse_overwrite(Path(args.output), "-o", force=args.force)
     matrix = load_matrix_for(args)
     spec = _spec_from_lock(args, matrix, os_name) if args.lock else _spec_from_plan(args, matrix, os_name)
     script = render_wsl2_script(spec) if os_name == "wsl2" else render_windows_script(spec)
     if args.output:
-        from envbuilder._fs import write_text_atomic
+        from envbuilder._fs import new_file_mode, write_text_atomic
 
         path = Path(args.output)
-        write_text_atomic(path, script)
-        if os_name == "wsl2":
-            path.chmod(0o755)
+        write_text_atomic(path, script, mode=new_file_mode(executable=os_name == "wsl2"))
         out = sys.stdout
         print(f"wrote {path}", file=out)
     else:

@@ -50,6 +50,7 @@ def _host_facts() -> tuple[Host, str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from envbuilder import builder, venv
+    from envbuilder._fs import check_can_write
     from envbuilder.lock import check_env_name, read_lock
 
     matrix = load_matrix_for(args)
@@ -62,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     for warning in builder.require_fit(fit, lock, force=args.force):
         print(f"warning: {warning}", file=sys.stderr)
     settings = settings_from_args(args)
-    name = check_env_name(args.name or (Path(args.path).name if args.path else lock.name))
+    name = check_env_name(args.name) if args.name else lock.name  # a --path may be spelt any way
     dest = Path(args.path) if args.path else settings.env_path(name)
+    check_can_write(dest, "--path" if args.path else "the environment", directory=True)
     interpreter = builder.interpreter_for(lock.python)
     progress = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
     smoke = None if args.no_smoke else functools.partial(builder.smoke_env, profile=lock.profile)
@@ -76,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         metadata={"interpreter": interpreter, "synced_from": str(lock_path.resolve())},
         progress=progress,
         force=args.force,
+        notify=lambda s: print(f"envbuilder: {s}", file=sys.stderr, flush=True),
     )
     if args.json:
         print_json(

@@ -9,6 +9,7 @@ bitsandbytes library that was loaded carries SASS for each GPU (read from the fi
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuilder import _run
+from envbuilder._fs import private_tempdir
 from envbuilder.doctor import SMOKE_SCHEMA, Check
 from envbuilder.errors import CommandFailed, TargetError
 
@@ -38,6 +40,9 @@ def find_python(*, env: str | Path | None = None, python: str | Path | None = No
         if found is None:
             msg = f"--python {python}: no such interpreter"
             raise TargetError(msg, hint="give the path of the environment's python executable")
+        if not os.access(found, os.X_OK):
+            msg = f"--python {python}: not an executable program"
+            raise TargetError(msg, hint="give the path of the environment's python executable (e.g. .venv/bin/python)")
         return found
     return Path(sys.executable)
 
@@ -57,10 +62,15 @@ def parse_document(stdout: str) -> dict[str, Any]:
 
 def run_check_script(python: Path, args: Sequence[str], *, timeout: float) -> dict[str, Any]:
     """Run check.py with ``python``; its document, or a document with one FAIL stage saying why there is none."""
-    try:
-        result = _run.run([str(python), "-X", "utf8", str(SCRIPT), "--json", *args], check=False, timeout=timeout)
-    except CommandFailed as exc:
-        return _harness_failure(exc.message, "")
+    # The script gets a temporary directory of its own (removed here even when the script is killed), so no
+    # envbuilder-smoke-* outlives the run; one a SIGKILL of envbuilder left behind goes with the next build.
+    with private_tempdir("smoke") as tmp:
+        env = {**os.environ, "TMPDIR": str(tmp), "TEMP": str(tmp), "TMP": str(tmp)}
+        try:
+            argv = [str(python), "-X", "utf8", str(SCRIPT), "--json", *args]
+            result = _run.run(argv, check=False, timeout=timeout, env=env)
+        except CommandFailed as exc:
+            return _harness_failure(exc.message, "")
     try:
         return parse_document(result.stdout)
     except ValueError as exc:

@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -559,6 +560,26 @@ def stage_tiny_llama(state: State) -> Stage:
     import transformers
 
     ref, path = _tiny_llama(torch, transformers)
+    try:
+        results, bad = _compare_all(state, torch, transformers, ref, path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)  # the saved model is ours alone: leave no envbuilder-smoke-*
+    detail = "; ".join(bad) or ", ".join(
+        f"{d}: " + " ".join(f"{m} {r['max_abs']:.3f}" for m, r in res.items()) for d, res in results.items()
+    )
+    return _stage(
+        "tiny_llama",
+        "FAIL" if bad else "OK",
+        detail,
+        results=results,
+        bounds=BOUND_LLAMA,
+        transformers=transformers.__version__,
+    )
+
+
+def _compare_all(
+    state: State, torch: Any, transformers: Any, ref: Any, path: str
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
     ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]])
     with torch.no_grad():
         want = ref(ids).logits
@@ -573,17 +594,7 @@ def stage_tiny_llama(state: State) -> Stage:
                 bad.append(f"{dev} {mode}: {r['error'].strip().splitlines()[-1][:200]}")
             elif not r["max_abs"] <= BOUND_LLAMA[mode]:
                 bad.append(f"{dev} {mode} max |d logits| {r['max_abs']:.3f} > {BOUND_LLAMA[mode]}")
-    detail = "; ".join(bad) or ", ".join(
-        f"{d}: " + " ".join(f"{m} {r['max_abs']:.3f}" for m, r in res.items()) for d, res in results.items()
-    )
-    return _stage(
-        "tiny_llama",
-        "FAIL" if bad else "OK",
-        detail,
-        results=results,
-        bounds=BOUND_LLAMA,
-        transformers=transformers.__version__,
-    )
+    return results, bad
 
 
 def _load_and_compare(
