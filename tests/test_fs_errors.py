@@ -382,5 +382,6 @@ def test_a_path_spelt_any_way_can_be_built(
         [dest / "bin" / "python", "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, check=False
     )
     assert ran.returncode == 0 and ran.stdout.strip() == str(dest), ran.stderr
-    code, text = _main(["sync", str(tmp_path / "pylock.cpu-py3.11.toml"), "--no-smoke", "--path", str(dest)], capsys)
+    lock = str(tmp_path / "pylock.cpu-py3.11.toml")
+    code, text = _main(["sync", lock, "--no-smoke", "--home", str(tmp_path / "h"), "--path", str(dest)], capsys)
     assert code == 0, text
