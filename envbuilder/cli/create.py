@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from envbuilder import builder
+    from envbuilder._fs import check_can_write
     from envbuilder.cli.resolve import render
     from envbuilder.detect import find_pythons
     from envbuilder.errors import CheckFailed
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from envbuilder.resolve import NoPlan, index_variants, resolve
     from envbuilder.sources import gather_sources
 
-    if args.lock_out:  # a name uv would refuse is refused before any work
+    if args.lock_out:  # a directory, or a name uv would refuse, is refused before any work
+        check_can_write(Path(args.lock_out), "--lock-out")
         check_lock_path(Path(args.lock_out), "--lock-out")
     steps = Steps(5, quiet=args.json)
     settings = settings_from_args(args)

@@ -124,7 +124,8 @@ def lock_one(
     from envbuilder.resolve import NoPlan, index_variants, resolve
     from envbuilder.sources import gather_sources
 
-    if output:  # a name uv would refuse is refused before any work
+    if output:  # a directory, or a name uv would refuse, is refused before any work
+        check_can_write(Path(output), "--output")
         check_lock_path(Path(output), "--output")
     sources = gather_sources(settings, index_variants(target, matrix))
     plan = resolve(target, matrix, sources)
