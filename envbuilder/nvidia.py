@@ -48,7 +48,7 @@ class PciName(Protocol):
     def cc(self) -> str | None: ...
 
 
-# (vendor, device) -> name, or None for an id the table does not hold (issue 19's gpu_from_pci_id).
+# (vendor, device) -> name, or None for an id the table does not hold (detect.pci_namer: the GPU table).
 PciNamer = Callable[[int, int], PciName | None]
 
 

@@ -566,3 +566,25 @@ def test_malformed_driver_variable_is_exit_2(
         "TIP write it as nvidia-smi prints it, e.g. UV_CUDA_DRIVER_VERSION=550.54.14, "
         "or unset it to detect the driver\n"
     )
+
+
+def test_plan_driver_floor_for_an_h200_named_by_its_pci_id() -> None:
+    # The whole no-driver path on the H200's recorded PCI id: the table names it, the plan is a CUDA 13 build.
+    from envbuilder.cli._common import plan_driver_floor
+    from envbuilder.cli.detect import _advice
+
+    namer = detect.pci_namer()
+    assert namer is not None
+    named = namer(0x10DE, 0x2335)
+    assert named is not None and (named.name, named.cc) == ("H200 SXM 141GB", "9.0")
+    host = _bus_host(named.name, gpus=(Gpu(0, named.name, named.cc or "", None, "10de:2335"),))
+    args = argparse.Namespace(matrix_dir=None)
+    assert plan_driver_floor(args, host) == "580.65.06"
+    assert render_host(host, [], _advice(args, host))[:4] == [
+        "GPU 0: H200 SXM 141GB, sm_90 (9.0), PCI 10de:2335",
+        "  found on the PCI bus (no NVIDIA driver loaded; NVML: NVML Shared Library Not Found; "
+        "nvidia-smi not found on PATH)",
+        "driver: none loaded",
+        "to do: install an NVIDIA driver >= 580.65.06 (your distribution's NVIDIA driver package, e.g. "
+        "`sudo ubuntu-drivers install`, or NVIDIA's cuda-drivers), then reboot",
+    ]

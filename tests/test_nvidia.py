@@ -176,9 +176,20 @@ def test_probe_without_a_driver(tmp_path: Path) -> None:
     assert probe.how == "PCI bus (no NVIDIA driver loaded; NVML and nvidia-smi not asked)"
 
 
-def test_probe_names_the_bus_gpu_through_the_pci_table(tmp_path: Path) -> None:
-    # Issue 19's gpu_from_pci_id is not on main yet: this stand-in only checks the wiring (name and compute
-    # capability are taken from the table for the id the bus shows); the table itself is issue 19's to test.
+def test_driverless_h200_is_named_by_the_gpu_table(tmp_path: Path) -> None:
+    # The real table (matrices/nvidia.ids + chip rules): the recorded id 10de:2335 is an H200, sm_90.
+    namer = detect.pci_namer()
+    root = lay_out_h200(tmp_path / "nodriver", driver=False)
+    probe = detect.probe_nvidia("linux", root=str(root), env={}, tools=False, name_pci=namer)
+    assert probe.gpus == (Gpu(0, "H200 SXM 141GB", "9.0", None, "10de:2335"),)
+    # with the driver's files there, the driver's own name is kept (it is nvidia-smi's), the table gives the cc
+    root = lay_out_h200(tmp_path / "driver", driver=True)
+    probe = detect.probe_nvidia("linux", root=str(root), env={}, tools=False, name_pci=namer)
+    assert probe.gpus == (Gpu(0, "NVIDIA H200", "9.0", None, "10de:2335"),)
+
+
+def test_probe_asks_the_pci_table_for_gpus_only(tmp_path: Path) -> None:
+    # The table is asked for the GPU the bus shows, not for the bridges and virtio devices beside it.
     class Named:
         name, cc = "H200", "9.0"
 
@@ -304,8 +315,7 @@ def test_lspci_outputs_users_posted(
     assert len(devices) == count
     found = nvidia.nvidia_gpus(devices)
     assert [(d.slot, d.pci_id, d.pci_class, d.label, d.driver) for d in found] == gpus
-    # the GPUs named from the bus, as detect does when no driver tool answers (lspci's label until issue 19's
-    # table names them with their compute capability)
+    # without a table, the GPUs on the bus are named by lspci's label (test_gpu_names names them by the table)
     named = detect.gpus_from_bus(devices, {})
     assert [(g.name, g.pci_id, g.cc) for g in named] == [
         (label if label != "Device" else f"NVIDIA GPU [{pci_id}]", pci_id, "") for _, pci_id, _, label, _ in gpus
