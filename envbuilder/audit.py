@@ -28,7 +28,7 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -54,8 +54,8 @@ _FLAG_ARCH_SPECIFIC = 0x100000
 _FLAG_FAMILY = 0x200000
 _ELF_MAGIC = b"\x7fELF"
 _SHT_NOBITS = 8
-# A native library inside a wheel: foo.so, foo.so.12, foo.cpython-312-x86_64-linux-gnu.so.
-_NATIVE = re.compile(r"\.so(\.\d+)*$")
+# A native library inside a wheel: foo.so, foo.so.12, foo.cpython-312-x86_64-linux-gnu.so, foo.dll.
+_NATIVE = re.compile(r"(\.so(\.\d+)*|\.dll)$")
 # libbitsandbytes_cuda130.so -> 13.0; libbitsandbytes_cuda118.so -> 11.8 (the last digit is the minor).
 _CUDA_IN_NAME = re.compile(r"cuda(\d{1,2})(\d)(?!\d)")
 
@@ -84,6 +84,7 @@ class LibraryReport:
     cuda: str | None = None  # the CUDA version its name says it was built for ("13.0"), if it says
     compressed: bool = False  # any payload compressed
     entries: int = 0  # code objects read
+    section: str | None = None  # the fat-binary section read (".nv_fatbin": the image the driver loads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +199,17 @@ class _ElfLayout:
     shstrndx: int
 
 
-def _elf_layout(data: bytes, where: str) -> _ElfLayout:
+# Reads ``size`` bytes at ``offset`` of a file (or returns fewer at its end): a bytes slice for a file in memory,
+# an HTTP range read for a library stored uncompressed inside a remote wheel (envbuilder.remote_wheel).
+Read = Callable[[int, int], bytes]
+_ELF_HEADER = 64
+
+
+def _elf_layout(read: Read, size: int, where: str) -> _ElfLayout:
+    data = read(0, _ELF_HEADER)
     if data[:4] != _ELF_MAGIC:
         raise _fail(where, "not an ELF file (no \\x7fELF magic)")
-    if len(data) < 64 or data[4] not in (1, 2) or data[5] not in (1, 2):
+    if len(data) < _ELF_HEADER or data[4] not in (1, 2) or data[5] not in (1, 2):
         raise _fail(where, "ELF header is truncated or has an unknown class/byte order")
     bo = "<" if data[5] == 1 else ">"
     if data[4] == 2:  # ELFCLASS64
@@ -212,34 +220,77 @@ def _elf_layout(data: bytes, where: str) -> _ElfLayout:
         (shoff,) = struct.unpack_from(bo + "I", data, 0x20)
         shentsize, shnum, shstrndx = struct.unpack_from(bo + "HHH", data, 0x2E)
         shdr, link_at = struct.Struct(bo + "IIIIII"), 24
-    if shoff and (shentsize < shdr.size or shoff + shdr.size > len(data)):
-        raise _fail(where, f"ELF section table at byte {shoff} lies outside the file ({len(data)} bytes)")
+    if shoff and (shentsize < shdr.size or shoff + shdr.size > size):
+        raise _fail(where, f"ELF section table at byte {shoff} lies outside the file ({size} bytes)")
     if shoff and (shnum == 0 or shstrndx == 0xFFFF):
         # Extended numbering: the real count and string-table index live in section 0 (size, link).
-        shnum = shnum or shdr.unpack_from(data, shoff)[5]
+        first = read(shoff, shentsize)
+        shnum = shnum or shdr.unpack_from(first)[5]
         if shstrndx == 0xFFFF:
-            (shstrndx,) = struct.unpack_from(bo + "I", data, shoff + link_at)
+            (shstrndx,) = struct.unpack_from(bo + "I", first, link_at)
     return _ElfLayout(shdr, shoff, shentsize, shnum, shstrndx)
 
 
 def elf_sections(data: bytes, *, where: str = "library") -> dict[str, tuple[int, int]]:
     """The named sections of an ELF file, as ``name -> (offset, size)`` into ``data``."""
-    elf = _elf_layout(data, where)
+    return elf_section_table(lambda offset, size: data[offset : offset + size], len(data), where=where)
+
+
+def elf_section_table(read: Read, size: int, *, where: str = "library") -> dict[str, tuple[int, int]]:
+    """The named sections of an ELF file of ``size`` bytes that ``read`` serves: three reads (header, section
+    table, section names), so a library inside a remote wheel needs only those bytes."""
+    elf = _elf_layout(read, size, where)
     if elf.shoff == 0:
         return {}  # no section table at all: nothing to read
-    if elf.shoff + elf.shnum * elf.shentsize > len(data) or elf.shstrndx >= elf.shnum:
+    if elf.shoff + elf.shnum * elf.shentsize > size or elf.shstrndx >= elf.shnum:
         raise _fail(where, f"ELF section table ({elf.shnum} entries at byte {elf.shoff}) is truncated")
-    headers = [elf.shdr.unpack_from(data, elf.shoff + i * elf.shentsize) for i in range(elf.shnum)]
+    table = read(elf.shoff, elf.shnum * elf.shentsize)
+    headers = [elf.shdr.unpack_from(table, i * elf.shentsize) for i in range(elf.shnum)]
     str_off, str_size = headers[elf.shstrndx][4:6]
-    if str_off + str_size > len(data):
+    if str_off + str_size > size:
         raise _fail(where, "ELF section-name table lies outside the file")
+    names = read(str_off, str_size)
     out: dict[str, tuple[int, int]] = {}
-    for name_off, sh_type, _flags, _addr, offset, size in headers:
+    for name_off, sh_type, _flags, _addr, offset, sec_size in headers:
         if name_off >= str_size:
             continue
-        nul = data.find(b"\0", str_off + name_off, str_off + str_size)
-        name = data[str_off + name_off : nul if nul >= 0 else str_off + str_size].decode("latin-1")
-        out[name] = (offset, 0 if sh_type == _SHT_NOBITS else size)
+        nul = names.find(b"\0", name_off)
+        name = names[name_off : nul if nul >= 0 else str_size].decode("latin-1")
+        out[name] = (offset, 0 if sh_type == _SHT_NOBITS else sec_size)
+    return out
+
+
+# --------------------------------------------------------------------------- PE (Windows DLLs)
+
+_MZ = b"MZ"
+# PE section names hold 8 bytes: nvcc's ".nv_fatbin" and "__nv_relfatbin" appear cut to these.
+_PE_SECTIONS = {".nv_fatb": FATBIN_SECTION, "__nv_rel": RELFATBIN_SECTION}
+
+
+def pe_section_table(read: Read, size: int, *, where: str = "library") -> dict[str, tuple[int, int]]:
+    """The fat-binary sections of a PE file (a Windows DLL), named as in ELF, as ``name -> (offset, size)``.
+
+    DOS header -> ``e_lfanew`` -> "PE\\0\\0", the COFF header (section count, optional-header size), then
+    40-byte section headers: name, virtual size, virtual address, raw size, raw offset.
+    """
+    dos = read(0, 64)
+    if len(dos) < 64 or dos[:2] != _MZ:
+        raise _fail(where, "not a PE file (no MZ header)")
+    (pe,) = struct.unpack_from("<I", dos, 0x3C)
+    head = read(pe, 24)
+    if len(head) < 24 or head[:4] != b"PE\0\0":
+        raise _fail(where, f"no PE signature at byte {pe}")
+    count, opt_size = struct.unpack_from("<H", head, 6)[0], struct.unpack_from("<H", head, 20)[0]
+    table = read(pe + 24 + opt_size, 40 * count)
+    if len(table) < 40 * count:
+        raise _fail(where, "PE section table is truncated")
+    out: dict[str, tuple[int, int]] = {}
+    for i in range(count):
+        raw_name, vsize, _vaddr, raw_size, raw_offset = struct.unpack_from("<8sIIII", table, 40 * i)
+        name = raw_name.rstrip(b"\0").decode("latin-1")
+        if name in _PE_SECTIONS:
+            length = min(vsize, raw_size) if vsize else raw_size  # raw data is padded to the file alignment
+            out[_PE_SECTIONS[name]] = (raw_offset, length)
     return out
 
 
@@ -248,21 +299,35 @@ def _sorted(archs: Iterable[str]) -> tuple[str, ...]:
 
 
 def read_library(data: bytes, path: str, *, all_sections: bool = False) -> LibraryReport:
-    """The SASS and PTX targets of one ELF library.
+    """The SASS and PTX targets of one ELF library held in memory (see ``read_library_from``)."""
+    return read_library_from(
+        lambda offset, size: data[offset : offset + size], len(data), path, all_sections=all_sections
+    )
 
-    As cuobjdump does by default, the loadable ``.nv_fatbin`` is read, and ``__nv_relfatbin`` only when
-    there is no ``.nv_fatbin`` (``all_sections=True`` reads both): relocatable device code serves later
-    device links, not the GPU that loads this library.
+
+def read_library_from(read: Read, size: int, path: str, *, all_sections: bool = False) -> LibraryReport:
+    """The SASS and PTX targets of one ELF library (or Windows DLL) of ``size`` bytes, read through ``read``.
+
+    Only the image the driver loads counts: as cuobjdump does by default, the loadable ``.nv_fatbin`` is read,
+    and ``__nv_relfatbin`` only when there is no ``.nv_fatbin`` (``all_sections=True`` reads both).
+    Relocatable device code serves later device links, never the GPU that loads this library: a library
+    built with separable compilation (bitsandbytes since 0.43) keeps its PTX there, and that PTX is never
+    JIT-compiled for a newer GPU.
     """
     try:
-        sections = elf_sections(data, where=path)
+        magic = read(0, 4)
+        table = pe_section_table if magic[:2] == _MZ else elf_section_table
+        sections = table(read, size, where=path)
         names = [s for s in (FATBIN_SECTION, RELFATBIN_SECTION) if s in sections]
         if not all_sections:
             names = names[:1]
         entries: list[FatbinEntry] = []
         for name in names:
-            offset, size = sections[name]
-            entries += parse_fatbin(data, offset, offset + size, where=f"{path} {name}")
+            offset, length = sections[name]
+            if offset + length > size:
+                raise _fail(f"{path} {name}", f"fat binary section runs past the end of the file ({size} bytes)")
+            blob = read(offset, length)
+            entries += parse_fatbin(blob, 0, len(blob), where=f"{path} {name}")
     except struct.error as exc:  # a bounds check missed something: still one clear line
         raise _fail(path, f"cannot be read as ELF/fatbin ({exc})") from None
     return LibraryReport(
@@ -272,6 +337,7 @@ def read_library(data: bytes, path: str, *, all_sections: bool = False) -> Libra
         cuda=cuda_of_library(path),
         compressed=any(e.compressed for e in entries),
         entries=len(entries),
+        section=names[0] if names else None,
     )
 
 
@@ -308,7 +374,7 @@ def audit_wheel(path: Path, *, sha256: str | None = None) -> WheelReport:
                 if not is_native(member):
                     continue
                 data = zf.read(member)
-                if data[:4] == _ELF_MAGIC:
+                if data[:4] == _ELF_MAGIC or data[:2] == _MZ:
                     libraries.append(read_library(data, member))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as exc:
         msg = f"{path}: cannot read the wheel ({exc})"

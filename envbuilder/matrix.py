@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
@@ -49,6 +50,7 @@ FILES = (
     "quant",
     "profiles",
     "evidence",
+    "advisories",
 )
 GPU_FILES = ("gpu-chips",)  # read with the product table, on first use (Matrix.gpu_table)
 IDS_FILE = "nvidia.ids"  # generated: `envbuilder matrix refresh --pci-ids`
@@ -114,7 +116,7 @@ class ChipRule(Fact):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Toolkit(Fact):
     cuda: str
-    linux: str
+    linux: str | None  # None: the toolkit exists but its minimum driver could not be read (no native claim)
     windows: str | None = None
 
 
@@ -185,12 +187,22 @@ class BnbSass(Fact):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Companion(Fact):
+    """A pinned release of a pure-Python companion. ``requires_dist`` is what its metadata declares (None: not
+    read, so the row is unconfirmed); ``torch``/``requires`` are constraints it enforces beyond that (an
+    import-time floor, a tested cap), each with the row's source."""
+
     name: str
     version: str
     python: SpecifierSet
     torch: SpecifierSet | None = None
     requires: Mapping[str, SpecifierSet] = field(default_factory=dict)
     profiles: tuple[str, ...] = ()
+    requires_dist: tuple[Requirement, ...] | None = None
+    extras: tuple[str, ...] = ()  # the extras the profiles rely on ("torch" for transformers)
+
+    @property
+    def confirmed(self) -> bool:
+        return self.confidence == "confirmed" and self.requires_dist is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,6 +217,23 @@ class QuantLib(Fact):
     kernels: str = "none"
     min_cc: str | None = None
     platforms: tuple[str, ...] = ()
+    requires_dist: tuple[Requirement, ...] | None = None
+    extras: tuple[str, ...] = ()
+
+    @property
+    def confirmed(self) -> bool:
+        return self.confidence == "confirmed" and self.requires_dist is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Advisory(Fact):
+    """A published security advisory against releases of a package the matrix pins."""
+
+    id: str
+    package: str
+    affected: SpecifierSet
+    fixed: str | None
+    summary: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,6 +254,7 @@ class Evidence(Fact):
     cc: str
     driver: str
     os: str
+    machine: str  # the CPU architecture it ran on: "x86_64" | "aarch64"
     python: str
     torch: str
     bitsandbytes: str | None = None
@@ -255,6 +285,7 @@ class Matrix:
     quant: tuple[QuantLib, ...]
     profiles: tuple[Profile, ...]
     evidence: tuple[Evidence, ...]
+    advisories: tuple[Advisory, ...] = ()
     gpu_files: tuple[Path, ...] = ()  # gpu-chips.toml, shipped first then overlays: read by gpu_table()
     ids_files: tuple[Path, ...] = ()  # nvidia.ids likewise
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -384,6 +415,21 @@ class _Row:
         except InvalidSpecifier:
             raise self._fail(key, f"not a version range: {value!r}", 'write it like ">=2.4,<3"') from None
 
+    def requirements(self, key: str) -> tuple[Requirement, ...] | None:
+        """A list of PEP 508 requirement strings (Requires-Dist lines), or None when the key is absent."""
+        if key not in self.data:
+            self.seen.add(key)
+            return None
+        out = []
+        for i, text in enumerate(self.strs(key)):
+            try:
+                out.append(Requirement(text))
+            except InvalidRequirement as exc:
+                raise self._fail(
+                    f"{key}[{i}]", f"not a requirement: {text!r} ({exc})", 'write it like "torch>=2.6"'
+                ) from None
+        return tuple(out)
+
     def spec_map(self, key: str) -> dict[str, SpecifierSet]:
         table = self.get(key, dict, required=False, default={})
         return {name: self._parse_spec(f"{key}.{name}", str(spec)) for name, spec in table.items()}
@@ -454,7 +500,7 @@ def _arch(r: _Row) -> Arch:
 def _toolkit(r: _Row) -> Toolkit:
     return Toolkit(
         cuda=r.version("cuda") or "",
-        linux=r.version("linux") or "",
+        linux=r.version("linux", required=False),
         windows=r.version("windows", required=False),
         **r.fact(),
     )
@@ -552,6 +598,8 @@ def _companion(r: _Row) -> Companion:
         torch=r.spec("torch", required=False),
         requires=r.spec_map("requires"),
         profiles=r.choices("profiles", PROFILES, required=False),
+        requires_dist=r.requirements("requires-dist"),
+        extras=r.strs("extras", required=False),
         **r.fact(),
     )
 
@@ -568,6 +616,19 @@ def _quant(r: _Row) -> QuantLib:
         kernels=r.choice("kernels", ("jit", "prebuilt", "none"), required=False, default="none"),
         min_cc=r.version("min-cc", required=False),
         platforms=r.choices("platforms", PLATFORMS, required=False),
+        requires_dist=r.requirements("requires-dist"),
+        extras=r.strs("extras", required=False),
+        **r.fact(),
+    )
+
+
+def _advisory(r: _Row) -> Advisory:
+    return Advisory(
+        id=r.get("id", str),
+        package=r.get("package", str),
+        affected=r.spec("affected") or SpecifierSet(),
+        fixed=r.version("fixed", required=False),
+        summary=r.get("summary", str),
         **r.fact(),
     )
 
@@ -592,6 +653,7 @@ def _evidence(r: _Row) -> Evidence:
         cc=r.version("cc") or "",
         driver=r.get("driver", str),
         os=r.choice("os", ("linux", "wsl2", "windows")),
+        machine=r.choice("machine", ("x86_64", "aarch64")),
         python=r.get("python", str),
         torch=r.get("torch", str),
         bitsandbytes=r.opt_str("bitsandbytes"),
@@ -648,6 +710,7 @@ _KEYS: dict[str, Callable[[Mapping[str, Any]], object]] = {
     "library": lambda r: (r.get("name"), r.get("version")),
     "profile": lambda r: r.get("name"),
     "run": lambda r: tuple(sorted((k, str(v)) for k, v in r.items())),
+    "advisory": lambda r: (r.get("id"), r.get("package")),
 }
 
 
@@ -772,6 +835,7 @@ def load_matrix(extra_dirs: Iterable[str | Path] | None = None) -> Matrix:
         evidence=_read_all(rows(docs["evidence"], "evidence.toml", "run", required=False), _evidence),
         gpu_files=tuple(found.gpu_files),
         ids_files=tuple(found.ids_files),
+        advisories=_read_all(rows(docs["advisories"], "advisories.toml", "advisory", required=False), _advisory),
     )
     _cross_check(matrix)
     return matrix
@@ -791,6 +855,7 @@ _TABLES: dict[str, dict[str, Callable[[_Row], object]]] = {
     "quant": {"library": _quant},
     "profiles": {"profile": _profile},
     "evidence": {"run": _evidence},
+    "advisories": {"advisory": _advisory},
 }
 _PLAIN_KEYS: dict[str, tuple[str, ...]] = {"meta": ("date",), "torch": ("indexes",), "driver": ("forward-compat",)}
 

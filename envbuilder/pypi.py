@@ -1,283 +1,368 @@
-"""PyPI's JSON API and cached, verified, resumable wheel downloads (the edge ``matrix audit/refresh`` use).
+"""Package indexes over HTTP: one session with retries, byte ranges, and the Simple API (the edge the reader uses).
 
-Every request has a timeout; an unreachable index or a missing release raises ``SourceError`` with one line.
-The CA bundle is requests' usual one (``REQUESTS_CA_BUNDLE`` honoured). ``requests`` is imported inside the
-functions so that the CLI starts fast when no command needs the network.
+``Http`` is the one HTTP client of ``matrix refresh/audit/check --upstream``: one ``requests`` session with
+retries on connection errors and 429/5xx answers, the configured CA bundle, and credentials kept apart from
+URLs. A credentialed index is configured as ``https://user:token@mirror/simple`` (or through ``~/.netrc``, which
+requests reads): the user info is taken out of the URL, sent only to that host (never to another host a page
+links to), and every URL that reaches a message, a log or a cache goes through ``redact`` first.
+
+``project_files`` reads a project page of a PEP 503 / PEP 691 index (PyPI, a mirror, the PyTorch index): JSON
+where the index serves it, else HTML; each file with its sha256, size and whether the index serves its PEP 658
+core metadata (``core-metadata``, or PEP 714's older ``data-dist-info-metadata``). Parsing is pure.
+
+``requests`` is imported inside ``Http`` so that the CLI starts fast when no command needs the network.
 """
 
 from __future__ import annotations
 
-import email.parser
-import hashlib
-import os
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+import html.parser
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
-
-from packaging.version import InvalidVersion, Version
+from urllib.parse import unquote, urljoin, urlsplit
 
 from envbuilder import __version__
+from envbuilder.credentials import Credential, credential_for, redact, split_userinfo
 from envbuilder.errors import SourceError
 
 if TYPE_CHECKING:
     import requests
 
-PYPI_JSON = "https://pypi.org/pypi"
-ENV_CACHE = "ENVBUILDER_CACHE"
+PYPI_SIMPLE = "https://pypi.org/simple"
 TIMEOUT = (10.0, 60.0)  # (connect, read) seconds: a slow mirror is fine, a dead one is not
+RETRIES = 3
 CHUNK = 1 << 20
-Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+# A server that ignores Range answers 200 with the whole file; below this size that is still acceptable.
+WHOLE_FILE_LIMIT = 32 << 20
+_JSON = "application/vnd.pypi.simple.v1+json"
+_ACCEPT = f"{_JSON}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 
 
-@dataclass(frozen=True, slots=True)
-class WheelFile:
-    """One file of a release, as the index lists it."""
-
-    filename: str
-    url: str
-    sha256: str
-    size: int
-    requires_python: str | None = None
-    upload_time: str | None = None  # ISO 8601, as PyPI gives it
+def split_credentials(url: str) -> tuple[str, Credential | None]:
+    """(the URL without user info, its credential or None): ``envbuilder.credentials``, the one place."""
+    return split_userinfo(url)
 
 
-@dataclass(frozen=True, slots=True)
-class ReleaseInfo:
-    """What the JSON API says of one release besides its files: what it requires."""
-
-    name: str
-    version: str
-    requires_python: str | None
-    requires_dist: tuple[str, ...]
-    files: tuple[WheelFile, ...]
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
-def default_cache_dir() -> Path:
-    """``$ENVBUILDER_CACHE``, else ``$XDG_CACHE_HOME/envbuilder/wheels`` (``~/.cache/envbuilder/wheels``)."""
-    env = os.environ.get(ENV_CACHE)
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "envbuilder" / "wheels"
+# --------------------------------------------------------------------------- the session
 
 
-def _session() -> requests.Session:
-    import requests  # kept out of CLI start-up
+@dataclass
+class Http:
+    """One HTTP session for every read of a command; counts the bytes it received (``bytes_in``)."""
 
-    session = requests.Session()
-    session.headers["User-Agent"] = f"envbuilder/{__version__}"
-    return session
+    ca_cert: str | None = None
+    timeout: tuple[float, float] = TIMEOUT
+    retries: int = RETRIES
+    bytes_in: int = 0
+    requests_made: int = 0
+    credentials: tuple[Credential, ...] = field(default=(), repr=False)
+    _session: Any = field(default=None, repr=False)
+
+    def add_index(self, url: str) -> str:
+        """Register an index URL; its credentials (if any) are kept apart. Returns the clean URL."""
+        clean, credential = split_credentials(url)
+        if credential is not None and credential not in self.credentials:
+            self.credentials = (*self.credentials, credential)
+        return clean
+
+    def _auth_for(self, url: str) -> tuple[str, str] | None:
+        """The credential of the index ``url`` lies under, else of an index on the same host and port (a
+        mirror's files live beside its /simple pages); never one of another host."""
+        found = credential_for(url, self.credentials) or next(
+            (c for c in self.credentials if _origin(c.prefix) == _origin(url)), None
+        )
+        return (found.username, found.password) if found else None
+
+    def _get_session(self) -> requests.Session:
+        if self._session is None:
+            import requests  # kept out of CLI start-up
+            from requests.adapters import HTTPAdapter
+            from urllib3.util.retry import Retry
+
+            retry = Retry(
+                total=self.retries,
+                backoff_factor=0.5,
+                status_forcelist=(429, 500, 502, 503, 504),
+                allowed_methods=frozenset({"GET", "HEAD"}),
+                respect_retry_after_header=True,
+                raise_on_status=False,
+            )
+            session = requests.Session()
+            session.headers["User-Agent"] = f"envbuilder/{__version__}"
+            session.mount("https://", HTTPAdapter(max_retries=retry))
+            session.mount("http://", HTTPAdapter(max_retries=retry))
+            if self.ca_cert:
+                session.verify = self.ca_cert
+            self._session = session
+        return self._session  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> Http:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, url: str, headers: Mapping[str, str], *, stream: bool = False) -> requests.Response:
+        import requests  # kept out of CLI start-up
+
+        clean, inline = split_credentials(url)
+        auth = (inline.username, inline.password) if inline else self._auth_for(clean)
+        self.requests_made += 1
+        try:
+            return self._get_session().get(clean, headers=dict(headers), timeout=self.timeout, stream=stream, auth=auth)
+        except requests.RequestException as exc:
+            raise _unreachable(clean, exc) from None
+
+    def get(self, url: str, *, accept: str | None = None) -> tuple[bytes, str, str]:
+        """(body, content type, final URL) of a 200 answer; anything else is a ``SourceError``."""
+        resp = self._request(url, {"Accept": accept} if accept else {})
+        with resp:
+            _check_status(resp, url, 200)
+            body = resp.content
+        self.bytes_in += len(body)
+        return body, resp.headers.get("Content-Type", ""), resp.url
+
+    def read_range(self, url: str, start: int, length: int, *, total: int | None = None) -> bytes:
+        """Exactly ``length`` bytes at ``start`` (fewer only at the end of the file)."""
+        if length <= 0:
+            return b""
+        return b"".join(self.stream_range(url, start, length, total=total))
+
+    def stream_range(self, url: str, start: int, length: int, *, total: int | None = None) -> Iterator[bytes]:
+        """The bytes ``[start, start+length)`` in blocks, as they arrive (for inflating on the fly)."""
+        resp = self._request(url, {"Range": f"bytes={start}-{start + length - 1}"}, stream=True)
+        with resp:
+            _check_status(resp, url, 200, 206)
+            skip = 0
+            if resp.status_code == 200:  # the server ignored the Range: tolerable only for a small file
+                size = int(resp.headers.get("Content-Length") or total or 0)
+                if not size or size > WHOLE_FILE_LIMIT:
+                    raise _no_ranges(url, size)
+                skip = start
+            want = length
+            for received in resp.iter_content(CHUNK):
+                self.bytes_in += len(received)
+                cut = min(skip, len(received))
+                block, skip = received[cut:][:want], skip - cut
+                if block:
+                    yield block
+                    want -= len(block)
+                if want <= 0:
+                    break
+
+    def read_tail(self, url: str, length: int) -> tuple[bytes, int]:
+        """(the last ``length`` bytes, the file's whole size): a suffix range, so the size need not be known."""
+        resp = self._request(url, {"Range": f"bytes=-{length}"}, stream=True)
+        with resp:
+            _check_status(resp, url, 200, 206)
+            if resp.status_code == 206:
+                total = _total_from_content_range(resp.headers.get("Content-Range", ""), url)
+                body = resp.content
+                self.bytes_in += len(body)
+                return body, total
+            size = int(resp.headers.get("Content-Length") or 0)
+            if not size or size > WHOLE_FILE_LIMIT:
+                raise _no_ranges(url, size)
+            body = resp.content
+            self.bytes_in += len(body)
+            return body[-length:], len(body)
+
+
+def _total_from_content_range(header: str, url: str) -> int:
+    match = re.fullmatch(r"bytes \d+-\d+/(\d+)", header.strip())
+    if not match:
+        msg = f"{redact(url)} answered a range without its total size (Content-Range: {header!r})"
+        raise SourceError(msg, hint="the index or a proxy in between rewrites range answers: try another mirror")
+    return int(match.group(1))
+
+
+def _no_ranges(url: str, size: int) -> SourceError:
+    mb = f"{size / 1e6:.0f} MB" if size else "the whole file"
+    msg = f"{redact(url)} does not serve byte ranges: reading its metadata would download {mb}"
+    return SourceError(msg, hint="use an index or mirror that honours HTTP Range requests (PyPI does)")
 
 
 def _unreachable(url: str, exc: Exception) -> SourceError:
-    reason = type(exc).__name__
-    msg = f"cannot reach {url} ({reason})"
-    return SourceError(msg, hint="check the network, the proxy and REQUESTS_CA_BUNDLE, then try again")
+    msg = f"cannot reach {redact(url)} ({type(exc).__name__})"
+    return SourceError(msg, hint="check the network, the proxy and the CA bundle (--ca-cert), then try again")
 
 
 def get_text(url: str, what: str) -> str:
-    """A text document over HTTP(S) through the same session, timeout and errors as the index requests
+    """A text document over HTTP(S) through the same session, retries and errors as the index requests
     (``matrix refresh --pci-ids`` downloads the PCI ID database with it)."""
-    import requests  # kept out of CLI start-up
-
-    try:
-        with _session() as session:
-            resp = session.get(url, timeout=TIMEOUT)
-    except requests.RequestException as exc:
-        raise _unreachable(url, exc) from None
-    if resp.status_code != 200:
-        msg = f"{url} answered HTTP {resp.status_code} for {what}"
-        raise SourceError(msg, hint="check the URL, or give a local file instead")
-    resp.encoding = resp.encoding or "utf-8"
-    return resp.text
-
-
-def _get_json(url: str, what: str) -> Mapping[str, Any]:
-    import requests  # kept out of CLI start-up
-
-    try:
-        with _session() as session:
-            resp = session.get(url, timeout=TIMEOUT)
-    except requests.RequestException as exc:
-        raise _unreachable(url, exc) from None
-    if resp.status_code == 404:
-        msg = f"{what} is not on the index ({url} answered 404)"
-        raise SourceError(msg, hint="check the name and version: `pip index versions NAME` lists them")
-    if resp.status_code != 200:
-        msg = f"{url} answered HTTP {resp.status_code}"
-        raise SourceError(msg, hint="the index may be down: try again later")
-    try:
-        doc = resp.json()
-    except ValueError:
-        msg = f"{url} did not answer JSON"
-        raise SourceError(msg, hint="is this a PyPI-compatible JSON API?") from None
-    if not isinstance(doc, dict):
-        msg = f"{url} answered JSON that is not an object"
-        raise SourceError(msg, hint="is this a PyPI-compatible JSON API?")
-    return doc
-
-
-def _files(entries: object, base: str) -> Iterator[WheelFile]:
-    """The files (not yanked) of a JSON ``urls``/``releases[v]`` list, URLs resolved against ``base``."""
-    for item in entries if isinstance(entries, list) else ():
-        if not isinstance(item, dict) or item.get("yanked"):
-            continue
-        sha = (item.get("digests") or {}).get("sha256")
-        if not sha or not item.get("filename") or not item.get("url"):
-            continue
-        yield WheelFile(
-            filename=str(item["filename"]),
-            url=urljoin(base, str(item["url"])),  # some mirrors answer "../../packages/..."
-            sha256=str(sha),
-            size=int(item.get("size") or 0),
-            requires_python=item.get("requires_python") or None,
-            upload_time=item.get("upload_time_iso_8601") or item.get("upload_time"),
-        )
-
-
-def _requires_from_metadata(files: tuple[WheelFile, ...]) -> tuple[str, ...] | None:
-    """Requires-Dist from a wheel's PEP 658 ``.metadata`` file, where the index serves one."""
-    import requests  # kept out of CLI start-up
-
-    wheel = next((f for f in files if f.filename.endswith(".whl")), None)
-    if wheel is None:
-        return None
-    try:
-        with _session() as session:
-            resp = session.get(wheel.url + ".metadata", timeout=TIMEOUT)
-    except requests.RequestException:
-        return None  # optional: the caller goes on without requirements
-    if resp.status_code != 200:
-        return None
-    return parse_requires_dist(resp.text)
-
-
-def parse_requires_dist(metadata: str) -> tuple[str, ...]:
-    """The ``Requires-Dist`` lines of a core-metadata (METADATA) text."""
-    message = email.parser.HeaderParser().parsestr(metadata)
-    return tuple(str(v) for v in message.get_all("Requires-Dist") or ())
-
-
-def release_info(name: str, version: str, *, base_url: str = PYPI_JSON) -> ReleaseInfo:
-    """The release's files (not yanked) and requirements.
-
-    Asks ``<base_url>/<name>/<version>/json``; an index that lacks that endpoint (some mirrors) is asked for
-    the project's JSON instead, whose ``info`` describes only the newest release: then the requirements
-    come from the wheel's ``.metadata`` file if the index serves it, else they stay empty.
-    """
-    base = base_url.rstrip("/")
-    url = f"{base}/{name}/{version}/json"
-    try:
-        doc = _get_json(url, f"{name} {version}")
-        files = tuple(_files(doc.get("urls"), url))
-    except SourceError as exc:
-        if "404" not in exc.message:
-            raise
-        url = f"{base}/{name}/json"
-        doc = _get_json(url, name)
-        listed = (doc.get("releases") or {}).get(version)
-        if listed is None:
-            msg = f"{name} {version} is not on the index ({url} lists no such release)"
-            raise SourceError(msg, hint=f"`envbuilder matrix refresh` lists the releases of {name}") from None
-        files = tuple(_files(listed, url))
-    info = doc.get("info") or {}
-    same = str(info.get("version")) == version
-    requires = tuple(str(r) for r in info.get("requires_dist") or ()) if same else _requires_from_metadata(files)
-    python = (info.get("requires_python") if same else None) or next(
-        (f.requires_python for f in files if f.requires_python), None
-    )
-    return ReleaseInfo(
-        name=str(info.get("name") or name),
-        version=version,
-        requires_python=python or None,
-        requires_dist=requires or (),
-        files=files,
-    )
-
-
-def release_files(name: str, version: str, *, base_url: str = PYPI_JSON) -> list[WheelFile]:
-    """The wheels (and sdists) of one release, with their URL, sha256 and size."""
-    return list(release_info(name, version, base_url=base_url).files)
-
-
-def releases(name: str, *, base_url: str = PYPI_JSON, prereleases: bool = False) -> list[str]:
-    """A project's releases that still have files not yanked, oldest first (PEP 440 order)."""
-    url = f"{base_url.rstrip('/')}/{name}/json"
-    doc = _get_json(url, name)
-    found: list[tuple[Version, str]] = []
-    for text, files in (doc.get("releases") or {}).items():
+    with Http() as http:
         try:
-            version = Version(text)
-        except InvalidVersion:
-            continue  # legacy version strings from long ago
-        if (version.is_prerelease and not prereleases) or not any(True for _ in _files(files, url)):
+            body, content_type, _ = http.get(url)
+        except SourceError as exc:
+            msg = f"{exc.message} (for {what})"
+            raise SourceError(msg, hint="check the URL, or give a local file instead") from None
+    charset = content_type.partition("charset=")[2].split(";")[0].strip() or "utf-8"
+    return body.decode(charset, errors="replace")
+
+
+def _check_status(resp: requests.Response, url: str, *ok: int) -> None:
+    if resp.status_code in ok:
+        return
+    where = redact(url)
+    if resp.status_code in {401, 403}:
+        msg = f"{where} answered HTTP {resp.status_code}: the index wants credentials, or refused them"
+        hint = "put them in the index URL (https://user:token@host/...) or in ~/.netrc; they are never printed"
+        raise SourceError(msg, hint=hint)
+    if resp.status_code == 404:
+        msg = f"{where} is not on the index (HTTP 404)"
+        raise SourceError(msg, hint="check the package name and the index URL")
+    msg = f"{where} answered HTTP {resp.status_code}"
+    raise SourceError(msg, hint="the index may be down: try again later")
+
+
+# --------------------------------------------------------------------------- index pages (pure parsing)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexFile:
+    """One file of a project page, as the index lists it."""
+
+    filename: str
+    url: str  # absolute, without user info
+    sha256: str | None
+    size: int | None = None
+    requires_python: str | None = None
+    upload_time: str | None = None  # ISO 8601, where the index says (PEP 700)
+    yanked: bool = False
+    metadata_sha256: str | None = None  # PEP 658/714: the core metadata file's hash ("" when served, hash unknown)
+
+    @property
+    def serves_metadata(self) -> bool:
+        return self.metadata_sha256 is not None
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.filename.endswith(".whl")
+
+
+def _metadata_hash(value: object) -> str | None:
+    """PEP 658/714: ``true`` or ``{"sha256": ...}`` means the index serves ``<url>.metadata``."""
+    if isinstance(value, dict):
+        return str(value.get("sha256") or "")
+    return "" if value is True else None
+
+
+def parse_simple_json(doc: Mapping[str, Any], base_url: str) -> tuple[IndexFile, ...]:
+    """The files of a PEP 691 JSON project page; URLs resolved against ``base_url``."""
+    out: list[IndexFile] = []
+    for item in doc.get("files") or ():
+        if not isinstance(item, dict) or not item.get("filename") or not item.get("url"):
             continue
-        found.append((version, text))
-    return [text for _, text in sorted(found)]
+        hashes = item.get("hashes") or {}
+        meta = item.get("core-metadata", item.get("data-dist-info-metadata"))
+        size = item.get("size")
+        out.append(
+            IndexFile(
+                filename=str(item["filename"]),
+                url=split_credentials(urljoin(base_url, str(item["url"])))[0],
+                sha256=str(hashes["sha256"]) if isinstance(hashes, dict) and hashes.get("sha256") else None,
+                size=int(size) if isinstance(size, int) else None,
+                requires_python=str(item["requires-python"]) if item.get("requires-python") else None,
+                upload_time=str(item["upload-time"]) if item.get("upload-time") else None,
+                yanked=bool(item.get("yanked")),
+                metadata_sha256=_metadata_hash(meta),
+            )
+        )
+    return tuple(out)
 
 
-# --------------------------------------------------------------------------- downloads
+class _Anchors(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[dict[str, str | None], str]] = []
+        self._open: dict[str, str | None] | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._open, self._text = dict(attrs), []
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._open is not None:
+            self.found.append((self._open, "".join(self._text).strip()))
+            self._open = None
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+def _html_metadata(attrs: Mapping[str, str | None]) -> str | None:
+    for key in ("data-core-metadata", "data-dist-info-metadata"):
+        if key in attrs:
+            value = attrs[key] or "true"
+            return value.split("=", 1)[1] if value.startswith("sha256=") else ""
+    return None
 
 
-def _fetch_into(part: Path, file: WheelFile, progress: Progress | None) -> None:
-    """Append the rest of ``file`` to ``part`` (Range from its size), or start over if the server won't."""
-    import requests  # kept out of CLI start-up
-
-    have = part.stat().st_size if part.exists() else 0
-    if file.size and have >= file.size:
-        return  # complete (or too long: the sha256 check decides)
-    headers = {"Range": f"bytes={have}-"} if have else {}
-    try:
-        with (
-            _session() as session,
-            session.get(file.url, headers=headers, stream=True, timeout=TIMEOUT) as resp,
-        ):
-            if resp.status_code == 206:
-                mode = "ab"
-            elif resp.status_code == 200:
-                mode, have = "wb", 0  # the server ignored the Range: take the whole file
-            else:
-                msg = f"{file.url} answered HTTP {resp.status_code}"
-                raise SourceError(msg, hint="the index may be down or the file gone: try again later")
-            with part.open(mode) as fh:
-                for block in resp.iter_content(CHUNK):
-                    fh.write(block)
-                    have += len(block)
-                    if progress:
-                        progress(have, file.size)
-    except requests.RequestException as exc:
-        raise _unreachable(file.url, exc) from None
+def parse_simple_html(text: str, base_url: str) -> tuple[IndexFile, ...]:
+    """The files of a PEP 503 HTML project page (the PyTorch index, most mirrors); URLs against ``base_url``."""
+    parser = _Anchors()
+    parser.feed(text)
+    out: list[IndexFile] = []
+    for attrs, label in parser.found:
+        href = attrs.get("href")
+        if not href:
+            continue
+        url = split_credentials(urljoin(base_url, href))[0]
+        path, _, fragment = url.partition("#")
+        sha = fragment.split("=", 1)[1] if fragment.startswith("sha256=") else None
+        filename = unquote(path.rsplit("/", 1)[-1]) or label
+        out.append(
+            IndexFile(
+                filename=filename,
+                url=path,
+                sha256=sha,
+                requires_python=attrs.get("data-requires-python") or None,
+                yanked="data-yanked" in attrs,
+                metadata_sha256=_html_metadata(attrs),
+            )
+        )
+    return tuple(out)
 
 
-def download(file: WheelFile, cache_dir: Path | None = None, *, progress: Progress | None = None) -> Path:
-    """``file`` in the cache, downloaded if needed: sha256-checked, resumed from a partial ``.part``.
+def project_url(index_url: str, project: str) -> str:
+    """``<index>/<normalized name>/`` (PEP 503)."""
+    from packaging.utils import canonicalize_name
 
-    A cached file whose sha256 does not match is fetched again; a download whose sha256 does not match
-    is deleted and refused (``SourceError``). The file is moved into place atomically.
-    """
-    cache = cache_dir or default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    final = cache / file.filename
-    if final.exists():
-        if _sha256_of(final) == file.sha256:
-            return final
-        final.unlink()  # stale or tampered: fetch again
-    part = cache / (file.filename + ".part")
-    _fetch_into(part, file, progress)
-    got = _sha256_of(part)
-    if got != file.sha256:
-        part.unlink(missing_ok=True)
-        msg = f"{file.filename}: sha256 {got[:16]}... does not match the index's {file.sha256[:16]}..."
-        raise SourceError(msg, hint="the download was corrupted or tampered with: run the command again")
-    os.replace(part, final)
-    return final
+    return f"{index_url.rstrip('/')}/{canonicalize_name(project)}/"
+
+
+def parse_project_page(body: bytes, content_type: str, url: str) -> tuple[IndexFile, ...]:
+    """A project page as JSON (PEP 691) or HTML (PEP 503), by its content type."""
+    import json
+
+    text = body.decode("utf-8", errors="replace")
+    if content_type.split(";", 1)[0].strip() == _JSON or text.lstrip().startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            msg = f"{redact(url)} answered JSON that cannot be read"
+            raise SourceError(msg, hint="is this a PEP 691 index?") from None
+        if not isinstance(doc, dict):
+            msg = f"{redact(url)} answered JSON that is not a project page"
+            raise SourceError(msg, hint="is this a PEP 691 index?")
+        return parse_simple_json(doc, url)
+    return parse_simple_html(text, url)
+
+
+def project_page(http: Http, index_url: str, project: str) -> tuple[bytes, str, str]:
+    """(body, content type, URL) of a project page; JSON preferred."""
+    url = project_url(index_url, project)
+    return http.get(url, accept=_ACCEPT)

@@ -17,7 +17,10 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from envbuilder import fit
+from envbuilder.fit import Need
 from envbuilder.matrix import (
+    Advisory,
     BnbRelease,
     BnbSass,
     Companion,
@@ -38,8 +41,21 @@ def _v(text: str) -> Version:
     return Version(text)
 
 
+_CONTAINS: dict[tuple[int, str], tuple[SpecifierSet, bool]] = {}
+
+
 def _in(spec: SpecifierSet | None, version: str) -> bool:
-    return spec is None or spec.contains(_v(version), prereleases=True)
+    """``version`` in ``spec`` (None: any). The same few hundred (range, version) pairs are asked thousands of
+    times per resolve; the answer is kept by the range's identity (hashing a SpecifierSet costs more than
+    the check), with the range itself so that its id cannot be reused."""
+    if spec is None:
+        return True
+    key = (id(spec), version)
+    hit = _CONTAINS.get(key)
+    if hit is None or hit[0] is not spec:
+        hit = (spec, spec.contains(_v(version), prereleases=True))
+        _CONTAINS[key] = hit
+    return hit[1]
 
 
 # --------------------------------------------------------------------------- sources
@@ -457,7 +473,8 @@ def _torch_candidates(
             continue
         builds = [
             b
-            for b in matrix.builds_of(rel)
+            for b in matrix.torch_builds
+            if _in(b.torch, rel.version)
             if (b.variant == "cpu") != gpu or _pypi_cpu_fallback(rel, b, target, sources)
         ]
         here = [b for b in builds if target.platform in b.platforms]
@@ -574,21 +591,61 @@ def _pick_bnb(
     return None, None, "", rejected
 
 
+_NEEDS: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[object, list[Need]]] = {}
+
+
+def companion_needs(c: Companion | QuantLib, env: Mapping[str, str]) -> list[Need]:
+    """What a pin requires of the others: its declared requirements (with the extras the profiles rely on) and
+    the constraints the matrix adds (an import-time floor, a tested cap: the row's source says why)."""
+    key = (id(c), tuple(sorted(env.items())))
+    hit = _NEEDS.get(key)
+    if hit is None or hit[0] is not c:
+        hit = (c, _companion_needs(c, env))  # the row is kept with its answer, so its id cannot be reused
+        _NEEDS[key] = hit
+    return list(hit[1])
+
+
+def _companion_needs(c: Companion | QuantLib, env: Mapping[str, str]) -> list[Need]:
+    owner = f"{c.name} {c.version}"
+    needs = fit.declared(owner, c.requires_dist or (), c.extras, env)
+    extra = dict(c.requires)
+    if c.torch is not None:
+        extra["torch"] = c.torch
+    return [*needs, *fit.added(owner, extra, "")]
+
+
+@dataclass
+class _Picking:
+    """The pins chosen so far for one torch build and what they require of the rest."""
+
+    pins: dict[str, str]
+    needs: list[Need]
+    env: Mapping[str, str]
+
+
 def _pick_companions(
     matrix: Matrix,
     target: Target,
     torch: _TorchCandidate,
-    bnb: BnbRelease | None,
     names: Sequence[str],
-    extra: dict[str, SpecifierSet],
+    picking: _Picking,
+    prefer: Mapping[str, str] | None = None,
 ) -> tuple[list[Companion], list[Rejection]]:
+    """Newest first, each companion whose requirements hold against the pins so far, and theirs against it;
+    ``prefer`` ({"transformers": "5.17"}) tries that minor first (a proven combination)."""
     chosen: list[Companion] = []
     rejected: list[Rejection] = []
     for name in names:
-        rows = sorted((c for c in matrix.companions if c.name == name), key=lambda c: _v(c.version), reverse=True)
+        # A release whose requirements were not read is unconfirmed: it ranks below every confirmed one.
+        rows = sorted(
+            (c for c in matrix.companions if c.name == name), key=lambda c: (c.confirmed, _v(c.version)), reverse=True
+        )
+        wanted = (prefer or {}).get(name)
+        if wanted:
+            rows = [c for c in rows if _minor(c.version) == wanted] + [c for c in rows if _minor(c.version) != wanted]
         pick = None
         for c in rows:
-            why = _companion_misfit(c, target, torch, bnb, extra)
+            why = _companion_misfit(c, target, torch, picking)
             if why:
                 rejected.append(Rejection(f"{c.name} {c.version}", why))
                 continue
@@ -597,36 +654,42 @@ def _pick_companions(
         if pick is None:
             rejected.append(Rejection(name, "no version in the matrix fits"))
             return [], rejected
+        picking.pins[pick.name] = pick.version
+        picking.needs += companion_needs(pick, picking.env)
         chosen.append(pick)
     return chosen, rejected
 
 
-def _companion_misfit(
-    c: Companion, target: Target, torch: _TorchCandidate, bnb: BnbRelease | None, extra: dict[str, SpecifierSet]
-) -> str:
+def _minor(version: str) -> str:
+    v = _v(version)
+    return f"{v.major}.{v.minor}"
+
+
+def _companion_misfit(c: Companion, target: Target, torch: _TorchCandidate, picking: _Picking) -> str:
     if c.profiles and target.profile not in c.profiles:
         return f"not for the {target.profile} profile"
     if not _in(c.python, torch.python):
         return f"needs Python {c.python}"
-    if not _in(c.torch, torch.release.version):
-        return f"needs torch {c.torch}"
-    if c.name in extra and not _in(extra[c.name], c.version):
-        return f"outside {extra[c.name]} (required by the quantization library)"
-    need = c.requires.get("bitsandbytes")
-    if need is not None and target.profile in {"bnb", "cpu"} and (bnb is None or not _in(need, bnb.version)):
-        return f"needs bitsandbytes {need}"
+    own = fit.first_unmet(companion_needs(c, picking.env), picking.pins)
+    if own is not None:
+        return own.text().removeprefix(f"{own.owner} ")
+    theirs = fit.first_unmet(picking.needs, {c.name: c.version})
+    if theirs is not None:
+        return f"{theirs.text()}, not {c.version}"
     return ""
 
 
 def _pick_quant(matrix: Matrix, target: Target, torch: _TorchCandidate) -> tuple[QuantLib | None, list[Rejection]]:
     rejected: list[Rejection] = []
     order = {"active": 0, "deprecated": 1, "eol": 2}
+    env = fit.marker_environment(target.platform, torch.python)
     rows = sorted(
         (q for q in matrix.quant if q.profile == target.profile),
         key=lambda q: (order.get(q.status, 3), -_v(q.version).major, -_v(q.version).minor, -_v(q.version).micro),
     )
     for q in rows:
         label = f"{q.name} {q.version}"
+        unmet = fit.first_unmet(companion_needs(q, env), {"torch": torch.release.version})
         if q.platforms and target.platform not in q.platforms:
             rejected.append(Rejection(label, f"no support for {target.platform}"))
         elif q.min_cc and any(_v(cc) < _v(q.min_cc) for cc in target.ccs):
@@ -634,8 +697,8 @@ def _pick_quant(matrix: Matrix, target: Target, torch: _TorchCandidate) -> tuple
             rejected.append(Rejection(label, f"its kernels need sm_{q.min_cc.replace('.', '')} or newer"))
         elif not _in(q.python, torch.python):
             rejected.append(Rejection(label, f"needs Python {q.python}"))
-        elif not _in(q.torch, torch.release.version):
-            rejected.append(Rejection(label, f"needs torch {q.torch}"))
+        elif unmet is not None:
+            rejected.append(Rejection(label, unmet.text().removeprefix(f"{label} ")))
         else:
             return q, rejected
     return None, rejected
@@ -655,12 +718,18 @@ class _Option:
     proven: tuple[Evidence, ...]
     facts: tuple[Fact, ...]
     rejected: tuple[Rejection, ...]
+    advisories: tuple[Advisory, ...] = ()
+    pinned: tuple[tuple[str, str], ...] = ()  # exact pins the quant library's requirements add (numpy, c-t)
 
     @property
     def confirmed(self) -> bool:
         return all(f.confirmed for f in self.facts)
 
     def rank(self) -> tuple[object, ...]:
+        """The one ranking order (README "Ranking"; DESIGN.md): among plans that work, prefer no known advisory,
+        then proof on matching hardware, then confirmed facts, then the newest torch the GPU's kernels allow
+        among the reachable sources, then fewer indexes, then native driver support over minor-version
+        compatibility, then the newer bitsandbytes."""
         t = self.torch
         cuda = _v(t.build.cuda) if t.build.cuda else _v("0")
         bnb = _v(self.bnb.version) if self.bnb else _v("0")
@@ -668,36 +737,59 @@ class _Option:
         right_kind = bool(self.torch.build.cuda) == bool(self.torch.target_has_gpu)
         return (
             right_kind,
+            # Fewer known advisories: none beats one (a torch < 2.10) beats two (a torch < 2.6).
+            -len(self.advisories),
             bool(self.proven),
             self.confirmed,
-            t.listed,  # a file the source's own listing shows beats one the matrix only assumes it holds
-            # Issue 2: when the needed CUDA variant is some release's PyPI default, take that release from PyPI:
-            # no extra index, and it works where the PyTorch index is out of reach. --torch asks for newer.
-            t.index == PYPI,
+            # Confirmed too: a file the source's own listing shows beats one the matrix only assumes it holds.
+            t.listed,
             _v(t.release.version),
+            # Issue 2: a release whose own PyPI build is the CUDA variant needed needs no extra index.
+            t.index == PYPI,
             t.native,
             bnb,
             cuda,
         )
 
 
+def advisories_of(matrix: Matrix, pins: Mapping[str, str]) -> tuple[Advisory, ...]:
+    """The known advisories against any pin (versions without their local tag: 2.5.1+cu118 is 2.5.1)."""
+    return tuple(
+        a
+        for a in matrix.advisories
+        if a.package in pins and a.affected.contains(pins[a.package].split("+", 1)[0], prereleases=True)
+    )
+
+
 def _proven(
-    matrix: Matrix, target: Target, torch: _TorchCandidate, bnb: BnbRelease | None, quant: QuantLib | None = None
+    matrix: Matrix,
+    target: Target,
+    torch: _TorchCandidate,
+    bnb: BnbRelease | None,
+    quant: QuantLib | None = None,
+    companions: Sequence[Companion] = (),
+    *,
+    ignore_transformers: bool = False,
 ) -> tuple[Evidence, ...]:
-    """Passing smoke tests of this very combination: same builds (torch, bitsandbytes or the GPTQ/AWQ library),
-    GPU, OS flavour and Python. A bitsandbytes run proves nothing about a gptq environment, and back."""
+    """Passing smoke tests of this very stack on matching hardware: the same compute capability, CPU
+    architecture, OS, Python minor, torch build (version and CUDA variant), bitsandbytes (or GPTQ/AWQ
+    library) and transformers minor. A bitsandbytes run proves nothing about a gptq environment, and back."""
     label = f"{torch.release.version}+{torch.build.variant}"
     stack_bnb = bnb.version if bnb is not None else None
     stack_quant = f"{quant.name} {quant.version}" if quant is not None else None
+    transformers = next((_minor(c.version) for c in companions if c.name == "transformers"), None)
+    machine = target.platform.split("-", 1)[1]
     return tuple(
         e
         for e in matrix.evidence
         if e.result == "pass"
         and e.torch == label
         and e.os == target.os
+        and e.machine == machine
         and e.python == torch.python
         and e.bitsandbytes == stack_bnb
         and e.quant == stack_quant
+        and (ignore_transformers or (e.transformers is not None and _minor(e.transformers) == transformers))
         and target.ccs
         and all(cc == e.cc for cc in target.ccs)
     )
@@ -720,8 +812,42 @@ def _failed(matrix: Matrix, target: Target, torch: _TorchCandidate, bnb: BnbRele
     )
 
 
-def _option(
+def _options(
     matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandidate
+) -> tuple[list[_Option], list[Rejection]]:
+    """The option for one torch build, and a second one with the companions a matching smoke test ran
+    (its transformers minor) when that is not what the newest-first pick chose."""
+    option, rejected = _option(matrix, target, sources, torch)
+    if option is None or option.proven:
+        return ([option] if option else []), rejected
+    runs = _proven(matrix, target, torch, option.bnb, option.quant, ignore_transformers=True)
+    minors = dict.fromkeys(_minor(e.transformers) for e in runs if e.transformers)
+    out = [option]
+    for minor in minors:
+        alt, _ = _option(matrix, target, sources, torch, prefer={"transformers": minor})
+        if alt is not None and alt.proven:
+            out.append(alt)
+    return out, rejected
+
+
+def _with_quant(
+    matrix: Matrix, target: Target, torch: _TorchCandidate, picking: _Picking, names: Sequence[str]
+) -> tuple[QuantLib | None, dict[str, str], list[Rejection]]:
+    """The GPTQ/AWQ library of a gptq/awq profile, added to the pins with what it pins exactly (numpy, ...)."""
+    if target.profile not in {"gptq", "awq"}:
+        return None, {}, []
+    quant, rejected = _pick_quant(matrix, target, torch)
+    if quant is None:
+        return None, {}, rejected
+    quant_needs = companion_needs(quant, picking.env)
+    pinned = {k: v for k, v in fit.exact_pins(quant_needs).items() if k not in {"torch", *names}}
+    picking.pins.update({quant.name: quant.version, **pinned})
+    picking.needs += quant_needs
+    return quant, pinned, rejected
+
+
+def _option(
+    matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandidate, prefer: Mapping[str, str] | None = None
 ) -> tuple[_Option | None, list[Rejection]]:
     profile = matrix.profile(target.profile)
     names = profile.packages if profile else ()
@@ -735,24 +861,30 @@ def _option(
             first = next((r for r in rejected if not r.why.startswith("avoided")), None)
             detail = f" ({first.candidate}: {first.why})" if first else ""
             return None, [*rejected, Rejection(torch.label, f"no bitsandbytes release works with it{detail}")]
-    quant = None
-    extra: dict[str, SpecifierSet] = {}
-    if target.profile in {"gptq", "awq"}:
-        quant, rej = _pick_quant(matrix, target, torch)
-        rejected += rej
-        if quant is None:
-            # Say why, as for bitsandbytes: "its kernels need sm_75 or newer" is the answer a Pascal user needs.
-            detail = f" ({rej[0].candidate}: {rej[0].why})" if rej else ""
-            return None, [*rejected, Rejection(torch.label, f"no {target.profile} library works with it{detail}")]
-        extra = dict(quant.requires)
+    env = fit.marker_environment(target.platform, torch.python)
+    picking = _Picking({"torch": torch.release.version}, [], env)
+    if bnb is not None:
+        picking.pins["bitsandbytes"] = bnb.version
+    quant, pinned, rej = _with_quant(matrix, target, torch, picking, names)
+    rejected += rej
+    if target.profile in {"gptq", "awq"} and quant is None:
+        # Say why, as for bitsandbytes: "its kernels need sm_75 or newer" is the answer a Pascal user needs.
+        detail = f" ({rej[0].candidate}: {rej[0].why})" if rej else ""
+        return None, [*rejected, Rejection(torch.label, f"no {target.profile} library works with it{detail}")]
     companion_names = [
         n for n in names if n not in {"torch", "bitsandbytes"} and any(c.name == n for c in matrix.companions)
     ]
-    companions, rej = _pick_companions(matrix, target, torch, bnb, companion_names, extra)
+    companions, rej = _pick_companions(matrix, target, torch, companion_names, picking, prefer)
     rejected += rej
     if len(companions) != len(companion_names):
-        return None, [*rejected, Rejection(torch.label, "no companion versions fit it")]
-    facts: tuple[Fact, ...] = (torch.release, torch.build, *companions)
+        detail = next((f" ({r.candidate}: {r.why})" for r in rej if r.candidate != "transformers"), "")
+        return None, [*rejected, Rejection(torch.label, f"no companion versions fit it{detail}")]
+    # Packages the quantization library pins exactly (compressed-tensors) have requirements of their own.
+    exact = [c for c in matrix.companions if pinned.get(c.name) == c.version]
+    unmet = fit.first_unmet([n for c in exact for n in companion_needs(c, env)], picking.pins)
+    if unmet is not None:
+        return None, [*rejected, Rejection(torch.label, f"no companion versions fit it ({unmet.text()})")]
+    facts: tuple[Fact, ...] = (torch.release, torch.build, *companions, *exact)
     if bnb is not None:
         facts += (bnb,)
         row = bnb_sass_row(matrix, bnb, bnb_lib, target.platform) if bnb_lib and bnb_lib != "cpu" else None
@@ -765,8 +897,12 @@ def _option(
             *rejected,
             Rejection(torch.label, f"failed a smoke test on {failed.gpu} on {failed.date}: {failed.detail}"),
         ]
-    proven = _proven(matrix, target, torch, bnb, quant)
-    return _Option(torch, bnb, bnb_lib, note, quant, tuple(companions), proven, facts, tuple(rejected)), []
+    proven = _proven(matrix, target, torch, bnb, quant, companions)
+    advisories = advisories_of(matrix, picking.pins)
+    return _Option(
+        torch, bnb, bnb_lib, note, quant, tuple(companions), proven, facts, tuple(rejected), advisories,
+        tuple(sorted(pinned.items())),
+    ), []  # fmt: skip
 
 
 def _packages(option: _Option, target: Target) -> tuple[Package, ...]:
@@ -780,10 +916,7 @@ def _packages(option: _Option, target: Target) -> tuple[Package, ...]:
     if option.quant is not None:
         q = option.quant
         pkgs.append(Package(q.name, q.version, PYPI, q.confirmed))
-        for name, spec in q.requires.items():
-            pinned = [s.version for s in spec if s.operator == "=="]
-            if pinned and name not in {c.name for c in option.companions}:
-                pkgs.append(Package(name, pinned[0], PYPI, q.confirmed))
+        pkgs += [Package(name, version, PYPI, q.confirmed) for name, version in option.pinned]
     pkgs += [Package(c.name, c.version, PYPI, c.confirmed) for c in option.companions]
     return tuple(pkgs)
 
@@ -798,20 +931,30 @@ def _explain(option: _Option, target: Target, python: str) -> tuple[str, ...]:
     if option.quant is not None:
         q = option.quant
         reasons.append(f"{q.name} {q.version} ({q.status}; kernels: {q.kernels}) for the {target.profile} profile")
+    env = fit.marker_environment(target.platform, python)
+    pins = {p.name: p.version.split("+", 1)[0] for p in _packages(option, target)}
     for c in option.companions:
-        need = c.requires.get("bitsandbytes") if option.bnb is not None else None
-        reasons.append(f"{c.name} {c.version}" + (f" (needs bitsandbytes {need})" if need else ""))
+        held = [n for n in companion_needs(c, env) if n.name in pins and n.name != c.name and n.spec]
+        shown = ", ".join(n.text().removeprefix(f"{n.owner} needs ") for n in held)
+        reasons.append(f"{c.name} {c.version}" + (f" (needs {shown}: all hold)" if shown else ""))
     if option.proven:
         e = option.proven[0]
-        reasons.append(f"proven by a smoke test on {e.gpu} (driver {e.driver}) on {e.date}")
+        reasons.append(f"proven by a smoke test on {e.gpu} (driver {e.driver}) on {e.date}: {e.source}")
     if not option.confirmed:
-        weak = [f.origin for f in option.facts if not f.confirmed]
-        reasons.append("rests on unconfirmed facts: " + ", ".join(weak))
+        reasons.append("rests on unconfirmed facts: " + ", ".join(_weak(f) for f in option.facts if not f.confirmed))
     return tuple(reasons)
 
 
-def _warnings(option: _Option, target: Target) -> tuple[str, ...]:
+def _weak(fact: Fact) -> str:
+    if isinstance(fact, (Companion, QuantLib)) and fact.requires_dist is None:
+        return f"{fact.origin} ({fact.name} {fact.version}: its requirements were not read)"
+    return fact.origin
+
+
+def _warnings(option: _Option, target: Target, torch_note: str | None) -> tuple[str, ...]:
     warns = list(option.torch.warnings)
+    if torch_note:
+        warns.insert(0, torch_note)
     if option.quant is not None and option.quant.kernels == "jit":
         warns.append(
             f"{option.quant.name} compiles its CUDA kernels on first use: "
@@ -827,8 +970,59 @@ def _warnings(option: _Option, target: Target) -> tuple[str, ...]:
     return tuple(warns)
 
 
+def _torch_note(
+    best: _Option, matrix: Matrix, target: Target, python: str, rejected: Sequence[Rejection]
+) -> str | None:
+    """One line when the plan must use a torch with a known advisory, or one older than the newest release
+    the matrix knows (that --torch allows): which, and why nothing newer or fixed works here."""
+    chosen = best.torch.release.version
+    allowed = [r.version for r in matrix.torch_releases if _in(target.torch_spec, r.version) and _in(r.python, python)]
+    newest = max(allowed, key=_v, default=chosen)
+    advisory = next((a for a in best.advisories if a.package == "torch"), None)
+    if advisory is None and _v(newest) <= _v(chosen):
+        return None
+    if advisory is not None:
+        fixed = advisory.fixed or "a later release"
+        why = _why_not(rejected, lambda v: _v(v) >= _v(fixed), top=1) or "nothing fixed fits the other pins"
+        return (
+            f"torch {chosen} is affected by {advisory.id} ({advisory.summary}; fixed in {fixed}); "
+            f"no fixed torch works here: {why}"
+        )
+    why = _why_not(rejected, lambda v: _v(v) > _v(chosen), top=1) or "newer builds rank lower"
+    return f"torch {chosen}, not the newest ({newest}): {why}"
+
+
+def _why_not(rejected: Sequence[Rejection], wanted: object, *, top: int = 2) -> str:
+    """The reasons newer torch candidates were refused, most frequent first."""
+    counts: dict[str, int] = {}
+    for r in rejected:
+        parts = r.candidate.split()
+        if len(parts) == 2 and parts[0] == "torch" and callable(wanted) and wanted(parts[1].split("+", 1)[0]):
+            key = _headline(r.why)
+            counts[key] = counts.get(key, 0) + 1
+
+    # What a user can change comes first: a source (the PyTorch index), then the driver, then the rest.
+    def order(kv: tuple[str, int]) -> tuple[int, int]:
+        why = kv[0]
+        return (0 if "not served" in why else 1 if why.startswith("driver") else 2, -kv[1])
+
+    return "; ".join(why for why, _ in sorted(counts.items(), key=order)[:top])
+
+
 def resolve(target: Target, matrix: Matrix, sources: Sources | None = None) -> Plan | NoPlan:
-    """The best plan for the target, or why none exists (with the nearest workable alternatives)."""
+    """The best plan for the target, or why none exists (with the nearest workable alternatives).
+
+    Among the plans that work, one order decides (README "Ranking"), each step explained when it decides:
+    1. no known security advisory against a pin (matrices/advisories.toml);
+    2. proven by a smoke test on matching hardware (same compute capability, CPU architecture, OS, Python
+       minor, torch build, bitsandbytes or GPTQ/AWQ library, transformers minor);
+    3. resting on confirmed facts only (a companion whose requirements were not read is unconfirmed);
+    4. the newest torch the GPU's kernels allow among the reachable sources;
+    5. fewer indexes (a release whose own PyPI build is the CUDA variant needed);
+    6. native driver support over minor-version compatibility;
+    7. the newer bitsandbytes.
+    A plan that must use an old or vulnerable torch says why in one warning line.
+    """
     result = _resolve(target, matrix, sources or Sources())
     if isinstance(result, NoPlan):
         return replace(result, nearest=nearest_alternatives(target, matrix, sources or Sources()))
@@ -843,11 +1037,10 @@ def _resolve(target: Target, matrix: Matrix, sources: Sources) -> Plan | NoPlan:
         rejected += rej
         options: list[_Option] = []
         for cand in torches:
-            option, rej2 = _option(matrix, target, sources, cand)
-            if option is None:
+            found, rej2 = _options(matrix, target, sources, cand)
+            if not found:
                 rejected += rej2[-1:]  # the torch build's verdict; its bnb rejections are noise here
-            else:
-                options.append(option)
+            options += found
         if any(o.rank()[0] for o in options):
             return _plan(target, matrix, python, options, rejected)
         if options:
@@ -866,7 +1059,9 @@ def _resolve(target: Target, matrix: Matrix, sources: Sources) -> Plan | NoPlan:
 def _plan(target: Target, matrix: Matrix, python: str, options: list[_Option], rejected: list[Rejection]) -> Plan:
     options.sort(key=_Option.rank, reverse=True)
     best = options[0]
-    ranked_lower = [Rejection(o.torch.label, "works, but ranked lower: " + _why_lower(best, o)) for o in options[1:6]]
+    lower = [o for o in options[1:] if o.torch.label != best.torch.label or o.companions != best.companions]
+    ranked_lower = [Rejection(o.torch.label, "works, but ranked lower: " + _why_lower(best, o)) for o in lower[:5]]
+    all_rejected = [*rejected, *best.rejected, *ranked_lower]
     pkgs = _packages(best, target)
     extra = tuple(dict.fromkeys(p.index for p in pkgs if p.index not in {PYPI, "wheelhouse"}))
     return Plan(
@@ -876,8 +1071,8 @@ def _plan(target: Target, matrix: Matrix, python: str, options: list[_Option], r
         variant=best.torch.build.variant,
         packages=pkgs,
         reasons=_explain(best, target, python),
-        rejected=tuple([*rejected, *best.rejected, *ranked_lower]),
-        warnings=_warnings(best, target),
+        rejected=tuple(all_rejected),
+        warnings=_warnings(best, target, _torch_note(best, matrix, target, python, all_rejected)),
         bnb_library=lib_name(None if best.bnb_lib == "cpu" else best.bnb_lib, target.platform) if best.bnb else None,
         proven=best.proven,
         confirmed=best.confirmed,
@@ -887,20 +1082,21 @@ def _plan(target: Target, matrix: Matrix, python: str, options: list[_Option], r
 
 
 def _why_lower(best: _Option, other: _Option) -> str:
-    """The first rank key on which ``other`` loses to ``best``, in words (keys in ``_Option.rank`` order)."""
+    """The first step of the ranking order that tells the two apart (keys in ``_Option.rank`` order)."""
     b, o = best.torch, other.torch
-    differences = (
-        (bool(best.proven) != bool(other.proven), "the chosen one is proven on a real GPU"),
+    steps: tuple[tuple[bool, str], ...] = (
+        (
+            len(best.advisories) != len(other.advisories),
+            ", ".join(a.id for a in other.advisories if a not in best.advisories) + " affects it",
+        ),
+        (bool(best.proven) != bool(other.proven), "the chosen one is proven on matching hardware"),
         (best.confirmed != other.confirmed, "it rests on unconfirmed facts"),
         (b.listed != o.listed, "its index page could not be read, so that the index holds it is unconfirmed"),
-        (
-            (b.index == PYPI) != (o.index == PYPI),
-            "the chosen build comes from PyPI, with no extra index (--torch asks for a newer one)",
-        ),
         (b.release.version != o.release.version, f"torch {b.release.version} is newer"),
+        ((b.index == PYPI) != (o.index == PYPI), "the chosen build comes from PyPI, with no extra index"),
         (b.native != o.native, "the chosen build runs natively on the driver"),
     )
-    return next((why for differs, why in differences if differs), "a newer bitsandbytes or CUDA fits the chosen one")
+    return next((why for differs, why in steps if differs), "a newer bitsandbytes or CUDA fits the chosen one")
 
 
 def _headline(why: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import struct
 import zipfile
@@ -11,23 +10,19 @@ from pathlib import Path
 import pytest
 
 from envbuilder import _run
+from envbuilder import matrix_audit as ma
 from envbuilder.audit import (
     AuditError,
     FatbinEntry,
-    LibraryReport,
-    WheelReport,
     arch_key,
     audit_wheel,
     cuda_of_library,
     elf_sections,
     parse_fatbin,
     read_library,
+    read_library_from,
 )
-from envbuilder.cli import main as cli_main
-from envbuilder import matrix_audit as ma
-from envbuilder.cli import matrix_audit as cli_ma
 from envbuilder.errors import TargetError
-from envbuilder.pypi import WheelFile
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fatbin"
 
@@ -217,132 +212,6 @@ def test_reader_matches_nvcc_now(
 # --------------------------------------------------------------------------- matrix audit (pure parts)
 
 
-BNB_TOML = """\
-# bitsandbytes facts for the audit tests; this comment must survive --update.
-schema-version = 1
-
-[[release]]
-version = "9.9.0"
-cuda-libs = ["12.8", "13.0"]   # trailing comment kept too
-source = "test"
-confidence = "confirmed"
-verified = "2026-01-01 H100 smoke test"
-
-[[sass]]
-bnb = ">=9.0,<10"
-cuda = "==12.8"
-platform = "linux-x86_64"
-sass = ["7.0", "8.0"]
-ptx = "8.0"
-source = "test"
-confidence = "confirmed"
-
-[[sass]]
-bnb = "==9.9.0"
-cuda = ">=13.0,<14"
-platform = "linux-x86_64"
-sass = ["7.5", "9.0"]
-source = "test"
-confidence = "unconfirmed"
-"""
-URL = "https://example.invalid/bnb-9.9.0-py3-none-manylinux_2_24_x86_64.whl"
-
-
-def _report(*libs: tuple[str, tuple[str, ...], tuple[str, ...]]) -> WheelReport:
-    return WheelReport(
-        "bitsandbytes",
-        "9.9.0",
-        "bnb-9.9.0-py3-none-manylinux_2_24_x86_64.whl",
-        "ab" * 32,
-        tuple(LibraryReport(p, s, x, cuda_of_library(p)) for p, s, x in libs),
-    )
-
-
-def _compare(tmp_path: Path, report: WheelReport) -> ma.Comparison:
-    (tmp_path / "bitsandbytes.toml").write_text(BNB_TOML)
-    sass = ma.matrix_rows([tmp_path], "bitsandbytes.toml", "sass")
-    rel = ma.matrix_rows([tmp_path], "bitsandbytes.toml", "release")
-    return ma.compare_bnb(report, URL, sass, rel, today="2026-11-24")
-
-
-AGREES = (
-    ("b/libbitsandbytes_cuda128.so", ("7.0", "8.0"), ("8.0",)),
-    ("b/libbitsandbytes_cuda130.so", ("7.5", "9.0"), ()),
-)
-
-
-@pytest.mark.parametrize(
-    ("libs", "mismatches"),
-    [
-        (AGREES, []),  # the wheel says what the matrix says
-        (  # SASS and PTX differ from the row that covers the library
-            (("b/libbitsandbytes_cuda128.so", ("7.0", "8.0", "9.0"), ()), AGREES[1]),
-            [
-                ("bitsandbytes.toml: sass[0].sass", ["7.0", "8.0"], ["7.0", "8.0", "9.0"]),
-                ("bitsandbytes.toml: sass[0].ptx", "8.0", None),
-            ],
-        ),
-        (  # a library no row covers, and the release's cuda-libs list is then wrong too
-            (*AGREES, ("b/libbitsandbytes_cuda118.so", ("6.0",), ())),
-            [
-                ("bitsandbytes.toml: sass", None, ["6.0"]),
-                ("bitsandbytes.toml: release[0].cuda-libs", ["12.8", "13.0"], ["11.8", "12.8", "13.0"]),
-            ],
-        ),
-        (  # two libraries under one row that disagree
-            (AGREES[0], AGREES[1], ("b/libbitsandbytes_cuda132.so", ("7.5",), ())),
-            [
-                (
-                    "bitsandbytes.toml: sass[1].sass",
-                    ["7.5", "9.0"],
-                    [(("7.5",), None), (("7.5", "9.0"), None)],
-                ),
-                ("bitsandbytes.toml: release[0].cuda-libs", ["12.8", "13.0"], ["12.8", "13.0", "13.2"]),
-            ],
-        ),
-    ],
-    ids=["agrees", "differs", "uncovered", "row-disagrees"],
-)
-def test_compare_reports_each_mismatch_with_file_and_key(
-    tmp_path: Path, libs: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...], mismatches: list[object]
-) -> None:
-    comparison = _compare(tmp_path, _report(*libs))
-    assert [(m.key, m.claimed, m.observed) for m in comparison.mismatches] == mismatches
-
-
-def test_update_writes_facts_and_evidence_keeping_comments(tmp_path: Path) -> None:
-    libs = (("b/libbitsandbytes_cuda128.so", ("7.0", "8.0", "9.0"), ()), AGREES[1])
-    comparison = _compare(tmp_path, _report(*libs))
-    ma.apply_edits(comparison.edits)
-    text = (tmp_path / "bitsandbytes.toml").read_text()
-    assert "# bitsandbytes facts for the audit tests; this comment must survive --update." in text
-    assert "# trailing comment kept too" in text
-    rows = ma.matrix_rows([tmp_path], "bitsandbytes.toml", "sass")
-    evidence = f"2026-11-24 audit of {URL} sha256:{'ab' * 32}"
-    # The shared row is kept for the other releases; this release gets its own row, read from the wheel.
-    assert rows[0].data["bnb"] == ">=9.0,<10,!=9.9.0"
-    assert rows[0].data["sass"] == ["7.0", "8.0"]
-    assert {k: rows[1].data[k] for k in ("bnb", "cuda", "sass", "confidence", "verified")} == {
-        "bnb": "==9.9.0",
-        "cuda": "==12.8",
-        "sass": ["7.0", "8.0", "9.0"],
-        "confidence": "confirmed",
-        "verified": evidence,
-    }
-    assert "ptx" not in rows[1].data
-    assert rows[2].data["verified"] == evidence  # the agreeing row records the evidence
-    release = ma.matrix_rows([tmp_path], "bitsandbytes.toml", "release")[0].data
-    assert release["verified"] == f"2026-01-01 H100 smoke test; {evidence}"  # GPU evidence kept
-    # A second audit of the same wheel finds nothing left to fix.
-    assert _compare_again(tmp_path, _report(*libs)).mismatches == ()
-
-
-def _compare_again(tmp_path: Path, report: WheelReport) -> ma.Comparison:
-    sass = ma.matrix_rows([tmp_path], "bitsandbytes.toml", "sass")
-    rel = ma.matrix_rows([tmp_path], "bitsandbytes.toml", "release")
-    return ma.compare_bnb(report, URL, sass, rel, today="2026-11-25")
-
-
 @pytest.mark.parametrize(
     ("spec", "parsed"),
     [
@@ -361,126 +230,44 @@ def test_parse_spec_refuses(spec: str) -> None:
         ma.parse_spec(spec)
 
 
-def _wf(filename: str) -> WheelFile:
-    return WheelFile(filename, "https://x/" + filename, "0" * 64, 1)
+# --------------------------------------------------------------------------- Windows DLLs (PE)
 
 
-@pytest.mark.parametrize(
-    ("files", "picked"),
-    [
-        (
-            [
-                "bitsandbytes-0.50.2-py3-none-win_amd64.whl",
-                "bitsandbytes-0.50.2-py3-none-manylinux_2_24_aarch64.whl",
-                "bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl",
-            ],
-            "bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl",
-        ),
-        (["x-1.0-py3-none-macosx_14_0_arm64.whl", "x-1.0.tar.gz"], None),
-    ],
-)
-def test_pick_wheel(files: list[str], picked: str | None) -> None:
-    chosen = ma.pick_wheel([_wf(f) for f in files])
-    assert (chosen.filename if chosen else None) == picked
+def _pe(sections: dict[bytes, bytes]) -> bytes:
+    """A minimal PE file around real fat binary bytes: DOS header, "PE\\0\\0", COFF header, section table."""
+    count = len(sections)
+    header = 0x40
+    table = header + 24  # no optional header
+    body = table + 40 * count
+    out = bytearray(b"MZ" + b"\0" * 58 + struct.pack("<I", header))
+    out += b"PE\0\0" + struct.pack("<HHIIIHH", 0x8664, count, 0, 0, 0, 0, 0x2022)
+    offset, blobs = body, b""
+    for name, blob in sections.items():
+        out += struct.pack("<8sIIIIIIHHI", name, len(blob), 0, len(blob), offset, 0, 0, 0, 0, 0)
+        offset += len(blob)
+        blobs += blob
+    return bytes(out) + blobs
 
 
-@pytest.mark.parametrize(
-    ("requires", "variant"),
-    [
-        (['nvidia-cuda-runtime==13.0.96; platform_system == "Linux"', "filelock"], "cu130"),
-        (['nvidia-cuda-runtime-cu12==12.8.90; platform_system == "Linux"'], "cu128"),
-        (["filelock", "sympy>=1.13"], None),
-    ],
-)
-def test_torch_variant_from_its_cuda_runtime_pin(requires: list[str], variant: str | None) -> None:
-    assert ma._torch_variant(requires) == variant
-
-
-def test_newer_releases() -> None:
-    assert ma.newer_releases("0.49.2", ["0.49.1", "0.49.2", "0.50.0", "0.50.2"]) == ["0.50.0", "0.50.2"]
-    assert ma.newer_releases(None, ["1.0"]) == ["1.0"]
-
-
-# --------------------------------------------------------------------------- the real bitsandbytes wheel
-
-BNB_0502_SASS = {
-    "libbitsandbytes_cuda118.so": ("6.0", "7.0", "7.5", "8.0", "8.6", "8.9", "9.0"),
-    "libbitsandbytes_cuda124.so": ("6.0", "7.0", "7.5", "8.0", "8.6", "8.9", "9.0"),
-    "libbitsandbytes_cuda128.so": ("7.0", "7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0"),
-    "libbitsandbytes_cuda130.so": ("7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0"),
-}  # cuobjdump --list-elf on the H100 host (tests/fixtures/h100-cu130/README.md)
-
-
-@pytest.mark.network
-def test_real_bitsandbytes_wheel_matches_cuobjdump() -> None:
-    audited = ma.fetch_and_audit("bitsandbytes", "0.50.2")  # 43 MB, cached after the first run
-    report = audited.report
-    assert report.filename == "bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl"
-    for name, sass in BNB_0502_SASS.items():
-        lib = report.library(name)
-        assert lib is not None, name
-        assert (lib.sass, lib.ptx) == (sass, ())
-    cudas = [lib.cuda for lib in report.libraries if lib.cuda]
-    assert cudas == ["11.8", "12.1", "12.4", "12.6", "12.8", "13.0", "13.2"]
-
-
-@pytest.mark.network
-def test_audit_command_updates_a_copy_of_the_matrix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    matrices = Path(__file__).parent.parent / "matrices"
-    copy = tmp_path / "matrices"
-    shutil.copytree(matrices, copy)
-    first = cli_ma.audit_package("bitsandbytes==0.50.2", [copy], update=True, json=True)
-    doc = json.loads(capsys.readouterr().out)
-    assert (first, doc["schema"], doc["updated"]) == (
-        0,
-        "envbuilder.matrix-audit/1",
-        [str(copy / "bitsandbytes.toml")],
+def test_windows_dll_sections_are_read_like_elf_ones() -> None:
+    # nvcc's ".nv_fatbin" and "__nv_relfatbin" are cut to 8 bytes in a PE section table (as in the
+    # bitsandbytes win_amd64 DLLs); the loaded image is .nv_fatb, the relocatable code __nv_rel.
+    multi = _lib("multi.so")
+    off, size = elf_sections(multi)[".nv_fatbin"]
+    rdc = _lib("rdc.so")
+    roff, rsize = elf_sections(rdc)["__nv_relfatbin"]
+    dll = _pe({b".nv_fatb": multi[off : off + size], b"__nv_rel": rdc[roff : roff + rsize]})
+    report = read_library_from(lambda o, n: dll[o : o + n], len(dll), "b/libbitsandbytes_cuda130.dll")
+    assert (report.sass, report.ptx, report.section, report.cuda) == (
+        ("7.5", "8.6", "9.0"),
+        ("9.0",),
+        ".nv_fatbin",
+        "13.0",
     )
-    again = cli_ma.audit_package("bitsandbytes==0.50.2", [copy], update=False, json=False)
-    out = capsys.readouterr().out
-    assert again == 0 and "MISMATCH" not in out and "matrix agrees" in out
+    both = read_library(dll, "x.dll", all_sections=True)
+    assert both.sass == ("7.5", "8.0", "8.6", "9.0")
 
 
-@pytest.mark.network
-def test_refresh_proposes_unconfirmed_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "bitsandbytes.toml").write_text(
-        'schema-version = 1\n[[release]]\nversion = "0.50.1"\nloader = "nearest-same-major"\ncpu = "full"\n'
-    )
-    assert cli_ma.refresh([tmp_path], json=True) == 0
-    doc = json.loads(capsys.readouterr().out)
-    bnb = doc["packages"]["bitsandbytes"]
-    assert bnb["newer"] == ["0.50.2"]
-    release = next(r for r in bnb["proposed"] if r["table"] == "release")
-    assert release["cuda-libs"] == ["11.8", "12.1", "12.4", "12.6", "12.8", "13.0", "13.2"]
-    assert (release["loader"], release["confidence"], release["torch"]) == (
-        "nearest-same-major",
-        "unconfirmed",
-        "<3,>=2.4",
-    )
-    assert all(r["confidence"] == "unconfirmed" for r in bnb["proposed"])
-    assert not (tmp_path / "bitsandbytes.toml").read_text().count("0.50.2")  # nothing written without --update
-
-
-def test_overlay_rows_replace_shipped_rows_with_the_same_key(tmp_path: Path) -> None:
-    base, over = tmp_path / "base", tmp_path / "over"
-    base.mkdir()
-    over.mkdir()
-    (base / "bitsandbytes.toml").write_text(BNB_TOML)
-    (over / "bitsandbytes.toml").write_text(
-        'schema-version = 1\n[[sass]]\nbnb = ">=9.0,<10"\ncuda = "==12.8"\nplatform = "linux-x86_64"\n'
-        'sass = ["7.0", "8.0", "9.0"]\nsource = "mine"\nconfidence = "confirmed"\n'
-    )
-    rows = ma.matrix_rows([base, over], "bitsandbytes.toml", "sass")
-    assert [(r.file.parent.name, r.index, r.data["sass"]) for r in rows] == [
-        ("base", 1, ["7.5", "9.0"]),
-        ("over", 0, ["7.0", "8.0", "9.0"]),
-    ]
-
-
-@pytest.mark.network
-def test_cli_audit_through_main(capsys: pytest.CaptureFixture[str]) -> None:
-    code = cli_main(["matrix", "audit", "bitsandbytes==0.50.2", "--json"])
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["schema"] == "envbuilder.matrix-audit/1"
-    assert code == (0 if doc["ok"] else 1)
-    assert doc["wheels"][0]["sha256"] == "55348a9a4a21bfd99cf8c7b32fe67b4030ae5c2a05738e03c1747f65fa6ec283"
+def test_truncated_dll_is_one_clear_error() -> None:
+    with pytest.raises(AuditError, match="no PE signature"):
+        read_library(b"MZ" + b"\0" * 100, "x.dll")

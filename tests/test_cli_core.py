@@ -100,11 +100,11 @@ def test_plan_exit_0_and_text(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(["resolve", "--gpu", "sm_89", "--driver", "550.54.14", "--python", "3.12"], capsys)
     assert (code, err) == (0, "")
     assert out.splitlines()[:3] == [
-        "plan: bnb profile, Python 3.12, CUDA 12.8 (cu128)",
-        "  torch==2.10.0         from pypi",
+        "plan: bnb profile, Python 3.12, CUDA 12.6 (cu126)",
+        "  torch==2.14.1+cu126   from https://download.pytorch.org/whl/cu126",
         "  bitsandbytes==0.50.2  from pypi",
     ]
-    assert "  bitsandbytes will load libbitsandbytes_cuda128.so" in out
+    assert "  bitsandbytes will load libbitsandbytes_cuda126.so" in out
 
 
 def test_no_plan_exit_1_with_nearest(capsys: pytest.CaptureFixture[str]) -> None:
@@ -128,7 +128,7 @@ def test_json_plan_contract(capsys: pytest.CaptureFixture[str]) -> None:
         "12.8",
     )
     assert [{k: p[k] for k in ("name", "version", "index")} for p in doc["packages"][:2]] == [
-        {"name": "torch", "version": "2.10.0", "index": "pypi"},
+        {"name": "torch", "version": "2.11.0+cu128", "index": "https://download.pytorch.org/whl/cu128"},
         {"name": "bitsandbytes", "version": "0.50.2", "index": "pypi"},
     ]
     assert all(set(r) == {"candidate", "why"} for r in doc["rejected"])

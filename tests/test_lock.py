@@ -168,7 +168,7 @@ def test_default_names(cpu_plan: Plan) -> None:
     [
         ("pylock.toml", True),
         ("pylock.cpu-py311.toml", True),
-        ("pylock.bnb-cu128-py311-linux-x86_64.toml", True),
+        ("pylock.bnb-cu126-py311-linux-x86_64.toml", True),
         ("pylock.cpu-py3.11.toml", False),  # every default name envbuilder wrote before (uv refuses it)
         ("pylock.bnb-cu128-py3.11.toml", False),
         ("pylock..toml", False),  # <name> must not be empty
@@ -221,10 +221,10 @@ def test_every_environment_name_makes_a_valid_lock_name(name: str) -> None:
     [
         ("linux", None, None, "cpu", "3.11", "pylock.cpu-py311-linux-x86_64.toml"),
         ("windows", None, None, "cpu", "3.11", "pylock.cpu-py311-windows-x86_64.toml"),
-        ("linux", "sm_89", "550.54.14", "bnb", "3.11", "pylock.bnb-cu128-py311-linux-x86_64.toml"),
+        ("linux", "sm_89", "550.54.14", "bnb", "3.11", "pylock.bnb-cu126-py311-linux-x86_64.toml"),
         ("windows", "sm_89", "560.94", "bnb", "3.11", "pylock.bnb-cu126-py311-windows-x86_64.toml"),
-        ("wsl2", "sm_89", "560.94", "bnb", "3.11", "pylock.bnb-cu128-py311-wsl2-x86_64.toml"),
-        ("linux", "sm_89", "550.54.14", "bnb", "3.12", "pylock.bnb-cu128-py312-linux-x86_64.toml"),
+        ("wsl2", "sm_89", "560.94", "bnb", "3.11", "pylock.bnb-cu126-py311-wsl2-x86_64.toml"),
+        ("linux", "sm_89", "550.54.14", "bnb", "3.12", "pylock.bnb-cu126-py312-linux-x86_64.toml"),
     ],
 )
 def test_default_lock_names_carry_what_tells_locks_apart(  # type: ignore[no-untyped-def]

@@ -65,45 +65,41 @@ CU128 = f"{PYTORCH}/cu128"
 CU132 = f"{PYTORCH}/cu132"
 
 # (gpu, driver, os) -> (torch version, index, bitsandbytes, library bitsandbytes loads). Profile bnb.
+# The ranking (README "Ranking"): fewer advisories, proof, confirmed facts, then the newest torch the GPU's
+# kernels allow among the sources (here the PyTorch index is configured), then fewer indexes, native driver.
 TABLE = [
-    # PyPI first (issue 2): a release whose PyPI build is the CUDA variant needed beats a newer index build.
-    # Pascal: no SASS in any cu128+/cu13x build; 2.5.1 (PyPI's cu124) from 525 up (2.7.1's cu126 arch list is
-    # unconfirmed, so it ranks below).
-    ("GTX 1080 Ti", "470.82.01", "linux", ("2.5.1+cu118", CU118, "0.50.2", "libbitsandbytes_cuda118.so")),
-    ("GTX 1080 Ti", "525.147.05", "linux", ("2.5.1", "pypi", "0.50.2", "libbitsandbytes_cuda124.so")),
-    ("GTX 1080 Ti", "535.104.05", "linux", ("2.5.1", "pypi", "0.50.2", "libbitsandbytes_cuda124.so")),
-    ("GTX 1080 Ti", "580.95.05", "linux", ("2.5.1", "pypi", "0.50.2", "libbitsandbytes_cuda124.so")),
-    ("GTX 1080 Ti", "590.44.01", "wsl2", ("2.5.1", "pypi", "0.50.2", "libbitsandbytes_cuda124.so")),
+    # Pascal: no SASS in any cu128+/cu13x build, and no torch >= 2.15 has a CUDA 12 build: 2.14.1+cu126 from
+    # 525 up; on 470 (CUDA 11.x only) the newest cu118, 2.7.1 (fewer advisories than 2.5.1, though unconfirmed).
+    ("GTX 1080 Ti", "470.82.01", "linux", ("2.7.1+cu118", CU118, "0.50.2", "libbitsandbytes_cuda118.so")),
+    ("GTX 1080 Ti", "525.147.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("GTX 1080 Ti", "535.104.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("GTX 1080 Ti", "580.95.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("GTX 1080 Ti", "590.44.01", "wsl2", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
     ("GTX 1080 Ti", "470.82.01", "windows", ("2.7.1+cu118", CU118, "0.50.2", "libbitsandbytes_cuda118.dll")),
-    # Volta: never a cu13x build (no sm_70 SASS there), so never bitsandbytes' cu13x library; PyPI's 2.10.0
-    # cu128 carries sm_70 (2.8-2.10 only).
-    ("V100", "535.104.05", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
-    ("V100", "580.95.05", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
+    # Volta: never a cu13x build (no sm_70 SASS there), so never bitsandbytes' cu13x library.
+    ("V100", "535.104.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("V100", "580.95.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
     ("V100", "590.44.01", "windows", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.dll")),
-    # Turing, Ampere, Ada: PyPI's cu128 (2.10.0) by minor-version compatibility below 580, PyPI's cu130 from 580.
-    (
-        "T4",
-        "525.147.05",
-        "wsl2",
-        ("2.5.1+cu118", CU118, "0.50.2", "libbitsandbytes_cuda118.so"),
-    ),  # 527.41 floor
-    ("T4", "550.54.14", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
-    ("T4", "580.95.05", "linux", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
-    ("A10G", "560.35.03", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
-    ("RTX 3090", "590.44.01", "wsl2", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
-    ("RTX 4090", "550.54.14", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
-    ("RTX 4090", "570.86.10", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
-    ("RTX 4090", "575.57.08", "wsl2", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
-    ("RTX 4090", "580.95.05", "linux", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
-    # Windows has no PyPI CUDA torch: the index build that runs natively wins over minor-version compat.
+    # Turing, Ampere, Ada: cu126 from the index below 580 (527.41 is T4's WSL2 floor for CUDA 12, not met by
+    # 525: cu118), PyPI's 2.15.0 (cu132, minor-version compatibility) from 580.
+    ("T4", "525.147.05", "wsl2", ("2.7.1+cu118", CU118, "0.50.2", "libbitsandbytes_cuda118.so")),
+    ("T4", "550.54.14", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("T4", "580.95.05", "linux", ("2.15.0", "pypi", "0.50.2", "libbitsandbytes_cuda132.so")),
+    ("A10G", "560.35.03", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("RTX 3090", "590.44.01", "wsl2", ("2.15.0", "pypi", "0.50.2", "libbitsandbytes_cuda132.so")),
+    ("RTX 4090", "550.54.14", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("RTX 4090", "570.86.10", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("RTX 4090", "575.57.08", "wsl2", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
+    ("RTX 4090", "580.95.05", "linux", ("2.15.0", "pypi", "0.50.2", "libbitsandbytes_cuda132.so")),
+    # Windows has no PyPI CUDA torch: the index build that runs natively wins over minor-version compat, and the
+    # Windows 2.15 rows are unconfirmed (they mirror Linux), so 2.14.1.
     ("RTX 4090", "580.95.05", "windows", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.dll")),
-    # Hopper: the H100 smoke test (Linux, Python 3.12) proves 2.11.0 from PyPI; elsewhere the newest wins.
-    ("H100", "580.95.05", "wsl2", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
-    ("H100", "535.104.05", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
+    ("H100", "580.95.05", "wsl2", ("2.15.0", "pypi", "0.50.2", "libbitsandbytes_cuda132.so")),
+    ("H100", "535.104.05", "linux", ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")),
     # Blackwell GeForce: >= cu128 and a bitsandbytes with sm_120 kernels; its first driver is 570.
-    ("RTX 5090", "570.86.10", "linux", ("2.10.0", "pypi", "0.50.2", "libbitsandbytes_cuda128.so")),
+    ("RTX 5090", "570.86.10", "linux", ("2.11.0+cu128", CU128, "0.50.2", "libbitsandbytes_cuda128.so")),
     ("RTX 5090", "575.57.08", "windows", ("2.11.0+cu128", CU128, "0.50.2", "libbitsandbytes_cuda128.dll")),
-    ("RTX 5090", "580.95.05", "linux", ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")),
+    ("RTX 5090", "580.95.05", "linux", ("2.15.0", "pypi", "0.50.2", "libbitsandbytes_cuda132.so")),
     ("RTX 5090", "590.44.01", "windows", ("2.14.1+cu132", CU132, "0.50.2", "libbitsandbytes_cuda132.dll")),
 ]
 
@@ -132,7 +128,7 @@ def test_blackwell_on_a_driver_older_than_the_gpu_has_no_plan(matrix: Matrix, gp
     assert result.reasons[1].endswith(
         f"fail on: driver {driver} predates sm_120 (its first driver is 570.26, with CUDA 12.8)"
     )
-    assert result.nearest == ("with a driver >= 580.65.06: torch==2.14.1, bitsandbytes==0.50.2 (CUDA 13.0)",)
+    assert result.nearest == ("with a driver >= 580.65.06: torch==2.15.0, bitsandbytes==0.50.2 (CUDA 13.2)",)
 
 
 # --------------------------------------------------------------------------- the traps
@@ -146,7 +142,7 @@ def _why(result: Plan | NoPlan, candidate: str) -> str:
 
 def test_gtx_1080_ti_on_535_never_gets_cu128_and_is_told_why(matrix: Matrix) -> None:
     plan = _plan(matrix, "GTX 1080 Ti", "535.104.05", python="3.12")
-    assert plan.variant == "cu124"  # PyPI's 2.5.1 carries sm_60 SASS, which runs on sm_61
+    assert plan.variant == "cu126"  # the newest build with sm_60 SASS (which runs on sm_61): 2.14.1+cu126
     assert _why(plan, "torch 2.11.0+cu128") == "no SASS for sm_61 (lowest is sm_75)"
     assert _why(plan, "torch 2.10.0+cu128") == "no SASS for sm_61 (lowest is sm_70)"
 
@@ -248,17 +244,17 @@ def test_cpu_profile_without_wheelhouse_falls_back_to_pypi_cuda_build_with_a_war
 
 def test_blackwell_with_pypi_only_and_an_old_driver_has_nearest_alternatives(matrix: Matrix) -> None:
     result = _noplan(matrix, "sm_120", "535.104.05", sources=PYPI_ONLY)
-    assert result.nearest[0].startswith("with a driver >= 580.65.06: torch==2.14.1")
+    assert result.nearest[0].startswith("with a driver >= 580.65.06: torch==2.15.0")
 
 
 def test_pascal_on_470_with_new_torch_pin_explains_and_offers_alternatives(matrix: Matrix) -> None:
     result = _noplan(matrix, "sm_61", "470.82.01", torch=">=2.9")
     assert result.reasons[1] == (
-        "59 candidate(s) fail on: driver 470.82.01 < 525.60.13, the minor-version-compatibility floor for CUDA 12.x"
+        "48 candidate(s) fail on: driver 470.82.01 < 525.60.13, the minor-version-compatibility floor for CUDA 12.x"
     )
     assert result.nearest == (
         "with a driver >= 525.60.13: torch==2.14.1+cu126, bitsandbytes==0.50.2 (CUDA 12.6)",
-        "without the --torch/--bnb pins: torch==2.5.1+cu118, bitsandbytes==0.50.2",
+        "without the --torch/--bnb pins: torch==2.7.1+cu118, bitsandbytes==0.50.2",
     )
 
 
@@ -266,7 +262,7 @@ def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
     plan = _plan(matrix, "NVIDIA H100 80GB HBM3", "580.159.04", python="3.12", sources=PYPI_ONLY)
     assert _pins(plan) == ("2.11.0", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")
     assert plan.proven and plan.proven[0].gpu == "NVIDIA H100 80GB HBM3"
-    assert _why(plan, "torch 2.14.1+cu130") == "works, but ranked lower: the chosen one is proven on a real GPU"
+    assert _why(plan, "torch 2.15.0+cu132") == "works, but ranked lower: the chosen one is proven on matching hardware"
     # The same run proves nothing for another Python or another OS.
     assert not _plan(matrix, "H100", "580.159.04", python="3.11").proven
     assert not _plan(matrix, "H100", "580.159.04", python="3.12", os="windows").proven
@@ -282,7 +278,7 @@ def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
             "sm_89",
             "580.95.05",
             "gptq",
-            {"torch": "2.14.1", "gptqmodel": "7.7.0", "transformers": "5.24.0", "accelerate": "1.15.0"},
+            {"torch": "2.15.0", "gptqmodel": "7.7.0", "transformers": "5.24.0", "accelerate": "1.15.0"},
         ),
         (
             "sm_89",
@@ -302,15 +298,8 @@ def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
             "sm_89",
             "550.54.14",
             "gptq",
-            # PyPI's 2.10.0 (cu128 by minor-version compatibility); gptqmodel 7.7.0 needs torch >= 2.14.1, so
-            # 7.6.0 with its numpy pin (proven on the CPU: tests/fixtures/quant-cpu).
-            {
-                "torch": "2.10.0",
-                "gptqmodel": "7.6.0",
-                "numpy": "2.2.6",
-                "transformers": "5.24.0",
-                "accelerate": "1.15.0",
-            },
+            # Below 580: the newest cu12x torch, 2.14.1+cu126 from the index, which gptqmodel 7.7.0 admits.
+            {"torch": "2.14.1+cu126", "gptqmodel": "7.7.0", "transformers": "5.24.0", "accelerate": "1.15.0"},
         ),
     ],
 )
@@ -320,10 +309,24 @@ def test_quant_profiles(matrix: Matrix, gpu: str, driver: str, profile: str, pac
     assert plan.package("bitsandbytes") is None
 
 
+def test_gptq_from_pypi_alone_takes_gptqmodel_7_6_with_its_numpy_pin(matrix: Matrix) -> None:
+    # PyPI's 2.10.0 (cu128 by minor-version compatibility); gptqmodel 7.7.0 needs torch >= 2.14.1, so 7.6.0,
+    # whose declared numpy==2.2.6 (python_version < "3.14") becomes a pin (proven on the CPU: tests/fixtures/quant-cpu).
+    plan = _plan(matrix, "sm_89", "550.54.14", profile="gptq", python="3.12", sources=PYPI_ONLY)
+    assert {p.name: p.version for p in plan.packages} == {
+        "torch": "2.10.0",
+        "gptqmodel": "7.6.0",
+        "numpy": "2.2.6",
+        "transformers": "5.24.0",
+        "accelerate": "1.15.0",
+    }
+    assert _why(plan, "gptqmodel 7.7.0") == "needs torch >= 2.14.1"
+
+
 def test_gptq_refused_below_turing(matrix: Matrix) -> None:
     result = _noplan(matrix, "GTX 1080 Ti", "550.54.14", profile="gptq", python="3.12")
     assert result.reasons[1] == (
-        "23 candidate(s) fail on: no gptq library works with it (gptqmodel 7.7.0: its kernels need sm_75 or newer)"
+        "20 candidate(s) fail on: no gptq library works with it (gptqmodel 7.7.0: its kernels need sm_75 or newer)"
     )
 
 
@@ -335,7 +338,7 @@ def test_cpu_profile_has_no_cuda(matrix: Matrix) -> None:
 
 def test_comma_list_gets_one_plan_that_serves_all(matrix: Matrix) -> None:
     plan = _plan(matrix, "sm_75,sm_89", "580.95.05", python="3.12")
-    assert _pins(plan) == ("2.14.1", "pypi", "0.50.2", "libbitsandbytes_cuda130.so")
+    assert _pins(plan) == ("2.15.0", "pypi", "0.50.2", "libbitsandbytes_cuda132.so")
     # Pascal needs cu126 (no sm_61 SASS in cu128+), Blackwell needs sm_120 SASS (not in cu126): nothing serves both.
     _noplan(matrix, "sm_61,sm_120", "580.95.05", python="3.12")
 
@@ -346,8 +349,8 @@ def test_json_contract(matrix: Matrix) -> None:
     assert (doc["profile"], doc["python"], doc["cuda"]) == ("bnb", "3.12", "12.8")
     assert doc["packages"][0] == {
         "name": "torch",
-        "version": "2.10.0",
-        "index": "pypi",
+        "version": "2.11.0+cu128",
+        "index": "https://download.pytorch.org/whl/cu128",
         "confirmed": True,
     }
     assert all(isinstance(r, str) for r in doc["reasons"])
@@ -495,11 +498,52 @@ def check_plan(plan: Plan, matrix: Matrix, sources: Sources) -> None:
     for q in quant:
         assert q.python.contains(plan.python) and (q.torch is None or q.torch.contains(release.version))
         assert not q.min_cc or all(Version(cc) >= Version(q.min_cc) for cc in target.ccs)
+    _check_requirements(plan, matrix)
     # Pins the user gave.
     if target.torch_spec is not None:
         assert target.torch_spec.contains(release.version)
     if target.bnb_spec is not None and bnb_pkg is not None:
         assert target.bnb_spec.contains(bnb_pkg.version)
+
+
+def _marker_env(plan: Plan) -> dict[str, str]:
+    """PEP 508 variables for the plan's target, written again (not fit.marker_environment)."""
+    system, machine = plan.target.platform.split("-", 1)
+    windows = system == "windows"
+    return {
+        "python_version": plan.python,
+        "python_full_version": plan.python + ".0",
+        "sys_platform": "win32" if windows else "linux",
+        "platform_system": "Windows" if windows else "Linux",
+        "platform_machine": "AMD64" if windows and machine == "x86_64" else machine,
+        "os_name": "nt" if windows else "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
+
+
+def _check_requirements(plan: Plan, matrix: Matrix) -> None:
+    """No pin's declared requirement (extras the row relies on included) or added constraint is broken by
+    another pin; a row whose requirements were not read makes the plan unconfirmed."""
+    pins = {p.name: p.version.split("+", 1)[0] for p in plan.packages}
+    env = _marker_env(plan)
+    rows = [*matrix.companions, *matrix.quant]
+    for pkg in plan.packages:
+        row = next((r for r in rows if r.name == pkg.name and r.version == pkg.version), None)
+        if row is None:
+            continue
+        if row.requires_dist is None:
+            assert not plan.confirmed and not pkg.confirmed, f"{pkg.requirement}: requirements not read"
+        for req in row.requires_dist or ():
+            applies = req.marker is None or any(
+                req.marker.evaluate({**env, "extra": extra}) for extra in ("", *row.extras)
+            )
+            if applies and req.name in pins:
+                assert req.specifier.contains(pins[req.name], prereleases=True), f"{pkg.requirement} needs {req}"
+        added = dict(row.requires) | ({"torch": row.torch} if row.torch is not None else {})
+        for name, spec in added.items():
+            if name in pins:
+                assert spec.contains(pins[name], prereleases=True), f"{pkg.requirement} needs {name}{spec}"
 
 
 # --------------------------------------------------------------------------- properties
@@ -674,3 +718,89 @@ def test_index_variants_are_the_pages_worth_reading(
 ) -> None:
     gpus = parse_gpus(gpu, matrix) if gpu != "cpu" else ()
     assert index_variants(build_target(matrix, gpus=gpus, profile=profile), matrix) == variants
+
+def test_no_plan_pairs_a_companion_with_a_torch_it_rejects(matrix: Matrix) -> None:
+    """Every architecture x driver x OS x profile x Python: each plan's pins satisfy each other's declared
+    requirements, extras included (check_plan above, written independently of the resolver)."""
+    drivers = ("470.82.01", "535.104.05", "570.86.10", "580.95.05", None)
+    plans = 0
+    for cc in CCS:
+        for driver in drivers:
+            for os in ("linux", "windows"):
+                for profile in ("bnb", "gptq", "awq"):
+                    for python in ("3.10",) if profile == "awq" else ("3.12",):
+                        target = build_target(
+                            matrix, gpus=(Gpu(cc),), driver=driver, os=os, pythons=(python,), profile=profile
+                        )
+                        result = resolve(target, matrix, Sources())
+                        if isinstance(result, Plan):
+                            check_plan(result, matrix, Sources())
+                            plans += 1
+    assert plans > 150
+
+
+# --------------------------------------------------------------------------- requirements, advisories, evidence
+
+
+def test_transformers_torch_extra_rejects_an_old_torch(matrix: Matrix) -> None:
+    # Python 3.10 leaves out transformers >= 5.21; torch 2.5.1 is pinned: 5.20.2 declares torch>=2.6 under its
+    # torch extra (and disables torch below it at import), so 5.17.0 (torch>=2.5) is the one that works.
+    plan = _plan(matrix, "GTX 1080 Ti", "535.104.05", python="3.10", torch="2.5.1")
+    assert plan.package("transformers").version == "5.17.0"  # type: ignore[union-attr]
+    assert _why(plan, "transformers 5.20.2") == "needs torch >= 2.6 (extra torch)"
+    assert "transformers 5.17.0 (needs accelerate >= 1.1.0 (extra torch), torch >= 2.5 (extra torch)" in " ".join(
+        plan.reasons
+    )
+
+
+def test_a_companion_whose_requirements_were_not_read_ranks_below(matrix: Matrix) -> None:
+    import dataclasses
+
+    unread = tuple(
+        dataclasses.replace(c, requires_dist=None) if (c.name, c.version) == ("transformers", "5.24.0") else c
+        for c in matrix.companions
+    )
+    weak = dataclasses.replace(matrix, companions=unread)
+    plan = _plan(weak, "RTX 4090", "580.95.05", python="3.12")
+    assert plan.package("transformers").version == "5.20.2"  # type: ignore[union-attr]
+    assert plan.confirmed
+    # Pinned to it anyway, the plan says it rests on an unread fact.
+    pinned = dataclasses.replace(weak, companions=tuple(c for c in unread if c.version != "5.20.2"))
+    only = _plan(pinned, "RTX 4090", "580.95.05", python="3.12")
+    assert only.package("transformers").version in {"5.24.0", "5.17.0"}  # type: ignore[union-attr]
+
+
+def test_a_plan_without_advisories_beats_an_older_confirmed_one(matrix: Matrix) -> None:
+    plan = _plan(matrix, "GTX 1080 Ti", "470.82.01")
+    assert plan.package("torch").version == "2.7.1+cu118"  # type: ignore[union-attr]
+    assert _why(plan, "torch 2.5.1+cu118") == "works, but ranked lower: CVE-2025-32434 affects it"
+    (note,) = [w for w in plan.warnings if w.startswith("torch ")]
+    assert note.startswith("torch 2.7.1 is affected by CVE-2026-24747 (")
+    assert note.endswith(
+        "no fixed torch works here: driver 470.82.01 < 525.60.13, the minor-version-compatibility floor for CUDA 12.x"
+    )
+
+
+@pytest.mark.parametrize("driver", ["470.82.01", "525.147.05", "535.104.05", "580.95.05", "590.44.01"])
+@pytest.mark.parametrize("os", ["linux", "wsl2", "windows"])
+def test_pascal_gets_torch_2_6_or_newer(matrix: Matrix, driver: str, os: str) -> None:
+    plan = _plan(matrix, "GTX 1080 Ti", driver, os=os)
+    torch = plan.package("torch")
+    assert torch is not None and Version(torch.version.split("+")[0]) >= Version("2.6")
+
+
+def test_evidence_proves_only_the_same_machine_and_names_its_run(matrix: Matrix) -> None:
+    plan = _plan(matrix, "H100", "580.159.04", python="3.12", sources=PYPI_ONLY)
+    assert plan.proven and plan.package("transformers").version == "5.17.0"  # type: ignore[union-attr]
+    assert any(r.endswith(": tests/fixtures/h100-cu130/smoke-bnb0.50.2.json (tests/gpu/device_validate.sh on the device host)")
+               or "tests/fixtures/h100-cu130" in r for r in plan.reasons if r.startswith("proven by"))  # fmt: skip
+    # The same GPU generation on an aarch64 host (GH200) is not proven by an x86_64 run.
+    gh200 = _plan(matrix, "GH200", "580.159.04", python="3.12", machine="aarch64", sources=PYPI_ONLY)
+    assert not gh200.proven
+
+
+def test_gh200_before_r580_keeps_the_newest_bitsandbytes(matrix: Matrix) -> None:
+    # aarch64 wheels ship libbitsandbytes_cuda126.so since 0.47 (read from them): before the [[sass]] rows
+    # existed, this plan fell back to 0.46.1 with "no SASS facts".
+    plan = _plan(matrix, "GH200", "570.86.10", python="3.12", machine="aarch64")
+    assert _pins(plan) == ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")

@@ -70,8 +70,8 @@ def plan_for(matrix: Matrix, gpu: str, profile: str | None, os_name: str = "wsl2
 @pytest.mark.parametrize(
     ("gpu", "profile", "toolkit", "floor"),
     [
-        ("sm_89", "bnb", "", "580"),  # cu130 from PyPI: Windows numbering, the R580 branch floor
-        ("sm_89", "gptq", "cuda-toolkit-13-0", "580"),  # gptqmodel JIT-compiles: the WSL toolkit, never `cuda`
+        ("sm_89", "bnb", "", "580"),  # cu132 from PyPI: Windows numbering, the R580 branch floor
+        ("sm_89", "gptq", "cuda-toolkit-13-2", "580"),  # gptqmodel JIT-compiles: the WSL toolkit, never `cuda`
         ("cpu", None, "", ""),  # the cpu profile needs neither a driver nor a toolkit
     ],
 )
