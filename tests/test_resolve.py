@@ -680,7 +680,7 @@ def test_a_mirror_holding_only_2_13_gets_a_2_13_plan(matrix: Matrix) -> None:
     assert Rejection("torch 2.14.1+cpu", why) in plan.rejected
     # Told nothing of the pages, the matrix decides: the newest CPU build for the first Python.
     assumed = resolve(target, matrix, Sources(pytorch_index=MIRROR))
-    assert isinstance(assumed, Plan) and (assumed.python, _pins(assumed)[0]) == ("3.13", "2.14.1+cpu")
+    assert isinstance(assumed, Plan) and (assumed.python, _pins(assumed)[0]) == ("3.13", "2.15.0+cpu")
 
 
 def test_a_gpu_plan_follows_the_mirrors_cu126_page(matrix: Matrix) -> None:
@@ -700,10 +700,10 @@ def test_a_page_that_could_not_be_read_ranks_below_a_listed_file(matrix: Matrix)
     plan = _plan(matrix, "cpu", None, unread, profile="cpu", python="3.11")
     assert _pins(plan)[:2] == ("2.13.0+cpu", "wheelhouse")
     lower = "works, but ranked lower: its index page could not be read, so that the index holds it is unconfirmed"
-    assert Rejection("torch 2.14.1+cpu", lower) in plan.rejected
+    assert Rejection("torch 2.15.0+cpu", lower) in plan.rejected
     alone = _plan(matrix, "cpu", None, Sources(pytorch_index=MIRROR, pytorch_files={}), profile="cpu", python="3.11")
-    assert _pins(alone)[:2] == ("2.14.1+cpu", f"{MIRROR}/cpu")
-    assert f"{MIRROR}/cpu/torch/ could not be read: that it holds torch 2.14.1+cpu is assumed" in alone.warnings
+    assert _pins(alone)[:2] == ("2.15.0+cpu", f"{MIRROR}/cpu")
+    assert f"{MIRROR}/cpu/torch/ could not be read: that it holds torch 2.15.0+cpu is assumed" in alone.warnings
 
 
 @pytest.mark.parametrize(
