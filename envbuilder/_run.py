@@ -175,6 +175,9 @@ def run(
             # threads (envbuilder starts processes from its main thread anyway)
             preexec_fn=_child_setup(own_group=own_group) if os.name == "posix" else None,  # noqa: PLW1509
         )
+    except ValueError:  # an argument or variable holding a NUL byte (from a file envbuilder read)
+        msg = f"{redact(shlex.join(args[:3]))} ...: an argument or environment value holds a NUL byte"
+        raise CommandFailed(msg, hint="remove the NUL byte from the value in the manifest or option") from None
     except OSError as exc:
         raise _start_failure(args, exc) from None
     out, err = _communicate(proc, args, stdin=stdin, timeout=timeout, own_group=own_group, foreground=foreground)

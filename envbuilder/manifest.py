@@ -191,6 +191,9 @@ def _sources(table: object, path: Path) -> dict[str, Any]:
             out[key] = value
         else:
             out[key] = list(_strs(value, path, where))
+        for item in out[key] if isinstance(out[key], list) else [out[key]]:
+            if isinstance(item, str) and any(ord(c) < 32 or ord(c) == 127 for c in item):
+                raise _fail(path, where, "a value holds a control character", "write it on one line, as plain text")
     return out
 
 

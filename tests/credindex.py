@@ -143,11 +143,18 @@ def _handler(index: Index, wheels: dict[str, Path], token: str) -> type[http.ser
 
 
 @contextmanager
-def serve(wheel_dir: Path | None, *, user: str = "bob", password: str = "PTTOKEN-6c1f2e") -> Iterator[Index]:
-    """Serve the index on an ephemeral loopback port for the duration of the ``with`` block."""
+def serve(
+    wheel_dir: Path | None, *, user: str = "bob", password: str = "PTTOKEN-6c1f2e", port: int = 0
+) -> Iterator[Index]:
+    """Serve the index on loopback for the duration of the ``with`` block: on ``port`` if it is free, else on
+    an ephemeral one. A fixed port keeps the index URL, and so uv's cache entry for its wheels, the same from
+    one run to the next (uv caches by index URL: a new port would unpack the 180 MB torch wheel again)."""
     wheels = {p.name: p for p in sorted(wheel_dir.glob("*.whl"))} if wheel_dir else {}
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), http.server.BaseHTTPRequestHandler)
+    except OSError:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     index = Index(url=f"http://127.0.0.1:{server.server_address[1]}", user=user, password=password)
     server.RequestHandlerClass = _handler(index, wheels, token)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -344,3 +344,17 @@ def test_doctor_log_of_an_endless_stream_stops_at_the_cap(capsys: pytest.Capture
     assert code == 0
     assert "stopped reading /dev/zero at 16.0 MiB" in err
     assert time.monotonic() - t0 < 60
+
+
+def test_a_nul_byte_in_an_argument_is_one_message(capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the fuzz suite: `--lock=\\x00` raised ValueError (embedded null byte) from the file call."""
+    code, _, err = _run(["recipe", "wsl2", "--lock=\x00"], capsys)
+    assert code == 2 and err.startswith("envbuilder: error: ") and "NUL" in err
+
+
+def test_a_nul_byte_reaching_a_process_is_a_command_failure() -> None:
+    from envbuilder import _run as run_module
+    from envbuilder.errors import CommandFailed
+
+    with pytest.raises(CommandFailed, match="NUL byte"):
+        run_module.run(["echo", "a\x00b"])

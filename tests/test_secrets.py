@@ -51,13 +51,13 @@ if WHEELS is None:
 
 @pytest.fixture(scope="module")
 def index() -> Iterator[credindex.Index]:
-    with credindex.serve(WHEELS, user=USER, password=PASSWORD) as idx:
+    with credindex.serve(WHEELS, user=USER, password=PASSWORD, port=48765) as idx:
         yield idx
 
 
 @pytest.fixture(scope="module")
 def mirror() -> Iterator[credindex.Index]:
-    with credindex.serve(None, user=MIRROR_USER, password=MIRROR_PASSWORD) as idx:
+    with credindex.serve(None, user=MIRROR_USER, password=MIRROR_PASSWORD, port=48766) as idx:
         yield idx
 
 
@@ -104,6 +104,18 @@ def _files_with_secrets(paths: list[Path]) -> list[str]:
             continue
         if any(s.encode() in data for s in (USER, PASSWORD, MIRROR_USER, MIRROR_PASSWORD)):
             found.append(str(path))
+    return found
+
+
+def _new_files(root: Path, since: float) -> list[Path]:
+    """Files under ``root`` changed since ``since`` (uv's cache is shared: others' temporary files come and go)."""
+    found = []
+    for path in root.rglob("*"):
+        try:
+            if path.is_file() and path.stat().st_mtime >= since:
+                found.append(path)
+        except OSError:
+            continue
     return found
 
 
@@ -168,5 +180,9 @@ def test_credentials_reach_uv_and_nothing_else(
     manifest = work / "envbuilder.toml"  # the user's own file, which holds the credentials they wrote
     ours = [p for p in tmp_path.rglob("*") if p.is_file() and p != manifest]
     assert len(ours) > 100  # the environments, locks, caches, Dockerfile and recipe are all searched
-    uv_new = [p for p in _uv_cache_dir().rglob("*") if p.is_file() and p.stat().st_mtime >= started]
+    uv_new = _new_files(_uv_cache_dir(), started)
     assert _files_with_secrets(ours + uv_new) == []
+    # For the README's reliability figures (pytest -rP shows it).
+    print(f"secrets: {len(run.outputs) // 2} runs, {len(run.outputs)} stdout/stderr streams, "
+          f"{len(ours)} files of ours and {len(uv_new)} new files of uv's cache searched; "
+          f"{len(index.authorised) + len(mirror.authorised)} authorised requests; leaks: 0")

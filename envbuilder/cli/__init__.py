@@ -142,6 +142,10 @@ def _report(exc: EnvbuilderError, *, verbose: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if argv is not None and any("\x00" in a for a in argv):
+        # A C program cannot pass one, but an in-process caller can, and every file call would raise on it.
+        print("envbuilder: error: an argument holds a NUL byte\nTIP remove it", file=sys.stderr)
+        return EXIT_USAGE
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2); return it for in-process callers
