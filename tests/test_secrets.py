@@ -110,12 +110,14 @@ def _files_with_secrets(paths: list[Path]) -> list[str]:
 def _new_files(root: Path, since: float) -> list[Path]:
     """Files under ``root`` changed since ``since`` (uv's cache is shared: others' temporary files come and go)."""
     found = []
-    for path in root.rglob("*"):
-        try:
-            if path.is_file() and path.stat().st_mtime >= since:
-                found.append(path)
-        except OSError:
-            continue
+    for directory, _dirs, files in os.walk(root):  # os.walk skips what vanishes under it; rglob raises
+        for name in files:
+            path = Path(directory) / name
+            try:
+                if path.stat().st_mtime >= since:
+                    found.append(path)
+            except OSError:
+                continue
     return found
 
 
