@@ -29,9 +29,10 @@ from envbuilder import _run  # noqa: E402
 from envbuilder.cli import main as cli  # noqa: E402
 from envbuilder.cli.docker import _copy_wheels, write_context  # noqa: E402
 from envbuilder.containers import BuildRequest, Podman  # noqa: E402
-from envbuilder.render.dockerfile import UV_IMAGE, Options, build_args, image_tags, render_context  # noqa: E402
 from envbuilder.lock import Lock, read_lock  # noqa: E402
+from envbuilder.render.dockerfile import UV_IMAGE, Options, build_args, image_tags, render_context  # noqa: E402
 from envbuilder.settings import Settings  # noqa: E402
+from envbuilder.smoke.expect import load_smoke_table  # noqa: E402
 
 # Published (compressed, as Docker Hub lists it) sizes of official pytorch/pytorch runtime images, keyed by
 # (torch, cuda). Only figures read in a source go here, with that source; none could be found with the
@@ -44,7 +45,7 @@ def _build(
 ) -> tuple[float, str, tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="envbuilder-bench-") as tmp:
         ctx = Path(tmp) / "context"
-        write_context(ctx, render_context(lock, text, options=options))
+        write_context(ctx, render_context(lock, text, options=options, table=load_smoke_table()))
         covered = _copy_wheels(lock, settings, ctx / "wheels")
         tags = image_tags(lock, "localhost/envbuilder-bench")
         request = BuildRequest(

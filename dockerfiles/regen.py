@@ -17,8 +17,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from envbuilder.render.dockerfile import render_context  # noqa: E402
 from envbuilder.lock import lock_file_name, read_lock  # noqa: E402
+from envbuilder.render.dockerfile import render_context  # noqa: E402
+from envbuilder.smoke.expect import load_smoke_table  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +72,17 @@ def relock(root: Path = HERE) -> None:
 def render_all(root: Path = HERE) -> dict[Path, str]:
     """Every generated file of dockerfiles/, by path (from the locks under ``root``).
 
-    envbuilder's smoke check (envbuilder/smoke/check.py) is left out: it changes with its own module, and
+    envbuilder's smoke program (envbuilder/smoke/check.py) is left out: it changes with its own module, and
     `envbuilder build --lock dockerfiles/<name>/pylock.<name>.toml` adds it to the context it builds.
     """
     files: dict[Path, str] = {}
+    table = load_smoke_table()
     for h in HEADLINES:
         path = lock_path(h, root)
         lock = read_lock(path)
-        for rel, text in render_context(lock, path.read_text(encoding="utf-8")).items():
-            files[root / h.name / rel] = text
+        for rel, text in render_context(lock, path.read_text(encoding="utf-8"), table=table).items():
+            if rel != "smoke/check.py":
+                files[root / h.name / rel] = text
     return files
 
 

@@ -17,8 +17,8 @@ import pytest
 from envbuilder import _run, containers
 from envbuilder.cli import main
 from envbuilder.containers import BuildRequest, Docker, NoEngine, Podman, choose_engine
-from envbuilder.render.dockerfile import UV_VERSION, image_tags
 from envbuilder.lock import read_lock
+from envbuilder.render.dockerfile import UV_VERSION, image_tags
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_LOCK = ROOT / "dockerfiles" / "cpu" / "pylock.cpu.toml"
@@ -168,8 +168,8 @@ def test_real_podman_build_of_the_cpu_image(tmp_path: Path, capfd: pytest.Captur
         assert code == 0, err[-3000:]
         # The Dockerfile's build-time smoke step ran inside the image and passed.
         assert "ok   versions: 42 packages, exactly the lock's versions" in out + err
-        assert "ok   torch build: torch 2.13.0+cpu (CUDA None)" in out + err
-        assert "ok   bitsandbytes library: bitsandbytes ships libbitsandbytes_cpu.so" in out + err
+        assert "ok   torch: torch 2.13.0+cpu (CPU build)" in out + err
+        assert "would load libbitsandbytes_cpu.so (dlopen OK)" in out + err
         assert "ok   imports: imported torch, bitsandbytes, transformers, accelerate, peft" in out + err
         inspect = _run.run(
             [

@@ -1,10 +1,11 @@
-"""render/dockerfile.py and render/ci.py: rendered Dockerfiles, contexts, tags, labels, bake file and workflow; the drift of dockerfiles/;
-hadolint; the CLI's refusal of values that could inject into generated files."""
+"""render/dockerfile.py and render/ci.py: rendered Dockerfiles, contexts, tags, labels, bake file and workflow;
+the drift of dockerfiles/; hadolint; the CLI's refusal of values that could inject into generated files."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import re
 import shutil
 import sys
@@ -26,11 +27,11 @@ from envbuilder.render.dockerfile import (
     render_context,
     render_dockerfile,
     render_dockerignore,
-    render_smoke,
     repository,
-    smoke_data,
+    smoke_expect,
 )
 from envbuilder.render.values import DockerError, check_url, safe
+from envbuilder.smoke.expect import load_smoke_table
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = ROOT / "dockerfiles"
@@ -104,7 +105,8 @@ def test_dockerfile_structure(lock_path: Path, base: str, gpu: bool) -> None:
         ("rest", "/opt/venv"),
     ]
     assert "USER 10001:10001\n" in runtime
-    assert runtime.index("USER 10001") < runtime.index('"--build"]') < runtime.index("CMD [")
+    build_smoke = 'RUN ["/opt/venv/bin/python", "/opt/envbuilder/smoke/check.py", "--light"'
+    assert runtime.index("USER 10001") < runtime.index(build_smoke) < runtime.index("CMD [")
     assert ("NVIDIA_DRIVER_CAPABILITIES=compute,utility" in runtime) is gpu
     # The reason for the base is written above it.
     reason = "JIT" if lock.profile == "gptq" else "glibc" if lock.profile == "cpu" else "no CUDA base image"
@@ -169,7 +171,7 @@ def test_dockerignore_sends_only_what_is_used() -> None:
 
 def test_context_splits_the_cuda_stack_from_the_rest() -> None:
     lock = read_lock(SM90)
-    files = render_context(lock, SM90.read_text(encoding="utf-8"))
+    files = render_context(lock, SM90.read_text(encoding="utf-8"), table=load_smoke_table())
     stack = re.findall(r"^(\S+)==", files["requirements/cuda-stack.txt"], re.MULTILINE)
     rest = re.findall(r"^(\S+)==", files["requirements/rest.txt"], re.MULTILINE)
     assert "torch" in stack and "triton" in stack and any(n.startswith("nvidia-") for n in stack)
@@ -197,26 +199,33 @@ def test_extra_indexes_come_from_the_locked_urls(lock_path: Path, indexes: tuple
     assert (f'ARG UV_INDEX="{indexes[0]}"' if indexes else "ARG UV_INDEX\n") in text
 
 
-def test_smoke_data_and_script() -> None:
+def test_smoke_expectation_from_the_lock() -> None:
+    table = load_smoke_table()
     lock = read_lock(GPTQ)
-    data = smoke_data(lock)
-    assert data["bnb_library"] is None and data["cuda"] == lock.cuda
-    assert data["gpu_imports"] == ["gptqmodel"]  # it JIT-compiles on import: only where a GPU is
-    assert "gptqmodel" not in data["imports"] and "torch" in data["imports"]
-    cpu = smoke_data(read_lock(CPU))
-    assert cpu["bnb_library"] == "libbitsandbytes_cpu.so"
-    script = render_smoke(read_lock(SM90))
-    compile(script, "image_smoke.py", "exec")
-    assert "libbitsandbytes_cuda130.so" in script
+    data = smoke_expect(lock, table)
+    assert data.bnb_library is None and data.cuda == lock.cuda
+    assert data.gpu_imports == ("gptqmodel",)  # it JIT-compiles on import: only where a GPU is
+    assert "gptqmodel" not in data.imports and "torch" in data.imports
+    assert data.packages == {p.name: p.version for p in lock.packages} and data.exact
+    cpu = smoke_expect(read_lock(CPU), table)
+    assert cpu.bnb_library == "libbitsandbytes_cpu.so"
+    assert smoke_expect(read_lock(SM90), table).bnb_library == "libbitsandbytes_cuda130.so"
+    assert json.loads(cpu.to_json())["bounds"]["quant4"] == {"nf4": 0.15, "fp4": 0.2}
 
 
 def test_image_smoke_build_mode_passes_here_and_fails_on_a_foreign_lock(tmp_path: Path) -> None:
-    """The generated script runs in this interpreter: its version check names what differs from the lock."""
-    script = tmp_path / "image_smoke.py"
-    script.write_text(render_smoke(read_lock(CPU)), encoding="utf-8")
-    result = _run.run([sys.executable, str(script), "--build"], check=False, timeout=120)
+    """The image's build step runs here: the smoke program's version check names what differs from the lock."""
+    files = render_context(read_lock(CPU), CPU.read_text(encoding="utf-8"), table=load_smoke_table())
+    for rel in ("smoke/check.py", "smoke/expect.json"):
+        (tmp_path / rel.split("/")[1]).write_text(files[rel], encoding="utf-8")
+    argv = [sys.executable, str(tmp_path / "check.py"), "--light", "--text", "--expect", str(tmp_path / "expect.json")]
+    result = _run.run(argv, check=False, timeout=120)
     assert result.returncode == 1
     assert "FAIL versions: not the lock:" in result.stdout
+    # The same step as the Dockerfile runs it.
+    assert 'RUN ["/opt/venv/bin/python", "/opt/envbuilder/smoke/check.py", "--light", "--text", "--expect", ' in files[
+        "Dockerfile"
+    ]
 
 
 # --------------------------------------------------------------------------- tags
@@ -360,7 +369,7 @@ def test_cli_dockerfile_writes_a_context(tmp_path: Path, capsys: pytest.CaptureF
             "requirements/cuda-stack.txt",
             "requirements/rest.txt",
             "smoke/check.py",
-            "smoke/image_smoke.py",
+            "smoke/expect.json",
             "wheels/.keep",
         ]
     )

@@ -8,6 +8,7 @@ The doctor rules run on lines quoted verbatim from public issues (``tests/fixtur
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -20,9 +21,12 @@ from envbuilder.errors import TargetError
 from envbuilder.matrix import Matrix
 from envbuilder.render import recipe, values
 from envbuilder.render.windows import render_windows_script
+from envbuilder.smoke.expect import load_smoke_table, program_text
 
 GOLDEN = Path(__file__).parent / "golden"
 LOGS = Path(__file__).parent / "fixtures" / "windows"
+
+SMOKE_TABLE = load_smoke_table()
 
 
 def spec(**over: object) -> recipe.RecipeSpec:
@@ -38,7 +42,8 @@ def spec(**over: object) -> recipe.RecipeSpec:
         "indexes": ("https://download.pytorch.org/whl/cu126",),
     }
     base.update(over)
-    return recipe.validate(recipe.RecipeSpec(**base))  # type: ignore[arg-type]
+    made = recipe.RecipeSpec(**base)  # type: ignore[arg-type]
+    return recipe.validate(dataclasses.replace(made, expect=recipe.recipe_expect(made, SMOKE_TABLE)))
 
 
 LOCK = """lock-version = "1.0"
@@ -75,7 +80,11 @@ wheels = [{ url = "https://files.example.org/bitsandbytes-0.50.2-py3-none-win_am
     ],
 )
 def test_windows_script_matches_golden(golden: str, over: dict[str, object]) -> None:
+    # The embedded smoke program is envbuilder/smoke/check.py itself (asserted here); the golden holds its place.
     text = render_windows_script(spec(**over))
+    program = program_text().rstrip("\n")
+    assert text.count(program) == 1
+    text = text.replace(program, "@@SMOKE_PROGRAM@@")
     path = GOLDEN / golden
     if os.environ.get("ENVBUILDER_UPDATE_GOLDEN") == "1":
         path.parent.mkdir(exist_ok=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +12,11 @@ import pytest
 from envbuilder import _run
 from envbuilder.cli import main
 from envbuilder.doctor.evidence import from_smoke_document
+from envbuilder.model.types import PROFILES
 from envbuilder.smoke import SCRIPT, find_python, judge_sass, parse_document, run_smoke
+from envbuilder.smoke import check as check_program
 from envbuilder.smoke.check import choose_library, library_suffix, sass_for
+from envbuilder.smoke.expect import expect_for, load_smoke_table, program_text
 
 H100_ARCH = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]  # torch 2.11+cu130
 
@@ -105,8 +110,28 @@ def test_parse_document_refuses(stdout: str, error: str) -> None:
 
 def test_script_imports_nothing_from_envbuilder() -> None:
     text = SCRIPT.read_text(encoding="utf-8")
-    assert "envbuilder." not in text.replace("envbuilder.smoke/1", "")
+    assert "envbuilder." not in text.replace("envbuilder.smoke/1", "").replace("envbuilder.smoke-expect/1", "")
     assert "import envbuilder" not in text
+
+
+def test_the_programs_bounds_are_the_matrix_table() -> None:
+    """check.py (stdlib only) keeps a copy of matrices/smoke.toml's bounds for runs by hand: they agree."""
+    check = check_program
+    assert {stage: dict(metrics) for stage, metrics in check.BOUNDS.items()} == load_smoke_table().bounds_json()
+    assert check.PROFILES == PROFILES
+
+
+def test_each_bound_is_the_strictest_in_use_before_issue_12() -> None:
+    # check.py nf4 0.15 / fp4 0.20; the image's own smoke nf4 < 0.2; the recipes nf4 and fp4 < 0.25.
+    bounds = load_smoke_table().bounds_json()["quant4"]
+    assert bounds == {"nf4": min(0.15, 0.2, 0.25), "fp4": min(0.20, 0.25)}
+
+
+def test_bounds_given_to_the_program_are_checked(tmp_path: Path) -> None:
+    script = tmp_path / "check.py"
+    script.write_text(program_text(), encoding="utf-8")
+    bad = _run.run([sys.executable, str(script), "--bounds", '{"quant4": {"nf5": 0.1}}'], check=False, timeout=60)
+    assert bad.returncode != 0 and "unknown bound quant4.nf5 (known: nf4, fp4)" in bad.stderr
 
 
 def test_find_python_refuses_a_directory_that_is_no_venv(tmp_path: Path) -> None:
@@ -181,6 +206,50 @@ def test_smoke_passes_on_cpu_env(cpu_env: Path) -> None:
     assert by["bnb_library"]["candidate"]["path"] == by["bnb_import"]["library"]["path"]
     assert by["bnb_library"]["imported"] is False and ev.bnb_imported
     assert report.record()["result"] == "pass"
+
+
+@pytest.mark.integration
+@pytest.mark.network
+def test_bounds_from_the_table_decide(cpu_env: Path) -> None:
+    """The runner hands the matrix's bounds to the program: a bound below what bitsandbytes reaches fails."""
+    strict = {"quant4": {"nf4": 0.001}}
+    report = run_smoke(find_python(env=cpu_env), quick=True, bounds=strict)
+    quant4 = next(c for c in report.checks if c.name == "quant4")
+    assert quant4.status == "FAIL" and "nf4 mean error" in quant4.detail and "> 0.001" in quant4.detail
+    assert dict(quant4.evidence["bounds"]) == {"nf4": 0.001, "fp4": 0.2}
+
+
+@pytest.mark.integration
+@pytest.mark.network
+def test_expectation_of_a_plan_holds_in_its_environment(cpu_env: Path, tmp_path: Path) -> None:
+    """What images and recipes run: versions, imports and the library the lock names, in a real environment."""
+    python = find_python(env=cpu_env)
+    expect = expect_for(
+        {"torch": "2.13.0+cpu", "bitsandbytes": "0.50.2"},
+        ["torch==2.13.0+cpu", "bitsandbytes==0.50.2"],
+        cuda=None,
+        bnb_library="libbitsandbytes_cpu.so",
+        exact=False,
+        table=load_smoke_table(),
+    )
+    (tmp_path / "expect.json").write_text(expect.to_json(), encoding="utf-8")
+    argv = [str(python), str(SCRIPT), "--quick", "--text", "--profile", "cpu"]
+    argv += ["--expect", str(tmp_path / "expect.json")]
+    result = _run.run(argv, check=False, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok   versions: 2 packages, at the plan's versions" in result.stdout
+    assert "ok   imports: imported torch, bitsandbytes" in result.stdout
+    assert "smoke: ok (quick, cpu profile)" in result.stdout
+    # A lock for another CUDA build of torch, and a library bitsandbytes does not ship, both fail.
+    wrong = dataclasses.replace(expect, cuda="12.8", bnb_library="libbitsandbytes_cuda999.so")
+    (tmp_path / "expect.json").write_text(wrong.to_json(), encoding="utf-8")
+    result = _run.run(argv, check=False, timeout=900)
+    assert result.returncode == 1
+    assert "FAIL torch: torch 2.13.0+cpu is built for CUDA None, the lock says 12.8" in result.stdout
+    # --require-gpu (a recipe for a GPU plan): no GPU is a failure.
+    (tmp_path / "expect.json").write_text(expect.to_json(), encoding="utf-8")
+    result = _run.run([*argv, "--require-gpu"], check=False, timeout=900)
+    assert result.returncode == 1 and "FAIL cuda: no GPU check: torch is a CPU build" in result.stdout
 
 
 @pytest.mark.integration

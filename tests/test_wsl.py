@@ -8,6 +8,7 @@ skips what the first one finished.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import shutil
@@ -23,10 +24,13 @@ from envbuilder.matrix import Matrix
 from envbuilder.render import recipe, values
 from envbuilder.render.wsl2 import render_wsl2_script
 from envbuilder.resolve import Plan, driver_floors, resolve
+from envbuilder.smoke.expect import load_smoke_table
 from envbuilder.target import build_target, parse_gpus
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+SMOKE_TABLE = load_smoke_table()
 
 
 def spec(**over: object) -> recipe.RecipeSpec:
@@ -42,7 +46,8 @@ def spec(**over: object) -> recipe.RecipeSpec:
         "indexes": ("https://download.pytorch.org/whl/cu126",),
     }
     base.update(over)
-    return recipe.validate(recipe.RecipeSpec(**base))  # type: ignore[arg-type]
+    made = recipe.RecipeSpec(**base)  # type: ignore[arg-type]
+    return recipe.validate(dataclasses.replace(made, expect=recipe.recipe_expect(made, SMOKE_TABLE)))
 
 
 def plan_for(matrix: Matrix, gpu: str, profile: str | None, os_name: str = "wsl2") -> Plan:
@@ -81,7 +86,8 @@ def test_plan_to_script_carries_floor_and_toolkit(
     plan = plan_for(matrix, gpu, profile)
     native, mvc = driver_floors(matrix, plan.cuda, "wsl2") if plan.cuda else (None, None)
     compiles = any(q.kernels == "jit" and plan.package(q.name) for q in matrix.quant)
-    text = render_wsl2_script(recipe.recipe_spec(plan, driver_floor=mvc or native, compiles=compiles))
+    made = recipe.recipe_spec(plan, driver_floor=mvc or native, compiles=compiles, smoke=SMOKE_TABLE)
+    text = render_wsl2_script(made)
     assert f"CUDA_TOOLKIT={shlex.quote(toolkit)}\n" in text
     assert f"DRIVER_FLOOR={shlex.quote(floor)}\n" in text
     assert text.startswith("#!/usr/bin/env bash\n")
@@ -113,7 +119,7 @@ def test_recipe_and_image_share_one_variant_rule(variant: str) -> None:
     # The recipe's own copy of the variant check was looser ([a-z0-9.]{1,16}) than the Dockerfile's: one rule
     # (render.values.VARIANT) now serves both. Every variant of the matrix passes; no other string does.
     assert spec(variant=variant).variant == variant
-    with pytest.raises(TargetError, match="CUDA variant 'rocm6.2' is not allowed"):
+    with pytest.raises(TargetError, match=r"CUDA variant 'rocm6\.2' is not allowed"):
         spec(variant="rocm6.2")
 
 

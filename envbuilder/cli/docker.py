@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from envbuilder.lock import Lock
     from envbuilder.render.dockerfile import Options
     from envbuilder.settings import Settings
+    from envbuilder.smoke.expect import SmokeTable
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -111,10 +112,11 @@ def _get_lock(args: argparse.Namespace, settings: Settings, workdir: Path) -> tu
     return parse_lock(text, Path(lock_file_name(result["name"]))), text
 
 
-def _check_script() -> str | None:
-    """envbuilder's standalone smoke check, copied into images so that they run the full smoke."""
-    path = Path(__file__).resolve().parent.parent / "smoke" / "check.py"
-    return path.read_text(encoding="utf-8") if path.is_file() else None
+def _smoke_table(args: argparse.Namespace) -> SmokeTable:
+    """The smoke program's bounds and import names (matrices/smoke.toml and any --matrix-dir overlay)."""
+    from envbuilder.smoke.expect import load_smoke_table
+
+    return load_smoke_table(getattr(args, "matrix_dir", None))
 
 
 def check_outputs(directory: Path, rels: Iterable[str], *, force: bool) -> None:
@@ -174,7 +176,7 @@ def run_dockerfile(args: argparse.Namespace) -> int:
     settings = _settings(args)
     with tempfile.TemporaryDirectory(prefix="envbuilder-dockerfile-") as tmp:
         lock, text = _get_lock(args, settings, Path(tmp))
-    files = render_context(lock, text, options=_options(args, settings), check_script=_check_script())
+    files = render_context(lock, text, options=_options(args, settings), table=_smoke_table(args))
     out = Path(args.output) if args.output else Path("docker") / lock.name
     check_outputs(out, files, force=args.force)
     write_context(out, files)
@@ -194,7 +196,7 @@ def run_build(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="envbuilder-build-", dir=parent) as tmp:
         lock, text = _get_lock(args, settings, Path(tmp))
         context = Path(tmp) / "context"
-        write_context(context, render_context(lock, text, options=options, check_script=_check_script()))
+        write_context(context, render_context(lock, text, options=options, table=_smoke_table(args)))
         covered = _copy_wheels(lock, settings, context / "wheels")
         secrets = {"ca": Path(settings.ca_certs[0])} if settings.ca_certs else {}
         if args.netrc:
@@ -250,6 +252,7 @@ def run_ci(args: argparse.Namespace) -> int:
     locks_dir = Path(args.locks) if args.locks else manifest_path.parent
     out = Path(args.output) if args.output else manifest_path.parent
     options = _options(args, None)
+    table = _smoke_table(args)
     images, contexts = [], {}
     for spec in manifest.envs:
         path = locks_dir / lock_file_name(spec.name)
@@ -258,9 +261,7 @@ def run_ci(args: argparse.Namespace) -> int:
             raise LockError(msg, hint=f"run `envbuilder lock --manifest {manifest_path}` first")
         lock = read_lock(path)
         rel = f"docker/{spec.name}"
-        contexts[rel] = render_context(
-            lock, path.read_text(encoding="utf-8"), options=options, check_script=_check_script()
-        )
+        contexts[rel] = render_context(lock, path.read_text(encoding="utf-8"), options=options, table=table)
         images.append(CiImage(lock=lock, context=rel))
     bake = render_bake(images, registry=args.registry)
     workflow = render_workflow(images)

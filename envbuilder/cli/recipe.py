@@ -99,6 +99,7 @@ def _compiles(matrix: Matrix, names: set[str]) -> bool:
 def _spec_from_plan(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs) -> RecipeSpec:
     from envbuilder.render import recipe
     from envbuilder.resolve import NoPlan, resolve
+    from envbuilder.smoke.expect import load_smoke_table
 
     if os_name == "windows" and args.profile in recipe.NOT_ON_WINDOWS:
         _refuse_windows(args.profile)
@@ -122,12 +123,14 @@ def _spec_from_plan(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs)
         compiles=_compiles(matrix, {p.name for p in plan.packages}),
         name=args.name,
         env_dir=args.env_dir,
+        smoke=load_smoke_table(getattr(args, "matrix_dir", None)),
     )
 
 
 def _spec_from_lock(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs) -> RecipeSpec:
     from envbuilder.lock import read_lock_text
     from envbuilder.render import recipe
+    from envbuilder.smoke.expect import load_smoke_table
 
     lock, text = read_lock_text(Path(args.lock))
     if os_name == "windows":
@@ -139,6 +142,7 @@ def _spec_from_lock(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs)
         lock_text=text,
         name=args.name,
         env_dir=args.env_dir,
+        smoke=load_smoke_table(getattr(args, "matrix_dir", None)),
     )
 
 

@@ -20,7 +20,6 @@ secrets (``--secret id=ca`` / ``--secret id=netrc``), never as a layer or a buil
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,13 +41,12 @@ from envbuilder.render.values import (
     safe,
 )
 from envbuilder.resolve import lib_name
+from envbuilder.smoke.expect import Expect, SmokeTable, expect_for, program_text
 
 __all__ = [
     "APP_UID",
     "CUDA_DEVEL_TAGS",
-    "GPU_ONLY_IMPORTS",
     "IMAGE_PLATFORMS",
-    "MODULES",
     "PYPI_FILES",
     "UV_IMAGE",
     "UV_VERSION",
@@ -66,10 +64,9 @@ __all__ = [
     "render_context",
     "render_dockerfile",
     "render_dockerignore",
-    "render_smoke",
     "repository",
     "rest_packages",
-    "smoke_data",
+    "smoke_expect",
     "stack_packages",
     "tag_base",
     "target_text",
@@ -97,20 +94,6 @@ CUDA_DEVEL_TAGS: Mapping[str, str] = {
     "12.9": "12.9.1-devel-ubuntu24.04",
     "13.0": "13.0.2-devel-ubuntu24.04",
 }
-# The distribution names whose module is imported at build time and in the default smoke.
-MODULES: Mapping[str, str] = {
-    "torch": "torch",
-    "bitsandbytes": "bitsandbytes",
-    "transformers": "transformers",
-    "accelerate": "accelerate",
-    "peft": "peft",
-    "gptqmodel": "gptqmodel",
-    "llmcompressor": "llmcompressor",
-    "compressed-tensors": "compressed_tensors",
-    "numpy": "numpy",
-}
-# Imported only where a GPU is: they compile or probe CUDA on import (gptqmodel JIT-builds kernels).
-GPU_ONLY_IMPORTS = frozenset({"gptqmodel", "llmcompressor"})
 
 
 # The platforms images are built for, as the matrix and as the OCI spec name them.
@@ -436,11 +419,14 @@ def render_dockerfile(lock: Lock, *, options: Options | None = None) -> str:
         f"COPY --chmod=0755 smoke/ {SMOKE_DIR}/",
         f"USER {APP_UID}:{APP_UID}",
         "WORKDIR /home/app",
-        "# Build-time smoke: every locked version installed and nothing else, the imports that need no GPU,",
-        "# torch's CUDA build, and bitsandbytes' native library for that CUDA present.",
-        f'RUN ["{VENV}/bin/python", "{SMOKE_DIR}/image_smoke.py", "--build"]',
-        "# The full smoke test, meant for `docker run --gpus all` (envbuilder's check when it is in the image).",
-        f'CMD ["{VENV}/bin/python", "{SMOKE_DIR}/image_smoke.py", "--full"]',
+        "# Build-time smoke (envbuilder's smoke program, light stages): every locked version installed and",
+        "# nothing else, torch's CUDA build, bitsandbytes' native library for that CUDA, the imports that need",
+        "# no GPU.",
+        f'RUN ["{VENV}/bin/python", "{SMOKE_DIR}/check.py", "--light", "--text", '
+        f'"--expect", "{SMOKE_DIR}/expect.json"]',
+        "# The full smoke test, meant for `docker run --gpus all`: one JSON document on stdout.",
+        f'CMD ["{VENV}/bin/python", "{SMOKE_DIR}/check.py", "--profile", "{lock.profile}", "--expect", '
+        f'"{SMOKE_DIR}/expect.json"]',
         *_label_block(lock, base_image),
     ]
     return "\n".join(lines) + "\n"
@@ -462,180 +448,44 @@ def render_dockerignore() -> str:
     )
 
 
-# --------------------------------------------------------------------------- the image's smoke script
+# --------------------------------------------------------------------------- the image's smoke expectation
 
 
-def smoke_data(lock: Lock) -> dict[str, object]:
-    """What the in-image smoke script checks, from the lock."""
+def smoke_expect(lock: Lock, table: SmokeTable) -> Expect:
+    """What the smoke program checks in the image: exactly the lock's versions, torch's CUDA, the bitsandbytes
+    library for that CUDA, and the modules of the lock's pins (``matrices/smoke.toml``)."""
     check_lock(lock)
-    pinned = [p.split("==", 1)[0] for p in lock.pins]
-    has_bnb = lock.package("bitsandbytes") is not None
-    return {
-        "name": lock.name,
-        "profile": lock.profile,
-        "cuda": lock.cuda,
-        "lock_digest": lock.digest,
-        "packages": {p.name: p.version for p in lock.packages},
-        "imports": [MODULES[n] for n in pinned if n in MODULES and n not in GPU_ONLY_IMPORTS],
-        "gpu_imports": [MODULES[n] for n in pinned if n in GPU_ONLY_IMPORTS],
-        "bnb_library": lib_name(lock.cuda, lock.platform) if has_bnb else None,
-    }
-
-
-_SMOKE_TEMPLATE = '''"""envbuilder image smoke test (generated; standard library + the image's own packages only).
-
---build: run by the Dockerfile (no GPU needed): every locked version installed and nothing else, imports,
-         torch's CUDA build, bitsandbytes' native library file present.
---full:  the image's default command, for `docker run --gpus all`: envbuilder's own check (check.py beside
-         this file) when the image carries it; else the build checks plus CUDA visible, every import, and a
-         bitsandbytes 4-bit round trip on the GPU.
-"""
-
-import importlib
-import importlib.metadata
-import importlib.util
-import json
-import os
-import re
-import sys
-from pathlib import Path
-
-DATA = json.loads(__DATA__)
-
-
-def _norm(name):
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def check_versions():
-    installed = {}
-    for dist in importlib.metadata.distributions():
-        installed[_norm(dist.metadata["Name"])] = dist.version
-    wanted = {_norm(k): v for k, v in DATA["packages"].items()}
-    wrong = sorted(f"{n} {installed.get(n)} (lock: {v})" for n, v in wanted.items() if installed.get(n) != v)
-    extra = sorted(set(installed) - set(wanted))
-    if wrong or extra:
-        return False, "not the lock: " + "; ".join(wrong + [f"{n} is not in the lock" for n in extra])
-    return True, f"{len(wanted)} packages, exactly the lock's versions"
-
-
-def check_imports(names):
-    for name in names:
-        importlib.import_module(name)
-    return True, "imported " + ", ".join(names)
-
-
-def check_torch_build():
-    import torch
-
-    if torch.version.cuda != DATA["cuda"]:
-        return False, f"torch {torch.__version__} is built for CUDA {torch.version.cuda}, the lock says {DATA['cuda']}"
-    return True, f"torch {torch.__version__} (CUDA {torch.version.cuda})"
-
-
-def check_bnb_library():
-    lib = DATA["bnb_library"]
-    if lib is None:
-        return True, "no bitsandbytes in this profile"
-    spec = importlib.util.find_spec("bitsandbytes")
-    where = [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
-    if not any((d / lib).is_file() for d in where):
-        return False, f"bitsandbytes has no {lib} (the library it loads for this torch)"
-    return True, f"bitsandbytes ships {lib}"
-
-
-def check_gpu():
-    import torch
-
-    if DATA["cuda"] is None:
-        return True, "CPU image: no GPU needed"
-    if not torch.cuda.is_available():
-        return False, "torch sees no GPU: run with --gpus all on a host with the NVIDIA container toolkit"
-    major, minor = torch.cuda.get_device_capability(0)
-    return True, f"{torch.cuda.get_device_name(0)} (sm_{major}{minor})"
-
-
-def check_bnb_roundtrip():
-    if DATA["bnb_library"] is None:
-        return True, "no bitsandbytes in this profile"
-    import bitsandbytes.functional as F
-    import torch
-
-    device = "cuda" if DATA["cuda"] else "cpu"
-    x = torch.randn(64, 64, device=device, dtype=torch.float16 if device == "cuda" else torch.float32)
-    q, state = F.quantize_4bit(x, quant_type="nf4")
-    err = (F.dequantize_4bit(q, state) - x).abs().mean().item()
-    if not err < 0.2:
-        return False, f"nf4 round trip error {err:.3f} on {device}"
-    return True, f"nf4 round trip on {device}, mean error {err:.3f}"
-
-
-def run(stages):
-    failed = 0
-    for name, fn in stages:
-        try:
-            ok, detail = fn()
-        except Exception as exc:  # a failing import or kernel is a failed stage, reported, not a traceback
-            ok, detail = False, f"{type(exc).__name__}: {exc}"
-        print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}", flush=True)
-        failed += not ok
-    return 1 if failed else 0
-
-
-def main(argv):
-    mode = argv[1] if len(argv) > 1 else "--full"
-    build = [
-        ("versions", check_versions),
-        ("torch build", check_torch_build),
-        ("bitsandbytes library", check_bnb_library),
-        ("imports", lambda: check_imports(DATA["imports"])),
-    ]
-    if mode == "--build":
-        return run(build)
-    check = Path(__file__).with_name("check.py")
-    if check.is_file():
-        # envbuilder's staged check (one JSON document on stdout; exit 0 ok, 1 a stage failed).
-        os.execv(sys.executable, [sys.executable, str(check), "--profile", DATA["profile"], *argv[2:]])
-    full = [("gpu", check_gpu), ("gpu imports", lambda: check_imports(DATA["gpu_imports"]))]
-    return run(build + full + [("bitsandbytes 4-bit", check_bnb_roundtrip)])
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
-'''
-
-
-def render_smoke(lock: Lock) -> str:
-    """The image's smoke script, with the lock's facts embedded as a JSON string literal."""
-    data = json.dumps(smoke_data(lock), sort_keys=True)
-    return _SMOKE_TEMPLATE.replace("__DATA__", repr(data))
+    return expect_for(
+        {p.name: p.version for p in lock.packages},
+        lock.pins,
+        cuda=lock.cuda,
+        bnb_library=lib_name(lock.cuda, lock.platform),
+        exact=True,
+        table=table,
+    )
 
 
 # --------------------------------------------------------------------------- the build context
 
 
-def render_context(
-    lock: Lock, lock_text: str, *, options: Options | None = None, check_script: str | None = None
-) -> dict[str, str]:
+def render_context(lock: Lock, lock_text: str, *, table: SmokeTable, options: Options | None = None) -> dict[str, str]:
     """Every file of a build context, by relative path (the wheelhouse files are added by the edge).
 
-    ``check_script`` is envbuilder's standalone smoke check (``envbuilder/smoke/check.py``), which the
-    image then runs by default; without it the image runs its own, shorter smoke.
+    ``smoke/check.py`` is envbuilder's smoke program (the one ``envbuilder smoke`` runs) and
+    ``smoke/expect.json`` what it checks in this image, with the bounds of ``table``.
     """
-    files = {
+    return {
         "Dockerfile": render_dockerfile(lock, options=options),
         ".dockerignore": render_dockerignore(),
         lock_file_name(lock.name): lock_text,
         "requirements/cuda-stack.txt": hashed_lines(stack_packages(lock)),
         "requirements/rest.txt": hashed_lines(rest_packages(lock)),
-        "smoke/image_smoke.py": render_smoke(lock),
+        "smoke/check.py": program_text(),
+        "smoke/expect.json": smoke_expect(lock, table).to_json(),
         "wheels/.keep": (
             "Wheelhouse files named by the lock go here (envbuilder build copies them from --find-links).\n"
         ),
     }
-    if check_script is not None:
-        files["smoke/check.py"] = check_script
-    return files
 
 
 def build_args(lock: Lock, options: Options, *, wheelhouse_serves_all: bool = False) -> dict[str, str]:

@@ -20,8 +20,9 @@ Facts these scripts encode (sources: research compat-cuda-torch.md A, compat-bnb
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
@@ -43,7 +44,8 @@ from envbuilder.render.values import (
     check_env_dir,
     recipe_check,
 )
-from envbuilder.resolve import Plan
+from envbuilder.resolve import Plan, lib_name
+from envbuilder.smoke.expect import Expect, SmokeTable, expect_for
 
 __all__ = [
     "BNB_WINDOWS_MIN",
@@ -58,8 +60,10 @@ __all__ = [
     "checklist",
     "fill",
     "plan_line",
+    "recipe_expect",
     "recipe_spec",
-    "smoke_python",
+    "smoke_args",
+    "smoke_expect",
     "template",
     "validate",
     "windows_refusal",
@@ -97,6 +101,8 @@ class RecipeSpec:
     compiles: bool = False
     env_dir: str | None = None
     uv_version: str = UV_VERSION
+    # What the smoke program checks after the install (versions, torch's CUDA, imports, bounds).
+    expect: Expect | None = None
 
     @property
     def toolkit_package(self) -> str | None:
@@ -127,6 +133,7 @@ def recipe_spec(
     name: str | None = None,
     env_dir: str | None = None,
     uv_version: str = UV_VERSION,
+    smoke: SmokeTable,
 ) -> RecipeSpec:
     """A validated ``RecipeSpec`` from a plan or a lock (raises ``TargetError``/``LockError``, exit 2)."""
     if isinstance(source, Plan):
@@ -161,7 +168,22 @@ def recipe_spec(
             env_dir=env_dir,
             uv_version=uv_version,
         )
-    return validate(spec)
+    # A lock names every package (those under a marker may not apply here); a plan only its pins.
+    packages = {p.name: p.version for p in source.packages if not p.marker} if isinstance(source, Lock) else None
+    return validate(dataclasses.replace(spec, expect=recipe_expect(spec, smoke, packages)))
+
+
+def recipe_expect(spec: RecipeSpec, table: SmokeTable, packages: Mapping[str, str] | None = None) -> Expect:
+    """Pure: what the smoke program checks after the recipe's install: ``packages`` (default: the pins) at their
+    versions, torch's CUDA, bitsandbytes' library for it, the pins' modules."""
+    return expect_for(
+        dict(packages) if packages is not None else dict(p.split("==", 1) for p in spec.pins),
+        spec.pins,
+        cuda=spec.cuda,
+        bnb_library=lib_name(spec.cuda, spec.platform),
+        exact=False,
+        table=table,
+    )
 
 
 def validate(spec: RecipeSpec) -> RecipeSpec:
@@ -206,47 +228,17 @@ def windows_refusal(profile: str) -> str | None:
 # --------------------------------------------------------------------------- shared pieces
 
 
-def smoke_python(spec: RecipeSpec) -> str:
-    """A short check run inside the new environment (static text: no user value reaches it)."""
-    if spec.profile in {"gptq", "awq"}:
-        module = "gptqmodel" if spec.profile == "gptq" else "llmcompressor"
-        return "\n".join(
-            [
-                "import sys",
-                "import torch",
-                'print("torch", torch.__version__, "CUDA", torch.version.cuda)',
-                "if not torch.cuda.is_available():",
-                '    sys.exit("torch sees no CUDA device: check nvidia-smi and the NVIDIA driver")',
-                f"import {module}",
-                f'print("{module}", getattr({module}, "__version__", "?"), "imports")',
-                'print("smoke: ok")',
-            ]
-        )
-    device = "cuda" if spec.gpu else "cpu"
-    lines = [
-        "import sys",
-        "import torch",
-        'print("torch", torch.__version__, "CUDA", torch.version.cuda)',
-    ]
-    if spec.gpu:
-        lines += [
-            "if not torch.cuda.is_available():",
-            '    sys.exit("torch sees no CUDA device: check nvidia-smi and the NVIDIA driver")',
-            'print("GPU", torch.cuda.get_device_name(0), "sm_%d%d" % torch.cuda.get_device_capability(0))',
-        ]
-    lines += [
-        "import bitsandbytes as bnb",
-        "import bitsandbytes.functional as F",
-        f'x = torch.randn(64, 64, device="{device}", dtype=torch.float16)',
-        'for qt in ("nf4", "fp4"):',
-        "    q, state = F.quantize_4bit(x, quant_type=qt)",
-        "    err = (F.dequantize_4bit(q, state) - x).abs().mean().item()",
-        "    if not err < 0.25:",
-        '        sys.exit("bitsandbytes %s round trip: mean error %.3f is too large" % (qt, err))',
-        '    print("bitsandbytes", bnb.__version__, qt, "round trip mean error %.4f" % err)',
-        'print("smoke: ok")',
-    ]
-    return "\n".join(lines)
+def smoke_args(spec: RecipeSpec) -> list[str]:
+    """The smoke program's arguments after the install (a recipe for a GPU plan fails without a GPU)."""
+    return ["--quick", "--text", "--profile", spec.profile, *(["--require-gpu"] if spec.gpu else [])]
+
+
+def smoke_expect(spec: RecipeSpec) -> str:
+    """The expectation file's text; a spec built by hand without one gets none (refused: exit 2)."""
+    if spec.expect is None:
+        msg = f"recipe: the spec of {spec.name} carries no smoke expectation"
+        raise LockError(msg, hint="build the spec with recipe_spec(..., smoke=load_smoke_table())")
+    return spec.expect.to_json()
 
 
 def fill(template: str, values: dict[str, str]) -> str:

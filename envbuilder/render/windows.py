@@ -20,12 +20,14 @@ from envbuilder.render.recipe import (
     bnb_version,
     fill,
     plan_line,
-    smoke_python,
+    smoke_args,
+    smoke_expect,
     template,
     validate,
     windows_refusal,
 )
 from envbuilder.render.values import check_ps_herestring, ps_quote
+from envbuilder.smoke.expect import program_text
 
 __all__ = ["render_windows_script"]
 
@@ -80,6 +82,9 @@ def render_windows_script(spec: RecipeSpec) -> str:
     spec = validate(spec)
     _check_windows(spec)
     floor = spec.driver_floor or ""
+    smoke, expect = program_text().rstrip("\n"), smoke_expect(spec).rstrip("\n")
+    check_ps_herestring(smoke)
+    check_ps_herestring(expect)
     values = {
         "VERSION": __version__,
         "NAME_COMMENT": spec.name,
@@ -94,6 +99,8 @@ def render_windows_script(spec: RecipeSpec) -> str:
         "VC_REDIST_URL": ps_quote(VC_REDIST_URL),
         "ENV_DIR_LINE": _ps_env_dir(spec),
         "INSTALL": _ps_install(spec),
-        "SMOKE": smoke_python(spec),
+        "SMOKE": smoke,
+        "EXPECT": expect,
+        "SMOKE_ARGS": " ".join(ps_quote(a) for a in smoke_args(spec)),
     }
     return fill(template("windows.ps1"), values)

@@ -17,11 +17,13 @@ from envbuilder.render.recipe import (
     RecipeSpec,
     fill,
     plan_line,
-    smoke_python,
+    smoke_args,
+    smoke_expect,
     template,
     validate,
 )
 from envbuilder.render.values import heredoc_tag
+from envbuilder.smoke.expect import program_text
 
 __all__ = ["render_wsl2_script"]
 
@@ -64,6 +66,7 @@ def render_wsl2_script(spec: RecipeSpec) -> str:
     spec = validate(spec)
     _check_wsl2(spec)
     q = shlex.quote
+    smoke, expect = program_text().rstrip("\n"), smoke_expect(spec).rstrip("\n")
     values = {
         "VERSION": __version__,
         "NAME_COMMENT": spec.name,
@@ -79,6 +82,10 @@ def render_wsl2_script(spec: RecipeSpec) -> str:
         "UV_MIN_VERSION": q(UV_MIN_VERSION),
         "ENV_DIR_LINE": _bash_env_dir(spec),
         "INSTALL": _bash_install(spec),
-        "SMOKE": smoke_python(spec),
+        "SMOKE": smoke,
+        "SMOKE_TAG": heredoc_tag(smoke, "ENVBUILDER_SMOKE"),
+        "EXPECT": expect,
+        "EXPECT_TAG": heredoc_tag(expect, "ENVBUILDER_EXPECT"),
+        "SMOKE_ARGS": " ".join(q(a) for a in smoke_args(spec)),
     }
     return fill(template("wsl2.sh"), values)

@@ -124,11 +124,22 @@ class SmokeReport:
         }
 
 
-def run_smoke(python: Path, *, quick: bool = False, profile: str = "bnb", timeout: float = FULL_TIMEOUT) -> SmokeReport:
-    """Run every stage inside ``python``'s environment and judge the bitsandbytes library's SASS."""
-    from envbuilder.doctor.evidence import check_from_json
+def run_smoke(
+    python: Path,
+    *,
+    quick: bool = False,
+    profile: str = "bnb",
+    timeout: float = FULL_TIMEOUT,
+    bounds: Mapping[str, Mapping[str, float]] | None = None,
+) -> SmokeReport:
+    """Run every stage inside ``python``'s environment and judge the bitsandbytes library's SASS.
 
-    args = ["--profile", profile] + (["--quick"] if quick else [])
+    ``bounds`` default to matrices/smoke.toml (with any ENVBUILDER_MATRIX_DIR overlay)."""
+    from envbuilder.doctor.evidence import check_from_json
+    from envbuilder.smoke.expect import load_smoke_table
+
+    given = bounds if bounds is not None else load_smoke_table().bounds_json()
+    args = ["--profile", profile, "--bounds", json.dumps(given, sort_keys=True)] + (["--quick"] if quick else [])
     doc = run_check_script(python, args, timeout=timeout)
     checks = [check_from_json(s) for s in doc.get("stages", [])]
     if profile in ("bnb", "cpu"):  # gptq/awq environments hold no bitsandbytes

@@ -2,7 +2,12 @@
 
 Standalone on purpose: only the standard library and the environment's own packages (torch, bitsandbytes,
 transformers, ...), never envbuilder, so it can be copied to any host and run as
-``python check.py --json [--quick] [--light] [--profile bnb|gptq|awq|cpu]``.
+``python check.py --json [--quick] [--light] [--profile bnb|gptq|awq|cpu]``. It is the one smoke program:
+``envbuilder smoke``/``create``/``doctor`` run it in an environment, images run it at build time
+(``--light --expect expect.json``) and as their default command, and the WSL2/Windows recipes run it
+(``--quick --expect expect.json``). ``--expect`` names what a lock installed (versions, torch's CUDA, the
+bitsandbytes library torch's CUDA needs, the modules to import); ``--bounds`` the pass bounds, which
+envbuilder reads from ``matrices/smoke.toml``; ``--text`` prints one line per stage instead of JSON.
 
 ``--light`` (what the doctor runs) never imports the bitsandbytes package: since 0.46 its import registers
 torch.library ops, which pulls in torch._dynamo (seconds). Instead ``bnb_library`` reads its version and files
@@ -14,10 +19,8 @@ Every stage returns a dict ``{name, status, detail, hint, seconds, evidence}`` w
 SKIP; a stage whose prerequisite failed is SKIPped with the reason. Anything the environment prints (C
 libraries included) goes to stderr, so stdout carries the JSON document alone.
 
-Bounds (stated here, checked below; observed on CPU with torch 2.13 + bitsandbytes 0.50.2 in brackets):
-  4-bit round trip of N(0,1) data, mean |x - dq(q(x))|:  nf4 <= 0.15 [0.075], fp4 <= 0.20 [0.10]
-  Linear4bit / Linear8bitLt vs fp32 nn.Linear, max |dy| / max |y|: 4-bit <= 0.25 [0.13], 8-bit <= 0.10 [0.005]
-  tiny Llama logits vs fp32, max |d logits|: nf4 <= 0.5 [0.09], fp4 <= 0.5 [0.10], 8-bit <= 0.1 [0.01]
+Bounds: ``matrices/smoke.toml`` is the one table (what each metric measures, the values observed, sources).
+The copy below serves runs by hand without ``--bounds``; tests/test_smoke.py proves it equals the table.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ SCHEMA = "envbuilder.smoke/1"
 BOUND_RT = {"nf4": 0.15, "fp4": 0.20}
 BOUND_LINEAR = {"Linear4bit": 0.25, "Linear8bitLt": 0.10}
 BOUND_LLAMA = {"nf4": 0.5, "fp4": 0.5, "8bit": 0.1}
+BOUND_QUANT_LIB = {"gptq": 0.25}
+# The stages' bound tables by stage name; ``--bounds`` updates them in place (one run per process).
+BOUNDS = {"quant4": BOUND_RT, "linear": BOUND_LINEAR, "tiny_llama": BOUND_LLAMA, "quant_lib": BOUND_QUANT_LIB}
+PROFILES = ("bnb", "gptq", "awq", "cpu")  # a copy of model/types.py PROFILES (tests/test_smoke.py checks)
 PACKAGES = (
     "torch",
     "bitsandbytes",
@@ -149,10 +156,14 @@ def stage_torch(state: State) -> Stage:
     state["torch"] = torch
     arch = list(torch.cuda.get_arch_list()) if torch.version.cuda else []
     build = f"CUDA {torch.version.cuda}" if torch.version.cuda else ("ROCm" if torch.version.hip else "CPU")
+    expect = state.get("expect")
+    wrong = expect is not None and torch.version.cuda != expect["cuda"]
     return _stage(
         "torch",
-        "OK",
-        f"torch {torch.__version__} ({build} build)",
+        "FAIL" if wrong else "OK",
+        f"torch {torch.__version__} is built for CUDA {torch.version.cuda}, the lock says {expect['cuda']}"
+        if wrong and expect is not None
+        else f"torch {torch.__version__} ({build} build)",
         version=torch.__version__,
         cuda=torch.version.cuda,
         hip=torch.version.hip,
@@ -163,14 +174,15 @@ def stage_torch(state: State) -> Stage:
 def stage_cuda(state: State) -> Stage:
     """Every visible GPU: name, compute capability, VRAM."""
     torch = state["torch"]
+    need = "FAIL" if state.get("require_gpu") else "SKIP"  # --require-gpu: a recipe for a GPU plan
     if not torch.version.cuda:
         state["devices"] = []
-        return _stage("cuda", "SKIP", "no GPU check: torch is a CPU build", available=False, devices=[])
+        return _stage("cuda", need, "no GPU check: torch is a CPU build", available=False, devices=[])
     if not torch.cuda.is_available():
         state["devices"] = []
         return _stage(
             "cuda",
-            "SKIP",
+            need,
             f"torch is a CUDA {torch.version.cuda} build but sees no GPU",
             "check the driver (nvidia-smi) and CUDA_VISIBLE_DEVICES",
             available=False,
@@ -390,6 +402,17 @@ def stage_bnb_library(state: State) -> Stage:
     torch = state["torch"]
     package_dir = _bnb_package_dir()
     files = sorted(f for f in os.listdir(package_dir) if LIB_RE.match(f)) if package_dir else []
+    wanted = (state.get("expect") or {}).get("bnb_library")
+    if wanted and wanted not in files:
+        return _stage(
+            "bnb_library",
+            "FAIL",
+            f"bitsandbytes has no {wanted} (the library it loads for this torch)",
+            "run `envbuilder doctor` on this environment",
+            version=version,
+            package_dir=package_dir,
+            shipped=files,
+        )
     gpu = bool(torch.version.cuda) and bool(state.get("devices"))  # as bitsandbytes: torch.cuda.is_available()
     suffix = library_suffix(platform.system())
     cand = choose_library(
@@ -698,16 +721,54 @@ def _tiny_quant_layer(state: State, module: str, version: str) -> Stage:
     with torch.no_grad():
         want = ref(x)
     err = float((got - want).abs().max() / want.abs().max())
-    status = "OK" if err <= 0.25 else "FAIL"
+    bound = BOUND_QUANT_LIB["gptq"]
+    status = "OK" if err <= bound else "FAIL"
     return _stage(
         "quant_lib",
         status,
-        f"{module} {version}: GPTQ 4-bit g128 + TorchLinear fp16 forward on {dev}: max|dy|/max|y| {err:.3f} (<= 0.25)",
+        f"{module} {version}: GPTQ 4-bit g128 + TorchLinear fp16 forward on {dev}: max|dy|/max|y| {err:.3f} "
+        f"(<= {bound})",
         module=module,
         version=version,
         device=dev,
         rel_err=err,
     )
+
+
+# --------------------------------------------------------------------------- what a lock installed (--expect)
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def stage_versions(state: State) -> Stage:
+    """Every version the lock names is installed (and, for an installed lock, nothing else)."""
+    from importlib import metadata
+
+    expect = state["expect"]
+    installed = {_norm(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    wanted = {_norm(k): v for k, v in expect["packages"].items()}
+    wrong = sorted(f"{n} {installed.get(n)} (lock: {v})" for n, v in wanted.items() if installed.get(n) != v)
+    extra = sorted(set(installed) - set(wanted)) if expect.get("exact") else []
+    if wrong or extra:
+        detail = "not the lock: " + "; ".join(wrong + [f"{n} is not in the lock" for n in extra])
+        return _stage("versions", "FAIL", detail, "rebuild from the lock", wrong=wrong, extra=extra)
+    how = "exactly the lock's versions" if expect.get("exact") else "at the plan's versions"
+    return _stage("versions", "OK", f"{len(wanted)} packages, {how}", packages=len(wanted))
+
+
+def stage_imports(state: State) -> Stage:
+    """Import the plan's modules (those that compile or probe CUDA on import only where a GPU is)."""
+    import importlib
+
+    expect = state["expect"]
+    names = list(expect.get("imports", ()))
+    if state.get("devices") and not state.get("light"):
+        names += list(expect.get("gpu_imports", ()))
+    for name in names:
+        importlib.import_module(name)
+    return _stage("imports", "OK", "imported " + (", ".join(names) or "nothing"), modules=names)
 
 
 # --------------------------------------------------------------------------- driver
@@ -730,12 +791,23 @@ HEAVY = (
 )
 
 
-def run(*, light: bool, quick: bool, profile: str) -> dict[str, Any]:
+def run(
+    *,
+    light: bool,
+    quick: bool,
+    profile: str,
+    expect: dict[str, Any] | None = None,
+    require_gpu: bool = False,
+) -> dict[str, Any]:
     """All stages in order; returns the JSON document."""
-    state: State = {"skipped": set()}
+    state: State = {"skipped": set(), "expect": expect, "require_gpu": require_gpu, "light": light}
     stages: list[Stage] = []
     bnb = profile in ("bnb", "cpu")  # gptq/awq environments hold no bitsandbytes: its stages do not apply
-    for name, fn in (LIGHT if light else HEAVY) if bnb else BASE:
+    steps = list((LIGHT if light else HEAVY) if bnb else BASE)
+    if expect is not None:
+        steps.insert(1, ("versions", stage_versions))
+        steps.append(("imports", stage_imports))
+    for name, fn in steps:
         stages.append(_named(_run_stage(name, fn, state), name, state))
     if not light and not quick and bnb:
         llama = _named(_run_stage("tiny_llama", stage_tiny_llama, state), "tiny_llama", state)
@@ -760,24 +832,59 @@ def _named(stage: Stage, name: str, state: State) -> Stage:
     return stage
 
 
+def _apply_bounds(given: Any) -> None:
+    """Replace the copy's bounds with ``given`` (``{"quant4": {"nf4": 0.15}, ...}``); unknown names are refused."""
+    if not isinstance(given, dict):
+        raise SystemExit("check.py: --bounds must be a JSON object of stages")
+    for stage, metrics in given.items():
+        if stage not in BOUNDS or not isinstance(metrics, dict):
+            raise SystemExit(f"check.py: unknown bound stage {stage!r} (known: {', '.join(BOUNDS)})")
+        for metric, bound in metrics.items():
+            if metric not in BOUNDS[stage] or not isinstance(bound, (int, float)):
+                raise SystemExit(f"check.py: unknown bound {stage}.{metric} (known: {', '.join(BOUNDS[stage])})")
+            BOUNDS[stage][metric] = float(bound)
+
+
+def _read_expect(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    if not isinstance(doc, dict) or doc.get("schema") != "envbuilder.smoke-expect/1":
+        raise SystemExit(f"check.py: {path} is not an envbuilder.smoke-expect/1 document")
+    return doc
+
+
+def text_report(doc: dict[str, Any]) -> str:
+    """One line per stage, ``FAIL versions: ...``: what a build log or a recipe shows."""
+    lines = [f"{'ok' if s['status'] == 'OK' else s['status']:<4} {s['name']}: {s['detail']}" for s in doc["stages"]]
+    lines.append(f"smoke: {'ok' if doc['ok'] else 'FAILED'} ({doc['mode']}, {doc['profile']} profile)")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--json", action="store_true", help="print the JSON document (the default and only output)")
+    parser.add_argument("--json", action="store_true", help="print the JSON document (the default output)")
+    parser.add_argument("--text", action="store_true", help="print one line per stage instead of JSON")
     parser.add_argument("--quick", action="store_true", help="leave out the tiny-model stages")
     parser.add_argument("--light", action="store_true", help="only the evidence stages (what doctor uses)")
-    parser.add_argument("--profile", default="bnb", choices=("bnb", "gptq", "awq", "cpu"))
+    parser.add_argument("--profile", default="bnb", choices=PROFILES)
+    parser.add_argument("--expect", metavar="FILE", help="what a lock installed (expect.json beside this file)")
+    parser.add_argument("--bounds", metavar="JSON", help="pass bounds by stage (envbuilder's matrices/smoke.toml)")
+    parser.add_argument("--require-gpu", action="store_true", help="no visible GPU is a failure, not a skip")
     args = parser.parse_args(argv)
+    expect = _read_expect(args.expect) if args.expect else None
+    if args.bounds or (expect and expect.get("bounds")):
+        _apply_bounds(json.loads(args.bounds) if args.bounds else expect["bounds"] if expect else {})
     # Native libraries print to fd 1: point it at stderr while stages run, keep the real stdout for JSON.
     sys.stdout.flush()
     real_stdout = os.dup(1)
     os.dup2(2, 1)
     try:
-        doc = run(light=args.light, quick=args.quick, profile=args.profile)
+        doc = run(light=args.light, quick=args.quick, profile=args.profile, expect=expect, require_gpu=args.require_gpu)
     finally:
         sys.stdout.flush()
         os.dup2(real_stdout, 1)
     with os.fdopen(real_stdout, "w", encoding="utf-8") as out:
-        out.write(json.dumps(doc, default=str) + "\n")
+        out.write(text_report(doc) if args.text and not args.json else json.dumps(doc, default=str) + "\n")
     return 0 if doc["ok"] else 1
 
 

@@ -163,22 +163,52 @@ if ($forks.Count -gt 0) {
 }
 
 Enter-Step 'smoke test'
-$smoke = @'
-import sys
-import torch
-print("torch", torch.__version__, "CUDA", torch.version.cuda)
-import bitsandbytes as bnb
-import bitsandbytes.functional as F
-x = torch.randn(64, 64, device="cpu", dtype=torch.float16)
-for qt in ("nf4", "fp4"):
-    q, state = F.quantize_4bit(x, quant_type=qt)
-    err = (F.dequantize_4bit(q, state) - x).abs().mean().item()
-    if not err < 0.25:
-        sys.exit("bitsandbytes %s round trip: mean error %.3f is too large" % (qt, err))
-    print("bitsandbytes", bnb.__version__, qt, "round trip mean error %.4f" % err)
-print("smoke: ok")
+# envbuilder's smoke program (the one `envbuilder smoke` runs) and what this plan installed.
+$smokeDir = Join-Path $env:TEMP ('envbuilder-smoke-' + $EnvName)
+New-Item -ItemType Directory -Force -Path $smokeDir | Out-Null
+$checkFile = Join-Path $smokeDir 'check.py'
+$expectFile = Join-Path $smokeDir 'expect.json'
+$checkText = @'
+@@SMOKE_PROGRAM@@
 '@
-$smoke | & $python -
+$expectText = @'
+{
+ "bnb_library": "libbitsandbytes_cpu.dll",
+ "bounds": {
+  "linear": {
+   "Linear4bit": 0.25,
+   "Linear8bitLt": 0.1
+  },
+  "quant4": {
+   "fp4": 0.2,
+   "nf4": 0.15
+  },
+  "quant_lib": {
+   "gptq": 0.25
+  },
+  "tiny_llama": {
+   "8bit": 0.1,
+   "fp4": 0.5,
+   "nf4": 0.5
+  }
+ },
+ "cuda": null,
+ "exact": false,
+ "gpu_imports": [],
+ "imports": [
+  "torch",
+  "bitsandbytes"
+ ],
+ "packages": {
+  "bitsandbytes": "0.50.2",
+  "torch": "2.14.1"
+ },
+ "schema": "envbuilder.smoke-expect/1"
+}
+'@
+Write-Utf8NoBom $checkFile ($checkText + "`n")
+Write-Utf8NoBom $expectFile ($expectText + "`n")
+& $python $checkFile '--quick' '--text' '--profile' 'cpu' --expect $expectFile
 if ($LASTEXITCODE -ne 0) {
     Stop-Recipe 'the smoke test failed (output above)' ('run envbuilder doctor --env "' + $EnvDir + '" for the cause and the fix')
 }

@@ -157,10 +157,20 @@ if ($forks.Count -gt 0) {
 }
 
 Enter-Step 'smoke test'
-$smoke = @'
+# envbuilder's smoke program (the one `envbuilder smoke` runs) and what this plan installed.
+$smokeDir = Join-Path $env:TEMP ('envbuilder-smoke-' + $EnvName)
+New-Item -ItemType Directory -Force -Path $smokeDir | Out-Null
+$checkFile = Join-Path $smokeDir 'check.py'
+$expectFile = Join-Path $smokeDir 'expect.json'
+$checkText = @'
 @@SMOKE@@
 '@
-$smoke | & $python -
+$expectText = @'
+@@EXPECT@@
+'@
+Write-Utf8NoBom $checkFile ($checkText + "`n")
+Write-Utf8NoBom $expectFile ($expectText + "`n")
+& $python $checkFile @@SMOKE_ARGS@@ --expect $expectFile
 if ($LASTEXITCODE -ne 0) {
     Stop-Recipe 'the smoke test failed (output above)' ('run envbuilder doctor --env "' + $EnvDir + '" for the cause and the fix')
 }

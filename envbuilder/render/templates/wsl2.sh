@@ -198,10 +198,14 @@ begin "smoke test"
 # The Windows driver's libcuda.so lives in $WSL_LIB; make sure the loader finds it.
 LD_LIBRARY_PATH="$WSL_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export LD_LIBRARY_PATH
-if ! "$ENV_DIR/bin/python" - <<'ENVBUILDER_SMOKE'
+# envbuilder's smoke program (the one `envbuilder smoke` runs) and what this plan installed.
+cat > "$TMP_DIR/check.py" <<'@@SMOKE_TAG@@'
 @@SMOKE@@
-ENVBUILDER_SMOKE
-then
+@@SMOKE_TAG@@
+cat > "$TMP_DIR/expect.json" <<'@@EXPECT_TAG@@'
+@@EXPECT@@
+@@EXPECT_TAG@@
+if ! "$ENV_DIR/bin/python" "$TMP_DIR/check.py" @@SMOKE_ARGS@@ --expect "$TMP_DIR/expect.json"; then
   fail "the smoke test failed (output above)" "run \`envbuilder doctor --env $ENV_DIR\` for the cause and the fix"
 fi
 printf '\ndone: activate with  source %s/bin/activate\n' "$ENV_DIR"
