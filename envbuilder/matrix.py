@@ -32,13 +32,11 @@ if TYPE_CHECKING:
     from envbuilder.gpu_table import GpuTable
     from envbuilder.pci_ids import PciIds
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 SCHEMA_VERSIONS = range(1, 2)
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "matrices"
+# Installed from a wheel, the matrix is the package data envbuilder/matrices/; in a checkout (or an editable
+# install) it is the top-level matrices/ beside envbuilder/.
+_HERE = Path(__file__).resolve().parent
+BUILTIN_DIR = _HERE / "matrices" if (_HERE / "matrices" / "meta.toml").is_file() else _HERE.parent / "matrices"
 ENV_MATRIX_DIR = "ENVBUILDER_MATRIX_DIR"
 FILES = (
     "meta",
@@ -679,6 +677,11 @@ def matrix_dirs(extra: Iterable[str | Path] | None = None) -> tuple[Path, ...]:
 
 
 def _load_file(path: Path) -> dict[str, Any]:
+    # Imported here: a command that finds the compiled matrix (edge/matrix_cache.py) parses no TOML.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
         with path.open("rb") as fh:
             doc = tomllib.load(fh)

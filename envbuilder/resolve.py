@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from packaging.specifiers import SpecifierSet
-from packaging.utils import parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from envbuilder import fit
@@ -89,6 +88,8 @@ class Sources:
 
 def _tag_fits(filename: str, name: str, version: str, python: str, platform: str) -> bool:
     """Does a wheel file serve ``name==version`` for CPython ``python`` on ``platform``?"""
+    from packaging.utils import parse_wheel_filename  # brings packaging.tags: only when a wheelhouse is read
+
     try:
         wname, wversion, _, tags = parse_wheel_filename(filename)
     except (ValueError, InvalidVersion):

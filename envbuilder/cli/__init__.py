@@ -51,7 +51,47 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"envbuilder: error: {message}\nTIP run `{self.prog} --help` for the options\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Which module registers each subcommand: a command line names one, and only its module is imported (start-up,
+# bench/RESULTS-resolve.md); `--help`, no command or an unknown one build the whole parser. A test checks that
+# this table is exactly what the modules register.
+COMMAND_MODULES: dict[str, str] = {
+    "detect": "detect",
+    "resolve": "resolve",
+    "create": "create",
+    "lock": "lock",
+    "sync": "sync",
+    "list": "envs",
+    "remove": "envs",
+    "run": "envs",
+    "shell": "envs",
+    "smoke": "smoke",
+    "doctor": "doctor",
+    "dockerfile": "docker",
+    "build": "docker",
+    "ci": "docker",
+    "recipe": "recipe",
+    "matrix": "matrix",
+}
+_GLOBAL_WITH_VALUE = ("--matrix-dir",)
+
+
+def _command_module(argv: Sequence[str]) -> str | None:
+    """The module of the subcommand ``argv`` names (None: no command, or one this table does not know)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _GLOBAL_WITH_VALUE:
+            skip = True
+        elif arg == "--":
+            return None
+        elif not arg.startswith("-"):
+            return COMMAND_MODULES.get(arg)
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the subcommand it names is registered (its module alone imported)."""
     parser = _Parser(prog="envbuilder", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="store_true", help="print the tool's version and the matrix's date")
     parser.add_argument("--verbose", "-v", action="store_true", help="show debug logs and tracebacks")
@@ -63,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="lay the facts in DIR over the shipped matrix (repeatable; also ENVBUILDER_MATRIX_DIR)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
+    only = _command_module(argv) if argv is not None else None
+    for name in (only,) if only else COMMANDS:
         try:
             module = importlib.import_module(f"envbuilder.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -141,7 +182,7 @@ def _report(exc: EnvbuilderError, *, verbose: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     if argv is not None and any("\x00" in a for a in argv):
         # A C program cannot pass one, but an in-process caller can, and every file call would raise on it.
         print("envbuilder: error: an argument holds a NUL byte\nTIP remove it", file=sys.stderr)

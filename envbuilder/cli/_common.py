@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 
 def load_matrix_for(args: argparse.Namespace) -> Matrix:
-    from envbuilder.matrix import load_matrix
+    from envbuilder.edge.matrix_cache import cached_matrix
 
-    return load_matrix(getattr(args, "matrix_dir", None))
+    return cached_matrix(getattr(args, "matrix_dir", None))
 
 
 def add_target_options(parser: argparse.ArgumentParser, *, gpu_default: str | None = None) -> None:

@@ -1,0 +1,1 @@
+"""Edges: the modules that touch the world (files, caches, processes, the network, the host)."""

@@ -1,0 +1,92 @@
+"""A compiled matrix: the validated ``Matrix`` kept as a pickle, keyed by the digest of every file it came from.
+
+Reading and validating ``matrices/`` (TOML parsing, typed getters, cross-checks) is most of a short command's
+start-up; the facts change only when a file changes. The key covers the bytes of every file in every matrix
+directory (shipped and overlays), envbuilder's version, the source of the module that defines the model,
+packaging's version and the interpreter, so any change reads the files again. A cache file that is not ours,
+is writable by others, or does not unpickle to a ``Matrix`` is ignored and written again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from envbuilder import __version__
+from envbuilder.matrix import Matrix, load_matrix, matrix_dirs
+
+__all__ = ["cache_key", "cached_matrix"]
+
+_SUFFIXES = (".toml", ".ids")
+
+
+def cache_key(dirs: Iterable[Path]) -> str:
+    """sha256 over the files of ``dirs`` (names and bytes) and what decides how they are read."""
+    import packaging
+
+    from envbuilder import matrix
+
+    h = hashlib.sha256()
+    for part in (__version__, sys.version, packaging.__version__):
+        h.update(part.encode() + b"\0")
+    h.update(Path(matrix.__file__).read_bytes())
+    for i, directory in enumerate(dirs):
+        h.update(f"{i}:{directory}\0".encode())
+        try:
+            names = sorted(n for n in os.listdir(directory) if n.endswith(_SUFFIXES))
+        except OSError:
+            names = []  # load_matrix says what is wrong with the directory
+        for name in names:
+            h.update(name.encode() + b"\0")
+            h.update((directory / name).read_bytes())
+    return h.hexdigest()
+
+
+def _trusted(path: Path) -> bool:
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    return mine and not st.st_mode & 0o022
+
+
+def cached_matrix(extra_dirs: Iterable[str | Path] | None = None, *, cache_dir: Path | None = None) -> Matrix:
+    """``load_matrix(extra_dirs)``, from the compiled cache when the files are unchanged."""
+    from envbuilder.settings import cache_root
+
+    dirs = matrix_dirs(extra_dirs)
+    where = (cache_dir or cache_root()) / "matrix"
+    path = where / f"{cache_key(dirs)}.pickle"
+    if _trusted(path):
+        try:
+            found = pickle.loads(path.read_bytes())  # noqa: S301 - our own file, checked above
+        except Exception:  # a damaged file: read the matrix again below
+            found = None
+        if isinstance(found, Matrix):
+            return found
+    matrix = load_matrix(extra_dirs)
+    _store(where, path, matrix)
+    return matrix
+
+
+def _store(where: Path, path: Path, matrix: Matrix) -> None:
+    """Write the pickle atomically, private to the user; a cache that cannot be written is no error."""
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        for old in where.glob("*.pickle"):
+            old.unlink(missing_ok=True)  # one compiled matrix per matrix directory set is enough
+    except OSError:
+        return
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pickle.dumps(matrix, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
