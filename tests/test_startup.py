@@ -22,7 +22,8 @@ from envbuilder.matrix import load_matrix
 
 ROOT = Path(__file__).resolve().parent.parent
 # Never imported by `envbuilder resolve` with a warm compiled matrix: each is either heavy (a network or TOML
-# library, the PCI database) or belongs to another command.
+# library, the PCI database) or belongs to another command. (packaging.tags comes with packaging.markers, which
+# the matrix's requirements need.)
 NOT_AT_START = (
     "requests",
     "urllib3",
@@ -31,7 +32,6 @@ NOT_AT_START = (
     "pynvml",
     "hypothesis",
     "tomllib",
-    "packaging.tags",
     "envbuilder.gpu_table",
     "envbuilder.pci_ids",
     "envbuilder.lock",
