@@ -58,7 +58,8 @@ def which(tool: str) -> str | None:
 
 
 def _child_setup(*, own_group: bool) -> Callable[[], None] | None:
-    """What the child runs between fork and exec: its own process group; SIGKILL when its parent dies."""
+    """What the child runs between fork and exec: no blocked signals, its own process group, SIGKILL when its
+    parent dies."""
     prctl = None
     if sys.platform.startswith("linux"):
         import ctypes  # only here: start-up of commands that start no process stays free of it
@@ -72,6 +73,8 @@ def _child_setup(*, own_group: bool) -> Callable[[], None] | None:
     parent = os.getpid()
 
     def setup() -> None:
+        if hasattr(signal, "pthread_sigmask"):  # forked inside deferred_signals(): the child must not inherit it
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
         if own_group:
             os.setpgid(0, 0)
         if prctl is not None:
@@ -171,8 +174,8 @@ def run(
             text=True,
             encoding="utf-8",
             errors="replace",  # a tool's output is outside input: bytes that are not UTF-8 must not crash us
-            # setup() makes two system calls (setpgid, prctl) and takes no lock: safe after fork even with
-            # threads (envbuilder starts processes from its main thread anyway)
+            # setup() makes three system calls (sigprocmask, setpgid, prctl) and takes no lock: safe after fork
+            # even with threads (envbuilder starts processes from its main thread anyway)
             preexec_fn=_child_setup(own_group=own_group) if os.name == "posix" else None,  # noqa: PLW1509
         )
     except ValueError:  # an argument or variable holding a NUL byte (from a file envbuilder read)

@@ -1,0 +1,81 @@
+"""_run, the one process helper: process groups, parent-death signalling, forwarded signals, exit statuses.
+
+Real processes (sh, sleep, a Python parent that is SIGKILLed); the fault suite (test_faults.py) does the same
+through whole `create`/`sync` runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from envbuilder import _run
+from envbuilder.errors import CommandFailed
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups and signals are POSIX")
+
+
+def test_a_background_child_has_its_own_process_group_and_no_stdin() -> None:
+    out = _run.run(["sh", "-c", "ps -o pgid= -p $$; echo $$; cat"], timeout=30).stdout.split()
+    pgid, pid = int(out[0]), int(out[1])
+    assert pgid == pid != os.getpgid(0)  # Ctrl-C at a terminal reaches envbuilder, which decides
+
+
+def test_a_foreground_child_shares_our_process_group() -> None:
+    out = _run.run(["sh", "-c", "ps -o pgid= -p $$"], timeout=30, foreground=True).stdout
+    assert int(out) == os.getpgid(0)
+
+
+def test_a_child_started_while_signals_are_deferred_can_still_be_signalled() -> None:
+    """The signal mask of deferred_signals() is inherited across fork and exec unless the child resets it."""
+    with _run.deferred_signals():
+        t0 = time.monotonic()
+        result = _run.run(["sh", "-c", "kill -TERM $$; sleep 20"], check=False, timeout=60)
+    assert result.returncode == -signal.SIGTERM and time.monotonic() - t0 < 10
+    assert result.exit_status == 128 + signal.SIGTERM
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_sigkill_of_the_parent_takes_its_child_along(tmp_path: Path) -> None:
+    """What no handler can answer: the kernel sends the child SIGKILL when envbuilder dies."""
+    pidfile = tmp_path / "child.pid"
+    code = f"from envbuilder import _run; _run.run(['sh', '-c', 'echo $$ > {pidfile}; exec sleep 60'], check=False)"
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 30
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    parent.kill()
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.05)
+    assert not _alive(child), "the child outlived its SIGKILLed parent"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_signalled_failure_is_named() -> None:
+    with pytest.raises(CommandFailed, match=r"was ended by signal 9 \(SIGKILL\)"):
+        _run.run(["sh", "-c", "kill -9 $$"], timeout=30)
+
+
+def test_a_file_that_is_not_a_program_is_one_failure(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("not a program\n")
+    with pytest.raises(CommandFailed, match="cannot run it \\(permission denied"):
+        _run.run([str(data)])
+    with pytest.raises(CommandFailed, match="command not found"):
+        _run.run([str(tmp_path / "missing")])
