@@ -131,12 +131,18 @@ _UV_MARKER = re.compile(r"^(?:\s*(?:error:|cause:|caused by:|╰─▶|[│├�
 
 def uv_cause(output: str) -> str:
     """uv's own explanation of a failure, in one line: its "because" sentence when it has one (a resolution),
-    else its error, the URL it could not fetch and the root cause (a network or file failure)."""
-    lines = [_UV_MARKER.sub("", ln).strip() for ln in output.splitlines()]
+    the hash that did not match, else its error, the URL it could not fetch and the root cause."""
+    raw = output.splitlines()
+    first = next((i for i, ln in enumerate(raw) if ln.lstrip().lower().startswith("error:")), 0)
+    lines = [_UV_MARKER.sub("", ln).strip() for ln in raw[first:]]
     lines = [ln for ln in lines if ln and not ln.lower().startswith(("warning:", "hint:", "help:"))]
     because = [ln for ln in lines if "because" in ln.lower()]
     if because:
         return " ".join(because)
+    mismatch = next((ln for ln in lines if "hash mismatch" in ln.lower()), None)
+    if mismatch is not None:
+        digests = [ln for ln in lines if re.fullmatch(r"[a-z0-9]+:[0-9a-f]{32,}", ln)]
+        return mismatch + (f" (expected {digests[0]}, got {digests[1]})" if len(digests) == 2 else "")
     fetch = next((ln for ln in lines if "://" in ln), None)
     picked = [ln for ln in (*lines[:1], fetch, *lines[-1:]) if ln]
     return "; ".join(dict.fromkeys(picked)) or "uv gave no reason"
@@ -175,6 +181,13 @@ def _classify(
         return SourceError(
             msg, hint="check the network, or use --index-url / --find-links / --offline with a wheelhouse"
         )
+    if "hash mismatch" in text:
+        msg = f"{what}: a file does not match the lock's hash: {cause}"
+        hint = (
+            "a wheelhouse or mirror holds another file under that name: replace it with the file the lock names "
+            "(the lock records its sha256), or remove it"
+        )
+        return SourceError(msg, hint=hint)
     if "no solution found" in text or ("because" in text and "unsatisfiable" in text):
         msg = f"{what}: the sources cannot serve the plan's pins: {cause}"
         named = _named_source(cause, origins or {})

@@ -294,8 +294,8 @@ _POISONS = {
 
 @pytest.mark.integration
 @pytest.mark.network
-def test_a_damaged_or_poisoned_cached_resolution_is_resolved_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_a_damaged_or_poisoned_cached_resolution_is_resolved_again(  # type: ignore[no-untyped-def]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], lock_consumers
 ) -> None:
     """Item 7 and 9: a cached resolution is outside input. Damaged or poisoned, it is discarded and uv resolves
     again: exit 0, the user's lock is not blamed, and nothing of the poison reaches the lock."""
@@ -315,6 +315,7 @@ def test_a_damaged_or_poisoned_cached_resolution_is_resolved_again(
         assert "discarding the cached resolution" in err and "(uv pip compile)" in err, (what, err)
         assert "evil.example" not in lock.read_text() and "\\r" not in lock.read_text()
         assert cached.read_text() == good or "discarding" not in _run(argv, capsys)[2], what
+    lock_consumers(lock)  # what the last re-resolution wrote, as uv and packaging.pylock read it
 
 
 # --------------------------------------------------------------------------- doctor --log in bounded memory

@@ -163,21 +163,21 @@ def test_default_names(cpu_plan: Plan) -> None:
 # --------------------------------------------------------------------------- PEP 751 file names
 
 
-@pytest.mark.parametrize(
-    ("filename", "valid"),
-    [
-        ("pylock.toml", True),
-        ("pylock.cpu-py311.toml", True),
-        ("pylock.bnb-cu126-py311-linux-x86_64.toml", True),
-        ("pylock.cpu-py3.11.toml", False),  # every default name envbuilder wrote before (uv refuses it)
-        ("pylock.bnb-cu128-py3.11.toml", False),
-        ("pylock..toml", False),  # <name> must not be empty
-        ("team.lock.toml", False),
-        ("pylock.team.lock.toml", False),
-        ("lock.toml", False),
-        ("pylock.x.json", False),
-    ],
-)
+LOCK_NAMES = [
+    ("pylock.toml", True),
+    ("pylock.cpu-py311.toml", True),
+    ("pylock.bnb-cu126-py311-linux-x86_64.toml", True),
+    ("pylock.cpu-py3.11.toml", False),  # every default name envbuilder wrote before (uv refuses it)
+    ("pylock.bnb-cu128-py3.11.toml", False),
+    ("pylock..toml", False),  # <name> must not be empty
+    ("team.lock.toml", False),
+    ("pylock.team.lock.toml", False),
+    ("lock.toml", False),
+    ("pylock.x.json", False),
+]
+
+
+@pytest.mark.parametrize(("filename", "valid"), LOCK_NAMES)
 def test_lock_names_follow_packaging_pylock(filename: str, valid: bool) -> None:
     """envbuilder's check is packaging.pylock's own (uv and pip apply the same PEP 751 rule)."""
     from packaging.pylock import is_valid_pylock_path
@@ -298,3 +298,33 @@ def test_the_lock_check_accepts_finalized_locks_and_refuses_bad_ones(  # type: i
     inconsistent.write_text(text.replace('name = "torch"', 'name = "torchx"', 1))
     with pytest.raises(PylockValidationError, match="not consistent with package name 'torchx'"):
         lock_consumers(inconsistent)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("filename", "valid"), LOCK_NAMES)
+def test_uv_draws_the_same_line(filename: str, valid: bool, tmp_path: Path) -> None:
+    """uv, the consumer, refuses exactly the names envbuilder's rule refuses (it checks before resolving)."""
+    import subprocess
+
+    from uv import find_uv_bin
+
+    requirements = tmp_path / "requirements.in"
+    requirements.write_text("")
+    argv = [
+        find_uv_bin(),
+        "pip",
+        "compile",
+        str(requirements),
+        "--format",
+        "pylock.toml",
+        "-o",
+        str(tmp_path / filename),
+    ]
+    out = subprocess.run(
+        [*argv, "--python-version", "3.11", "--offline", "--quiet", "--no-header"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    refused = "Expected the output filename to be `pylock.toml` or `pylock.<name>.toml`" in out.stderr
+    assert (refused, out.returncode == 0) == (not valid, valid), out.stderr

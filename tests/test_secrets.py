@@ -127,8 +127,8 @@ def _uv_cache_dir() -> Path:
     return Path(subprocess.run([find_uv(), "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip())
 
 
-def test_credentials_reach_uv_and_nothing_else(
-    tmp_path: Path, index: credindex.Index, mirror: credindex.Index
+def test_credentials_reach_uv_and_nothing_else(  # type: ignore[no-untyped-def]
+    tmp_path: Path, index: credindex.Index, mirror: credindex.Index, lock_consumers
 ) -> None:
     started = time.time() - 1
     (tmp_path / "work").mkdir()
@@ -184,6 +184,11 @@ def test_credentials_reach_uv_and_nothing_else(
     assert len(ours) > 100  # the environments, locks, caches, Dockerfile and recipe are all searched
     uv_new = _new_files(_uv_cache_dir(), started)
     assert _files_with_secrets(ours + uv_new) == []
+    # Every lock written here is one uv and packaging.pylock accept (tests/conftest.py).
+    locks = sorted((tmp_path / "work").glob("pylock.*.toml"))
+    assert len(locks) >= 4
+    for lock in locks:
+        lock_consumers(lock)
     # For the README's reliability figures (pytest -rP shows it).
     print(f"secrets: {len(run.outputs) // 2} runs, {len(run.outputs)} stdout/stderr streams, "
           f"{len(ours)} files of ours and {len(uv_new)} new files of uv's cache searched; "

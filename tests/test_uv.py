@@ -41,6 +41,12 @@ def _out(name: str) -> str:
             "`pylock.cpu-py3.11.toml` is not a valid PEP 751 filename: expected `pylock.toml` or "
             "`pylock.<name>.toml`, where `<name>` is non-empty and contains no dots",
         ),
+        (
+            "sync-hash-mismatch.txt",
+            "Hash mismatch for `torch==2.13.0+cpu` (expected "
+            "sha256:6746dbcbeb526eb61330b76b41ff1b4eb848951103a892eeb080dfa2b264667b, got "
+            "sha256:02db2328d8602cdde2e51ee1f7ca71e4fd5d63b56cc7fc0993bae50097c1ad36)",
+        ),
         ("", "uv gave no reason"),
     ],
 )
@@ -73,6 +79,14 @@ ORIGINS = {
             "can conclude that your requirements are unsatisfiable.",
             "this-package-does-not-exist-envbuilder comes from PyPI, which does not serve the file the plan needs: "
             "add it there, or give a wheelhouse (--find-links DIR) or mirror that has it",
+        ),
+        (
+            "sync-hash-mismatch.txt",
+            "uv pip compile: a file does not match the lock's hash: Hash mismatch for `torch==2.13.0+cpu` (expected "
+            "sha256:6746dbcbeb526eb61330b76b41ff1b4eb848951103a892eeb080dfa2b264667b, got "
+            "sha256:02db2328d8602cdde2e51ee1f7ca71e4fd5d63b56cc7fc0993bae50097c1ad36)",
+            "a wheelhouse or mirror holds another file under that name: replace it with the file the lock names "
+            "(the lock records its sha256), or remove it",
         ),
         (
             "compile-connection-refused.txt",
