@@ -506,6 +506,15 @@ def read_lock(path: Path) -> Lock:
     return read_lock_text(path)[0]
 
 
+def manifest_lock_path(directory: Path, name: str) -> Path:
+    """Where the lock of a manifest's environment is: its PEP 751 name, or the dotted name an earlier
+    envbuilder gave it (``pylock.cpu-py3.11.toml``) when only that one is there, so a team's committed locks
+    still sync (their install then says so, through ``legacy_name_note``)."""
+    path = directory / lock_file_name(name)
+    legacy = directory / f"pylock.{name}.toml"
+    return legacy if not path.exists() and legacy != path and legacy.is_file() else path
+
+
 def read_lock_text(path: Path, *, hint: str = "check the path") -> tuple[Lock, str]:
     """The verified lock and its text as written (for those that embed or copy it)."""
     try:

@@ -328,3 +328,22 @@ def test_uv_draws_the_same_line(filename: str, valid: bool, tmp_path: Path) -> N
     )
     refused = "Expected the output filename to be `pylock.toml` or `pylock.<name>.toml`" in out.stderr
     assert (refused, out.returncode == 0) == (not valid, valid), out.stderr
+
+
+@pytest.mark.parametrize(
+    ("present", "found"),
+    [
+        ((), "pylock.cpu-py311.toml"),  # nothing yet: where `lock` writes it
+        (("pylock.cpu-py311.toml",), "pylock.cpu-py311.toml"),
+        (("pylock.cpu-py3.11.toml",), "pylock.cpu-py3.11.toml"),  # a team's lock from before: still found
+        (("pylock.cpu-py3.11.toml", "pylock.cpu-py311.toml"), "pylock.cpu-py311.toml"),
+    ],
+)
+def test_a_manifests_lock_is_found_under_its_name_or_the_old_one(
+    tmp_path: Path, present: tuple[str, ...], found: str
+) -> None:
+    from envbuilder.lock import manifest_lock_path
+
+    for name in present:
+        (tmp_path / name).write_text("")
+    assert manifest_lock_path(tmp_path, "cpu-py3.11") == tmp_path / found

@@ -242,7 +242,7 @@ def run_build(args: argparse.Namespace) -> int:
 def run_ci(args: argparse.Namespace) -> int:
     from envbuilder._fs import write_text_atomic
     from envbuilder.errors import LockError
-    from envbuilder.lock import lock_file_name, read_lock
+    from envbuilder.lock import manifest_lock_path, read_lock
     from envbuilder.manifest import load_manifest
     from envbuilder.render.ci import CiImage, render_bake, render_workflow
     from envbuilder.render.dockerfile import render_context
@@ -255,7 +255,7 @@ def run_ci(args: argparse.Namespace) -> int:
     table = _smoke_table(args)
     images, contexts = [], {}
     for spec in manifest.envs:
-        path = locks_dir / lock_file_name(spec.name)
+        path = manifest_lock_path(locks_dir, spec.name)
         if not path.is_file():
             msg = f"{path}: no lock for environment {spec.name!r}"
             raise LockError(msg, hint=f"run `envbuilder lock --manifest {manifest_path}` first")

@@ -101,13 +101,13 @@ def _pick_from_manifest(args, matrix, ccs, driver, os_name, platform) -> Path:  
     """The manifest's first environment whose lock fits this host."""
     from envbuilder import builder
     from envbuilder.errors import CheckFailed, LockError
-    from envbuilder.lock import lock_file_name, read_lock
+    from envbuilder.lock import manifest_lock_path, read_lock
     from envbuilder.manifest import load_manifest
 
     manifest = load_manifest(Path(args.manifest))
     tried = []
     for spec in manifest.envs:
-        path = manifest.path.parent / lock_file_name(spec.name)
+        path = manifest_lock_path(manifest.path.parent, spec.name)
         if not path.exists():
             tried.append(f"{spec.name}: no {path.name} (run `envbuilder lock`)")
             continue
