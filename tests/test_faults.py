@@ -59,11 +59,13 @@ LAST_LINE = {signal.SIGINT: "envbuilder: interrupted", signal.SIGTERM: "envbuild
 
 UV_WRAPPER = """#!{python}
 # The fault suite's uv. At the stage named by FAULT_UV_STAGE it says so (its pid in FAULT_UV_MARK) and sleeps:
-# for `venv` after the real uv made the environment (so the unfinished .tmp- exists), for `pip sync` before the
-# real uv starts (then it becomes uv). Anywhere else it is uv (exec: one process, as uv itself would be).
+# for `venv` after the real uv made the environment (so the unfinished .tmp- exists), for `pip sync` (install)
+# and `pip compile` (lock) before the real uv starts (then it becomes uv). Anywhere else it is uv (exec: one
+# process, as uv itself would be).
 import os, subprocess, sys, time
 real, argv = {real!r}, sys.argv[1:]
-here = "install" if argv[:2] == ["pip", "sync"] else (argv[0] if argv else "")
+stage_of = {{("pip", "sync"): "install", ("pip", "compile"): "lock"}}
+here = stage_of.get(tuple(argv[:2]), argv[0] if argv else "")
 
 def hold():
     with open(os.environ["FAULT_UV_MARK"], "w") as fh:
@@ -185,7 +187,7 @@ def _wait_for(what: str, cond, proc: subprocess.Popen[str], tmp: Path, timeout: 
 
 def _reach(stage: str, proc: subprocess.Popen[str], tmp: Path, mark: Path) -> None:
     """Return once the run is at ``stage`` (for venv/install/smoke: while that stage's child runs)."""
-    if stage in ("venv", "install"):
+    if stage in ("lock", "venv", "install"):
         _wait_for(f"the {stage} stage", mark.exists, proc, tmp)
         _wait_for("the uv child", lambda: mark.read_text().strip(), proc, tmp)
     elif stage == "smoke":
@@ -227,7 +229,7 @@ def _skip_smoke(stage: str) -> list[str]:
 
 
 def _stage_env(stage: str, mark: Path) -> dict[str, str]:
-    if stage in ("venv", "install"):
+    if stage in ("lock", "venv", "install"):
         return {"FAULT_UV_STAGE": stage, "FAULT_UV_MARK": str(mark)}
     if stage in ("swap", "swap-mid"):
         return {"ENVBUILDER_FAULT_PAUSE": stage}
@@ -348,3 +350,33 @@ def test_the_environment_still_imports_torch(world: World) -> None:
         check=False,
     )
     assert out.returncode == 0 and out.stdout.strip() == "2.13.0+cpu", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_signal_while_locking_leaves_no_lock_directory(world: World, tmp_path: Path, sig: signal.Signals) -> None:
+    """While `uv pip compile` runs (--refresh: no cached resolution), $TMPDIR holds envbuilder-lock-<pid>-*:
+    SIGTERM removes it on the way out; after SIGKILL the next run removes it and says so."""
+    tmp, mark = _case_dirs(tmp_path)
+    lock_before = world.lock.read_bytes()
+    proc = _start(world, _command("create", world, "--refresh", "--no-smoke"), tmp, **_stage_env("lock", mark))
+    _reach("lock", proc, tmp, mark)
+    assert [p.name for p in tmp.iterdir() if p.name.startswith(f"envbuilder-lock-{proc.pid}-")]
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=60)
+    assert not _no_process_left(proc.pid)
+    assert world.lock.read_bytes() == lock_before
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143 and _stderr(tmp).strip().splitlines()[-1] == LAST_LINE[sig]
+        assert list(tmp.iterdir()) == []
+        world.results.append("create SIGTERM while locking: clean")
+        return
+    assert list(tmp.iterdir()), "SIGKILL cannot clean up: the lock directory is expected to be left"
+    again = tmp_path / "tmp-again"
+    os.rename(tmp, again)
+    nxt = _start(world, ["sync", str(world.lock), "--name", NAME, "--no-smoke"], again)
+    nxt.wait(timeout=300)
+    said = _stderr(again)
+    assert nxt.returncode == 0, said
+    assert "removed 1 temporary directory left by killed runs" in said
+    assert not [p for p in again.iterdir() if p.name.startswith("envbuilder-")]
+    world.results.append("create SIGKILL while locking: recovered")
