@@ -32,7 +32,7 @@ from envbuilder.containers import BuildRequest, Podman  # noqa: E402
 from envbuilder.lock import Lock, read_lock  # noqa: E402
 from envbuilder.render.dockerfile import UV_IMAGE, Options, build_args, image_tags, render_context  # noqa: E402
 from envbuilder.settings import Settings  # noqa: E402
-from envbuilder.smoke.expect import load_smoke_table  # noqa: E402
+from envbuilder.model.smoke import load_smoke_table  # noqa: E402
 
 # Published (compressed, as Docker Hub lists it) sizes of official pytorch/pytorch runtime images, keyed by
 # (torch, cuda). Only figures read in a source go here, with that source; none could be found with the

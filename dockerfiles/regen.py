@@ -19,7 +19,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from envbuilder.lock import lock_file_name, read_lock  # noqa: E402
 from envbuilder.render.dockerfile import render_context  # noqa: E402
-from envbuilder.smoke.expect import load_smoke_table  # noqa: E402
+from envbuilder.model.smoke import load_smoke_table  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,7 @@ FILES = (
 )
 GPU_FILES = ("gpu-chips",)  # read with the product table, on first use (Matrix.gpu_table)
 IDS_FILE = "nvidia.ids"  # generated: `envbuilder matrix refresh --pci-ids`
-SMOKE_FILES = ("smoke",)  # the smoke program's bounds and import names, read by envbuilder.smoke.expect
+SMOKE_FILES = ("smoke",)  # the smoke program's bounds and import names, read by envbuilder.model.smoke
 Confidence = Literal["confirmed", "unconfirmed"]
 PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "windows-arm64", "macos-arm64")
 SEGMENTS = ("geforce", "workstation", "datacenter", "jetson")

@@ -16,6 +16,7 @@ import pytest
 from envbuilder import _run
 from envbuilder.cli import main
 from envbuilder.lock import Lock, parse_lock, read_lock
+from envbuilder.model.smoke import load_smoke_table
 from envbuilder.render.ci import CiImage, render_bake, render_workflow
 from envbuilder.render.dockerfile import (
     Options,
@@ -31,7 +32,6 @@ from envbuilder.render.dockerfile import (
     smoke_expect,
 )
 from envbuilder.render.values import DockerError, check_url, safe
-from envbuilder.smoke.expect import load_smoke_table
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = ROOT / "dockerfiles"

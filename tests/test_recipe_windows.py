@@ -19,9 +19,9 @@ from envbuilder.cli import main
 from envbuilder.doctor import Context, diagnose, load_rules
 from envbuilder.errors import TargetError
 from envbuilder.matrix import Matrix
+from envbuilder.model.smoke import load_smoke_table, program_text
 from envbuilder.render import recipe, values
 from envbuilder.render.windows import render_windows_script
-from envbuilder.smoke.expect import load_smoke_table, program_text
 
 GOLDEN = Path(__file__).parent / "golden"
 LOGS = Path(__file__).parent / "fixtures" / "windows"

@@ -12,11 +12,11 @@ import pytest
 from envbuilder import _run
 from envbuilder.cli import main
 from envbuilder.doctor.evidence import from_smoke_document
+from envbuilder.model.smoke import expect_for, load_smoke_table, program_text
 from envbuilder.model.types import PROFILES
 from envbuilder.smoke import SCRIPT, find_python, judge_sass, parse_document, run_smoke
 from envbuilder.smoke import check as check_program
 from envbuilder.smoke.check import choose_library, library_suffix, sass_for
-from envbuilder.smoke.expect import expect_for, load_smoke_table, program_text
 
 H100_ARCH = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]  # torch 2.11+cu130
 

@@ -16,9 +16,9 @@ from envbuilder.cli._sources import add_source_options
 
 if TYPE_CHECKING:
     from envbuilder.lock import Lock
+    from envbuilder.model.smoke import SmokeTable
     from envbuilder.render.dockerfile import Options
     from envbuilder.settings import Settings
-    from envbuilder.smoke.expect import SmokeTable
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -114,7 +114,7 @@ def _get_lock(args: argparse.Namespace, settings: Settings, workdir: Path) -> tu
 
 def _smoke_table(args: argparse.Namespace) -> SmokeTable:
     """The smoke program's bounds and import names (matrices/smoke.toml and any --matrix-dir overlay)."""
-    from envbuilder.smoke.expect import load_smoke_table
+    from envbuilder.model.smoke import load_smoke_table
 
     return load_smoke_table(getattr(args, "matrix_dir", None))
 

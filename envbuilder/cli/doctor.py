@@ -76,15 +76,14 @@ def _stream_text(data: bytes, where: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from envbuilder.doctor import Context, diagnose, doctor_json
-    from envbuilder.doctor.evidence import collect
     from envbuilder.doctor.loader import judge
-    from envbuilder.smoke import find_python
+    from envbuilder.smoke import collect_evidence, find_python
 
     log = _read_log(args.log) if args.log else ""
     evidence, python, env_dir = None, None, None
     if args.env or args.python or not args.log:
         python = find_python(env=args.env, python=args.python)
-        evidence, _ = collect(python)
+        evidence, _ = collect_evidence(python)
         env_dir = Path(args.env) if args.env else Path(evidence.python_exe or python).parent.parent
     from envbuilder.settings import Settings
     from envbuilder.venv import is_ours

@@ -97,9 +97,9 @@ def _compiles(matrix: Matrix, names: set[str]) -> bool:
 
 
 def _spec_from_plan(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs) -> RecipeSpec:
+    from envbuilder.model.smoke import load_smoke_table
     from envbuilder.render import recipe
     from envbuilder.resolve import NoPlan, resolve
-    from envbuilder.smoke.expect import load_smoke_table
 
     if os_name == "windows" and args.profile in recipe.NOT_ON_WINDOWS:
         _refuse_windows(args.profile)
@@ -129,8 +129,8 @@ def _spec_from_plan(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs)
 
 def _spec_from_lock(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs) -> RecipeSpec:
     from envbuilder.lock import read_lock_text
+    from envbuilder.model.smoke import load_smoke_table
     from envbuilder.render import recipe
-    from envbuilder.smoke.expect import load_smoke_table
 
     lock, text = read_lock_text(Path(args.lock))
     if os_name == "windows":

@@ -10,40 +10,36 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 from envbuilder.matrix import Matrix
+from envbuilder.model.smoke import SMOKE_SCHEMA, Check
+from envbuilder.model.types import Severity, Status
 
-Status = Literal["OK", "WARN", "FAIL", "SKIP"]
-Severity = Literal["FAIL", "WARN", "INFO"]
-SMOKE_SCHEMA = "envbuilder.smoke/1"
+__all__ = [
+    "DOCTOR_SCHEMA",
+    "RULE_MODULES",
+    "SMOKE_SCHEMA",
+    "Check",
+    "Context",
+    "Device",
+    "Evidence",
+    "Finding",
+    "Rule",
+    "Severity",
+    "Status",
+    "diagnose",
+    "doctor_json",
+    "finding",
+    "load_rules",
+    "load_triggers",
+]
+
 DOCTOR_SCHEMA = "envbuilder.doctor/1"
 RULE_MODULES: tuple[str, ...] = (
     "envbuilder.doctor.rules_bnb",
     "envbuilder.doctor.rules_windows",
 )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Check:
-    """One smoke stage's result: what ran, how it ended, why, and what it saw."""
-
-    name: str
-    status: Status
-    detail: str
-    hint: str = ""
-    seconds: float = 0.0
-    evidence: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "detail": self.detail,
-            "hint": self.hint,
-            "seconds": self.seconds,
-            "evidence": dict(self.evidence),
-        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +127,13 @@ class Context:
 
 
 Rule = Callable[[Context], Iterable[Finding]]
+
+
+def finding(
+    rule: str, severity: Severity, seen: str, cause: str, fix: str, commands: tuple[tuple[str, ...], ...] = ()
+) -> Finding:
+    """A Finding from positional parts: the one shorthand every rule module uses."""
+    return Finding(rule=rule, severity=severity, seen=seen, cause=cause, fix=fix, commands=commands)
 
 
 def load_triggers(modules: Sequence[str] = RULE_MODULES) -> tuple[str, ...]:

@@ -1,14 +1,13 @@
-"""Evidence from an environment: run the smoke script's light stages inside it, and read the result purely."""
+"""Evidence from an environment, read purely from the smoke program's document (``smoke.collect_evidence``
+runs its light stages inside the environment)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-from envbuilder.doctor import Check, Device, Evidence
-
-LIGHT_TIMEOUT = 180.0
+from envbuilder.doctor import Device, Evidence
+from envbuilder.model.smoke import check_from_json
 
 
 def from_smoke_document(doc: Mapping[str, Any]) -> Evidence:
@@ -63,24 +62,3 @@ def _nested_errors(evidence: Mapping[str, Any]) -> list[str]:
                 out.append(value["error"])
             out += _nested_errors(value)
     return out
-
-
-def check_from_json(stage: Mapping[str, Any]) -> Check:
-    """One stage dict of the smoke document as a Check."""
-    status = stage.get("status")
-    return Check(
-        name=str(stage.get("name", "?")),
-        status=status if status in ("OK", "WARN", "FAIL", "SKIP") else "FAIL",
-        detail=str(stage.get("detail", "")),
-        hint=str(stage.get("hint", "")),
-        seconds=float(stage.get("seconds", 0.0)),
-        evidence=dict(stage.get("evidence", {})),
-    )
-
-
-def collect(python: Path, *, extra: Sequence[str] = ()) -> tuple[Evidence, dict[str, Any]]:
-    """Run the light probe inside ``python``'s environment; (evidence, the raw document)."""
-    from envbuilder.smoke import run_check_script
-
-    doc = run_check_script(python, ["--light", *extra], timeout=LIGHT_TIMEOUT)
-    return from_smoke_document(doc), doc

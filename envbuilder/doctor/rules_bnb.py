@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
-from envbuilder.doctor import Context, Finding, Rule
+from envbuilder.doctor import Context, Finding, Rule, Severity, finding
 from envbuilder.doctor.loader import refuses_non_digits, shipped_cuda
 from envbuilder.doctor.logs import LogFacts, facts_from_log, max_memory_for, quote
 from envbuilder.matrix import BnbRelease, Matrix
@@ -157,12 +157,6 @@ def _release(ctx: Context, f: Facts) -> BnbRelease | None:
     return ctx.matrix.bnb_release(f.bnb.split("+")[0]) if f.bnb else None
 
 
-def _finding(
-    rule: str, severity: str, seen: str, cause: str, fix: str, commands: tuple[tuple[str, ...], ...] = ()
-) -> Finding:
-    return Finding(rule=rule, severity=severity, seen=seen, cause=cause, fix=fix, commands=commands)  # type: ignore[arg-type]
-
-
 # --------------------------------------------------------------------------- seed-notes failure modes
 
 
@@ -186,7 +180,7 @@ def rule_lib_cuda_mismatch(ctx: Context) -> Iterable[Finding]:
     fix, cmds = install_fix(ctx, f)
     if ctx.evidence and rel and f.torch_cuda and ctx.evidence.devices and bnb_library_cuda(rel, f.torch_cuda) is None:
         want = lib_name(f.torch_cuda, f.platform)
-        yield _finding(
+        yield finding(
             "bnb-lib-cuda-mismatch",
             "FAIL",
             f"torch {f.torch} (CUDA {f.torch_cuda}) with bitsandbytes {rel.version}",
@@ -204,7 +198,7 @@ def rule_lib_cuda_mismatch(ctx: Context) -> Iterable[Finding]:
             if f.log.wanted_lib_cuda
             else "the CUDA library"
         )
-        yield _finding(
+        yield finding(
             "bnb-lib-cuda-mismatch",
             "FAIL",
             hit[0],
@@ -228,17 +222,11 @@ def _era_of(message: str) -> str:
     return "0.45 or older"
 
 
-WINDOWS = re.compile(
-    r"Could not find module '[^']*libbitsandbytes_\w+\.dll'|"
-    r"Microsoft Visual C\+\+ 14\.0 or greater is required|libbitsandbytes_\w+\.dll"
-)
-
-
 def rule_windows_dll(ctx: Context) -> Iterable[Finding]:
     """Seed #2 / B10: a Windows DLL that cannot load (an unofficial fork, or no DLL for torch's CUDA)."""
     ev = ctx.evidence
     if ev and "bitsandbytes-windows" in ev.packages:
-        yield _finding(
+        yield finding(
             "windows-dll",
             "FAIL",
             f"bitsandbytes-windows {ev.packages['bitsandbytes-windows']} installed",
@@ -253,7 +241,7 @@ def rule_windows_dll(ctx: Context) -> Iterable[Finding]:
         r"Microsoft Visual C\+\+ 14\.0 or greater is required",
     )
     if hit:
-        yield _finding(
+        yield finding(
             "windows-dll",
             "FAIL",
             hit[0],
@@ -280,7 +268,7 @@ def rule_no_kernel_image(ctx: Context) -> Iterable[Finding]:
             row = bnb_sass_row(ctx.matrix, rel, lib, f.platform)
             has = ", ".join("sm_" + s.replace(".", "") for s in row.sass) if row else "?"
             fix, cmds = install_fix(ctx, f)
-            yield _finding(
+            yield finding(
                 "bnb-no-kernel",
                 "FAIL",
                 f"GPU sm_{f.ccs[0].replace('.', '')} with {lib_name(lib, f.platform)}",
@@ -293,7 +281,7 @@ def rule_no_kernel_image(ctx: Context) -> Iterable[Finding]:
     if hit and not quote(ctx.text, TORCH_ARCH):
         bnb_side = "ops.cu" in hit[0] or "bitsandbytes" in ctx.text
         fix, cmds = install_fix(ctx, f)
-        yield _finding(
+        yield finding(
             "bnb-no-kernel" if bnb_side else "no-kernel",
             "FAIL",
             hit[0],
@@ -319,7 +307,7 @@ def rule_torch_arch(ctx: Context) -> Iterable[Finding]:
     f = facts(ctx)
     seen = hit[0] if hit else bad.detail if bad else ""
     supports = quote(ctx.text, r"supports CUDA capabilities ((?:sm_\d+ ?)+)")
-    yield _finding(
+    yield finding(
         "torch-arch",
         "FAIL",
         seen,
@@ -345,7 +333,7 @@ def rule_oom_loading(ctx: Context) -> Iterable[Finding]:
         note = f" (the card has {f.vram_gib[0]:.1f} GiB; this leaves ~15% for conversion buffers)"
     else:
         mm, note = "max_memory={0: '<85% of the card>GiB'}", " (VRAM unknown: give 85% of the card)"
-    yield _finding(
+    yield finding(
         "oom-4bit-load",
         "FAIL",
         hit[0],
@@ -366,7 +354,7 @@ def rule_mixed_quant_libs(ctx: Context) -> Iterable[Finding]:
         if "bitsandbytes" in ev.packages and clash:
             which = "awq" if any("awq" in c or c == "llmcompressor" for c in clash) else "gptq"
             cmds = (("uv", "pip", "uninstall", "--python", ctx.python, *clash),) if ctx.python else ()
-            yield _finding(
+            yield finding(
                 "mixed-quant-libs",
                 "FAIL",
                 "installed: bitsandbytes "
@@ -383,7 +371,7 @@ def rule_mixed_quant_libs(ctx: Context) -> Iterable[Finding]:
     libs = [quote(ctx.text, rf"(?im)^{re.escape(n)}\s+\d") for n in QUANT_LIBS]
     found = [h for h in libs if h]
     if found and quote(ctx.text, r"(?im)^bitsandbytes\s+\d"):
-        yield _finding(
+        yield finding(
             "mixed-quant-libs",
             "FAIL",
             found[0][0],
@@ -404,7 +392,7 @@ def rule_transformers_min_bnb(ctx: Context) -> Iterable[Finding]:
     if (tf and bnb and tf.major >= 5 and bnb < Version("0.46.1")) or hit:
         fix, cmds = install_fix(ctx, f)
         seen = hit[0] if hit else f"transformers {tf} with bitsandbytes {bnb}"
-        yield _finding(
+        yield finding(
             "transformers-min-bnb",
             "FAIL",
             seen,
@@ -426,9 +414,9 @@ def rule_bnb_cuda_version_var(ctx: Context) -> Iterable[Finding]:
     if ev and "BNB_CUDA_VERSION" in ev.env:
         value = ev.env["BNB_CUDA_VERSION"]
         lib = lib_name(None, f.platform).replace("cpu", f"cuda{value}")
-        on_gpu = "FAIL" if ev.devices else "WARN"  # bitsandbytes reads it only when torch sees a GPU
+        on_gpu: Severity = "FAIL" if ev.devices else "WARN"  # bitsandbytes reads it only when torch sees a GPU
         if not value.isdigit() and bnb and refuses_non_digits(_release(ctx, f), f.bnb):
-            yield _finding(
+            yield finding(
                 "bnb-cuda-version-var",
                 on_gpu,
                 f"BNB_CUDA_VERSION={value!r} in the environment",
@@ -437,7 +425,7 @@ def rule_bnb_cuda_version_var(ctx: Context) -> Iterable[Finding]:
                 fix,
             )
         elif value and not value.isdigit():
-            yield _finding(
+            yield finding(
                 "bnb-cuda-version-var",
                 on_gpu,
                 f"BNB_CUDA_VERSION={value!r} in the environment",
@@ -445,7 +433,7 @@ def rule_bnb_cuda_version_var(ctx: Context) -> Iterable[Finding]:
                 fix,
             )
         elif value and ev.bnb_shipped and lib not in ev.bnb_shipped:
-            yield _finding(
+            yield finding(
                 "bnb-cuda-version-var",
                 on_gpu,
                 f"BNB_CUDA_VERSION={value} in the environment",
@@ -454,7 +442,7 @@ def rule_bnb_cuda_version_var(ctx: Context) -> Iterable[Finding]:
                 fix,
             )
         elif value and f.torch_cuda and value != f.torch_cuda.replace(".", ""):
-            yield _finding(
+            yield finding(
                 "bnb-cuda-version-var",
                 "WARN",
                 f"BNB_CUDA_VERSION={value} in the environment",
@@ -469,7 +457,7 @@ def rule_bnb_cuda_version_var(ctx: Context) -> Iterable[Finding]:
         r"BNB_CUDA_VERSION=\d*\s+environment variable detected|Manual override via BNB_CUDA_VERSION",
     )
     if hit:
-        yield _finding(
+        yield finding(
             "bnb-cuda-version-var",
             "FAIL" if "digits only" in hit[0] else "WARN",
             hit[0],
@@ -484,7 +472,7 @@ def rule_cpu_lib_undefined_symbol(ctx: Context) -> Iterable[Finding]:
     hit = quote(ctx.text, r"libbitsandbytes_cpu\.\w+: undefined symbol: (\w+)|function '(c\w+)' not found")
     if hit:
         fix, cmds = install_fix(ctx, facts(ctx))
-        yield _finding(
+        yield finding(
             "cpu-lib-undefined-symbol",
             "FAIL",
             hit[0],
@@ -499,7 +487,7 @@ def rule_cpu_only_method(ctx: Context) -> Iterable[Finding]:
     """B5: a CUDA-only native op called with the CPU library loaded (0.46+)."""
     hit = quote(ctx.text, r"not available in CPU-only version of bitsandbytes")
     if hit:
-        yield _finding(
+        yield finding(
             "cpu-only-method",
             "FAIL",
             hit[0],
@@ -514,7 +502,7 @@ def rule_named_symbol(ctx: Context) -> Iterable[Finding]:
     hit = quote(ctx.text, r"Error named symbol not found at line \d+ in file")
     if hit:
         jetson = facts(ctx).log.aarch64
-        yield _finding(
+        yield finding(
             "named-symbol",
             "FAIL",
             hit[0],
@@ -538,7 +526,7 @@ def rule_missing_cuda_libs(ctx: Context) -> Iterable[Finding]:
     )
     if hit:
         major = hit[1].group(2)
-        yield _finding(
+        yield finding(
             "missing-cuda-libs",
             "FAIL",
             hit[0],
@@ -559,7 +547,7 @@ def rule_old_libcudart_scan(ctx: Context) -> Iterable[Finding]:
     )
     if hit:
         fix, cmds = install_fix(ctx, facts(ctx))
-        yield _finding(
+        yield finding(
             "old-cudart-scan",
             "WARN",
             hit[0],
@@ -580,7 +568,7 @@ def rule_glibc(ctx: Context) -> Iterable[Finding]:
         glibc = _v(ev.libc.split("-", 1)[-1]) if ev.libc.startswith("glibc") else None
         if glibc and glibc < Version("2.34") and f.torch_cuda in ("12.6", "12.8"):
             fix, cmds = install_fix(ctx, f)
-            yield _finding(
+            yield finding(
                 "glibc-too-old",
                 "FAIL",
                 f"{ev.libc} with bitsandbytes {bnb} (CUDA {f.torch_cuda})",
@@ -592,7 +580,7 @@ def rule_glibc(ctx: Context) -> Iterable[Finding]:
     if hit:
         fix, cmds = install_fix(ctx, f)
         what = hit[1].group(1)
-        yield _finding(
+        yield finding(
             "glibc-too-old",
             "FAIL",
             hit[0],
@@ -613,7 +601,7 @@ def rule_triton_ops(ctx: Context) -> Iterable[Finding]:
     bnb = _v(f.bnb)
     if hit or (triton and bnb and triton >= Version("3.2") and bnb <= Version("0.45.0")):
         fix, cmds = install_fix(ctx, f)
-        yield _finding(
+        yield finding(
             "triton-ops",
             "FAIL",
             hit[0] if hit else f"bitsandbytes {bnb} with triton {triton}",
@@ -631,7 +619,7 @@ def rule_nf4_on_cpu(ctx: Context) -> Iterable[Finding]:
     rel = _release(ctx, f)
     if hit or (ev and not ev.devices and rel and rel.cpu == "nf4-only"):
         fix, cmds = install_fix(ctx, f)
-        yield _finding(
+        yield finding(
             "nf4-only-on-cpu",
             "FAIL" if hit else "WARN",
             hit[0] if hit else f"bitsandbytes {f.bnb} without a GPU",
@@ -650,7 +638,7 @@ def rule_no_cpu_4bit(ctx: Context) -> Iterable[Finding]:
     rel = _release(ctx, f)
     if hit or (ev and not ev.devices and rel and rel.cpu == "none" and not rel.avoid):
         fix, cmds = install_fix(ctx, f)
-        yield _finding(
+        yield finding(
             "no-cpu-4bit",
             "FAIL",
             hit[0] if hit else f"bitsandbytes {f.bnb} without a GPU",
@@ -666,7 +654,7 @@ def rule_abi_undefined_symbol(ctx: Context) -> Iterable[Finding]:
     ev = ctx.evidence
     if hit:
         ext = hit[1].group(1).split("/")[-1]
-        yield _finding(
+        yield finding(
             "torch-abi",
             "FAIL",
             hit[0],
@@ -677,7 +665,7 @@ def rule_abi_undefined_symbol(ctx: Context) -> Iterable[Finding]:
     elif ev and (ag := _v(ev.packages.get("auto-gptq") or ev.packages.get("auto_gptq"))) and _v(ev.torch):
         torch_v = _v(ev.torch)
         if torch_v and (torch_v.major, torch_v.minor) != (2, 2):
-            yield _finding(
+            yield finding(
                 "torch-abi",
                 "WARN",
                 f"auto-gptq {ag} with torch {ev.torch}",
@@ -694,7 +682,7 @@ def rule_avoid_release(ctx: Context) -> Iterable[Finding]:
     hit = quote(ctx.text, r"libbitsandbytes_cpu\.so: cannot open shared object file")
     if rel and rel.avoid:
         fix, cmds = install_fix(ctx, f)
-        yield _finding(
+        yield finding(
             "bad-release",
             "FAIL",
             hit[0] if hit else f"bitsandbytes {rel.version}",
@@ -704,7 +692,7 @@ def rule_avoid_release(ctx: Context) -> Iterable[Finding]:
         )
     elif hit:
         fix, cmds = install_fix(ctx, f)
-        yield _finding(
+        yield finding(
             "bad-release",
             "FAIL",
             hit[0],
@@ -732,7 +720,7 @@ def rule_lib_load_failed(ctx: Context) -> Iterable[Finding]:
                 ),
                 (),
             )
-        yield _finding(
+        yield finding(
             "bnb-load-failed",
             "FAIL",
             hit[0] if hit else bad or "",
@@ -746,7 +734,7 @@ def rule_harmless(ctx: Context) -> Iterable[Finding]:
     """Noise that looks like failure: B17's Hub-kernel warning; 0.45.x's CUDA sanity check on a CPU build."""
     hit = quote(ctx.text, r"Failed to load CPU gemm_4bit_forward from kernels-community")
     if hit:
-        yield _finding(
+        yield finding(
             "kernels-hub-warning",
             "INFO",
             hit[0],
@@ -756,7 +744,7 @@ def rule_harmless(ctx: Context) -> Iterable[Finding]:
         )
     diag = quote(ctx.text, r"Torch not compiled with CUDA enabled")
     if diag and quote(ctx.text, r"CUDA specs: None"):
-        yield _finding(
+        yield finding(
             "bnb-diagnostics-on-cpu",
             "INFO",
             diag[0],

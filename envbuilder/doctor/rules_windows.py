@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from packaging.version import InvalidVersion, Version
 
-from envbuilder.doctor import Context, Finding, Rule
+from envbuilder.doctor import Context, Finding, Rule, finding
 from envbuilder.doctor.logs import quote
 from envbuilder.doctor.rules_bnb import facts, install_fix
 
@@ -69,12 +69,6 @@ OLD_ANY_WHEEL = re.compile(r"bitsandbytes-0\.(\d+)\.\d+-py3-none-any\.whl")
 WINDOWS_MARKERS = re.compile(r"[A-Za-z]:\\|\.dll\b|WindowsPath|\[WinError")
 
 
-def _finding(
-    rule: str, severity: str, seen: str, cause: str, fix: str, commands: tuple[tuple[str, ...], ...] = ()
-) -> Finding:
-    return Finding(rule=rule, severity=severity, seen=seen, cause=cause, fix=fix, commands=commands)  # type: ignore[arg-type]
-
-
 def in_wsl(ctx: Context) -> bool:
     """Does the log or the evidence say WSL? (The evidence has no OS flavour; WSL sets WSL_DISTRO_NAME, and
     LD_LIBRARY_PATH can tell.)"""
@@ -107,7 +101,7 @@ def rule_wsl_libcuda(ctx: Context) -> Iterable[Finding]:
         "`envbuilder recipe wsl2` checks all of this"
     )
     if in_wsl(ctx):
-        yield _finding(
+        yield finding(
             "wsl-libcuda",
             "FAIL",
             hit[0],
@@ -117,7 +111,7 @@ def rule_wsl_libcuda(ctx: Context) -> Iterable[Finding]:
             fix,
         )
         return
-    yield _finding(
+    yield finding(
         "wsl-libcuda",
         "WARN",
         hit[0],
@@ -133,7 +127,7 @@ def rule_wsl_nvidia_smi(ctx: Context) -> Iterable[Finding]:
     if not hit:
         return
     if in_wsl(ctx):
-        yield _finding(
+        yield finding(
             "wsl-nvidia-smi-path",
             "WARN",
             hit[0],
@@ -144,7 +138,7 @@ def rule_wsl_nvidia_smi(ctx: Context) -> Iterable[Finding]:
             "file is missing, install or update the NVIDIA driver on Windows (never inside WSL2) and `wsl --shutdown`",
         )
         return
-    yield _finding(
+    yield finding(
         "wsl-nvidia-smi-path",
         "WARN",
         hit[0],
@@ -161,7 +155,7 @@ def rule_msvc_runtime(ctx: Context) -> Iterable[Finding]:
     """The Visual C++ runtime is missing: torch's and bitsandbytes' DLLs cannot load without it."""
     hit = quote(ctx.text, MSVC_MISSING)
     if hit:
-        yield _finding(
+        yield finding(
             "windows-msvc-runtime",
             "FAIL",
             hit[0],
@@ -181,7 +175,7 @@ def rule_windows_dll_load(ctx: Context) -> Iterable[Finding]:
     line = hit[0]
     torch_dll = re.search(r"torch\\lib\\(\w+\.dll)", line)
     what = f"torch's {torch_dll.group(1)}" if torch_dll else "a DLL"
-    yield _finding(
+    yield finding(
         "windows-dll-load",
         "FAIL",
         line,
@@ -227,7 +221,7 @@ def rule_windows_linux_only_bnb(ctx: Context) -> Iterable[Finding]:
     if f.platform != "windows-x86_64":
         f = dataclasses.replace(f, platform="windows-x86_64")  # the fix must be a Windows wheel
     fix, commands = install_fix(ctx, f)
-    yield _finding(
+    yield finding(
         "windows-linux-only-bnb",
         "FAIL",
         seen,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from envbuilder import __version__
 from envbuilder.lock import Lock, LockedPackage, check_env_name, lock_file_name
+from envbuilder.model.smoke import Expect, SmokeTable, expect_for, program_text
 from envbuilder.model.types import PROFILES
 from envbuilder.render import UV_VERSION
 from envbuilder.render.values import (
@@ -41,7 +42,6 @@ from envbuilder.render.values import (
     safe,
 )
 from envbuilder.resolve import lib_name
-from envbuilder.smoke.expect import Expect, SmokeTable, expect_for, program_text
 
 __all__ = [
     "APP_UID",

@@ -29,6 +29,7 @@ from typing import Literal
 
 from envbuilder.errors import LockError
 from envbuilder.lock import Lock, check_env_name, default_env_name
+from envbuilder.model.smoke import Expect, SmokeTable, expect_for
 from envbuilder.model.types import is_index_url
 from envbuilder.render import UV_VERSION
 from envbuilder.render.values import (
@@ -45,7 +46,6 @@ from envbuilder.render.values import (
     recipe_check,
 )
 from envbuilder.resolve import Plan, lib_name
-from envbuilder.smoke.expect import Expect, SmokeTable, expect_for
 
 __all__ = [
     "BNB_WINDOWS_MIN",
@@ -59,6 +59,7 @@ __all__ = [
     "bnb_version",
     "checklist",
     "fill",
+    "index_args",
     "plan_line",
     "recipe_expect",
     "recipe_spec",
@@ -239,6 +240,17 @@ def smoke_expect(spec: RecipeSpec) -> str:
         msg = f"recipe: the spec of {spec.name} carries no smoke expectation"
         raise LockError(msg, hint="build the spec with recipe_spec(..., smoke=load_smoke_table())")
     return spec.expect.to_json()
+
+
+def index_args(spec: RecipeSpec) -> list[str]:
+    """uv's index options for a pins-only install: the PyTorch index serves the CUDA variant builds, PyPI stays
+    the default index for everything else."""
+    args: list[str] = []
+    if spec.indexes:
+        args = ["--index-strategy", "unsafe-best-match"]
+        for url in spec.indexes:
+            args += ["--extra-index-url", url]
+    return args
 
 
 def fill(template: str, values: dict[str, str]) -> str:

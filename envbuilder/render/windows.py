@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from envbuilder import __version__
 from envbuilder.errors import LockError, TargetError
 from envbuilder.lock import lock_file_name
+from envbuilder.model.smoke import program_text
 from envbuilder.render.recipe import (
     BNB_WINDOWS_MIN,
     UV_MIN_VERSION,
@@ -19,6 +20,7 @@ from envbuilder.render.recipe import (
     RecipeSpec,
     bnb_version,
     fill,
+    index_args,
     plan_line,
     smoke_args,
     smoke_expect,
@@ -27,7 +29,6 @@ from envbuilder.render.recipe import (
     windows_refusal,
 )
 from envbuilder.render.values import check_ps_herestring, ps_quote
-from envbuilder.smoke.expect import program_text
 
 __all__ = ["render_windows_script"]
 
@@ -59,12 +60,9 @@ def _ps_install(spec: RecipeSpec) -> str:
         return fill(
             template("windows-lock-install.ps1"), {"LOCK": lock, "LOCK_FILE": ps_quote(lock_file_name(spec.name))}
         )
-    index_args: list[str] = []
-    if spec.indexes:
-        index_args = ["--index-strategy", "unsafe-best-match"]
-        for url in spec.indexes:
-            index_args += ["--extra-index-url", url]
-    return fill(template("windows-pins-install.ps1"), {"PINS": _ps_list(spec.pins), "INDEX_ARGS": _ps_list(index_args)})
+    return fill(
+        template("windows-pins-install.ps1"), {"PINS": _ps_list(spec.pins), "INDEX_ARGS": _ps_list(index_args(spec))}
+    )
 
 
 def _ps_env_dir(spec: RecipeSpec) -> str:

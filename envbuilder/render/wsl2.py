@@ -11,11 +11,13 @@ import shlex
 from envbuilder import __version__
 from envbuilder.errors import LockError
 from envbuilder.lock import lock_file_name
+from envbuilder.model.smoke import program_text
 from envbuilder.render.recipe import (
     CUDA_KEYRING_URL,
     UV_MIN_VERSION,
     RecipeSpec,
     fill,
+    index_args,
     plan_line,
     smoke_args,
     smoke_expect,
@@ -23,7 +25,6 @@ from envbuilder.render.recipe import (
     validate,
 )
 from envbuilder.render.values import heredoc_tag
-from envbuilder.smoke.expect import program_text
 
 __all__ = ["render_wsl2_script"]
 
@@ -48,15 +49,9 @@ def _bash_install(spec: RecipeSpec) -> str:
         tag = heredoc_tag(lock, "ENVBUILDER_LOCK")
         values = {"TAG": tag, "LOCK": lock, "LOCK_FILE": shlex.quote(lock_file_name(spec.name))}
         return fill(template("wsl2-lock-install.sh"), values).rstrip("\n")
-    index_args: list[str] = []
-    if spec.indexes:
-        # The PyTorch index serves the CUDA variant builds; PyPI stays the default index for everything else.
-        index_args = ["--index-strategy", "unsafe-best-match"]
-        for url in spec.indexes:
-            index_args += ["--extra-index-url", url]
     values = {
         "PINS": " ".join(shlex.quote(p) for p in spec.pins),
-        "INDEX_ARGS": " ".join(shlex.quote(a) for a in index_args),
+        "INDEX_ARGS": " ".join(shlex.quote(a) for a in index_args(spec)),
     }
     return fill(template("wsl2-pins-install.sh"), values).rstrip("\n")
 

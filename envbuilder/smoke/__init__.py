@@ -14,14 +14,18 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envbuilder import _run
 from envbuilder._fs import private_tempdir
-from envbuilder.doctor import SMOKE_SCHEMA, Check
 from envbuilder.errors import CommandFailed, TargetError
+from envbuilder.model.smoke import SMOKE_SCHEMA, Check, check_from_json
+
+if TYPE_CHECKING:
+    from envbuilder.doctor import Evidence
 
 FULL_TIMEOUT = 900.0
+LIGHT_TIMEOUT = 180.0
 SCRIPT = Path(__file__).resolve().parent / "check.py"
 
 
@@ -135,8 +139,7 @@ def run_smoke(
     """Run every stage inside ``python``'s environment and judge the bitsandbytes library's SASS.
 
     ``bounds`` default to matrices/smoke.toml (with any ENVBUILDER_MATRIX_DIR overlay)."""
-    from envbuilder.doctor.evidence import check_from_json
-    from envbuilder.smoke.expect import load_smoke_table
+    from envbuilder.model.smoke import load_smoke_table
 
     given = bounds if bounds is not None else load_smoke_table().bounds_json()
     args = ["--profile", profile, "--bounds", json.dumps(given, sort_keys=True)] + (["--quick"] if quick else [])
@@ -192,3 +195,11 @@ def judge_sass(sass: Sequence[str], ptx: Sequence[str], devices: Sequence[Mappin
         detail="; ".join(notes),
         evidence={"library": lib, "sass": list(sass), "ptx": list(ptx)},
     )
+
+
+def collect_evidence(python: Path, *, extra: Sequence[str] = ()) -> tuple[Evidence, dict[str, Any]]:
+    """Run the light probe inside ``python``'s environment; (the doctor's evidence, the raw document)."""
+    from envbuilder.doctor.evidence import from_smoke_document
+
+    doc = run_check_script(python, ["--light", *extra], timeout=LIGHT_TIMEOUT)
+    return from_smoke_document(doc), doc

@@ -1,4 +1,5 @@
-"""What the smoke program is told (pure): its pass bounds and import names, and what a lock says is installed.
+"""The smoke program's values (pure): what it is told (bounds, import names, what a lock installed), and what it
+reports (``Check``, one per stage, in an ``envbuilder.smoke/1`` document).
 
 The bounds and the module names are facts in ``matrices/smoke.toml`` (one table for environments, images and
 recipes). ``check.py`` runs inside a target interpreter on the standard library alone, so it cannot read the
@@ -11,20 +12,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from envbuilder.errors import MatrixError
 from envbuilder.matrix import Fact, _load_file, _read_all, _Row, _rows, matrix_dirs
+from envbuilder.model.types import STATUSES, Status
 
 __all__ = [
     "SMOKE_FILE",
+    "SMOKE_SCHEMA",
     "Bound",
+    "Check",
     "Expect",
     "ImportName",
     "SmokeTable",
+    "check_from_json",
     "expect_for",
     "load_smoke_table",
     "parse_smoke_table",
@@ -32,6 +37,42 @@ __all__ = [
 ]
 
 SMOKE_FILE = "smoke"  # matrices/smoke.toml
+SMOKE_SCHEMA = "envbuilder.smoke/1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Check:
+    """One smoke stage's result: what ran, how it ended, why, and what it saw."""
+
+    name: str
+    status: Status
+    detail: str
+    hint: str = ""
+    seconds: float = 0.0
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "detail": self.detail,
+            "hint": self.hint,
+            "seconds": self.seconds,
+            "evidence": dict(self.evidence),
+        }
+
+
+def check_from_json(stage: Mapping[str, Any]) -> Check:
+    """One stage dict of the smoke document as a Check (an unknown status reads as FAIL)."""
+    status: Status = next((s for s in STATUSES if s == stage.get("status")), "FAIL")
+    return Check(
+        name=str(stage.get("name", "?")),
+        status=status,
+        detail=str(stage.get("detail", "")),
+        hint=str(stage.get("hint", "")),
+        seconds=float(stage.get("seconds", 0.0)),
+        evidence=dict(stage.get("evidence", {})),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,4 +210,5 @@ def expect_for(
 
 def program_text() -> str:
     """The smoke program's source (``envbuilder/smoke/check.py``, package data), to ship into an image or a recipe."""
-    return resources.files("envbuilder.smoke").joinpath("check.py").read_text(encoding="utf-8")
+    # Read as package data of envbuilder itself: importing envbuilder.smoke (the runner, an edge) is not needed.
+    return resources.files("envbuilder").joinpath("smoke").joinpath("check.py").read_text(encoding="utf-8")
