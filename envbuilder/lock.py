@@ -9,12 +9,13 @@ This module is pure apart from ``read_lock``.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
 import sys
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,12 +293,35 @@ def finalize(
             if canonical != url:
                 text = text.replace(f'url = "{url}"', f'url = "{canonical}"')
                 f["url"] = canonical
+    text = with_file_names(text, doc)
     table = tool_table(plan, name=name, extra=extra, wheelhouse=wheelhouse)
     doc["tool"] = {"envbuilder": table}
     table["lock-digest"] = content_digest(doc)
     if smoke:
         table["smoke"] = dict(smoke)
     return text.rstrip("\n") + "\n\n" + tomlkit.dumps({"tool": {"envbuilder": table}})
+
+
+def _encoded_files(doc: Mapping[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each file table whose URL spells its name percent-encoded (``torch-2.13.0%2Bcpu-...``), with the name."""
+    packages = doc.get("packages")
+    for pkg in packages if isinstance(packages, list) else []:
+        for f in _package_files(pkg) if isinstance(pkg, dict) else []:
+            url = f.get("url")
+            if isinstance(url, str) and "name" not in f and "path" not in f and "%" in url.rsplit("/", 1)[-1]:
+                yield f, _filename(url)
+
+
+def with_file_names(text: str, doc: Mapping[str, Any]) -> str:
+    """Give each percent-encoded file URL its ``name`` (PEP 751 allows it; uv reads it).
+
+    The PyTorch index serves ``torch-2.13.0%2Bcpu-...whl``; packaging before 26.4 takes that segment as the
+    file name and refuses the lock ("Invalid wheel filename"), so the name is written out for every reader.
+    """
+    for f, filename in _encoded_files(doc):
+        url = f["url"]
+        text = text.replace(f'{{ url = "{url}"', f'{{ name = "{filename}", url = "{url}"')
+    return text
 
 
 def with_smoke(lock_text: str, smoke: Mapping[str, Any]) -> str:
@@ -436,8 +460,13 @@ def check_pylock(doc: Mapping[str, Any], where: str) -> None:
     """The PEP 751 part of a lock as packaging's reference reader sees it, plus what envbuilder embeds elsewhere."""
     from packaging.pylock import Pylock, PylockUnsupportedVersionError, PylockValidationError
 
+    named = copy.deepcopy(dict(doc))
+    for f, filename in _encoded_files(named):
+        # PEP 751: a name the URL spells need not be written out; packaging before 26.4 does not decode a
+        # percent-encoded one, so a lock uv wrote would be refused for the reader's old packaging.
+        f["name"] = filename
     try:
-        Pylock.from_dict(dict(doc))
+        Pylock.from_dict(named)
     except (PylockValidationError, PylockUnsupportedVersionError) as exc:
         raise _bad(where, f"not a valid PEP 751 lock ({_shown(str(exc))})") from None
     packages = doc.get("packages", [])

@@ -72,6 +72,24 @@ def test_finalize_records_canonical_url_and_provenance(cpu_plan: Plan) -> None:
     assert lock.digest.startswith("sha256:")
 
 
+def test_a_percent_encoded_file_url_gets_its_name_for_every_reader(cpu_plan: Plan) -> None:
+    """packaging before 26.4 takes ``torch-2.13.0%2Bcpu-...whl`` as the file name and refuses the lock (CI's 26.2 did).
+
+    The lock envbuilder writes names the file, so any packaging.pylock reads it; a lock uv wrote without the
+    name (PEP 751 allows that) is still read by envbuilder, whichever packaging is installed.
+    """
+    import tomllib
+    from packaging.pylock import Pylock
+
+    text = finalize(UV_CPU, cpu_plan, name="cpu-py3.11", pytorch_index="https://download.pytorch.org/whl")
+    wheel = 'name = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", url = "https://download.pytorch.org/whl/cpu/torch-2.13.0%2Bcpu-'
+    assert wheel in text
+    Pylock.from_dict(tomllib.loads(text))  # the installed packaging, as a teammate's tool would read it
+    unnamed = text.replace('name = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", ', "")
+    assert "%2Bcpu" in unnamed and "name = \"torch-" not in unnamed
+    assert parse_lock(unnamed, Path("pylock.cpu-py311.toml")).package("torch") is not None
+
+
 def test_without_pytorch_index_the_wheelhouse_url_stays(cpu_plan: Plan) -> None:
     text = finalize(UV_CPU, cpu_plan, name="x", pytorch_index=None)
     torch = parse_lock(text, Path("x")).package("torch")
