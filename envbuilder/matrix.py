@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -46,6 +46,7 @@ FILES = (
     "bitsandbytes",
     "companions",
     "quant",
+    "quantizers",
     "profiles",
     "evidence",
     "advisories",
@@ -59,6 +60,14 @@ SEGMENTS = ("geforce", "workstation", "datacenter", "jetson")
 PROFILES = ("bnb", "gptq", "awq", "cpu")
 LOADERS = ("exact-or-cpu", "exact-or-error", "nearest-same-major")
 CPU_BACKENDS = ("none", "nf4-only", "full")
+# quant_method keys of transformers' AUTO_QUANTIZER_MAPPING (quantizers/auto.py) that the matrix records
+QUANT_METHODS = ("gptq", "awq", "compressed-tensors", "bitsandbytes_4bit", "bitsandbytes_8bit")
+QuantMethod = Literal["gptq", "awq", "compressed-tensors", "bitsandbytes_4bit", "bitsandbytes_8bit"]
+# "yes": transformers checks no device (the kernel library decides); "conditional": only under the row's note
+CpuPath = Literal["yes", "no", "conditional"]
+# a profile's CPU path for a format: run here ("proven"), impossible ("no"), or not yet run ("unproven")
+FORMAT_CPU = ("proven", "no", "unproven")
+FormatCpu = Literal["proven", "no", "unproven"]
 T = TypeVar("T")
 _TOML_TYPES: dict[type, str] = {
     str: "string",
@@ -236,6 +245,39 @@ class Advisory(Fact):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WheelRef:
+    """A wheel a fact was read from: its PyPI file name and sha256."""
+
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quantizer(Fact):
+    """What transformers' quantizer for one quant_method demands before it loads a checkpoint."""
+
+    method: QuantMethod
+    transformers: SpecifierSet
+    requires: Mapping[str, SpecifierSet] = field(default_factory=dict)
+    one_of: Mapping[str, SpecifierSet] = field(default_factory=dict)  # at least one of these installed
+    cpu: CpuPath = "conditional"
+    errors: tuple[str, ...] = ()  # the messages it raises, verbatim, in the order it checks (what a doctor matches)
+    paths: tuple[str, ...] = ()  # files in the wheel the requirements were read from
+    wheels: tuple[WheelRef, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfileFormat(Fact):
+    """Whether a profile's environment loads / makes checkpoints of one format, and through what."""
+
+    format: QuantMethod
+    load: bool
+    make: bool
+    cpu: FormatCpu = "unproven"
+    via: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Profile(Fact):
     name: str
     description: str
@@ -244,6 +286,7 @@ class Profile(Fact):
     clashes: tuple[str, ...] = ()
     forbidden: tuple[str, ...] = ()
     why: str = ""
+    formats: tuple[ProfileFormat, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -285,6 +328,7 @@ class Matrix:
     profiles: tuple[Profile, ...]
     evidence: tuple[Evidence, ...]
     advisories: tuple[Advisory, ...] = ()
+    quantizers: tuple[Quantizer, ...] = ()
     gpu_files: tuple[Path, ...] = ()  # gpu-chips.toml, shipped first then overlays: read by gpu_table()
     ids_files: tuple[Path, ...] = ()  # nvidia.ids likewise
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -632,8 +676,55 @@ def _advisory(r: _Row) -> Advisory:
     )
 
 
+def _wheel_ref(r: _Row, i: int, item: object, spec: SpecifierSet) -> WheelRef:
+    """One `wheels` entry: a transformers wheel inside the row's range, with a sha256 digest."""
+    where = f"{r.path}.wheels[{i}]"
+    if not isinstance(item, dict):
+        raise r._fail(f"wheels[{i}]", "not a table", 'write { file = "transformers-...whl", sha256 = "..." }')
+    sub = _Row(item, r.file, where)
+    wheel = WheelRef(file=sub.get("file", str), sha256=sub.get("sha256", str))
+    sub.done()
+    parts = wheel.file.split("-")
+    if len(parts) < 3 or parts[0] != "transformers" or not spec.contains(parts[1], prereleases=True):
+        msg = f"{r.file}: {wheel.file!r} is not a transformers wheel inside {str(spec)!r} in '{where}.file'"
+        raise MatrixError(msg, hint="name the wheel whose source was read: transformers-5.24.0-py3-none-any.whl")
+    if len(wheel.sha256) != 64 or any(c not in "0123456789abcdef" for c in wheel.sha256):
+        raise sub._fail("sha256", "not a sha256 hex digest", "write the 64 lowercase hex digits of `sha256sum`")
+    return wheel
+
+
+def _quantizer(r: _Row) -> Quantizer:
+    spec = r.spec("transformers") or SpecifierSet()
+    wheels = tuple(_wheel_ref(r, i, item, spec) for i, item in enumerate(r.get("wheels", list)))
+    return Quantizer(
+        method=cast("QuantMethod", r.choice("method", QUANT_METHODS)),
+        transformers=spec,
+        requires=r.spec_map("requires"),
+        one_of=r.spec_map("one-of"),
+        cpu=cast("CpuPath", r.choice("cpu", ("yes", "no", "conditional"))),
+        errors=r.strs("errors", required=False),
+        paths=r.strs("paths"),
+        wheels=wheels,
+        **r.fact(),
+    )
+
+
+def _profile_format(r: _Row) -> ProfileFormat:
+    return ProfileFormat(
+        format=cast("QuantMethod", r.choice("format", QUANT_METHODS)),
+        load=r.get("load", bool),
+        make=r.get("make", bool),
+        cpu=cast("FormatCpu", r.choice("cpu", FORMAT_CPU, required=False, default="unproven")),
+        via=r.get("via", str, required=False, default=""),
+        **r.fact(),
+    )
+
+
 def _profile(r: _Row) -> Profile:
+    items = r.get("formats", list, required=False, default=[])
+    formats = _read_all([_Row(f, r.file, f"{r.path}.formats[{i}]") for i, f in enumerate(items)], _profile_format)
     return Profile(
+        formats=formats,
         name=r.choice("name", PROFILES),
         description=r.get("description", str),
         packages=r.strs("packages"),
@@ -712,6 +803,7 @@ _KEYS: dict[str, Callable[[Mapping[str, Any]], object]] = {
     "sass": lambda r: (r.get("bnb"), r.get("cuda"), r.get("platform")),
     "package": lambda r: (r.get("name"), r.get("version")),
     "library": lambda r: (r.get("name"), r.get("version")),
+    "quantizer": lambda r: (r.get("method"), r.get("transformers")),
     "profile": lambda r: r.get("name"),
     "run": lambda r: tuple(sorted((k, str(v)) for k, v in r.items())),
     "advisory": lambda r: (r.get("id"), r.get("package")),
@@ -840,6 +932,7 @@ def load_matrix(extra_dirs: Iterable[str | Path] | None = None) -> Matrix:
         gpu_files=tuple(found.gpu_files),
         ids_files=tuple(found.ids_files),
         advisories=_read_all(rows(docs["advisories"], "advisories.toml", "advisory", required=False), _advisory),
+        quantizers=_read_all(rows(docs["quantizers"], "quantizers.toml", "quantizer", required=False), _quantizer),
     )
     _cross_check(matrix)
     return matrix
@@ -857,6 +950,7 @@ _TABLES: dict[str, dict[str, Callable[[_Row], object]]] = {
     "bitsandbytes": {"release": _bnb_release, "loader": _bnb_loader, "sass": _bnb_sass},
     "companions": {"package": _companion},
     "quant": {"library": _quant},
+    "quantizers": {"quantizer": _quantizer},
     "profiles": {"profile": _profile},
     "evidence": {"run": _evidence},
     "advisories": {"advisory": _advisory},

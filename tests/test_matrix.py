@@ -233,3 +233,66 @@ def test_every_release_default_variant_has_a_build(matrix: Matrix) -> None:
     assert defaults["2.11.0"] == "cu130"
     for release in matrix.torch_releases:
         assert release.pypi["linux-x86_64"] in {b.variant for b in matrix.builds_of(release)}
+
+
+_QUANTIZER = (
+    'method = "gptq"\ntransformers = ">=5.14.1,<=5.24.0"\ncpu = "yes"\npaths = ["transformers/quantizers/x.py"]\n'
+    'source = "x"\nconfidence = "confirmed"\n'
+)
+_SHA = "ff5ebedf9359f94bb63772b6380eba6e7104d010cbbb2cb82c788817ea7486f6"
+
+
+@pytest.mark.parametrize(
+    ("row", "message", "hint"),
+    [
+        # The wheel must be one whose release the row describes: a fact read from 5.13 is no fact about 5.14+.
+        (
+            _QUANTIZER + f'wheels = [{{ file = "transformers-5.13.0-py3-none-any.whl", sha256 = "{_SHA}" }}]\n',
+            "{path}: 'transformers-5.13.0-py3-none-any.whl' is not a transformers wheel inside "
+            "'<=5.24.0,>=5.14.1' in 'quantizer[0].wheels[0].file'",
+            "name the wheel whose source was read: transformers-5.24.0-py3-none-any.whl",
+        ),
+        (
+            _QUANTIZER + 'wheels = [{ file = "transformers-5.24.0-py3-none-any.whl", sha256 = "ff5e" }]\n',
+            "{path}: not a sha256 hex digest in 'quantizer[0].wheels[0].sha256'",
+            "write the 64 lowercase hex digits of `sha256sum`",
+        ),
+        (
+            _QUANTIZER.replace('"gptq"', '"exl2"') + "wheels = []\n",
+            "{path}: unknown value 'exl2' in 'quantizer[0].method'",
+            "use one of: gptq, awq, compressed-tensors, bitsandbytes_4bit, bitsandbytes_8bit",
+        ),
+        (
+            _QUANTIZER + 'wheels = ["transformers-5.24.0-py3-none-any.whl"]\n',
+            "{path}: not a table in 'quantizer[0].wheels[0]'",
+            'write { file = "transformers-...whl", sha256 = "..." }',
+        ),
+    ],
+    ids=["wheel-outside-range", "bad-digest", "unknown-method", "wheel-not-a-table"],
+)
+def test_quantizer_row_errors(tmp_path: Path, row: str, message: str, hint: str) -> None:
+    path = tmp_path / "quantizers.toml"
+    path.write_text(f"schema-version = 1\n[[quantizer]]\n{row}")
+    with pytest.raises(MatrixError) as info:
+        load_matrix([tmp_path])
+    assert info.value.message == message.format(path=path)
+    assert info.value.hint == hint
+
+
+def test_profile_formats_reject_an_unknown_format(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.toml"
+    path.write_text(
+        'schema-version = 1\n[[profile]]\nname = "cpu"\ndescription = "x"\npackages = ["torch"]\ngpu = false\n'
+        'source = "x"\nconfidence = "confirmed"\n[[profile.formats]]\nformat = "gguf"\nload = true\nmake = false\n'
+        'source = "x"\nconfidence = "confirmed"\n'
+    )
+    with pytest.raises(MatrixError) as info:
+        load_matrix([tmp_path])
+    assert info.value.message == f"{path}: unknown value 'gguf' in 'profile[0].formats[0].format'"
+
+
+def test_shipped_quantizers_and_formats(matrix: Matrix) -> None:
+    methods = {"gptq", "awq", "compressed-tensors", "bitsandbytes_4bit", "bitsandbytes_8bit"}
+    assert {q.method for q in matrix.quantizers if q.transformers.contains("5.24.0")} == methods
+    for profile in matrix.profiles:  # each profile says, for every format, whether it loads and makes it
+        assert {f.format for f in profile.formats} == methods, profile.name

@@ -278,7 +278,14 @@ def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
             "sm_89",
             "580.95.05",
             "gptq",
-            {"torch": "2.15.0", "gptqmodel": "7.7.0", "transformers": "5.24.0", "accelerate": "1.15.0"},
+            # optimum: transformers' GPTQ quantizer refuses to load without it (matrices/quantizers.toml)
+            {
+                "torch": "2.15.0",
+                "gptqmodel": "7.7.0",
+                "optimum": "2.3.0",
+                "transformers": "5.24.0",
+                "accelerate": "1.15.0",
+            },
         ),
         (
             "sm_89",
@@ -290,6 +297,7 @@ def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
                 "torch": "2.13.0",
                 "llmcompressor": "0.14.0.1",
                 "compressed-tensors": "0.19.0",
+                "optimum": "2.3.0",
                 "transformers": "5.17.0",
                 "accelerate": "1.15.0",
             },
@@ -299,7 +307,13 @@ def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
             "550.54.14",
             "gptq",
             # Below 580: the newest cu12x torch, 2.14.1+cu126 from the index, which gptqmodel 7.7.0 admits.
-            {"torch": "2.14.1+cu126", "gptqmodel": "7.7.0", "transformers": "5.24.0", "accelerate": "1.15.0"},
+            {
+                "torch": "2.14.1+cu126",
+                "gptqmodel": "7.7.0",
+                "optimum": "2.3.0",
+                "transformers": "5.24.0",
+                "accelerate": "1.15.0",
+            },
         ),
     ],
 )
@@ -317,6 +331,7 @@ def test_gptq_from_pypi_alone_takes_gptqmodel_7_6_with_its_numpy_pin(matrix: Mat
         "torch": "2.10.0",
         "gptqmodel": "7.6.0",
         "numpy": "2.2.6",
+        "optimum": "2.3.0",
         "transformers": "5.24.0",
         "accelerate": "1.15.0",
     }
@@ -718,6 +733,7 @@ def test_index_variants_are_the_pages_worth_reading(
 ) -> None:
     gpus = parse_gpus(gpu, matrix) if gpu != "cpu" else ()
     assert index_variants(build_target(matrix, gpus=gpus, profile=profile), matrix) == variants
+
 
 def test_no_plan_pairs_a_companion_with_a_torch_it_rejects(matrix: Matrix) -> None:
     """Every architecture x driver x OS x profile x Python: each plan's pins satisfy each other's declared

@@ -46,6 +46,7 @@ def run_check(args: argparse.Namespace) -> int:
         "companions": len(matrix.companions),
         "GPTQ/AWQ libraries": len(matrix.quant),
         "profiles": len(matrix.profiles),
+        "transformers quantizer rows": len(matrix.quantizers),
         "GPU evidence runs": len(matrix.evidence),
         "GPU products (PCI ids)": sum(1 for p in table.products if p.device),
         "GPU chip rules": len(rules),
@@ -62,6 +63,8 @@ def run_check(args: argparse.Namespace) -> int:
         *matrix.companions,
         *matrix.quant,
         *matrix.profiles,
+        *(f for p in matrix.profiles for f in p.formats),
+        *matrix.quantizers,
     ]
     unconfirmed = sum(not f.confirmed for f in facts)
     if args.json:
