@@ -1,0 +1,207 @@
+"""The user's path (quantize -> save -> from_pretrained) on the CPU: the recorded runs back what
+matrices/quantizers.toml and the profiles' `formats` say; two real rebuilds re-run it (integration).
+
+(a) each fixture in tests/fixtures/quant-load/ against the matrix rows that cite it: what passed, passed with the
+    versions the rows name; what failed, failed with the message transformers' quantizer row records.
+(b) fresh uv venvs (torch CPU from the wheelhouse, the rest from PyPI) run tests/quant_load_validate.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.specifiers import SpecifierSet
+
+from envbuilder import _run
+from envbuilder.builder import interpreter_for
+from envbuilder.matrix import Matrix, ProfileFormat, Quantizer
+from envbuilder.sources import read_pip_config
+
+FIXTURES = Path(__file__).parent / "fixtures" / "quant-load"
+SCRIPT = Path(__file__).parent / "quant_load_validate.py"
+PY311 = Path(interpreter_for("3.11", required=False) or "/nonexistent")
+WHEELHOUSE = Path(next(iter(read_pip_config().get("find-links", [])), "/nonexistent"))
+
+
+def _doc(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+    assert doc["schema"] == "envbuilder.quant-load/1"
+    return doc
+
+
+def _checks(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in doc["checks"]}
+
+
+def _quantizer(matrix: Matrix, method: str, transformers: str) -> Quantizer:
+    rows = [q for q in matrix.quantizers if q.method == method and q.transformers.contains(transformers)]
+    assert len(rows) == 1, f"{method} for transformers {transformers}: {len(rows)} rows"
+    return rows[0]
+
+
+def _format(matrix: Matrix, profile: str, fmt: str) -> ProfileFormat:
+    found = matrix.profile(profile)
+    assert found is not None
+    rows = [f for f in found.formats if f.format == fmt]
+    assert len(rows) == 1, f"{profile}/{fmt}: {len(rows)} rows"
+    return rows[0]
+
+
+# --------------------------------------------------------------------------- (a) fixtures vs matrix
+
+
+@pytest.mark.parametrize(
+    ("profile", "fmt", "fixture"),
+    [
+        ("gptq", "gptq", "gptq-proposed.json"),
+        ("gptq", "awq", "gptq-proposed.json"),
+        ("awq", "awq", "awq-proposed.json"),
+        ("awq", "compressed-tensors", "awq-proposed.json"),
+        ("awq", "gptq", "awq-proposed-optimum.json"),
+    ],
+)
+def test_proven_formats_have_a_passing_load(matrix: Matrix, profile: str, fmt: str, fixture: str) -> None:
+    row = _format(matrix, profile, fmt)
+    assert row.load and row.cpu == "proven"
+    assert row.verified is not None and f"tests/fixtures/quant-load/{fixture}" in row.verified
+    doc = _doc(fixture)
+    packages = doc["environment"]["packages"]
+    assert doc["environment"]["python"] == "3.11.7" and packages["torch"] == "2.13.0+cpu"
+    assert f"transformers {packages['transformers']}" in row.verified
+    check = _checks(doc)[f"load_{fmt}"]
+    assert check["status"] == "OK", check["detail"]
+    evidence = check["evidence"]
+    assert 0 < evidence["max_abs_logit_diff"] <= 0.5
+    assert evidence["device"] == "cpu"
+    # what transformers demands for this format holds in the environment that loaded it
+    need = _quantizer(matrix, fmt, packages["transformers"])
+    for name, spec in need.requires.items():
+        assert name in packages and spec.contains(packages[name]), (name, spec, packages.get(name))
+
+
+@pytest.mark.parametrize(
+    ("fixture", "fmt", "missing"),
+    [
+        ("gptq-current.json", "gptq", "optimum"),  # today's gptq profile: gptqmodel without optimum
+        ("awq-current.json", "awq", "gptqmodel"),  # today's awq profile: llm-compressor without gptqmodel
+        ("awq-current.json", "gptq", "optimum"),
+        ("gptq-proposed.json", "compressed-tensors", "compressed-tensors"),
+    ],
+)
+def test_recorded_failures_are_the_quantizers_own_checks(matrix: Matrix, fixture: str, fmt: str, missing: str) -> None:
+    doc = _doc(fixture)
+    packages = doc["environment"]["packages"]
+    assert missing not in packages
+    check = _checks(doc)[f"load_{fmt}"]
+    assert check["status"] == "FAIL"
+    row = _quantizer(matrix, fmt, packages["transformers"])
+    assert missing in row.requires
+    # transformers raises the first check that fails: the row's first message, verbatim
+    assert row.errors[0] in check["evidence"]["error"], check["detail"]
+
+
+def test_current_profiles_cannot_load_what_users_download() -> None:
+    # issue 18 as it was: the gptq env makes GPTQ but cannot load it; the awq env cannot load quant_method awq
+    gptq = _checks(_doc("gptq-current.json"))
+    assert gptq["load_gptq"]["status"] == "FAIL" and gptq["load_awq"]["status"] == "OK"
+    awq = _checks(_doc("awq-current.json"))
+    assert awq["load_compressed-tensors"]["status"] == "OK" and awq["load_awq"]["status"] == "FAIL"
+
+
+def test_compressed_tensors_loads_packed_and_runs_dense() -> None:
+    evidence = _checks(_doc("awq-proposed.json"))["load_compressed-tensors"]["evidence"]
+    assert "weight_packed" in evidence["layout_before_forward"]["parameters"]
+    assert "weight" in evidence["layout_after_forward"]["parameters"]
+    assert set(evidence["kernels"].values()) == {"torch.nn.modules.linear.Linear"}
+
+
+def test_gptqmodel_ran_its_cpu_kernels_and_packed_awq_with_the_torch_packer() -> None:
+    checks = _checks(_doc("gptq-proposed.json"))
+    assert set(checks["load_gptq"]["evidence"]["kernels"].values()) == {
+        "gptqmodel.nn_modules.qlinear.torch_aten_kernel.TorchAtenLinear"
+    }
+    assert set(checks["load_awq"]["evidence"]["kernels"].values()) == {
+        "gptqmodel.nn_modules.qlinear.torch_aten_kernel_awq.TorchAtenAwqLinear"
+    }
+    assert checks["make_awq"]["evidence"]["pack_backend"] == "BACKEND.AWQ_TORCH"
+    saved = checks["make_awq"]["evidence"]["quantization_config"]
+    assert saved["quant_method"] == "awq" and saved["format"] == "gemm"
+
+
+def test_quantizer_rows_name_real_wheels(matrix: Matrix) -> None:
+    read = {w.file for q in matrix.quantizers for w in q.wheels}
+    companions = {c.version for c in matrix.companions if c.name == "transformers"}
+    # every transformers release the matrix pins had its quantizers read
+    assert {f"transformers-{v}-py3-none-any.whl" for v in companions} <= read
+    for q in matrix.quantizers:
+        assert q.errors and q.paths and q.wheels, q.origin
+        assert all(q.transformers.contains(w.file.split("-")[1]) for w in q.wheels)
+
+
+def test_optimum_is_pinned_where_gptq_loads(matrix: Matrix) -> None:
+    optimum = next(c for c in matrix.companions if c.name == "optimum")
+    for profile in ("gptq", "awq"):
+        found = matrix.profile(profile)
+        assert found is not None and "optimum" in found.packages
+        for q in matrix.quantizers:
+            if q.method == "gptq" and "optimum" in q.requires:
+                assert q.requires["optimum"].contains(optimum.version)
+    # optimum 2.x refuses gptqmodel < 7.0.0 at import (optimum/utils/import_utils.py)
+    assert optimum.requires["gptqmodel"] == SpecifierSet(">=7.0.0")
+
+
+# --------------------------------------------------------------------------- (b) real rebuilds
+
+
+def _venv(tmp_path: Path, name: str, *specs: str) -> Path:
+    if not PY311.exists() or not list(WHEELHOUSE.glob("torch-2.13.0+cpu-cp311-*.whl")):
+        pytest.skip(
+            f"needs {PY311} and torch 2.13.0+cpu for cp311 in {WHEELHOUSE} (PyPI's torch is the 3 GB CUDA build)"
+        )
+    venv = tmp_path / name
+    _run.run(["uv", "venv", "-q", "-p", str(PY311), str(venv)], timeout=120)
+    python = venv / "bin" / "python"
+    argv = ["uv", "pip", "install", "-q", "-p", str(python), "--find-links", str(WHEELHOUSE), "torch==2.13.0+cpu"]
+    _run.run([*argv, *specs], timeout=600)
+    return python
+
+
+def _validate(python: Path, tmp_path: Path, *args: str) -> dict[str, Any]:
+    env = {**os.environ, "GPTQMODEL_TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")}
+    argv = [str(python), str(SCRIPT), "--workdir", str(tmp_path / "wd"), "--portable", *args]
+    result = _run.run(argv, env=env, timeout=900, check=False)
+    doc: dict[str, Any] = json.loads(result.stdout)
+    return doc
+
+
+@pytest.mark.integration
+@pytest.mark.network
+def test_gptq_profile_loads_gptq_and_awq_through_from_pretrained(matrix: Matrix, tmp_path: Path) -> None:
+    python = _venv(tmp_path, "gptq", "gptqmodel==7.6.0", "optimum==2.3.0")
+    doc = _validate(python, tmp_path, "--make", "gptq", "awq", "--load", "gptq", "awq")
+    checks = _checks(doc)
+    assert doc["ok"], json.dumps(doc["checks"], indent=1)[-3000:]
+    for fmt in ("gptq", "awq"):
+        assert checks[f"load_{fmt}"]["evidence"]["max_abs_logit_diff"] <= 0.5
+        assert all(k.startswith("gptqmodel.") for k in checks[f"load_{fmt}"]["evidence"]["kernels"].values())
+    # and without optimum, the same checkpoint fails with transformers' own first check
+    _run.run(["uv", "pip", "uninstall", "-q", "-p", str(python), "optimum"], timeout=120)
+    failed = _checks(_validate(python, tmp_path, "--load", "gptq"))["load_gptq"]
+    row = _quantizer(matrix, "gptq", doc["environment"]["packages"]["transformers"])
+    assert failed["status"] == "FAIL" and row.errors[0] in failed["evidence"]["error"]
+
+
+@pytest.mark.integration
+@pytest.mark.network
+def test_awq_profile_makes_and_loads_awq_and_compressed_tensors(tmp_path: Path) -> None:
+    python = _venv(tmp_path, "awq", "llmcompressor==0.14.0.1", "gptqmodel==7.6.0")
+    doc = _validate(python, tmp_path, "--make", "compressed-tensors", "awq", "--load", "compressed-tensors", "awq")
+    assert doc["ok"], json.dumps(doc["checks"], indent=1)[-3000:]
+    packages = doc["environment"]["packages"]
+    # gptqmodel 7.6.0 and llmcompressor 0.14.0.1 resolve together (transformers <= 5.17.0, numpy == 2.2.6)
+    assert packages["transformers"] == "5.17.0" and packages["numpy"] == "2.2.6"
+    assert _checks(doc)["load_awq"]["status"] == "OK"
