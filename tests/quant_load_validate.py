@@ -14,7 +14,8 @@ Makers: ``gptq`` and ``awq`` with gptqmodel (GPTQ, and AWQConfig with its torch 
 gptqmodel allows without CUDA), ``compressed-tensors`` with llm-compressor (one-shot W4A16). ``--load`` reads
 ``DIR/<format>``, so a checkpoint made in one environment can be loaded in another: that is how "this
 environment cannot load that format" is shown, with transformers' own error. ``--backend FORMAT=NAME`` asks
-gptqmodel for a kernel at load (``gptq=gptq_exllama_v2``, ``awq=awq_marlin``...); ``--repeat-load`` loads
+gptqmodel for a kernel at load (``gptq=exllama_v2``, ``awq=marlin``, ``awq=torch_awq``...: names transformers'
+AwqConfig accepts, which gptqmodel maps per method); ``--repeat-load`` loads
 twice, so a JIT kernel's compile time is the difference; ``--dtype`` fixes the load dtype (CUDA kernels are
 compiled per dtype). ``--portable`` as in quant_cpu_validate.py.
 """

@@ -132,6 +132,18 @@ def test_gptqmodel_ran_its_cpu_kernels_and_packed_awq_with_the_torch_packer() ->
     assert saved["quant_method"] == "awq" and saved["format"] == "gemm"
 
 
+def test_a_backend_and_dtype_asked_at_load_are_the_ones_that_run() -> None:
+    # the mechanism tests/gpu/h200_quant_load.sh relies on to pick exllama v2 or Marlin on the GPU
+    doc = _doc("awq-proposed-optimum-backend-override.json")
+    checks = _checks(doc)
+    want = {"gptq": ("torch", "torch.TorchLinear"), "awq": ("torch_awq", "torch_awq.AwqTorchLinear")}
+    for fmt, (backend, kernel) in want.items():
+        evidence = checks[f"load_{fmt}"]["evidence"]
+        assert evidence["backend_requested"] == backend and evidence["dtype"] == "torch.float16"
+        assert set(evidence["kernels"].values()) == {f"gptqmodel.nn_modules.qlinear.{kernel}"}
+        assert evidence["max_abs_logit_diff"] <= 0.5
+
+
 def test_quantizer_rows_name_real_wheels(matrix: Matrix) -> None:
     read = {w.file for q in matrix.quantizers for w in q.wheels}
     companions = {c.version for c in matrix.companions if c.name == "transformers"}

@@ -82,14 +82,17 @@ capture nvidia-smi nvidia-smi --query-gpu=name,compute_cap,driver_version,memory
 capture nvcc nvcc --version
 capture versions python3 -c "import sys, torch, numpy, transformers, gptqmodel, optimum.version, compressed_tensors, llmcompressor; print(sys.version); print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0)); print('numpy', numpy.__version__, 'transformers', transformers.__version__, 'gptqmodel', gptqmodel.__version__, 'optimum', optimum.version.__version__, 'compressed-tensors', compressed_tensors.__version__, 'llmcompressor', llmcompressor.__version__)"
 
-# 1. make the three checkpoints on cuda:0; load compressed-tensors (no JIT kernel on that path)
-validate make 180 --make gptq awq compressed-tensors --load compressed-tensors --dtype float16
+# 1. make the three checkpoints on cuda:0 (--portable: gptqmodel's torch packers without its g++ pack_block_cpu
+#    JIT, about 30 s); load compressed-tensors (no JIT kernel on that path)
+validate make 180 --make gptq awq compressed-tensors --load compressed-tensors --dtype float16 --portable
 # 2-3. exllama v2, GPTQ then AWQ
-validate gptq-exllamav2 150 --load gptq --backend gptq=gptq_exllama_v2 --repeat-load --dtype float16
-validate awq-exllamav2 150 --load awq --backend awq=awq_exllama_v2 --repeat-load --dtype float16
+#    (backend names as transformers' AwqConfig accepts them; gptqmodel maps them per method: exllama_v2 ->
+#    GPTQ_EXLLAMA_V2 / AWQ_EXLLAMA_V2, marlin -> GPTQ_MARLIN / AWQ_MARLIN, gptqmodel/utils/backend.py)
+validate gptq-exllamav2 150 --load gptq --backend gptq=exllama_v2 --repeat-load --dtype float16
+validate awq-exllamav2 150 --load awq --backend awq=exllama_v2 --repeat-load --dtype float16
 # 4. Marlin (sm_90 has it), only with time for its compile
 if [ "$(left)" -ge 240 ]; then
-  validate marlin "$(($(left) - 15))" --load gptq awq --backend gptq=gptq_marlin --backend awq=awq_marlin \
+  validate marlin "$(($(left) - 15))" --load gptq awq --backend gptq=marlin --backend awq=marlin \
     --repeat-load --dtype float16
 else
   echo "Marlin skipped: $(left) s left of $budget s (its JIT compile took 186 s here before)" >"$res/marlin-skipped.txt"
