@@ -16,7 +16,7 @@ from functools import lru_cache
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from envbuilder import fit
+from envbuilder import fit, formats
 from envbuilder.fit import Need
 from envbuilder.matrix import (
     Advisory,
@@ -26,6 +26,8 @@ from envbuilder.matrix import (
     Evidence,
     Fact,
     Matrix,
+    ProfileFormat,
+    Quantizer,
     QuantLib,
     TorchBuild,
     TorchRelease,
@@ -172,6 +174,7 @@ class Plan:
     confirmed: bool = True
     matrix_digest: str = ""
     extra_indexes: tuple[str, ...] = field(default=())
+    formats: tuple[ProfileFormat, ...] = ()  # what the profile's environment loads and makes (profiles.toml)
 
     @property
     def profile(self) -> str:
@@ -197,6 +200,7 @@ class Plan:
             "reasons": list(self.reasons),
             "warnings": list(self.warnings),
             "rejected": [r.to_json() for r in self.rejected],
+            "formats": [formats.format_json(f) for f in self.formats],
             "matrix_digest": self.matrix_digest,
         }
 
@@ -680,28 +684,38 @@ def _companion_misfit(c: Companion, target: Target, torch: _TorchCandidate, pick
     return ""
 
 
+_STATUS_ORDER = {"active": 0, "deprecated": 1, "eol": 2}
+
+
+def _quant_rows(matrix: Matrix, target: Target, name: str | None = None) -> list[QuantLib]:
+    """The profile's own GPTQ/AWQ library rows (``name`` None), or every row of ``name``: active, newest first."""
+    rows = (q for q in matrix.quant if (q.profile == target.profile if name is None else q.name == name))
+    return sorted(rows, key=lambda q: (_STATUS_ORDER.get(q.status, 3), *(-p for p in _v(q.version).release[:3])))
+
+
+def _quant_misfit(q: QuantLib, target: Target, torch: _TorchCandidate, pins: Mapping[str, str]) -> str:
+    env = fit.marker_environment(target.platform, torch.python)
+    label = f"{q.name} {q.version}"
+    unmet = fit.first_unmet(companion_needs(q, env), pins)
+    if q.platforms and target.platform not in q.platforms:
+        return f"no support for {target.platform}"
+    if q.min_cc and any(_v(cc) < _v(q.min_cc) for cc in target.ccs):
+        # Before the torch/Python checks: no other torch fixes it, so this is the reason to report.
+        return f"its kernels need sm_{q.min_cc.replace('.', '')} or newer"
+    if not _in(q.python, torch.python):
+        return f"needs Python {q.python}"
+    if unmet is not None:
+        return unmet.text().removeprefix(f"{label} ")
+    return ""
+
+
 def _pick_quant(matrix: Matrix, target: Target, torch: _TorchCandidate) -> tuple[QuantLib | None, list[Rejection]]:
     rejected: list[Rejection] = []
-    order = {"active": 0, "deprecated": 1, "eol": 2}
-    env = fit.marker_environment(target.platform, torch.python)
-    rows = sorted(
-        (q for q in matrix.quant if q.profile == target.profile),
-        key=lambda q: (order.get(q.status, 3), -_v(q.version).major, -_v(q.version).minor, -_v(q.version).micro),
-    )
-    for q in rows:
-        label = f"{q.name} {q.version}"
-        unmet = fit.first_unmet(companion_needs(q, env), {"torch": torch.release.version})
-        if q.platforms and target.platform not in q.platforms:
-            rejected.append(Rejection(label, f"no support for {target.platform}"))
-        elif q.min_cc and any(_v(cc) < _v(q.min_cc) for cc in target.ccs):
-            # Before the torch/Python checks: no other torch fixes it, so this is the reason to report.
-            rejected.append(Rejection(label, f"its kernels need sm_{q.min_cc.replace('.', '')} or newer"))
-        elif not _in(q.python, torch.python):
-            rejected.append(Rejection(label, f"needs Python {q.python}"))
-        elif unmet is not None:
-            rejected.append(Rejection(label, unmet.text().removeprefix(f"{label} ")))
-        else:
+    for q in _quant_rows(matrix, target):
+        why = _quant_misfit(q, target, torch, {"torch": torch.release.version})
+        if not why:
             return q, rejected
+        rejected.append(Rejection(f"{q.name} {q.version}", why))
     return None, rejected
 
 
@@ -721,10 +735,12 @@ class _Option:
     rejected: tuple[Rejection, ...]
     advisories: tuple[Advisory, ...] = ()
     pinned: tuple[tuple[str, str], ...] = ()  # exact pins the quant library's requirements add (numpy, c-t)
+    others: tuple[QuantLib, ...] = ()  # the profile's other GPTQ/AWQ libraries (gptqmodel beside llmcompressor)
+    unread: tuple[str, ...] = ()  # formats the profile loads whose transformers quantizer was not read
 
     @property
     def confirmed(self) -> bool:
-        return all(f.confirmed for f in self.facts)
+        return not self.unread and all(f.confirmed for f in self.facts)
 
     def rank(self) -> tuple[object, ...]:
         """The one ranking order (README "Ranking"; DESIGN.md): among plans that work, prefer no known advisory,
@@ -847,6 +863,135 @@ def _with_quant(
     return quant, pinned, rejected
 
 
+def _with_other_quants(
+    matrix: Matrix,
+    target: Target,
+    torch: _TorchCandidate,
+    picking: _Picking,
+    names: Sequence[str],
+    companion_names: Sequence[str],
+    prefer: Mapping[str, str] | None,
+) -> tuple[list[QuantLib] | None, list[Companion], list[Rejection]]:
+    """The profile's other GPTQ/AWQ libraries (those in ``packages`` whose rows belong to another profile:
+    gptqmodel in the awq profile, which loads quant_method awq), then the companions.
+
+    Each such library takes its newest release whose requirements hold against the pins so far and for which
+    the companions still fit (gptqmodel 7.7.0's transformers >= 5.20.2 cannot join llmcompressor's <= 5.17.0),
+    so its version follows from the first library's caps. None: no release of one of them fits."""
+    own = {q.name for q in matrix.quant if q.profile == target.profile}
+    wanted = [n for n in names if n not in own and any(q.name == n for q in matrix.quant)]
+    if not wanted:
+        companions, picked = _pick_companions(matrix, target, torch, companion_names, picking, prefer)
+        return [], companions, picked
+    rejected: list[Rejection] = []
+    name, rest = wanted[0], wanted[1:]
+    for q in _quant_rows(matrix, target, name):
+        why = _quant_misfit(q, target, torch, picking.pins) or _their_misfit(picking, q)
+        if why:
+            rejected.append(Rejection(f"{q.name} {q.version}", why))
+            continue
+        trial = _Picking({**picking.pins, q.name: q.version}, [*picking.needs], picking.env)
+        needs = companion_needs(q, picking.env)
+        trial.pins.update({k: v for k, v in fit.exact_pins(needs).items() if k not in {"torch", *names}})
+        trial.needs += needs
+        sub = _with_other_quants(matrix, target, torch, trial, rest, companion_names, prefer) if rest else None
+        others, companions, rej = sub or ([], *_pick_companions(matrix, target, torch, companion_names, trial, prefer))
+        if others is not None and len(companions) == len(companion_names):
+            picking.pins.clear()
+            picking.pins.update(trial.pins)
+            picking.needs[:] = trial.needs
+            return [q, *others], companions, rejected
+        first = next((r for r in rej if r.candidate != name), None)
+        rejected.append(
+            Rejection(
+                f"{q.name} {q.version}",
+                f"no companion versions fit beside it ({first.candidate}: {first.why})"
+                if first
+                else "no companion versions fit beside it",
+            )
+        )
+    detail = next((f" ({r.candidate}: {r.why})" for r in rejected), "")
+    rejected.append(
+        Rejection(torch.label, f"no {name} release fits beside the {target.profile} profile's pins{detail}")
+    )
+    return None, [], rejected
+
+
+def _their_misfit(picking: _Picking, q: QuantLib) -> str:
+    theirs = fit.first_unmet(picking.needs, {q.name: q.version})
+    return f"{theirs.text()}, not {q.version}" if theirs is not None else ""
+
+
+def _loaders(
+    matrix: Matrix, target: Target, pins: Mapping[str, str]
+) -> tuple[tuple[Quantizer, ...], tuple[str, ...], str]:
+    """What transformers' quantizer demands for each format the profile says it loads, checked like any other
+    requirement: (the quantizer rows that hold, the formats whose quantizer was not read for this transformers,
+    why the pins cannot load one: "" when they can)."""
+    profile = matrix.profile(target.profile)
+    transformers = pins.get("transformers")
+    if profile is None or transformers is None:
+        return (), (), ""
+    rows: list[Quantizer] = []
+    unread: list[str] = []
+    for fmt in formats.summary(profile).loads:
+        row = formats.quantizer_for(matrix, fmt, transformers)
+        if row is None:
+            unread.append(fmt)
+            continue
+        unmet = formats.loader_unmet(row, pins)
+        if unmet:
+            label = formats.FORMAT_LABELS.get(fmt, fmt)
+            return (
+                (),
+                (),
+                (
+                    f"the {profile.name} profile loads {label} checkpoints, but transformers {transformers}'s "
+                    f"{fmt} quantizer needs what the pins lack: {'; '.join(unmet)} ({row.origin})"
+                ),
+            )
+        rows.append(row)
+    return tuple(rows), tuple(unread), ""
+
+
+def _rest(
+    matrix: Matrix,
+    target: Target,
+    torch: _TorchCandidate,
+    picking: _Picking,
+    pinned: dict[str, str],
+    prefer: Mapping[str, str] | None,
+) -> tuple[
+    tuple[list[QuantLib], list[Companion], list[Companion], tuple[Quantizer, ...], tuple[str, ...]] | None,
+    list[Rejection],
+]:
+    """After torch, bitsandbytes and the profile's own GPTQ/AWQ library: its other libraries, the companions,
+    what those pin exactly, and the loaders of each format the profile loads; None with the reason otherwise."""
+    profile = matrix.profile(target.profile)
+    names = profile.packages if profile else ()
+    env = picking.env
+    companion_names = [
+        n for n in names if n not in {"torch", "bitsandbytes"} and any(c.name == n for c in matrix.companions)
+    ]
+    others, companions, rejected = _with_other_quants(matrix, target, torch, picking, names, companion_names, prefer)
+    if others is None:
+        return None, rejected
+    if len(companions) != len(companion_names):
+        detail = next((f" ({r.candidate}: {r.why})" for r in rejected if r.candidate != "transformers"), "")
+        return None, [*rejected, Rejection(torch.label, f"no companion versions fit it{detail}")]
+    for q in others:
+        pinned.update({k: v for k, v in fit.exact_pins(companion_needs(q, env)).items() if k not in {"torch", *names}})
+    # Packages the quantization library pins exactly (compressed-tensors) have requirements of their own.
+    exact = [c for c in matrix.companions if pinned.get(c.name) == c.version]
+    unmet = fit.first_unmet([n for c in exact for n in companion_needs(c, env)], picking.pins)
+    if unmet is not None:
+        return None, [*rejected, Rejection(torch.label, f"no companion versions fit it ({unmet.text()})")]
+    loaders, unread, why = _loaders(matrix, target, picking.pins)
+    if why:
+        return None, [*rejected, Rejection(torch.label, why)]
+    return (others, companions, exact, loaders, unread), rejected
+
+
 def _option(
     matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandidate, prefer: Mapping[str, str] | None = None
 ) -> tuple[_Option | None, list[Rejection]]:
@@ -872,26 +1017,18 @@ def _option(
         # Say why, as for bitsandbytes: "its kernels need sm_75 or newer" is the answer a Pascal user needs.
         detail = f" ({rej[0].candidate}: {rej[0].why})" if rej else ""
         return None, [*rejected, Rejection(torch.label, f"no {target.profile} library works with it{detail}")]
-    companion_names = [
-        n for n in names if n not in {"torch", "bitsandbytes"} and any(c.name == n for c in matrix.companions)
-    ]
-    companions, rej = _pick_companions(matrix, target, torch, companion_names, picking, prefer)
+    rest, rej = _rest(matrix, target, torch, picking, pinned, prefer)
     rejected += rej
-    if len(companions) != len(companion_names):
-        detail = next((f" ({r.candidate}: {r.why})" for r in rej if r.candidate != "transformers"), "")
-        return None, [*rejected, Rejection(torch.label, f"no companion versions fit it{detail}")]
-    # Packages the quantization library pins exactly (compressed-tensors) have requirements of their own.
-    exact = [c for c in matrix.companions if pinned.get(c.name) == c.version]
-    unmet = fit.first_unmet([n for c in exact for n in companion_needs(c, env)], picking.pins)
-    if unmet is not None:
-        return None, [*rejected, Rejection(torch.label, f"no companion versions fit it ({unmet.text()})")]
-    facts: tuple[Fact, ...] = (torch.release, torch.build, *companions, *exact)
+    if rest is None:
+        return None, rejected  # its last rejection is the torch build's verdict
+    others, companions, exact, loaders, unread = rest
+    facts: tuple[Fact, ...] = (torch.release, torch.build, *companions, *exact, *loaders)
     if bnb is not None:
         facts += (bnb,)
         row = bnb_sass_row(matrix, bnb, bnb_lib, target.platform) if bnb_lib and bnb_lib != "cpu" else None
         facts += (row,) if row else ()
     if quant is not None:
-        facts += (quant,)
+        facts += (quant, *others)
     failed = _failed(matrix, target, torch, bnb)
     if failed is not None:
         return None, [
@@ -902,7 +1039,7 @@ def _option(
     advisories = advisories_of(matrix, picking.pins)
     return _Option(
         torch, bnb, bnb_lib, note, quant, tuple(companions), proven, facts, tuple(rejected), advisories,
-        tuple(sorted(pinned.items())),
+        tuple(sorted(pinned.items())), tuple(others), unread,
     ), []  # fmt: skip
 
 
@@ -917,6 +1054,7 @@ def _packages(option: _Option, target: Target) -> tuple[Package, ...]:
     if option.quant is not None:
         q = option.quant
         pkgs.append(Package(q.name, q.version, PYPI, q.confirmed))
+        pkgs += [Package(o.name, o.version, PYPI, o.confirmed) for o in option.others]
         pkgs += [Package(name, version, PYPI, q.confirmed) for name, version in option.pinned]
     pkgs += [Package(c.name, c.version, PYPI, c.confirmed) for c in option.companions]
     return tuple(pkgs)
@@ -932,18 +1070,39 @@ def _explain(option: _Option, target: Target, python: str) -> tuple[str, ...]:
     if option.quant is not None:
         q = option.quant
         reasons.append(f"{q.name} {q.version} ({q.status}; kernels: {q.kernels}) for the {target.profile} profile")
+        for o in option.others:
+            reasons.append(f"{o.name} {o.version} ({o.status}; kernels: {o.kernels}) beside it: the newest whose "
+                           f"requirements and the companions' hold together")  # fmt: skip
     env = fit.marker_environment(target.platform, python)
     pins = {p.name: p.version.split("+", 1)[0] for p in _packages(option, target)}
     for c in option.companions:
         held = [n for n in companion_needs(c, env) if n.name in pins and n.name != c.name and n.spec]
         shown = ", ".join(n.text().removeprefix(f"{n.owner} needs ") for n in held)
         reasons.append(f"{c.name} {c.version}" + (f" (needs {shown}: all hold)" if shown else ""))
+    reasons += _loader_reasons(option)
     if option.proven:
         e = option.proven[0]
         reasons.append(f"proven by a smoke test on {e.gpu} (driver {e.driver}) on {e.date}: {e.source}")
     if not option.confirmed:
-        reasons.append("rests on unconfirmed facts: " + ", ".join(_weak(f) for f in option.facts if not f.confirmed))
+        weak = [_weak(f) for f in option.facts if not f.confirmed]
+        weak += [f"quantizers.toml has no {m} row for this transformers" for m in option.unread]
+        reasons.append("rests on unconfirmed facts: " + ", ".join(weak))
     return tuple(reasons)
+
+
+def _loader_reasons(option: _Option) -> list[str]:
+    """What transformers' quantizers demand for the formats the profile loads, and that the pins meet it."""
+    held = [f for f in option.facts if isinstance(f, Quantizer)]
+    out = []
+    for q in held:
+        needs = [f"{n}{s}" for n, s in q.requires.items()]
+        needs += ["one of " + " / ".join(f"{n}{s}" for n, s in q.one_of.items())] if q.one_of else []
+        label = formats.FORMAT_LABELS.get(q.method, q.method)
+        out.append(f"loads {label}: transformers' {q.method} quantizer needs {', '.join(needs)}: all hold")
+    out += [
+        f"loads {formats.FORMAT_LABELS.get(m, m)}: transformers' quantizer for it was not read" for m in option.unread
+    ]
+    return out
 
 
 def _weak(fact: Fact) -> str:
@@ -1079,6 +1238,7 @@ def _plan(target: Target, matrix: Matrix, python: str, options: list[_Option], r
         confirmed=best.confirmed,
         matrix_digest=matrix.digest,
         extra_indexes=extra,
+        formats=formats.ordered(profile.formats) if (profile := matrix.profile(target.profile)) else (),
     )
 
 

@@ -53,3 +53,14 @@ def test_readme_example_is_the_tools_output(
             at += 1
         assert at < len(produced), f"README lines not in the output of `envbuilder {shlex.join(argv)}`:\n{part}"
         at += len(lines)
+
+
+def test_the_readme_formats_table_is_the_matrix() -> None:
+    """What each profile loads and makes: the README's table is generated from profiles.toml, never typed."""
+    from envbuilder.formats import format_table
+    from envbuilder.matrix import load_matrix
+
+    text = README.read_text()
+    found = re.search(r"<!-- formats-table:[^\n]*-->\n(.*?)<!-- /formats-table -->", text, re.DOTALL)
+    assert found, "README.md has no formats table between its markers"
+    assert found.group(1) == format_table(load_matrix())

@@ -296,7 +296,11 @@ def test_proven_evidence_is_preferred(matrix: Matrix) -> None:
                 # compressed-tensors 0.19.0 (its wheel METADATA, tests/fixtures/quant-cpu).
                 "torch": "2.13.0",
                 "llmcompressor": "0.14.0.1",
+                # transformers loads quant_method awq only through gptqmodel (quantizers.toml); 7.7.0 needs
+                # transformers >= 5.20.2, so 7.6.0 with its numpy pin (proven beside it: tests/fixtures/quant-load)
+                "gptqmodel": "7.6.0",
                 "compressed-tensors": "0.19.0",
+                "numpy": "2.2.6",
                 "optimum": "2.3.0",
                 "transformers": "5.17.0",
                 "accelerate": "1.15.0",

@@ -63,19 +63,42 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def _uses(args: argparse.Namespace) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """profile -> (the checkpoint formats its environments load, those they make), from profiles.toml; {} when
+    the matrix cannot be read (the listing itself does not need it)."""
+    from envbuilder.cli._common import load_matrix_for
+    from envbuilder.errors import MatrixError
+    from envbuilder.formats import summary
+
+    try:
+        matrix = load_matrix_for(args)
+    except MatrixError as exc:
+        print(f"note: no checkpoint formats shown: {exc.message}", file=sys.stderr)
+        return {}
+    return {p.name: (summary(p).loads, summary(p).makes) for p in matrix.profiles}
+
+
 def run_list(args: argparse.Namespace) -> int:
     from envbuilder.venv import list_envs
 
     envs = list_envs(_settings(args))
+    uses = _uses(args) if envs else {}
     if args.json:
-        print_json({"schema": "envbuilder.list/1", "envs": [e.to_json() for e in envs]})
+        docs = []
+        for e in envs:
+            loads, makes = uses.get(e.profile, ((), ()))
+            docs.append({**e.to_json(), "loads": list(loads), "makes": list(makes)})
+        print_json({"schema": "envbuilder.list/1", "envs": docs})
         return 0
     if not envs:
         print("no environments yet (envbuilder create)")
         return 0
-    rows = [("NAME", "PROFILE", "TARGET", "PYTHON", "SMOKE", "SIZE")]
-    rows += [(e.name, e.profile, e.target, e.python, e.smoke, _size(e.size_bytes)) for e in envs]
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    rows = [("NAME", "PROFILE", "TARGET", "PYTHON", "SMOKE", "SIZE", "LOADS", "MAKES")]
+    for e in envs:
+        loads, makes = uses.get(e.profile, (("?",), ("?",)))
+        row = (e.name, e.profile, e.target, e.python, e.smoke, _size(e.size_bytes), ",".join(loads) or "-")
+        rows.append((*row, ",".join(makes) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return 0

@@ -61,6 +61,10 @@ def render(result: object, *, show_all: bool = False) -> str:
             lines.append(f"  {p.requirement:<{width}}  from {p.index}{mark}")
         if result.bnb_library:
             lines.append(f"  bitsandbytes will load {result.bnb_library}")
+        if result.formats:
+            from envbuilder.formats import formats_line
+
+            lines.append(f"checkpoints: {formats_line(result.formats)}")
         lines.append("why:")
         lines += [f"  - {r}" for r in result.reasons]
         if result.warnings:
