@@ -87,8 +87,11 @@ _MARKER_ENV = {
 }
 
 
-def check_lock_with_consumers(path: Path, tmp: Path) -> set[str]:
+def check_lock_with_consumers(path: Path, tmp: Path, *, python: str | None = None, platform: str | None = None) -> set[str]:
     """Fail unless packaging.pylock and uv both accept the lock at ``path``; return uv's install set.
+
+    ``python`` and ``platform`` (``linux-x86_64``) are read from the lock's ``[tool.envbuilder]``; give them for a
+    lock uv wrote on its own (tests/fixtures/locks), which has none.
 
     packaging: the file name (PEP 751's rule, ``is_valid_pylock_path``) and the content (``Pylock.from_dict``).
     uv: ``uv pip install --dry-run -r`` with an installed CPython of the lock's version, for the lock's platform,
@@ -109,8 +112,8 @@ def check_lock_with_consumers(path: Path, tmp: Path) -> set[str]:
     assert is_valid_pylock_path(path), f"{path.name}: not a PEP 751 lock name"
     doc = tomllib.loads(path.read_text(encoding="utf-8"))
     pylock = Pylock.from_dict(doc)  # raises PylockValidationError on anything PEP 751 forbids
-    tool = doc["tool"]["envbuilder"]
-    python, platform = str(tool["python"]), str(tool["platform"])
+    tool = doc.get("tool", {}).get("envbuilder", {})
+    python, platform = python or str(tool["python"]), platform or str(tool["platform"])
     env = {**_MARKER_ENV[platform], "python_version": python, "python_full_version": f"{python}.0"}
     expected = {
         f"{p.name}=={p.version}" for p in pylock.packages if p.marker is None or Marker(str(p.marker)).evaluate(env)
@@ -127,9 +130,10 @@ def check_lock_with_consumers(path: Path, tmp: Path) -> set[str]:
 
 
 @pytest.fixture
-def lock_consumers(tmp_path: Path) -> Callable[[Path], set[str]]:
-    """``lock_consumers(path)``: the lock passes packaging.pylock and uv's dry run, or the test fails."""
-    return lambda path: check_lock_with_consumers(path, tmp_path)
+def lock_consumers(tmp_path: Path) -> Callable[..., set[str]]:
+    """``lock_consumers(path)``: the lock passes packaging.pylock and uv's dry run, or the test fails
+    (``python=``, ``platform=`` for a lock without ``[tool.envbuilder]``)."""
+    return lambda path, **where: check_lock_with_consumers(path, tmp_path, **where)
 
 
 # --------------------------------------------------------------------------- the torch CPU wheel on disk

@@ -199,7 +199,7 @@ def _lock_variant(tmp_path: Path, edit: str, old: str, new: str, *, sealed: bool
     ("edit", "old", "new"),
     [
         ("hashes as a list", 'hashes = { sha256 = "6746', 'hashes = ["abc"], x = { sha256 = "6746'),
-        ("a file without url", 'wheels = [{ url = "https://download.pytorch.org/whl/cpu/torch-', 'wheels = [{ u = "'),
+        ("a file without url", 'url = "https://download.pytorch.org/whl/cpu/torch-', 'u = "https://download.pytorch.org/whl/cpu/torch-'),
         ("a package without a version", 'name = "accelerate"\nversion = "1.15.0"\n', 'name = "accelerate"\n'),
         ("a marker with a newline", 'name = "torch"\n', 'name = "torch"\nmarker = "python_version >= \'3\'\\nRUN evil"\n'),
         ("a version with a newline", 'version = "2.13.0+cpu"', 'version = "2.13.0+cpu\\nRUN evil"'),

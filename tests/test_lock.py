@@ -33,8 +33,8 @@ from envbuilder.target import build_target, parse_gpus
 
 FIXTURES = Path(__file__).parent / "fixtures" / "locks"
 # Real `uv pip compile --format pylock.toml` outputs (see fixtures/locks/README.md).
-UV_CPU = (FIXTURES / "uv-cpu-py3.11.pylock.toml").read_text()
-UV_GPU = (FIXTURES / "uv-torch2.10-py3.11.pylock.toml").read_text()
+UV_CPU = (FIXTURES / "pylock.uv-cpu-py311.toml").read_text()
+UV_GPU = (FIXTURES / "pylock.uv-torch210-py311.toml").read_text()
 WHEELHOUSE = Sources(pytorch_index=None, wheelhouse=("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",))
 
 
@@ -365,3 +365,83 @@ def test_a_manifests_lock_is_found_under_its_name_or_the_old_one(
     for name in present:
         (tmp_path / name).write_text("")
     assert manifest_lock_path(tmp_path, "cpu-py3.11") == tmp_path / found
+
+
+# --------------------------------------------------------------------------- every lock shipped or written, as each reader reads it
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_LOCKS = sorted([*(ROOT / "dockerfiles").glob("*/pylock.*.toml"), *FIXTURES.glob("pylock.*.toml")])
+# The packaging a user may have: the floor pyproject allows (26.0, the first with packaging.pylock), CI's 26.2
+# (which took a percent-encoded URL segment as the file name and refused every lock from the PyTorch index),
+# and 26.4 (which decodes it).
+PACKAGINGS = ("26.0", "26.2", "26.4")
+_READ_ALL = """
+import sys, tomllib
+sys.path.insert(0, sys.argv[1])
+import packaging
+from pathlib import Path
+from packaging.pylock import Pylock, is_valid_pylock_path
+print(packaging.__version__)
+for name in sys.argv[2:]:
+    path = Path(name)
+    try:
+        Pylock.from_dict(tomllib.loads(path.read_text(encoding="utf-8")))
+    except Exception as exc:
+        print(f"{path}: {type(exc).__name__}: {exc}")
+    if not is_valid_pylock_path(path):
+        print(f"{path}: not a PEP 751 name")
+"""
+
+
+def _written_locks(cpu_plan: Plan, matrix, out: Path) -> list[Path]:  # type: ignore[no-untyped-def]
+    """What envbuilder writes from uv's real output: the PyTorch index's percent-encoded torch URL, and PyPI's."""
+    cpu = out / default_lock_file_name(cpu_plan)
+    cpu.write_text(finalize(UV_CPU, cpu_plan, name="cpu-py3.11", pytorch_index="https://download.pytorch.org/whl"))
+    assert "%2Bcpu" in cpu.read_text()
+    target = build_target(matrix, gpus=parse_gpus("sm_86", matrix), driver="550.54.14", pythons=("3.11",), torch="2.10.0")
+    plan = resolve(target, matrix, Sources(pytorch_index=None))
+    assert isinstance(plan, Plan)
+    gpu = out / default_lock_file_name(plan)
+    gpu.write_text(finalize(UV_GPU, plan, name="g"))
+    return [cpu, gpu]
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("version", PACKAGINGS)
+def test_every_lock_shipped_or_written_is_read_by_each_packaging(  # type: ignore[no-untyped-def]
+    version: str, cpu_plan: Plan, matrix, tmp_path: Path
+) -> None:
+    """dockerfiles/'s locks, the uv outputs of tests/fixtures and the locks finalize writes, each read by
+    ``Pylock.from_dict`` and PEP 751's name rule of that packaging (installed from PyPI beside the test's own)."""
+    import subprocess
+    import sys
+
+    from uv import find_uv_bin
+
+    locks = [*SHIPPED_LOCKS, *_written_locks(cpu_plan, matrix, tmp_path)]
+    assert len(SHIPPED_LOCKS) >= 9
+    target = tmp_path / f"packaging-{version}"
+    installed = subprocess.run(
+        [find_uv_bin(), "pip", "install", "--quiet", "--no-config", "--target", str(target),
+         "--python", sys.executable, f"packaging=={version}"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert installed.returncode == 0, installed.stderr
+    read = subprocess.run(
+        [sys.executable, "-I", "-c", _READ_ALL, str(target), *map(str, locks)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.splitlines() == [version], read.stdout
+
+
+@pytest.mark.integration
+def test_the_uv_outputs_of_the_fixtures_and_the_locks_written_from_them_pass_uv(  # type: ignore[no-untyped-def]
+    cpu_plan: Plan, matrix, tmp_path: Path, lock_consumers
+) -> None:
+    """uv's dry run of every lock tests/fixtures ships (uv's own output: no [tool.envbuilder]) and of those
+    finalize writes from them (dockerfiles/'s are tests/test_docker.py's)."""
+    for path in FIXTURES.glob("pylock.*.toml"):
+        assert "torch" in {p.split("==")[0] for p in lock_consumers(path, python="3.11", platform="linux-x86_64")}
+    for path in _written_locks(cpu_plan, matrix, tmp_path):
+        assert "torch" in {p.split("==")[0] for p in lock_consumers(path)}
