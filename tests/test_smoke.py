@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from envbuilder.model.smoke import expect_for, load_smoke_table, program_text
 from envbuilder.model.types import PROFILES
 from envbuilder.smoke import SCRIPT, find_python, judge_sass, parse_document, run_smoke
 from envbuilder.smoke import check as check_program
-from envbuilder.smoke.check import choose_library, library_suffix, sass_for
+from envbuilder.smoke.check import choose_library, library_suffix, no_gpu_verdict, sass_for, timing_line
 
 H100_ARCH = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]  # torch 2.11+cu130
 
@@ -94,6 +95,69 @@ def test_library_suffix(system: str, suffix: str) -> None:
 def test_judge_sass(sass: tuple[str, ...], ptx: tuple[str, ...], cc: str, status: str) -> None:
     check = judge_sass(sass, ptx, [{"index": 0, "cc": cc}], "libbitsandbytes_cuda130.so")
     assert check.status == status
+
+
+# A GPU environment that sees no GPU fails with the cause (issue 17: on the H200, CUDA_VISIBLE_DEVICES='' made
+# the whole smoke test pass on the CPU). Columns: torch's CUDA, profile, --require-gpu, the lock's CUDA,
+# CUDA_VISIBLE_DEVICES, --light; the status and words the detail must hold.
+@pytest.mark.parametrize(
+    ("torch_cuda", "profile", "require", "expect_cuda", "visible", "light", "status", "words"),
+    [
+        ("13.0", "bnb", False, None, "", False, "FAIL", "no GPU visible: CUDA_VISIBLE_DEVICES=''"),
+        ("13.0", "gptq", False, None, "7", False, "FAIL", "CUDA_VISIBLE_DEVICES='7'"),
+        ("13.0", "awq", False, None, None, False, "FAIL", "CUDA 13.0 build but sees no GPU: No CUDA GPUs"),
+        ("13.0", "cpu", False, None, "", False, "SKIP", "no GPU visible"),  # PyPI's CUDA torch serves cpu plans
+        ("13.0", "cpu", True, None, "", False, "FAIL", "(--require-gpu: a GPU environment)"),
+        ("13.0", "bnb", False, None, "", True, "SKIP", "no GPU visible"),  # doctor's probe, an image's build step
+        ("13.0", "bnb", True, None, "", True, "FAIL", "no GPU visible"),  # a recipe's --require-gpu
+        (None, "bnb", False, None, None, False, "SKIP", "torch is a CPU build"),  # a CPU env, default profile
+        (None, "cpu", False, "13.0", "", False, "FAIL", "the lock's torch is a CUDA 13.0 build"),
+        (None, "cpu", True, None, None, False, "FAIL", "no GPU: torch is a CPU build (--require-gpu)"),
+    ],
+)
+def test_no_gpu_verdict(
+    torch_cuda: str | None,
+    profile: str,
+    require: bool,
+    expect_cuda: str | None,
+    visible: str | None,
+    light: bool,
+    status: str,
+    words: str,
+) -> None:
+    got, detail, hint = no_gpu_verdict(
+        torch_cuda=torch_cuda,
+        profile=profile,
+        require_gpu=require,
+        expect_cuda=expect_cuda,
+        visible=visible,
+        reason="No CUDA GPUs are available",
+        light=light,
+    )
+    assert (got, words in detail) == (status, True), detail
+    assert bool(hint) or got == "SKIP"  # every failure says what to do
+    if visible is not None and torch_cuda is not None and got == "FAIL":
+        assert "unset CUDA_VISIBLE_DEVICES" in hint
+
+
+def test_imports_are_timed_apart_from_the_stage() -> None:
+    """A stage's seconds leave out what it imported; the document's imports say how long each took."""
+    import time
+
+    sys.modules.pop("wave", None)  # a standard module nothing here imports, so the import really runs
+    state: dict[str, object] = {"imports": {}}
+
+    def stage(st: dict[str, object]) -> dict[str, object]:
+        check_program.timed_import(st, "wave")
+        time.sleep(0.05)
+        return check_program._stage("probe", "OK", "ran")
+
+    got = check_program._run_stage("probe", stage, state)
+    assert 0.05 <= got["seconds"] < 1.0
+    assert got["import_seconds"] == state["imports"]["wave"] > 0  # type: ignore[index]
+    doc = {"imports": {"torch": 4.0, "bitsandbytes": 7.5}, "seconds": {"imports": 11.5, "stages": 1.3, "total": 12.9}}
+    assert timing_line(doc) == "imports 11.5 s (torch 4.0, bitsandbytes 7.5); stages 1.3 s; total 12.9 s"
+    assert timing_line({}) == "imports 0.0 s; stages 0.0 s; total 0.0 s"  # a harness failure's document
 
 
 @pytest.mark.parametrize(
@@ -206,6 +270,15 @@ def test_smoke_passes_on_cpu_env(cpu_env: Path) -> None:
     assert by["bnb_library"]["candidate"]["path"] == by["bnb_import"]["library"]["path"]
     assert by["bnb_library"]["imported"] is False and ev.bnb_imported
     assert report.record()["result"] == "pass"
+    # imports apart from the stages (issue 17): each stage's seconds leave its imports out
+    doc = report.to_json()
+    assert set(doc["imports"]) >= {"torch", "bitsandbytes", "transformers"}
+    assert doc["seconds"]["imports"] == pytest.approx(sum(doc["imports"].values()), abs=0.01)
+    assert doc["seconds"]["stages"] == pytest.approx(
+        sum(c.seconds for c in report.checks if c.name != "bnb_sass"), abs=0.01
+    )
+    assert by["tiny_llama"]["build_seconds"] > 0 and llama["nf4"]["load_seconds"] > 0
+    assert report.timing().startswith("imports ") and "; stages " in report.timing()
 
 
 @pytest.mark.integration
@@ -249,7 +322,25 @@ def test_expectation_of_a_plan_holds_in_its_environment(cpu_env: Path, tmp_path:
     # --require-gpu (a recipe for a GPU plan): no GPU is a failure.
     (tmp_path / "expect.json").write_text(expect.to_json(), encoding="utf-8")
     result = _run.run([*argv, "--require-gpu"], check=False, timeout=900)
-    assert result.returncode == 1 and "FAIL cuda: no GPU check: torch is a CPU build" in result.stdout
+    assert result.returncode == 1 and "FAIL cuda: no GPU: torch is a CPU build (--require-gpu)" in result.stdout
+    # A GPU plan's expectation (the lock's torch is a CUDA build) in an environment that sees no GPU: a failure
+    # with its cause, not a pass on the CPU (issue 17).
+    gpu = dataclasses.replace(expect, cuda="13.0", packages={}, imports=())
+    (tmp_path / "expect.json").write_text(gpu.to_json(), encoding="utf-8")
+    argv_bnb = [
+        str(python),
+        str(SCRIPT),
+        "--quick",
+        "--text",
+        "--profile",
+        "bnb",
+        "--expect",
+        str(tmp_path / "expect.json"),
+    ]
+    result = _run.run(argv_bnb, check=False, timeout=900, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 1
+    assert "FAIL cuda: no GPU: torch is a CPU build (the lock's torch is a CUDA 13.0 build)" in result.stdout
+    assert "smoke: FAILED (quick, bnb profile)" in result.stdout
 
 
 @pytest.mark.integration

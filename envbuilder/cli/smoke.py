@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"smoke test of {python}")
         print(report.summary())
-        print(f"total {sum(c.seconds for c in report.checks):.1f} s: " + ("PASSED" if report.ok else "FAILED"))
+        print(f"{report.timing()}: " + ("PASSED" if report.ok else "FAILED"))
         if findings:
             from envbuilder.cli.doctor import render_findings
 
