@@ -18,8 +18,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from envbuilder.lock import lock_file_name, read_lock  # noqa: E402
-from envbuilder.render.dockerfile import render_context  # noqa: E402
+from envbuilder.model.images import load_pin_table  # noqa: E402
 from envbuilder.model.smoke import load_smoke_table  # noqa: E402
+from envbuilder.render.dockerfile import Options, render_context  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +78,11 @@ def render_all(root: Path = HERE) -> dict[Path, str]:
     """
     files: dict[Path, str] = {}
     table = load_smoke_table()
+    options = Options(pins=load_pin_table())  # base images by the digests matrices/images.toml records
     for h in HEADLINES:
         path = lock_path(h, root)
         lock = read_lock(path)
-        for rel, text in render_context(lock, path.read_text(encoding="utf-8"), table=table).items():
+        for rel, text in render_context(lock, path.read_text(encoding="utf-8"), table=table, options=options).items():
             if rel != "smoke/check.py":
                 files[root / h.name / rel] = text
     return files

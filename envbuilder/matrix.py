@@ -54,6 +54,7 @@ FILES = (
 GPU_FILES = ("gpu-chips",)  # read with the product table, on first use (Matrix.gpu_table)
 IDS_FILE = "nvidia.ids"  # generated: `envbuilder matrix refresh --pci-ids`
 SMOKE_FILES = ("smoke",)  # the smoke program's bounds and import names, read by envbuilder.model.smoke
+IMAGE_FILES = ("images",)  # image digests and action commits of generated files, read by envbuilder.model.images
 Confidence = Literal["confirmed", "unconfirmed"]
 PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "windows-arm64", "macos-arm64")
 SEGMENTS = ("geforce", "workstation", "datacenter", "jetson")
@@ -876,7 +877,7 @@ def _present(path: Path, *, shipped: bool) -> bool:
 
 
 def _refuse_unknown_files(directory: Path) -> None:
-    known = (*FILES, *GPU_FILES, *SMOKE_FILES)
+    known = (*FILES, *GPU_FILES, *SMOKE_FILES, *IMAGE_FILES)
     unknown = sorted(p.stem for p in directory.glob("*.toml") if p.stem not in known)
     if unknown:
         near = difflib.get_close_matches(unknown[0], known, n=1)

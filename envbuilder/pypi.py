@@ -133,6 +133,22 @@ class Http:
         self.bytes_in += len(body)
         return body, resp.headers.get("Content-Type", ""), resp.url
 
+    def answer(
+        self, url: str, headers: Mapping[str, str], *, limit: int = WHOLE_FILE_LIMIT
+    ) -> tuple[int, dict[str, str], bytes]:
+        """(status, headers, body) of any answer, 401 included: for protocols that read their refusals (a
+        registry's token exchange). Retries as ``get``; a body over ``limit`` bytes is refused."""
+        resp = self._request(url, headers, stream=True)
+        with resp:
+            body = b""
+            for block in resp.iter_content(CHUNK):
+                body += block
+                if len(body) > limit:
+                    msg = f"{redact(url)} answered more than {limit} bytes"
+                    raise SourceError(msg, hint="is this the right URL?")
+            self.bytes_in += len(body)
+            return resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, body
+
     def read_range(self, url: str, start: int, length: int, *, total: int | None = None) -> bytes:
         """Exactly ``length`` bytes at ``start`` (fewer only at the end of the file)."""
         if length <= 0:

@@ -16,6 +16,7 @@ import pytest
 from envbuilder import _run
 from envbuilder.cli import main
 from envbuilder.lock import Lock, parse_lock, read_lock
+from envbuilder.model.images import load_pin_table
 from envbuilder.model.smoke import load_smoke_table
 from envbuilder.render.ci import CiImage, render_bake, render_workflow
 from envbuilder.render.dockerfile import (
@@ -418,7 +419,41 @@ def test_cli_ci_writes_bake_workflow_and_contexts(tmp_path: Path) -> None:
     workflow = (tmp_path / ".github" / "workflows" / "envbuilder-images.yml").read_text(encoding="utf-8")
     assert 'targets = ["cpu", "bnb-sm90"]' in bake
     assert (tmp_path / "docker" / "bnb-sm90" / "Dockerfile").is_file()
-    assert "target: [cpu, bnb-sm90]" in workflow
+    assert 'target: ["cpu", "bnb-sm90"]' in workflow
+
+
+def test_cli_ci_registry_reaches_the_bake_file_and_the_workflow(tmp_path: Path) -> None:
+    """`ci --registry` is where the images go: the bake file's default, and the workflow sets no REGISTRY of
+    its own over it (issue 16); it logs in to that host with an environment's secret, and asks no packages
+    permission (that is GHCR's)."""
+    import yaml
+
+    manifest = tmp_path / "envbuilder.toml"
+    manifest.write_text('[[env]]\nname = "cpu"\nprofile = "cpu"\n', encoding="utf-8")
+    shutil.copy(CPU, tmp_path / CPU.name)
+    assert main(["ci", "--manifest", str(manifest), "--registry", "registry.example.com:5000/team"]) == 0
+    bake = (tmp_path / "docker-bake.hcl").read_text(encoding="utf-8")
+    assert 'default = "registry.example.com:5000/team"' in bake
+    doc = yaml.safe_load((tmp_path / ".github" / "workflows" / "envbuilder-images.yml").read_text(encoding="utf-8"))
+    job = doc["jobs"]["image"]
+    assert all("env" not in step and "GITHUB_ENV" not in step.get("run", "") for step in job["steps"])
+    assert "ghcr.io" not in str(doc)
+    login = next(s for s in job["steps"] if s.get("uses", "").startswith("docker/login-action@"))
+    assert login["with"]["registry"] == "registry.example.com:5000"
+    assert login["with"]["password"] == "${{ secrets.REGISTRY_PASSWORD }}"
+    assert job["permissions"] == {"contents": "read"} and job["environment"] == "registry"
+
+
+@pytest.mark.parametrize(
+    "registry", ["Registry.example.com/Team", "ghcr.io//x", "host/a b", "ghcr.io/x/$(id)", "ex ample.com/x"]
+)
+def test_cli_ci_refuses_a_bad_registry(tmp_path: Path, registry: str, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "envbuilder.toml"
+    manifest.write_text('[[env]]\nname = "cpu"\nprofile = "cpu"\n', encoding="utf-8")
+    shutil.copy(CPU, tmp_path / CPU.name)
+    assert main(["ci", "--manifest", str(manifest), "--registry", registry]) == 2
+    assert "is not a registry reference" in capsys.readouterr().err
+    assert not (tmp_path / "docker-bake.hcl").exists()
 
 
 def test_cli_ci_without_locks_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -469,17 +504,91 @@ def test_bake_refuses_colliding_targets() -> None:
 
 
 def test_workflow_is_yaml_with_one_job_per_image() -> None:
-    yaml = pytest.importorskip("yaml", reason="PyYAML parses the workflow; it is not a dependency")
+    import yaml  # PyYAML: a test dependency
+
     images = [
         CiImage(lock=read_lock(CPU), context="docker/cpu"),
         CiImage(lock=read_lock(SM90), context="docker/bnb-sm90"),
     ]
-    doc = yaml.safe_load(render_workflow(images))
+    pins = load_pin_table()
+    doc = yaml.safe_load(render_workflow(images, pins=pins))
     job = doc["jobs"]["image"]
     assert job["strategy"]["matrix"]["target"] == ["cpu", "bnb-sm90"]
-    steps = {s.get("uses", s.get("name")): s for s in job["steps"]}
-    assert steps["docker/bake-action@v6"]["with"]["targets"] == "${{ matrix.target }}"
-    assert doc["permissions"] == {"contents": "read", "packages": "write"}
+    steps = {s.get("uses", s.get("name")).split("@")[0]: s for s in job["steps"]}
+    bake = steps["docker/bake-action"]
+    assert bake["with"]["targets"] == "${{ matrix.target }}"
+    assert bake["env"] == {"REGISTRY": "${{ steps.registry.outputs.ref }}"}
+    # Least privilege: nothing at the top, the one job that pushes gets packages: write.
+    assert doc["permissions"] == {}
+    assert job["permissions"] == {"contents": "read", "packages": "write"}
+    assert steps["actions/checkout"]["with"] == {"persist-credentials": False}
+    # Every action by the commit matrices/images.toml records, the release in a comment.
+    text = render_workflow(images, pins=pins)
+    for uses in ("actions/checkout", "docker/setup-buildx-action", "docker/login-action", "docker/bake-action"):
+        pin = pins.action(uses)
+        assert f"uses: {uses}@{pin.commit} # {pin.version}\n" in text
+        assert steps[uses]["uses"] == f"{uses}@{pin.commit}"
+
+
+@pytest.mark.parametrize("name", ["on", "null", "1e3", "yes", "0x1f"])
+def test_workflow_targets_stay_strings(name: str) -> None:
+    """A bake target YAML would read as a boolean, null or number is quoted (issue 16)."""
+    import yaml
+
+    lock, _ = _relabel(CPU, name)
+    doc = yaml.safe_load(render_workflow([CiImage(lock=lock, context=f"docker/{name}")], pins=load_pin_table()))
+    assert doc["jobs"]["image"]["strategy"]["matrix"]["target"] == [name]
+
+
+def test_pinned_actions_are_current_majors_on_node24() -> None:
+    """Every action the workflow uses has a row: a 40-hex commit, its release, node24 (not node20)."""
+    pins = load_pin_table()
+    assert {a.uses for a in pins.actions} >= {
+        "actions/checkout",
+        "docker/setup-buildx-action",
+        "docker/login-action",
+        "docker/bake-action",
+    }
+    for a in pins.actions:
+        assert re.fullmatch(r"[0-9a-f]{40}", a.commit) and a.runtime == "node24" and a.source, a
+
+
+# --------------------------------------------------------------------------- base images by digest
+
+
+def test_no_syntax_line_needs_docker_hub() -> None:
+    """`# syntax=docker/dockerfile:1` pulls the frontend from Docker Hub: no generated Dockerfile has one."""
+    for path in sorted(DOCKERFILES.glob("*/Dockerfile")):
+        assert not re.search(r"^#\s*syntax\s*=", path.read_text(encoding="utf-8"), re.MULTILINE | re.IGNORECASE), path
+
+
+def test_base_images_are_pinned_by_the_recorded_digest() -> None:
+    pins = load_pin_table()
+    digest = pins.digest("python:3.11-slim-bookworm")
+    assert digest and re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
+    text = render_dockerfile(read_lock(CPU), options=Options(pins=pins))
+    assert f"ARG BASE_IMAGE=python:3.11-slim-bookworm@{digest}\n" in text
+    assert f'org.opencontainers.image.base.digest="{digest}"' in text
+    assert 'org.opencontainers.image.base.name="python:3.11-slim-bookworm"' in text
+    # No digest is recorded for uv's image or the CUDA devel image: they stay tags (never a made-up digest).
+    assert "ARG UV_IMAGE=ghcr.io/astral-sh/uv:" in text and "uv:0.13.9@" not in text
+    gptq = render_dockerfile(read_lock(GPTQ), options=Options(pins=pins))
+    assert "ARG BASE_IMAGE=nvidia/cuda:12.8.1-devel-ubuntu24.04\n" in gptq
+    assert "base.digest" not in gptq
+    # The committed Dockerfiles are rendered with the recorded digests.
+    assert f"ARG BASE_IMAGE=python:3.11-slim-bookworm@{digest}\n" in (DOCKERFILES / "cpu" / "Dockerfile").read_text()
+
+
+def test_a_resolved_digest_pins_a_given_base_image_and_its_build_argument() -> None:
+    digest = "sha256:" + "ab" * 32
+    pins = load_pin_table().with_resolved({"mirror.example/python:3.11": digest})
+    options = Options(base_image="mirror.example/python:3.11", pins=pins)
+    text = render_dockerfile(read_lock(CPU), options=options)
+    assert f"ARG BASE_IMAGE=mirror.example/python:3.11@{digest}\n" in text
+    assert build_args(read_lock(CPU), options)["BASE_IMAGE"] == f"mirror.example/python:3.11@{digest}"
+    # A reference pinned already is left as it is.
+    pinned = Options(base_image=f"mirror.example/python:3.11@{digest}", pins=pins)
+    assert f"ARG BASE_IMAGE=mirror.example/python:3.11@{digest}\n" in render_dockerfile(read_lock(CPU), options=pinned)
 
 
 # --------------------------------------------------------------------------- dockerfiles/ drift and hadolint

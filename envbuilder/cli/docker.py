@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,7 @@ from envbuilder.cli._sources import add_source_options
 
 if TYPE_CHECKING:
     from envbuilder.lock import Lock
+    from envbuilder.model.images import PinTable
     from envbuilder.model.smoke import SmokeTable
     from envbuilder.render.dockerfile import Options
     from envbuilder.settings import Settings
@@ -48,9 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.add_argument("-o", "--output", metavar="DIR", help="where to write (default: beside the manifest)")
     c.add_argument(
         "--registry",
-        default="localhost:5000/envbuilder",
         metavar="REF",
-        help="the bake file's default REGISTRY",
+        help="where images are pushed: the bake file's REGISTRY and the workflow's (default: the bake file"
+        " localhost:5000/envbuilder, the workflow GHCR under the repository owner)",
     )
     c.add_argument("--force", action="store_true", help="replace files there that envbuilder did not write")
     _image_options(c)
@@ -65,6 +66,12 @@ def _image_options(p: argparse.ArgumentParser) -> None:
         help="replace the profile's base image (a mirror or an air-gapped registry)",
     )
     g.add_argument("--uv-image", metavar="REF", help="replace uv's image (ghcr.io/astral-sh/uv), e.g. a mirror")
+    g.add_argument(
+        "--resolve-digests",
+        action="store_true",
+        help="ask the registry for the digest of each image tag and pin FROM by it (default: the digests"
+        " recorded in matrices/images.toml; other images stay tags)",
+    )
 
 
 def _lock_options(p: argparse.ArgumentParser) -> None:
@@ -85,13 +92,32 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings_from_args(args)
 
 
-def _options(args: argparse.Namespace, settings: Settings | None) -> Options:
+def _pins(args: argparse.Namespace, settings: Settings | None, locks: Sequence[Lock]) -> PinTable:
+    """The recorded digests and action commits; with --resolve-digests, every image's digest read just now."""
+    from envbuilder.model.images import load_pin_table
+    from envbuilder.render.dockerfile import UV_IMAGE, default_base
+
+    pins = load_pin_table(getattr(args, "matrix_dir", None))
+    if not args.resolve_digests:
+        return pins
+    from envbuilder.registry import resolve_digests
+
+    images = [args.uv_image or UV_IMAGE, *(args.base_image or default_base(lock).image for lock in locks)]
+    ca = settings.ca_certs[0] if settings and settings.ca_certs else None
+    resolved = resolve_digests(images, ca_cert=ca)
+    for image, digest in resolved.items():
+        print(f"resolved {image} to {digest}", file=sys.stderr)
+    return pins.with_resolved(resolved)
+
+
+def _options(args: argparse.Namespace, settings: Settings | None, locks: Sequence[Lock]) -> Options:
     from envbuilder.render.dockerfile import UV_IMAGE, Options
 
     return Options(
         base_image=args.base_image,
         uv_image=args.uv_image or UV_IMAGE,
         index_url=settings.index_url if settings else None,
+        pins=_pins(args, settings, locks),
     )
 
 
@@ -176,7 +202,7 @@ def run_dockerfile(args: argparse.Namespace) -> int:
     settings = _settings(args)
     with tempfile.TemporaryDirectory(prefix="envbuilder-dockerfile-") as tmp:
         lock, text = _get_lock(args, settings, Path(tmp))
-    files = render_context(lock, text, options=_options(args, settings), table=_smoke_table(args))
+    files = render_context(lock, text, options=_options(args, settings, [lock]), table=_smoke_table(args))
     out = Path(args.output) if args.output else Path("docker") / lock.name
     check_outputs(out, files, force=args.force)
     write_context(out, files)
@@ -191,10 +217,10 @@ def run_build(args: argparse.Namespace) -> int:
     from envbuilder.render.dockerfile import build_args, image_tags, render_context
 
     settings = _settings(args)
-    options = _options(args, settings)
     parent = Path(tempfile.gettempdir())
     with tempfile.TemporaryDirectory(prefix="envbuilder-build-", dir=parent) as tmp:
         lock, text = _get_lock(args, settings, Path(tmp))
+        options = _options(args, settings, [lock])
         context = Path(tmp) / "context"
         write_context(context, render_context(lock, text, options=options, table=_smoke_table(args)))
         covered = _copy_wheels(lock, settings, context / "wheels")
@@ -244,27 +270,29 @@ def run_ci(args: argparse.Namespace) -> int:
     from envbuilder.errors import LockError
     from envbuilder.lock import manifest_lock_path, read_lock
     from envbuilder.manifest import load_manifest
-    from envbuilder.render.ci import CiImage, render_bake, render_workflow
+    from envbuilder.render.ci import DEFAULT_REGISTRY, CiImage, render_bake, render_workflow
     from envbuilder.render.dockerfile import render_context
 
     manifest_path = Path(args.manifest)
     manifest = load_manifest(manifest_path)
     locks_dir = Path(args.locks) if args.locks else manifest_path.parent
     out = Path(args.output) if args.output else manifest_path.parent
-    options = _options(args, None)
     table = _smoke_table(args)
-    images, contexts = [], {}
+    locks = {}
     for spec in manifest.envs:
         path = manifest_lock_path(locks_dir, spec.name)
         if not path.is_file():
             msg = f"{path}: no lock for environment {spec.name!r}"
             raise LockError(msg, hint=f"run `envbuilder lock --manifest {manifest_path}` first")
-        lock = read_lock(path)
-        rel = f"docker/{spec.name}"
-        contexts[rel] = render_context(lock, path.read_text(encoding="utf-8"), options=options, table=table)
+        locks[spec.name] = (read_lock(path), path.read_text(encoding="utf-8"))
+    options = _options(args, None, [lock for lock, _ in locks.values()])
+    images, contexts = [], {}
+    for name, (lock, text) in locks.items():
+        rel = f"docker/{name}"
+        contexts[rel] = render_context(lock, text, options=options, table=table)
         images.append(CiImage(lock=lock, context=rel))
-    bake = render_bake(images, registry=args.registry)
-    workflow = render_workflow(images)
+    bake = render_bake(images, registry=args.registry or DEFAULT_REGISTRY)
+    workflow = render_workflow(images, pins=options.pins, registry=args.registry)
     check_outputs(out, ["docker-bake.hcl", ".github/workflows/envbuilder-images.yml"], force=args.force)
     for rel, files in contexts.items():
         check_outputs(out / rel, files, force=args.force)

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 from envbuilder import __version__
 from envbuilder.lock import Lock, check_env_name
+from envbuilder.model.images import PinTable
 from envbuilder.render.dockerfile import IMAGE_PLATFORMS, image_tags, repository, tag_base
-from envbuilder.render.values import BAKE_TARGET, CONTEXT_PATH, DockerError, safe
+from envbuilder.render.values import BAKE_TARGET, CONTEXT_PATH, REGISTRY, REPO, DockerError, safe
 
-__all__ = ["CiImage", "bake_target", "render_bake", "render_workflow"]
+__all__ = [
+    "DEFAULT_REGISTRY",
+    "CiImage", "bake_target", "registry_host", "render_bake", "render_workflow"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,7 +52,10 @@ def _unique_targets(images: Sequence[CiImage]) -> list[str]:
     return names
 
 
-def render_bake(images: Sequence[CiImage], *, registry: str = "localhost:5000/envbuilder") -> str:
+DEFAULT_REGISTRY = "localhost:5000/envbuilder"  # the bake file's default for a local `docker buildx bake`
+
+
+def render_bake(images: Sequence[CiImage], *, registry: str = DEFAULT_REGISTRY) -> str:
     """``docker-bake.hcl``: one target per environment, all in the default group, registry cache each."""
     if not images:
         msg = "no images to bake"
@@ -60,7 +66,7 @@ def render_bake(images: Sequence[CiImage], *, registry: str = "localhost:5000/en
         "# Every environment of the manifest is one target; `docker buildx bake` builds them in parallel,",
         "# each with its own registry cache (mode=max keeps the builder stages: the CUDA stack layer).",
         'variable "REGISTRY" {',
-        f'  default = "{safe(registry, "registry")}"',
+        f'  default = "{_check_registry(registry)}"',
         "}",
         "",
         'group "default" {',
@@ -85,52 +91,127 @@ def render_bake(images: Sequence[CiImage], *, registry: str = "localhost:5000/en
     return "\n".join(lines) + "\n"
 
 
-def render_workflow(images: Sequence[CiImage], *, bake_file: str = "docker-bake.hcl", branch: str = "main") -> str:
-    """A GitHub Actions workflow: one runner per image (a matrix over the bake targets), pushed to GHCR."""
+def registry_host(registry: str) -> str:
+    """The host a REGISTRY prefix pushes to: the tags are ``<registry>/<name>:<tag>``, so its first part is a
+    host when it has a '.' or ':' or is ``localhost`` (docker's rule), else the images go to Docker Hub."""
+    first = registry.strip("/").split("/", 1)[0]
+    return first if ("." in first or ":" in first or first == "localhost") else "docker.io"
+
+
+def _check_registry(registry: str) -> str:
+    """``[host[:port]/]path``: what the bake file's REGISTRY prefixes every tag with."""
+    parts = registry.strip("/").split("/")
+    host = registry_host(registry)
+    path = parts[1:] if parts[0] == host else parts
+    if not REGISTRY.match(host) or not all(REPO.match(p) for p in path):
+        msg = f"registry {registry!r} is not a registry reference (host[:port]/path, lower-case path)"
+        raise DockerError(msg, hint="write it like ghcr.io/acme/envbuilder or registry.example.com:5000/team")
+    return safe(registry.strip("/"), "registry")
+
+
+def _uses(pins: PinTable, uses: str) -> str:
+    """A ``uses:`` value pinned by commit, the release in a comment (zizmor's unpinned-uses, Dependabot's form)."""
+    pin = pins.action(uses)
+    return f"{pin.pinned} # {pin.version}"
+
+
+def _quoted(values: Sequence[str]) -> str:
+    """A YAML flow sequence of double-quoted strings: a name like ``on``, ``null`` or ``1e3`` stays a string."""
+    return "[" + ", ".join(f'"{safe(v, "value")}"' for v in values) + "]"
+
+
+def _login(registry: str | None) -> tuple[list[str], list[str]]:
+    """(the login step, the job's permissions and environment): GHCR with the job's own token (packages:
+    write), any other registry with the REGISTRY_USERNAME variable and REGISTRY_PASSWORD secret of a
+    deployment environment (its protection rules decide who may push; zizmor: secrets-outside-env)."""
+    host = "ghcr.io" if registry is None else registry_host(registry)
+    if host == "ghcr.io":
+        creds = ["          username: ${{ github.actor }}", "          password: ${{ secrets.GITHUB_TOKEN }}"]
+        job = ["    permissions:", "      contents: read", "      packages: write # push the images and their cache"]
+    else:
+        creds = [
+            "          username: ${{ vars.REGISTRY_USERNAME }}",
+            "          password: ${{ secrets.REGISTRY_PASSWORD }}",
+        ]
+        job = [
+            "    environment: registry # holds REGISTRY_USERNAME (a variable) and REGISTRY_PASSWORD (a secret)",
+            "    permissions:",
+            "      contents: read",
+        ]
+    step = [f'          registry: "{safe(host, "registry host")}"', *creds]
+    return step, job
+
+
+def render_workflow(
+    images: Sequence[CiImage],
+    *,
+    pins: PinTable,
+    registry: str | None = None,
+    bake_file: str = "docker-bake.hcl",
+    branch: str = "main",
+) -> str:
+    """A GitHub Actions workflow: one runner per image (a matrix over the bake targets), pushed to ``registry``.
+
+    ``registry`` None: GHCR under the repository's owner (lower-cased at run time: GHCR names are lower case).
+    Given (``ci --registry``): exactly that, the bake file's default; the workflow sets no REGISTRY of its own.
+    Actions are pinned by commit (``pins``); only this one job holds a token that can push.
+    """
     names = _unique_targets(images)
     contexts = sorted({_check_context(i.context).split("/", 1)[0] for i in images})
     paths = [bake_file, "envbuilder.toml", "pylock.*.toml", *(f"{c}/**" for c in contexts)]
+    login, job = _login(None if registry is None else _check_registry(registry))
+    if registry is None:
+        where = [
+            "      - name: Registry (GHCR under the repository owner; GHCR names are lower case)",
+            "        id: registry",
+            '        run: echo "ref=ghcr.io/${GITHUB_REPOSITORY_OWNER,,}/envbuilder" >> "$GITHUB_OUTPUT"',
+        ]
+        bake_env = ["        env:", "          REGISTRY: ${{ steps.registry.outputs.ref }}"]
+    else:
+        where, bake_env = [], []  # the bake file's default REGISTRY is the --registry given to `envbuilder ci`
     return "\n".join(
         [
             f"# Generated by envbuilder {__version__} (`envbuilder ci`); regenerate, do not edit.",
             "# Builds every environment x target of envbuilder.toml in parallel: one runner per image, BuildKit",
             "# with the registry cache of docker-bake.hcl. The runners scale out; envbuilder schedules nothing.",
+            "# Actions are pinned by commit (the release in a comment): matrices/images.toml.",
             "name: envbuilder images",
             "on:",
             "  push:",
-            f"    branches: [{safe(branch, 'branch')}]",
+            f"    branches: {_quoted([safe(branch, 'branch')])}",
             "    paths:",
             *(f'      - "{safe(p, "path")}"' for p in paths),
             "  workflow_dispatch:",
-            "permissions:",
-            "  contents: read",
-            "  packages: write",
+            "permissions: {}",
             "concurrency:",
             "  group: envbuilder-images-${{ github.ref }}",
             "  cancel-in-progress: true",
             "jobs:",
             "  image:",
+            "    name: build and push ${{ matrix.target }}",
             "    runs-on: ubuntu-latest",
+            "    timeout-minutes: 180",
+            *job,
             "    strategy:",
             "      fail-fast: false",
             "      matrix:",
-            "        target: [" + ", ".join(names) + "]",
+            f"        target: {_quoted(names)}",
             "    steps:",
-            "      - uses: actions/checkout@v4",
+            f"      - uses: {_uses(pins, 'actions/checkout')}",
+            "        with:",
+            "          persist-credentials: false",
             "      - name: Free disk space (CUDA images need about 10 GB)",
             "        run: sudo rm -rf /usr/share/dotnet /usr/local/lib/android /opt/ghc /opt/hostedtoolcache/CodeQL",
-            "      - uses: docker/setup-buildx-action@v3",
-            "      - uses: docker/login-action@v3",
+            f"      - uses: {_uses(pins, 'docker/setup-buildx-action')}",
+            f"      - uses: {_uses(pins, 'docker/login-action')}",
             "        with:",
-            "          registry: ghcr.io",
-            "          username: ${{ github.actor }}",
-            "          password: ${{ secrets.GITHUB_TOKEN }}",
-            "      - name: Registry (GHCR names are lower case)",
-            '        run: echo "REGISTRY=ghcr.io/${GITHUB_REPOSITORY_OWNER,,}/envbuilder" >> "$GITHUB_ENV"',
-            "      - uses: docker/bake-action@v6",
+            *login,
+            *where,
+            f"      - uses: {_uses(pins, 'docker/bake-action')}",
+            *bake_env,
             "        with:",
             "          source: .",
-            f"          files: {safe(bake_file, 'bake file')}",
+            f'          files: "{safe(bake_file, "bake file")}"',
             "          targets: ${{ matrix.target }}",
             "          push: true",
             "",

@@ -1,0 +1,124 @@
+"""What generated files pull from elsewhere, pinned (``matrices/images.toml``): image digests, action commits.
+
+A Dockerfile names its base images, the workflow of ``envbuilder ci`` its actions. Both are facts that move
+(a tag is rebuilt, a version tag is re-pointed), so they live in the matrix with their source: an image by the
+digest of its index, an action by the commit its release tag points at. The renderers take a ``PinTable`` and
+stay pure; ``envbuilder dockerfile/ci --resolve-digests`` adds digests read from the registry at render time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envbuilder.errors import MatrixError
+from envbuilder.matrix import Fact, _load_file, _read_all, _Row, _rows, matrix_dirs
+
+__all__ = ["IMAGES_FILE", "ActionPin", "ImageDigest", "PinTable", "load_pin_table", "parse_pin_table"]
+
+IMAGES_FILE = "images"  # matrices/images.toml
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_USES = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_VERSION = re.compile(r"^v\d+(?:\.\d+){0,2}$")
+_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]{0,254}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageDigest(Fact):
+    """``ref`` (``name:tag`` as a renderer writes it) is the index with ``digest``."""
+
+    ref: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionPin(Fact):
+    """``uses`` at ``version`` is the commit ``commit``; ``runtime`` is what its action.yml runs on."""
+
+    uses: str
+    version: str
+    commit: str
+    runtime: str
+
+    @property
+    def pinned(self) -> str:
+        """``owner/name@<commit>``: what a workflow's ``uses:`` names (the version goes in a comment)."""
+        return f"{self.uses}@{self.commit}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PinTable:
+    images: tuple[ImageDigest, ...] = ()
+    actions: tuple[ActionPin, ...] = ()
+    resolved: Mapping[str, str] = field(default_factory=dict)  # ref -> digest read from the registry just now
+
+    def digest(self, ref: str) -> str | None:
+        """The digest ``ref`` is pinned to: resolved now, else recorded, else None (stays a tag)."""
+        if ref in self.resolved:
+            return self.resolved[ref]
+        return next((i.digest for i in self.images if i.ref == ref), None)
+
+    def action(self, uses: str) -> ActionPin:
+        found = next((a for a in self.actions if a.uses == uses), None)
+        if found is None:
+            msg = f"{IMAGES_FILE}.toml: no [[action]] row for {uses}"
+            raise MatrixError(msg, hint=f"add one: uses = {uses!r}, version, commit, runtime, source")
+        return found
+
+    def with_resolved(self, resolved: Mapping[str, str]) -> PinTable:
+        return PinTable(images=self.images, actions=self.actions, resolved={**self.resolved, **resolved})
+
+
+def _checked(r: _Row, key: str, pattern: re.Pattern[str], what: str) -> str:
+    value = r.get(key, str)
+    if not pattern.match(value):
+        msg = f"{r.file}: {what} {value!r} in '{r.path}.{key}' is not valid"
+        raise MatrixError(msg, hint="see matrices/SCHEMA.md (images.toml)")
+    return value
+
+
+def _image(r: _Row) -> ImageDigest:
+    return ImageDigest(
+        ref=_checked(r, "ref", _REF, "image reference"),
+        digest=_checked(r, "digest", _DIGEST, "digest"),
+        **r.fact(),
+    )
+
+
+def _action(r: _Row) -> ActionPin:
+    return ActionPin(
+        uses=_checked(r, "uses", _USES, "action"),
+        version=_checked(r, "version", _VERSION, "version"),
+        commit=_checked(r, "commit", _COMMIT, "commit"),
+        runtime=r.choice("runtime", ("node24", "composite", "docker")),
+        **r.fact(),
+    )
+
+
+def parse_pin_table(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> PinTable:
+    """Pure: the shipped document and its overlays, in order (a row with the same ref or action replaces)."""
+    images: dict[str, ImageDigest] = {}
+    actions: dict[str, ActionPin] = {}
+    for label, doc in docs:
+        top = _Row(doc, label, "")
+        top.seen.update(("schema-version", "image", "action"))
+        top.done()
+        for i in _read_all(_rows(doc, label, "image", required=False), _image):
+            images[i.ref] = i
+        for a in _read_all(_rows(doc, label, "action", required=False), _action):
+            actions[a.uses] = a
+    return PinTable(images=tuple(images.values()), actions=tuple(actions.values()))
+
+
+def load_pin_table(extra_dirs: Iterable[str | Path] | None = None) -> PinTable:
+    """Read ``images.toml`` from the shipped matrix and every overlay directory that has one."""
+    docs = []
+    for i, directory in enumerate(matrix_dirs(extra_dirs)):
+        path = directory / f"{IMAGES_FILE}.toml"
+        if path.is_file() or i == 0:
+            docs.append((f"{IMAGES_FILE}.toml" if i == 0 else str(path), _load_file(path)))
+    return parse_pin_table(docs)
