@@ -35,8 +35,10 @@ RETRIES = 3
 CHUNK = 1 << 20
 # A server that ignores Range answers 200 with the whole file; below this size that is still acceptable.
 WHOLE_FILE_LIMIT = 32 << 20
-_JSON = "application/vnd.pypi.simple.v1+json"
-_ACCEPT = f"{_JSON}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"  # PEP 691's JSON form
+_JSON = SIMPLE_JSON
+# PEP 691 content negotiation: JSON first, the HTML of PEP 691 next, PEP 503's plain text/html last.
+SIMPLE_ACCEPT = f"{_JSON}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 
 
 def split_credentials(url: str) -> tuple[str, Credential | None]:
@@ -381,4 +383,4 @@ def parse_project_page(body: bytes, content_type: str, url: str) -> tuple[IndexF
 def project_page(http: Http, index_url: str, project: str) -> tuple[bytes, str, str]:
     """(body, content type, URL) of a project page; JSON preferred."""
     url = project_url(index_url, project)
-    return http.get(url, accept=_ACCEPT)
+    return http.get(url, accept=SIMPLE_ACCEPT)

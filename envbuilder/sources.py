@@ -20,6 +20,7 @@ from pathlib import Path
 
 from envbuilder._fs import read_json_object, write_text_atomic
 from envbuilder.credentials import credential_for, redact
+from envbuilder.errors import SourceError
 from envbuilder.resolve import Sources
 from envbuilder.settings import Settings
 
@@ -216,7 +217,6 @@ def _reach_cache(settings: Settings) -> _ReachCache:
 
 _PAGE_TTL_S = 600
 _PAGE_MAX_BYTES = 32 * 1024 * 1024  # the real cu128 page is well under 1 MB; a page is never read without end
-_PAGE_ACCEPT = "application/vnd.pypi.simple.v1+html, text/html;q=0.9"  # PEP 691: ask for the HTML form
 
 
 class _Links(HTMLParser):
@@ -243,23 +243,37 @@ def parse_index_page(html: str) -> tuple[str, ...]:
 
 
 def _read_page(url: str, settings: Settings, timeout: float) -> tuple[str, ...] | None:
-    """The wheels a page lists; () when the index answers that it has no such page (404); None when unreadable."""
-    import ssl
-    import urllib.error
-    import urllib.request
+    """The wheels a page lists; () when the index answers that it has no such page (404); None when unreadable.
 
-    context = ssl.create_default_context(cafile=settings.ca_certs[0] if settings.ca_certs else None)
-    request = urllib.request.Request(url, headers={"Accept": _PAGE_ACCEPT})  # noqa: S310  # http(s), checked by the caller
+    Through the Simple API of the index as configured (a mirror such as devpi, Artifactory or Nexus serves it,
+    where few serve PyPI's JSON API): PEP 691 JSON where the index offers it, else PEP 503 HTML; over
+    ``pypi.Http``, so with its retries (connection errors, 429 and 5xx; bounded, with backoff), the CA bundle
+    and the index's credentials, sent to that host only.
+    """
+    from envbuilder.pypi import SIMPLE_ACCEPT, SIMPLE_JSON, Http, parse_simple_json
+
+    http = Http(
+        ca_cert=settings.ca_certs[0] if settings.ca_certs else None,
+        timeout=(timeout, timeout),
+        credentials=settings.credentials,
+    )
+    with http:
+        try:
+            status, headers, body = http.answer(url, {"Accept": SIMPLE_ACCEPT}, limit=_PAGE_MAX_BYTES)
+            if status in {404, 410}:
+                return ()
+            if status != 200:
+                return None
+        except SourceError:  # unreachable, or a page too large to be one
+            return None
+    if headers.get("content-type", "").split(";", 1)[0].strip() != SIMPLE_JSON:
+        return parse_index_page(body.decode("utf-8", errors="replace"))
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310  # idem
-            body = response.read(_PAGE_MAX_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        return () if exc.code in {404, 410} else None
-    except (OSError, ValueError):  # URLError, timeouts, TLS and DNS failures
+        doc = json.loads(body)
+        files = parse_simple_json(doc, url) if isinstance(doc, dict) else None
+    except (ValueError, TypeError, AttributeError):  # JSON that is no PEP 691 project page
         return None
-    if len(body) > _PAGE_MAX_BYTES:
-        return None
-    return parse_index_page(body.decode("utf-8", errors="replace"))
+    return None if files is None else tuple(sorted({f.filename for f in files if f.is_wheel}))
 
 
 def _cached_page(entry: object) -> tuple[str, ...] | None:

@@ -1,9 +1,9 @@
 """A small HTTP server on 127.0.0.1 for the reader's tests: a PEP 503 index with byte ranges.
 
 It serves real files (the torch CPU wheel in the wheelhouse, wheels the tests build from the fatbin fixtures)
-the way PyPI and most mirrors do: HTML project pages, ``Range: bytes=a-b`` and suffix ranges (206 with
-Content-Range), optional Basic auth, and, to test the failure paths, a mode that ignores ranges and a number
-of 503 answers before the first real one. Every request is logged (path, Range, whether it carried
+the way PyPI and most mirrors do: HTML project pages (PEP 691 JSON ones to a client that asks for them),
+``Range: bytes=a-b`` and suffix ranges (206 with Content-Range), optional Basic auth, and, to test the failure
+paths, a mode that ignores ranges and a number of 503 answers before the first real one. Every request is logged (path, Range, whether it carried
 credentials), so tests can assert how many bytes the reader took and where credentials went.
 """
 
@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+_JSON = "application/vnd.pypi.simple.v1+json"
+
 
 @dataclass
 class Served:
@@ -28,6 +30,8 @@ class Served:
 
     files: dict[str, Path | bytes] = field(default_factory=dict)  # "/files/name.whl" -> file or bytes
     pages: dict[str, str] = field(default_factory=dict)  # "/simple/torch/" -> HTML
+    # PEP 691: "/simple/torch/" -> the JSON form, served to a client whose Accept names it (content negotiation)
+    json_pages: dict[str, str] = field(default_factory=dict)
     credentials: tuple[str, str] | None = None
     ignore_ranges: bool = False
     fail_first: int = 0  # answer 503 to this many requests first
@@ -66,6 +70,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not self._authorized():
             self._send(401, b"credentials needed", {"WWW-Authenticate": 'Basic realm="x"'})
+            return
+        if path in self.served.json_pages and _JSON in self.headers.get("Accept", ""):
+            self._send(200, self.served.json_pages[path].encode(), {"Content-Type": _JSON})
             return
         if path in self.served.pages:
             self._send(200, self.served.pages[path].encode(), {"Content-Type": "text/html"})

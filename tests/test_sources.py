@@ -213,3 +213,72 @@ def test_an_unreadable_page_is_unknown_not_empty(tmp_path: Path) -> None:
     settings = Settings(cache_dir=tmp_path, pytorch_index="http://127.0.0.1:9/whl", check_pytorch_index=True)
     assert read_torch_pages("http://127.0.0.1:9/whl", ("cpu",), settings) == {}
     assert read_torch_pages("file:///opt/whl", ("cpu",), settings) == {}  # only http(s) pages are read
+
+
+# --------------------------------------------------------------------------- the Simple API, with retries
+
+
+def _torch_json(names: list[str]) -> str:
+    """A PEP 691 project page (api-version 1.1) listing ``names``, as PyPI writes one."""
+    import json
+
+    files = [{"filename": n, "url": f"/files/{n}", "hashes": {"sha256": "ab" * 32}} for n in names]
+    return json.dumps({"meta": {"api-version": "1.1"}, "name": "torch", "files": files})
+
+
+CU126 = "torch-2.8.0+cu126-cp313-cp313-manylinux_2_28_x86_64.whl"
+
+
+def test_a_pep_691_index_is_read_as_json_and_a_pep_503_one_as_html(tmp_path: Path) -> None:
+    """Content negotiation: JSON where the index serves it, its HTML otherwise (a mirror with PEP 503 only)."""
+    from loopback import Served, serve
+
+    served = Served(
+        pages={"/whl/cpu/torch/": PYTORCH_LINE, "/whl/cu126/torch/": f'<a href="/x/{CU126}">t</a>'},
+        json_pages={"/whl/cu126/torch/": _torch_json([CU126, "torch-2.8.0.tar.gz"])},
+    )
+    with serve(served) as base:
+        settings = Settings(cache_dir=tmp_path, pytorch_index=f"{base}/whl")
+        found = read_torch_pages(f"{base}/whl", ("cpu", "cu126"), settings)
+    assert found == {"cpu": ("torch-2.8.0+cpu-cp313-cp313-manylinux_2_28_x86_64.whl",), "cu126": (CU126,)}
+    # The JSON page was asked for (and served): the HTML one of cu126 was never needed.
+    assert sorted(p for p, _, _ in served.log) == ["/whl/cpu/torch/", "/whl/cu126/torch/"]
+
+
+def test_a_busy_index_is_asked_again_with_backoff(tmp_path: Path) -> None:
+    """Three 503 answers, then the page: read (bounded retries with backoff), not 'unreadable'."""
+    from loopback import Served, serve
+
+    served = Served(json_pages={"/whl/cu126/torch/": _torch_json([CU126])}, fail_first=3)
+    with serve(served) as base:
+        started = time.monotonic()
+        found = read_torch_pages(f"{base}/whl", ("cu126",), Settings(cache_dir=tmp_path))
+        waited = time.monotonic() - started
+    assert found == {"cu126": (CU126,)}
+    assert len(served.log) == 4 and waited >= 1.0  # urllib3's backoff: 0 + 1 + 2 s between the four tries
+
+
+def test_an_index_that_stays_busy_is_unreadable_after_bounded_tries(tmp_path: Path) -> None:
+    from loopback import Served, serve
+
+    served = Served(json_pages={"/whl/cu126/torch/": _torch_json([CU126])}, fail_first=100)
+    with serve(served) as base:
+        assert read_torch_pages(f"{base}/whl", ("cu126",), Settings(cache_dir=tmp_path)) == {}
+    assert len(served.log) == 4  # the first try and three retries, then it gives up
+
+
+def test_the_mirror_credentials_reach_the_page_and_nothing_else(tmp_path: Path) -> None:
+    """A credentialed mirror's pages are read with its credentials (kept apart from the URL, as settings keep
+    them); the cache names the URL without them."""
+    from loopback import Served, serve
+
+    from envbuilder.settings import with_credentials_apart
+
+    served = Served(json_pages={"/whl/cu126/torch/": _torch_json([CU126])}, credentials=("alice", "s3cret"))
+    with serve(served) as base:
+        index = base.replace("http://", "http://alice:s3cret@") + "/whl"
+        settings = with_credentials_apart(Settings(cache_dir=tmp_path, pytorch_index=index))
+        assert settings.pytorch_index == f"{base}/whl"
+        found = read_torch_pages(settings.pytorch_index, ("cu126",), settings)
+    assert found == {"cu126": (CU126,)} and served.log[-1][2]
+    assert "s3cret" not in (tmp_path / "pytorch-pages.json").read_text()
