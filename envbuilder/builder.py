@@ -13,7 +13,7 @@ from envbuilder import uv
 from envbuilder._fs import private_tempdir, write_text_atomic
 from envbuilder.errors import CheckFailed, CommandFailed, LockError, TargetError
 from envbuilder.lock import Lock, finalize, parse_lock, requirements_text, with_smoke
-from envbuilder.matrix import Matrix, Profile
+from envbuilder.matrix import Matrix, Profile, TorchBuild
 from envbuilder.resolve import Plan
 from envbuilder.settings import Settings
 from envbuilder.venv import SmokeOutcome
@@ -269,39 +269,36 @@ class Fit:
 def lock_fits_host(
     lock: Lock, matrix: Matrix, *, ccs: Sequence[str], driver: str | None, os_name: str, platform: str
 ) -> Fit:
-    """Would this lock work here? GPU archs covered by its torch build, driver new enough, same platform."""
-    from envbuilder.resolve import check_arch, driver_floors
+    """Would this lock work here? Same platform, a GPU where it needs one, and the resolver's own driver and
+    SASS rules (rules.cuda: the GPUs' first driver, native or minor-version compatibility) for its torch build."""
+    from envbuilder.rules.cuda import check_arch, check_driver
 
     problems: list[str] = []
     if lock.platform and lock.platform != platform:
         problems.append(f"the lock is for {lock.platform}, this host is {platform}")
-    torch = lock.package("torch")
-    release = matrix.torch_release(torch.version) if torch else None
-    build = None
-    if release is not None:
-        build = next(
-            (b for b in matrix.builds_of(release) if b.variant == lock.variant and platform in b.platforms), None
-        )
     gpu_lock = bool(lock.cuda) and lock.profile != "cpu"  # a cpu-profile lock may hold PyPI's CUDA torch
     if gpu_lock and not ccs:
         problems.append(f"the lock needs an NVIDIA GPU (CUDA {lock.cuda}); none was found here")
-    if build is not None and ccs:
-        from dataclasses import replace as _r
-
-        from envbuilder.target import Gpu, Target
-
-        fake = _r(Target(), gpus=tuple(Gpu(cc=c) for c in ccs))
-        arch = check_arch(fake, build.sass, build.ptx, f"torch {torch.version if torch else ''}", native=True)
+    torch = lock.package("torch")
+    build = _torch_build(matrix, lock, platform)
+    if torch is not None and build is not None and ccs:
+        arch = check_arch(ccs, build.sass, build.ptx, f"torch {torch.version}", native=True)
         if not arch.ok:
-            problems.append(f"torch {torch.version if torch else ''}: {arch.why}")
-    if gpu_lock and lock.cuda and driver:
-        from packaging.version import Version
-
-        native_min, mvc_min = driver_floors(matrix, lock.cuda, os_name)
-        floor = mvc_min or native_min
-        if floor and Version(driver) < Version(floor):
-            problems.append(f"driver {driver} < {floor}, the minimum for the lock's CUDA {lock.cuda}")
+            problems.append(f"torch {torch.version}: {arch.why}")
+    if gpu_lock:
+        drv = check_driver(matrix, lock.cuda, driver=driver, os=os_name, ccs=ccs)
+        if not drv.ok:
+            problems.append(f"{drv.why} (the lock's CUDA is {lock.cuda})")
     return Fit(not problems, tuple(problems))
+
+
+def _torch_build(matrix: Matrix, lock: Lock, platform: str) -> TorchBuild | None:
+    """The matrix's facts for the lock's torch build on ``platform`` (None: a release the matrix does not know)."""
+    torch = lock.package("torch")
+    release = matrix.torch_release(torch.version) if torch else None
+    if release is None:
+        return None
+    return next((b for b in matrix.builds_of(release) if b.variant == lock.variant and platform in b.platforms), None)
 
 
 def require_fit(fit: Fit, lock: Lock, *, force: bool) -> list[str]:

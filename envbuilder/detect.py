@@ -7,7 +7,7 @@ from the override variables, the kernel module's files, NVML, then nvidia-smi (`
 that fails yields "nothing found", never an exception; only a malformed override variable is refused.
 
 This module reports what the host *is*; which CUDA versions its driver runs is the matrix's business
-(``resolve.driver_cuda``), not this module's.
+(``rules.cuda.driver_cuda``), not this module's.
 """
 
 from __future__ import annotations

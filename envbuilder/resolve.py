@@ -9,19 +9,16 @@ confirmed facts, newer torch, fewer sources, newer bitsandbytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 
-from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import InvalidVersion
 
 from envbuilder import fit, formats
 from envbuilder.fit import Need
 from envbuilder.matrix import (
     Advisory,
     BnbRelease,
-    BnbSass,
     Companion,
     Evidence,
     Fact,
@@ -32,31 +29,13 @@ from envbuilder.matrix import (
     TorchBuild,
     TorchRelease,
 )
+from envbuilder.rules import bnb as rules_bnb
+from envbuilder.rules._version import v as _v
+from envbuilder.rules._version import within as _in
+from envbuilder.rules.cuda import Verdict, check_arch, check_driver, driver_floors, forward_ok
 from envbuilder.target import Target
 
 PYPI = "pypi"
-
-
-@lru_cache(maxsize=4096)
-def _v(text: str) -> Version:
-    return Version(text)
-
-
-_CONTAINS: dict[tuple[int, str], tuple[SpecifierSet, bool]] = {}
-
-
-def _in(spec: SpecifierSet | None, version: str) -> bool:
-    """``version`` in ``spec`` (None: any). The same few hundred (range, version) pairs are asked thousands of
-    times per resolve; the answer is kept by the range's identity (hashing a SpecifierSet costs more than
-    the check), with the range itself so that its id cannot be reused."""
-    if spec is None:
-        return True
-    key = (id(spec), version)
-    hit = _CONTAINS.get(key)
-    if hit is None or hit[0] is not spec:
-        hit = (spec, spec.contains(_v(version), prereleases=True))
-        _CONTAINS[key] = hit
-    return hit[1]
 
 
 # --------------------------------------------------------------------------- sources
@@ -234,181 +213,21 @@ class NoPlan:
 # --------------------------------------------------------------------------- driver and arch rules
 
 
-def _major(version: str) -> int:
-    return _v(version).major
-
-
-def driver_floors(matrix: Matrix, cuda: str, os: str) -> tuple[str | None, str | None]:
-    """(native minimum, minor-version-compatibility floor) for a CUDA build on an OS flavour.
-
-    WSL2 runs the Windows driver, so Windows numbering applies there.
-    """
-    windows = os in {"windows", "wsl2"}
-    native = next((t for t in matrix.toolkits if t.cuda == cuda), None)
-    mvc = next((m for m in matrix.minor_compat if m.major == _major(cuda)), None)
-    native_min = (native.windows if windows else native.linux) if native else None
-    mvc_min = (mvc.windows if windows else mvc.linux) if mvc else None
-    if windows and mvc is not None and mvc_min is None:
-        # NVIDIA publishes no Windows floor for CUDA 13.x (the toolkit stopped bundling the Windows driver);
-        # Windows and Linux drivers share branch numbers, so the Linux branch (e.g. R580) is the floor.
-        mvc_min = mvc.linux.split(".", 1)[0]
-    return native_min, mvc_min
-
-
-def driver_cuda(matrix: Matrix, driver: str, os: str) -> tuple[str | None, str | None]:
-    """(highest CUDA run natively, highest CUDA major.x reachable by minor-version compatibility)."""
-    floors = {t.cuda: driver_floors(matrix, t.cuda, os) for t in matrix.toolkits}
-    native = [cuda for cuda, (native_min, _) in floors.items() if native_min and _v(driver) >= _v(native_min)]
-    best_native = max(native, key=_v, default=None)
-    # The minor-version floor of a major is the same for each of its toolkits; driver_floors applies the
-    # Windows/WSL2 numbering (and its R580 stand-in for CUDA 13) once, for both answers.
-    mvc = [_major(cuda) for cuda, (_, mvc_min) in floors.items() if mvc_min and _v(driver) >= _v(mvc_min)]
-    best_mvc = f"{max(mvc)}.x" if mvc else None
-    return best_native, best_mvc
-
-
-def sass_covers(sass: Iterable[str], cc: str) -> str | None:
-    """The SASS target that runs on ``cc``: same major, minor <= the GPU's (NVIDIA's binary compatibility rule)."""
-    gpu = _v(cc)
-    fits = [s for s in sass if _v(s).major == gpu.major and _v(s).minor <= gpu.minor]
-    return max(fits, key=_v, default=None)
-
-
-def ptx_covers(ptx: str | None, cc: str) -> bool:
-    """PTX can be JIT-compiled for any GPU at or above its target."""
-    return ptx is not None and _v(ptx) <= _v(cc)
-
-
-@dataclass(frozen=True, slots=True)
-class _Check:
-    ok: bool
-    why: str = ""
-    warn: str = ""
-    native: bool = True
-
-
-def gpu_driver_floor(matrix: Matrix, target: Target) -> tuple[str, str, str] | None:
-    """The first driver that can drive every target GPU at all: (driver, sm, CUDA), or None when unknown.
-
-    A driver older than a GPU does not know it, whatever CUDA build runs on top (minor-version and forward
-    compatibility included); the first driver for a GPU is the minimum driver of its first CUDA toolkit.
-    """
-    windows = target.os in {"windows", "wsl2"}
-    floor: tuple[str, str, str] | None = None
-    for cc in target.ccs:
-        arch = matrix.arch(cc)
-        toolkit = next((t for t in matrix.toolkits if arch and t.cuda == arch.first_cuda), None)
-        minimum = (toolkit.windows if windows else toolkit.linux) if toolkit else None
-        if arch and toolkit and minimum and (floor is None or _v(minimum) > _v(floor[0])):
-            floor = (minimum, arch.sm, toolkit.cuda)
-    return floor
-
-
-def check_driver(matrix: Matrix, target: Target, build: TorchBuild) -> _Check:
-    if build.cuda is None or target.driver is None:
-        return _Check(True)
-    floor = gpu_driver_floor(matrix, target)
-    if floor is not None and _v(target.driver) < _v(floor[0]):
-        minimum, sm, cuda = floor
-        why = f"driver {target.driver} predates {sm} (its first driver is {minimum}, with CUDA {cuda})"
-        return _Check(False, why)
-    native_min, mvc_min = driver_floors(matrix, build.cuda, target.os)
-    driver = _v(target.driver)
-    if native_min and driver >= _v(native_min):
-        return _Check(True, f"driver {target.driver} >= {native_min}, the minimum for CUDA {build.cuda}")
-    if mvc_min and driver >= _v(mvc_min):
-        return _Check(
-            True,
-            f"driver {target.driver} runs CUDA {build.cuda} by minor-version compatibility (>= {mvc_min})",
-            native=False,
+def _driver(matrix: Matrix, target: Target, build: TorchBuild) -> Verdict:
+    """The driver rule (rules.cuda) for a torch build on the target, with cuda-compat where opted in."""
+    forward = bool(
+        target.forward_compat
+        and target.driver
+        and build.cuda
+        and forward_ok(
+            matrix,
+            build.cuda,
+            driver=target.driver,
+            platform=target.platform,
+            segments=[g.segment for g in target.gpus],
         )
-    if target.forward_compat and _forward_ok(matrix, target, build.cuda):
-        return _Check(
-            True,
-            f"driver {target.driver} runs CUDA {build.cuda} through cuda-compat (forward compatibility, opted in)",
-            warn=f"install cuda-compat for CUDA {build.cuda} and put its lib directory on LD_LIBRARY_PATH",
-            native=False,
-        )
-    lowest = mvc_min or native_min or "?"
-    why = f"driver {target.driver} < {lowest}, the minimum for CUDA {_major(build.cuda)}.x builds"
-    if native_min and mvc_min and native_min != mvc_min:
-        why = (
-            f"driver {target.driver} < {mvc_min}, the minor-version-compatibility floor for CUDA {_major(build.cuda)}.x"
-        )
-    return _Check(False, why)
-
-
-def _forward_ok(matrix: Matrix, target: Target, cuda: str) -> bool:
-    fc = matrix.forward_compat
-    if fc is None or target.driver is None or target.platform not in fc.platforms:
-        return False
-    if not target.gpus or any(g.segment not in fc.segments for g in target.gpus):
-        return False
-    base = next((b for b in fc.bases if b.major == _major(cuda)), None)
-    return base is not None and _v(target.driver) >= _v(base.linux)
-
-
-def check_arch(target: Target, sass: Sequence[str], ptx: str | None, what: str, *, native: bool) -> _Check:
-    """Every GPU covered by SASS, or by PTX (a warning; refused where the driver runs the build only by MVC)."""
-    notes, warns = [], []
-    for cc in target.ccs:
-        sm = "sm_" + cc.replace(".", "")
-        hit = sass_covers(sass, cc)
-        if hit:
-            notes.append(f"{sm} runs its sm_{hit.replace('.', '')} SASS" if hit != cc else f"{sm} SASS present")
-        elif ptx_covers(ptx, cc) and native:
-            warns.append(f"{what}: {sm} only through PTX {ptx} JIT (slow first start)")
-        elif ptx_covers(ptx, cc):
-            return _Check(False, f"{sm} only through PTX JIT, which minor-version compatibility does not allow")
-        else:
-            lowest = min(sass, key=_v, default=None)
-            has = f"lowest is sm_{lowest.replace('.', '')}" if lowest else "no SASS"
-            same_major = [s for s in sass if _v(s).major == _v(cc).major]
-            if same_major and lowest != min(same_major, key=_v):
-                has = f"its sm_{_v(cc).major}x SASS is newer than the GPU"
-            return _Check(False, f"no SASS for {sm} ({has}" + (f", PTX {ptx} is newer)" if ptx else ")"))
-    return _Check(True, "; ".join(notes), "; ".join(warns))
-
-
-# --------------------------------------------------------------------------- bitsandbytes rules
-
-
-def bnb_library_cuda(release: BnbRelease, torch_cuda: str) -> str | None:
-    """The CUDA version of the library bitsandbytes loads for a torch build, by that release's loader rule.
-
-    exact-or-cpu (0.43.1-0.45.x): exact match, else a silent CPU fallback (no GPU library);
-    exact-or-error (0.46-0.49): exact match, else an error at the first native call;
-    nearest-same-major (0.50+): exact, else the highest packaged <= torch's CUDA of the same major,
-    else the lowest higher one of the same major; never across majors.
-    """
-    libs = release.cuda_libs
-    if torch_cuda in libs:
-        return torch_cuda
-    if release.loader != "nearest-same-major":
-        return None
-    same = [c for c in libs if _major(c) == _major(torch_cuda)]
-    lower = [c for c in same if _v(c) <= _v(torch_cuda)]
-    if lower:
-        return max(lower, key=_v)
-    return min(same, key=_v, default=None)
-
-
-def bnb_sass_row(matrix: Matrix, release: BnbRelease, lib_cuda: str, platform: str) -> BnbSass | None:
-    return next(
-        (
-            s
-            for s in matrix.bnb_sass
-            if s.platform == platform and _in(s.bnb, release.version) and _in(s.cuda, lib_cuda)
-        ),
-        None,
     )
-
-
-def lib_name(cuda: str | None, platform: str) -> str:
-    ext = "dll" if platform.startswith("windows") else "so"
-    if cuda is None:
-        return f"libbitsandbytes_cpu.{ext}"
-    return f"libbitsandbytes_cuda{cuda.replace('.', '')}.{ext}"
+    return check_driver(matrix, build.cuda, driver=target.driver, os=target.os, ccs=target.ccs, forward=forward)
 
 
 # --------------------------------------------------------------------------- candidates
@@ -509,10 +328,10 @@ def _check_torch(
 ) -> tuple[_TorchCandidate | None, str]:
     if target.platform not in build.platforms:
         return None, f"no {build.variant} build for {target.platform}"
-    drv = check_driver(matrix, target, build)
+    drv = _driver(matrix, target, build)
     if not drv.ok:
         return None, drv.why
-    arch = check_arch(target, build.sass, build.ptx, f"torch {rel.version}+{build.variant}", native=drv.native)
+    arch = check_arch(target.ccs, build.sass, build.ptx, f"torch {rel.version}+{build.variant}", native=drv.native)
     if not arch.ok:
         return None, arch.why
     index, why, listed = _torch_source(matrix, sources, target, rel, build, python)
@@ -528,72 +347,31 @@ def _check_torch(
     return _TorchCandidate(rel, build, python, index, drv.native, reasons, warnings, bool(target.gpus), listed), ""
 
 
-def _bnb_installable(target: Target, sources: Sources, rel: BnbRelease, torch: _TorchCandidate) -> str:
-    """Why this release cannot be installed beside that torch here ("" when it can)."""
-    if not _in(rel.python, torch.python):
-        return f"needs Python {rel.python}"
-    if not _in(rel.torch, torch.release.version):
-        return f"needs torch {rel.torch}, not {torch.release.version}"
-    if target.platform not in rel.platforms:
-        return f"no wheel for {target.platform}"
-    if not sources.pypi and not wheelhouse_serves(sources, "bitsandbytes", rel.version, torch.python, target.platform):
-        return "not in the wheelhouse, and PyPI is off (offline)"
-    return ""
-
-
-def _bnb_gpu_library(
-    matrix: Matrix, target: Target, rel: BnbRelease, torch_cuda: str, label_torch: str
-) -> tuple[str | None, str, str]:
-    """The CUDA library the loader picks for torch's CUDA, and whether its SASS/PTX covers every GPU."""
-    lib_cuda = bnb_library_cuda(rel, torch_cuda)
-    if lib_cuda is None:
-        wanted = lib_name(torch_cuda, target.platform)
-        effect = "falls back to the CPU silently" if rel.loader == "exact-or-cpu" else "fails at the first native call"
-        return None, f"{label_torch} makes it load {wanted}, which it does not ship: it {effect}", ""
-    name = lib_name(lib_cuda, target.platform)
-    row = bnb_sass_row(matrix, rel, lib_cuda, target.platform)
-    if row is None:
-        return None, f"no SASS facts for its {name} on {target.platform}", ""
-    arch = check_arch(target, row.sass, row.ptx, f"bitsandbytes {rel.version}", native=True)
-    if not arch.ok:
-        return None, f"{name}: {arch.why}", ""
-    return lib_cuda, "", f"loads {name}" + (f" ({arch.why})" if arch.why else "")
-
-
-def _check_bnb(
-    matrix: Matrix, target: Target, sources: Sources, rel: BnbRelease, torch: _TorchCandidate
-) -> tuple[str | None, str, str]:
-    """(library cuda or "cpu", why not, coverage note)."""
-    why = _bnb_installable(target, sources, rel, torch)
-    if why:
-        return None, why, ""
-    if not target.gpus:
-        if rel.cpu != "full":
-            return None, f"its CPU backend is {rel.cpu!r} (4-bit fp4 and 8-bit on CPU need >= 0.47's full backend)", ""
-        return "cpu", "", "CPU backend"
-    if torch.build.cuda is None:  # a CPU torch build with a GPU target is never a candidate; keep mypy sure
-        return None, "a CPU build of torch cannot drive the GPU", ""
-    return _bnb_gpu_library(matrix, target, rel, torch.build.cuda, torch.label)
-
-
 def _pick_bnb(
     matrix: Matrix, target: Target, sources: Sources, torch: _TorchCandidate
-) -> tuple[BnbRelease | None, str | None, str, list[Rejection]]:
-    rejected: list[Rejection] = []
-    pinned_exact = target.bnb_spec is not None and any(s.operator in {"==", "==="} for s in target.bnb_spec)
-    for rel in sorted(matrix.bnb_releases, key=lambda r: _v(r.version), reverse=True):
-        if not _in(target.bnb_spec, rel.version):
-            continue
-        label = f"bitsandbytes {rel.version}"
-        if rel.avoid and not pinned_exact:
-            rejected.append(Rejection(label, f"avoided: {rel.avoid}"))
-            continue
-        lib, why, note = _check_bnb(matrix, target, sources, rel, torch)
-        if lib is None:
-            rejected.append(Rejection(label, why))
-            continue
-        return rel, lib, note, rejected
-    return None, None, "", rejected
+) -> tuple[BnbRelease | None, str | None, str, list[Rejection], str]:
+    """rules.bnb.pick for this torch build: (release, library cuda or "cpu", note, rejections, the first
+    rejection that is not the matrix's advice against a release, for the headline)."""
+    if target.gpus and torch.build.cuda is None:  # never a candidate with a GPU target; keep mypy sure
+        return None, None, "", [Rejection(torch.label, "a CPU build of torch cannot drive the GPU")], ""
+
+    def served(rel: BnbRelease) -> bool:
+        return sources.pypi or wheelhouse_serves(sources, "bitsandbytes", rel.version, torch.python, target.platform)
+
+    got = rules_bnb.pick(
+        matrix,
+        spec=target.bnb_spec,
+        torch=torch.release.version,
+        torch_cuda=torch.build.cuda if target.gpus else None,
+        python=torch.python,
+        platform=target.platform,
+        ccs=target.ccs,
+        served=served,
+        torch_label=torch.label,
+    )
+    rejected = [Rejection(f"bitsandbytes {r.release.version}", r.why) for r in got.refused]
+    first = next((f"bitsandbytes {r.release.version}: {r.why}" for r in got.refused if not r.avoided), "")
+    return got.release, got.fit.lib, got.fit.note, rejected, first
 
 
 _NEEDS: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[object, list[Need]]] = {}
@@ -1001,11 +779,10 @@ def _option(
     note = ""
     rejected: list[Rejection] = []
     if "bitsandbytes" in names:
-        bnb, bnb_lib, note, rej = _pick_bnb(matrix, target, sources, torch)
+        bnb, bnb_lib, note, rej, first = _pick_bnb(matrix, target, sources, torch)
         rejected += rej
         if bnb is None:
-            first = next((r for r in rejected if not r.why.startswith("avoided")), None)
-            detail = f" ({first.candidate}: {first.why})" if first else ""
+            detail = f" ({first})" if first else ""
             return None, [*rejected, Rejection(torch.label, f"no bitsandbytes release works with it{detail}")]
     env = fit.marker_environment(target.platform, torch.python)
     picking = _Picking({"torch": torch.release.version}, [], env)
@@ -1025,7 +802,8 @@ def _option(
     facts: tuple[Fact, ...] = (torch.release, torch.build, *companions, *exact, *loaders)
     if bnb is not None:
         facts += (bnb,)
-        row = bnb_sass_row(matrix, bnb, bnb_lib, target.platform) if bnb_lib and bnb_lib != "cpu" else None
+        gpu_lib = bnb_lib if bnb_lib != rules_bnb.CPU else None
+        row = rules_bnb.sass_row(matrix, bnb, gpu_lib, target.platform) if gpu_lib else None
         facts += (row,) if row else ()
     if quant is not None:
         facts += (quant, *others)
@@ -1041,6 +819,13 @@ def _option(
         torch, bnb, bnb_lib, note, quant, tuple(companions), proven, facts, tuple(rejected), advisories,
         tuple(sorted(pinned.items())), tuple(others), unread,
     ), []  # fmt: skip
+
+
+def _bnb_library(option: _Option, target: Target) -> str | None:
+    """The file name of the library the plan's bitsandbytes loads (None: no bitsandbytes)."""
+    if option.bnb is None:
+        return None
+    return rules_bnb.lib_name(None if option.bnb_lib == rules_bnb.CPU else option.bnb_lib, target.platform)
 
 
 def _packages(option: _Option, target: Target) -> tuple[Package, ...]:
@@ -1233,7 +1018,7 @@ def _plan(target: Target, matrix: Matrix, python: str, options: list[_Option], r
         reasons=_explain(best, target, python),
         rejected=tuple(all_rejected),
         warnings=_warnings(best, target, _torch_note(best, matrix, target, python, all_rejected)),
-        bnb_library=lib_name(None if best.bnb_lib == "cpu" else best.bnb_lib, target.platform) if best.bnb else None,
+        bnb_library=_bnb_library(best, target),
         proven=best.proven,
         confirmed=best.confirmed,
         matrix_digest=matrix.digest,

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 from envbuilder.matrix import Matrix, TorchBuild
-from envbuilder.resolve import NoPlan, Plan, Rejection, Sources, bnb_library_cuda, index_variants, resolve
+from envbuilder.resolve import NoPlan, Plan, Rejection, Sources, index_variants, resolve
+from envbuilder.rules.bnb import library_cuda
 from envbuilder.target import Gpu, Target, build_target, parse_gpus
 
 PYTORCH = "https://download.pytorch.org/whl"
@@ -210,7 +211,7 @@ def test_old_bnb_with_no_exact_library_falls_back_to_cpu_and_is_rejected(matrix:
 def test_library_bitsandbytes_loads(matrix: Matrix, bnb: str, torch_cuda: str, loaded: str | None) -> None:
     release = matrix.bnb_release(bnb)
     assert release is not None
-    assert bnb_library_cuda(release, torch_cuda) == loaded
+    assert library_cuda(release, torch_cuda) == loaded
     assert _loaded_library(release.loader, release.cuda_libs, torch_cuda) == loaded  # the checker agrees
 
 
@@ -681,7 +682,7 @@ def test_cpu_profile_prefers_a_later_python_with_a_cpu_build_over_pypis_cuda_bui
 def test_driver_cuda_agrees_with_the_driver_check(
     matrix: Matrix, driver: str, os: str, expected: tuple[str, str]
 ) -> None:
-    from envbuilder.resolve import driver_cuda
+    from envbuilder.rules.cuda import driver_cuda
 
     assert driver_cuda(matrix, driver, os) == expected
 

@@ -24,7 +24,8 @@ from envbuilder.matrix import Matrix
 from envbuilder.model.smoke import load_smoke_table
 from envbuilder.render import recipe, values
 from envbuilder.render.wsl2 import render_wsl2_script
-from envbuilder.resolve import Plan, driver_floors, resolve
+from envbuilder.resolve import Plan, resolve
+from envbuilder.rules.cuda import driver_floors
 from envbuilder.target import build_target, parse_gpus
 
 FIXTURES = Path(__file__).parent / "fixtures"

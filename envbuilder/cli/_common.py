@@ -145,7 +145,7 @@ def host_os(host: Host) -> OsFlavour:
 
 def driver_cuda_json(args: argparse.Namespace, host: Host) -> dict[str, str | None]:
     """For `detect`: the highest CUDA the driver runs natively and by minor-version compatibility."""
-    from envbuilder.resolve import driver_cuda
+    from envbuilder.rules.cuda import driver_cuda
 
     if not host.driver:
         return {"cuda_native": None, "cuda_minor_compat": None}
@@ -168,7 +168,8 @@ def driver_cuda_lines(args: argparse.Namespace, host: Host) -> list[str]:
 def plan_driver_floor(args: argparse.Namespace, host: Host) -> str | None:
     """The lowest driver that runs the plan for this host's GPUs natively (no driver known yet), or None when no
     plan can be made (a GPU whose architecture is unknown, no GPU at all)."""
-    from envbuilder.resolve import Plan, driver_floors, resolve
+    from envbuilder.resolve import Plan, resolve
+    from envbuilder.rules.cuda import driver_floors
 
     if not host.gpus:
         return None

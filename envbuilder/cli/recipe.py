@@ -85,7 +85,7 @@ def _floor(matrix: Matrix, cuda: str | None, os_name: str) -> str | None:
     """The lowest Windows driver that runs this CUDA build (minor-version compatibility, else native)."""
     if cuda is None:
         return None
-    from envbuilder.resolve import driver_floors
+    from envbuilder.rules.cuda import driver_floors
 
     native, mvc = driver_floors(matrix, cuda, os_name)
     return mvc or native

@@ -3,7 +3,7 @@
 The probe (``smoke/check.py --light``) never imports bitsandbytes and carries no release facts: it names a
 loader-neutral candidate (override, else the exact ``torch.version.cuda`` file, else the nearest file of the
 same CUDA major) and dlopens it. Here the installed release's loader rule (``[[release]].loader`` in
-``matrices/bitsandbytes.toml``, applied by ``resolve.bnb_library_cuda`` to the files actually shipped) decides
+``matrices/bitsandbytes.toml``, applied by ``rules.bnb.library_cuda`` to the files actually shipped) decides
 whether that candidate is what a real import loads. Only then does its dlopen error join the text the rules
 read, so ``libcudart.so.12: cannot open shared object file`` is reported exactly when an import would hit it.
 """
@@ -19,7 +19,7 @@ from packaging.version import InvalidVersion, Version
 
 from envbuilder.doctor import Evidence
 from envbuilder.matrix import BnbRelease, Matrix
-from envbuilder.resolve import bnb_library_cuda
+from envbuilder.rules.bnb import library_cuda
 
 CUDA_FILE = re.compile(r"libbitsandbytes_cuda(\d\d)(\d+)\.(?:so|dll|dylib)$")
 # The loader era that checks BNB_CUDA_VERSION in Python ("value must be digits only") and falls back by major.
@@ -62,7 +62,7 @@ def expected_library(
     if cand.get("rule") == "override" or release is None:
         return name, "the probe's candidate"
     files = tuple(str(f) for f in cand.get("shipped", ()))
-    lib_cuda = bnb_library_cuda(dataclasses.replace(release, cuda_libs=shipped_cuda(files)), torch_cuda)
+    lib_cuda = library_cuda(dataclasses.replace(release, cuda_libs=shipped_cuda(files)), torch_cuda)
     if lib_cuda is not None:
         return f"libbitsandbytes_cuda{lib_cuda.replace('.', '')}{suffix}", f"loader {release.loader}"
     if release.loader == "exact-or-cpu":

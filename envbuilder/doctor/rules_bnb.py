@@ -10,7 +10,7 @@ Sources for every message: research compat-bnb-gptq.md section B (B1..B17) and t
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
@@ -19,7 +19,7 @@ from envbuilder.doctor import Context, Finding, Rule, Severity, finding
 from envbuilder.doctor.loader import refuses_non_digits, shipped_cuda
 from envbuilder.doctor.logs import LogFacts, facts_from_log, max_memory_for, quote
 from envbuilder.matrix import BnbRelease, Matrix
-from envbuilder.resolve import bnb_library_cuda, bnb_sass_row, lib_name, ptx_covers, sass_covers
+from envbuilder.rules.bnb import covers, lib_name, library_cuda, pick, sass_row
 
 QUANT_LIBS = ("auto-gptq", "auto_gptq", "autoawq", "autoawq-kernels", "gptqmodel", "llmcompressor", "exllamav2")
 # Every line these rules can match holds one of these words (any case): a big log is reduced to such lines
@@ -96,32 +96,18 @@ def facts(ctx: Context) -> Facts:
 # --------------------------------------------------------------------------- the fix: which bitsandbytes
 
 
-def covers(matrix: Matrix, release: BnbRelease, lib_cuda: str, platform: str, ccs: Sequence[str]) -> bool:
-    """Does the library ``release`` loads for ``lib_cuda`` carry SASS (or PTX) for every GPU?"""
-    row = bnb_sass_row(matrix, release, lib_cuda, platform)
-    if row is None:
-        return not ccs
-    return all(sass_covers(row.sass, cc) or ptx_covers(row.ptx, cc) for cc in ccs)
-
-
 def pick_bnb(matrix: Matrix, f: Facts) -> BnbRelease | None:
-    """The newest bitsandbytes that fits this torch build, Python, platform and every GPU (None: none does)."""
-    torch_v, py = _v(f.torch), f.python
-    for rel in sorted(matrix.bnb_releases, key=lambda r: Version(r.version), reverse=True):
-        if rel.avoid or f.platform not in rel.platforms:
-            continue
-        if torch_v is not None and not rel.torch.contains(str(torch_v), prereleases=True):
-            continue
-        if py and not rel.python.contains(py + ".0" if py.count(".") == 1 else py, prereleases=True):
-            continue
-        if f.torch_cuda:
-            lib = bnb_library_cuda(rel, f.torch_cuda)
-            if lib is None or not covers(matrix, rel, lib, f.platform, f.ccs):
-                continue
-        elif rel.cpu != "full":
-            continue
-        return rel
-    return None
+    """The newest bitsandbytes that fits this torch build, Python, platform and every GPU (None: none does):
+    the resolver's own rule (rules.bnb.pick), with what the evidence or the log leaves unknown unchecked."""
+    torch_v = _v(f.torch)
+    return pick(
+        matrix,
+        torch=str(torch_v) if torch_v is not None else None,
+        torch_cuda=f.torch_cuda,
+        python=f.python if _v(f.python) is not None else None,
+        platform=f.platform,
+        ccs=f.ccs,
+    ).release
 
 
 def _gpu_flag(f: Facts) -> str:
@@ -142,7 +128,7 @@ def install_fix(ctx: Context, f: Facts) -> tuple[str, tuple[tuple[str, ...], ...
         return (f"no bitsandbytes release fits this torch build; rebuild: envbuilder create{_gpu_flag(f)}", ())
     target = f"--python {ctx.python} " if ctx.python else ""
     where = f"torch {f.torch}" if f.torch else "this torch build"
-    loads = f", loads {lib_name(bnb_library_cuda(rel, f.torch_cuda), f.platform)}" if f.torch_cuda else ""
+    loads = f", loads {lib_name(library_cuda(rel, f.torch_cuda), f.platform)}" if f.torch_cuda else ""
     text = f"uv pip install {target}'bitsandbytes=={rel.version}'   (fits {where}{loads})"
     cmd = ("uv", "pip", "install", *(("--python", ctx.python) if ctx.python else ()), f"bitsandbytes=={rel.version}")
     return text, ((cmd,) if ctx.python else ())
@@ -178,7 +164,7 @@ def rule_lib_cuda_mismatch(ctx: Context) -> Iterable[Finding]:
     f = facts(ctx)
     rel = _release(ctx, f)
     fix, cmds = install_fix(ctx, f)
-    if ctx.evidence and rel and f.torch_cuda and ctx.evidence.devices and bnb_library_cuda(rel, f.torch_cuda) is None:
+    if ctx.evidence and rel and f.torch_cuda and ctx.evidence.devices and library_cuda(rel, f.torch_cuda) is None:
         want = lib_name(f.torch_cuda, f.platform)
         yield finding(
             "bnb-lib-cuda-mismatch",
@@ -263,9 +249,9 @@ def rule_no_kernel_image(ctx: Context) -> Iterable[Finding]:
     rel = _release(ctx, f)
     ev = ctx.evidence
     if ev and rel and f.torch_cuda and ev.devices:
-        lib = bnb_library_cuda(rel, f.torch_cuda)
+        lib = library_cuda(rel, f.torch_cuda)
         if lib is not None and not covers(ctx.matrix, rel, lib, f.platform, f.ccs):
-            row = bnb_sass_row(ctx.matrix, rel, lib, f.platform)
+            row = sass_row(ctx.matrix, rel, lib, f.platform)
             has = ", ".join("sm_" + s.replace(".", "") for s in row.sass) if row else "?"
             fix, cmds = install_fix(ctx, f)
             yield finding(

@@ -42,7 +42,7 @@ from envbuilder.render.values import (
     check_url,
     safe,
 )
-from envbuilder.resolve import lib_name
+from envbuilder.rules.bnb import lib_name
 
 __all__ = [
     "APP_UID",

@@ -45,7 +45,8 @@ from envbuilder.render.values import (
     check_env_dir,
     recipe_check,
 )
-from envbuilder.resolve import Plan, lib_name
+from envbuilder.resolve import Plan
+from envbuilder.rules.bnb import lib_name
 
 __all__ = [
     "BNB_WINDOWS_MIN",

@@ -182,7 +182,7 @@ def bnb_sass_check(checks: Sequence[Check]) -> Check:
 
 def judge_sass(sass: Sequence[str], ptx: Sequence[str], devices: Sequence[Mapping[str, Any]], lib: str) -> Check:
     """Pure: SASS X.y runs on X.z (z >= y); PTX X.y JIT-compiles on any cc >= X.y (slow first start: WARN)."""
-    from envbuilder.resolve import ptx_covers, sass_covers
+    from envbuilder.rules.cuda import ptx_covers, sass_covers
 
     plain = [s.rstrip("af") for s in sass]  # arch-specific (9.0a) and family (12.0f) targets as their base
     status, notes = "OK", []
