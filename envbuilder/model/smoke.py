@@ -48,11 +48,12 @@ class Check:
     status: Status
     detail: str
     hint: str = ""
-    seconds: float = 0.0
+    seconds: float = 0.0  # the stage's own work: what it imported is in import_seconds
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    import_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "name": self.name,
             "status": self.status,
             "detail": self.detail,
@@ -60,6 +61,7 @@ class Check:
             "seconds": self.seconds,
             "evidence": dict(self.evidence),
         }
+        return doc | ({"import_seconds": self.import_seconds} if self.import_seconds else {})
 
 
 def check_from_json(stage: Mapping[str, Any]) -> Check:
@@ -72,6 +74,7 @@ def check_from_json(stage: Mapping[str, Any]) -> Check:
         hint=str(stage.get("hint", "")),
         seconds=float(stage.get("seconds", 0.0)),
         evidence=dict(stage.get("evidence", {})),
+        import_seconds=float(stage.get("import_seconds", 0.0)),
     )
 
 
