@@ -32,6 +32,10 @@ class EnvbuilderError(Exception):
         return self.message
 
 
+class UsageError(EnvbuilderError):
+    """The command line cannot be parsed (argparse's own complaint: an unknown option, a missing value)."""
+
+
 class MatrixError(EnvbuilderError):
     """The matrix data is malformed: file, dotted key path, and the fix."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import logging
 import os
 import signal
@@ -16,15 +17,20 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from types import FrameType
+from typing import Any, NoReturn
 
 from envbuilder import __version__
+from envbuilder.cli import _console
+from envbuilder.cli._console import ColorWhen
 from envbuilder.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TERMINATED,
     EXIT_USAGE,
     EnvbuilderError,
+    ExitCode,
     Terminated,
+    UsageError,
     file_problem,
 )
 
@@ -41,14 +47,51 @@ COMMANDS: tuple[str, ...] = (
     "docker",
     "recipe",
     "matrix",
+    "completion",
 )
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with one line (what, where, what to do), never a traceback."""
+    """argparse whose complaints are a ``UsageError`` (exit 2, one line and a TIP, text or JSON), never a traceback."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"envbuilder: error: {message}\nTIP run `{self.prog} --help` for the options\n")
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, hint=f"run `{self.prog} --help` for the options")
+
+
+class _SubParser(_Parser):
+    """A subcommand's parser: it takes the global options too (``envbuilder lock -v``), without overriding what
+    was given before the command (their defaults here are SUPPRESS: only a given flag sets anything)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        add_global_options(self, top=False)
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """-q/-v/--color/--no-config: before the command, or after it."""
+    from envbuilder.cli._console import COLOR_CHOICES
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    g = parser.add_argument_group("global options" + ("" if top else " (also before the command)"))
+    g.add_argument(
+        "-q", "--quiet", action="store_true", default=default(False), help="results, warnings and errors only"
+    )
+    g.add_argument("-v", "--verbose", action="store_true", default=default(False), help="debug logs and tracebacks too")
+    g.add_argument(
+        "--color",
+        choices=COLOR_CHOICES,
+        default=default("auto"),
+        metavar="WHEN",
+        help="auto (colour on a terminal; NO_COLOR and FORCE_COLOR honoured), always or never",
+    )
+    g.add_argument(
+        "--no-config",
+        action="store_true",
+        default=default(False),
+        help="read no configuration file (envbuilder.toml, [tool.envbuilder], the user config)",
+    )
 
 
 # Which module registers each subcommand: a command line names one, and only its module is imported (start-up,
@@ -71,8 +114,9 @@ COMMAND_MODULES: dict[str, str] = {
     "ci": "docker",
     "recipe": "recipe",
     "matrix": "matrix",
+    "completion": "completion",
 }
-_GLOBAL_WITH_VALUE = ("--matrix-dir",)
+_GLOBAL_WITH_VALUE = ("--matrix-dir", "--color")
 
 
 def _command_module(argv: Sequence[str]) -> str | None:
@@ -92,9 +136,17 @@ def _command_module(argv: Sequence[str]) -> str | None:
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; with ``argv``, only the subcommand it names is registered (its module alone imported)."""
-    parser = _Parser(prog="envbuilder", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--version", action="store_true", help="print the tool's version and the matrix's date")
-    parser.add_argument("--verbose", "-v", action="store_true", help="show debug logs and tracebacks")
+    from envbuilder.cli import _help
+
+    parser = _Parser(
+        prog="envbuilder",
+        usage="envbuilder [-h] [-V] [-q | -v] [--color WHEN] [--no-config] [--matrix-dir DIR] COMMAND ...",
+        description=_help.DESCRIPTION,
+        epilog=_help.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-V", "--version", action="store_true", help="print envbuilder's version and the matrix's date")
+    add_global_options(parser, top=True)
     parser.add_argument(
         "--matrix-dir",
         action="append",
@@ -102,7 +154,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         metavar="DIR",
         help="lay the facts in DIR over the shipped matrix (repeatable; also ENVBUILDER_MATRIX_DIR)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", parser_class=_SubParser)
     only = _command_module(argv) if argv is not None else None
     for name in (only,) if only else COMMANDS:
         try:
@@ -112,6 +164,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                 raise
             continue  # a subcommand not written yet
         module.register(sub)
+    for command, subparser in sub.choices.items():
+        subparser.formatter_class = argparse.RawDescriptionHelpFormatter
+        subparser.epilog = subparser.epilog or _help.epilog(command)
     return parser
 
 
@@ -170,27 +225,78 @@ def _signals_as_exceptions() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def _report(exc: EnvbuilderError, *, verbose: bool) -> int:
+ERROR_SCHEMA = "envbuilder.error/1"
+
+
+def _report(exc: EnvbuilderError, *, verbose: bool = False) -> int:
+    """The one place an error becomes output and an exit code: ``envbuilder: what`` and ``TIP what to do`` on
+    stderr, and under ``--json`` the same as a document on stdout (scripts read stdout only)."""
     if verbose:
         logging.exception("traceback")
     from envbuilder.credentials import redact
 
-    print(f"envbuilder: {redact(exc.message)}", file=sys.stderr)
-    if exc.hint:
-        print(f"TIP {redact(exc.hint)}", file=sys.stderr)
+    message, hint = redact(exc.message), redact(exc.hint) if exc.hint else None
+    shown = f"error: {message}" if isinstance(exc, UsageError) else message  # argparse's own form
+    print(_console.error_lines(shown, hint), file=sys.stderr, flush=True)
+    if _console.current().json:
+        doc = {"schema": ERROR_SCHEMA, "error": message, "tip": hint, "exit_code": int(exc.exit_code)}
+        print(json.dumps(doc, indent=2), flush=True)
     return int(exc.exit_code)
 
 
+def _stopped(what: str, code: ExitCode) -> EnvbuilderError:
+    """Ctrl-C or SIGTERM, reported like an error (one line; under --json a document) with its own code."""
+    exc = EnvbuilderError(what)
+    exc.exit_code = code
+    return exc
+
+
+def _json_requested(argv: Sequence[str]) -> bool:
+    """``--json`` among the options (before a ``--``, after which the arguments are a child command's)."""
+    return "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+
+
+def _color_given(argv: Sequence[str]) -> ColorWhen:
+    """``--color`` as the command line gives it, read before parsing (a usage error is coloured too)."""
+    when = ""
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg.startswith("--color="):
+            when = arg.partition("=")[2]
+        elif arg == "--color" and i + 1 < len(argv):
+            when = argv[i + 1]
+    return "always" if when == "always" else "never" if when == "never" else "auto"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(sys.argv[1:] if argv is None else argv)
-    if argv is not None and any("\x00" in a for a in argv):
-        # A C program cannot pass one, but an in-process caller can, and every file call would raise on it.
-        print("envbuilder: error: an argument holds a NUL byte\nTIP remove it", file=sys.stderr)
-        return EXIT_USAGE
+    raw = list(sys.argv[1:] if argv is None else argv)
+    early = _console.make_console(quiet=False, verbose=False, color=_color_given(raw), json=_json_requested(raw))
+    token = _console.use(early)
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2); return it for in-process callers
+        return _parse_and_run(raw)
+    finally:
+        _console.reset(token)
+
+
+def _parse_and_run(raw: list[str]) -> int:
+    try:
+        if any("\x00" in a for a in raw):
+            # A C program cannot pass one, but an in-process caller can, and every file call would raise on it.
+            raise UsageError("an argument holds a NUL byte", hint="remove it")
+        parser = build_parser(raw)
+        args = parser.parse_args(raw)
+        if args.quiet and args.verbose:
+            raise UsageError("-q (quiet) and -v (verbose) contradict each other", hint="give one of them")
+    except UsageError as exc:
+        return _report(exc)
+    except SystemExit as exc:  # argparse's --help: 0
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+    _console.use(
+        _console.make_console(
+            quiet=args.quiet, verbose=args.verbose, color=args.color, json=bool(getattr(args, "json", False))
+        )
+    )
     _configure_logging(args.verbose)
     with _signals_as_exceptions():
         return _main(args, parser)
@@ -202,11 +308,9 @@ def _main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except EnvbuilderError as exc:
         return _report(exc, verbose=args.verbose)
     except KeyboardInterrupt:
-        print("envbuilder: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _report(_stopped("interrupted", EXIT_INTERRUPTED))
     except Terminated:
-        print("envbuilder: terminated", file=sys.stderr)
-        return EXIT_TERMINATED
+        return _report(_stopped("terminated", EXIT_TERMINATED))
     except BrokenPipeError:
         # The reader went away (`envbuilder resolve | head`): not an error of ours. Silence the flush at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from envbuilder.cli._common import add_target_options
+from envbuilder.cli._common import add_target_options, print_json
 from envbuilder.cli._sources import add_source_options
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _lock_options(p)
     p.add_argument("-o", "--output", metavar="DIR", help="the build context directory (default ./docker/<name>)")
     p.add_argument("--force", action="store_true", help="replace files there that envbuilder did not write")
+    _json_option(p, "dockerfile")
     p.set_defaults(handler=run_dockerfile)
 
     b = sub.add_parser("build", help="build the image of a lock with docker buildx or podman, smoke step included")
@@ -36,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b.add_argument("--netrc", metavar="FILE", help="credentials for indexes, passed as the build secret 'netrc'")
     b.add_argument("--no-cache", action="store_true", help="build every layer again")
     b.add_argument("--dry-run", action="store_true", help="print the build command, build nothing")
+    _json_option(b, "build")
     b.set_defaults(handler=run_build)
 
     c = sub.add_parser("ci", help="write docker-bake.hcl and a GitHub Actions workflow for every env of the manifest")
@@ -55,7 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     c.add_argument("--force", action="store_true", help="replace files there that envbuilder did not write")
     _image_options(c)
+    _json_option(c, "ci")
     c.set_defaults(handler=run_ci)
+
+
+def _json_option(p: argparse.ArgumentParser, command: str) -> None:
+    p.add_argument("--json", action="store_true", help=f"print the result as JSON (schema envbuilder.{command}/1)")
 
 
 def _image_options(p: argparse.ArgumentParser) -> None:
@@ -80,7 +87,7 @@ def _lock_options(p: argparse.ArgumentParser) -> None:
     add_target_options(p, gpu_default=None)
     add_source_options(p)
     _image_options(p)
-    p.set_defaults(upgrade=False, json=False)
+    p.set_defaults(upgrade=False)
 
 
 # --------------------------------------------------------------------------- shared steps
@@ -207,6 +214,10 @@ def run_dockerfile(args: argparse.Namespace) -> int:
     check_outputs(out, files, force=args.force)
     write_context(out, files)
     lock_file = lock_file_name(lock.name)
+    if args.json:
+        doc = {"schema": "envbuilder.dockerfile/1", "name": lock.name, "context": str(out)}
+        print_json({**doc, "lock": str(out / lock_file), "image": image_tag(lock), "files": sorted(files)})
+        return 0
     print(f"wrote {out}/Dockerfile (+ .dockerignore, requirements/, smoke/, {lock_file})")
     print(f"build: envbuilder build --lock {out}/{lock_file}   (or docker buildx build -t {image_tag(lock)} {out})")
     return 0
@@ -245,13 +256,12 @@ def run_build(args: argparse.Namespace) -> int:
         if args.dry_run:
             import shlex
 
-            print(
-                shlex.join(
-                    containers.Podman().build_argv(request)
-                    if args.engine == "podman"
-                    else containers.Docker().build_argv(request)
-                )
-            )
+            backend = containers.Podman() if args.engine == "podman" else containers.Docker()
+            argv = backend.build_argv(request)
+            if args.json:
+                print_json(_build_doc(lock.name, request.tags, backend.name, argv))
+            else:
+                print(shlex.join(argv))
             return 0
         engine = containers.choose_engine(args.engine)
         print(
@@ -260,9 +270,25 @@ def run_build(args: argparse.Namespace) -> int:
             flush=True,
         )
         containers.build(engine, request)
+    if args.json:
+        print_json(_build_doc(lock.name, request.tags, engine.name, None))
+        return 0
     print(f"built {request.tags[0]}")
     print(f"run the full smoke test on a GPU host: docker run --rm --gpus all {request.tags[0]}")
     return 0
+
+
+def _build_doc(name: str, tags: Iterable[str], engine: str, argv: Iterable[str] | None) -> dict[str, object]:
+    """``build --json``: the image's tags, the engine, and with --dry-run the command instead of a build."""
+    built = argv is None
+    return {
+        "schema": "envbuilder.build/1",
+        "name": name,
+        "tags": list(tags),
+        "engine": engine,
+        "built": built,
+        "command": None if built else list(argv or ()),
+    }
 
 
 def run_ci(args: argparse.Namespace) -> int:
@@ -300,6 +326,18 @@ def run_ci(args: argparse.Namespace) -> int:
         write_context(out / rel, files)
     write_text_atomic(out / "docker-bake.hcl", bake)
     write_text_atomic(out / ".github" / "workflows" / "envbuilder-images.yml", workflow)
+    if args.json:
+        print_json(
+            {
+                "schema": "envbuilder.ci/1",
+                "manifest": str(manifest_path),
+                "bake": str(out / "docker-bake.hcl"),
+                "workflow": str(out / ".github/workflows/envbuilder-images.yml"),
+                "contexts": [str(out / rel) for rel in contexts],
+                "images": [image.lock.name for image in images],
+            }
+        )
+        return 0
     print(
         f"wrote {out / 'docker-bake.hcl'}, {out / '.github/workflows/envbuilder-images.yml'} and "
         f"{len(images)} build contexts under {out / 'docker'}"

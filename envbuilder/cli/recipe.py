@@ -38,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         k.add_argument("--env-dir", metavar="PATH", help="where the script creates the environment")
         k.add_argument("-o", "--output", metavar="FILE", help="write the script here (default: stdout)")
         k.add_argument("--force", action="store_true", help="with -o: replace a file envbuilder did not write")
+        k.add_argument(
+            "--json",
+            action="store_true",
+            help="print the result as JSON (schema envbuilder.recipe/1): the script (its path or text), the checklist",
+        )
         k.set_defaults(handler=run, recipe_os=os_name)
 
 
@@ -58,14 +63,16 @@ def run(args: argparse.Namespace) -> int:
     matrix = load_matrix_for(args)
     spec = _spec_from_lock(args, matrix, os_name) if args.lock else _spec_from_plan(args, matrix, os_name)
     script = render_wsl2_script(spec) if os_name == "wsl2" else render_windows_script(spec)
+    lines = recipe.checklist(spec, os_name, Path(args.output).name if args.output else None)
     if args.output:
         from envbuilder._fs import new_file_mode, write_text_atomic
 
         path = Path(args.output)
         write_text_atomic(path, script, mode=new_file_mode(executable=os_name == "wsl2"))
         out = sys.stdout
-        print(f"wrote {path}", file=out)
-    else:
+        if not args.json:
+            print(f"wrote {path}", file=out)
+    elif not args.json:
         sys.stdout.write(script)
         out = sys.stderr
     if args.lock:
@@ -74,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
         note = legacy_name_note(Path(args.lock), f"the script writes it as {lock_file_name(spec.name)}")
         if note:
             print(note, file=sys.stderr)
-    lines = recipe.checklist(spec, os_name, Path(args.output).name if args.output else None)
+    if args.json:
+        from envbuilder.cli._common import print_json
+
+        doc = {"schema": "envbuilder.recipe/1", "os": os_name, "name": spec.name, "path": args.output or None}
+        print_json({**doc, "script": None if args.output else script, "checklist": lines})
+        return EXIT_OK
     print("checklist:", file=out)
     for i, line in enumerate(lines, 1):
         print(f"  {i}. {line}", file=out)
