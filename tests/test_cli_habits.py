@@ -320,3 +320,88 @@ def test_ci_error_under_json(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert (
         code == doc["exit_code"] == 2 and doc["error"] == f"{tmp_path}/pylock.cpu.toml: no lock for environment 'cpu'"
     )
+
+
+# --------------------------------------------------------------------------- colour, through a real terminal
+
+BAD_DRIVER = ["resolve", "--gpu", "sm_89", "--driver", "abc"]  # exit 2 with one message: stderr shows colour or not
+RED = "\x1b[1;31menvbuilder:\x1b[0m"
+
+
+def _in_pty(argv: list[str], env: dict[str, str], *, tty: bool) -> str:
+    """envbuilder's stderr when it is a terminal (a real pseudo-terminal) or a pipe."""
+    import pty
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k not in {"NO_COLOR", "FORCE_COLOR", "TERM"}}
+    if not tty:
+        proc = subprocess.run(
+            [sys.executable, "-m", "envbuilder", *argv], env=base | env, capture_output=True, text=True, timeout=120
+        )
+        return proc.stderr
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "envbuilder", *argv], env=base | env, stdout=slave, stderr=slave, stdin=slave
+        )
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=120)
+    finally:
+        os.close(master)
+    return b"".join(chunks).decode()
+
+
+@pytest.mark.parametrize(
+    ("tty", "env", "flags", "coloured"),
+    [
+        (True, {"TERM": "xterm"}, [], True),  # a terminal: colour
+        (False, {"TERM": "xterm"}, [], False),  # a pipe (a CI log): none
+        (True, {"TERM": "xterm", "NO_COLOR": "1"}, [], False),  # no-color.org
+        (True, {"TERM": "dumb"}, [], False),  # a terminal that cannot show it
+        (False, {"FORCE_COLOR": "1"}, [], True),  # force-color.org
+        (True, {"TERM": "xterm", "NO_COLOR": "1", "FORCE_COLOR": "1"}, [], False),  # NO_COLOR beats FORCE_COLOR
+        (True, {"TERM": "xterm"}, ["--color", "never"], False),  # the flag beats the terminal
+        (False, {"NO_COLOR": "1"}, ["--color=always"], True),  # and the variables
+    ],
+)
+def test_colour_on_a_terminal_only(tty: bool, env: dict[str, str], flags: list[str], coloured: bool) -> None:
+    err = _in_pty([*flags, *BAD_DRIVER], env, tty=tty)
+    assert "--driver 'abc' is not an NVIDIA driver version" in err
+    assert (RED in err) == coloured, repr(err)
+    assert ("\x1b[" in err) == coloured, repr(err)  # nothing else either
+
+
+def test_quiet_drops_progress_and_notes_keeps_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    from envbuilder.cli import _console
+
+    for quiet, expected in ((False, "step 1\nnote: a source\nwarning: a misfit\n"), (True, "warning: a misfit\n")):
+        token = _console.use(_console.Console(quiet=quiet))
+        try:
+            _console.progress("step 1")
+            _console.note("a source")
+            _console.warn("a misfit")
+        finally:
+            _console.reset(token)
+        assert capsys.readouterr() == ("", expected)
+
+
+def test_doctor_note_is_dropped_by_quiet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A real note (a log larger than doctor reads whole) is shown, and not with -q."""
+    from envbuilder.cli.doctor import LOG_CAP
+
+    log = tmp_path / "big.log"
+    log.write_bytes(b"x\n" * (LOG_CAP // 2 + 10))
+    _, _, err = _run(["doctor", "--log", str(log)], capsys)
+    assert "note: " in err
+    _, _, err = _run(["doctor", "--log", str(log), "-q"], capsys)
+    assert "note: " not in err

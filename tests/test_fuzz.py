@@ -221,9 +221,10 @@ def check(result: Outcome, suite: str, *, allowed: frozenset[int] = frozenset({0
     # (the evidence of the thing checked), stderr never shows one.
     assert "Traceback" not in result.err
     if result.code == 2:
-        messages = [ln for ln in result.err.splitlines() if ln.startswith("envbuilder: ")]
+        err = re.sub(r"\x1b\[[0-9;]*m", "", result.err)  # a drawn --color=always colours the message
+        messages = [ln for ln in err.splitlines() if ln.startswith("envbuilder: ")]
         assert len(messages) == 1, result.err
-        assert "\nTIP " in result.err, result.err
+        assert "\nTIP " in err, result.err
 
 
 def _git_status() -> str:

@@ -54,7 +54,16 @@ class Steps:
 
     def say(self, text: str) -> None:
         if not self.quiet:
-            print(f"{text}  ({time.monotonic() - self.t0:.1f}s)", file=sys.stderr, flush=True)
+            from envbuilder.cli import _console
+
+            _console.progress(f"{text}  ({time.monotonic() - self.t0:.1f}s)")
+
+
+def _notify(text: str) -> None:
+    """What was repaired from a killed run: said even with -q (something changed on disk)."""
+    from envbuilder.cli import _console
+
+    _console.warn(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -176,7 +185,7 @@ def _build(
         progress=lambda s: steps.say(f"      {s}"),
         force=force,
         lock_text=text,
-        notify=lambda s: print(f"envbuilder: {s}", file=sys.stderr, flush=True),
+        notify=_notify,
         then=then,
     )
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from envbuilder.cli import _console
 from envbuilder.cli._common import add_target_options, print_json
 from envbuilder.cli._sources import add_source_options
 
@@ -246,12 +246,11 @@ def run_build(args: argparse.Namespace) -> int:
             no_cache=args.no_cache,
         )
         for note in settings.notes:
-            print(f"note: {note}", file=sys.stderr)
+            _console.note(note)
         if settings.credentials and not args.netrc:
             # Build arguments are recorded in the image's history: credentials enter a build only as a secret.
-            print(
-                "note: the index credentials are not passed into the build; give them as --netrc FILE (a build secret)",
-                file=sys.stderr,
+            _console.note(
+                "the index credentials are not passed into the build; give them as --netrc FILE (a build secret)"
             )
         if args.dry_run:
             import shlex
@@ -264,11 +263,7 @@ def run_build(args: argparse.Namespace) -> int:
                 print(shlex.join(argv))
             return 0
         engine = containers.choose_engine(args.engine)
-        print(
-            f"building {request.tags[0]} with {engine.name} (the build runs the image's smoke step)",
-            file=sys.stderr,
-            flush=True,
-        )
+        _console.progress(f"building {request.tags[0]} with {engine.name} (the build runs the image's smoke step)")
         containers.build(engine, request)
     if args.json:
         print_json(_build_doc(lock.name, request.tags, engine.name, None))

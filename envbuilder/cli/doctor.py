@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from envbuilder.cli import _console
 from envbuilder.cli._common import load_matrix_for, print_json
 from envbuilder.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, TargetError
 
@@ -59,17 +60,15 @@ def _read_log(spec: str) -> str:
         msg = f"--log {spec}: cannot read it ({exc.strerror})"
         raise TargetError(msg, hint="give a readable file, or '-' to read the log from stdin") from None
     skipped = st.st_size - len(head) - len(tail)
-    print(
-        f"note: {spec} is {_mib(st.st_size)}: read its first and last {_mib(half)}, skipped {_mib(skipped)} between",
-        file=sys.stderr,
+    _console.note(
+        f"{spec} is {_mib(st.st_size)}: read its first and last {_mib(half)}, skipped {_mib(skipped)} between"
     )
     return (head + b"\n" + tail).decode("utf-8", errors="replace")
 
 
 def _stream_text(data: bytes, where: str) -> str:
     if len(data) > LOG_CAP:
-        note = f"note: stopped reading {where} at {_mib(LOG_CAP)}; pass the file itself to read its end too"
-        print(note, file=sys.stderr)
+        _console.note(f"stopped reading {where} at {_mib(LOG_CAP)}; pass the file itself to read its end too")
         data = data[:LOG_CAP]
     return data.decode("utf-8", errors="replace")
 
@@ -108,11 +107,14 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_CHECK_FAILED if failed else EXIT_OK
 
 
+_SEVERITY_STYLE: dict[str, _console.Style] = {"FAIL": "fail", "WARN": "warning", "OK": "ok"}
+
+
 def render_findings(findings: Sequence[Finding]) -> str:
     """Each finding: severity and rule, the quoted line, the cause, the fix."""
     lines: list[str] = []
     for f in findings:
-        lines.append(f"  [{f.severity}] {f.rule}")
+        lines.append(f"  [{_console.paint(f.severity, _SEVERITY_STYLE.get(f.severity, 'bold'))}] {f.rule}")
         lines.append(f"    seen:  {f.seen}")
         lines.append(f"    cause: {f.cause}")
         lines.append(f"    fix:   {f.fix}")
@@ -141,11 +143,11 @@ def _fix(findings: Sequence[Finding], *, env_dir: Path | None, ours: bool, assum
     if env_dir is not None and not ours:
         print(f"{env_dir} was not built by envbuilder (no envbuilder.json): this changes it in place.")
         if not _ask("change it anyway?"):
-            print("envbuilder: left unchanged", file=sys.stderr)
-            print("TIP rebuild it with `envbuilder create`, or answer yes at a terminal", file=sys.stderr)
+            hint = "rebuild it with `envbuilder create`, or answer yes at a terminal"
+            print(_console.error_lines("left unchanged", hint), file=sys.stderr)
             return EXIT_USAGE
     elif not assume_yes and not _ask("run it?"):
-        print("envbuilder: left unchanged (--yes runs the fix without asking)", file=sys.stderr)
+        print(_console.error_lines("left unchanged (--yes runs the fix without asking)", None), file=sys.stderr)
         return EXIT_USAGE
     uv = find_uv()
     for c in commands:

@@ -144,5 +144,7 @@ def run_shell(args: argparse.Namespace) -> int:
 
     env = find_env(_name(args), _settings(args), path=args.path)
     shell = os.environ.get("SHELL") or ("cmd.exe" if sys.platform == "win32" else "/bin/sh")
-    print(f"entering {args.name or env.name} ({env}); exit to leave", file=sys.stderr)
+    from envbuilder.cli import _console
+
+    _console.progress(f"entering {args.name or env.name} ({env}); exit to leave")
     return _run.run([shell], env=_activate_env(env), check=False, capture=False, foreground=True).exit_status

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from envbuilder.cli import _console
 from envbuilder.cli._common import add_target_options, load_matrix_for, print_json, target_from_args
 from envbuilder.cli._sources import add_source_options, settings_from_args
 
@@ -144,10 +145,11 @@ def lock_one(
 
     def progress(text: str) -> None:
         if not args.json:
-            print(text, file=sys.stderr, flush=True)
+            _console.progress(text)
 
     for note in sources.notes:
-        progress(f"note: {note}")
+        if not args.json:
+            _console.note(note)
     lock = builder.lock_plan(plan, name=name, settings=settings, out=out, extra=extra, progress=progress)
     changes = diff_pins(old, lock) if old is not None else None
     return {

@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
 
         note = legacy_name_note(Path(args.lock), f"the script writes it as {lock_file_name(spec.name)}")
         if note:
-            print(note, file=sys.stderr)
+            from envbuilder.cli import _console
+
+            _console.note(note.removeprefix("note: "))
     if args.json:
         from envbuilder.cli._common import print_json
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from envbuilder.cli import _console
 from envbuilder.cli._common import add_target_options, load_matrix_for, print_json, target_from_args
 from envbuilder.cli._sources import add_source_options, settings_from_args
 from envbuilder.errors import EXIT_CHECK_FAILED, EXIT_OK
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         sources = gather_sources(settings_from_args(args), index_variants(target, matrix))
         if not args.json:
             for note in sources.notes:
-                print(f"note: {note}", file=sys.stderr)
+                _console.note(note)
     result = resolve(target, matrix, sources)
     if args.json:
         print_json(result.to_json())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from envbuilder.cli import _console
 from envbuilder.cli._common import load_matrix_for, print_json
 from envbuilder.errors import EXIT_CHECK_FAILED, EXIT_OK
 
@@ -28,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(handler=run)
 
 
+_STATUS_STYLE: dict[str, _console.Style] = {"OK": "ok", "FAIL": "fail", "WARN": "warning", "SKIP": "bold"}
+
+
 def run(args: argparse.Namespace) -> int:
     from envbuilder.doctor import Context, diagnose
     from envbuilder.doctor.evidence import from_smoke_document
@@ -45,8 +49,11 @@ def run(args: argparse.Namespace) -> int:
         print_json(doc)
     else:
         print(f"smoke test of {python}")
-        print(report.summary())
-        print(f"{report.timing()}: " + ("PASSED" if report.ok else "FAILED"))
+        for c in report.checks:  # report.summary()'s lines, the status coloured on a terminal
+            status = _console.paint(f"{c.status:<4}", _STATUS_STYLE.get(c.status, "bold"))
+            print(f"  {status} {c.name:<12} {c.detail}")
+        verdict = _console.paint("PASSED", "ok") if report.ok else _console.paint("FAILED", "fail")
+        print(f"{report.timing()}: {verdict}")
         if findings:
             from envbuilder.cli.doctor import render_findings
 

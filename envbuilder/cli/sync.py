@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from envbuilder.cli import _console
 from envbuilder.cli._common import load_matrix_for, print_json
 
 if TYPE_CHECKING:
@@ -61,13 +61,13 @@ def run(args: argparse.Namespace) -> int:
     builder.check_lock_name(lock)
     fit = builder.lock_fits_host(lock, matrix, ccs=ccs, driver=host.driver, os_name=os_name, platform=platform)
     for warning in builder.require_fit(fit, lock, force=args.force):
-        print(f"warning: {warning}", file=sys.stderr)
+        _console.warn(warning)
     settings = settings_from_args(args)
     name = check_env_name(args.name) if args.name else lock.name  # a --path may be spelt any way
     dest = Path(args.path) if args.path else settings.env_path(name)
     check_can_write(dest, "--path" if args.path else "the environment", directory=True)
     interpreter = builder.interpreter_for(lock.python)
-    progress = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
+    progress = (lambda s: None) if args.json else _console.progress
     smoke = None if args.no_smoke else functools.partial(builder.smoke_env, profile=lock.profile)
     outcome = venv.build(
         dest,
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         metadata={"interpreter": interpreter, "synced_from": str(lock_path.resolve())},
         progress=progress,
         force=args.force,
-        notify=lambda s: print(f"envbuilder: {s}", file=sys.stderr, flush=True),
+        notify=_console.warn,
     )
     if args.json:
         print_json(
