@@ -113,7 +113,7 @@ def _pins(args: argparse.Namespace, settings: Settings | None, locks: Sequence[L
     ca = settings.ca_certs[0] if settings and settings.ca_certs else None
     resolved = resolve_digests(images, ca_cert=ca)
     for image, digest in resolved.items():
-        print(f"resolved {image} to {digest}", file=sys.stderr)
+        _console.note(f"resolved {image} to {digest}")
     return pins.with_resolved(resolved)
 
 
