@@ -116,5 +116,16 @@ def resolve_digest(http: Http, image: str) -> str:
 def resolve_digests(images: Iterable[str], *, ca_cert: str | None = None) -> dict[str, str]:
     """``{image: digest}`` for each tag reference in ``images`` (references already pinned are left out)."""
     wanted = sorted({i for i in images if "@" not in i})
+    found: dict[str, str] = {}
     with Http(ca_cert=ca_cert) as http:
-        return {image: resolve_digest(http, image) for image in wanted}
+        for image in wanted:
+            try:
+                found[image] = resolve_digest(http, image)
+            except SourceError as exc:
+                if exc.message.startswith(f"{image}: "):
+                    raise
+                # A network failure names a URL: say which image it was for, and the way round it.
+                msg = f"{image}: {exc.message}"
+                hint = f"{exc.hint}; or name a reachable mirror (--base-image/--uv-image), or drop --resolve-digests"
+                raise SourceError(msg, hint=hint) from None
+    return found

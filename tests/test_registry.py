@@ -184,4 +184,16 @@ def test_a_registry_that_is_down_is_one_clear_error(tmp_path: Path, capsys: pyte
     ref = f"127.0.0.1:{_free_port()}/envbuilder/tiny:1.0"
     argv = ["dockerfile", "--lock", str(CPU), "--base-image", ref, "--resolve-digests", "-o", str(tmp_path / "ctx")]
     assert main(argv) == 2
-    assert "cannot reach http://127.0.0.1:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"envbuilder: {ref}: cannot reach http://127.0.0.1:" in err and "drop --resolve-digests" in err
+
+
+@pytest.mark.podman
+def test_build_resolve_digests_passes_the_pinned_images(
+    pushed: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, digest = pushed
+    argv = ["build", "--lock", str(CPU), "--engine", "podman", "--base-image", ref, "--uv-image", ref]
+    assert main([*argv, "--resolve-digests", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"--build-arg BASE_IMAGE={ref}@{digest}" in out and f"--build-arg UV_IMAGE={ref}@{digest}" in out

@@ -100,3 +100,18 @@ def test_actions_are_pinned_by_commit_and_credentials_not_kept() -> None:
     uses = re.findall(r"uses:\s*(\S+)", text)
     assert uses and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses), uses
     assert "persist-credentials: false" in text and "permissions: {}" in text
+
+
+def test_the_project_workflow_pins_what_the_generated_one_pins() -> None:
+    """An action both use is pinned to the one commit matrices/images.toml records (node24 majors: GitHub
+    retires node20, and a commit pin hides the version from actionlint's runtime check)."""
+    import re
+
+    from envbuilder.model.images import load_pin_table
+
+    pins = {a.uses: a for a in load_pin_table().actions}
+    pinned = re.compile(r"uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v[\d.]+)")
+    for workflow in WORKFLOWS:
+        for uses, commit, version in pinned.findall(workflow.read_text()):
+            if uses in pins:
+                assert (commit, version) == (pins[uses].commit, pins[uses].version), (workflow.name, uses)
