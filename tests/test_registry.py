@@ -197,3 +197,22 @@ def test_build_resolve_digests_passes_the_pinned_images(
     assert main([*argv, "--resolve-digests", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"--build-arg BASE_IMAGE={ref}@{digest}" in out and f"--build-arg UV_IMAGE={ref}@{digest}" in out
+
+
+@pytest.mark.podman
+def test_podman_builds_from_the_tag_and_digest_form(pushed: tuple[str, str], tmp_path: Path) -> None:
+    """``FROM name:tag@sha256:...`` (what the Dockerfiles write) is pulled by its digest: podman, the real
+    consumer, builds from it, and refuses the same tag with a digest that is not the tag's."""
+    ref, digest = pushed
+    (tmp_path / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY Dockerfile /built-from\n")
+    tag = f"localhost/envbuilder-registry-test-built:{os.getpid()}"
+    podman = ["podman", *STORAGE]
+    build = [*podman, "build", "--isolation", "chroot", "--tls-verify=false", "--layers=false", "-t", tag]
+    try:
+        _run.run([*build, "--build-arg", f"BASE_IMAGE={ref}@{digest}", str(tmp_path)], timeout=600)
+        wrong = _run.run(
+            [*build, "--build-arg", f"BASE_IMAGE={ref}@sha256:{'0' * 64}", str(tmp_path)], check=False, timeout=600
+        )
+        assert wrong.returncode != 0
+    finally:
+        _run.run([*podman, "rmi", "--force", tag], check=False, timeout=120)
