@@ -195,6 +195,34 @@ class BnbSass(Fact):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BnbLimit(Fact):
+    """What releases in ``bnb`` need of ``package`` (a system library such as glibc, or a Python package) beyond
+    their wheel's metadata; ``cuda`` (empty: every library) and ``platform`` (None: every one) narrow it."""
+
+    bnb: SpecifierSet
+    package: str
+    needs: SpecifierSet
+    cuda: tuple[str, ...] = ()
+    platform: str | None = None
+
+    def applies(self, bnb: str, *, cuda: str | None = None, platform: str | None = None) -> bool:
+        """Does this limit hold for release ``bnb`` with the library of ``cuda`` on ``platform``?"""
+        if not self.bnb.contains(bnb, prereleases=True):
+            return False
+        if self.cuda and cuda not in self.cuda:
+            return False
+        return self.platform is None or platform == self.platform
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BnbFirst(Fact):
+    """The first bitsandbytes release with a native build for ``platform``."""
+
+    platform: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Companion(Fact):
     """A pinned release of a pure-Python companion. ``requires_dist`` is what its metadata declares (None: not
     read, so the row is unconfirmed); ``torch``/``requires`` are constraints it enforces beyond that (an
@@ -324,6 +352,8 @@ class Matrix:
     bnb_releases: tuple[BnbRelease, ...]
     bnb_loaders: tuple[BnbLoader, ...]
     bnb_sass: tuple[BnbSass, ...]
+    bnb_limits: tuple[BnbLimit, ...] = ()
+    bnb_first: tuple[BnbFirst, ...] = ()
     companions: tuple[Companion, ...]
     quant: tuple[QuantLib, ...]
     profiles: tuple[Profile, ...]
@@ -370,6 +400,34 @@ class Matrix:
     def torch_release(self, version: str) -> TorchRelease | None:
         base = version.split("+", 1)[0]
         return next((r for r in self.torch_releases if r.version == base), None)
+
+    def bnb_limit(
+        self, package: str, bnb: str, *, cuda: str | None = None, platform: str | None = None
+    ) -> BnbLimit | None:
+        """The matrix's limit on ``package`` for bitsandbytes ``bnb`` (with that library, on that platform)."""
+        return next(
+            (x for x in self.bnb_limits if x.package == package and x.applies(bnb, cuda=cuda, platform=platform)),
+            None,
+        )
+
+    def bnb_first_on(self, platform: str) -> BnbFirst | None:
+        """The first bitsandbytes release with a native build for ``platform`` (None: not recorded)."""
+        return next((f for f in self.bnb_first if f.platform == platform), None)
+
+    def companion_requires(self, name: str, version: str, package: str) -> SpecifierSet | None:
+        """What companion ``name`` at ``version`` requires of ``package`` beyond its metadata (transformers 5's
+        bitsandbytes floor): the nearest row at or below ``version`` that says (a later release keeps the
+        constraint until a row says otherwise), else the lowest of the same major; None: no row says."""
+        target = Version(version)
+        rows = sorted((c for c in self.companions if c.name == name and package in c.requires), key=_version_of)
+        lower = [c for c in rows if Version(c.version) <= target]
+        same = [c for c in rows if Version(c.version).major == target.major]
+        row = lower[-1] if lower else (same[0] if same else None)
+        return row.requires[package] if row else None
+
+
+def _version_of(c: Companion) -> Version:
+    return Version(c.version)
 
 
 # --------------------------------------------------------------------------- reading
@@ -634,6 +692,21 @@ def _bnb_sass(r: _Row) -> BnbSass:
     )
 
 
+def _bnb_limit(r: _Row) -> BnbLimit:
+    return BnbLimit(
+        bnb=r.spec("bnb") or SpecifierSet(),
+        package=r.get("package", str),
+        needs=r.spec("needs") or SpecifierSet(),
+        cuda=r.versions("cuda") if "cuda" in r.data else (),
+        platform=r.choice("platform", PLATFORMS) if "platform" in r.data else None,
+        **r.fact(),
+    )
+
+
+def _bnb_first(r: _Row) -> BnbFirst:
+    return BnbFirst(platform=r.choice("platform", PLATFORMS), version=r.version("version") or "", **r.fact())
+
+
 def _companion(r: _Row) -> Companion:
     return Companion(
         name=r.get("name", str),
@@ -802,6 +875,8 @@ _KEYS: dict[str, Callable[[Mapping[str, Any]], object]] = {
     "build": lambda r: (r.get("torch"), r.get("variant"), tuple(r.get("platforms", ()))),
     "loader": lambda r: r.get("name"),
     "sass": lambda r: (r.get("bnb"), r.get("cuda"), r.get("platform")),
+    "limit": lambda r: (r.get("bnb"), r.get("package"), r.get("platform"), tuple(r.get("cuda", ()))),
+    "first": lambda r: r.get("platform"),
     "package": lambda r: (r.get("name"), r.get("version")),
     "library": lambda r: (r.get("name"), r.get("version")),
     "quantizer": lambda r: (r.get("method"), r.get("transformers")),
@@ -926,6 +1001,8 @@ def load_matrix(extra_dirs: Iterable[str | Path] | None = None) -> Matrix:
         bnb_releases=_read_all(rows(bnb, "bitsandbytes.toml", "release"), _bnb_release),
         bnb_loaders=_read_all(rows(bnb, "bitsandbytes.toml", "loader"), _bnb_loader),
         bnb_sass=_read_all(rows(bnb, "bitsandbytes.toml", "sass"), _bnb_sass),
+        bnb_limits=_read_all(rows(bnb, "bitsandbytes.toml", "limit", required=False), _bnb_limit),
+        bnb_first=_read_all(rows(bnb, "bitsandbytes.toml", "first", required=False), _bnb_first),
         companions=_read_all(rows(docs["companions"], "companions.toml", "package"), _companion),
         quant=_read_all(rows(docs["quant"], "quant.toml", "library"), _quant),
         profiles=_read_all(rows(docs["profiles"], "profiles.toml", "profile"), _profile),
@@ -948,7 +1025,13 @@ _TABLES: dict[str, dict[str, Callable[[_Row], object]]] = {
     "gpus": {"arch": _arch},
     "driver": {"toolkit": _toolkit, "minor-compat": _minor},
     "torch": {"release": _torch_release, "build": _torch_build},
-    "bitsandbytes": {"release": _bnb_release, "loader": _bnb_loader, "sass": _bnb_sass},
+    "bitsandbytes": {
+        "release": _bnb_release,
+        "loader": _bnb_loader,
+        "sass": _bnb_sass,
+        "limit": _bnb_limit,
+        "first": _bnb_first,
+    },
     "companions": {"package": _companion},
     "quant": {"library": _quant},
     "quantizers": {"quantizer": _quantizer},

@@ -18,7 +18,7 @@ import pytest
 from envbuilder.cli import main
 from envbuilder.doctor import Context, diagnose, load_rules
 from envbuilder.errors import TargetError
-from envbuilder.matrix import Matrix
+from envbuilder.matrix import Matrix, load_matrix
 from envbuilder.model.smoke import load_smoke_table, program_text
 from envbuilder.render import recipe, values
 from envbuilder.render.windows import render_windows_script
@@ -27,6 +27,7 @@ GOLDEN = Path(__file__).parent / "golden"
 LOGS = Path(__file__).parent / "fixtures" / "windows"
 
 SMOKE_TABLE = load_smoke_table()
+BNB_FIRST = load_matrix().bnb_first_on("windows-x86_64").version  # type: ignore[union-attr]
 
 
 def spec(**over: object) -> recipe.RecipeSpec:
@@ -40,6 +41,7 @@ def spec(**over: object) -> recipe.RecipeSpec:
         "driver_floor": "527.41",
         "pins": ("torch==2.14.1+cu126", "bitsandbytes==0.50.2", "transformers==5.24.0", "accelerate==1.15.0"),
         "indexes": ("https://download.pytorch.org/whl/cu126",),
+        "bnb_first": BNB_FIRST,
     }
     base.update(over)
     made = recipe.RecipeSpec(**base)  # type: ignore[arg-type]
@@ -170,6 +172,16 @@ def test_kernel_profiles_are_refused_on_windows(profile: str) -> None:
 def test_pre_043_bitsandbytes_is_refused_on_windows() -> None:
     with pytest.raises(TargetError, match=r"bitsandbytes 0\.42\.0 has no Windows build"):
         render_windows_script(spec(pins=("torch==2.1.2", "bitsandbytes==0.42.0")))
+
+
+
+def test_the_first_windows_release_is_the_matrixs() -> None:
+    # bitsandbytes.toml [[first]] decides: a matrix that recorded 0.44.0 would refuse 0.43.3, the shipped one not.
+    pins = ("torch==2.4.1+cu121", "bitsandbytes==0.43.3")
+    assert "bitsandbytes==0.43.3" in render_windows_script(spec(pins=pins))
+    with pytest.raises(TargetError, match=r"0\.43\.3 has no Windows build") as exc:
+        render_windows_script(spec(pins=pins, bnb_first="0.44.0"))
+    assert exc.value.hint == "use bitsandbytes >= 0.44.0, the first release with official Windows wheels"
 
 
 def test_linux_lock_is_refused_on_windows() -> None:

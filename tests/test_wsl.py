@@ -45,6 +45,7 @@ def spec(**over: object) -> recipe.RecipeSpec:
         "driver_floor": "527.41",
         "pins": ("torch==2.14.1+cu126", "bitsandbytes==0.50.2", "transformers==5.24.0"),
         "indexes": ("https://download.pytorch.org/whl/cu126",),
+        "bnb_first": None,
     }
     base.update(over)
     made = recipe.RecipeSpec(**base)  # type: ignore[arg-type]
@@ -87,7 +88,7 @@ def test_plan_to_script_carries_floor_and_toolkit(
     plan = plan_for(matrix, gpu, profile)
     native, mvc = driver_floors(matrix, plan.cuda, "wsl2") if plan.cuda else (None, None)
     compiles = any(q.kernels == "jit" and plan.package(q.name) for q in matrix.quant)
-    made = recipe.recipe_spec(plan, driver_floor=mvc or native, compiles=compiles, smoke=SMOKE_TABLE)
+    made = recipe.recipe_spec(plan, driver_floor=mvc or native, compiles=compiles, smoke=SMOKE_TABLE, bnb_first=None)
     text = render_wsl2_script(made)
     assert f"CUDA_TOOLKIT={shlex.quote(toolkit)}\n" in text
     assert f"DRIVER_FLOOR={shlex.quote(floor)}\n" in text

@@ -138,7 +138,13 @@ def _spec_from_plan(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs)
         name=args.name,
         env_dir=args.env_dir,
         smoke=load_smoke_table(getattr(args, "matrix_dir", None)),
+        bnb_first=_bnb_first(matrix, plan.target.platform),
     )
+
+
+def _bnb_first(matrix: Matrix, platform: str) -> str | None:
+    first = matrix.bnb_first_on(platform)
+    return first.version if first else None
 
 
 def _spec_from_lock(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs) -> RecipeSpec:
@@ -157,6 +163,7 @@ def _spec_from_lock(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs)
         name=args.name,
         env_dir=args.env_dir,
         smoke=load_smoke_table(getattr(args, "matrix_dir", None)),
+        bnb_first=_bnb_first(matrix, lock.platform),
     )
 
 

@@ -370,20 +370,22 @@ def rule_mixed_quant_libs(ctx: Context) -> Iterable[Finding]:
 
 
 def rule_transformers_min_bnb(ctx: Context) -> Iterable[Finding]:
-    """B14: transformers 5.x treats bitsandbytes < 0.46.1 as missing."""
+    """B14: transformers 5.x treats bitsandbytes below its floor (companions.toml: 0.46.1) as missing."""
     f = facts(ctx)
     ev = ctx.evidence
     tf, bnb = _v(ev.packages.get("transformers")) if ev else None, _v(f.bnb)
     hit = quote(ctx.text, r"requires bitsandbytes.*>=\s*0\.46\.1|requires the latest version of bitsandbytes")
-    if (tf and bnb and tf.major >= 5 and bnb < Version("0.46.1")) or hit:
+    floor = ctx.matrix.companion_requires("transformers", str(tf or "5.0.0"), "bitsandbytes")
+    if (tf and bnb and floor is not None and not floor.contains(bnb, prereleases=True)) or hit:
         fix, cmds = install_fix(ctx, f)
         seen = hit[0] if hit else f"transformers {tf} with bitsandbytes {bnb}"
+        need = ", ".join(f"{s.operator} {s.version}" for s in floor) if floor else "a newer release"
         yield finding(
             "transformers-min-bnb",
             "FAIL",
             seen,
-            "transformers 5.x requires bitsandbytes >= 0.46.1 (BITSANDBYTES_MIN_VERSION) and reports an "
-            "older one as if it were not installed",
+            f"transformers {tf.major if tf else 5}.x requires bitsandbytes {need} (BITSANDBYTES_MIN_VERSION) and "
+            "reports an older one as if it were not installed",
             fix,
             cmds,
         )
@@ -550,15 +552,17 @@ def rule_glibc(ctx: Context) -> Iterable[Finding]:
     ev = ctx.evidence
     f = facts(ctx)
     bnb = _v(f.bnb)
-    if not hit and ev and ev.libc and bnb and Version("0.45") <= bnb < Version("0.46"):
+    limit = ctx.matrix.bnb_limit("glibc", str(bnb), cuda=f.torch_cuda, platform=f.platform) if bnb else None
+    if not hit and ev and ev.libc and limit:
         glibc = _v(ev.libc.split("-", 1)[-1]) if ev.libc.startswith("glibc") else None
-        if glibc and glibc < Version("2.34") and f.torch_cuda in ("12.6", "12.8"):
+        if glibc and not limit.needs.contains(glibc, prereleases=True):
             fix, cmds = install_fix(ctx, f)
             yield finding(
                 "glibc-too-old",
                 "FAIL",
                 f"{ev.libc} with bitsandbytes {bnb} (CUDA {f.torch_cuda})",
-                "bitsandbytes 0.45.x CUDA 12.6/12.8 libraries need glibc >= 2.34 despite their manylinux_2_24 tag",
+                f"bitsandbytes {bnb}'s CUDA {f.torch_cuda} library needs glibc {limit.needs} despite its "
+                "manylinux_2_24 tag",
                 fix,
                 cmds,
             )
@@ -585,7 +589,8 @@ def rule_triton_ops(ctx: Context) -> Iterable[Finding]:
     f = facts(ctx)
     triton = _v(ev.packages.get("triton")) if ev else None
     bnb = _v(f.bnb)
-    if hit or (triton and bnb and triton >= Version("3.2") and bnb <= Version("0.45.0")):
+    limit = ctx.matrix.bnb_limit("triton", str(bnb)) if bnb else None
+    if hit or (triton and limit and not limit.needs.contains(triton, prereleases=True)):
         fix, cmds = install_fix(ctx, f)
         yield finding(
             "triton-ops",

@@ -63,9 +63,7 @@ DLL_LOAD = re.compile(r"\[WinError 126\]|DLL load failed|Error loading \"[^\"]+\
 # A Linux shared library under a Windows path: the pre-0.43 py3-none-any wheel on Windows.
 LINUX_SO_ON_WINDOWS = re.compile(r"[A-Za-z]:\\[^\n]*libbitsandbytes_\w+\.so\b")
 WINDOWS_PATH_BUG = re.compile(r"argument of type 'WindowsPath' is not iterable")
-# 0.43.0 brought the first official Windows wheels.
-FIRST_WINDOWS_MINOR = 43
-OLD_ANY_WHEEL = re.compile(r"bitsandbytes-0\.(\d+)\.\d+-py3-none-any\.whl")
+OLD_ANY_WHEEL = re.compile(r"bitsandbytes-(\d+\.\d+\.\d+)-py3-none-any\.whl")
 WINDOWS_MARKERS = re.compile(r"[A-Za-z]:\\|\.dll\b|WindowsPath|\[WinError")
 
 
@@ -187,12 +185,19 @@ def rule_windows_dll_load(ctx: Context) -> Iterable[Finding]:
     )
 
 
-def _old_version(text: str | None) -> Version | None:
+def _first_windows(ctx: Context) -> Version | None:
+    """The first bitsandbytes with official Windows wheels (bitsandbytes.toml [[first]]; None: not recorded)."""
+    first = ctx.matrix.bnb_first_on("windows-x86_64")
+    return Version(first.version) if first else None
+
+
+def _older(text: str | None, first: Version | None) -> bool:
+    """Is version ``text`` older than ``first``? (An unreadable version, or no recorded first: no.)"""
     try:
         v = Version(text.split("+", 1)[0]) if text else None
     except InvalidVersion:
-        return None
-    return v if v is not None and v < Version("0.43.0") else None
+        return False
+    return v is not None and first is not None and v < first
 
 
 def _pre043_seen(ctx: Context) -> str | None:
@@ -203,11 +208,12 @@ def _pre043_seen(ctx: Context) -> str | None:
             return hit[0]
     if not on_windows(ctx):
         return None
+    first = _first_windows(ctx)
     hit = quote(ctx.text, OLD_ANY_WHEEL)
-    if hit and int(hit[1].group(1)) < FIRST_WINDOWS_MINOR:
+    if hit and _older(hit[1].group(1), first):
         return hit[0]
     ev = ctx.evidence
-    if ev and ev.bnb and _old_version(ev.bnb):
+    if ev and ev.bnb and _older(ev.bnb, first):
         return f"bitsandbytes {ev.bnb} installed on Windows"
     return None
 
@@ -221,13 +227,14 @@ def rule_windows_linux_only_bnb(ctx: Context) -> Iterable[Finding]:
     if f.platform != "windows-x86_64":
         f = dataclasses.replace(f, platform="windows-x86_64")  # the fix must be a Windows wheel
     fix, commands = install_fix(ctx, f)
+    first = _first_windows(ctx)
     yield finding(
         "windows-linux-only-bnb",
         "FAIL",
         seen,
-        "bitsandbytes before 0.43.0 had no Windows build: its py3-none-any wheel installs on Windows but carries "
+        f"bitsandbytes before {first} had no Windows build: its py3-none-any wheel installs on Windows but carries "
         "only Linux .so libraries, so it falls back to the CPU stub and fails (official win_amd64 wheels exist "
-        "since 0.43.0)",
+        f"since {first})",
         "uninstall it and any fork (pip uninstall -y bitsandbytes bitsandbytes-windows), then: " + fix,
         commands,
     )

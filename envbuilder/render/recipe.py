@@ -49,7 +49,6 @@ from envbuilder.resolve import Plan
 from envbuilder.rules.bnb import lib_name
 
 __all__ = [
-    "BNB_WINDOWS_MIN",
     "CUDA_KEYRING_URL",
     "NOT_ON_WINDOWS",
     "UV_MIN_VERSION",
@@ -80,8 +79,6 @@ CUDA_KEYRING_URL = (
     "https://developer.download.nvidia.com/compute/cuda/repos/wsl-ubuntu/x86_64/cuda-keyring_1.1-1_all.deb"
 )
 VC_REDIST_URL = "https://aka.ms/vs/17/release/vc_redist.x64.exe"
-# First bitsandbytes release with official Windows wheels (compat-bnb-gptq.md A1).
-BNB_WINDOWS_MIN = (0, 43, 0)
 # Profiles whose kernels have no native Windows path (gptqmodel JIT, llmcompressor/autoawq): WSL2 instead.
 NOT_ON_WINDOWS = frozenset({"gptq", "awq"})
 
@@ -98,6 +95,9 @@ class RecipeSpec:
     platform: str
     driver_floor: str | None
     pins: tuple[str, ...]
+    # The first bitsandbytes release with a native build for ``platform`` (bitsandbytes.toml [[first]]; None:
+    # the matrix records none): an older pin is refused, its wheel carries another system's libraries.
+    bnb_first: str | None
     indexes: tuple[str, ...] = ()
     lock_text: str | None = None
     compiles: bool = False
@@ -136,6 +136,7 @@ def recipe_spec(
     env_dir: str | None = None,
     uv_version: str = UV_VERSION,
     smoke: SmokeTable,
+    bnb_first: str | None,
 ) -> RecipeSpec:
     """A validated ``RecipeSpec`` from a plan or a lock (raises ``TargetError``/``LockError``, exit 2)."""
     if isinstance(source, Plan):
@@ -148,6 +149,7 @@ def recipe_spec(
             platform=source.target.platform,
             driver_floor=driver_floor if source.cuda else None,
             pins=tuple(p.requirement for p in source.packages),
+            bnb_first=bnb_first,
             indexes=tuple(dict.fromkeys(p.index for p in source.packages if is_index_url(p.index))),
             lock_text=None,
             compiles=compiles,
@@ -164,6 +166,7 @@ def recipe_spec(
             platform=source.platform,
             driver_floor=driver_floor if source.cuda else None,
             pins=source.pins,
+            bnb_first=bnb_first,
             indexes=source.indexes,
             lock_text=lock_text,
             compiles=compiles,

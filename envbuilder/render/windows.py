@@ -14,7 +14,6 @@ from envbuilder.errors import LockError, TargetError
 from envbuilder.lock import lock_file_name
 from envbuilder.model.smoke import program_text
 from envbuilder.render.recipe import (
-    BNB_WINDOWS_MIN,
     UV_MIN_VERSION,
     VC_REDIST_URL,
     RecipeSpec,
@@ -43,10 +42,13 @@ def _check_windows(spec: RecipeSpec) -> None:
         msg = f"recipe windows: the lock is for {spec.platform}, not Windows"
         raise LockError(msg, hint="lock for Windows with `envbuilder lock --os windows ...`, or use `recipe wsl2`")
     bnb = bnb_version(spec.pins)
-    if bnb is not None and bnb < BNB_WINDOWS_MIN:
+    first = bnb_version((f"bitsandbytes=={spec.bnb_first}",)) if spec.bnb_first else None
+    if bnb is not None and first is not None and bnb < first:
         have = ".".join(map(str, bnb))
         msg = f"recipe windows: bitsandbytes {have} has no Windows build (its wheels carry Linux .so files)"
-        raise TargetError(msg, hint="use bitsandbytes >= 0.43.0, the first release with official Windows wheels")
+        raise TargetError(
+            msg, hint=f"use bitsandbytes >= {spec.bnb_first}, the first release with official Windows wheels"
+        )
 
 
 def _ps_list(values: Sequence[str]) -> str:

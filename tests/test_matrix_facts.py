@@ -1,0 +1,69 @@
+"""Release facts live in matrices/ and the rules read them there: change the row and the answer follows.
+
+Each case runs a rule on the shipped matrix, then on a copy whose one row says otherwise (what an overlay
+directory or the next release's row would say), and checks that the answer moved with the row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from packaging.specifiers import SpecifierSet
+
+from envbuilder.doctor import Context, Device, Evidence, diagnose
+from envbuilder.matrix import BnbFirst, Matrix
+
+H100 = Device(index=0, name="NVIDIA H100 80GB HBM3", cc="9.0", vram_bytes=85 * 10**9)
+
+
+def _ev(**kw: object) -> Evidence:
+    base: dict[str, object] = {"python": "3.11.7", "system": "Linux", "machine": "x86_64", "libc": "glibc-2.36"}
+    return Evidence(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def _rules(matrix: Matrix, ev: Evidence) -> set[str]:
+    return {f.rule for f in diagnose(Context(matrix=matrix, evidence=ev))}
+
+
+def _limit(matrix: Matrix, package: str, **change: object) -> Matrix:
+    rows = tuple(dataclasses.replace(x, **change) if x.package == package else x for x in matrix.bnb_limits)
+    return dataclasses.replace(matrix, bnb_limits=rows)
+
+
+def test_the_triton_limit_is_the_matrixs(matrix: Matrix) -> None:
+    ev = _ev(torch="2.6.0+cu124", torch_cuda="12.4", devices=(H100,), bnb="0.44.1", packages={"triton": "3.2.0"})
+    assert "triton-ops" in _rules(matrix, ev)  # bitsandbytes.toml: <=0.45.0 needs triton < 3.2
+    assert "triton-ops" not in _rules(_limit(matrix, "triton", needs=SpecifierSet("<3.3")), ev)
+
+
+def test_the_glibc_limit_is_the_matrixs(matrix: Matrix) -> None:
+    ev = _ev(torch="2.7.0+cu126", torch_cuda="12.6", devices=(H100,), bnb="0.45.5", libc="glibc-2.31")
+    assert "glibc-too-old" in _rules(matrix, ev)  # 0.45.x cu126/cu128 libraries need glibc >= 2.34
+    assert "glibc-too-old" not in _rules(_limit(matrix, "glibc", cuda=("12.8",)), ev)
+    assert "glibc-too-old" not in _rules(_limit(matrix, "glibc", needs=SpecifierSet(">=2.31")), ev)
+
+
+def test_transformers_bnb_floor_is_the_matrixs(matrix: Matrix) -> None:
+    ev = _ev(torch="2.13.0+cpu", bnb="0.46.0", packages={"transformers": "5.24.0"})
+    assert "transformers-min-bnb" in _rules(matrix, ev)  # companions.toml: requires bitsandbytes >= 0.46.1
+    lowered = tuple(
+        dataclasses.replace(c, requires={**c.requires, "bitsandbytes": SpecifierSet(">=0.46.0")})
+        if c.name == "transformers" and "bitsandbytes" in c.requires
+        else c
+        for c in matrix.companions
+    )
+    assert "transformers-min-bnb" not in _rules(dataclasses.replace(matrix, companions=lowered), ev)
+
+
+@pytest.mark.parametrize(("version", "floor"), [("5.24.0", ">=0.46.1"), ("5.0.0", ">=0.46.1"), ("4.57.1", None)])
+def test_companion_requires_reads_the_nearest_row(matrix: Matrix, version: str, floor: str | None) -> None:
+    got = matrix.companion_requires("transformers", version, "bitsandbytes")
+    assert (str(got) if got is not None else None) == floor
+
+
+def test_the_first_windows_release_is_the_matrixs(matrix: Matrix) -> None:
+    ev = _ev(torch="2.4.1+cu121", torch_cuda="12.1", bnb="0.43.3", system="Windows", machine="AMD64")
+    assert "windows-linux-only-bnb" not in _rules(matrix, ev)  # 0.43.0 brought the first Windows wheels
+    first = (BnbFirst(platform="windows-x86_64", version="0.44.0", source="test", confidence="confirmed"),)
+    assert "windows-linux-only-bnb" in _rules(dataclasses.replace(matrix, bnb_first=first), ev)
