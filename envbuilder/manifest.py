@@ -16,11 +16,15 @@ os = "linux"
 python = "3.11"
 packages = ["datasets==3.2.0"] # extra packages, checked against the profile's forbidden list
 ```
+The same tables may live in ``pyproject.toml`` under ``[tool.envbuilder]`` (``[[tool.envbuilder.env]]``);
+``envbuilder.config`` finds either upward from the current directory. Relative paths in ``[sources]``
+(``find-links``, ``ca-certs``) are read from the manifest's directory, so a run from a subdirectory finds them.
 Edited with tomlkit, so comments and layout survive.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,10 +78,10 @@ def _strs(value: object, path: Path, where: str) -> tuple[str, ...]:
     raise _fail(path, where, "expected a string or a list of strings", 'write it like ["sm_89"]')
 
 
-def _env(row: dict[str, Any], path: Path, i: int) -> EnvSpec:
+def _env(row: dict[str, Any], path: Path, i: int, prefix: str = "") -> EnvSpec:
     import difflib
 
-    where = f"env[{i}]"
+    where = f"{prefix}env[{i}]"
     unknown = sorted(set(row) - _ENV_KEYS)
     if unknown:
         near = difflib.get_close_matches(unknown[0], sorted(_ENV_KEYS), n=1)
@@ -138,24 +142,53 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise LockError(msg, hint="fix the syntax at that line") from None
 
 
-def load_manifest(path: Path) -> Manifest:
+def _prefix(path: Path) -> str:
+    """Where a manifest's tables are: the top of envbuilder.toml, or [tool.envbuilder] in pyproject.toml."""
+    return "tool.envbuilder." if path.name == "pyproject.toml" else ""
+
+
+def _tables(path: Path) -> dict[str, Any]:
     doc = _read_toml(path)
+    if not _prefix(path):
+        return doc
+    tool = doc.get("tool", {})
+    table = tool.get("envbuilder") if isinstance(tool, dict) else None
+    if not isinstance(table, dict):
+        msg = f"{path}: no [tool.envbuilder] table"
+        raise LockError(msg, hint='add [[tool.envbuilder.env]] name = "train" profile = "bnb", or use envbuilder.toml')
+    return table
+
+
+def load_manifest(path: Path) -> Manifest:
+    doc = _tables(path)
+    prefix = _prefix(path)
     rows = doc.get("env", [])
     if not isinstance(rows, list) or not rows:
-        msg = f"{path}: no [[env]] tables"
-        raise LockError(msg, hint='add one: [[env]] name = "train" profile = "bnb" gpu = ["sm_89"]')
+        msg = f"{path}: no [[{prefix}env]] tables"
+        raise LockError(msg, hint=f'add one: [[{prefix}env]] name = "train" profile = "bnb" gpu = ["sm_89"]')
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             problem = f"expected a table, got {type(row).__name__}"
-            raise _fail(path, f"env[{i}]", problem, 'write [[env]] name = "train"')
-    envs = tuple(_env(r, path, i) for i, r in enumerate(rows))
+            raise _fail(path, f"{prefix}env[{i}]", problem, f'write [[{prefix}env]] name = "train"')
+    envs = tuple(_env(r, path, i, prefix) for i, r in enumerate(rows))
     seen: set[str] = set()
     for e in envs:
         if e.name in seen:
             raise _fail(path, "env", f"environment {e.name!r} is defined twice", "give each [[env]] its own name")
         seen.add(e.name)
     _refuse_shared_lock_files(path, [e.name for e in envs])
-    return Manifest(path=path, envs=envs, sources=_sources(doc.get("sources", {}), path))
+    return Manifest(path=path, envs=envs, sources=_sources(doc.get("sources", {}), path, prefix))
+
+
+def read_project_sources(path: Path) -> dict[str, Any]:
+    """A project file's [sources] alone (it may hold no [[env]] yet: a team's mirror, set for every command)."""
+    return _sources(_tables(path).get("sources", {}), path, _prefix(path))
+
+
+def read_sources_file(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """A file's ``[sources]`` (the user's configuration), and any other top-level keys it holds."""
+    doc = _read_toml(path)
+    return _sources(doc.get("sources", {}), path), sorted(set(doc) - {"sources"})
 
 
 # [sources] keys and the type each must have: a string, a list of strings (a lone string is one item), a boolean.
@@ -169,16 +202,21 @@ _SOURCE_TYPES = {
 }
 
 
-def _sources(table: object, path: Path) -> dict[str, Any]:
+_LOCAL_PATHS = ("find-links", "ca-certs")  # read from the manifest's directory when relative
+
+
+def _sources(table: object, path: Path, prefix: str = "") -> dict[str, Any]:
     """[sources], each value of the type its key needs (``offline = "false"`` was read as true)."""
     if not isinstance(table, dict):
-        raise _fail(path, "sources", f"expected a table, got {type(table).__name__}", "write it as [sources]")
+        hint = f"write it as [{prefix}sources]"
+        raise _fail(path, f"{prefix}sources", f"expected a table, got {type(table).__name__}", hint)
     unknown = sorted(set(table) - set(_SOURCE_TYPES))
     if unknown:
-        raise _fail(path, f"sources.{unknown[0]}", "unknown key", f"keys: {', '.join(sorted(_SOURCE_TYPES))}")
+        hint = f"keys: {', '.join(sorted(_SOURCE_TYPES))}"
+        raise _fail(path, f"{prefix}sources.{unknown[0]}", "unknown key", hint)
     out: dict[str, Any] = {}
     for key, value in table.items():
-        where = f"sources.{key}"
+        where = f"{prefix}sources.{key}"
         kind = _SOURCE_TYPES[key]
         if kind == "bool":
             if not isinstance(value, bool):
@@ -194,7 +232,15 @@ def _sources(table: object, path: Path) -> dict[str, Any]:
         for item in out[key] if isinstance(out[key], list) else [out[key]]:
             if isinstance(item, str) and any(ord(c) < 32 or ord(c) == 127 for c in item):
                 raise _fail(path, where, "a value holds a control character", "write it on one line, as plain text")
-    return out
+    return _from_manifest_dir(out, path)
+
+
+def _from_manifest_dir(sources: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Relative wheelhouses and CA bundles as paths from the manifest's directory (a run from a subdirectory)."""
+    for key in _LOCAL_PATHS:
+        if key in sources:
+            sources[key] = [p if os.path.isabs(p) else os.path.join(path.parent, p) for p in sources[key]]
+    return sources
 
 
 def env_names(path: Path) -> set[str]:
@@ -202,9 +248,13 @@ def env_names(path: Path) -> set[str]:
     if not path.exists():
         return set()
     try:
-        rows = tomllib.loads(path.read_text(encoding="utf-8")).get("env", [])
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return set()
+    if _prefix(path):
+        tool = doc.get("tool", {})
+        doc = tool.get("envbuilder", {}) if isinstance(tool, dict) else {}
+    rows = doc.get("env", []) if isinstance(doc, dict) else []
     if not isinstance(rows, list):
         return set()
     return {str(r["name"]) for r in rows if isinstance(r, dict) and isinstance(r.get("name"), str)}
@@ -217,7 +267,11 @@ def add_env(path: Path, spec: EnvSpec) -> None:
     from envbuilder._fs import write_text_atomic
 
     doc = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
-    envs = doc.setdefault("env", tomlkit.aot())
+    home: Any = doc
+    if _prefix(path):  # [[tool.envbuilder.env]] in a pyproject.toml
+        home = doc.setdefault("tool", tomlkit.table(is_super_table=True))
+        home = home.setdefault("envbuilder", tomlkit.table(is_super_table=True))
+    envs = home.setdefault("env", tomlkit.aot())
     table = tomlkit.table()
     table["name"] = spec.name
     for key in ("profile", "driver", "python"):

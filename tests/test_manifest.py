@@ -38,7 +38,7 @@ def test_reads_envs_and_sources(tmp_path: Path) -> None:
             packages=("datasets==3.2.0",),
         ),
     )
-    assert m.sources == {"find-links": ["wheels"]}
+    assert m.sources == {"find-links": [str(tmp_path / "wheels")]}  # from the manifest's directory (issue 16)
     assert m.env("train") is not None and m.env("nope") is None
 
 

@@ -1,7 +1,9 @@
 """Source options shared by create/lock/sync: mirrors, wheelhouses, offline, CA certificates.
 
-Precedence: flags, then ENVBUILDER_* environment variables, then the manifest's [sources], then pip's own
-configuration (index-url, find-links, cert), which is honoured explicitly and named in the output.
+Precedence: flags, then ENVBUILDER_* environment variables, then the project's [sources] (envbuilder.toml or
+[tool.envbuilder] in pyproject.toml, found upward: ``envbuilder.config``), then the user's
+(~/.config/envbuilder/config.toml), then pip's own configuration (index-url, find-links, cert), which is honoured
+explicitly and named in the output. ``--no-config`` reads neither envbuilder file.
 """
 
 from __future__ import annotations
@@ -57,10 +59,44 @@ def _env_list(name: str) -> list[str]:
     return [p for p in os.environ.get(name, "").split(os.pathsep) if p]
 
 
+def project_manifest(args: argparse.Namespace, explicit: str | None = None) -> Path | None:
+    """The manifest a command works on: the one named, else the project's found upward (None with --no-config
+    or when there is none). One found in a parent directory is named on stderr: locks are written beside it."""
+    if explicit:
+        return Path(explicit)
+    if getattr(args, "no_config", False):
+        return None
+    from envbuilder.config import find_project
+
+    found = find_project(Path.cwd())
+    if found is not None and found.parent != Path.cwd().absolute():
+        from envbuilder.cli import _console
+
+        _console.note(f"using {os.path.relpath(found)} (found above this directory; --no-config ignores it)")
+    return found
+
+
+def configured_sources(args: argparse.Namespace, manifest_sources: Mapping[str, Any] | None) -> dict[str, Any]:
+    """[sources] from the configuration files: the manifest's (or the project's found upward) over the user's."""
+    if getattr(args, "no_config", False):
+        return dict(manifest_sources or {})
+    from envbuilder.config import find_project, load_user_sources, merge_sources, user_config_path
+
+    project = manifest_sources
+    if project is None:
+        from envbuilder.manifest import read_project_sources
+
+        found = find_project(Path.cwd())
+        project = read_project_sources(found) if found is not None else {}
+    user_file = user_config_path()
+    user = load_user_sources(user_file) if user_file.is_file() else {}
+    return merge_sources(project, user)
+
+
 def settings_from_args(args: argparse.Namespace, manifest_sources: Mapping[str, Any] | None = None) -> Settings:
     from envbuilder.errors import SourceError
 
-    src = dict(manifest_sources or {})
+    src = configured_sources(args, manifest_sources)
     base = Path(args.home) if getattr(args, "home", None) else None
     find_links = [*args.find_links, *_env_list("ENVBUILDER_FIND_LINKS"), *src.get("find-links", [])]
     for d in find_links:

@@ -43,9 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c = sub.add_parser("ci", help="write docker-bake.hcl and a GitHub Actions workflow for every env of the manifest")
     c.add_argument(
         "--manifest",
-        default="envbuilder.toml",
         metavar="FILE",
-        help="the manifest (default ./envbuilder.toml)",
+        help="the manifest (default: envbuilder.toml or pyproject.toml's [tool.envbuilder], found upward)",
     )
     c.add_argument("--locks", metavar="DIR", help="where pylock.<env>.toml are (default: beside the manifest)")
     c.add_argument("-o", "--output", metavar="DIR", help="where to write (default: beside the manifest)")
@@ -288,13 +287,18 @@ def _build_doc(name: str, tags: Iterable[str], engine: str, argv: Iterable[str] 
 
 def run_ci(args: argparse.Namespace) -> int:
     from envbuilder._fs import write_text_atomic
+    from envbuilder.cli._sources import project_manifest
     from envbuilder.errors import LockError
     from envbuilder.lock import manifest_lock_path, read_lock
     from envbuilder.manifest import load_manifest
     from envbuilder.render.ci import DEFAULT_REGISTRY, CiImage, render_bake, render_workflow
     from envbuilder.render.dockerfile import render_context
 
-    manifest_path = Path(args.manifest)
+    found = project_manifest(args, args.manifest)
+    if found is None:
+        msg = "no envbuilder.toml (or [tool.envbuilder] in pyproject.toml) here or in a parent directory"
+        raise LockError(msg, hint="create one with `envbuilder lock --gpu ... --name N --save`, or give --manifest")
+    manifest_path = found
     manifest = load_manifest(manifest_path)
     locks_dir = Path(args.locks) if args.locks else manifest_path.parent
     out = Path(args.output) if args.output else manifest_path.parent

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from envbuilder.cli import _console
 from envbuilder.cli._common import add_target_options, load_matrix_for, print_json, target_from_args
-from envbuilder.cli._sources import add_source_options, settings_from_args
+from envbuilder.cli._sources import add_source_options, project_manifest, settings_from_args
 
 if TYPE_CHECKING:
     from envbuilder.matrix import Matrix
@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--manifest",
         metavar="FILE",
-        help="lock every [[env]] of this manifest (default ./envbuilder.toml when no --gpu)",
+        help="lock every [[env]] of this manifest (default, when no --gpu: envbuilder.toml or pyproject.toml's "
+        "[tool.envbuilder], here or in a parent directory up to the repository's root)",
     )
     p.add_argument(
         "--only", action="append", default=[], metavar="NAME", help="with a manifest: lock only these environments"
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--save",
         action="store_true",
-        help="also record this environment in ./envbuilder.toml (comments and layout kept)",
+        help="also record this environment in the project's envbuilder.toml (comments and layout kept)",
     )
     p.add_argument("--force", action="store_true", help="replace a lock file envbuilder did not write")
     p.add_argument("--json", action="store_true", help="print the result as JSON (schema envbuilder.lock/1)")
@@ -54,11 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _manifest_path(args: argparse.Namespace) -> Path | None:
-    if args.manifest:
-        return Path(args.manifest)
-    if args.gpu is None and Path("envbuilder.toml").is_file():
-        return Path("envbuilder.toml")
+    """--manifest, else (no --gpu: no target named) the project's manifest found upward, else None: this host."""
+    if args.manifest or args.gpu is None:
+        return project_manifest(args, args.manifest)
     return None
+
+
+def _save_path(args: argparse.Namespace) -> Path:
+    """Where --save records the environment: the project's manifest (found upward), else ./envbuilder.toml."""
+    return project_manifest(args) or Path("envbuilder.toml")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,11 +73,16 @@ def run(args: argparse.Namespace) -> int:
     matrix = load_matrix_for(args)
     settings = settings_from_args(args)
     target = target_from_args(args, matrix)
-    if args.save and args.name:
-        _refuse_duplicate(Path("envbuilder.toml"), args.name)  # before anything is written
-    result = lock_one(args, matrix, settings, target, name=args.name, extra=args.package, output=args.output)
-    if args.save:
-        _save(Path("envbuilder.toml"), result["name"], result["plan"], args.package)
+    save = _save_path(args) if args.save else None
+    if save is not None and args.name:
+        _refuse_duplicate(save, args.name)  # before anything is written
+    # With --save the lock goes beside the manifest, where `envbuilder lock` and `sync` look for it.
+    directory = save.parent if save is not None else None
+    result = lock_one(
+        args, matrix, settings, target, name=args.name, extra=args.package, output=args.output, directory=directory
+    )
+    if save is not None:
+        _save(save, result["name"], result["plan"], args.package)
     _print([result], args.json)
     return 0
 
@@ -107,8 +117,10 @@ def lock_one(
     name: str | None,
     extra: Sequence[str],
     output: str | None,
+    directory: Path | None = None,
 ) -> dict[str, Any]:
-    """Resolve and lock one environment; with --upgrade compare with the lock already there."""
+    """Resolve and lock one environment; with --upgrade compare with the lock already there. Without ``output``
+    the lock is written in ``directory`` (default: the current one) under its PEP 751 name."""
     from envbuilder import builder
     from envbuilder._fs import check_can_write, refuse_overwrite
     from envbuilder.cli.resolve import render
@@ -137,7 +149,11 @@ def lock_one(
     extra = builder.check_extra_packages(matrix.profile(plan.profile), extra)
     given = name
     name = check_env_name(name or default_env_name(plan))
-    out = Path(output) if output else Path.cwd() / (lock_file_name(name) if given else default_lock_file_name(plan))
+    out = (
+        Path(output)
+        if output
+        else (directory or Path.cwd()) / (lock_file_name(name) if given else default_lock_file_name(plan))
+    )
     what = "-o" if getattr(args, "output", None) else "the lock"
     check_can_write(out, what)
     refuse_overwrite(out, what, force=getattr(args, "force", False))

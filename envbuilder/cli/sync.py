@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     where.add_argument("--name", metavar="N", help="environment name (default: the lock's)")
     where.add_argument("--path", metavar="P", help="build the environment at this path instead")
     p.add_argument(
-        "--manifest", metavar="FILE", default="envbuilder.toml", help="the manifest to pick from (no LOCK given)"
+        "--manifest",
+        metavar="FILE",
+        help="the manifest to pick from when no LOCK is given (default: the project's, found upward)",
     )
     p.add_argument("--force", action="store_true", help="build even if the lock does not fit this host")
     p.add_argument("--no-smoke", action="store_true", help="skip the smoke test")
@@ -100,11 +102,16 @@ def run(args: argparse.Namespace) -> int:
 def _pick_from_manifest(args, matrix, ccs, driver, os_name, platform) -> Path:  # type: ignore[no-untyped-def]
     """The manifest's first environment whose lock fits this host."""
     from envbuilder import builder
+    from envbuilder.cli._sources import project_manifest
     from envbuilder.errors import CheckFailed, LockError
     from envbuilder.lock import manifest_lock_path, read_lock
     from envbuilder.manifest import load_manifest
 
-    manifest = load_manifest(Path(args.manifest))
+    path = project_manifest(args, args.manifest)
+    if path is None:
+        msg = "no LOCK given, and no envbuilder.toml (or [tool.envbuilder] in pyproject.toml) here or above"
+        raise LockError(msg, hint="name a lock (envbuilder sync pylock.NAME.toml), or --manifest FILE")
+    manifest = load_manifest(path)
     tried = []
     for spec in manifest.envs:
         path = manifest_lock_path(manifest.path.parent, spec.name)
