@@ -232,3 +232,63 @@ def test_corpus_additions_are_entries_of_the_corpus_whose_facts_are_in_their_log
         assert _exit_code(H200 / entry["fixture"]) == entry["expected_exit"] == 1
         assert all(value in text for value in entry["facts"].values()), entry["file"]
         assert entry["source"].startswith("captured: ") and entry["file"] not in taken
+
+
+# --------------------------------------------------------------------------- GPTQ/AWQ on their CUDA kernels (run 3)
+
+QUANT = H200 / "quant-load"
+
+
+def _check(file: str, name: str) -> dict[str, Any]:
+    doc = _json(QUANT / file)
+    assert doc["ok"] is True
+    return next(c for c in doc["checks"] if c["name"] == name)
+
+
+@pytest.mark.parametrize(
+    ("file", "check", "kernel", "compile_at_least"),
+    [
+        ("gptq-exllamav2.json", "load_gptq", "gptqmodel.nn_modules.qlinear.exllamav2.ExllamaV2Linear", 20),
+        ("awq-exllamav2.json", "load_awq", "gptqmodel.nn_modules.qlinear.exllamav2_awq.AwqExllamaV2Linear", 20),
+        ("marlin.json", "load_gptq", "gptqmodel.nn_modules.qlinear.marlin.MarlinLinear", 100),
+        ("marlin.json", "load_awq", "gptqmodel.nn_modules.qlinear.marlin_awq.AwqMarlinLinear", 0),  # shares GPTQ's
+    ],
+)
+def test_gptq_and_awq_ran_on_their_cuda_kernels_on_the_h200(
+    file: str, check: str, kernel: str, compile_at_least: float
+) -> None:
+    """Every quantized layer ran the named kernel on cuda:0; the first load minus the second is its JIT compile."""
+    got = _check(file, check)
+    assert got["status"] == "OK" and "on cuda:0" in got["detail"]
+    assert set(got["evidence"]["kernels"].values()) == {kernel}
+    first, second = got["evidence"]["load_seconds"]
+    assert second < 1.0 and first - second >= compile_at_least
+    assert "max |d logits| vs fp32 0.1" in got["detail"]
+
+
+def test_compressed_tensors_loads_on_the_gpu_as_dense_layers() -> None:
+    got = _check("make.json", "load_compressed-tensors")
+    assert set(got["evidence"]["kernels"].values()) == {"torch.nn.modules.linear.Linear"}
+    assert "decompressed to dense" in got["detail"]
+
+
+def test_the_gptq_smoke_ran_its_layer_on_the_gpu_with_imports_apart() -> None:
+    doc = _json(QUANT / "smoke-gptq.json")
+    stages = _stages(doc)
+    assert doc["ok"] is True and stages["quant_lib"]["evidence"]["device"] == "cuda:0"
+    assert set(doc["imports"]) == {"torch", "gptqmodel"} and doc["seconds"]["stages"] < 2.0
+
+
+def test_the_matrix_records_the_kernels_and_the_resolver_proves_gptq_and_awq_plans(matrix: Matrix) -> None:
+    rows = {e.quant: e for e in matrix.evidence if e.gpu == "NVIDIA H200" and e.quant}
+    assert "ExllamaV2Linear" in rows["gptqmodel 7.6.0"].detail and "MarlinLinear" in rows["gptqmodel 7.6.0"].detail
+    assert "AwqExllamaV2Linear" in rows["llmcompressor 0.14.0.1"].detail
+    from envbuilder.resolve import Plan, resolve
+
+    for profile, quant in (("gptq", "gptqmodel 7.6.0"), ("awq", "llmcompressor 0.14.0.1")):
+        target = build_target(
+            matrix, gpus=parse_gpus("NVIDIA H200", matrix), driver="580.159.04", pythons=("3.12",), profile=profile
+        )
+        plan = resolve(target, matrix)
+        assert isinstance(plan, Plan), plan.reasons
+        assert any(e.quant == quant and e.cc == "9.0" for e in plan.proven), profile
