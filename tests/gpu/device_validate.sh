@@ -43,8 +43,8 @@ if [ "$tag" = bnb050 ]; then
   BNB_CUDA_VERSION=124 capture override-124-quantize-4bit python3 -c "$four_bit"
   BNB_CUDA_VERSION=124 capture override-124-doctor python3 -m envbuilder doctor --python python3
   # The old advice "set BNB_CUDA_VERSION to an empty string": 0.50 refuses an empty value.
-  BNB_CUDA_VERSION= capture override-empty-quantize-4bit python3 -c "$four_bit"
-  BNB_CUDA_VERSION= capture override-empty-doctor python3 -m envbuilder doctor --python python3
+  BNB_CUDA_VERSION='' capture override-empty-quantize-4bit python3 -c "$four_bit"
+  BNB_CUDA_VERSION='' capture override-empty-doctor python3 -m envbuilder doctor --python python3
 fi
 for f in "$res"/*.txt; do
   case "$f" in *doctor*|*smoke*|*detect*|*nvidia-smi*) continue;; esac
