@@ -61,8 +61,11 @@ def _check_version(path: str) -> None:
 
 def base_env(settings: Settings, indexes: Sequence[str] | None = ()) -> dict[str, str]:
     """The environment uv runs in: CA bundles, offline, no stray UV_* index settings, and the credentials of
-    the indexes ``_index_flags`` names (uv's own mechanism: nothing secret is in its argv)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_INDEX", "UV_EXTRA_INDEX", "UV_FIND_LINKS"))}
+    the indexes ``_index_flags`` names (uv's own mechanism: nothing secret is in its argv). UV_CONSTRAINT goes
+    too: run from inside a guarded environment (activated), its guard must not bind the lock envbuilder installs
+    or the resolution `upgrade` makes."""
+    stray = ("UV_INDEX", "UV_EXTRA_INDEX", "UV_FIND_LINKS", "UV_CONSTRAINT")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(stray)}
     if settings.ca_certs:
         env["SSL_CERT_FILE"] = settings.ca_certs[0]
         env["UV_NATIVE_TLS"] = "0"

@@ -23,14 +23,24 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envbuilder import __version__, uv
 from envbuilder._fs import private_tempdir, read_json_object, sweep_temp, write_text_atomic
 from envbuilder._run import deferred_signals
 from envbuilder.errors import CheckFailed, EnvbuilderError, FileProblem, LockError
 from envbuilder.lock import Lock, hashed_requirements, legacy_name_note, suggest_lock_file_name, with_smoke
+from envbuilder.model.guard import CONSTRAINTS_FILE
 from envbuilder.settings import Settings
+
+if TYPE_CHECKING:
+    from envbuilder.doctor.drift import Change
+    from envbuilder.edge.guard import GuardResult
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 MARKER = "envbuilder.json"
 Progress = Callable[[str], None]
@@ -209,13 +219,15 @@ def build(
     lock_text: str | None = None,
     notify: Progress | None = None,
     then: Callable[[SmokeOutcome | None], None] | None = None,
+    guard: bool = True,
 ) -> SmokeOutcome | None:
     """Build ``dest`` from ``lock`` with ``interpreter``; prove it; move it into place. Atomic.
 
     ``lock_text`` is the lock when it exists only in memory (``create`` writes the user's file only after the
     swap): it is installed from a copy inside the temporary environment. ``then`` runs right after the swap,
     in the same uninterruptible step (``create`` writes the user's lock there). ``notify`` hears what was
-    recovered from a killed run (default: ``progress``).
+    recovered from a killed run (default: ``progress``). ``guard``: the lock's stack layers bind uv and pip
+    inside the environment (``edge.guard``), put in after the smoke test, so the test sees the lock alone.
     """
     dest = dest.absolute()
     with name_lock(dest):
@@ -243,7 +255,9 @@ def build(
                         hint="run `envbuilder doctor --log -` with the output above, or see the reasons in the lock",
                     )
             env_id = new_env_id()
-            _write_marker(tmp, lock, text, {**metadata, "id": env_id}, outcome, time.monotonic() - started)
+            guarded = _guard(tmp, dest, lock, progress) if guard else None
+            extra = {"guard": guarded.to_json() if guarded else None}
+            _write_marker(tmp, lock, text, {**metadata, **extra, "id": env_id}, outcome, time.monotonic() - started)
             fault_point("swap")
             # The swap and what must follow it (the --path record, the user's lock) happen as one step: a
             # SIGINT/SIGTERM arriving here is answered once all of them are done, never in between.
@@ -258,6 +272,20 @@ def build(
             with deferred_signals():  # a second Ctrl-C must not leave half a .tmp- behind
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _guard(tmp: Path, dest: Path, lock: Lock, progress: Progress) -> GuardResult | None:
+    from envbuilder.edge import guard
+
+    packages = {p.name: p.version for p in lock.packages}
+    result = guard.apply(tmp, name=lock.name, packages=packages, lock_file=lock.path.name, final=dest)
+    if result is None:
+        progress(f"no guard: {dest} holds whitespace, which UV_CONSTRAINT and PIP_CONSTRAINT cannot carry")
+        return None
+    for note in result.notes:
+        progress(f"guard: {note}")
+    progress(f"guard: {len(result.pins)} stack layers bind uv and pip inside it (envbuilder unguard removes it)")
+    return result
 
 
 def _write_marker(
@@ -285,6 +313,8 @@ def _write_marker(
 
 @dataclass(frozen=True, slots=True)
 class EnvSummary:
+    """One row of `list`. ``proven``: the smoke test passed and no stack layer moved since (``drift``)."""
+
     name: str
     path: Path
     profile: str
@@ -292,6 +322,20 @@ class EnvSummary:
     python: str
     smoke: str
     size_bytes: int
+    guard: tuple[str, ...] | None = None  # the pins that bind uv and pip inside it; None: no guard
+    drift: tuple[Change, ...] = ()
+
+    @property
+    def proven(self) -> bool:
+        return self.smoke == "pass" and not any(c.layer for c in self.drift)
+
+    @property
+    def state(self) -> str:
+        """The SMOKE column: the smoke result, unless a stack layer moved since (then it proves nothing)."""
+        moved = [c for c in self.drift if c.layer]
+        if moved and self.smoke == "pass":
+            return f"stale: {moved[0].name} {moved[0].installed or 'removed'}" + (" +" if len(moved) > 1 else "")
+        return self.smoke
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -301,8 +345,41 @@ class EnvSummary:
             "target": self.target,
             "python": self.python,
             "smoke": self.smoke,
+            "proven": self.proven,
+            "guard": None if self.guard is None else {"file": CONSTRAINTS_FILE, "pins": list(self.guard)},
+            "drift": [c.to_json() for c in self.drift],
             "size_bytes": self.size_bytes,
         }
+
+
+def locked_versions(env: Path) -> dict[str, str] | None:
+    """{name: version} of the lock kept inside the environment (``pylock.toml``); None when it is unreadable."""
+    try:
+        doc = tomllib.loads((env / "pylock.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    packages = doc.get("packages")
+    if not isinstance(packages, list):
+        return None
+    return {str(p.get("name")): str(p.get("version")) for p in packages if isinstance(p, dict)}
+
+
+def env_drift(env: Path) -> tuple[Change, ...]:
+    """What moved in ``env`` since it was built: its installed set against the lock it keeps."""
+    from envbuilder.doctor.drift import changes
+    from envbuilder.edge.guard import installed_versions
+
+    locked = locked_versions(env)
+    return () if locked is None else changes(installed_versions(env), locked)
+
+
+def guard_pins(env: Path) -> tuple[str, ...] | None:
+    from envbuilder.edge.guard import is_guarded
+
+    if not is_guarded(env):
+        return None
+    lines = (env / CONSTRAINTS_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+    return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
 def disk_usage(path: Path) -> int:
@@ -335,7 +412,10 @@ def _summary(env: Path, marker: Mapping[str, Any], name: str) -> EnvSummary:
     driver = target_doc.get("driver")
     target = (gpus or "cpu") + (f" driver {driver}" if driver else "")
     smoke = str(_table(marker.get("smoke")).get("result", "not-run"))
-    return EnvSummary(name, env, str(marker.get("profile")), target, str(marker.get("python")), smoke, disk_usage(env))
+    profile, python = str(marker.get("profile")), str(marker.get("python"))
+    return EnvSummary(
+        name, env, profile, target, python, smoke, disk_usage(env), guard=guard_pins(env), drift=env_drift(env)
+    )
 
 
 def list_envs(settings: Settings) -> list[EnvSummary]:
@@ -471,6 +551,50 @@ def _find_path_env(path: Path, settings: Settings) -> Path:
         raise LockError(
             msg, hint="envbuilder acts only on environments it built: see `envbuilder list`, or pass --home"
         )
+    return env
+
+
+def env_ref(env: Path, settings: Settings) -> list[str]:
+    """How a command names ``env``: NAME (with --home when it is not the default one), or --path DIR."""
+    from envbuilder.settings import Settings as _Settings
+
+    if not _in_home(env, settings):
+        return ["--path", str(env)]
+    home = [] if settings.home == _Settings().home else ["--home", str(settings.home)]
+    return [env.name, *home]
+
+
+def sync_argv(env: Path, settings: Settings) -> tuple[str, ...]:
+    """The command that rebuilds ``env`` from the lock it keeps (``pylock.toml``), back to what was proven."""
+    ref = env_ref(env, settings)
+    where = ref if ref[0] == "--path" else ["--name", *ref]
+    return ("envbuilder", "sync", str(env / "pylock.toml"), *where)
+
+
+def set_guard(name: str | None, settings: Settings, *, path: str | None = None, on: bool) -> Path:
+    """Put the guard into an environment envbuilder built, or take it out; the marker says which (``list``)."""
+    from envbuilder.edge import guard
+
+    env = find_env(name, settings, path=path)
+    real = env if _in_home(env, settings) else env.resolve()
+    with name_lock(real):
+        marker = read_marker(real) or {}
+        if on:
+            locked = locked_versions(real)
+            if locked is None:
+                msg = f"{real / 'pylock.toml'} cannot be read: the guard takes its pins from it"
+                raise LockError(msg, hint="rebuild the environment from its lock: envbuilder sync LOCK")
+            lock_file = Path(str(marker.get("lock_file") or marker.get("synced_from") or "pylock.toml")).name
+            name_ = str(marker.get("name") or real.name)
+            result = guard.apply(real, name=name_, packages=locked, lock_file=lock_file, final=real)
+            if result is None:
+                msg = f"{real} holds whitespace, which UV_CONSTRAINT and PIP_CONSTRAINT cannot carry"
+                raise EnvbuilderError(msg, hint="rebuild it at a path without spaces (envbuilder sync --path DIR)")
+            marker["guard"] = result.to_json()
+        else:
+            guard.remove(real)
+            marker["guard"] = None
+        write_text_atomic(real / MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
     return env
 
 

@@ -37,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--dry-run", action="store_true", help="show the plan and the commands; touch nothing")
     p.add_argument("--no-smoke", action="store_true", help="skip the smoke test (the environment is then unproven)")
+    p.add_argument(
+        "--no-guard",
+        action="store_true",
+        help="leave uv and pip free to move the stack layers inside it (default: the lock's pins bind them)",
+    )
     p.add_argument("--force", action="store_true", help="replace a directory or lock file envbuilder did not make")
     p.add_argument("--json", action="store_true", help="print the result as JSON (schema envbuilder.create/1)")
     p.set_defaults(handler=run)
@@ -116,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     # The user's lock is written last, with the swap (nothing failed before it): an interrupted or failed
     # build leaves the old one byte for byte.
     write_lock = functools.partial(builder.write_user_lock, lock_path, text, built=dest.absolute())
-    outcome = _build(dest, interpreter, lock, text, settings, smoke, steps, force=args.force, then=write_lock)
+    guard, force = not args.no_guard, args.force
+    outcome = _build(dest, interpreter, lock, text, settings, smoke, steps, force=force, then=write_lock, guard=guard)
     steps.step("done")
     return _report(args, plan, name, dest, lock_path, outcome)
 
@@ -172,6 +178,7 @@ def _build(
     *,
     force: bool,
     then: Callable[[SmokeOutcome | None], None],
+    guard: bool = True,
 ) -> SmokeOutcome | None:
     from envbuilder import venv
 
@@ -181,12 +188,13 @@ def _build(
         lock=lock,
         settings=settings,
         smoke=smoke,
-        metadata={"interpreter": interpreter},
+        metadata={"interpreter": interpreter, "lock_file": str(lock.path.absolute())},
         progress=lambda s: steps.say(f"      {s}"),
         force=force,
         lock_text=text,
         notify=_notify,
         then=then,
+        guard=guard,
     )
 
 

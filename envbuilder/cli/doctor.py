@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         evidence = judge(matrix, evidence)  # which library the installed release loads (the JSON shows it too)
     ctx = Context(matrix=matrix, evidence=evidence, log=log, python=str(python) if python else None, ours=ours)
     findings = diagnose(ctx)
+    if env_dir is not None:
+        findings = _with_drift(findings, env_dir, matrix, evidence)  # issue 15: the installed set against the lock
     source = "log" if not python else ("environment+log" if log else "environment")
     if args.json:
         print_json(doctor_json(findings, source=source, evidence=evidence))
@@ -152,6 +154,28 @@ def _fix(findings: Sequence[Finding], *, env_dir: Path | None, ours: bool, assum
     uv = find_uv()
     for c in commands:
         argv = (uv, *c[1:]) if c[0] == "uv" else c
+        if c[0] == "envbuilder":
+            argv = (sys.executable, "-m", "envbuilder", *c[1:])
         _run.run(argv, timeout=900, capture=False)
     print("fixed; run `envbuilder smoke` to prove it")
     return EXIT_OK
+
+
+def _with_drift(findings: Sequence[Finding], env: Path, matrix, evidence) -> tuple[Finding, ...]:  # type: ignore[no-untyped-def]
+    """``findings`` and the drift findings of an environment that keeps its lock (``doctor.drift``), FAIL first."""
+    from envbuilder.doctor.drift import drift_findings
+    from envbuilder.edge.guard import installed_versions
+    from envbuilder.settings import Settings
+    from envbuilder.venv import env_ref, locked_versions, sync_argv
+
+    locked = locked_versions(env)
+    if locked is None:
+        return tuple(findings)
+    settings = Settings()
+    platform = evidence.platform if evidence is not None else "linux-x86_64"
+    ref = " ".join(env_ref(env.absolute(), settings))
+    drift = drift_findings(
+        matrix, installed_versions(env), locked, env=ref, sync=sync_argv(env.absolute(), settings), platform=platform
+    )
+    order = {"FAIL": 0, "WARN": 1, "INFO": 2}
+    return tuple(sorted((*drift, *findings), key=lambda f: order[f.severity]))

@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("shell", help="open a shell inside an environment")
     _env_options(p)
     p.set_defaults(handler=run_shell)
+    p = sub.add_parser("unguard", help="let uv and pip move the stack layers inside an environment (drop the guard)")
+    _env_options(p)
+    p.set_defaults(handler=run_unguard)
+    p = sub.add_parser("guard", help="bind uv and pip inside an environment to its lock's stack layers again")
+    _env_options(p)
+    p.set_defaults(handler=run_guard)
 
 
 def _env_options(p: argparse.ArgumentParser) -> None:
@@ -93,14 +99,27 @@ def run_list(args: argparse.Namespace) -> int:
     if not envs:
         print("no environments yet (envbuilder create)")
         return 0
-    rows = [("NAME", "PROFILE", "TARGET", "PYTHON", "SMOKE", "SIZE", "LOADS", "MAKES")]
+    rows = [("NAME", "PROFILE", "TARGET", "PYTHON", "SMOKE", "GUARD", "SIZE", "LOADS", "MAKES")]
     for e in envs:
         loads, makes = uses.get(e.profile, (("?",), ("?",)))
-        row = (e.name, e.profile, e.target, e.python, e.smoke, _size(e.size_bytes), ",".join(loads) or "-")
+        guard = "off" if e.guard is None else "on"
+        row = (e.name, e.profile, e.target, e.python, e.state, guard, _size(e.size_bytes), ",".join(loads) or "-")
         rows.append((*row, ",".join(makes) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for e in envs:
+        moved = [c for c in e.drift if c.layer]
+        if moved:
+            import shlex
+
+            from envbuilder.venv import env_ref, sync_argv
+
+            settings = _settings(args)
+            print(f"\n{e.name}: not proven any more: " + "; ".join(c.describe() for c in moved))
+            print(f"  back to the lock: {shlex.join(sync_argv(e.path, settings))}")
+            ref = shlex.join(env_ref(e.path, settings))
+            print(f"  or move the stack, proven again: envbuilder upgrade {ref} --latest")
     return 0
 
 
@@ -113,8 +132,14 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def _activate_env(env: Path) -> dict[str, str]:
+    """What the activation script sets, the guard's two variables included (``edge.guard``)."""
+    from envbuilder.edge.guard import env_variables
+
     bindir = env / ("Scripts" if sys.platform == "win32" else "bin")
     environ = dict(os.environ)
+    for var in ("UV_CONSTRAINT", "PIP_CONSTRAINT"):
+        environ.pop(var, None)  # another environment's guard must not bind this one
+    environ.update(env_variables(env))
     environ["VIRTUAL_ENV"] = str(env)
     environ["PATH"] = f"{bindir}{os.pathsep}{environ.get('PATH', '')}"
     environ.pop("PYTHONHOME", None)
@@ -148,3 +173,20 @@ def run_shell(args: argparse.Namespace) -> int:
 
     _console.progress(f"entering {args.name or env.name} ({env}); exit to leave")
     return _run.run([shell], env=_activate_env(env), check=False, capture=False, foreground=True).exit_status
+
+
+def run_unguard(args: argparse.Namespace) -> int:
+    from envbuilder.venv import set_guard
+
+    env = set_guard(_name(args), _settings(args), path=args.path, on=False)
+    print(f"unguarded {args.name or env.name}: uv and pip inside it may now move torch, bitsandbytes and the rest")
+    print(f"  drift still shows in `envbuilder list` and `doctor --env {env}`; `envbuilder guard` puts it back")
+    return 0
+
+
+def run_guard(args: argparse.Namespace) -> int:
+    from envbuilder.venv import set_guard
+
+    env = set_guard(_name(args), _settings(args), path=args.path, on=True)
+    print(f"guarded {args.name or env.name}: its lock's stack layers bind uv and pip inside it ({env})")
+    return 0

@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--force", action="store_true", help="build even if the lock does not fit this host")
     p.add_argument("--no-smoke", action="store_true", help="skip the smoke test")
+    p.add_argument("--no-guard", action="store_true", help="leave uv and pip free to move the stack layers inside it")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=run)
 
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         progress=progress,
         force=args.force,
         notify=_console.warn,
+        guard=not args.no_guard,
     )
     if args.json:
         print_json(
