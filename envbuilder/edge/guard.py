@@ -18,11 +18,9 @@ from envbuilder.model.guard import (
     CONSTRAINTS_FILE,
     PIP_CONF,
     activation_blocks,
-    constraints_text,
+    guard_files,
     guarded_pins,
-    pip_conf_text,
     strip_blocks,
-    with_blocks,
 )
 
 __all__ = ["GuardResult", "apply", "env_variables", "installed_versions", "is_guarded", "remove"]
@@ -50,24 +48,23 @@ def apply(env: Path, *, name: str, packages: Mapping[str, str], lock_file: str, 
     ``final`` goes into pip.conf (pip reads no path relative to its configuration); the activation scripts find
     the file through VIRTUAL_ENV, so they survive the move into place.
     """
-    if re.search(r"\s", str(final)):
-        # UV_CONSTRAINT, PIP_CONSTRAINT and pip.conf's `constraint` are split on whitespace by their readers.
-        return None
+    bindir = _bindir(env)
+    scripts = {s: _read(bindir / s) for s in activation_blocks() if (bindir / s).is_file()}
     pins = guarded_pins(packages)
-    write_text_atomic(env / CONSTRAINTS_FILE, constraints_text(name, pins, lock_file=lock_file))
-    write_text_atomic(env / PIP_CONF, pip_conf_text(str(final / CONSTRAINTS_FILE)))
-    edited, notes = [], []
-    for script in activation_blocks():
-        path = _bindir(env) / script
-        if not path.is_file():
-            continue
-        new = with_blocks(script, _read(path))
-        if new is None:
-            notes.append(f"{script}: its deactivate function is not where uv writes it; left as it was")
-            continue
-        write_text_atomic(path, new, mode=path.stat().st_mode & 0o7777)
-        edited.append(script)
-    return GuardResult(pins, tuple(edited), tuple(notes))
+    files = guard_files(
+        final=str(final), scripts=scripts, name=name, pins=pins, lock_file=lock_file, bindir=bindir.name, sep=os.sep
+    )
+    if files is None:
+        return None
+    for rel, text in files.items():
+        path = env / rel
+        mode = path.stat().st_mode & 0o7777 if path.exists() else None
+        write_text_atomic(path, text, mode=mode)
+    edited = tuple(s for s in scripts if f"{bindir.name}/{s}" in files)
+    notes = tuple(
+        f"{s}: its deactivate function is not where uv writes it; left as it was" for s in scripts if s not in edited
+    )
+    return GuardResult(pins, edited, notes)
 
 
 def remove(env: Path) -> tuple[str, ...]:

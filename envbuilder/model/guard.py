@@ -27,6 +27,7 @@ __all__ = [
     "VARIABLES",
     "activation_blocks",
     "constraints_text",
+    "guard_files",
     "guarded_pins",
     "is_layer",
     "pip_conf_text",
@@ -57,6 +58,7 @@ _LAYERS = frozenset(
         "autoawq-kernels",
         "llmcompressor",
         "compressed-tensors",
+        "optimum",
         "triton",
         "pytorch-triton",
         "triton-windows",
@@ -232,3 +234,30 @@ def strip_blocks(text: str) -> str:
         if not inside:
             out.append(line)
     return "\n".join(out)
+
+
+def guard_files(
+    *,
+    final: str,
+    scripts: Mapping[str, str],
+    name: str,
+    pins: Sequence[str],
+    lock_file: str,
+    bindir: str = "bin",
+    sep: str = "/",
+) -> dict[str, str] | None:
+    """Every file the guard writes into an environment that lives at ``final``, by path relative to it, given
+    the text of its activation scripts (by file name). None when ``final`` holds whitespace: UV_CONSTRAINT,
+    PIP_CONSTRAINT and pip.conf's ``constraint`` are split on whitespace by their readers. A script whose
+    deactivate function is not where uv and virtualenv write it is left out (and so left as it was)."""
+    if re.search(r"\s", final):
+        return None
+    files = {
+        CONSTRAINTS_FILE: constraints_text(name, pins, lock_file=lock_file),
+        PIP_CONF: pip_conf_text(final.rstrip(sep) + sep + CONSTRAINTS_FILE),
+    }
+    for script, text in scripts.items():
+        new = with_blocks(script, text)
+        if new is not None:
+            files[f"{bindir}/{script}"] = new
+    return files

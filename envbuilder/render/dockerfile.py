@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from envbuilder import __version__
 from envbuilder.lock import Lock, LockedPackage, check_env_name, lock_file_name
+from envbuilder.model.guard import CONSTRAINTS_FILE, constraints_text, guarded_pins
 from envbuilder.model.images import PinTable
 from envbuilder.model.smoke import Expect, SmokeTable, expect_for, program_text
 from envbuilder.model.types import PROFILES
@@ -58,6 +59,7 @@ __all__ = [
     "check_lock",
     "default_base",
     "extra_indexes",
+    "guard_constraints",
     "hashed_lines",
     "image_tag",
     "image_tags",
@@ -432,6 +434,11 @@ def render_dockerfile(lock: Lock, *, options: Options | None = None) -> str:
         f"COPY --from=cuda-stack {STACK} {STACK}",
         f"COPY --from=rest {PYTHONS} {PYTHONS}",
         f"COPY --from=rest {VENV} {VENV}",
+        "# The guard: the lock's stack layers bind uv and pip inside the image (to move one, rebuild from a new",
+        "# lock: `envbuilder upgrade` or `envbuilder lock`, then `envbuilder build`).",
+        f"COPY --chmod=0644 requirements/{CONSTRAINTS_FILE} {VENV}/{CONSTRAINTS_FILE}",
+        f"ENV UV_CONSTRAINT={VENV}/{CONSTRAINTS_FILE} \\",
+        f"    PIP_CONSTRAINT={VENV}/{CONSTRAINTS_FILE}",
         "# --chmod: the app user reads these whatever the mode of the files in the build context.",
         f"COPY --chmod=0644 {lock_file_name(lock.name)} /opt/envbuilder/",
         f"COPY --chmod=0755 smoke/ {SMOKE_DIR}/",
@@ -498,12 +505,19 @@ def render_context(lock: Lock, lock_text: str, *, table: SmokeTable, options: Op
         lock_file_name(lock.name): lock_text,
         "requirements/cuda-stack.txt": hashed_lines(stack_packages(lock)),
         "requirements/rest.txt": hashed_lines(rest_packages(lock)),
+        f"requirements/{CONSTRAINTS_FILE}": guard_constraints(lock),
         "smoke/check.py": program_text(),
         "smoke/expect.json": smoke_expect(lock, table).to_json(),
         "wheels/.keep": (
             "Wheelhouse files named by the lock go here (envbuilder build copies them from --find-links).\n"
         ),
     }
+
+
+def guard_constraints(lock: Lock) -> str:
+    """The image's constraints file: the same guard as a venv's (``model.guard``)."""
+    pins = guarded_pins({p.name: p.version for p in lock.packages})
+    return constraints_text(lock.name, pins, lock_file=lock_file_name(lock.name))
 
 
 def build_args(lock: Lock, options: Options, *, wheelhouse_serves_all: bool = False) -> dict[str, str]:

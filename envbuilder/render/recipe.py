@@ -59,6 +59,8 @@ __all__ = [
     "bnb_version",
     "checklist",
     "fill",
+    "guard_args",
+    "guard_program",
     "index_args",
     "plan_line",
     "recipe_expect",
@@ -255,6 +257,51 @@ def index_args(spec: RecipeSpec) -> list[str]:
         for url in spec.indexes:
             args += ["--extra-index-url", url]
     return args
+
+
+# The recipes run model/guard.py itself (stdlib only) inside the new environment with this main: the guard of a
+# recipe is the guard of `envbuilder create`, the same text from the same functions.
+_GUARD_MAIN = """
+
+if __name__ == "__main__":  # recipes: python guard.py ENV_DIR NAME LOCK_FILE PIN...
+    import os
+    import sys
+
+    env, name, lock_file, *pins = sys.argv[1:]
+    bindir = "Scripts" if os.name == "nt" else "bin"
+    scripts = {}
+    for script in activation_blocks():
+        path = os.path.join(env, bindir, script)
+        if os.path.isfile(path):
+            with open(path, "rb") as fh:
+                scripts[script] = fh.read().decode("utf-8")
+    final = os.path.abspath(env)
+    files = guard_files(
+        final=final, scripts=scripts, name=name, pins=pins, lock_file=lock_file, bindir=bindir, sep=os.sep
+    )
+    if files is None:
+        print(f"no guard: {final} holds whitespace, which UV_CONSTRAINT and PIP_CONSTRAINT cannot carry")
+        sys.exit(0)
+    for rel, text in files.items():
+        with open(os.path.join(env, rel), "wb") as fh:
+            fh.write(text.encode("utf-8"))
+    print(f"guard: {len(pins)} stack layers bind uv and pip inside {final} ({CONSTRAINTS_FILE})")
+"""
+
+
+def guard_program() -> str:
+    """The program a recipe runs in the environment it built to put the guard in (``model.guard`` + a main)."""
+    source = resources.files("envbuilder.model").joinpath("guard.py").read_text(encoding="utf-8")
+    return source.rstrip("\n") + "\n" + _GUARD_MAIN
+
+
+def guard_args(spec: RecipeSpec) -> list[str]:
+    """The guard program's arguments after ENV_DIR: the name, the lock's file name, the stack layers' pins."""
+    from envbuilder.lock import lock_file_name
+    from envbuilder.model.guard import guarded_pins
+
+    pins = guarded_pins(dict(p.split("==", 1) for p in spec.pins))
+    return [spec.name, lock_file_name(spec.name), *pins]
 
 
 def fill(template: str, values: dict[str, str]) -> str:

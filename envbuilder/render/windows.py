@@ -19,6 +19,8 @@ from envbuilder.render.recipe import (
     RecipeSpec,
     bnb_version,
     fill,
+    guard_args,
+    guard_program,
     index_args,
     plan_line,
     smoke_args,
@@ -85,6 +87,8 @@ def render_windows_script(spec: RecipeSpec) -> str:
     smoke, expect = program_text().rstrip("\n"), smoke_expect(spec).rstrip("\n")
     check_ps_herestring(smoke)
     check_ps_herestring(expect)
+    guard = guard_program().rstrip("\n")
+    check_ps_herestring(guard)
     values = {
         "VERSION": __version__,
         "NAME_COMMENT": spec.name,
@@ -102,5 +106,7 @@ def render_windows_script(spec: RecipeSpec) -> str:
         "SMOKE": smoke,
         "EXPECT": expect,
         "SMOKE_ARGS": " ".join(ps_quote(a) for a in smoke_args(spec)),
+        "GUARD": guard,
+        "GUARD_ARGS": " ".join(ps_quote(a) for a in guard_args(spec)),
     }
     return fill(template("windows.ps1"), values)

@@ -17,6 +17,8 @@ from envbuilder.render.recipe import (
     UV_MIN_VERSION,
     RecipeSpec,
     fill,
+    guard_args,
+    guard_program,
     index_args,
     plan_line,
     smoke_args,
@@ -62,6 +64,7 @@ def render_wsl2_script(spec: RecipeSpec) -> str:
     _check_wsl2(spec)
     q = shlex.quote
     smoke, expect = program_text().rstrip("\n"), smoke_expect(spec).rstrip("\n")
+    guard = guard_program().rstrip("\n")
     values = {
         "VERSION": __version__,
         "NAME_COMMENT": spec.name,
@@ -82,5 +85,8 @@ def render_wsl2_script(spec: RecipeSpec) -> str:
         "EXPECT": expect,
         "EXPECT_TAG": heredoc_tag(expect, "ENVBUILDER_EXPECT"),
         "SMOKE_ARGS": " ".join(q(a) for a in smoke_args(spec)),
+        "GUARD": guard,
+        "GUARD_TAG": heredoc_tag(guard, "ENVBUILDER_GUARD"),
+        "GUARD_ARGS": " ".join(q(a) for a in guard_args(spec)),
     }
     return fill(template("wsl2.sh"), values)

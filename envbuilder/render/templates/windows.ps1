@@ -174,5 +174,18 @@ Write-Utf8NoBom $expectFile ($expectText + "`n")
 if ($LASTEXITCODE -ne 0) {
     Stop-Recipe 'the smoke test failed (output above)' ('run envbuilder doctor --env "' + $EnvDir + '" for the cause and the fix')
 }
+Enter-Step 'guard: the stack layers bind uv and pip inside the environment'
+# UV_CONSTRAINT and PIP_CONSTRAINT (set by Scripts\activate.ps1 and activate.bat) and the environment's pip.conf
+# name its envbuilder-constraints.txt: an install that would move torch, bitsandbytes or the rest fails before it
+# changes anything. To move them: `envbuilder upgrade`; to drop the guard: `envbuilder unguard`.
+$guardFile = Join-Path $smokeDir 'guard.py'
+$guardText = @'
+@@GUARD@@
+'@
+Write-Utf8NoBom $guardFile ($guardText + "`n")
+& $python $guardFile $EnvDir @@GUARD_ARGS@@
+if ($LASTEXITCODE -ne 0) {
+    Stop-Recipe 'the guard could not be written (output above)' 'the environment works; run it again, or leave it unguarded'
+}
 Write-Host ''
 Write-Host ('done: activate with  & "' + (Join-Path $EnvDir 'Scripts\Activate.ps1') + '"')

@@ -208,4 +208,13 @@ cat > "$TMP_DIR/expect.json" <<'@@EXPECT_TAG@@'
 if ! "$ENV_DIR/bin/python" "$TMP_DIR/check.py" @@SMOKE_ARGS@@ --expect "$TMP_DIR/expect.json"; then
   fail "the smoke test failed (output above)" "run \`envbuilder doctor --env $ENV_DIR\` for the cause and the fix"
 fi
+
+begin "guard: the stack layers bind uv and pip inside the environment"
+# UV_CONSTRAINT and PIP_CONSTRAINT (set by bin/activate) and the environment's pip.conf name its
+# envbuilder-constraints.txt: an install that would move torch, bitsandbytes or the rest fails before it changes
+# anything. To move them: `envbuilder upgrade`; to drop the guard: `envbuilder unguard`.
+cat > "$TMP_DIR/guard.py" <<'@@GUARD_TAG@@'
+@@GUARD@@
+@@GUARD_TAG@@
+"$ENV_DIR/bin/python" "$TMP_DIR/guard.py" "$ENV_DIR" @@GUARD_ARGS@@
 printf '\ndone: activate with  source %s/bin/activate\n' "$ENV_DIR"
