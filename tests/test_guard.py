@@ -26,7 +26,7 @@ else:  # pragma: no cover
 
 LOCKS = Path(__file__).parent / "fixtures" / "locks"
 # uv's own lock of torch 2.10.0 (PyPI's cu128 build) with bitsandbytes 0.50.2 (see fixtures/locks/README.md)
-TORCH210 = LOCKS / "uv-torch2.10-py3.11.pylock.toml"
+TORCH210 = LOCKS / "pylock.uv-torch210-py311.toml"
 
 
 def _locked(path: Path) -> dict[str, str]:

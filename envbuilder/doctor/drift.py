@@ -18,7 +18,7 @@ from typing import Literal
 from envbuilder.doctor import Finding, finding
 from envbuilder.matrix import Matrix
 from envbuilder.model.guard import is_layer
-from envbuilder.resolve import bnb_library_cuda, lib_name
+from envbuilder.rules.bnb import lib_name, library_cuda
 
 __all__ = ["Change", "changes", "drift_findings", "torch_cuda"]
 
@@ -97,7 +97,7 @@ def torch_cuda(matrix: Matrix, version: str, platform: str) -> tuple[bool, str |
 
 
 def _consequence(matrix: Matrix, installed: Mapping[str, str], platform: str) -> str:
-    """What the installed torch means for bitsandbytes: the library its loader now picks (one rule: resolve's)."""
+    """What the installed torch means for bitsandbytes: the library its loader now picks (one rule: rules.bnb)."""
     have = {_canonical(k): v for k, v in installed.items()}
     torch, bnb = have.get("torch"), have.get("bitsandbytes")
     if torch is None or bnb is None:
@@ -108,7 +108,7 @@ def _consequence(matrix: Matrix, installed: Mapping[str, str], platform: str) ->
         return ""
     if cuda is None:
         return f": bitsandbytes will load {lib_name(None, platform)}"
-    lib = bnb_library_cuda(release, cuda)
+    lib = library_cuda(release, cuda)
     if lib is None:
         return f": bitsandbytes {bnb} has no library for CUDA {cuda} (the first 4-bit/8-bit call fails)"
     return f": bitsandbytes will load {lib_name(lib, platform)}"
