@@ -46,8 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
+    from envbuilder.cli import _console
+
     if not args.json:
-        print(text, file=sys.stderr, flush=True)
+        _console.progress(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -222,13 +224,19 @@ def _build(
             metadata=metadata,
             progress=lambda s: _say(args, f"  {s}"),
             lock_text=text,
-            notify=lambda s: print(f"envbuilder: {s}", file=sys.stderr, flush=True),
+            notify=_notify,
             then=write_lock,
             guard=marker.get("guard") is not None or "guard" not in marker,
         )
     except EnvbuilderError as exc:
         exc.message = f"upgrade of {new.name} failed, so {env} and {lock_path.name} are as they were: {exc.message}"
         raise
+
+
+def _notify(text: str) -> None:
+    from envbuilder.cli import _console
+
+    _console.warn(text)
 
 
 def _report(
