@@ -85,9 +85,8 @@ class Http:
         if self._session is None:
             import requests  # kept out of CLI start-up
             from requests.adapters import HTTPAdapter
-            from urllib3.util.retry import Retry
 
-            retry = Retry(
+            retry = _bounded_retry()(
                 total=self.retries,
                 backoff_factor=0.5,
                 status_forcelist=(429, 500, 502, 503, 504),
@@ -195,6 +194,22 @@ class Http:
             body = resp.content
             self.bytes_in += len(body)
             return body[-length:], len(body)
+
+
+RETRY_AFTER_MAX = 10.0  # seconds: a busy index's Retry-After is honoured up to this, so a retry stays bounded
+
+
+def _bounded_retry() -> type[Any]:
+    """urllib3's Retry with the wait a ``Retry-After`` header asks for capped at ``RETRY_AFTER_MAX`` (urllib3's
+    own cap is six hours: a mirror answering ``429 Retry-After: 3600`` would hold a command for an hour)."""
+    from urllib3.util.retry import Retry
+
+    class BoundedRetry(Retry):
+        def get_retry_after(self, response: Any) -> float | None:
+            after = super().get_retry_after(response)
+            return None if after is None else min(after, RETRY_AFTER_MAX)
+
+    return BoundedRetry
 
 
 def _total_from_content_range(header: str, url: str) -> int:

@@ -3,8 +3,9 @@
 It serves real files (the torch CPU wheel in the wheelhouse, wheels the tests build from the fatbin fixtures)
 the way PyPI and most mirrors do: HTML project pages (PEP 691 JSON ones to a client that asks for them),
 ``Range: bytes=a-b`` and suffix ranges (206 with Content-Range), optional Basic auth, and, to test the failure
-paths, a mode that ignores ranges and a number of 503 answers before the first real one. Every request is logged (path, Range, whether it carried
-credentials), so tests can assert how many bytes the reader took and where credentials went.
+paths, a mode that ignores ranges and a number of 503 (or 429, with a Retry-After) answers before the first
+real one. Every request is logged (path, Range, whether it carried credentials), so tests can assert how many
+bytes the reader took and where credentials went.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Served:
     credentials: tuple[str, str] | None = None
     ignore_ranges: bool = False
     fail_first: int = 0  # answer 503 to this many requests first
+    fail_status: int = 503  # or 429 (too many requests)
+    retry_after: str | None = None  # the Retry-After header of those answers
     log: list[tuple[str, str | None, bool]] = field(default_factory=list)
     sent: int = 0  # body bytes sent
 
@@ -66,7 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.served.log.append((path, self.headers.get("Range"), "Authorization" in self.headers))
         if self.served.fail_first > 0:
             self.served.fail_first -= 1
-            self._send(503, b"busy")
+            after = {"Retry-After": self.served.retry_after} if self.served.retry_after else {}
+            self._send(self.served.fail_status, b"busy", after)
             return
         if not self._authorized():
             self._send(401, b"credentials needed", {"WWW-Authenticate": 'Basic realm="x"'})

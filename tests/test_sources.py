@@ -282,3 +282,20 @@ def test_the_mirror_credentials_reach_the_page_and_nothing_else(tmp_path: Path) 
         found = read_torch_pages(settings.pytorch_index, ("cu126",), settings)
     assert found == {"cu126": (CU126,)} and served.log[-1][2]
     assert "s3cret" not in (tmp_path / "pytorch-pages.json").read_text()
+
+
+def test_retry_after_is_honoured_but_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """429 with ``Retry-After: 3600``: the index is asked again after the capped wait, not after an hour."""
+    from loopback import Served, serve
+
+    from envbuilder import pypi
+
+    monkeypatch.setattr(pypi, "RETRY_AFTER_MAX", 1.5)
+    served = Served(json_pages={"/whl/cu126/torch/": _torch_json([CU126])}, fail_first=1, fail_status=429)
+    served.retry_after = "3600"
+    with serve(served) as base:
+        started = time.monotonic()
+        found = read_torch_pages(f"{base}/whl", ("cu126",), Settings(cache_dir=tmp_path))
+        waited = time.monotonic() - started
+    assert found == {"cu126": (CU126,)} and len(served.log) == 2
+    assert 1.4 <= waited < 10, waited
