@@ -208,11 +208,11 @@ def origins(plan: Plan, requirements: str, settings: Settings) -> dict[str, str]
     """Where the plan takes each package from, in words, for the TIP of a failed resolution."""
     from packaging.requirements import InvalidRequirement, Requirement
 
-    from envbuilder.resolve import PYPI
+    from envbuilder.model.types import PYPI, WHEELHOUSE
 
     default = f"the index {settings.index_url}" if settings.index_url else "PyPI"
     wheelhouse = "the wheelhouse " + (", ".join(settings.find_links) or "(none configured)")
-    found = {p.name: {PYPI: default, "wheelhouse": wheelhouse}.get(p.index, p.index) for p in plan.packages}
+    found = {p.name: {PYPI: default, WHEELHOUSE: wheelhouse}.get(p.index, p.index) for p in plan.packages}
     for line in requirements.splitlines():
         try:
             found.setdefault(Requirement(line).name, default)  # the user's extra packages

@@ -22,7 +22,8 @@ from typing import Any
 
 from envbuilder import __version__
 from envbuilder.errors import LockError
-from envbuilder.resolve import PYPI, Plan
+from envbuilder.model.types import is_index_url
+from envbuilder.resolve import Plan
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -253,7 +254,7 @@ def tool_table(plan: Plan, *, name: str, extra: Sequence[str], wheelhouse: Mappi
         "platform": plan.target.platform,
         "target": _clean({k: v for k, v in target.items() if k != "pythons"}),
         "pins": [p.requirement for p in plan.packages],
-        "indexes": [p.index for p in plan.packages if p.index not in {PYPI, "wheelhouse"}],
+        "indexes": [p.index for p in plan.packages if is_index_url(p.index)],
         "extra": list(extra),
         "matrix-digest": plan.matrix_digest,
         "reasons": list(plan.reasons),

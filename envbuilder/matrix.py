@@ -27,6 +27,18 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from envbuilder.errors import MatrixError
+from envbuilder.model.types import (
+    CPU_BACKENDS,
+    LOADERS,
+    PLATFORMS,
+    PROFILES,
+    SEGMENTS,
+    Confidence,
+    CpuBackend,
+    Loader,
+    ProfileName,
+    Segment,
+)
 
 if TYPE_CHECKING:
     from envbuilder.gpu_table import GpuTable
@@ -55,12 +67,6 @@ GPU_FILES = ("gpu-chips",)  # read with the product table, on first use (Matrix.
 IDS_FILE = "nvidia.ids"  # generated: `envbuilder matrix refresh --pci-ids`
 SMOKE_FILES = ("smoke",)  # the smoke program's bounds and import names, read by envbuilder.model.smoke
 IMAGE_FILES = ("images",)  # image digests and action commits of generated files, read by envbuilder.model.images
-Confidence = Literal["confirmed", "unconfirmed"]
-PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "windows-arm64", "macos-arm64")
-SEGMENTS = ("geforce", "workstation", "datacenter", "jetson")
-PROFILES = ("bnb", "gptq", "awq", "cpu")
-LOADERS = ("exact-or-cpu", "exact-or-error", "nearest-same-major")
-CPU_BACKENDS = ("none", "nf4-only", "full")
 # quant_method keys of transformers' AUTO_QUANTIZER_MAPPING (quantizers/auto.py) that the matrix records
 QUANT_METHODS = ("gptq", "awq", "compressed-tensors", "bitsandbytes_4bit", "bitsandbytes_8bit")
 QuantMethod = Literal["gptq", "awq", "compressed-tensors", "bitsandbytes_4bit", "bitsandbytes_8bit"]
@@ -70,6 +76,7 @@ CpuPath = Literal["yes", "no", "conditional"]
 FORMAT_CPU = ("proven", "no", "unproven")
 FormatCpu = Literal["proven", "no", "unproven"]
 T = TypeVar("T")
+L = TypeVar("L", bound=str)  # a member of a closed set (model.types)
 _TOML_TYPES: dict[type, str] = {
     str: "string",
     int: "integer",
@@ -105,7 +112,7 @@ class Arch(Fact):
     first_cuda: str
     last_cuda: str | None = None
     tegra: bool = False
-    products: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # only names the PCI database lacks
+    products: Mapping[Segment, tuple[str, ...]] = field(default_factory=dict)  # only names the PCI database lacks
 
     @property
     def sm(self) -> str:
@@ -174,8 +181,8 @@ class BnbRelease(Fact):
     torch: SpecifierSet
     platforms: tuple[str, ...]
     cuda_libs: tuple[str, ...]
-    loader: str
-    cpu: str
+    loader: Loader
+    cpu: CpuBackend
     avoid: str | None = None
 
 
@@ -247,7 +254,7 @@ class QuantLib(Fact):
     name: str
     version: str
     status: str
-    profile: str
+    profile: ProfileName
     python: SpecifierSet
     torch: SpecifierSet | None = None
     requires: Mapping[str, SpecifierSet] = field(default_factory=dict)
@@ -308,7 +315,7 @@ class ProfileFormat(Fact):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Profile(Fact):
-    name: str
+    name: ProfileName
     description: str
     packages: tuple[str, ...]
     gpu: bool
@@ -474,11 +481,11 @@ class _Row:
                 raise self._fail(f"{key}[{i}]", f"unexpected type {type(item).__name__} (expected str)", "quote it")
         return tuple(items)
 
-    def choice(self, key: str, allowed: Sequence[str], *, required: bool = True, default: str | None = None) -> str:
+    def choice(self, key: str, allowed: Sequence[L], *, required: bool = True, default: L | None = None) -> L:
         value = self.get(key, str, required=required, default=default)
         if value is not None and value not in allowed:
             raise self._fail(key, f"unknown value {value!r}", f"use one of: {', '.join(allowed)}")
-        return value
+        return cast("L", value)
 
     def choices(self, key: str, allowed: Sequence[str], *, required: bool = True) -> tuple[str, ...]:
         values = self.strs(key, required=required)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from packaging.version import InvalidVersion
 
@@ -29,14 +30,12 @@ from envbuilder.matrix import (
     TorchBuild,
     TorchRelease,
 )
+from envbuilder.model.types import PYPI, WHEELHOUSE, is_index_url
 from envbuilder.rules import bnb as rules_bnb
 from envbuilder.rules._version import v as _v
 from envbuilder.rules._version import within as _in
 from envbuilder.rules.cuda import Verdict, check_arch, check_driver, driver_floors, forward_ok
 from envbuilder.target import Target
-
-PYPI = "pypi"
-
 
 # --------------------------------------------------------------------------- sources
 
@@ -52,8 +51,8 @@ class Sources:
     matrix's assumption and rank below listed ones; None means the pages were not asked for (the matrix decides).
     """
 
+    pytorch_index: str | None  # required: the matrix's (Matrix.pytorch_index) or the user's mirror, or None
     pypi: bool = True
-    pytorch_index: str | None = "https://download.pytorch.org/whl"
     wheelhouse: tuple[str, ...] = ()
     wheelhouse_dirs: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -112,7 +111,7 @@ def index_variants(target: Target, matrix: Matrix) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Package:
-    """One exact pin and where it comes from ("pypi", an index URL, or "wheelhouse")."""
+    """One exact pin and where it comes from: ``PYPI``, ``WHEELHOUSE`` (model.types) or an index URL."""
 
     name: str
     version: str
@@ -267,7 +266,7 @@ def _torch_source(
         return PYPI, "", True
     local = f"{rel.version}+{build.variant}"
     if wheelhouse_serves(sources, "torch", local, python, target.platform):
-        return "wheelhouse", "", True
+        return WHEELHOUSE, "", True
     if sources.pytorch_index:
         index = f"{sources.pytorch_index}/{build.variant}"
         listing = None if sources.pytorch_files is None else sources.pytorch_files.get(build.variant)
@@ -968,9 +967,10 @@ def resolve(target: Target, matrix: Matrix, sources: Sources | None = None) -> P
     7. the newer bitsandbytes.
     A plan that must use an old or vulnerable torch says why in one warning line.
     """
-    result = _resolve(target, matrix, sources or Sources())
+    sources = sources or Sources(pytorch_index=matrix.pytorch_index)
+    result = _resolve(target, matrix, sources)
     if isinstance(result, NoPlan):
-        return replace(result, nearest=nearest_alternatives(target, matrix, sources or Sources()))
+        return replace(result, nearest=nearest_alternatives(target, matrix, sources))
     return result
 
 
@@ -1008,7 +1008,7 @@ def _plan(target: Target, matrix: Matrix, python: str, options: list[_Option], r
     ranked_lower = [Rejection(o.torch.label, "works, but ranked lower: " + _why_lower(best, o)) for o in lower[:5]]
     all_rejected = [*rejected, *best.rejected, *ranked_lower]
     pkgs = _packages(best, target)
-    extra = tuple(dict.fromkeys(p.index for p in pkgs if p.index not in {PYPI, "wheelhouse"}))
+    extra = tuple(dict.fromkeys(p.index for p in pkgs if is_index_url(p.index)))
     return Plan(
         target=target,
         python=python,
@@ -1069,14 +1069,14 @@ def _no_plan_reasons(target: Target, rejected: list[Rejection]) -> tuple[str, ..
 
 def nearest_alternatives(target: Target, matrix: Matrix, sources: Sources) -> tuple[str, ...]:
     """Relax one constraint at a time and say what would work then."""
-    tries: list[tuple[str, Target, Sources]] = []
+    tries: list[tuple[_Relaxed, Target, Sources]] = []
     if target.driver:
         tries.append(("driver", replace(target, driver=None), sources))
     if target.torch_spec is not None or target.bnb_spec is not None:
         tries.append(("pins", replace(target, torch_spec=None, bnb_spec=None), sources))
     tries.append(("python", replace(target, pythons=("3.13", "3.12", "3.11", "3.10", "3.9")), sources))
     if sources.pytorch_index is None:
-        tries.append(("sources", target, replace(sources, pytorch_index="https://download.pytorch.org/whl")))
+        tries.append(("sources", target, replace(sources, pytorch_index=matrix.pytorch_index)))
     out: list[str] = []
     for what, t, s in tries:
         plan = _resolve(t, matrix, s)
@@ -1085,7 +1085,10 @@ def nearest_alternatives(target: Target, matrix: Matrix, sources: Sources) -> tu
     return tuple(dict.fromkeys(out))
 
 
-def _alternative_text(what: str, plan: Plan, matrix: Matrix) -> str:
+_Relaxed = Literal["driver", "pins", "python", "sources"]  # the constraint nearest_alternatives lifts
+
+
+def _alternative_text(what: _Relaxed, plan: Plan, matrix: Matrix) -> str:
     pins = ", ".join(p.requirement for p in plan.packages if p.name in {"torch", "bitsandbytes"})
     if what == "driver" and plan.cuda:
         native_min, mvc_min = driver_floors(matrix, plan.cuda, plan.target.os)

@@ -15,6 +15,7 @@ from packaging.version import Version
 
 from envbuilder.errors import TargetError
 from envbuilder.matrix import Arch, Matrix
+from envbuilder.model.types import ProfileName
 
 if TYPE_CHECKING:
     from envbuilder.gpu_table import Product
@@ -71,7 +72,7 @@ class Target:
     os: OsFlavour = "linux"
     pythons: tuple[str, ...] = DEFAULT_PYTHONS
     machine: str = "x86_64"
-    profile: str = "cpu"
+    profile: ProfileName = "cpu"
     torch_spec: SpecifierSet | None = None
     bnb_spec: SpecifierSet | None = None
     forward_compat: bool = False
@@ -308,13 +309,13 @@ def parse_os(text: str) -> OsFlavour:
     raise TargetError(msg, hint="use --os linux, --os wsl2 or --os windows")
 
 
-def parse_profile(text: str, matrix: Matrix) -> str:
+def parse_profile(text: str, matrix: Matrix) -> ProfileName:
     value = text.strip().lower()
-    names = [p.name for p in matrix.profiles]
-    if value not in names:
-        msg = f"--profile {text!r} is not one of: {', '.join(names)}"
+    found = next((p.name for p in matrix.profiles if p.name == value), None)
+    if found is None:
+        msg = f"--profile {text!r} is not one of: {', '.join(p.name for p in matrix.profiles)}"
         raise TargetError(msg, hint="bnb (bitsandbytes/QLoRA), gptq, awq or cpu")
-    return value
+    return found
 
 
 def parse_spec(text: str, option: str) -> SpecifierSet:

@@ -251,7 +251,7 @@ def test_default_lock_names_carry_what_tells_locks_apart(  # type: ignore[no-unt
     """Profile, CUDA variant, Python and platform: a Windows lock no longer overwrites the Linux one."""
     gpus = parse_gpus(gpu, matrix) if gpu else ()
     target = build_target(matrix, gpus=gpus, driver=driver, os=os, pythons=(python,), profile=profile)
-    plan = resolve(target, matrix, Sources())
+    plan = resolve(target, matrix, Sources(pytorch_index=matrix.pytorch_index))
     assert isinstance(plan, Plan)
     assert default_lock_file_name(plan) == filename
 

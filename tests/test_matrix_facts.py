@@ -13,6 +13,9 @@ from packaging.specifiers import SpecifierSet
 
 from envbuilder.doctor import Context, Device, Evidence, diagnose
 from envbuilder.matrix import BnbFirst, Matrix
+from envbuilder.resolve import Plan, resolve
+from envbuilder.settings import DEFAULT_PYTORCH_INDEX
+from envbuilder.target import build_target, parse_gpus
 
 H100 = Device(index=0, name="NVIDIA H100 80GB HBM3", cc="9.0", vram_bytes=85 * 10**9)
 
@@ -67,3 +70,15 @@ def test_the_first_windows_release_is_the_matrixs(matrix: Matrix) -> None:
     assert "windows-linux-only-bnb" not in _rules(matrix, ev)  # 0.43.0 brought the first Windows wheels
     first = (BnbFirst(platform="windows-x86_64", version="0.44.0", source="test", confidence="confirmed"),)
     assert "windows-linux-only-bnb" in _rules(dataclasses.replace(matrix, bnb_first=first), ev)
+
+
+def test_the_pytorch_index_is_the_matrixs(matrix: Matrix) -> None:
+    """torch.toml's indexes.pytorch is where plans take variant builds from and where a NoPlan looks for one;
+    the CLI's default (settings, read before any matrix is loaded, for --help) must be the same URL."""
+    assert matrix.pytorch_index == DEFAULT_PYTORCH_INDEX
+    mirror = dataclasses.replace(matrix, pytorch_index="https://mirror.example/whl")
+    target = build_target(mirror, gpus=parse_gpus("sm_120", mirror), pythons=("3.12",), torch="==2.7.1")
+    plan = resolve(target, mirror)  # Blackwell needs torch 2.7.1's cu128 build: PyPI's is cu126
+    assert isinstance(plan, Plan)
+    torch = plan.package("torch")
+    assert torch is not None and torch.index.startswith("https://mirror.example/whl/"), torch

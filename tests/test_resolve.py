@@ -16,6 +16,7 @@ from envbuilder.rules.bnb import library_cuda
 from envbuilder.target import Gpu, Target, build_target, parse_gpus
 
 PYTORCH = "https://download.pytorch.org/whl"
+DEFAULT = Sources(pytorch_index=PYTORCH)  # as a user's machine has it: PyPI and the PyTorch index
 PYPI_ONLY = Sources(pytorch_index=None)  # as on these machines: the PyTorch index is out of reach
 WHEELHOUSE = Sources(pytorch_index=None, wheelhouse=("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",))
 # A mirror of the PyTorch index whose torch pages list one CPU wheel and one cu126 wheel (read at the edge).
@@ -39,7 +40,7 @@ def _target(matrix: Matrix, gpu: str, driver: str | None = None, **kw: object) -
 def _plan(matrix: Matrix, gpu: str, driver: str | None = None, sources: Sources | None = None, **kw: object) -> Plan:
     result = resolve(_target(matrix, gpu, driver, **kw), matrix, sources)
     assert isinstance(result, Plan), result.reasons
-    check_plan(result, matrix, sources or Sources())
+    check_plan(result, matrix, sources or DEFAULT)
     return result
 
 
@@ -603,7 +604,7 @@ DRIVERS = st.one_of(
 )
 SOURCES = st.sampled_from(
     [
-        Sources(),
+        DEFAULT,
         PYPI_ONLY,
         WHEELHOUSE,
         Sources(pypi=True, pytorch_index="https://mirror.example/whl"),
@@ -753,9 +754,9 @@ def test_no_plan_pairs_a_companion_with_a_torch_it_rejects(matrix: Matrix) -> No
                         target = build_target(
                             matrix, gpus=(Gpu(cc),), driver=driver, os=os, pythons=(python,), profile=profile
                         )
-                        result = resolve(target, matrix, Sources())
+                        result = resolve(target, matrix, DEFAULT)
                         if isinstance(result, Plan):
-                            check_plan(result, matrix, Sources())
+                            check_plan(result, matrix, DEFAULT)
                             plans += 1
     assert plans > 150
 

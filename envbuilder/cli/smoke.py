@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from envbuilder.cli import _console
 from envbuilder.cli._common import load_matrix_for, print_json
 from envbuilder.errors import EXIT_CHECK_FAILED, EXIT_OK
+from envbuilder.model.types import PROFILES
 
 if TYPE_CHECKING:
     from envbuilder.doctor import Finding
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--profile",
         default="bnb",
-        choices=("bnb", "gptq", "awq", "cpu"),
+        choices=PROFILES,
         help="which library stages to add (gptq/awq: the quantization library's kernel path)",
     )
     p.set_defaults(handler=run)

@@ -28,7 +28,7 @@ __all__ = [
     "NamedSource",
     "OsFlavour",
     "Platform",
-    "Profile",
+    "ProfileName",
     "Segment",
     "Severity",
     "Status",
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 # What an environment holds (matrices/profiles.toml); profiles that clash never share an environment.
-Profile = Literal["bnb", "gptq", "awq", "cpu"]
+ProfileName = Literal["bnb", "gptq", "awq", "cpu"]  # (matrix.Profile is the row that describes one)
 # Where an environment runs: the matrix's platform keys (OS and CPU architecture).
 Platform = Literal["linux-x86_64", "linux-aarch64", "windows-x86_64", "windows-arm64", "macos-arm64"]
 # The OS a target names: WSL2 is Linux wheels on the Windows driver (its own driver numbering).
@@ -55,7 +55,7 @@ Severity = Literal["FAIL", "WARN", "INFO"]
 # A pin's source when it is not an index URL: PyPI itself, or the local wheelhouse (--find-links).
 NamedSource = Literal["pypi", "wheelhouse"]
 
-PROFILES: Final[tuple[Profile, ...]] = get_args(Profile)
+PROFILES: Final[tuple[ProfileName, ...]] = get_args(ProfileName)
 PLATFORMS: Final[tuple[Platform, ...]] = get_args(Platform)
 OS_FLAVOURS: Final[tuple[OsFlavour, ...]] = get_args(OsFlavour)
 LOADERS: Final[tuple[Loader, ...]] = get_args(Loader)
