@@ -178,9 +178,13 @@ NOT_YET = pytest.mark.xfail(strict=True, reason="doctor has no rule for this liv
 
 @NOT_YET
 def test_doctor_names_no_gpu_visible(capsys: pytest.CaptureFixture[str]) -> None:
-    there = _json(BROKEN / "novisible.doctor.json")
+    there = _json(BROKEN / "novisible.doctor.json")  # what doctor --env saw there: the variable, no device
     assert there["evidence"]["env"]["CUDA_VISIBLE_DEVICES"] == "" and there["evidence"]["devices"] == []
-    assert any("CUDA_VISIBLE_DEVICES" in f["fix"] for f in there["findings"])
+    raw = BROKEN / "novisible-quantize-4bit.txt"
+    assert "RuntimeError: No CUDA GPUs are available" in raw.read_text()
+    main(["doctor", "--log", str(raw), "--json"])
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    assert any(f["severity"] == "FAIL" and "CUDA_VISIBLE_DEVICES" in f["fix"] for f in findings)
 
 
 @NOT_YET
