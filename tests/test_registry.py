@@ -214,5 +214,5 @@ def test_podman_builds_from_the_tag_and_digest_form(pushed: tuple[str, str], tmp
             [*build, "--build-arg", f"BASE_IMAGE={ref}@sha256:{'0' * 64}", str(tmp_path)], check=False, timeout=600
         )
         assert wrong.returncode != 0
-    finally:
-        _run.run([*podman, "rmi", "--force", tag], check=False, timeout=120)
+    finally:  # the image built and the base podman pulled for it
+        _run.run([*podman, "rmi", "--force", tag, f"{ref}@{digest}"], check=False, timeout=120)
