@@ -15,6 +15,13 @@ from the installed distribution, names the native library its loader would pick,
 ``import torch`` (so torch's CUDA runtime is loaded, as in a real import) to reproduce real loader errors. The
 full and quick runs still import bitsandbytes for real (``bnb_import``).
 
+The full run of a gptq or awq environment takes the user's path for each checkpoint format the profile makes
+and loads (``QUANT_LOAD``): a tiny Llama built on the spot is quantized by gptqmodel (GPTQ, AWQ) or
+llm-compressor (compressed-tensors), saved with its ``quantization_config``, loaded back with
+``AutoModelForCausalLM.from_pretrained`` on the first GPU (or the CPU) and compared with fp32
+(``quant_load_<format>`` stages; ``--formats`` picks some). A load that transformers refuses FAILs with its
+message verbatim in ``evidence.error``, which the doctor reads.
+
 Every stage returns a dict ``{name, status, detail, hint, seconds, evidence}`` with status OK, WARN, FAIL or
 SKIP; a stage whose prerequisite failed is SKIPped with the reason. Anything the environment prints (C
 libraries included) goes to stderr, so stdout carries the JSON document alone.
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -45,8 +53,19 @@ BOUND_RT = {"nf4": 0.15, "fp4": 0.20}
 BOUND_LINEAR = {"Linear4bit": 0.25, "Linear8bitLt": 0.10}
 BOUND_LLAMA = {"nf4": 0.5, "fp4": 0.5, "8bit": 0.1}
 BOUND_QUANT_LIB = {"gptq": 0.25}
+BOUND_QUANT_LOAD = {"gptq": 0.5, "awq": 0.5, "compressed-tensors": 0.5}
 # The stages' bound tables by stage name; ``--bounds`` updates them in place (one run per process).
-BOUNDS = {"quant4": BOUND_RT, "linear": BOUND_LINEAR, "tiny_llama": BOUND_LLAMA, "quant_lib": BOUND_QUANT_LIB}
+BOUNDS = {
+    "quant4": BOUND_RT,
+    "linear": BOUND_LINEAR,
+    "tiny_llama": BOUND_LLAMA,
+    "quant_lib": BOUND_QUANT_LIB,
+    "quant_load": BOUND_QUANT_LOAD,
+}
+# The checkpoint formats (transformers' quant_method) each profile makes and loads, in the order the stages run:
+# a copy of matrices/profiles.toml's [[profile.formats]] rows with make and load (tests/test_smoke.py checks).
+QUANT_LOAD = {"gptq": ("gptq", "awq"), "awq": ("awq", "compressed-tensors", "gptq")}
+MAKERS = {"gptq": "gptqmodel", "awq": "gptqmodel", "compressed-tensors": "llmcompressor"}
 PROFILES = ("bnb", "gptq", "awq", "cpu")  # a copy of model/types.py PROFILES (tests/test_smoke.py checks)
 PACKAGES = (
     "torch",
@@ -829,6 +848,182 @@ def _tiny_quant_layer(state: State, module: str, version: str) -> Stage:
     )
 
 
+# --------------------------------------------------------------------------- the user's path for GPTQ/AWQ/c-t
+# A tiny Llama built on the spot (no hub) is quantized by the library that makes the format, saved in the
+# standard layout (quantization_config in config.json), loaded back with AutoModelForCausalLM.from_pretrained on
+# the target device and run forward; its logits are compared with the fp32 model's. Proven on the CPU with
+# tests/quant_load_validate.py (the same model: 2 layers, hidden 128, vocab 512, 4-bit g32; tests/fixtures/quant-load).
+Q_VOCAB, Q_GROUP = 512, 32
+
+
+def _quant_model(state: State, workdir: str) -> Stage:
+    """The fp32 source model and a word-level tokenizer (gptqmodel's loader insists on one) in workdir/src."""
+    torch = state["torch"]
+    transformers = timed_import(state, "transformers", "LlamaConfig", "LlamaForCausalLM", "PreTrainedTokenizerFast")
+    timed_import(state, "tokenizers")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    src = os.path.join(workdir, "src")
+    cfg = transformers.LlamaConfig(
+        vocab_size=Q_VOCAB,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(0)
+    ref = transformers.LlamaForCausalLM(cfg).eval()
+    ref.save_pretrained(src)
+    specials = {"unk_token": "w0", "pad_token": "w1", "bos_token": "w2", "eos_token": "w3"}  # words, no secrets
+    backend = Tokenizer(models.WordLevel(vocab={f"w{i}": i for i in range(Q_VOCAB)}, unk_token=specials["unk_token"]))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, **specials)
+    tokenizer.save_pretrained(src)
+    ids = torch.randint(0, Q_VOCAB, (2, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        state["quant_ref"] = (src, ids, ref(ids).logits)
+    return _stage("quant_model", "OK", f"tiny Llama (2 layers, hidden 128, vocab {Q_VOCAB}) for {workdir}")
+
+
+def _calibration(torch: Any) -> list[dict[str, list[int]]]:
+    rows = torch.randint(4, Q_VOCAB, (16, 64), generator=torch.Generator().manual_seed(2)).tolist()
+    return [{"input_ids": row, "attention_mask": [1] * len(row)} for row in rows]
+
+
+def _make(state: State, fmt: str, out: str, dev: str) -> str:
+    """Quantize the source model into ``out`` with the library that makes ``fmt``; its version."""
+    src = state["quant_ref"][0]
+    if fmt == "compressed-tensors":
+        llmcompressor = timed_import(state, "llmcompressor")
+        timed_import(state, "llmcompressor.modifiers.quantization")
+        from llmcompressor import oneshot
+        from llmcompressor.modifiers.quantization import QuantizationModifier
+
+        recipe = QuantizationModifier(targets="Linear", scheme="W4A16", ignore=["lm_head"])
+        oneshot(model=src, recipe=recipe, output_dir=out)
+        return f"llmcompressor {llmcompressor.__version__}"
+    timed_import(state, "gptqmodel")
+    from gptqmodel import BACKEND, GPTQModel, QuantizeConfig, __version__
+    from gptqmodel.quantization.config import AWQConfig
+
+    if fmt == "gptq":
+        qcfg, backend = QuantizeConfig(bits=4, group_size=Q_GROUP, sym=True, desc_act=False), BACKEND.AUTO
+    else:
+        # AUTO picks the CUDA-only AWQ_GEMM packer even without CUDA; AWQ_TORCH packs the same layout anywhere
+        qcfg = AWQConfig(bits=4, group_size=Q_GROUP)
+        backend = BACKEND.AUTO if dev.startswith("cuda") else BACKEND.AWQ_TORCH
+    model = GPTQModel.load(src, qcfg, device=dev)
+    model.quantize(_calibration(state["torch"]), batch_size=4, backend=backend)
+    model.save(out)
+    return f"gptqmodel {__version__}"
+
+
+def _saved_method(out: str) -> str | None:
+    with open(os.path.join(out, "config.json"), encoding="utf-8") as fh:
+        return (json.load(fh).get("quantization_config") or {}).get("quant_method")
+
+
+def stage_quant_load(state: State, profile: str, fmt: str, workdir: str) -> Stage:
+    """Make a ``fmt`` checkpoint of the tiny Llama, load it with from_pretrained on the target device, compare."""
+    name = f"quant_load_{fmt}"
+    skip = _skip_if(state, "quant_model")
+    if skip:
+        return {**skip, "name": name}
+    from importlib import util
+
+    maker = MAKERS[fmt]
+    if util.find_spec(maker) is None:
+        return _stage(
+            name,
+            "FAIL",
+            f"{maker} is not installed: the {profile} profile makes and loads {fmt} checkpoints with it",
+            "rebuild the environment from its lock (envbuilder sync) or run `envbuilder doctor` on it",
+        )
+    dev, out = _targets(state)[0], os.path.join(workdir, fmt)
+    made = _make(state, fmt, out, dev)
+    if _saved_method(out) != fmt:
+        return _stage(name, "FAIL", f"{made} saved quant_method {_saved_method(out)!r}, not {fmt!r}")
+    return _load_quantized(state, name, fmt, out, dev, made)
+
+
+def _load_quantized(state: State, name: str, fmt: str, out: str, dev: str, made: str) -> Stage:
+    """The user's step: AutoModelForCausalLM.from_pretrained(checkpoint) and a forward pass, against fp32."""
+    transformers = timed_import(state, "transformers", "AutoModelForCausalLM")
+
+    torch, (_src, ids, want) = state["torch"], state["quant_ref"]
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(out, device_map=dev).eval()
+        q = model.model.layers[0].self_attn.q_proj
+        packed = "weight_packed" in dict(q.named_parameters(recurse=False))
+        with torch.no_grad():
+            got = model(ids.to(dev)).logits.float().cpu()
+    except Exception as exc:  # transformers' own check ("requires optimum", ...) is what the doctor reads
+        last = (str(exc).strip().splitlines() or [""])[-1][:300]
+        return _stage(
+            name,
+            "FAIL",
+            f"{made} made a {fmt} checkpoint; from_pretrained on {dev} failed: {type(exc).__name__}: {last}",
+            f"run `envbuilder doctor` on this environment: it names the profile that loads {fmt}",
+            error=_error_text(exc),
+        )
+    diff, bound = float((got - want).abs().max()), BOUND_QUANT_LOAD[fmt]
+    kernel = f"{type(q).__module__}.{type(q).__name__}"
+    how = f"kernel {type(q).__name__}"
+    if packed and dev == "cpu":
+        how = "packed int4, decompressed to dense at the first forward (no int4 kernel on the CPU)"
+    ok = 0 < diff <= bound and (packed or kernel != "torch.nn.modules.linear.Linear")
+    return _stage(
+        name,
+        "OK" if ok else "FAIL",
+        f"{made} -> from_pretrained({fmt}) on {dev}: max |d logits| {diff:.3f} (<= {bound}), {model.dtype}, {how}",
+        max_abs=round(diff, 5),
+        bound=bound,
+        device=dev,
+        dtype=str(model.dtype),
+        kernel=kernel,
+        maker=made,
+        transformers=transformers.__version__,
+    )
+
+
+def quant_load_stages(state: State, profile: str, only: tuple[str, ...] | None = None) -> list[Stage]:
+    """The user's path for each format ``profile`` makes and loads, in a scratch directory removed afterwards."""
+    from importlib import util
+
+    makers = sorted({MAKERS[f] for f in QUANT_LOAD[profile]})
+    chosen = [f for f in QUANT_LOAD[profile] if only is None or f in only]
+    if not any(util.find_spec(m) for m in makers):
+        why = f"none of {', '.join(makers)} is installed: not a {profile} environment"
+        hint = f"build a {profile} environment: envbuilder create --profile {profile}"
+        return [_named(_stage("quant_load", "SKIP", why, hint), "quant_load", state)]
+    workdir, cwd = tempfile.mkdtemp(prefix="envbuilder-smoke-"), os.getcwd()
+    os.chdir(workdir)  # gptqmodel writes logs/*_log_*.log into the working directory
+    try:
+        stages = [_named(_run_stage("quant_model", lambda s: _quant_model(s, workdir), state), "quant_model", state)]
+        for fmt in chosen:
+            name = f"quant_load_{fmt}"
+            run_one = functools.partial(stage_quant_load, profile=profile, fmt=fmt, workdir=workdir)
+            stages.append(_named(_run_stage(name, run_one, state), name, state))
+        return stages
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def quant_env_defaults(environ: dict[str, str]) -> dict[str, str]:
+    """What the gptq/awq stages set before torch and gptqmodel are imported (only where the user has not):
+    gptqmodel's C++ pack extension and torch.compile off (each JIT-compiles with g++ on first use: minutes on a
+    CPU host; packing falls back to Python), and on a host with <= 2 CPUs ``GPTQMODEL_CPU_WORKERS=2``
+    (gptqmodel's 'cpu' pool gets (cpus + 1) // 2 workers but 'model_loader:cpu' asks for 2, so quantize()
+    raises "requests 2 workers but parent 'cpu' only has 1")."""
+    want = {"GPTQMODEL_DISABLE_PACK_EXT": "1", "TORCH_COMPILE_DISABLE": "1"}
+    if (os.cpu_count() or 1) <= 2:
+        want["GPTQMODEL_CPU_WORKERS"] = "2"
+    return {k: v for k, v in want.items() if k not in environ}
+
+
 # --------------------------------------------------------------------------- what a lock installed (--expect)
 
 
@@ -892,8 +1087,10 @@ def run(
     profile: str,
     expect: dict[str, Any] | None = None,
     require_gpu: bool = False,
+    formats: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """All stages in order; returns the JSON document."""
+    """All stages in order; returns the JSON document. ``formats``: only these of the profile's checkpoint
+    formats (QUANT_LOAD), e.g. to see one from_pretrained failure again."""
     began = time.perf_counter()
     state: State = {
         "skipped": set(),
@@ -904,6 +1101,10 @@ def run(
         "imports": {},
     }
     stages: list[Stage] = []
+    full_quant = not light and not quick and profile in QUANT_LOAD
+    if full_quant:
+        state["quant_env"] = quant_env_defaults(dict(os.environ))
+        os.environ.update(state["quant_env"])  # before torch is imported: this process is the smoke test alone
     bnb = profile in ("bnb", "cpu")  # gptq/awq environments hold no bitsandbytes: its stages do not apply
     steps = list((LIGHT if light else HEAVY) if bnb else BASE)
     if expect is not None:
@@ -917,6 +1118,8 @@ def run(
         stages.append(_named(_run_stage("vram", lambda s: stage_vram(s, llama), state), "vram", state))
     if not light and profile in ("gptq", "awq"):
         stages.append(_named(_run_stage("quant_lib", lambda s: stage_quant_lib(s, profile), state), "quant_lib", state))
+    if full_quant:
+        stages += quant_load_stages(state, profile, formats)
     ok = all(s["status"] in ("OK", "WARN", "SKIP") for s in stages)
     imports = dict(state["imports"])
     return {
@@ -991,7 +1194,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expect", metavar="FILE", help="what a lock installed (expect.json beside this file)")
     parser.add_argument("--bounds", metavar="JSON", help="pass bounds by stage (envbuilder's matrices/smoke.toml)")
     parser.add_argument("--require-gpu", action="store_true", help="no visible GPU is a failure, not a skip")
+    parser.add_argument(
+        "--formats",
+        metavar="LIST",
+        help="gptq/awq: only these checkpoint formats of the profile (comma list of quant_method: gptq,awq,...)",
+    )
     args = parser.parse_args(argv)
+    formats = tuple(f for f in args.formats.split(",") if f) if args.formats else None
+    unknown = [f for f in formats or () if f not in MAKERS]
+    if unknown:
+        parser.error(f"--formats: unknown format {unknown[0]!r} (known: {', '.join(MAKERS)})")
     expect = _read_expect(args.expect) if args.expect else None
     if args.bounds or (expect and expect.get("bounds")):
         _apply_bounds(json.loads(args.bounds) if args.bounds else expect["bounds"] if expect else {})
@@ -1000,7 +1212,14 @@ def main(argv: list[str] | None = None) -> int:
     real_stdout = os.dup(1)
     os.dup2(2, 1)
     try:
-        doc = run(light=args.light, quick=args.quick, profile=args.profile, expect=expect, require_gpu=args.require_gpu)
+        doc = run(
+            light=args.light,
+            quick=args.quick,
+            profile=args.profile,
+            expect=expect,
+            require_gpu=args.require_gpu,
+            formats=formats,
+        )
     finally:
         sys.stdout.flush()
         os.dup2(real_stdout, 1)

@@ -1,0 +1,116 @@
+"""The smoke program's user path for GPTQ/AWQ/compressed-tensors checkpoints (issue 18).
+
+Pure: check.py's copy of which formats each profile makes and loads is profiles.toml's; its bounds are
+smoke.toml's (tests/test_smoke.py); bad ``--formats`` are refused.
+
+``integration``/``network``: the gptq and awq environments are built for real with uv from the resolver's own
+plans (torch pinned to 2.13.0, whose CPU wheel is the wheelhouse's; every other pin as the plan says, from PyPI,
+pip's configuration out of the way), and ``run_smoke`` runs the full smoke program in them on this CPU host:
+each format is quantized, saved, loaded with ``from_pretrained`` and compared with fp32. Then, in the gptq
+environment without optimum, the GPTQ stage fails with transformers' own first message (what the doctor reads).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from envbuilder import _run
+from envbuilder.builder import interpreter_for
+from envbuilder.formats import quantizer_for
+from envbuilder.matrix import Matrix
+from envbuilder.resolve import Plan, resolve
+from envbuilder.smoke import check as check_program
+from envbuilder.smoke import run_check_script, run_smoke
+from envbuilder.sources import read_pip_config
+from envbuilder.target import build_target, parse_gpus
+
+PY311 = Path(interpreter_for("3.11", required=False) or "/nonexistent")
+WHEELHOUSE = Path(next(iter(read_pip_config().get("find-links", [])), "/nonexistent"))
+CPU_TORCH = "2.13.0"
+QUANT_TIMEOUT = 1800.0  # three quantizations on two busy cores: 4-7 min measured here
+
+
+@pytest.mark.parametrize("profile", ["gptq", "awq"])
+def test_the_programs_formats_are_the_profiles(matrix: Matrix, profile: str) -> None:
+    found = matrix.profile(profile)
+    assert found is not None
+    both = {f.format for f in found.formats if f.load and f.make}
+    assert set(check_program.QUANT_LOAD[profile]) == both
+    # each format's maker is one of the profile's own packages
+    assert {check_program.MAKERS[f] for f in both} <= set(found.packages)
+
+
+def test_unknown_formats_are_refused() -> None:
+    bad = _run.run(
+        [sys.executable, str(Path(check_program.__file__)), "--profile", "gptq", "--formats", "gguf"],
+        check=False,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "--formats: unknown format 'gguf'" in bad.stderr
+
+
+def test_quant_env_defaults_leave_the_users_settings() -> None:
+    got = check_program.quant_env_defaults({"TORCH_COMPILE_DISABLE": "0"})
+    assert "TORCH_COMPILE_DISABLE" not in got and got["GPTQMODEL_DISABLE_PACK_EXT"] == "1"
+    assert ("GPTQMODEL_CPU_WORKERS" in got) == ((os.cpu_count() or 1) <= 2)
+
+
+# --------------------------------------------------------------------------- real environments
+
+
+def _plan(matrix: Matrix, profile: str) -> Plan:
+    gpus = parse_gpus("sm_89", matrix)
+    target = build_target(matrix, gpus=gpus, driver="580.95.05", profile=profile, pythons=("3.11",), torch=CPU_TORCH)
+    plan = resolve(target, matrix)
+    assert isinstance(plan, Plan), plan.reasons
+    return plan
+
+
+def _env(tmp_path: Path, plan: Plan) -> Path:
+    wheel = list(WHEELHOUSE.glob(f"torch-{CPU_TORCH}+cpu-cp311-*.whl"))
+    if not PY311.exists() or not wheel:
+        pytest.skip(f"needs Python 3.11 and torch {CPU_TORCH}+cpu for cp311 in {WHEELHOUSE} (PyPI's is the CUDA build)")
+    venv = tmp_path / plan.profile
+    _run.run(["uv", "venv", "-q", "-p", str(PY311), str(venv)], timeout=120)
+    pins = [p.requirement for p in plan.packages if p.name != "torch"]
+    env = {k: v for k, v in os.environ.items() if k not in {"PIP_FIND_LINKS", "PIP_CERT"}}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    argv = ["uv", "pip", "install", "-q", "-p", str(venv / "bin" / "python"), "--find-links", str(WHEELHOUSE)]
+    _run.run([*argv, f"torch=={CPU_TORCH}+cpu", *pins], timeout=900, env=env)
+    return venv / "bin" / "python"
+
+
+@pytest.mark.integration
+@pytest.mark.network
+@pytest.mark.parametrize("profile", ["gptq", "awq"])
+def test_the_profiles_environment_loads_what_it_makes_through_from_pretrained(
+    matrix: Matrix, tmp_path: Path, profile: str
+) -> None:
+    plan = _plan(matrix, profile)
+    python = _env(tmp_path, plan)
+    report = run_smoke(python, profile=profile, timeout=QUANT_TIMEOUT)
+    assert report.ok, report.summary()
+    stages = {c.name: c for c in report.checks}
+    for fmt in check_program.QUANT_LOAD[profile]:
+        stage = stages[f"quant_load_{fmt}"]
+        assert stage.status == "OK", stage.detail
+        assert stage.evidence["device"] == "cpu" and 0 < stage.evidence["max_abs"] <= stage.evidence["bound"]
+        assert stage.evidence["transformers"] == plan.package("transformers").version  # type: ignore[union-attr]
+        if fmt == "compressed-tensors":
+            assert "decompressed to dense" in stage.detail  # no int4 kernel on the CPU: the stage says so
+        else:
+            assert stage.evidence["kernel"].startswith("gptqmodel.")
+        print(f"{profile} {fmt}: {stage.detail}")  # the figures, with -s
+    if profile == "gptq":
+        # The environment as the gptq profile was before issue 18: transformers refuses with its first check.
+        _run.run(["uv", "pip", "uninstall", "-q", "-p", str(python), "optimum"], timeout=120)
+        doc = run_check_script(python, ["--profile", "gptq", "--formats", "gptq"], timeout=QUANT_TIMEOUT)
+        failed = next(s for s in doc["stages"] if s["name"] == "quant_load_gptq")
+        row = quantizer_for(matrix, "gptq", plan.package("transformers").version)  # type: ignore[union-attr]
+        assert row is not None
+        assert failed["status"] == "FAIL" and row.errors[0] in failed["evidence"]["error"]
+        assert "envbuilder doctor" in failed["hint"]
