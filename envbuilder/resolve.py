@@ -465,8 +465,15 @@ _STATUS_ORDER = {"active": 0, "deprecated": 1, "eol": 2}
 
 
 def _quant_rows(matrix: Matrix, target: Target, name: str | None = None) -> list[QuantLib]:
-    """The profile's own GPTQ/AWQ library rows (``name`` None), or every row of ``name``: active, newest first."""
-    rows = (q for q in matrix.quant if (q.profile == target.profile if name is None else q.name == name))
+    """The profile's own GPTQ/AWQ library rows (``name`` None), or every row of ``name``, less those the profile
+    forbids (autoawq in awq: transformers 4.x only): active, newest first."""
+    profile = matrix.profile(target.profile)
+    forbidden = set(profile.forbidden) if profile else set()
+    rows = (
+        q
+        for q in matrix.quant
+        if (q.profile == target.profile if name is None else q.name == name) and q.name not in forbidden
+    )
     return sorted(rows, key=lambda q: (_STATUS_ORDER.get(q.status, 3), *(-p for p in _v(q.version).release[:3])))
 
 
@@ -899,11 +906,12 @@ def _warnings(option: _Option, target: Target, torch_note: str | None) -> tuple[
     warns = list(option.torch.warnings)
     if torch_note:
         warns.insert(0, torch_note)
-    if option.quant is not None and option.quant.kernels == "jit":
-        warns.append(
-            f"{option.quant.name} compiles its CUDA kernels on first use: "
-            f"it needs nvcc for CUDA {option.torch.build.cuda} and ninja"
-        )
+    for q in (option.quant, *option.others) if option.quant is not None else ():
+        if q.kernels == "jit":
+            warns.append(
+                f"{q.name} compiles its CUDA kernels on first use: "
+                f"it needs nvcc for CUDA {option.torch.build.cuda} and ninja"
+            )
     if option.quant is not None and option.quant.status != "active":
         warns.append(f"{option.quant.name} is {option.quant.status}: {option.quant.note or option.quant.source}")
     if target.profile == "cpu" and option.torch.index == PYPI and target.platform.startswith("linux"):
