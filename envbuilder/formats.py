@@ -27,6 +27,7 @@ __all__ = [
     "ordered",
     "profiles_that_load",
     "profiles_that_make",
+    "quantizer_error",
     "quantizer_for",
     "summary",
 ]
@@ -72,6 +73,17 @@ def loader_unmet(quantizer: Quantizer, pins: Mapping[str, str]) -> tuple[str, ..
     ):
         unmet.append("none of " + ", ".join(f"{n}{s}" for n, s in quantizer.one_of.items()) + " is installed")
     return tuple(unmet)
+
+
+def quantizer_error(text: str, matrix: Matrix) -> tuple[Quantizer, str] | None:
+    """The quantizers.toml row whose verbatim message occurs in ``text`` (a log, a smoke stage's error), and
+    that message: what transformers refused to load, for the doctor to answer with ``profiles_that_load``.
+    Where several occur, the first in the text (the first load that failed)."""
+    found = [(text.find(m), q, m) for q in matrix.quantizers for m in q.errors if m in text]
+    if not found:
+        return None
+    _at, row, message = min(found, key=lambda f: f[0])
+    return row, message
 
 
 def profiles_that_load(fmt: str, matrix: Matrix) -> tuple[str, ...]:

@@ -141,3 +141,23 @@ def test_list_shows_what_each_environment_loads_and_makes(tmp_path: Path, capsys
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["NAME", "PROFILE", "TARGET", "PYTHON", "SMOKE", "SIZE", "LOADS", "MAKES"]
     assert lines[1].split()[-2:] == ["gptq,awq,compressed-tensors", "gptq,awq,compressed-tensors"]
+
+
+@pytest.mark.parametrize(
+    ("log", "method", "loads"),
+    [
+        # the smoke stage's own FAIL in the gptq environment without optimum (tests/fixtures/quant-load)
+        ("quant-load/gptq-current.json", "gptq", ("gptq", "awq")),
+        ("quant-load/awq-current.json", "awq", ("gptq", "awq")),
+    ],
+)
+def test_a_refused_load_names_its_quantizer_and_the_profiles_that_load_it(
+    matrix: Matrix, log: str, method: str, loads: tuple[str, ...]
+) -> None:
+    text = (Path(__file__).parent / "fixtures" / log).read_text(encoding="utf-8")
+    found = formats.quantizer_error(text, matrix)
+    assert found is not None
+    row, message = found
+    assert row.method == method and message in row.errors
+    assert formats.profiles_that_load(row.method, matrix) == loads
+    assert formats.quantizer_error("nothing transformers said", matrix) is None

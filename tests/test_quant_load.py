@@ -1,22 +1,22 @@
 """The user's path (quantize -> save -> from_pretrained) on the CPU: the recorded runs back what
-matrices/quantizers.toml and the profiles' `formats` say; two real rebuilds re-run it (integration).
+matrices/quantizers.toml and the profiles' `formats` say.
 
 (a) each fixture in tests/fixtures/quant-load/ against the matrix rows that cite it: what passed, passed with the
     versions the rows name; what failed, failed with the message transformers' quantizer row records.
-(b) fresh uv venvs (torch CPU from the wheelhouse, the rest from PyPI) run tests/quant_load_validate.py.
+The same path on freshly built gptq and awq environments is the smoke program's (tests/test_smoke_quant.py,
+integration: the resolver's plans built with uv, then `run_smoke`); tests/quant_load_validate.py stays the
+tool that recorded these fixtures and that tests/gpu/h200_quant_load.sh runs on the GPU host.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from envbuilder import _run
 from envbuilder.builder import interpreter_for
 from envbuilder.matrix import Matrix, ProfileFormat, Quantizer
 from envbuilder.sources import read_pip_config
@@ -164,56 +164,3 @@ def test_optimum_is_pinned_where_gptq_loads(matrix: Matrix) -> None:
                 assert q.requires["optimum"].contains(optimum.version)
     # optimum 2.x refuses gptqmodel < 7.0.0 at import (optimum/utils/import_utils.py)
     assert optimum.requires["gptqmodel"] == SpecifierSet(">=7.0.0")
-
-
-# --------------------------------------------------------------------------- (b) real rebuilds
-
-
-def _venv(tmp_path: Path, name: str, *specs: str) -> Path:
-    if not PY311.exists() or not list(WHEELHOUSE.glob("torch-2.13.0+cpu-cp311-*.whl")):
-        pytest.skip(
-            f"needs {PY311} and torch 2.13.0+cpu for cp311 in {WHEELHOUSE} (PyPI's torch is the 3 GB CUDA build)"
-        )
-    venv = tmp_path / name
-    _run.run(["uv", "venv", "-q", "-p", str(PY311), str(venv)], timeout=120)
-    python = venv / "bin" / "python"
-    argv = ["uv", "pip", "install", "-q", "-p", str(python), "--find-links", str(WHEELHOUSE), "torch==2.13.0+cpu"]
-    _run.run([*argv, *specs], timeout=600)
-    return python
-
-
-def _validate(python: Path, tmp_path: Path, *args: str) -> dict[str, Any]:
-    env = {**os.environ, "GPTQMODEL_TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")}
-    argv = [str(python), str(SCRIPT), "--workdir", str(tmp_path / "wd"), "--portable", *args]
-    result = _run.run(argv, env=env, timeout=900, check=False)
-    doc: dict[str, Any] = json.loads(result.stdout)
-    return doc
-
-
-@pytest.mark.integration
-@pytest.mark.network
-def test_gptq_profile_loads_gptq_and_awq_through_from_pretrained(matrix: Matrix, tmp_path: Path) -> None:
-    python = _venv(tmp_path, "gptq", "gptqmodel==7.6.0", "optimum==2.3.0")
-    doc = _validate(python, tmp_path, "--make", "gptq", "awq", "--load", "gptq", "awq")
-    checks = _checks(doc)
-    assert doc["ok"], json.dumps(doc["checks"], indent=1)[-3000:]
-    for fmt in ("gptq", "awq"):
-        assert checks[f"load_{fmt}"]["evidence"]["max_abs_logit_diff"] <= 0.5
-        assert all(k.startswith("gptqmodel.") for k in checks[f"load_{fmt}"]["evidence"]["kernels"].values())
-    # and without optimum, the same checkpoint fails with transformers' own first check
-    _run.run(["uv", "pip", "uninstall", "-q", "-p", str(python), "optimum"], timeout=120)
-    failed = _checks(_validate(python, tmp_path, "--load", "gptq"))["load_gptq"]
-    row = _quantizer(matrix, "gptq", doc["environment"]["packages"]["transformers"])
-    assert failed["status"] == "FAIL" and row.errors[0] in failed["evidence"]["error"]
-
-
-@pytest.mark.integration
-@pytest.mark.network
-def test_awq_profile_makes_and_loads_awq_and_compressed_tensors(tmp_path: Path) -> None:
-    python = _venv(tmp_path, "awq", "llmcompressor==0.14.0.1", "gptqmodel==7.6.0")
-    doc = _validate(python, tmp_path, "--make", "compressed-tensors", "awq", "--load", "compressed-tensors", "awq")
-    assert doc["ok"], json.dumps(doc["checks"], indent=1)[-3000:]
-    packages = doc["environment"]["packages"]
-    # gptqmodel 7.6.0 and llmcompressor 0.14.0.1 resolve together (transformers <= 5.17.0, numpy == 2.2.6)
-    assert packages["transformers"] == "5.17.0" and packages["numpy"] == "2.2.6"
-    assert _checks(doc)["load_awq"]["status"] == "OK"
