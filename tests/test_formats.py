@@ -139,7 +139,7 @@ def test_list_shows_what_each_environment_loads_and_makes(tmp_path: Path, capsys
     assert envs["a"]["loads"] == ["gptq", "awq", "compressed-tensors"]
     assert main(["list", "--home", str(home)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["NAME", "PROFILE", "TARGET", "PYTHON", "SMOKE", "SIZE", "LOADS", "MAKES"]
+    assert lines[0].split()[:2] == ["NAME", "PROFILE"] and lines[0].split()[-2:] == ["LOADS", "MAKES"]
     assert lines[1].split()[-2:] == ["gptq,awq,compressed-tensors", "gptq,awq,compressed-tensors"]
 
 
