@@ -87,7 +87,9 @@ _MARKER_ENV = {
 }
 
 
-def check_lock_with_consumers(path: Path, tmp: Path, *, python: str | None = None, platform: str | None = None) -> set[str]:
+def check_lock_with_consumers(
+    path: Path, tmp: Path, *, python: str | None = None, platform: str | None = None
+) -> set[str]:
     """Fail unless packaging.pylock and uv both accept the lock at ``path``; return uv's install set.
 
     ``python`` and ``platform`` (``linux-x86_64``) are read from the lock's ``[tool.envbuilder]``; give them for a

@@ -139,8 +139,35 @@ def test_failed_rebuild_leaves_the_existing_environment_untouched(
     )
     assert rc == 2
     assert (built["env"] / "envbuilder.json").read_text() == before
+    assert not (built["work"] / "pylock.x.toml").exists()  # no lock for a build that never happened
     err = capsys.readouterr().err
     assert "Traceback" not in err and "this-package-does-not-exist-envbuilder" in err
+
+
+def test_a_failed_smoke_test_leaves_the_users_lock_and_environment(
+    built: dict[str, Path],
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 11 item 4: a build whose smoke test fails (exit 1) keeps the user's lock byte for byte and the
+    environment of that name as it was. The failure is a real one a user meets: a stray PYTHONPATH that
+    shadows bitsandbytes with a package that cannot be imported (the smoke test runs in the new environment)."""
+    shadow = tmp_path / "shadow" / "bitsandbytes"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("a stray bitsandbytes on PYTHONPATH")\n')
+    lock = tmp_path / "pylock.mine.toml"  # another lock than the build would write, so a rewrite shows
+    lock.write_bytes((Path(__file__).parent.parent / "dockerfiles" / "cpu" / "pylock.cpu.toml").read_bytes())
+    before, marker = lock.read_bytes(), (built["env"] / "envbuilder.json").read_text()
+    monkeypatch.setenv("PYTHONPATH", str(shadow.parent))
+    rc = main(["create", *CPU, "--home", str(home), "--name", "cpu", "--lock-out", str(lock)])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "a stray bitsandbytes on PYTHONPATH" in err and "Traceback" not in err.split("smoke")[0]
+    assert lock.read_bytes() == before
+    assert (built["env"] / "envbuilder.json").read_text() == marker
+    assert not list((home / "envs").glob(".cpu.tmp-*"))  # the failed build's directory is gone
 
 
 def test_interrupted_create_leaves_nothing_behind(home: Path, tmp_path: Path) -> None:
