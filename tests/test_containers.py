@@ -9,7 +9,9 @@ build-time smoke step must pass. Images are removed afterwards (vfs layers are f
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -146,7 +148,14 @@ def test_real_podman_build_of_the_cpu_image(tmp_path: Path, capfd: pytest.Captur
     engine = _podman_or_skip()
     _ensure_base_images(tmp_path)
     lock = read_lock(CPU_LOCK)
-    tags = image_tags(lock, "localhost/envbuilder-test")
+    # A repository of this run's own: two runs at once (engineers, CI) building one fixed tag collide in the
+    # shared store ("image is in use by a container").
+    repository = f"localhost/envbuilder-test-{os.getpid()}"
+    tags = image_tags(lock, repository)
+    # Index credentials enter only as the build secret 'netrc' (issue 11: no secret in an image layer).
+    token = f"NETRC-TOKEN-{os.getpid()}-{time.time_ns()}"
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine mirror.invalid login ebuser password {token}\n")
     try:
         code = main(
             [
@@ -155,13 +164,15 @@ def test_real_podman_build_of_the_cpu_image(tmp_path: Path, capfd: pytest.Captur
                 "podman",
                 "--lock",
                 str(CPU_LOCK),
+                "--netrc",
+                str(netrc),
                 "--no-cache",
                 "--base-image",
                 BASE,
                 "--uv-image",
                 UV_LOCAL,
                 "--repository",
-                "localhost/envbuilder-test",
+                repository,
             ]
         )
         out, err = capfd.readouterr()
@@ -195,9 +206,16 @@ def test_real_podman_build_of_the_cpu_image(tmp_path: Path, capfd: pytest.Captur
             ["podman", *STORAGE, "history", "--no-trunc", "--format", "{{.CreatedBy}}", tags[0]], timeout=120
         ).stdout
         cert = _pip_cert()
-        assert "BEGIN CERTIFICATE" not in history
+        assert "BEGIN CERTIFICATE" not in history and token not in history and str(netrc) not in history
         if cert:
             assert cert not in history
+        # ... nor anywhere in the image's file system.
+        root = _run.run(["podman", *STORAGE, "image", "mount", tags[0]], timeout=120).stdout.strip()
+        try:
+            found = _run.run(["grep", "-rlF", "--binary-files=text", token, root], check=False, timeout=600)
+            assert found.returncode == 1 and not found.stdout, found.stdout[:2000]
+        finally:
+            _run.run(["podman", *STORAGE, "image", "unmount", tags[0]], check=False, timeout=120)
         size = engine.image_size(tags[0])
         assert 300e6 < size < 3e9, size
     finally:
