@@ -234,3 +234,16 @@ def test_changes(installed: dict[str, str], locked: dict[str, str], expected: li
 )
 def test_torch_cuda(matrix: Matrix, version: str, expected: tuple[bool, str | None]) -> None:
     assert torch_cuda(matrix, version, "linux-x86_64") == expected
+
+
+def test_upgrade_and_unguard_refuse_bad_input_with_one_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from envbuilder.cli import main
+
+    assert main(["upgrade", "cpu", "--home", str(tmp_path)]) == 2
+    assert "say what moves: --torch SPEC, --bnb SPEC or --latest" in capsys.readouterr().err
+    assert main(["upgrade", "nope", "--home", str(tmp_path), "--latest"]) == 2
+    assert main(["unguard", "nope", "--home", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("no environment named 'nope'") == 2 and "Traceback" not in err

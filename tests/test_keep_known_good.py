@@ -193,6 +193,28 @@ def test_drift_without_the_guard_is_a_diagnosis(
     assert (env / CONSTRAINTS_FILE).is_file()
 
 
+def _stopped_before_the_swap(scene: dict[str, Path]) -> None:
+    """`upgrade` as its own process, paused by envbuilder's fault hook just before the swap, then SIGTERM."""
+    import signal
+    import sys
+    import time
+
+    log = scene["work"] / "upgrade-stopped.stderr"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVBUILDER_")}
+    env["ENVBUILDER_FAULT_PAUSE"] = "swap"
+    argv = [sys.executable, "-m", "envbuilder", "upgrade", "cpu", "--home", str(scene["home"]), "--bnb", NEW_BNB]
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [*argv, "--no-smoke"], env=env, cwd=scene["work"], stdout=subprocess.DEVNULL, stderr=err, text=True
+        )
+    deadline = time.monotonic() + 600
+    while "fault point: swap" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, log.read_text()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143, log.read_text()
+
+
 def test_upgrade_refuses_what_no_plan_serves_then_moves_the_stack_as_a_whole(
     scene: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -208,6 +230,11 @@ def test_upgrade_refuses_what_no_plan_serves_then_moves_the_stack_as_a_whole(
     assert f"~ bitsandbytes   {OLD_BNB} -> {NEW_BNB}" in out and "= torch          2.13.0+cpu" in out
     assert "dry run: nothing was changed" in out
     assert (env / "envbuilder.json").read_bytes() == marker and lock.read_bytes() == lock_bytes
+
+    # Stopped at the last moment before the swap (SIGTERM at the fault point): exit 143, everything as it was.
+    _stopped_before_the_swap(scene)
+    assert (env / "envbuilder.json").read_bytes() == marker and lock.read_bytes() == lock_bytes
+    assert _layers(env)["bitsandbytes"] == OLD_BNB and not list(env.parent.glob(".cpu.tmp-*"))
 
     assert main(["upgrade", "cpu", "--home", home, "--bnb", NEW_BNB]) == 0
     assert "upgraded cpu: 1 package changed, smoke passed" in capsys.readouterr().out
