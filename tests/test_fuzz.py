@@ -518,19 +518,24 @@ def test_pasted_log_bytes(data: bytes, sandbox: Path) -> None:
 
 
 def _patterns() -> list[re.Pattern[str]]:
-    """Every pattern the doctor matches log text with: module constants, the log facts, and (observed while
-    diagnosing the whole corpus) those written inline in a rule."""
-    from envbuilder.doctor import Context, diagnose, logs, rules_bnb, rules_windows
+    """Every pattern the doctor matches log text with: module constants of every rule module and the verdict,
+    the log facts, and (observed while diagnosing the whole corpus) those written inline in a rule."""
+    import importlib
+
+    from envbuilder.doctor import RULE_MODULES, Context, diagnose, logs, verdict
     from envbuilder.matrix import load_matrix
 
+    modules = [importlib.import_module(name) for name in RULE_MODULES]
     found: dict[str, re.Pattern[str]] = {}
-    for module in (rules_bnb, rules_windows):
+    for module in modules:
         for value in vars(module).values():
             if isinstance(value, re.Pattern):
                 found[value.pattern] = value
     for patterns in logs.FACT_PATTERNS.values():
         for p in patterns:
             found[p] = re.compile(p)
+    for rx in (logs.PACKAGE_LINE, logs.PACKAGE_PIN):
+        found[rx.pattern] = rx
     real = logs.quote
 
     def spy(text: str, pattern: str | re.Pattern[str]) -> Any:
@@ -538,14 +543,16 @@ def _patterns() -> list[re.Pattern[str]]:
         found.setdefault(rx.pattern, rx)
         return real(text, pattern)
 
-    saved = (rules_bnb.quote, rules_windows.quote)
-    rules_bnb.quote = rules_windows.quote = spy  # type: ignore[assignment]
+    saved = [(m, m.quote) for m in (*modules, verdict) if hasattr(m, "quote")]
+    for m, _ in saved:
+        m.quote = spy
     try:
         matrix = load_matrix()
         for path in LOGS:
             diagnose(Context(matrix=matrix, log=path.read_text(errors="replace")))
     finally:
-        rules_bnb.quote, rules_windows.quote = saved
+        for m, q in saved:
+            m.quote = q
     return list(found.values())
 
 

@@ -42,7 +42,7 @@ def test_smoke_with_bnb_047_failed_at_import_and_skipped_the_rest() -> None:
         ("bnb0.47.0-cu130-python-m-bitsandbytes.txt", "bnb-lib-cuda-mismatch", "bitsandbytes==0.50.2"),
         ("bnb0.47.0-cu130-load-4bit.txt", "bnb-lib-cuda-mismatch", "libbitsandbytes_cuda130"),
         # BNB_CUDA_VERSION=124 on a CUDA 13 torch: libcudart.so.12 is absent.
-        ("bnb0.50.2-BNB_CUDA_VERSION-124-quantize-4bit.txt", "missing-cuda-libs", "unset BNB_CUDA_VERSION"),
+        ("bnb0.50.2-BNB_CUDA_VERSION-124-quantize-4bit.txt", "cuda-runtime-missing", "unset BNB_CUDA_VERSION"),
         ("bnb0.50.2-BNB_CUDA_VERSION-124-python-m-bitsandbytes.txt", "bnb-cuda-version-var", "unset BNB_CUDA_VERSION"),
         # The old advice to export it empty: 0.50 refuses an empty value.
         ("bnb0.50.2-BNB_CUDA_VERSION-empty-quantize-4bit.txt", "bnb-cuda-version-var", "unset BNB_CUDA_VERSION"),

@@ -15,7 +15,6 @@ import pytest
 from packaging.version import Version
 
 from envbuilder.builder import lock_fits_host
-from envbuilder.doctor.logs import facts_from_log
 from envbuilder.doctor.rules_bnb import Facts, pick_bnb
 from envbuilder.lock import Lock, LockedPackage
 from envbuilder.matrix import Matrix
@@ -37,8 +36,6 @@ def _facts(plan: Plan) -> Facts:
         ccs=plan.target.ccs,
         python=plan.python,
         platform=plan.target.platform,
-        vram_gib=(),
-        log=facts_from_log(""),
     )
 
 

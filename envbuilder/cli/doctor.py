@@ -16,6 +16,7 @@ from envbuilder.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, TargetErro
 
 if TYPE_CHECKING:
     from envbuilder.doctor import Finding
+    from envbuilder.doctor.verdict import Verdict
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -74,8 +75,9 @@ def _stream_text(data: bytes, where: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from envbuilder.doctor import Context, diagnose, doctor_json
+    from envbuilder.doctor import Context, doctor_json, examine
     from envbuilder.doctor.loader import judge
+    from envbuilder.doctor.verdict import verdict
     from envbuilder.smoke import collect_evidence, find_python
 
     log = _read_log(args.log) if args.log else ""
@@ -93,18 +95,22 @@ def run(args: argparse.Namespace) -> int:
     if evidence is not None:
         evidence = judge(matrix, evidence)  # which library the installed release loads (the JSON shows it too)
     ctx = Context(matrix=matrix, evidence=evidence, log=log, python=str(python) if python else None, ours=ours)
-    findings = diagnose(ctx)
+    findings, facts, answer = examine(ctx)
     if env_dir is not None:
-        findings = _with_drift(findings, env_dir, matrix, evidence)  # issue 15: the installed set against the lock
+        with_drift = _with_drift(findings, env_dir, matrix, evidence)  # issue 15: the installed set against the lock
+        if with_drift != findings:
+            findings, answer = with_drift, verdict(with_drift, facts, ctx.text)
     source = "log" if not python else ("environment+log" if log else "environment")
     if args.json:
-        print_json(doctor_json(findings, source=source, evidence=evidence))
+        print_json(doctor_json(findings, source=source, evidence=evidence or facts, verdict=answer))
     else:
         where = f"{env_dir} ({'built by envbuilder' if ours else 'not built by envbuilder'})" if env_dir else "the log"
         print(f"doctor: {where}")
-        print(render_findings(findings) if findings else "  no known problem recognised")
-    failed = any(f.severity == "FAIL" for f in findings)
-    if args.fix and failed:
+        print(render_verdict(answer, alone=not findings))
+        if findings:
+            print(render_findings(findings))
+    failed = not answer.ok
+    if args.fix and any(f.severity == "FAIL" for f in findings):
         return _fix(findings, env_dir=env_dir, ours=ours, assume_yes=args.yes)
     return EXIT_CHECK_FAILED if failed else EXIT_OK
 
@@ -112,11 +118,30 @@ def run(args: argparse.Namespace) -> int:
 _SEVERITY_STYLE: dict[str, _console.Style] = {"FAIL": "fail", "WARN": "warning", "OK": "ok"}
 
 
+def render_verdict(answer: Verdict, *, alone: bool = True) -> str:
+    """The one answer first: what broke (its layer), or not recognised with what was read, or fine."""
+    head = {
+        "broken": f"broken: {answer.layer or 'the stack'}",
+        "not-recognised": "not recognised (exit 1): an error in the stack that no rule explains",
+        "outside": "the stack looks fine; the error is outside it",
+        "healthy": "the stack looks fine",
+    }[answer.kind]
+    lines = [f"  verdict: {head}"]
+    if answer.kind == "not-recognised":
+        lines.append(f"    seen:  {answer.seen}")
+        lines += [f"    read:  {fact}" for fact in answer.extracted] or ["    read:  no version, GPU or library named"]
+        lines.append(f"    next:  {answer.fix}")
+    elif alone and answer.seen:
+        lines += [f"    seen:  {answer.seen}", f"    cause: {answer.cause}", f"    fix:   {answer.fix}"]
+    return "\n".join(lines)
+
+
 def render_findings(findings: Sequence[Finding]) -> str:
     """Each finding: severity and rule, the quoted line, the cause, the fix."""
     lines: list[str] = []
     for f in findings:
-        lines.append(f"  [{_console.paint(f.severity, _SEVERITY_STYLE.get(f.severity, 'bold'))}] {f.rule}")
+        layer = f" ({f.layer})" if f.layer else ""
+        lines.append(f"  [{_console.paint(f.severity, _SEVERITY_STYLE.get(f.severity, 'bold'))}] {f.rule}{layer}")
         lines.append(f"    seen:  {f.seen}")
         lines.append(f"    cause: {f.cause}")
         lines.append(f"    fix:   {f.fix}")

@@ -1,12 +1,18 @@
-"""Evidence from an environment, read purely from the smoke program's document (``smoke.collect_evidence``
-runs its light stages inside the environment)."""
+"""The one evidence model, filled two ways: from an environment, read purely from the smoke program's document
+(``smoke.collect_evidence`` runs its light stages inside the environment), and from a pasted log (``from_log``:
+what the text states). ``merge`` joins them when both are given."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from envbuilder.doctor import Device, Evidence
+from envbuilder.doctor.logs import FACT_PATTERNS, PACKAGE_LINE, PACKAGE_PIN, _cuda_digits
+from envbuilder.matrix import Matrix
 from envbuilder.model.smoke import check_from_json
 
 
@@ -62,3 +68,164 @@ def _nested_errors(evidence: Mapping[str, Any]) -> list[str]:
                 out.append(value["error"])
             out += _nested_errors(value)
     return out
+
+
+# --------------------------------------------------------------------------- evidence a log states
+
+
+def from_log(text: str, matrix: Matrix) -> Evidence:
+    """Pure: every fact the text states, in the model ``--env`` fills by probing (None/empty where it is silent).
+
+    Versions from pip lists, ``python -m bitsandbytes``, tracebacks' paths and prose; torch's CUDA from its local
+    version or its own messages; the driver's CUDA from nvidia-smi or torch's "found version 11000" (= 11.0); the
+    toolkit's from nvcc or torch's extension builder; GPUs by name (compute capability from the GPU table) or by
+    the capability a message prints; what failed to load or build. ``text`` is the log (or the reduction
+    ``diagnose`` made of a big one)."""
+    if not text:
+        return Evidence()
+    found = {key: _first(text, key) for key in FACT_PATTERNS}
+    torch = found["torch"]
+    torch_cuda = found["torch_cuda_dotted"] or _dotted(found["torch_cuda"])
+    if torch_cuda is None and torch and "+cu" in torch:
+        torch_cuda = _cuda_digits(torch.rsplit("+cu", 1)[1])
+    rocm = found["rocm"]
+    if rocm == "ROCm":  # an AMD GPU named, no version: bitsandbytes reads ROCm's as torch's "CUDA version"
+        rocm, torch_cuda = torch_cuda or rocm, None
+    driver_cuda = found["driver_cuda"] or _found_version(found["driver_found"])
+    macos = bool(found["macos"])
+    windows = not macos and bool(found["windows"])
+    return Evidence(
+        python=_python(found["python"]),
+        system="Darwin" if macos else "Windows" if windows else ("Linux" if _linux(text) else None),
+        machine="aarch64" if found["aarch64"] else None,
+        libc=f"glibc-{found['glibc']}" if found["glibc"] else None,
+        packages=_packages(text),
+        torch=torch,
+        torch_cuda=torch_cuda,
+        arch_list=tuple(found["arch_list"].split()) if found["arch_list"] else (),
+        devices=_devices(text, found, matrix),
+        bnb=found["bnb"],
+        driver=found["driver"],
+        driver_cuda=driver_cuda,
+        toolkit_cuda=found["toolkit_cuda"],
+        wsl=bool(found["wsl"]),
+        jetson=bool(found["jetson"]),
+        rocm=rocm,
+        failed_libs=tuple(v if "." in v else f"lib{v}.so" for v in _all(text, "failed_lib")),  # -lcuda
+        failed_modules=_all(text, "failed_module"),
+        symbols=_all(text, "symbol"),
+        building=_all(text, "building"),
+        wanted_lib=found["wanted_lib"],
+        vram_gib=float(found["vram"]) if found["vram"] else None,
+        text="",
+    )
+
+
+def merge(env: Evidence | None, log: Evidence) -> Evidence:
+    """The environment's evidence, with what the log adds where the probe is silent (the probe wins where both
+    speak: it read the environment itself; a log may be old or from another machine)."""
+    if env is None:
+        return log
+    updates: dict[str, Any] = {}
+    for f in dataclasses.fields(Evidence):
+        mine, theirs = getattr(env, f.name), getattr(log, f.name)
+        if f.name in ("text", "checks", "bnb_imported"):
+            continue
+        if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+            updates[f.name] = {**theirs, **mine}
+        elif not mine and theirs:
+            updates[f.name] = theirs
+    return dataclasses.replace(env, **updates)
+
+
+def _first(text: str, key: str) -> str | None:
+    for pattern in FACT_PATTERNS[key]:
+        m = _rx(pattern).search(text)
+        if m:
+            return next((g for g in m.groups() if g), m.group(0))
+    return None
+
+
+def _all(text: str, key: str) -> tuple[str, ...]:
+    out: dict[str, None] = {}
+    for pattern in FACT_PATTERNS[key]:
+        for m in _rx(pattern).finditer(text):
+            value = next((g for g in m.groups() if g), None)
+            if value:
+                out[value] = None
+            if len(out) >= MAX_LISTED:
+                return tuple(out)
+    return tuple(out)
+
+
+MAX_LISTED = 8  # names kept per list: a log that fails to load a hundred libraries names the first few
+
+
+@functools.lru_cache(maxsize=128)
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _dotted(digits: str | None) -> str | None:
+    return digits if digits and "." in digits else _cuda_digits(digits)
+
+
+def _found_version(value: str | None) -> str | None:
+    """torch's "found version 11040" is CUDA's integer version (1000 * major + 10 * minor): 11.4."""
+    if not value:
+        return None
+    n = int(value)
+    return f"{n // 1000}.{(n % 1000) // 10}"
+
+
+def _python(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return value if "." in value else f"3.{value}"  # Python310 / cp310 -> 3.10
+
+
+def _linux(text: str) -> bool:
+    return "/site-packages/" in text or "/dist-packages/" in text or "linux" in text.lower()
+
+
+def _packages(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for rx in (PACKAGE_PIN, PACKAGE_LINE):
+        for m in rx.finditer(text):
+            name = m.group(1).lower().replace("_", "-").replace("llm compressor", "llmcompressor")
+            out.setdefault(name, m.group(2))
+    return out
+
+
+def _devices(text: str, found: Mapping[str, str | None], matrix: Matrix) -> tuple[Device, ...]:
+    """GPUs by name (their compute capability from the GPU table), else one GPU of the capability a message
+    names ("capability sm_120", "Highest compute capability ... 8.6")."""
+    from envbuilder.target import cc_of_name
+
+    stated = _stated_cc(found)
+    names = _all(text, "gpu")
+    devices: list[Device] = []
+    for i, name in enumerate(names):
+        cc = cc_of_name(name, matrix) if not _not_nvidia(name) else ""
+        devices.append(Device(index=i, name=name, cc=cc or (stated if len(names) == 1 else ""), vram_bytes=0))
+    if not devices and stated:
+        devices.append(Device(index=0, name="", cc=stated, vram_bytes=0))
+    vram = found["vram"]
+    if vram and devices:
+        devices[0] = dataclasses.replace(devices[0], vram_bytes=int(float(vram) * 2**30))
+    return tuple(devices)
+
+
+def _stated_cc(found: Mapping[str, str | None]) -> str:
+    if found["sm"]:
+        sm = found["sm"]
+        return f"{sm[:-1]}.{sm[-1]}"
+    cc = found["cc"]
+    return cc.replace(", ", ".") if cc else ""
+
+
+NOT_NVIDIA = re.compile(r"(?i)iris|intel|radeon|\bRX \d")
+
+
+def _not_nvidia(name: str) -> bool:
+    return bool(NOT_NVIDIA.search(name))

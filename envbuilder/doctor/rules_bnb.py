@@ -10,14 +10,15 @@ Sources for every message: research compat-bnb-gptq.md section B (B1..B17) and t
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from packaging.version import InvalidVersion, Version
 
-from envbuilder.doctor import Context, Finding, Rule, Severity, finding
+from envbuilder.doctor import Context, Finding, Layer, Rule, Severity, finding
 from envbuilder.doctor.loader import refuses_non_digits, shipped_cuda
-from envbuilder.doctor.logs import LogFacts, facts_from_log, max_memory_for, quote
+from envbuilder.doctor.logs import quote
+from envbuilder.doctor.plan import plan_fix
 from envbuilder.matrix import BnbRelease, Matrix
 from envbuilder.rules.bnb import covers, lib_name, library_cuda, pick, sass_row
 
@@ -59,7 +60,8 @@ def _v(text: str | None) -> Version | None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Facts:
-    """Evidence and log merged: evidence wins where both speak."""
+    """The facts the bitsandbytes rules weigh, read from ``ctx.facts`` (the one evidence model: the
+    environment's probe where it speaks, the log's statements elsewhere)."""
 
     bnb: str | None
     torch: str | None
@@ -67,29 +69,21 @@ class Facts:
     ccs: tuple[str, ...]
     python: str | None
     platform: str
-    vram_gib: tuple[float, ...]
-    log: LogFacts
+    wanted_lib: str | None = None
+    jetson: bool = False
 
 
 def facts(ctx: Context) -> Facts:
-    lf = facts_from_log(ctx.text)
-    ev = ctx.evidence
-    ccs = tuple(d.cc for d in ev.devices) if ev and ev.devices else ((lf.sm,) if lf.sm else ())
-    vram = (
-        tuple(d.vram_bytes / 2**30 for d in ev.devices)
-        if ev and ev.devices
-        else ((lf.vram_gib,) if lf.vram_gib else ())
-    )
-    platform = ev.platform if ev and ev.system else ("windows-x86_64" if lf.windows else "linux-x86_64")
+    ev = ctx.facts
     return Facts(
-        bnb=(ev.bnb if ev and ev.bnb else lf.bnb),
-        torch=(ev.torch if ev and ev.torch else lf.torch),
-        torch_cuda=(ev.torch_cuda if ev and ev.torch else lf.torch_cuda),
-        ccs=ccs,
-        python=ev.python if ev else None,
-        platform=platform,
-        vram_gib=vram,
-        log=lf,
+        bnb=ev.bnb,
+        torch=ev.torch,
+        torch_cuda=ev.torch_cuda,
+        ccs=ev.ccs,
+        python=ev.python if ctx.evidence is not None else None,  # a log's Python is where it ran, not a pin
+        platform=ev.platform,
+        wanted_lib=ev.wanted_lib,
+        jetson=ev.jetson or ev.machine == "aarch64",
     )
 
 
@@ -179,23 +173,42 @@ def rule_lib_cuda_mismatch(ctx: Context) -> Iterable[Finding]:
     hit = quote(ctx.text, LIB_MISSING)
     if hit:
         era = _era_of(hit[1].group(0))
-        lib = (
-            f"libbitsandbytes_cuda{f.log.wanted_lib_cuda.replace('.', '')}"
-            if f.log.wanted_lib_cuda
-            else "the CUDA library"
-        )
+        lib = f.wanted_lib or "the CUDA library"
+        override = "BNB_CUDA_VERSION" in ctx.text
         yield finding(
             "bnb-lib-cuda-mismatch",
             "FAIL",
             hit[0],
             f"bitsandbytes ({era}) found no {lib} for torch's CUDA version: the release predates that "
-            "CUDA, torch was upgraded after bitsandbytes, or BNB_CUDA_VERSION names a missing build",
-            fix
-            if f.torch or f.torch_cuda
-            else f"unset BNB_CUDA_VERSION, then install a bitsandbytes that ships {lib} "
-            f"(or rebuild: envbuilder create{_gpu_flag(f)})",
+            "CUDA, torch was upgraded after bitsandbytes"
+            + (", or BNB_CUDA_VERSION names a missing build" if override else ""),
+            _lib_fix(ctx, f, lib, era, fix, override),
             cmds,
         )
+
+
+def _lib_fix(ctx: Context, f: Facts, lib: str, era: str, fix: str, override: bool) -> str:
+    """Install what ships the library; for the exact-or-error era, the same-major library it could load."""
+    lead = "unset BNB_CUDA_VERSION; then " if override else ""
+    cuda = CUDA_FILE_DIGITS.search(lib)
+    if cuda and era.startswith("0.46"):
+        major, want = cuda.group(1), cuda.group(1) + cuda.group(2)
+        shipped = sorted(
+            {c for r in ctx.matrix.bnb_releases for c in r.cuda_libs if c.split(".")[0] == major},
+            key=lambda c: tuple(int(x) for x in c.split(".")),
+        )
+        below = [c.replace(".", "") for c in shipped if int(c.replace(".", "")) < int(want)]
+        if below:
+            return (
+                f"{lead}{fix}; until then BNB_CUDA_VERSION={below[-1]} loads the CUDA {below[-1][:-1]}.{below[-1][-1]} "
+                f"library (a release of the nearest-same-major era does that by itself)"
+            )
+    if f.torch or f.torch_cuda:
+        return lead + fix
+    return f"{lead}install a bitsandbytes that ships {lib}: {fix}"
+
+
+CUDA_FILE_DIGITS = re.compile(r"cuda(\d\d)(\d)")
 
 
 def _era_of(message: str) -> str:
@@ -223,8 +236,7 @@ def rule_windows_dll(ctx: Context) -> Iterable[Finding]:
         return
     hit = quote(
         ctx.text,
-        r"Could not find module '[^']*libbitsandbytes_\w+\.dll'|"
-        r"Microsoft Visual C\+\+ 14\.0 or greater is required",
+        r"Could not find module '[^']*libbitsandbytes_\w+\.dll'",
     )
     if hit:
         yield finding(
@@ -266,68 +278,45 @@ def rule_no_kernel_image(ctx: Context) -> Iterable[Finding]:
     hit = quote(ctx.text, KERNEL)
     if hit and not quote(ctx.text, TORCH_ARCH):
         bnb_side = "ops.cu" in hit[0] or "bitsandbytes" in ctx.text
+        if not bnb_side:
+            sm = f.ccs[0].replace(".", "") if f.ccs else None
+            yield finding(
+                "no-kernel",
+                "FAIL",
+                hit[0],
+                "a compiled kernel (not torch's, not bitsandbytes') carries no code for this GPU's architecture"
+                + (f" (compute capability {f.ccs[0]})" if f.ccs else ""),
+                (
+                    f"rebuild those kernels with sm_{sm} in their nvcc -gencode list "
+                    f"(-gencode arch=compute_{sm},code=sm_{sm}); their prebuilt binaries lack it"
+                )
+                if sm
+                else "find the GPU's compute capability (`nvidia-smi --query-gpu=name,compute_cap --format=csv`) "
+                "and rebuild the failing package's kernels for it",
+                layer="gpu-arch",
+            )
+            return
         fix, cmds = install_fix(ctx, f)
+        fork = "bitsandbytes-windows" in ctx.text
         yield finding(
-            "bnb-no-kernel" if bnb_side else "no-kernel",
+            "bnb-no-kernel",
             "FAIL",
             hit[0],
             (
-                "the bitsandbytes library loaded has no SASS for this GPU: Maxwell on >=0.48, Pascal on "
-                "cu128/cu129 libraries, Volta on cu13x, Blackwell on libraries built with CUDA <= 12.6"
+                "the community Windows build of bitsandbytes (bitsandbytes-windows) has no kernel for this GPU"
+                if fork
+                else "the bitsandbytes library loaded has no kernel (SASS) for this GPU: Maxwell on >=0.48, Pascal "
+                "on cu128/cu129 libraries, Volta on cu13x, Blackwell on libraries built with CUDA <= 12.6"
+            ),
+            (
+                "uninstall bitsandbytes-windows, then install an official bitsandbytes wheel (>= 0.43 ships Windows "
+                "DLLs) whose library covers the GPU: "
+                if fork
+                else "install a bitsandbytes whose library covers the GPU: "
             )
-            if bnb_side
-            else "a compiled kernel has no code for this GPU's architecture",
-            f"pick a torch CUDA variant whose bitsandbytes library covers the GPU: envbuilder create"
-            f"{_gpu_flag(f)}" + (f"; or {fix}" if cmds else ""),
+            + (fix if cmds or f.torch else f"envbuilder create{_gpu_flag(f)} (or {fix})"),
             cmds,
         )
-
-
-def rule_torch_arch(ctx: Context) -> Iterable[Finding]:
-    """torch itself lacks SASS for the GPU ('sm_XX is not compatible with the current PyTorch installation')."""
-    ev = ctx.evidence
-    bad = next((c for c in ev.checks if c.name == "torch_arch" and c.status == "FAIL"), None) if ev else None
-    hit = quote(ctx.text, TORCH_ARCH)
-    if bad is None and hit is None:
-        return
-    f = facts(ctx)
-    seen = hit[0] if hit else bad.detail if bad else ""
-    supports = quote(ctx.text, r"supports CUDA capabilities ((?:sm_\d+ ?)+)")
-    yield finding(
-        "torch-arch",
-        "FAIL",
-        seen,
-        f"torch {f.torch or ''} carries no SASS for this GPU"
-        + (f" (it has {supports[1].group(1).strip()})" if supports else "")
-        + ": the torch CUDA variant predates the architecture or dropped it",
-        f"rebuild with a torch build that carries the GPU's SASS: envbuilder create{_gpu_flag(f)}",
-    )
-
-
-OOM = re.compile(r"OutOfMemoryError|CUDA out of memory")
-
-
-def rule_oom_loading(ctx: Context) -> Iterable[Finding]:
-    """Seed #4: out of VRAM while loading 4-bit; budget max_memory from the card's VRAM, with headroom."""
-    hit = quote(ctx.text, OOM)
-    if not hit:
-        return
-    f = facts(ctx)
-    if f.vram_gib:
-        budget = ", ".join(f"{i}: '{max_memory_for(g)}'" for i, g in enumerate(f.vram_gib))
-        mm = f"max_memory={{{budget}}}"
-        note = f" (the card has {f.vram_gib[0]:.1f} GiB; this leaves ~15% for conversion buffers)"
-    else:
-        mm, note = "max_memory={0: '<85% of the card>GiB'}", " (VRAM unknown: give 85% of the card)"
-    yield finding(
-        "oom-4bit-load",
-        "FAIL",
-        hit[0],
-        "the GPU ran out of memory; while loading with load_in_4bit, weights pass through 16-bit "
-        "buffers before they are quantized, so a model that fits in 4-bit can still overflow",
-        f"from_pretrained(..., device_map='auto', {mm}){note}; or save a pre-quantized 4-bit "
-        "checkpoint once and load that",
-    )
 
 
 def rule_mixed_quant_libs(ctx: Context) -> Iterable[Finding]:
@@ -374,12 +363,13 @@ def rule_transformers_min_bnb(ctx: Context) -> Iterable[Finding]:
     f = facts(ctx)
     ev = ctx.evidence
     tf, bnb = _v(ev.packages.get("transformers")) if ev else None, _v(f.bnb)
-    hit = quote(ctx.text, r"requires bitsandbytes.*>=\s*0\.46\.1|requires the latest version of bitsandbytes")
+    hit = quote(ctx.text, r"requires bitsandbytes.*>=\s*0\.46\.1")
     floor = ctx.matrix.companion_requires("transformers", str(tf or "5.0.0"), "bitsandbytes")
     if (tf and bnb and floor is not None and not floor.contains(bnb, prereleases=True)) or hit:
         fix, cmds = install_fix(ctx, f)
         seen = hit[0] if hit else f"transformers {tf} with bitsandbytes {bnb}"
         need = ", ".join(f"{s.operator} {s.version}" for s in floor) if floor else "a newer release"
+        fix = f"transformers {tf.major if tf else 5}.x needs bitsandbytes {need}: {fix}"
         yield finding(
             "transformers-min-bnb",
             "FAIL",
@@ -460,11 +450,13 @@ def rule_cpu_lib_undefined_symbol(ctx: Context) -> Iterable[Finding]:
     hit = quote(ctx.text, r"libbitsandbytes_cpu\.\w+: undefined symbol: (\w+)|function '(c\w+)' not found")
     if hit:
         fix, cmds = install_fix(ctx, facts(ctx))
+        fix = "install a CUDA build of torch and a bitsandbytes that ships a library for its CUDA: " + fix
         yield finding(
             "cpu-lib-undefined-symbol",
             "FAIL",
             hit[0],
-            "bitsandbytes loaded its CPU library because CUDA setup failed, then a GPU-only function was "
+            ("bitsandbytes found no CUDA runtime (libcudart) and " if "libcudart" in ctx.text else "bitsandbytes ")
+            + "loaded its CPU library because CUDA setup failed, then a GPU-only function was "
             "called (copying a CUDA .so over the CPU one is not a fix)",
             fix,
             cmds,
@@ -489,40 +481,22 @@ def rule_named_symbol(ctx: Context) -> Iterable[Finding]:
     """B7: 'named symbol not found' from ops.cu (Jetson sbsa wheels, or a library for another GPU/CUDA)."""
     hit = quote(ctx.text, r"Error named symbol not found at line \d+ in file")
     if hit:
-        jetson = facts(ctx).log.aarch64
+        jetson = facts(ctx).jetson
         yield finding(
             "named-symbol",
             "FAIL",
             hit[0],
-            "the library's kernels do not match the device: on Jetson (L4T/JetPack) the aarch64 PyPI "
-            "wheels are sbsa builds and cannot work"
+            "named symbol not found: the library's kernels do not match the device: on Jetson (L4T/JetPack) "
+            "the aarch64 PyPI wheels are sbsa builds and cannot work"
             if jetson
-            else "the library's kernels do not match this GPU/CUDA (an old or self-compiled library)",
+            else "named symbol not found: the bitsandbytes library's kernels do not match this GPU/CUDA (an old or "
+            "self-compiled library, or GPUs of different architectures used together)",
             "build bitsandbytes on the device (cmake -DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY=87 for "
             "Orin) or use the Jetson AI Lab index; envbuilder does not support Jetson"
             if jetson
-            else "install an official wheel that ships torch's CUDA: envbuilder create" + _gpu_flag(facts(ctx)),
-        )
-
-
-def rule_missing_cuda_libs(ctx: Context) -> Iterable[Finding]:
-    """B8: the bitsandbytes CUDA library's runtime dependencies (cudart/cublas/cusparse) are absent."""
-    hit = quote(
-        ctx.text,
-        r"(libcusparse|libcudart|libcublasLt|libcublas)\.so\.(\d+): cannot open shared object file|"
-        r"Missing dependency: (lib\w+)",
-    )
-    if hit:
-        major = hit[1].group(2)
-        yield finding(
-            "missing-cuda-libs",
-            "FAIL",
-            hit[0],
-            f"bitsandbytes loaded a library for CUDA {major or '?'}.x whose runtime libraries are not on "
-            "the loader path: BNB_CUDA_VERSION pointing at another CUDA major, or a torch build that "
-            "does not bring them (bitsandbytes >= 0.50 no longer needs cusparse)",
-            "unset BNB_CUDA_VERSION so bitsandbytes loads the library matching torch.version.cuda; "
-            "or: " + install_fix(ctx, facts(ctx))[0],
+            else "install an official bitsandbytes wheel that ships torch's CUDA: "
+            + install_fix(ctx, facts(ctx))[0]
+            + "; with GPUs of different models, try one GPU (CUDA_VISIBLE_DEVICES=0)",
         )
 
 
@@ -570,6 +544,8 @@ def rule_glibc(ctx: Context) -> Iterable[Finding]:
     if hit:
         fix, cmds = install_fix(ctx, f)
         what = hit[1].group(1)
+        past = _past_limits(ctx, "glibc")
+        fix = (f"bitsandbytes >= {past} has no such glibc floor: " if past else "") + fix
         yield finding(
             "glibc-too-old",
             "FAIL",
@@ -597,7 +573,7 @@ def rule_triton_ops(ctx: Context) -> Iterable[Finding]:
             "FAIL",
             hit[0] if hit else f"bitsandbytes {bnb} with triton {triton}",
             "bitsandbytes <= 0.45.0 imports triton.ops.matmul_perf_model, which triton 3.2 removed",
-            fix,
+            f"{fix}; or keep this bitsandbytes and pin triton < 3.2",
             cmds,
         )
 
@@ -634,26 +610,36 @@ def rule_no_cpu_4bit(ctx: Context) -> Iterable[Finding]:
             "FAIL",
             hit[0] if hit else f"bitsandbytes {f.bnb} without a GPU",
             "bitsandbytes < 0.46 has no CPU backend for 4-bit (and 8-bit matmul); it needs a CUDA GPU",
-            fix,
+            f"bitsandbytes >= {_first_cpu(ctx)} quantizes on the CPU: {fix}; or quantize on a CUDA GPU",
             cmds,
         )
 
 
+def _past_limits(ctx: Context, package: str) -> str | None:
+    """The first release the matrix knows after every release its ``[[limit]]`` rows on ``package`` cover."""
+    limited = [
+        r
+        for r in ctx.matrix.bnb_releases
+        for x in ctx.matrix.bnb_limits
+        if x.package == package and x.bnb.contains(r.version, prereleases=True)
+    ]
+    if not limited:
+        return None
+    last = max(Version(r.version) for r in limited)
+    later = sorted(Version(r.version) for r in ctx.matrix.bnb_releases if Version(r.version) > last)
+    return str(later[0]) if later else None
+
+
+def _first_cpu(ctx: Context) -> str:
+    """The first release the matrix knows with a CPU backend for 4-bit."""
+    rels = sorted((r for r in ctx.matrix.bnb_releases if r.cpu != "none"), key=lambda r: Version(r.version))
+    return ".".join(rels[0].version.split(".")[:2]) if rels else "0.46"
+
+
 def rule_abi_undefined_symbol(ctx: Context) -> Iterable[Finding]:
     """B16: a prebuilt GPTQ/AWQ/exllama extension compiled against another torch (C++ ABI)."""
-    hit = quote(ctx.text, r"([\w.-]+\.so): undefined symbol: (_ZN3c10\w*)")
     ev = ctx.evidence
-    if hit:
-        ext = hit[1].group(1).split("/")[-1]
-        yield finding(
-            "torch-abi",
-            "FAIL",
-            hit[0],
-            f"{ext} was compiled against a different torch release; every torch minor changes the C++ ABI",
-            "use the torch that wheel was built for in its own environment (auto-gptq 0.7.1: torch 2.2.1; "
-            "autoawq 0.2.6: torch 2.3.1), or move to gptqmodel: envbuilder create --profile gptq",
-        )
-    elif ev and (ag := _v(ev.packages.get("auto-gptq") or ev.packages.get("auto_gptq"))) and _v(ev.torch):
+    if ev and (ag := _v(ev.packages.get("auto-gptq") or ev.packages.get("auto_gptq"))) and _v(ev.torch):
         torch_v = _v(ev.torch)
         if torch_v and (torch_v.major, torch_v.minor) != (2, 2):
             yield finding(
@@ -677,7 +663,8 @@ def rule_avoid_release(ctx: Context) -> Iterable[Finding]:
             "bad-release",
             "FAIL",
             hit[0] if hit else f"bitsandbytes {rel.version}",
-            f"bitsandbytes {rel.version}: {rel.avoid}",
+            f"bitsandbytes {rel.version}: {rel.avoid}"
+            + (f" ({', '.join(ctx.facts.failed_libs)} cannot be loaded)" if ctx.facts.failed_libs else ""),
             fix,
             cmds,
         )
@@ -687,7 +674,8 @@ def rule_avoid_release(ctx: Context) -> Iterable[Finding]:
             "bad-release",
             "FAIL",
             hit[0],
-            "the CPU library is missing from the installed bitsandbytes (0.45.4's Linux wheel shipped "
+            f"{hit[1].group(0).split(':')[0]}: the CPU library is missing from the installed bitsandbytes "
+            "(0.45.4's Linux wheel shipped "
             "without it; or a source checkout was never compiled)",
             fix,
             cmds,
@@ -735,36 +723,74 @@ def rule_harmless(ctx: Context) -> Iterable[Finding]:
         )
     diag = quote(ctx.text, r"Torch not compiled with CUDA enabled")
     if diag and quote(ctx.text, r"CUDA specs: None"):
+        plan = plan_fix(ctx.matrix, ctx.facts, "bnb", python=ctx.python)
         yield finding(
-            "bnb-diagnostics-on-cpu",
-            "INFO",
+            "torch-cpu-build",
+            "FAIL",
             diag[0],
-            "`python -m bitsandbytes` 0.45.x ends its report by calling .cuda(), so it exits 1 on a CPU "
-            "build of torch; 0.50.x exits 0 ('CPU library loaded successfully'). Not by itself a fault",
-            "nothing to fix for the CPU profile (bitsandbytes >= 0.47 for 4-bit on CPU)",
+            "torch is a CPU-only build (Torch not compiled with CUDA enabled): there is no GPU runtime at all, and "
+            "`python -m bitsandbytes` 0.45.x ends its report by calling .cuda()",
+            f"for GPU quantization install a CUDA build of torch (and a bitsandbytes for it): {plan.text}; on a "
+            f"CPU-only host use bitsandbytes >= {_first_cpu(ctx)} (its CPU backend; the cpu profile)",
+            layer="torch-build",
         )
 
 
-RULES: tuple[Rule, ...] = (
-    rule_lib_cuda_mismatch,
-    rule_windows_dll,
-    rule_no_kernel_image,
-    rule_torch_arch,
-    rule_oom_loading,
-    rule_mixed_quant_libs,
-    rule_transformers_min_bnb,
-    rule_bnb_cuda_version_var,
-    rule_cpu_lib_undefined_symbol,
-    rule_cpu_only_method,
-    rule_named_symbol,
-    rule_missing_cuda_libs,
-    rule_old_libcudart_scan,
-    rule_glibc,
-    rule_triton_ops,
-    rule_nf4_on_cpu,
-    rule_no_cpu_4bit,
-    rule_abi_undefined_symbol,
-    rule_avoid_release,
-    rule_lib_load_failed,
-    rule_harmless,
+# The layer each rule's findings blame (a rule that blames another passes layer= itself).
+LAYER: dict[str, Layer] = {
+    "bnb-lib-cuda-mismatch": "bnb-library",
+    "windows-dll": "bnb-library",
+    "bnb-no-kernel": "bnb-library",
+    "mixed-quant-libs": "companion",
+    "transformers-min-bnb": "bnb-library",
+    "bnb-cuda-version-var": "bnb-library",
+    "cpu-lib-undefined-symbol": "bnb-library",
+    "cpu-only-method": "torch-build",
+    "named-symbol": "bnb-library",
+    "old-cudart-scan": "bnb-library",
+    "glibc-too-old": "bnb-library",
+    "triton-ops": "companion",
+    "nf4-only-on-cpu": "bnb-library",
+    "no-cpu-4bit": "bnb-library",
+    "torch-abi": "gptq-awq-extension",
+    "bad-release": "bnb-library",
+    "bnb-load-failed": "bnb-library",
+    "kernels-hub-warning": "healthy",
+}
+
+
+def layered(rule: Rule, layers: Mapping[str, Layer]) -> Rule:
+    """The rule, its findings given the layer the table names for their rule id (where they name none)."""
+
+    def run(ctx: Context) -> Iterable[Finding]:
+        for f in rule(ctx):
+            yield f if f.layer is not None else replace(f, layer=layers.get(f.rule))
+
+    run.__name__ = run.__qualname__ = rule.__name__
+    run.__doc__ = rule.__doc__
+    return run
+
+
+RULES: tuple[Rule, ...] = tuple(
+    layered(r, LAYER)
+    for r in (
+        rule_lib_cuda_mismatch,
+        rule_windows_dll,
+        rule_no_kernel_image,
+        rule_mixed_quant_libs,
+        rule_transformers_min_bnb,
+        rule_bnb_cuda_version_var,
+        rule_cpu_lib_undefined_symbol,
+        rule_cpu_only_method,
+        rule_named_symbol,
+        rule_old_libcudart_scan,
+        rule_glibc,
+        rule_triton_ops,
+        rule_nf4_on_cpu,
+        rule_no_cpu_4bit,
+        rule_abi_undefined_symbol,
+        rule_avoid_release,
+        rule_lib_load_failed,
+        rule_harmless,
+    )
 )

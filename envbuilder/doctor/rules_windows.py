@@ -19,9 +19,9 @@ from collections.abc import Iterable
 
 from packaging.version import InvalidVersion, Version
 
-from envbuilder.doctor import Context, Finding, Rule, finding
+from envbuilder.doctor import Context, Finding, Layer, Rule, finding
 from envbuilder.doctor.logs import quote
-from envbuilder.doctor.rules_bnb import facts, install_fix
+from envbuilder.doctor.rules_bnb import facts, install_fix, layered
 
 WSL_LIB = "/usr/lib/wsl/lib"
 VC_REDIST_URL = "https://aka.ms/vs/17/release/vc_redist.x64.exe"
@@ -33,6 +33,7 @@ VC_REDIST_FIX = (
 # Every line these rules can match holds one of these words (any case); see rules_bnb.TRIGGERS.
 TRIGGERS = (
     "wsl",
+    "windows subsystem for linux",
     "microsoft-standard",
     "/mnt/",
     "libcuda",
@@ -48,7 +49,10 @@ TRIGGERS = (
     ":\\",
 )
 # Text that says the log came from WSL (kernel release, the driver's mount, Windows drives under /mnt).
-WSL_MARKERS = re.compile(r"microsoft-standard|WSL2|\bWSL\b|/usr/lib/wsl\b|/mnt/[a-z]/|wsl\.exe|wsl -d ", re.IGNORECASE)
+WSL_MARKERS = re.compile(
+    r"microsoft-standard|WSL2|\bWSL\b|Windows Subsystem for Linux|/usr/lib/wsl\b|/mnt/[a-z]/|wsl\.exe|wsl -d ",
+    re.IGNORECASE,
+)
 LIBCUDA_MISSING = re.compile(
     r"libcuda\.so(?:\.1)?: cannot open shared object file|libcuda\.so not found!|"
     r"Error: libcuda\.so(?:\.1)?: cannot open"
@@ -111,7 +115,7 @@ def rule_wsl_libcuda(ctx: Context) -> Iterable[Finding]:
         return
     yield finding(
         "wsl-libcuda",
-        "WARN",
+        "FAIL",
         hit[0],
         "libcuda.so, the NVIDIA driver's library, cannot be loaded: on Linux the driver is missing or not loaded; "
         f"on WSL2 it lives in {WSL_LIB} and the loader is not looking there",
@@ -240,10 +244,23 @@ def rule_windows_linux_only_bnb(ctx: Context) -> Iterable[Finding]:
     )
 
 
+def _wsl_libcuda_layered(ctx: Context) -> Iterable[Finding]:
+    """rule_wsl_libcuda, blaming the platform inside WSL2 and the driver elsewhere."""
+    layer: Layer = "platform" if in_wsl(ctx) else "driver"
+    for f in rule_wsl_libcuda(ctx):
+        yield dataclasses.replace(f, layer=layer)
+
+
+LAYER: dict[str, Layer] = {
+    "wsl-nvidia-smi-path": "platform",
+    "windows-msvc-runtime": "platform",
+    "windows-dll-load": "platform",
+    "windows-linux-only-bnb": "bnb-library",
+}
 RULES: tuple[Rule, ...] = (
-    rule_wsl_libcuda,
-    rule_wsl_nvidia_smi,
-    rule_msvc_runtime,
-    rule_windows_dll_load,
-    rule_windows_linux_only_bnb,
+    _wsl_libcuda_layered,
+    *(
+        layered(r, LAYER)
+        for r in (rule_wsl_nvidia_smi, rule_msvc_runtime, rule_windows_dll_load, rule_windows_linux_only_bnb)
+    ),
 )

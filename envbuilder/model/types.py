@@ -13,6 +13,7 @@ from typing import Final, Literal, get_args
 __all__ = [
     "CONFIDENCES",
     "CPU_BACKENDS",
+    "LAYERS",
     "LOADERS",
     "OS_FLAVOURS",
     "PLATFORMS",
@@ -24,6 +25,7 @@ __all__ = [
     "WHEELHOUSE",
     "Confidence",
     "CpuBackend",
+    "Layer",
     "Loader",
     "NamedSource",
     "OsFlavour",
@@ -52,6 +54,22 @@ Confidence = Literal["confirmed", "unconfirmed"]
 # A smoke stage's outcome, and a doctor finding's weight.
 Status = Literal["OK", "WARN", "FAIL", "SKIP"]
 Severity = Literal["FAIL", "WARN", "INFO"]
+# The layer of the stack a doctor finding blames (tests/fixtures/logs/corpus.toml names one per real log):
+# "outside" is an error in the user's code, data or Hub access; "healthy" a note on a working stack.
+Layer = Literal[
+    "gpu-arch",
+    "driver",
+    "torch-build",
+    "cuda-runtime",
+    "bnb-library",
+    "gptq-awq-extension",
+    "companion",
+    "platform",
+    "build-toolchain",
+    "memory",
+    "outside",
+    "healthy",
+]
 # A pin's source when it is not an index URL: PyPI itself, or the local wheelhouse (--find-links).
 NamedSource = Literal["pypi", "wheelhouse"]
 
@@ -64,6 +82,7 @@ SEGMENTS: Final[tuple[Segment, ...]] = get_args(Segment)
 CONFIDENCES: Final[tuple[Confidence, ...]] = get_args(Confidence)
 STATUSES: Final[tuple[Status, ...]] = get_args(Status)
 SEVERITIES: Final[tuple[Severity, ...]] = get_args(Severity)
+LAYERS: Final[tuple[Layer, ...]] = get_args(Layer)
 PYPI: Final = "pypi"
 WHEELHOUSE: Final = "wheelhouse"
 
