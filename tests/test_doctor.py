@@ -20,9 +20,8 @@ from envbuilder.doctor import (
     doctor_json,
     load_rules,
 )
-from envbuilder.doctor.evidence import from_smoke_document
+from envbuilder.doctor.evidence import from_log, from_smoke_document
 from envbuilder.doctor.loader import expected_library, judge
-from envbuilder.doctor.evidence import from_log
 from envbuilder.doctor.logs import max_memory_for
 from envbuilder.doctor.rules_bnb import Facts, pick_bnb
 from envbuilder.matrix import Matrix
