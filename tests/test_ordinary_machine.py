@@ -292,3 +292,8 @@ def test_the_wsl2_recipe_installs_a_lock_under_an_old_dotted_name(ordinary: dict
     assert (env_dir / "pylock.cpu-py311.toml").is_file()
     assert "smoke: ok" in proc.stdout
     assert "torch==2.13.0+cpu" in _freeze(env_dir)
+    # The recipe's guard (issue 15), the same as create's: constraints file, pip.conf, activation block.
+    guard = (env_dir / "envbuilder-constraints.txt").read_text()
+    assert "torch==2.13.0+cpu" in guard.splitlines() and "envbuilder upgrade" in guard
+    assert "envbuilder-constraints.txt" in (env_dir / "pip.conf").read_text()
+    assert "UV_CONSTRAINT=" in (env_dir / "bin" / "activate").read_text()
