@@ -296,3 +296,27 @@ def test_the_matrix_records_the_kernels_and_the_resolver_proves_gptq_and_awq_pla
         plan = resolve(target, matrix)
         assert isinstance(plan, Plan), plan.reasons
         assert any(e.quant == quant and e.cc == "9.0" for e in plan.proven), profile
+
+
+# --------------------------------------------------------------------------- bitsandbytes 0.46.1 (run 4)
+
+
+def test_bnb_046_failed_at_its_library_on_the_h200_and_the_resolver_refuses_it(matrix: Matrix) -> None:
+    doc = _json(H200 / "bnb046" / "smoke.json")
+    stages = _stages(doc)
+    assert doc["ok"] is False and stages["cuda"]["status"] == "OK"
+    assert stages["bnb_library"]["status"] == stages["bnb_import"]["status"] == "FAIL"
+    assert "Configured CUDA binary not found" in stages["bnb_import"]["detail"]
+    assert stages["tiny_llama"]["status"] == "SKIP"
+    assert "65 files checked, 0 differ" in (H200 / "bnb046" / "record-check.txt").read_text()
+    doctor = {f["rule"]: f for f in _json(H200 / "bnb046" / "doctor.json")["findings"]}
+    assert "bitsandbytes==0.50.2" in doctor["bnb-lib-cuda-mismatch"]["fix"]
+    assert any(e.bitsandbytes == "0.46.1" and e.result == "fail" and e.gpu == "NVIDIA H200" for e in matrix.evidence)
+    from envbuilder.resolve import Plan, resolve
+
+    target = build_target(
+        matrix, gpus=parse_gpus("NVIDIA H200", matrix), driver="580.159.04", pythons=("3.12",), bnb="==0.46.1"
+    )
+    plan = resolve(target, matrix)
+    torch = plan.package("torch") if isinstance(plan, Plan) else None
+    assert torch is None or not torch.version.startswith("2.11.0")  # never the stack that failed there
