@@ -11,6 +11,11 @@ Its own group also means a terminal's Ctrl-C reaches envbuilder alone, which the
 (stop the child, then remove the unfinished build). A foreground child (``envbuilder run``/``shell``) keeps the
 terminal: it stays in envbuilder's group, where Ctrl-C reaches it directly; envbuilder ignores Ctrl-C while it
 waits, forwards SIGTERM, and passes the child's exit status on (128+N when a signal N ended it).
+
+A long child whose progress the user should see (uv installing gigabytes) is *relayed*: its output is read as it
+comes, redacted (URL userinfo and every secret the caller names), written to envbuilder's stderr and kept for
+the error message. With ``tty=True`` the child writes to a pseudo-terminal of the terminal's size, so it draws its
+own progress bars, which pass through; without, it sees a pipe and prints plain lines (a CI log).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from envbuilder.credentials import redact
 from envbuilder.errors import CommandFailed, Terminated
@@ -85,7 +91,7 @@ def _child_setup(*, own_group: bool) -> Callable[[], None] | None:
     return setup
 
 
-def _signal_group(proc: subprocess.Popen[str], sig: int, *, own_group: bool) -> None:
+def _signal_group(proc: subprocess.Popen[Any], sig: int, *, own_group: bool) -> None:
     try:
         if own_group:
             os.killpg(proc.pid, sig)
@@ -95,7 +101,7 @@ def _signal_group(proc: subprocess.Popen[str], sig: int, *, own_group: bool) -> 
         pass  # already gone
 
 
-def _stop(proc: subprocess.Popen[str], sig: int, *, own_group: bool) -> None:
+def _stop(proc: subprocess.Popen[Any], sig: int, *, own_group: bool) -> None:
     """Forward ``sig`` to the child's group, kill what is left after GRACE_S, and reap the child."""
     with deferred_signals():  # a second Ctrl-C must not cut this short and leave the child running
         _signal_group(proc, sig, own_group=own_group)
@@ -144,6 +150,18 @@ def _start_failure(args: tuple[str, ...], exc: OSError) -> CommandFailed:
     return CommandFailed(f"{args[0]}: cannot run it ({exc.strerror or exc})", hint="check the path and the file")
 
 
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """How a relayed child's output reaches the user: ``sink`` takes each redacted piece; ``tty`` gives the
+    child a pseudo-terminal (its own progress bars); ``mask`` are secrets written as ``***`` wherever they
+    appear; ``indent`` starts every line (plain lines in a log, set apart from envbuilder's own)."""
+
+    sink: Callable[[str], None]
+    tty: bool = False
+    mask: tuple[str, ...] = ()
+    indent: str = ""
+
+
 def run(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -154,15 +172,19 @@ def run(
     capture: bool = True,
     stdin: str | None = None,
     foreground: bool = False,
+    relay: Relay | None = None,
 ) -> Result:
     """Run ``argv``; raise ``CommandFailed`` if it cannot start, times out, or (with ``check``) fails.
 
     ``capture=False`` streams the command's output to ours (progress for long steps). ``foreground=True`` is
     for a command the user drives (``run``, ``shell``): it shares the terminal and envbuilder's process group.
+    ``relay`` shows the output as it comes, redacted, and keeps it too (its text is the Result's ``stderr``).
     """
     args = tuple(os.fspath(a) for a in argv)
     log.debug("run: %s", redact(shlex.join(args)))  # argv carries no credentials; redact is the backstop
     own_group = not foreground and os.name == "posix"
+    if relay is not None:
+        return _run_relayed(args, relay, env=env, cwd=cwd, timeout=timeout, check=check, own_group=own_group)
     try:
         proc = subprocess.Popen(
             args,
@@ -186,15 +208,167 @@ def run(
     out, err = _communicate(proc, args, stdin=stdin, timeout=timeout, own_group=own_group, foreground=foreground)
     result = Result(args, proc.returncode, out or "", err or "")
     if check and proc.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-12:]
-        how = (
-            f"was ended by signal {-proc.returncode} ({_signame(-proc.returncode)})"
-            if proc.returncode < 0
-            else f"exited {proc.returncode}"
-        )
-        msg = redact(f"{shlex.join(args[:4])} ... {how}" + (":\n  " + "\n  ".join(tail) if tail else ""))
-        raise CommandFailed(msg, returncode=proc.returncode, output=result.stdout + result.stderr)
+        raise _failed(result)
     return result
+
+
+def _failed(result: Result) -> CommandFailed:
+    tail = (result.stderr or result.stdout).strip().splitlines()[-12:]
+    code = result.returncode
+    how = f"was ended by signal {-code} ({_signame(-code)})" if code < 0 else f"exited {code}"
+    msg = redact(f"{shlex.join(result.argv[:4])} ... {how}" + (":\n  " + "\n  ".join(tail) if tail else ""))
+    return CommandFailed(msg, returncode=code, output=result.stdout + result.stderr)
+
+
+def _pty_pair() -> tuple[int, int]:
+    """A pseudo-terminal as large as ours (a child sizes its progress bars by it)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    size = shutil.get_terminal_size()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size.lines, size.columns, 0, 0))
+    return master, slave
+
+
+def _run_relayed(
+    args: tuple[str, ...],
+    relay: Relay,
+    *,
+    env: Mapping[str, str] | None,
+    cwd: Path | None,
+    timeout: float | None,
+    check: bool,
+    own_group: bool,
+) -> Result:
+    """Run with the child's stdout and stderr merged into a pipe (or a pseudo-terminal), relayed as they come."""
+    master, slave = _pty_pair() if relay.tty and os.name == "posix" else os.pipe()
+    try:
+        proc = subprocess.Popen(
+            args,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            stdout=slave,
+            stderr=slave,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_child_setup(own_group=own_group) if os.name == "posix" else None,  # noqa: PLW1509
+        )
+    except ValueError:
+        os.close(master)
+        msg = f"{redact(shlex.join(args[:3]))} ...: an argument or environment value holds a NUL byte"
+        raise CommandFailed(msg, hint="remove the NUL byte from the value in the manifest or option") from None
+    except OSError as exc:
+        os.close(master)
+        raise _start_failure(args, exc) from None
+    finally:
+        os.close(slave)  # the child holds its own copy: the reader sees the end when the child's side closes
+    reader = _Reader(master, relay)
+    reader.start()
+    try:
+        _wait(proc, args, timeout=timeout, own_group=own_group)
+    finally:
+        reader.join(GRACE_S)
+    result = Result(args, proc.returncode, "", reader.text())
+    if check and proc.returncode != 0:
+        raise _failed(result)
+    return result
+
+
+def _wait(proc: subprocess.Popen[bytes], args: tuple[str, ...], *, timeout: float | None, own_group: bool) -> None:
+    """``proc.wait`` with the signal handling of ``_communicate``: the child's group never outlives us."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _stop(proc, signal.SIGTERM, own_group=own_group)
+        msg = f"{shlex.join(args[:3])} ...: no answer within {timeout:g} s"
+        raise CommandFailed(msg, hint="check the network or the tool, then try again") from None
+    except Terminated:
+        _stop(proc, signal.SIGTERM, own_group=own_group)
+        raise
+    except KeyboardInterrupt:
+        _stop(proc, signal.SIGINT, own_group=own_group)
+        raise
+    except BaseException:
+        _stop(proc, signal.SIGKILL, own_group=own_group)
+        raise
+
+
+class _Reader(threading.Thread):
+    """Reads a relayed child's output, redacts it and hands it on, a line (or a redrawn bar) at a time.
+
+    Text is passed on up to its last newline or carriage return (a progress bar redraws after ``\\r``); the
+    rest waits for more, or is passed on after a quiet 0.2 s unless it may be the start of a URL, whose userinfo
+    could still be coming (redaction needs the whole ``scheme://user:pass@``).
+    """
+
+    def __init__(self, fd: int, relay: Relay) -> None:
+        super().__init__(daemon=True)
+        import codecs
+
+        self.fd, self.relay = fd, relay
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.kept: list[str] = []
+        self.pending = ""
+        self.at_line_start = True
+
+    def run(self) -> None:
+        import select
+
+        try:
+            while True:
+                ready, _, _ = select.select([self.fd], [], [], 0.2)
+                if not ready:
+                    self._flush(quiet=True)
+                    continue
+                try:
+                    data = os.read(self.fd, 65536)
+                except OSError:  # EIO: a pseudo-terminal whose child side closed
+                    data = b""
+                if not data:
+                    break
+                self._feed(self.decoder.decode(data))
+        finally:
+            self._feed(self.decoder.decode(b"", final=True))
+            self._flush(quiet=True, final=True)
+            os.close(self.fd)
+
+    def _feed(self, text: str) -> None:
+        self.pending += text
+        cut = max(self.pending.rfind("\n"), self.pending.rfind("\r"))
+        if cut >= 0:
+            self._emit(self.pending[: cut + 1])
+            self.pending = self.pending[cut + 1 :]
+
+    def _flush(self, *, quiet: bool, final: bool = False) -> None:
+        if self.pending and quiet and (final or not self._may_continue_a_secret()):
+            self._emit(self.pending)
+            self.pending = ""
+
+    def _may_continue_a_secret(self) -> bool:
+        """The text held may be the first part of a URL's userinfo or of a masked secret."""
+        tail = self.pending
+        return "://" in tail or any(tail.endswith(s[:k]) for s in self.relay.mask for k in range(1, len(s)))
+
+    def _emit(self, text: str) -> None:
+        clean = redact(text)
+        for secret in self.relay.mask:
+            clean = clean.replace(secret, "***")
+        self.kept.append(clean)
+        self.relay.sink(self._indented(clean) if self.relay.indent else clean)
+
+    def _indented(self, text: str) -> str:
+        out = []
+        for part in text.splitlines(keepends=True):
+            if self.at_line_start:
+                out.append(self.relay.indent)
+            out.append(part)
+            self.at_line_start = part.endswith("\n")
+        return "".join(out)
+
+    def text(self) -> str:
+        return "".join(self.kept)
 
 
 def _communicate(

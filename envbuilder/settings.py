@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from envbuilder.credentials import Credential, split_userinfo
 
 DEFAULT_PYTORCH_INDEX = "https://download.pytorch.org/whl"
+# How uv's install output reaches the user: kept for the error message only, relayed as plain lines (a CI log),
+# or relayed from a pseudo-terminal so that uv draws its own progress bars (a terminal); "-plain" without colour.
+UvOutput = Literal["capture", "lines", "terminal", "terminal-plain"]
 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -65,6 +69,7 @@ class Settings:
     check_pytorch_index: bool = True
     cache_dir: Path = field(default_factory=cache_root)
     refresh: bool = False  # re-resolve even where a resolution of the same input is cached
+    uv_output: UvOutput = "capture"
     credentials: tuple[Credential, ...] = field(default=(), repr=False)
 
     @property

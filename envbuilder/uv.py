@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -71,7 +72,10 @@ def base_env(settings: Settings, indexes: Sequence[str] | None = ()) -> dict[str
         env["UV_NATIVE_TLS"] = "0"
     if settings.offline:
         env["UV_OFFLINE"] = "1"
-    env.setdefault("UV_NO_PROGRESS", "1")
+    if not settings.uv_output.startswith("terminal"):  # bars only where a person watches (sync on a terminal)
+        env.setdefault("UV_NO_PROGRESS", "1")
+    if settings.uv_output == "terminal-plain":
+        env["NO_COLOR"] = "1"
     env.update(_index_flags(settings, indexes)[1])
     return env
 
@@ -271,9 +275,25 @@ def sync(
     """
     argv = [find_uv(), "pip", "sync", "--python", str(python), str(lock), *source_args(settings, indexes)]
     try:
-        _run.run(argv, env=base_env(settings, indexes), timeout=timeout, capture=not stream)
+        _run.run(argv, env=base_env(settings, indexes), timeout=timeout, capture=not stream, relay=_relay(settings))
     except CommandFailed as exc:
         raise _classify(exc, "uv pip sync") from None
+
+
+def _write_stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _relay(settings: Settings) -> _run.Relay | None:
+    """How ``uv pip sync`` (gigabytes, minutes) is shown: its own bars on a terminal, its lines in a log, or
+    nothing (``-q``, ``--json``: kept for the error message). Every password it was given is masked."""
+    if settings.uv_output == "capture":
+        return None
+    mask = tuple(c.password for c in settings.credentials if c.password)
+    if settings.uv_output == "lines":
+        return _run.Relay(_write_stderr, tty=False, mask=mask, indent="  ")
+    return _run.Relay(_write_stderr, tty=True, mask=mask)
 
 
 def freeze(python: Path, env: Mapping[str, str] | None = None) -> list[str]:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from envbuilder.settings import DEFAULT_PYTORCH_INDEX, Settings, env_flag, with_credentials_apart
+from envbuilder.settings import DEFAULT_PYTORCH_INDEX, Settings, UvOutput, env_flag, with_credentials_apart
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +93,25 @@ def configured_sources(args: argparse.Namespace, manifest_sources: Mapping[str, 
     return merge_sources(project, user)
 
 
+def uv_output() -> UvOutput:
+    """uv's install output for this run: nothing with -q or --json, its own progress bars when stderr is a
+    terminal (without colour where the console has none), plain lines otherwise (a CI log)."""
+    import sys
+
+    from envbuilder.cli import _console
+
+    console = _console.current()
+    if console.quiet or console.json:
+        return "capture"
+    try:
+        tty = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty:
+        return "lines"
+    return "terminal" if console.color_err else "terminal-plain"
+
+
 def settings_from_args(args: argparse.Namespace, manifest_sources: Mapping[str, Any] | None = None) -> Settings:
     from envbuilder.errors import SourceError
 
@@ -126,6 +145,7 @@ def settings_from_args(args: argparse.Namespace, manifest_sources: Mapping[str, 
         settings = replace(settings, home=base)
     if getattr(args, "refresh", False) or getattr(args, "upgrade", False):
         settings = replace(settings, refresh=True)
+    settings = replace(settings, uv_output=uv_output())
     if not args.no_pip_config:
         from envbuilder.sources import apply_pip_config, read_pip_config
 
