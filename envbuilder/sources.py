@@ -22,7 +22,7 @@ from envbuilder._fs import read_json_object, write_text_atomic
 from envbuilder.credentials import credential_for, redact
 from envbuilder.errors import SourceError
 from envbuilder.resolve import Sources
-from envbuilder.settings import Settings
+from envbuilder.settings import Settings, env_flag
 
 _PIP_LINE = re.compile(r"^(?P<scope>[\w:.-]*)\.(?P<key>[\w-]+)='(?P<value>.*)'$")
 _PIP_KEYS = {"index-url", "extra-index-url", "find-links", "cert"}
@@ -93,7 +93,7 @@ def read_pip_config() -> dict[str, list[str]]:
 
     tests/test_sources.py checks that this agrees with `pip config list` on the machine it runs on.
     """
-    if os.environ.get("PIP_CONFIG_FILE") == os.devnull or os.environ.get("PIP_NO_CONFIG"):
+    if os.environ.get("PIP_CONFIG_FILE") == os.devnull or env_flag("PIP_NO_CONFIG"):
         return parse_pip_ini([], os.environ)
     texts = []
     for path in pip_config_files(os.environ, Path.home(), Path(sys.prefix), windows=sys.platform == "win32"):

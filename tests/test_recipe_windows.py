@@ -18,6 +18,7 @@ import pytest
 from envbuilder.cli import main
 from envbuilder.doctor import Context, diagnose, load_rules
 from envbuilder.errors import TargetError
+from envbuilder.settings import env_flag
 from envbuilder.matrix import Matrix, load_matrix
 from envbuilder.model.smoke import load_smoke_table, program_text
 from envbuilder.render import recipe, values
@@ -88,7 +89,7 @@ def test_windows_script_matches_golden(golden: str, over: dict[str, object]) -> 
     assert text.count(program) == 1
     text = text.replace(program, "@@SMOKE_PROGRAM@@")
     path = GOLDEN / golden
-    if os.environ.get("ENVBUILDER_UPDATE_GOLDEN") == "1":
+    if env_flag("ENVBUILDER_UPDATE_GOLDEN"):  # 1/true/yes/on, like every boolean variable
         path.parent.mkdir(exist_ok=True)
         path.write_text(text, encoding="utf-8")
     assert text == path.read_text(encoding="utf-8"), f"rerun with ENVBUILDER_UPDATE_GOLDEN=1 and review {path}"

@@ -222,7 +222,9 @@ def _layout(root: Path, proc_version: str | None, smi_fixture: Path | None, *, l
         (root / "proc" / "driver" / "nvidia").mkdir(parents=True)
 
 
-def _run(script_text: str, tmp: Path, root: Path, *, as_root_ok: bool = True) -> subprocess.CompletedProcess[str]:
+def _run(
+    script_text: str, tmp: Path, root: Path, *, as_root_ok: bool = True, allow_root: str = "1"
+) -> subprocess.CompletedProcess[str]:
     script = tmp / "setup.sh"
     script.write_text(script_text)
     home = tmp / "home"
@@ -241,7 +243,7 @@ def _run(script_text: str, tmp: Path, root: Path, *, as_root_ok: bool = True) ->
         "UV_NO_CONFIG": "1",
     }
     if as_root_ok:
-        env["ENVBUILDER_ALLOW_ROOT"] = "1"
+        env["ENVBUILDER_ALLOW_ROOT"] = allow_root
     return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -276,9 +278,7 @@ def test_script_stops_at_the_right_step(
 ) -> None:
     root = tmp_path / "root"
     _layout(root, proc_version, FIXTURES / smi if smi else None, linux_driver=linux_driver)
-    proc = _run(
-        render_wsl2_script(spec(driver_floor=floor, cuda="13.0" if floor == "580" else "12.6")), tmp_path, root
-    )
+    proc = _run(render_wsl2_script(spec(driver_floor=floor, cuda="13.0" if floor == "580" else "12.6")), tmp_path, root)
     assert proc.returncode == 1
     assert _stopped(proc).startswith("envbuilder-recipe: " + stop), proc.stderr
     assert any(line.startswith("TIP ") for line in proc.stderr.splitlines())
@@ -292,6 +292,18 @@ def test_script_refuses_root(tmp_path: Path) -> None:
     assert _stopped(proc).startswith(
         "envbuilder-recipe: step 1/9 (not running as root) failed: this script runs as root"
     )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root refusal needs root (CI runs as root)")
+@pytest.mark.parametrize(
+    ("value", "allowed"), [("yes", True), ("TRUE", True), ("on", True), ("0", False), ("no", False)]
+)
+def test_allow_root_reads_booleans_as_envbuilder_does(tmp_path: Path, value: str, allowed: bool) -> None:
+    """ENVBUILDER_ALLOW_ROOT reads 1/true/yes/on (any case) like settings.env_flag (issue 16)."""
+    root = tmp_path / "root"
+    _layout(root, "proc-version-wsl2-5.4.91.txt", FIXTURES / "h100-cu130" / "nvidia-smi.txt")
+    proc = _run(render_wsl2_script(spec()), tmp_path, root, allow_root=value)
+    assert ("this script runs as root" in _stopped(proc)) is not allowed, proc.stderr[-2000:]
 
 
 @pytest.mark.integration

@@ -68,7 +68,7 @@ trap {
 
 Enter-Step 'not elevated'
 $principal = New-Object Security.Principal.WindowsPrincipal([Security.Principal.WindowsIdentity]::GetCurrent())
-if ($principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator) -and $env:ENVBUILDER_ALLOW_ADMIN -ne '1') {
+if ($principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator) -and $env:ENVBUILDER_ALLOW_ADMIN -notin @('1', 'true', 'yes', 'on')) {  # -notin ignores case
     Stop-Recipe 'this PowerShell is elevated (Administrator)' 'run it from a normal PowerShell: nothing here needs admin rights (set ENVBUILDER_ALLOW_ADMIN=1 to override)'
 }
 Write-Note ('user ' + $env:USERNAME)

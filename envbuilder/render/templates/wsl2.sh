@@ -74,8 +74,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A boolean variable reads as envbuilder reads its own: 1, true, yes or on, in any case.
+is_true() {
+  case "$(printf '%s' "${1:-}" | tr '[:upper:]' '[:lower:]')" in
+    1 | true | yes | on) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
 begin "not running as root"
-if [ "$(id -u)" -eq 0 ] && [ "${ENVBUILDER_ALLOW_ROOT:-}" != "1" ]; then
+if [ "$(id -u)" -eq 0 ] && ! is_true "${ENVBUILDER_ALLOW_ROOT:-}"; then
   fail "this script runs as root" "run it as your normal WSL user: it uses sudo only to install the CUDA toolkit (set ENVBUILDER_ALLOW_ROOT=1 to override)"
 fi
 note "user $(id -un)"
