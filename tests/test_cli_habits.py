@@ -258,8 +258,8 @@ def _run_tool(argv: list[str], env: dict[str, str] | None = None) -> Any:
 ROOT = Path(__file__).resolve().parent.parent
 CPU_LOCK = ROOT / "dockerfiles" / "cpu" / "pylock.cpu.toml"
 # Commands that report nothing a script would read: they run a child (run, shell), print a script
-# (completion) or only delete (remove: its exit code says it all).
-NO_JSON = {"run", "shell", "completion", "remove"}
+# (completion), or act on one environment and confirm it (remove, guard, unguard: the exit code says it all).
+NO_JSON = {"run", "shell", "completion", "remove", "guard", "unguard"}
 
 
 def test_every_reporting_command_has_json() -> None:
@@ -334,7 +334,7 @@ def _in_pty(argv: list[str], env: dict[str, str], *, tty: bool) -> str:
     import subprocess
     import sys
 
-    base = {k: v for k, v in os.environ.items() if k not in {"NO_COLOR", "FORCE_COLOR", "TERM"}}
+    base = {k: v for k, v in os.environ.items() if k not in {"NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE", "TERM"}}
     if not tty:
         proc = subprocess.run(
             [sys.executable, "-m", "envbuilder", *argv], env=base | env, capture_output=True, text=True, timeout=120
@@ -369,6 +369,7 @@ def _in_pty(argv: list[str], env: dict[str, str], *, tty: bool) -> str:
         (True, {"TERM": "xterm", "NO_COLOR": "1"}, [], False),  # no-color.org
         (True, {"TERM": "dumb"}, [], False),  # a terminal that cannot show it
         (False, {"FORCE_COLOR": "1"}, [], True),  # force-color.org
+        (False, {"CLICOLOR_FORCE": "1"}, [], True),  # as uv reads it too
         (True, {"TERM": "xterm", "NO_COLOR": "1", "FORCE_COLOR": "1"}, [], False),  # NO_COLOR beats FORCE_COLOR
         (True, {"TERM": "xterm"}, ["--color", "never"], False),  # the flag beats the terminal
         (False, {"NO_COLOR": "1"}, ["--color=always"], True),  # and the variables

@@ -70,14 +70,50 @@ def _write_report() -> None:
 # --------------------------------------------------------------------------- strategies
 
 # Text that reaches parsers: anything, with a bias toward the characters that break them.
-NASTY = st.sampled_from(["", " ", "\n", "\r\n", "\x00", "\ufeff", "'", '"', "\\", "$(id)", "`id`", ";", "|", "..",
-                         "/", "=", "[", "]", "{", "}", "#", "\u2028", "\udcff", "é", "İ", "ſ", "+", "@", ":", "*"])
+NASTY = st.sampled_from(
+    [
+        "",
+        " ",
+        "\n",
+        "\r\n",
+        "\x00",
+        "\ufeff",
+        "'",
+        '"',
+        "\\",
+        "$(id)",
+        "`id`",
+        ";",
+        "|",
+        "..",
+        "/",
+        "=",
+        "[",
+        "]",
+        "{",
+        "}",
+        "#",
+        "\u2028",
+        "\udcff",
+        "é",
+        "İ",
+        "ſ",
+        "+",
+        "@",
+        ":",
+        "*",
+    ]
+)
 TEXT = st.one_of(
     st.text(max_size=60),
     st.lists(st.one_of(NASTY, st.text(max_size=8)), max_size=8).map("".join),
 )
 SCALARS = st.one_of(TEXT, st.integers(), st.floats(allow_nan=False), st.booleans())
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(TEXT, inner, max_size=3)), max_leaves=6)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(TEXT, inner, max_size=3)),
+    max_leaves=6,
+)
 
 
 def _mutations(doc: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -252,8 +288,26 @@ MANIFEST_DOC = {
         {"name": "cpu", "profile": "cpu", "packages": ["datasets==3.2.0"]},
     ],
 }
-MANIFEST_KEYS = ("name", "profile", "gpu", "driver", "os", "python", "machine", "packages", "torch", "bnb", "offline",
-                 "find-links", "index-url", "ca-certs", "extra-index-url", "pytorch-index", "env", "sources")
+MANIFEST_KEYS = (
+    "name",
+    "profile",
+    "gpu",
+    "driver",
+    "os",
+    "python",
+    "machine",
+    "packages",
+    "torch",
+    "bnb",
+    "offline",
+    "find-links",
+    "index-url",
+    "ca-certs",
+    "extra-index-url",
+    "pytorch-index",
+    "env",
+    "sources",
+)
 
 
 @fuzz(80)
@@ -279,7 +333,8 @@ def test_manifest_typed_sources_hold(tmp_path: Path) -> None:
 
     path = tmp_path / "envbuilder.toml"
     path.write_text('[sources]\nfind-links = "wheels"\noffline = false\n[[env]]\nname = "a"\n')
-    assert load_manifest(path).sources == {"find-links": ["wheels"], "offline": False}
+    # a relative wheelhouse is read from the manifest's directory (issue 16: a run from a subdirectory finds it)
+    assert load_manifest(path).sources == {"find-links": [str(tmp_path / "wheels")], "offline": False}
 
 
 # --------------------------------------------------------------------------- locks
@@ -307,8 +362,10 @@ LOCK_DOC = _small_lock()
 
 
 @fuzz(80)
-@given(text=mutated(LOCK_DOC, ("marker", "url", "hashes", "sha256", "version", "name", "indexes", "pins")),
-       sealed=st.booleans())
+@given(
+    text=mutated(LOCK_DOC, ("marker", "url", "hashes", "sha256", "version", "name", "indexes", "pins")),
+    sealed=st.booleans(),
+)
 def test_lock(text: Edit, sealed: bool, sandbox: Path) -> None:
     """A mutated lock, its digest recomputed half of the time (what a careless tool or an attacker would do)."""
     lock = sandbox / "pylock.cpu.toml"
@@ -333,7 +390,9 @@ def _generated_files_are_sound(ctx: Path) -> None:
         assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text), path
     for req in (ctx / "requirements").glob("*.txt"):
         for line in req.read_text().splitlines():
-            assert re.match(r"^(#.*|[A-Za-z0-9][A-Za-z0-9._-]*==\S+( ; .*)? \\|    --hash=sha256:[0-9a-f]{64}( \\)?|)$", line), line
+            assert re.match(
+                r"^(#.*|[A-Za-z0-9][A-Za-z0-9._-]*==\S+( ; .*)? \\|    --hash=sha256:[0-9a-f]{64}( \\)?|)$", line
+            ), line
 
 
 @fuzz(40)
@@ -430,8 +489,13 @@ TORCH_WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 
 
 @fuzz(80)
-@given(text=st.one_of(mutated(tomllib.loads(RESOLUTION), ("url", "marker", "version", "sha256")), TEXT,
-                      BYTES.map(lambda b: b.decode("latin-1"))))
+@given(
+    text=st.one_of(
+        mutated(tomllib.loads(RESOLUTION), ("url", "marker", "version", "sha256")),
+        TEXT,
+        BYTES.map(lambda b: b.decode("latin-1")),
+    )
+)
 def test_cached_resolution(text: Edit | str, matrix: Any) -> None:
     """A cached resolution is judged like user input: a reason to discard it, or None; never an exception."""
     from envbuilder.builder import resolution_problem
@@ -455,8 +519,14 @@ SMI_SAMPLES = [p.read_text(errors="replace") for p in sorted(FIXTURES.rglob("*sm
 
 
 @fuzz(200)
-@given(text=st.one_of(TEXT, st.sampled_from(SMI_SAMPLES or [""]).flatmap(
-    lambda s: st.tuples(st.integers(0, max(len(s), 1)), TEXT).map(lambda t: s[: t[0]] + t[1] + s[t[0]:]))))
+@given(
+    text=st.one_of(
+        TEXT,
+        st.sampled_from(SMI_SAMPLES or [""]).flatmap(
+            lambda s: st.tuples(st.integers(0, max(len(s), 1)), TEXT).map(lambda t: s[: t[0]] + t[1] + s[t[0] :])
+        ),
+    )
+)
 def test_host_text_parsers(text: str) -> None:
     from envbuilder import detect
 
@@ -474,11 +544,37 @@ def test_host_text_parsers(text: str) -> None:
 
 
 @fuzz(150)
-@given(texts=st.lists(st.one_of(TEXT, st.lists(st.one_of(NASTY, st.sampled_from(
-    ["[global]\n", "[install]\n", "index-url = ", "find-links = ", "cert = ", "extra-index-url = ", "\n",
-     "https://u:p@h/simple", "/opt/wheels", "%(x)s"])), max_size=10).map("".join)), max_size=3),
-       env=st.dictionaries(st.sampled_from(["PIP_INDEX_URL", "PIP_FIND_LINKS", "PIP_CERT", "PIP_EXTRA_INDEX_URL"]),
-                           TEXT, max_size=4))
+@given(
+    texts=st.lists(
+        st.one_of(
+            TEXT,
+            st.lists(
+                st.one_of(
+                    NASTY,
+                    st.sampled_from(
+                        [
+                            "[global]\n",
+                            "[install]\n",
+                            "index-url = ",
+                            "find-links = ",
+                            "cert = ",
+                            "extra-index-url = ",
+                            "\n",
+                            "https://u:p@h/simple",
+                            "/opt/wheels",
+                            "%(x)s",
+                        ]
+                    ),
+                ),
+                max_size=10,
+            ).map("".join),
+        ),
+        max_size=3,
+    ),
+    env=st.dictionaries(
+        st.sampled_from(["PIP_INDEX_URL", "PIP_FIND_LINKS", "PIP_CERT", "PIP_EXTRA_INDEX_URL"]), TEXT, max_size=4
+    ),
+)
 def test_pip_configuration(texts: list[str], env: dict[str, str]) -> None:
     from envbuilder.settings import Settings
     from envbuilder.sources import apply_pip_config, parse_pip_config, parse_pip_ini
@@ -583,7 +679,9 @@ def test_quote_finds_the_line_a_line_by_line_search_finds(lines: list[str], data
     text = "\n".join(lines)
     rx = data.draw(st.sampled_from(PATTERNS))
     fast, slow = quote(text, rx), _quote_linewise(text, rx)
-    assert (fast and (fast[0], fast[1].span(), fast[1].groups())) == (slow and (slow[0], slow[1].span(), slow[1].groups()))
+    assert (fast and (fast[0], fast[1].span(), fast[1].groups())) == (
+        slow and (slow[0], slow[1].span(), slow[1].groups())
+    )
     _tally("log triggers", "handled")
 
 
@@ -711,5 +809,21 @@ def test_every_flag(command: str, data: st.DataObject, sandbox: Path, matrix_onc
 def test_the_fuzzed_parser_covers_every_subcommand() -> None:
     """Guard: a subcommand added later is fuzzed too (the strategy reads the real parser)."""
     names = {c.split()[0] for c in SUBCOMMANDS}
-    assert {"detect", "resolve", "create", "lock", "sync", "list", "remove", "run", "shell", "smoke", "doctor",
-            "dockerfile", "build", "ci", "recipe", "matrix"} <= names
+    assert {
+        "detect",
+        "resolve",
+        "create",
+        "lock",
+        "sync",
+        "list",
+        "remove",
+        "run",
+        "shell",
+        "smoke",
+        "doctor",
+        "dockerfile",
+        "build",
+        "ci",
+        "recipe",
+        "matrix",
+    } <= names

@@ -158,7 +158,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         metavar="DIR",
         help="lay the facts in DIR over the shipped matrix (repeatable; also ENVBUILDER_MATRIX_DIR)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", parser_class=_SubParser)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", title="commands", parser_class=_SubParser, prog="envbuilder"
+    )
     only = _command_module(argv) if argv is not None else None
     for name in (only,) if only else COMMANDS:
         try:

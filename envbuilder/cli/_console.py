@@ -5,7 +5,8 @@ The global options (``-q``, ``-v``, ``--color``) set one ``Console`` for the run
 ``note`` and ``warn`` instead of printing to stderr, and ``paint`` for a coloured word on stdout.
 
 Colour, in uv's order: ``--color always|never`` decides; with ``--color auto`` (the default) a non-empty
-``NO_COLOR`` turns it off (no-color.org), else a non-empty ``FORCE_COLOR`` turns it on (force-color.org), else
+``NO_COLOR`` turns it off (no-color.org), else a non-empty ``FORCE_COLOR`` (force-color.org) or ``CLICOLOR_FORCE``
+turns it on (uv's ``resolve_color`` in crates/uv/src/settings.rs reads the same three), else
 a stream has colour when it is a terminal and ``TERM`` is not ``dumb``. stdout and stderr are decided apart
 (``envbuilder resolve > plan.txt`` keeps colour in the messages on the terminal, none in the file).
 """
@@ -33,7 +34,7 @@ def wants_color(stream: TextIO, when: ColorWhen, environ: Mapping[str, str]) -> 
         return when == "always"
     if environ.get("NO_COLOR"):
         return False
-    if environ.get("FORCE_COLOR"):
+    if environ.get("FORCE_COLOR") or environ.get("CLICOLOR_FORCE"):
         return True
     try:
         tty = stream.isatty()

@@ -61,6 +61,12 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("envbuilder run --path ./venv -- pytest -q", "inside an environment built with --path"),
     ),
     "shell": (("envbuilder shell cpu-dev", "a shell with cpu-dev activated"),),
+    "upgrade": (
+        ("envbuilder upgrade train --latest --dry-run", "show the newest stack that works, change nothing"),
+        ("envbuilder upgrade train --torch 2.14.1", "move torch (and what must follow it), proven again"),
+    ),
+    "guard": (("envbuilder guard train", "bind the stack's layers again (uv/pip cannot move them)"),),
+    "unguard": (("envbuilder unguard train", "let uv/pip move the stack's layers inside train"),),
     "smoke": (
         ("envbuilder smoke --env ~/.local/share/envbuilder/envs/cpu-dev", "prove an environment works"),
         ("envbuilder smoke --python ./venv/bin/python --quick --json", "the quick stages, as JSON"),
