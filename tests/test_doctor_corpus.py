@@ -44,6 +44,10 @@ KNOWN_MISSES: dict[tuple[str, str], str] = {
         "architectures, so the doctor blames the bitsandbytes library"
     ),
     ("gh-bnb-371-named-symbol-mixed-gpus.txt", "fix"): "follows from the cause above",
+    ("h200-bnb-0.49.2-LD_LIBRARY_PATH-missing-cuda-12.6-quantize-4bit.txt", "cause"): (
+        "byte-identical to h200-bnb-0.49.2-BNB_CUDA_VERSION-126-quantize-4bit.txt: the LD_LIBRARY_PATH the run set "
+        "appears nowhere in the output, so the doctor blames the override (bitsandbytes library), as for that log"
+    ),
     ("gh-autoawq-466-awq-ext-torch-2.3-abi.txt", "cause"): (
         "the torch the autoawq_kernels wheel was built against (2.2.0) is stated neither in the log nor in the "
         "matrix (quant.toml records autoawq 0.2.9, not the kernels wheel): the cause names torch 2.3.0 only"
@@ -118,7 +122,7 @@ def _fact_seen(key: str, value: str, ev: Evidence) -> bool | None:
     packages = {k.replace("_", "-"): v for k, v in ev.packages.items()}
     checks: dict[str, Any] = {
         "python": lambda: ev.python is not None and value.startswith(ev.python[:4]),
-        "torch": lambda: ev.torch == value,
+        "torch": lambda: ev.torch == value.removeprefix("torch "),
         "torch_cuda": lambda: ev.torch_cuda is not None and _digits(ev.torch_cuda) == _digits(value)[:3],
         "bnb": lambda: ev.bnb is not None and ev.bnb.startswith(value),
         "compute_capability": lambda: _digits(value) in {_digits(c) for c in ev.ccs},

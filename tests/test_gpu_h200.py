@@ -170,12 +170,9 @@ def test_doctor_finds_nothing_where_nothing_failed(state: str) -> None:
         assert "max abs error" in (BROKEN / "ldpath-toolkit-quantize-4bit.txt").read_text(encoding="utf-8")
 
 
-# Failures the doctor does not recognise yet (handed to the doctor's engineer, issue 14; README section
-# "For the doctor"). strict: once a rule names them, these pass and the marker must go.
-NOT_YET = pytest.mark.xfail(strict=True, reason="doctor has no rule for this live failure yet (issue 14)")
+# Failures the doctor did not recognise when they were made live (issue 14 has given them rules since).
 
 
-@NOT_YET
 def test_doctor_names_no_gpu_visible(capsys: pytest.CaptureFixture[str]) -> None:
     there = _json(BROKEN / "novisible.doctor.json")  # what doctor --env saw there: the variable, no device
     assert there["evidence"]["env"]["CUDA_VISIBLE_DEVICES"] == "" and there["evidence"]["devices"] == []
@@ -186,7 +183,6 @@ def test_doctor_names_no_gpu_visible(capsys: pytest.CaptureFixture[str]) -> None
     assert any(f["severity"] == "FAIL" and "CUDA_VISIBLE_DEVICES" in f["fix"] for f in findings)
 
 
-@NOT_YET
 def test_doctor_names_the_compat_driver_mismatch(capsys: pytest.CaptureFixture[str]) -> None:
     raw = BROKEN / "ldpath-compat-quantize-4bit.txt"
     assert "Error 803: system has unsupported display driver / cuda driver combination" in raw.read_text()
@@ -195,7 +191,6 @@ def test_doctor_names_the_compat_driver_mismatch(capsys: pytest.CaptureFixture[s
     assert any(f["severity"] == "FAIL" and "LD_LIBRARY_PATH" in f["fix"] for f in findings)
 
 
-@NOT_YET
 def test_doctor_names_the_torch_extension_built_for_another_torch(capsys: pytest.CaptureFixture[str]) -> None:
     raw = BROKEN / "torchext-load.txt"
     assert "undefined symbol: _ZNR5torch7Library4_def" in raw.read_text()
@@ -224,17 +219,21 @@ def test_detect_without_the_driver_names_the_h200_from_the_pci_bus() -> None:
 def test_corpus_additions_are_entries_of_the_corpus_whose_facts_are_in_their_logs() -> None:
     import tomllib
 
-    corpus = tomllib.loads((Path(__file__).parent / "fixtures" / "logs" / "corpus.toml").read_text(encoding="utf-8"))
+    logs = Path(__file__).parent / "fixtures" / "logs"
+    corpus = tomllib.loads((logs / "corpus.toml").read_text(encoding="utf-8"))
     keys = set(corpus["log"][0])
     added = tomllib.loads((H200 / "corpus-additions.toml").read_text(encoding="utf-8"))["log"]
     assert len(added) == 8
-    taken = {e["file"] for e in corpus["log"]}
+    taken = {e["file"]: e for e in corpus["log"]}
     for entry in added:
         assert set(entry) - {"fixture"} == keys, entry["file"]
         text = (H200 / entry["fixture"]).read_text(encoding="utf-8")
         assert _exit_code(H200 / entry["fixture"]) == entry["expected_exit"] == 1
         assert all(value in text for value in entry["facts"].values()), entry["file"]
-        assert entry["source"].startswith("captured: ") and entry["file"] not in taken
+        assert entry["source"].startswith("captured: ")
+        # merged into the corpus (issue 14): the same entry, the log copied byte for byte
+        assert taken[entry["file"]] == {k: v for k, v in entry.items() if k != "fixture"}, entry["file"]
+        assert (logs / entry["file"]).read_bytes() == (H200 / entry["fixture"]).read_bytes()
 
 
 # --------------------------------------------------------------------------- GPTQ/AWQ on their CUDA kernels (run 3)

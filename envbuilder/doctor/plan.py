@@ -19,6 +19,7 @@ from packaging.version import InvalidVersion, Version
 from envbuilder.doctor import Evidence
 from envbuilder.matrix import Matrix
 from envbuilder.model.types import OsFlavour, is_index_url
+from envbuilder.model.types import ProfileName as Profile
 from envbuilder.resolve import NoPlan, Plan, resolve
 from envbuilder.rules.cuda import driver_floors
 from envbuilder.target import Gpu, Target
@@ -37,7 +38,7 @@ class Fix:
     plan: Plan | None = None
 
 
-def target_of(ev: Evidence, profile: str, *, keep_torch: bool = False) -> Target | None:
+def target_of(ev: Evidence, profile: Profile, *, keep_torch: bool = False) -> Target | None:
     """The target the evidence describes, or None when it names no GPU to plan for (a GPU profile needs one).
 
     ``keep_torch`` pins torch to the version in use (a fix for a layer above torch keeps torch as it is)."""
@@ -63,7 +64,7 @@ def target_of(ev: Evidence, profile: str, *, keep_torch: bool = False) -> Target
     )
 
 
-def plan_for(matrix: Matrix, ev: Evidence, profile: str, *, keep_torch: bool = False) -> Plan | None:
+def plan_for(matrix: Matrix, ev: Evidence, profile: Profile, *, keep_torch: bool = False) -> Plan | None:
     """The resolver's plan for the evidence's target (keeping torch when asked and possible), or None."""
     target = target_of(ev, profile, keep_torch=keep_torch)
     if target is None:
@@ -105,7 +106,7 @@ def install_argv(plan: Plan, names: Sequence[str] | None, python: str | None) ->
 def plan_fix(
     matrix: Matrix,
     ev: Evidence,
-    profile: str,
+    profile: Profile,
     *,
     names: Sequence[str] | None = None,
     keep_torch: bool = False,

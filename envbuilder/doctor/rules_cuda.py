@@ -14,10 +14,11 @@ from collections.abc import Iterable
 
 from packaging.version import InvalidVersion, Version
 
-from envbuilder.doctor import Context, Evidence, Finding, Rule, finding
+from envbuilder.doctor import Context, Evidence, Finding, Layer, Rule, finding
 from envbuilder.doctor.logs import quote
 from envbuilder.doctor.plan import ASK_GPU, plan_fix
 from envbuilder.matrix import Matrix
+from envbuilder.model.types import ProfileName as Profile
 from envbuilder.rules.cuda import driver_floors
 
 TRIGGERS = (
@@ -37,6 +38,9 @@ TRIGGERS = (
     "cuda",
     "gpu is required",
     "native library functionality",
+    "error 803",
+    "no cuda gpus",
+    "cuda_visible_devices",
 )
 
 DRIVER_OLD = re.compile(r"The NVIDIA driver on your system is too old \(found version (\d+)\)")
@@ -50,6 +54,9 @@ RUNTIME_LIB = re.compile(
 )
 NVJITLINK = re.compile(r"(lib\w+\.so\.\d+): undefined symbol: (__nvJitLink\w+), version (libnvJitLink\.so\.\d+)")
 LINK_LCUDA = re.compile(r"cannot find -lcuda\b")
+ERROR_803 = re.compile(r"Error 803: system has unsupported display driver / cuda driver combination")
+NO_GPUS = re.compile(r"No CUDA GPUs are available")
+TORCH_EXTENSION = re.compile(r"([\w.+-]+\.so): undefined symbol: (_ZN[KR]?(?:3c10|2at|5torch)\w*)")
 TOOLKIT_MISMATCH = re.compile(
     r"The detected CUDA version \((\d+\.\d+)\) mismatches the version that was used to compile"
 )
@@ -150,7 +157,7 @@ def rule_driver(ctx: Context) -> Iterable[Finding]:
     yield finding("driver-too-old", "FAIL", hit[0], cause, fix, commands, layer="driver")
 
 
-def _profile(ev: Evidence) -> str:
+def _profile(ev: Evidence) -> Profile:
     pk = ev.packages
     if any(p in pk for p in ("gptqmodel", "auto-gptq", "optimum")):
         return "gptq"
@@ -241,10 +248,18 @@ def rule_runtime_libs(ctx: Context) -> Iterable[Finding]:
     who = "bitsandbytes loaded a CUDA library" if bnb_lib else "a CUDA library"
     set_var = "BNB_CUDA_VERSION" in ctx.text or (ctx.evidence is not None and "BNB_CUDA_VERSION" in ctx.evidence.env)
     torch = f"torch {ev.torch} (CUDA {ev.torch_cuda})" if ev.torch_cuda else "torch"
+    forced = re.search(r"BNB_CUDA_VERSION=(\d+)", ctx.text)
+    value = forced.group(1) if forced else (ctx.evidence.env.get("BNB_CUDA_VERSION") if ctx.evidence else None)
+    layer: Layer = "bnb-library" if bnb_lib and value else "cuda-runtime"
     cause = (
         f"{who} built for CUDA {major}.x whose runtime {base}.so.{major} is not on the loader path: {torch} brings "
         f"only the CUDA runtime it was built for"
     )
+    if layer == "bnb-library":
+        cause = (
+            f"BNB_CUDA_VERSION={value} forces bitsandbytes to load its CUDA {major}.x library, whose runtime "
+            f"{base}.so.{major} {torch} does not bring (it brings only the CUDA runtime it was built for)"
+        )
     if bnb_lib:
         from envbuilder.doctor.rules_bnb import facts, install_fix
 
@@ -260,7 +275,7 @@ def rule_runtime_libs(ctx: Context) -> Iterable[Finding]:
             f"{base}.so.{major} ships in the PyPI wheel {wheel} (and in the CUDA {major} toolkit): install the "
             f"builds made for torch's CUDA, or pip install {wheel} and put its lib directory on LD_LIBRARY_PATH"
         )
-    yield finding("cuda-runtime-missing", "FAIL", hit[0], cause, fix, commands, layer="cuda-runtime")
+    yield finding("cuda-runtime-missing", "FAIL", hit[0], cause, fix, commands, layer=layer)
 
 
 def _extension_owned(text: str) -> bool:
@@ -366,6 +381,63 @@ def rule_bnb_without_gpu_build(ctx: Context) -> Iterable[Finding]:
     )
 
 
+def rule_driver_pairing(ctx: Context) -> Iterable[Finding]:
+    """Error 803: the libcuda.so loaded is not the installed kernel driver's (cuda-compat or another driver's
+    libraries first on LD_LIBRARY_PATH); "No CUDA GPUs are available": CUDA_VISIBLE_DEVICES hides them."""
+    hit = quote(ctx.text, ERROR_803)
+    if hit:
+        yield finding(
+            "driver-libcuda-mismatch",
+            "FAIL",
+            hit[0],
+            "error 803, unsupported display driver / cuda driver combination: the libcuda.so this process loaded is "
+            "not the installed kernel driver's own (a CUDA forward-compatibility libcuda from cuda-compat, or another "
+            "driver's libraries, first on LD_LIBRARY_PATH)",
+            "remove the compat directory (/usr/local/cuda-X.Y/compat) or the other driver's libraries from "
+            "LD_LIBRARY_PATH so the installed driver's libcuda loads; forward compatibility helps only a data-centre "
+            "GPU whose driver is older than the CUDA in use (`nvidia-smi` shows the driver and its CUDA)",
+            layer="driver",
+        )
+    hit = quote(ctx.text, NO_GPUS)
+    if hit:
+        hidden = re.search(r"CUDA_VISIBLE_DEVICES=(\S*)", ctx.text)
+        env = ctx.evidence.env.get("CUDA_VISIBLE_DEVICES") if ctx.evidence else None
+        said = (
+            f" (CUDA_VISIBLE_DEVICES={env or (hidden.group(1) if hidden else '')!r})"
+            if env is not None or hidden
+            else ""
+        )
+        yield finding(
+            "no-gpu-visible",
+            "FAIL",
+            hit[0],
+            f"no CUDA GPUs are available to this process{said}: CUDA_VISIBLE_DEVICES hides them (empty, or an index "
+            "that does not exist), or no NVIDIA driver is loaded",
+            "unset CUDA_VISIBLE_DEVICES (or set it to an index `nvidia-smi -L` lists); if nvidia-smi lists no GPU, "
+            "the driver is not loaded (install it, or reboot after an upgrade)",
+            layer="driver",
+        )
+
+
+def rule_torch_extension_abi(ctx: Context) -> Iterable[Finding]:
+    """A compiled torch extension (not a GPTQ/AWQ package's: rules_quant names those) built for another torch."""
+    hit = quote(ctx.text, TORCH_EXTENSION)
+    if not hit or _extension_owned(hit[0]):
+        return
+    lib = hit[1].group(1).split("/")[-1]
+    torch = f"torch {ctx.facts.torch}" if ctx.facts.torch else "the installed torch"
+    yield finding(
+        "torch-extension-abi",
+        "FAIL",
+        hit[0],
+        f"{lib} was compiled against another torch than {torch}: undefined symbol {hit[1].group(2)[:50]}... (torch's "
+        "C++ ABI changes with every release)",
+        f"rebuild the extension against {torch} (pip install --no-build-isolation --force-reinstall of its package, "
+        "with that torch installed), or install the wheel built for it",
+        layer="torch-build",
+    )
+
+
 RULES: tuple[Rule, ...] = (
     rule_no_cuda_platform,
     rule_driver,
@@ -374,5 +446,7 @@ RULES: tuple[Rule, ...] = (
     rule_triton_arch,
     rule_runtime_libs,
     rule_link_libcuda,
+    rule_driver_pairing,
+    rule_torch_extension_abi,
     rule_bnb_without_gpu_build,
 )

@@ -19,6 +19,7 @@ from envbuilder.doctor import Context, Evidence, Finding, Rule, finding
 from envbuilder.doctor.logs import quote
 from envbuilder.doctor.plan import plan_fix
 from envbuilder.matrix import Matrix
+from envbuilder.model.types import ProfileName as Profile
 
 TRIGGERS = (
     "undefined symbol",
@@ -52,7 +53,9 @@ EXTENSION_OWNER = {
     "gptqmodel_marlin_kernels": "gptqmodel",
 }
 # torch's C++ namespaces as they appear mangled: c10::, at::, torch:: (and const members of c10).
-TORCH_SYMBOL = re.compile(r"([\w.+-]+\.(?:so|pyd)): undefined symbol: (_ZN(?:K)?(?:3c10|2at|5torch)\w*)")
+TORCH_SYMBOL = re.compile(r"([\w.+-]+\.(?:so|pyd)): undefined symbol: (_ZN[KR]?(?:3c10|2at|5torch)\w*)")
+# A GPTQ/AWQ package's extension (another torch extension is rules_cuda.rule_torch_extension_abi's).
+QUANT_PATH = re.compile(r"(?i)awq|gptq|exllama")
 DLL_IMPORT = re.compile(r"DLL load failed while importing (\w+)")
 EXT_NOT_INSTALLED = re.compile(r"CUDA extension not installed")
 AWQ_EXT_UNDEFINED = re.compile(r"name '(awq\w*_ext)' is not defined")
@@ -72,7 +75,7 @@ REQUIRES = re.compile(
 CT_TOO_OLD = re.compile(r"cannot import name '(\w+)' from 'compressed_tensors")
 # Where the matrix does not (yet) say which profile loads a format: gptq and awq checkpoints load in the gptq
 # profile (transformers 5.x loads both through gptqmodel: matrices/profiles.toml, issue 18).
-FALLBACK_LOADER = {"gptq": "gptq", "awq": "gptq"}
+FALLBACK_LOADER: dict[str, Profile] = {"gptq": "gptq", "awq": "gptq"}
 
 
 def _v(text: str | None) -> Version | None:
@@ -82,7 +85,7 @@ def _v(text: str | None) -> Version | None:
         return None
 
 
-def loading_profile(matrix: Matrix, fmt: str) -> str:
+def loading_profile(matrix: Matrix, fmt: str) -> Profile:
     """The profile whose environment loads checkpoints of ``fmt`` (the matrix's ``formats`` rows decide)."""
     for profile in matrix.profiles:
         for row in getattr(profile, "formats", ()):
@@ -104,9 +107,14 @@ def rule_extension_abi(ctx: Context) -> Iterable[Finding]:
     hit = quote(ctx.text, TORCH_SYMBOL)
     dll = quote(ctx.text, DLL_IMPORT)
     ev = ctx.facts
+    if hit and not (
+        re.split(r"\.cpython|\.pyd|\.so", hit[1].group(1).split("/")[-1])[0] in EXTENSION_OWNER
+        or QUANT_PATH.search(hit[0])
+    ):
+        hit = None
     if hit:
         module = re.split(r"\.cpython|\.pyd|\.so", hit[1].group(1).split("/")[-1])[0]
-        space = {"3": "c10::", "2": "at::", "5": "torch::"}[hit[1].group(2).lstrip("_ZNK")[0]]
+        space = {"3": "c10::", "2": "at::", "5": "torch::"}[hit[1].group(2).lstrip("_ZNKR")[0]]
         seen = hit[0]
         how = f"its {space} symbol {hit[1].group(2)[:40]} is missing from {_kept(ev)}"
     elif dll and dll[1].group(1) in EXTENSION_OWNER:
