@@ -86,11 +86,17 @@ def test_create_builds_a_proven_environment(built: dict[str, Path], lock_consume
 
 def test_sync_rebuilds_the_same_set(built: dict[str, Path], home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The pip-configuration route: the wheelhouse pip's find-links names serves torch (hash-checked)."""
-    rc = main(["sync", str(built["lock"]), "--home", str(home), "--name", "cpu-copy", "--no-smoke"])
+    rc = main(["sync", str(built["lock"]), "--home", str(home), "--name", "cpu-copy", "--no-smoke", "--no-guard"])
     assert rc == 0
     err = capsys.readouterr().err
     assert "installing 42 packages (hash-checked, from the configured sources)" in err
     assert _freeze(home / "envs" / "cpu-copy") == _freeze(built["env"])
+    # --no-guard: no constraints file, no pip.conf, the activation script as uv wrote it; create's has all three
+    copy = home / "envs" / "cpu-copy"
+    assert not (copy / "envbuilder-constraints.txt").exists() and not (copy / "pip.conf").exists()
+    assert "envbuilder guard" not in (copy / "bin" / "activate").read_text()
+    assert json.loads((copy / "envbuilder.json").read_text())["guard"] is None
+    assert "torch==2.13.0+cpu" in (built["env"] / "envbuilder-constraints.txt").read_text().splitlines()
 
 
 def test_list_run_remove(built: dict[str, Path], home: Path, capsys: pytest.CaptureFixture[str]) -> None:
