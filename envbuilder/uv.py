@@ -69,7 +69,11 @@ def base_env(settings: Settings, indexes: Sequence[str] | None = ()) -> dict[str
     env = {k: v for k, v in os.environ.items() if not k.startswith(stray)}
     if settings.ca_certs:
         env["SSL_CERT_FILE"] = settings.ca_certs[0]
-        env["UV_NATIVE_TLS"] = "0"
+        # uv's own roots plus SSL_CERT_FILE, not the system store: a user's UV_NATIVE_TLS/UV_SYSTEM_CERTS is
+        # dropped rather than set to 0 (uv 0.13 warns on every run that UV_NATIVE_TLS is deprecated, and that
+        # warning now reaches the terminal with uv's progress).
+        env.pop("UV_NATIVE_TLS", None)
+        env.pop("UV_SYSTEM_CERTS", None)
     if settings.offline:
         env["UV_OFFLINE"] = "1"
     if not settings.uv_output.startswith("terminal"):  # bars only where a person watches (sync on a terminal)

@@ -145,3 +145,39 @@ def test_real_uv_sync_is_shown(mode: str, tmp_path: Path, capsys: pytest.Capture
         assert "\x1b[" in err  # uv coloured its words: it wrote to a terminal
     else:
         assert "\x1b[" not in err and "\n  Installed 1 package" in "\n" + plain
+
+
+SIGNAL_PROBE = r"""
+import signal, sys
+from envbuilder import _run
+from envbuilder.errors import Terminated
+
+def on_term(signum, frame):
+    raise Terminated(signum)
+
+signal.signal(signal.SIGTERM, on_term)
+child = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+try:
+    _run.run([sys.executable, "-c", child], relay=_run.Relay(lambda t: (sys.stdout.write(t), sys.stdout.flush())))
+except Terminated:
+    print("terminated", flush=True)
+"""
+
+
+def test_sigterm_while_relaying_stops_the_child() -> None:
+    """SIGTERM to envbuilder while a relayed child runs: the child's group is stopped, nothing is left."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    with subprocess.Popen([sys.executable, "-c", SIGNAL_PROBE], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        child = int(proc.stdout.readline())
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stdout.read()
+        proc.wait(timeout=30)
+    assert "terminated" in rest and time.monotonic() - t0 < _run.GRACE_S + 5
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
