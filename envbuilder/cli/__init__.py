@@ -59,6 +59,15 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, hint=f"run `{self.prog} --help` for the options")
 
 
+class _TopFormatter(argparse.RawDescriptionHelpFormatter):
+    """The command list without argparse's lone ``COMMAND`` line above it."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse._SubParsersAction):
+            return "".join(super(_TopFormatter, self)._format_action(a) for a in action._get_subactions())
+        return super()._format_action(action)
+
+
 class _SubParser(_Parser):
     """A subcommand's parser: it takes the global options too (``envbuilder lock -v``), without overriding what
     was given before the command (their defaults here are SUPPRESS: only a given flag sets anything)."""
@@ -147,7 +156,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         usage="envbuilder [-h] [-V] [-q | -v] [--color WHEN] [--no-config] [--matrix-dir DIR] COMMAND ...",
         description=_help.DESCRIPTION,
         epilog=_help.EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_TopFormatter,
     )
     parser.add_argument("-V", "--version", action="store_true", help="print envbuilder's version and the matrix's date")
     add_global_options(parser, top=True)
