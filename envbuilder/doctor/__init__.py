@@ -15,6 +15,7 @@ answer: broken (exit 1), not recognised (exit 1), outside the stack or healthy (
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -202,7 +203,14 @@ def load_triggers(modules: Sequence[str] = RULE_MODULES) -> tuple[str, ...]:
     words = [*FACT_TRIGGERS, *VERDICT_TRIGGERS]
     for name in modules:
         words.extend(getattr(importlib.import_module(name), "TRIGGERS", ()))
-    return tuple(dict.fromkeys(words))
+    return _minimal(tuple(dict.fromkeys(w.lower() for w in words)))
+
+
+@functools.lru_cache(maxsize=4)
+def _minimal(words: tuple[str, ...]) -> tuple[str, ...]:
+    """The words without those that hold another word ("libcudart" holds "cuda"): a line that holds the longer
+    holds the shorter, so the same lines are kept, and each word costs a pass over a big log."""
+    return tuple(w for w in words if not any(o != w and o in w for o in words))
 
 
 def load_rules(modules: Sequence[str] = RULE_MODULES) -> tuple[Rule, ...]:

@@ -20,7 +20,7 @@ from envbuilder.doctor import Evidence
 from envbuilder.matrix import Matrix
 from envbuilder.model.types import OsFlavour, is_index_url
 from envbuilder.model.types import ProfileName as Profile
-from envbuilder.resolve import NoPlan, Plan, resolve
+from envbuilder.resolve import Plan, resolve
 from envbuilder.rules.cuda import driver_floors
 from envbuilder.target import Gpu, Target
 
@@ -66,13 +66,36 @@ def target_of(ev: Evidence, profile: Profile, *, keep_torch: bool = False) -> Ta
 
 def plan_for(matrix: Matrix, ev: Evidence, profile: Profile, *, keep_torch: bool = False) -> Plan | None:
     """The resolver's plan for the evidence's target (keeping torch when asked and possible), or None."""
+    if keep_torch and ev.torch and not _known_torch(matrix, ev.torch):
+        keep_torch = False  # a torch the matrix does not know: no plan can keep it
     target = target_of(ev, profile, keep_torch=keep_torch)
     if target is None:
         return None
-    result = resolve(target, matrix)
-    if isinstance(result, NoPlan) and keep_torch:
-        result = resolve(target_of(ev, profile) or target, matrix)
-    return result if isinstance(result, Plan) else None
+    result = _planned(matrix, target)
+    if result is None and keep_torch:
+        unpinned = target_of(ev, profile)
+        result = _planned(matrix, unpinned) if unpinned is not None else None
+    return result
+
+
+# Plans already made for one matrix object, per target: one log's rules ask for the same target several times.
+_PLANS: dict[Target, Plan | None] = {}
+_PLANNED_WITH: list[Matrix] = []
+
+
+def _planned(matrix: Matrix, target: Target) -> Plan | None:
+    if not _PLANNED_WITH or _PLANNED_WITH[0] is not matrix or len(_PLANS) > 64:
+        _PLANS.clear()
+        _PLANNED_WITH[:] = [matrix]
+    if target not in _PLANS:
+        result = resolve(target, matrix)
+        _PLANS[target] = result if isinstance(result, Plan) else None
+    return _PLANS[target]
+
+
+def _known_torch(matrix: Matrix, torch: str) -> bool:
+    version = torch.split("+", 1)[0]
+    return any(r.version == version for r in matrix.torch_releases)
 
 
 def create_command(plan: Plan) -> str:
