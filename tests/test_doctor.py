@@ -72,7 +72,7 @@ LOG_CASES = [
     ("gh-bnb-1610-glibc-2.34.txt", "glibc-too-old", "FAIL", "bitsandbytes=="),
     ("gh-bnb-1180-bnb-cuda-version-override.txt", "bnb-cuda-version-var", "WARN", "unset BNB_CUDA_VERSION"),
     ("gh-exllamav2-457-exllama-kernels-abi.txt", "extension-torch-abi", "FAIL", "the gptq profile loads GPTQ"),
-    ("gh-autoawq-214-awq-engine-abi.txt", "extension-torch-abi", "FAIL", "the gptq profile loads AWQ"),
+    ("gh-autoawq-214-awq-engine-abi.txt", "extension-torch-abi", "FAIL", "the awq profile loads AWQ"),
     ("gh-sdwebui-nix-9-sm120-torch.txt", "torch-arch", "FAIL", "--gpu sm_120"),
     ("gh-llamatuner-91-oom-quantize-4bit.txt", "oom-4bit-load", "FAIL", "max_memory={0: '33GiB'}"),
 ]
@@ -542,3 +542,31 @@ def test_fix_refuses_foreign_env_without_asking(old_bnb_env: Path, capsys: pytes
     py = old_bnb_env / "bin" / "python"
     still = _run.run([str(py), "-c", "import importlib.metadata as m; print(m.version('bitsandbytes'))"])
     assert still.stdout.strip() == "0.45.5"
+
+
+# --------------------------------------------------------------------------- GPTQ/AWQ load path (issue 18, item 4)
+
+QUANT_LOAD = Path(__file__).parent / "fixtures" / "quant-load"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "stage", "fmt", "needs"),
+    [
+        # captured on the CPU host by tests/quant_load_validate.py (tests/fixtures/quant-load/README.md)
+        ("awq-current.json", 2, "awq", "gptqmodel"),  # today's awq plan: no gptqmodel
+        ("awq-current.json", 3, "gptq", "optimum"),
+        ("gptq-current.json", 3, "compressed-tensors", "compressed-tensors"),
+    ],
+)
+def test_quantizer_refusals_answer_with_the_profile_that_loads_the_format(
+    matrix: Matrix, fixture: str, stage: int, fmt: str, needs: str
+) -> None:
+    check = json.loads((QUANT_LOAD / fixture).read_text(encoding="utf-8"))["checks"][stage]
+    findings = diagnose(Context(matrix=matrix, log=check["evidence"]["error"]))
+    f = next(f for f in findings if f.rule == "quantizer-requires")
+    loads = [p.name for p in matrix.profiles for row in p.formats if row.format == fmt and row.load]
+    assert loads, f"the matrix names no profile that loads {fmt}"
+    want = fmt if fmt in loads else loads[0]  # the profile named after the format where it loads it
+    assert (f.severity, f.layer) == ("FAIL", "companion")
+    assert needs in f.cause and f"--profile {want}" in f.fix
+    assert f.seen in check["evidence"]["error"]

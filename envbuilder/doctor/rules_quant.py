@@ -87,11 +87,9 @@ def _v(text: str | None) -> Version | None:
 
 def loading_profile(matrix: Matrix, fmt: str) -> Profile:
     """The profile whose environment loads checkpoints of ``fmt`` (the matrix's ``formats`` rows decide)."""
-    for profile in matrix.profiles:
-        for row in getattr(profile, "formats", ()):
-            if getattr(row, "format", None) == fmt and getattr(row, "load", False):
-                return profile.name
-    return FALLBACK_LOADER.get(fmt, "gptq")
+    loads = [p.name for p in matrix.profiles for row in p.formats if row.format == fmt and row.load]
+    named = [name for name in loads if name == fmt]  # the profile named after the format comes first (awq: AWQ)
+    return (named or loads)[0] if loads else FALLBACK_LOADER.get(fmt, "gptq")
 
 
 def _owner(module: str) -> str:
@@ -241,38 +239,40 @@ def rule_quantizer_requires(ctx: Context) -> Iterable[Finding]:
             layer="platform",
         )
         return
-    hit = quote(ctx.text, REQUIRES) or _matrix_message(ctx)
-    if not hit:
+    hit = quote(ctx.text, REQUIRES)
+    found = (hit[0], hit[1].group(1).lower(), [m for m in hit[1].groups()[1:] if m]) if hit else _matrix_message(ctx)
+    if not found:
         return
-    fmt = hit[1].group(1).lower()
-    missing = [m for m in hit[1].groups()[1:] if m]
+    seen, fmt, missing = found
     profile = loading_profile(ctx.matrix, fmt)
     plan = plan_fix(ctx.matrix, ev, profile, python=ctx.python)
     have = ", ".join(f"{p} {ev.packages[p]}" for p in ("transformers", "gptqmodel", "optimum") if p in ev.packages)
+    name = fmt.upper() if fmt in ("gptq", "awq") else fmt
     yield finding(
         "quantizer-requires",
         "FAIL",
-        hit[0],
-        f"transformers' {fmt.upper()} quantizer needs {' and '.join(missing)}, which this environment lacks"
+        seen,
+        f"transformers' {name} quantizer needs {' and '.join(missing)}, which this environment lacks"
         + (f" ({have})" if have else "")
-        + f": it is not an environment that loads {fmt.upper()} checkpoints",
-        f"the {profile} profile loads {fmt.upper()} checkpoints (envbuilder create --profile {profile}): {plan.text}",
+        + f": it is not an environment that loads {name} checkpoints",
+        f"the {profile} profile loads {name} checkpoints (envbuilder create --profile {profile}): {plan.text}",
         plan.commands,
         layer="companion",
     )
 
 
-def _matrix_message(ctx: Context) -> tuple[str, re.Match[str]] | None:
-    """A quantizer message the matrix records verbatim (``[[quantizer]].errors``), as a REQUIRES-like match."""
-    for q in getattr(ctx.matrix, "quantizers", ()):
-        for message in getattr(q, "errors", ()):
-            m = re.search(r"requires ([\w-]+)", message)
-            head = message.split("(")[0].split("`")[0].strip()
-            if m and len(head) > 20 and head in ctx.text:
-                fake = re.search(r"Loading (?:an? )?(\w+) quantized model requires ([\w-]+)()", head)
-                line = quote(ctx.text, re.escape(head))
-                if fake and line:
-                    return line[0], fake
+def _matrix_message(ctx: Context) -> tuple[str, str, list[str]] | None:
+    """(the line, the format, the packages it needs) for a quantizer message the matrix records verbatim
+    (``[[quantizer]].errors``, read from transformers' wheels)."""
+    for q in ctx.matrix.quantizers:
+        for message in q.errors:
+            head = re.split(r" \(|`|\. Please", message, maxsplit=1)[0].strip()
+            if len(head) < 20 or head not in ctx.text:
+                continue
+            line = quote(ctx.text, re.escape(head))
+            named = [p for p in (*q.requires, *q.one_of) if p in message] or list(q.requires)
+            if line and named:
+                return line[0], q.method, named
     return None
 
 
