@@ -12,14 +12,17 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from envbuilder import _run
 from envbuilder.matrix import Matrix, load_matrix
+
+if TYPE_CHECKING:
+    from loopback import Index
 
 BLOCKED_TOOLS = frozenset({"nvidia-smi", "uv", "podman", "docker", "buildah"})
 OPT_IN_MARKERS = ("integration", "gpu", "podman", "network")
@@ -152,14 +155,33 @@ def pip_find_links() -> list[str]:
     return []
 
 
-@pytest.fixture(scope="session")
-def cpu_torch_wheel() -> Path:
-    """The torch CPU wheel for Python 3.11 that the wheelhouse of pip's configuration holds (skips without it)."""
+def _find_cpu_torch_wheel() -> Path | None:
     for d in pip_find_links():
         found = sorted(Path(d).glob("torch-*+cpu-cp311-cp311-manylinux_*_x86_64.whl"))
         if found:
             return found[-1]
+    return None
+
+
+@pytest.fixture(scope="session")
+def cpu_torch_wheel() -> Path:
+    """The torch CPU wheel for Python 3.11 that the wheelhouse of pip's configuration holds (skips without it)."""
+    found = _find_cpu_torch_wheel()
+    if found is not None:
+        return found
     pytest.skip(
         "no torch CPU wheel for Python 3.11 in the wheelhouse of pip's configuration (`pip config list`): "
         "the PyTorch index cannot be reached here, so the CPU profile has no torch to install"
     )
+
+
+@pytest.fixture(scope="session")
+def loopback_index() -> Iterator[Index]:
+    """The session's package index on loopback (tests/loopback.py): the torch CPU wheel (when the wheelhouse has
+    it; a test that needs it asks for ``cpu_torch_wheel`` too) at one URL for the whole run, so uv's cache keeps
+    one unpacked copy of it; a test opens a site (open or credentialed) on it."""
+    from loopback import serve_index
+
+    wheel = _find_cpu_torch_wheel()
+    with serve_index([wheel] if wheel else []) as index:
+        yield index

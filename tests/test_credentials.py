@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-import credindex
 import pytest
+from loopback import Index
 
 from envbuilder import uv
 from envbuilder.credentials import Credential, credential_for, redact, split_userinfo
@@ -113,15 +113,16 @@ def test_pip_config_credentials_are_named_redacted(monkeypatch: pytest.MonkeyPat
     assert "TOKEN" not in " ".join(settings.notes) and "https://***@h/simple" in " ".join(settings.notes)
 
 
-def test_the_probe_of_a_credentialed_mirror_authenticates(tmp_path: object) -> None:
+def test_the_probe_of_a_credentialed_mirror_authenticates(tmp_path: object, loopback_index: Index) -> None:
     from pathlib import Path
 
     cache = Path(str(tmp_path))
-    with credindex.serve(None, user="bob", password="PTTOKEN") as idx:
+    before = len(loopback_index.requests)
+    with loopback_index.site("/whl", user="bob", password="PTTOKEN") as idx:
         settings = with_credentials_apart(Settings(cache_dir=cache, pytorch_index=idx.with_auth("/whl")))
         assert settings.pytorch_index is not None
         assert reachable(settings.pytorch_index, settings) is True
-        assert idx.requests == [("/whl/", True)]
+        assert loopback_index.requests[before:] == [("/whl/", True)]
         wrong = with_credentials_apart(Settings(cache_dir=cache / "2", pytorch_index=f"http://bob:nope@{idx.url[7:]}/whl"))
         assert wrong.pytorch_index is not None and reachable(wrong.pytorch_index, wrong) is False
     assert "PTTOKEN" not in (cache / "reachable.json").read_text()

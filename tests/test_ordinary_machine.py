@@ -4,7 +4,7 @@ These machines set pip's find-links (``PIP_FIND_LINKS`` and the user's pip.conf 
 envbuilder's installs through its hash-checked requirements route; a laptop or CI runner has none of it and
 installs through uv's PEP 751 (pylock) route. So each test here runs envbuilder as a separate process with
 ``PIP_CONFIG_FILE=/dev/null`` and none of pip's ``PIP_*`` variables, PyPI for everything but torch, and the
-PyTorch CPU index served on loopback by the test: a PEP 503 tree in the index's own layout
+PyTorch CPU index served on loopback (the session's index, tests/loopback.py): a PEP 503 tree in the index's own layout
 (``<base>/cpu/torch/`` lists the wheel, which lies at ``<base>/cpu/<file>``) holding the torch CPU wheel that
 the wheelhouse of pip's configuration holds here.
 
@@ -20,79 +20,45 @@ The pip-configuration route (the wheelhouse from pip's find-links) is tests/test
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
-import urllib.parse
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from loopback import Index
 
 pytestmark = [pytest.mark.integration, pytest.mark.network]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
-STABLE_PORT = 47651
 LOCK = "pylock.cpu-py311-linux-x86_64.toml"  # the default lock of the CPU profile, Python 3.11, on Linux x86_64
 
 
-class LoopbackIndex:
-    """The PyTorch CPU index on ``http://127.0.0.1:<port>/whl``, recording every path asked for."""
+class PyTorchMirror:
+    """The session's loopback index (tests/loopback.py) as this module reads it: ``url`` the PyTorch index
+    (``http://127.0.0.1:<port>/whl``), ``requests`` every path asked for since the module began."""
 
-    def __init__(self, root: Path) -> None:
-        self.requests: list[str] = []
-        seen = self.requests
+    def __init__(self, index: Index, start: int) -> None:
+        self.url = index.pytorch
+        self._index, self._start = index, start
 
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                seen.append(self.path)
-
-        handler = functools.partial(Handler, directory=str(root))
-        try:
-            # One port from run to run: uv caches the unpacked torch wheel by its index URL (about 0.7 GB), so
-            # a new port every run would add a copy to the uv cache each time.
-            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", STABLE_PORT), handler)
-        except OSError:  # taken (another run at the same time): any free port
-            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/whl"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> LoopbackIndex:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _index_tree(root: Path, wheel: Path) -> None:
-    """The layout of download.pytorch.org/whl: the page at cpu/torch/, the file one level up, '+' encoded."""
-    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    page = root / "whl" / "cpu" / "torch"
-    page.mkdir(parents=True)
-    (root / "whl" / "cpu" / wheel.name).symlink_to(wheel)
-    quoted = urllib.parse.quote(wheel.name)
-    (page / "index.html").write_text(
-        f'<!DOCTYPE html>\n<html><body>\n<a href="/whl/cpu/{quoted}#sha256={sha}">{wheel.name}</a><br/>\n'
-        "</body></html>\n"
-    )
+    @property
+    def requests(self) -> list[str]:
+        return [p for p, _ in self._index.requests[self._start :]]
 
 
 @pytest.fixture(scope="module")
-def torch_index(cpu_torch_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackIndex]:
-    root = tmp_path_factory.mktemp("pytorch-index")
-    _index_tree(root, cpu_torch_wheel)
-    with LoopbackIndex(root) as index:
-        yield index
+def torch_index(loopback_index: Index, cpu_torch_wheel: Path) -> Iterator[PyTorchMirror]:
+    with loopback_index.site("/whl"):  # open, as download.pytorch.org is
+        yield PyTorchMirror(loopback_index, len(loopback_index.requests))
 
 
 def ordinary_env(home: Path, **extra: str) -> dict[str, str]:
@@ -117,7 +83,7 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 1200)
 
 
 @pytest.fixture(scope="module")
-def ordinary(torch_index: LoopbackIndex, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+def ordinary(torch_index: PyTorchMirror, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """The README's main command, as a user's machine runs it: install the checkout, then `create`."""
     work = tmp_path_factory.mktemp("ordinary")
     env = ordinary_env(work / "home", ENVBUILDER_PYTORCH_INDEX=torch_index.url)
@@ -158,7 +124,7 @@ def test_the_main_command_on_an_ordinary_machine(ordinary: dict[str, object], lo
     assert "torch==2.13.0+cpu" in planned and len(planned) == 42
     # The mirror's page listed 2.13.0+cpu only (cp311): the plan is that build, from that index.
     index = ordinary["index"]
-    assert isinstance(index, LoopbackIndex)
+    assert isinstance(index, PyTorchMirror)
     text = (work / LOCK).read_text()
     assert f'url = "{index.url}/cpu/torch-2.13.0%2Bcpu-cp311-cp311-manylinux_2_28_x86_64.whl"' in text
     assert "/whl/cpu/torch/" in index.requests
@@ -182,7 +148,7 @@ def test_a_teammate_syncs_the_lock_from_a_wheelhouse(  # type: ignore[no-untyped
     created = ordinary["create"]
     assert isinstance(created, subprocess.CompletedProcess) and created.returncode == 0, "the create test failed"
     index = ordinary["index"]
-    assert isinstance(index, LoopbackIndex)
+    assert isinstance(index, PyTorchMirror)
     shared = tmp_path / LOCK
     shutil.copyfile(Path(str(ordinary["work"])) / LOCK, shared)  # as a teammate gets it from version control
     env = ordinary_env(tmp_path / "home", ENVBUILDER_PYTORCH_INDEX="http://127.0.0.1:9/whl")  # nothing listens
@@ -226,7 +192,7 @@ def test_a_lock_under_an_old_dotted_name_still_syncs(ordinary: dict[str, object]
     created = ordinary["create"]
     assert isinstance(created, subprocess.CompletedProcess) and created.returncode == 0, "the create test failed"
     index = ordinary["index"]
-    assert isinstance(index, LoopbackIndex)
+    assert isinstance(index, PyTorchMirror)
     old = tmp_path / "pylock.cpu-py3.11.toml"  # the name envbuilder itself gave this lock before
     shutil.copyfile(Path(str(ordinary["work"])) / LOCK, old)
     env = ordinary_env(tmp_path / "home", ENVBUILDER_PYTORCH_INDEX=index.url)

@@ -1,12 +1,12 @@
 """Secrets (issue 11, items 2 and 3): userinfo in an index URL never reaches a file, a cache or the console.
 
-A credentialed index is served on loopback (``tests/credindex.py``: HTTP Basic auth on every request, the real CPU
-torch wheel of pip's wheelhouse as a PyTorch mirror, PyPI's pages passed through as a PyPI mirror). lock, create
-and sync run through it as a user's laptop would (pip's wheelhouse and configuration off), with the credentials
-given as a flag, as PIP_INDEX_URL, as ENVBUILDER_INDEX_URL and in the manifest, all with ``--verbose``; then every
-output is searched for the user name and the password: stdout and stderr, every file under the test's home,
-cache and work directories, the files uv's cache gained meanwhile, the Dockerfile and the recipe.
-The server's log shows the credentials did reach uv (every request authorised), so the mirror works.
+A credentialed index is served on loopback (the session's index of ``tests/loopback.py``, here behind HTTP Basic
+auth on every request: the real CPU torch wheel as a PyTorch mirror, PyPI's pages passed through as a PyPI
+mirror). lock, create and sync run through it as a user's laptop would (pip's wheelhouse and configuration off),
+with the credentials given as a flag, as PIP_INDEX_URL, as ENVBUILDER_INDEX_URL and in the manifest, all with
+``--verbose``; then every output is searched for the user name and the password: stdout and stderr, every file
+under the test's home, cache and work directories, the files uv's cache gained meanwhile, the Dockerfile and the
+recipe. The server's log shows the credentials did reach uv (every request authorised), so the mirror works.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import credindex
 import pytest
+from loopback import Index, Site
 
 pytestmark = [pytest.mark.integration, pytest.mark.network]
 
@@ -29,36 +29,16 @@ MIRROR_USER, MIRROR_PASSWORD = "mirror-6b2f", "S3CRET-e8a40d"
 CPU = ("--gpu", "cpu", "--python", "3.11", "--torch", "2.13.0")  # the torch build the loopback mirror holds
 
 
-def _wheelhouse() -> Path | None:
-    out = subprocess.run(
-        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
-    ).stdout
-    for line in out.splitlines():
-        if ".find-links=" in line:
-            path = Path(line.split("=", 1)[1].strip("'").split()[0])
-            if list(path.glob("torch-*+cpu-cp311-*.whl")):
-                return path
-    return None
-
-
-WHEELS = _wheelhouse()
-if WHEELS is None:
-    pytest.skip(
-        "no CPU torch wheel for Python 3.11 in pip's find-links here: the loopback PyTorch mirror has nothing to hold",
-        allow_module_level=True,
-    )
+@pytest.fixture(scope="module")
+def index(loopback_index: Index, cpu_torch_wheel: Path) -> Iterator[Site]:
+    with loopback_index.site("/whl", user=USER, password=PASSWORD) as site:
+        yield site
 
 
 @pytest.fixture(scope="module")
-def index() -> Iterator[credindex.Index]:
-    with credindex.serve(WHEELS, user=USER, password=PASSWORD, port=48765) as idx:
-        yield idx
-
-
-@pytest.fixture(scope="module")
-def mirror() -> Iterator[credindex.Index]:
-    with credindex.serve(None, user=MIRROR_USER, password=MIRROR_PASSWORD, port=48766) as idx:
-        yield idx
+def mirror(loopback_index: Index) -> Iterator[Site]:
+    with loopback_index.site("/simple", "/files", user=MIRROR_USER, password=MIRROR_PASSWORD) as site:
+        yield site
 
 
 class Runs:
@@ -128,7 +108,7 @@ def _uv_cache_dir() -> Path:
 
 
 def test_credentials_reach_uv_and_nothing_else(  # type: ignore[no-untyped-def]
-    tmp_path: Path, index: credindex.Index, mirror: credindex.Index, lock_consumers
+    tmp_path: Path, index: Site, mirror: Site, lock_consumers
 ) -> None:
     started = time.time() - 1
     (tmp_path / "work").mkdir()
@@ -141,7 +121,7 @@ def test_credentials_reach_uv_and_nothing_else(  # type: ignore[no-untyped-def]
     out = run("lock", *CPU, "--pytorch-index", pytorch, "-o", str(work / "pylock.a.toml"))
     assert "cannot be reached" not in out
     lock_text = (work / "pylock.a.toml").read_text()
-    assert f'url = "{index.url}/whl/cpu/torch/torch-2.13.0' in lock_text  # credential-free, from the mirror
+    assert f'url = "{index.url}/whl/cpu/torch-2.13.0' in lock_text  # credential-free, from the mirror
     reach = json.loads((tmp_path / "cache" / "reachable.json").read_text())
     assert reach[f"{index.url}/whl"][0] is True
 
@@ -175,7 +155,7 @@ def test_credentials_reach_uv_and_nothing_else(  # type: ignore[no-untyped-def]
 
     # The credentials were used: the mirrors answered only authorised requests, and got some.
     assert index.authorised and mirror.authorised
-    assert all(ok for _, ok in index.requests if _.startswith("/whl/cpu/torch/torch-"))
+    assert all(ok for _, ok in index.requests if _.startswith("/whl/cpu/torch-"))
 
     # ... and reached nothing else.
     assert _leaks("".join(run.outputs)) == []
