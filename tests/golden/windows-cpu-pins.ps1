@@ -186,6 +186,11 @@ $expectText = @'
   "quant_lib": {
    "gptq": 0.25
   },
+  "quant_load": {
+   "awq": 0.5,
+   "compressed-tensors": 0.5,
+   "gptq": 0.5
+  },
   "tiny_llama": {
    "8bit": 0.1,
    "fp4": 0.5,
