@@ -243,6 +243,9 @@ def run_build(args: argparse.Namespace) -> int:
             build_args=build_args(lock, options, wheelhouse_serves_all=covered),
             secrets=secrets,
             no_cache=args.no_cache,
+            # The engine's log streams to the terminal; with -q, or --json (whose document is stdout, where the
+            # engine writes its log), it is kept for the error message only.
+            stream=not (_console.current().quiet or args.json),
         )
         for note in settings.notes:
             _console.note(note)
