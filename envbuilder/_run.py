@@ -267,7 +267,7 @@ def _run_relayed(
     reader = _Reader(master, relay)
     reader.start()
     try:
-        _wait(proc, args, timeout=timeout, own_group=own_group)
+        _wait(proc, args, timeout=timeout, own_group=own_group, on_signal=reader.mute)
     finally:
         reader.join(GRACE_S)
     result = Result(args, proc.returncode, "", reader.text())
@@ -276,8 +276,19 @@ def _run_relayed(
     return result
 
 
-def _wait(proc: subprocess.Popen[bytes], args: tuple[str, ...], *, timeout: float | None, own_group: bool) -> None:
-    """``proc.wait`` with the signal handling of ``_communicate``: the child's group never outlives us."""
+def _wait(
+    proc: subprocess.Popen[bytes],
+    args: tuple[str, ...],
+    *,
+    timeout: float | None,
+    own_group: bool,
+    on_signal: Callable[[], None],
+) -> None:
+    """``proc.wait`` with the signal handling of ``_communicate``: the child's group never outlives us.
+
+    ``on_signal`` runs before a signal is forwarded: what the child says as it dies (a Ctrl-C traceback) is
+    not shown, so an interruption stays the one line envbuilder prints.
+    """
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -285,9 +296,11 @@ def _wait(proc: subprocess.Popen[bytes], args: tuple[str, ...], *, timeout: floa
         msg = f"{shlex.join(args[:3])} ...: no answer within {timeout:g} s"
         raise CommandFailed(msg, hint="check the network or the tool, then try again") from None
     except Terminated:
+        on_signal()
         _stop(proc, signal.SIGTERM, own_group=own_group)
         raise
     except KeyboardInterrupt:
+        on_signal()
         _stop(proc, signal.SIGINT, own_group=own_group)
         raise
     except BaseException:
@@ -312,6 +325,11 @@ class _Reader(threading.Thread):
         self.kept: list[str] = []
         self.pending = ""
         self.at_line_start = True
+        self.muted = False
+
+    def mute(self) -> None:
+        """Keep what comes from now on, show none of it."""
+        self.muted = True
 
     def run(self) -> None:
         import select
@@ -356,7 +374,8 @@ class _Reader(threading.Thread):
         for secret in self.relay.mask:
             clean = clean.replace(secret, "***")
         self.kept.append(clean)
-        self.relay.sink(self._indented(clean) if self.relay.indent else clean)
+        if not self.muted:
+            self.relay.sink(self._indented(clean) if self.relay.indent else clean)
 
     def _indented(self, text: str) -> str:
         out = []
