@@ -318,3 +318,71 @@ def test_bnb_046_failed_at_its_library_on_the_h200_and_the_resolver_refuses_it(m
     plan = resolve(target, matrix)
     torch = plan.package("torch") if isinstance(plan, Plan) else None
     assert torch is None or not torch.version.startswith("2.11.0")  # never the stack that failed there
+
+
+# ----------------------------------------------------------------- run 5: the live failures, the rewritten doctor
+
+RUN5 = H200 / "run5" / "broken"  # tests/gpu/h200_run5.sh at a0ca319 (run 2's states, today's doctor)
+
+
+@pytest.mark.parametrize(
+    ("state", "rule", "layer", "fix"),
+    [
+        ("nolib", "bnb-load-failed", "bnb-library", "'bitsandbytes==0.50.2'"),
+        ("bnbcuda126", "cuda-runtime-missing", "bnb-library", "unset BNB_CUDA_VERSION"),
+        ("ldpath-missing", "cuda-runtime-missing", "bnb-library", "unset BNB_CUDA_VERSION"),
+        ("ldpath-compat", "driver-libcuda-mismatch", "driver", "from LD_LIBRARY_PATH"),
+        ("torchext-log", "torch-extension-abi", "torch-build", "rebuild the extension against torch 2.11.0+cu130"),
+    ],
+)
+def test_doctor_env_named_cause_and_fix_live_on_the_h200(state: str, rule: str, layer: str, fix: str) -> None:
+    """Five failures made on the GPU, diagnosed by `doctor --env` there (exit 1, the layer, the fix)."""
+    doc = _json(RUN5 / f"{state}.doctor.json")
+    assert _exit_code(RUN5 / f"{state}.doctor.stderr.txt") == 1
+    assert doc["verdict"]["kind"] == "broken" and doc["verdict"]["layer"] == layer
+    found = {f["rule"]: f for f in doc["findings"] if f["severity"] == "FAIL"}
+    assert rule in found and fix in found[rule]["fix"], [(f["rule"], f["fix"]) for f in doc["findings"]]
+
+
+def test_the_toolkit_runtime_on_ld_library_path_stayed_healthy_live() -> None:
+    doc = _json(RUN5 / "ldpath-toolkit.doctor.json")
+    assert doc["verdict"]["kind"] == "healthy" and doc["findings"] == []
+
+
+def _probed(path: Path) -> Any:
+    """The evidence `doctor --env` probed on the GPU host, as the doctor's own value."""
+    from envbuilder.doctor import Device, Evidence
+
+    ev = _json(path)["evidence"]
+    devices = tuple(Device(**d) for d in ev["devices"]) if ev["devices"] and isinstance(ev["devices"][0], dict) else ()
+    return Evidence(
+        torch=ev["torch"], torch_cuda=ev["torch_cuda"], devices=devices, bnb=ev["bitsandbytes"],
+        bnb_lib=ev["bnb_library"], env=ev["env"], packages=ev["packages"],
+    )  # fmt: skip
+
+
+def test_a_cuda_environment_that_sees_no_gpu_is_a_finding_in_env_mode(matrix: Matrix) -> None:
+    """Run 5's doctor --env called CUDA_VISIBLE_DEVICES='' healthy (bitsandbytes silently on its CPU library);
+    the rule added after it reads the same probed evidence and names the variable."""
+    from envbuilder.doctor import Context
+    from envbuilder.doctor.rules_cuda import rule_cuda_torch_sees_no_gpu
+
+    live = _json(RUN5 / "novisible.doctor.json")
+    assert live["verdict"]["kind"] == "healthy"  # the record of the miss, at a0ca319
+    hidden = _probed(RUN5 / "novisible.doctor.json")
+    assert hidden.env["CUDA_VISIBLE_DEVICES"] == "" and hidden.devices == ()
+    (f,) = rule_cuda_torch_sees_no_gpu(Context(matrix=matrix, evidence=hidden))
+    assert f.severity == "FAIL" and f.layer == "driver"
+    assert "CUDA_VISIBLE_DEVICES=''" in f.cause and "libbitsandbytes_cpu.so" in f.seen
+    assert f.fix.startswith("unset CUDA_VISIBLE_DEVICES")
+    unset = {k: v for k, v in hidden.env.items() if k != "CUDA_VISIBLE_DEVICES"}
+    (w,) = rule_cuda_torch_sees_no_gpu(Context(matrix=matrix, evidence=_replace(hidden, env=unset)))
+    assert w.severity == "WARN" and "nvidia-smi" in w.fix
+    healthy = _probed(RUN5 / "ldpath-toolkit.doctor.json")
+    assert healthy.devices and not list(rule_cuda_torch_sees_no_gpu(Context(matrix=matrix, evidence=healthy)))
+
+
+def _replace(ev: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(ev, **changes)

@@ -438,6 +438,38 @@ def rule_torch_extension_abi(ctx: Context) -> Iterable[Finding]:
     )
 
 
+def rule_cuda_torch_sees_no_gpu(ctx: Context) -> Iterable[Finding]:
+    """An environment whose torch is a CUDA build and that sees no GPU: everything runs on the CPU, silently
+    (bitsandbytes loads its CPU library). Probed environments only; a log says "No CUDA GPUs" itself."""
+    ev = ctx.evidence
+    if ev is None or not ev.torch_cuda or ev.devices or quote(ctx.text, NO_GPUS):
+        return
+    hidden = ev.env.get("CUDA_VISIBLE_DEVICES")
+    falls_back = f"; bitsandbytes loads {ev.bnb_lib}" if ev.bnb_lib and "cpu" in ev.bnb_lib else ""
+    seen = f"torch {ev.torch} (CUDA {ev.torch_cuda}) sees 0 GPUs{falls_back}"
+    if hidden is not None:
+        yield finding(
+            "no-gpu-visible",
+            "FAIL",
+            seen,
+            f"CUDA_VISIBLE_DEVICES={hidden!r} hides every GPU from this CUDA environment: torch and bitsandbytes "
+            "run on the CPU without saying so",
+            "unset CUDA_VISIBLE_DEVICES (or set it to an index `nvidia-smi -L` lists), then run the doctor again",
+            layer="driver",
+        )
+        return
+    yield finding(
+        "no-gpu-visible",
+        "WARN",
+        seen,
+        "this environment is built for a GPU, and no GPU is visible here: no NVIDIA driver is loaded, or this "
+        "is another machine than the one it was built for",
+        "run `nvidia-smi`: if it lists no GPU, install or load the driver (`envbuilder detect` names the one the "
+        "plan needs); on a machine without a GPU, use the cpu profile (`envbuilder create --gpu cpu`)",
+        layer="driver",
+    )
+
+
 RULES: tuple[Rule, ...] = (
     rule_no_cuda_platform,
     rule_driver,
@@ -447,6 +479,7 @@ RULES: tuple[Rule, ...] = (
     rule_runtime_libs,
     rule_link_libcuda,
     rule_driver_pairing,
+    rule_cuda_torch_sees_no_gpu,
     rule_torch_extension_abi,
     rule_bnb_without_gpu_build,
 )
