@@ -368,12 +368,15 @@ def probe_nvml(timeout: float = NVML_TIMEOUT) -> NvmlReading | str:
 _CGROUP_MARKS = (("kubepods", "kubernetes"), ("docker", "docker"), ("libpod", "podman"), ("containerd", "containerd"))
 
 
-def container_kind(markers: Iterable[str], cgroup_text: str = "", container_env: str = "") -> str | None:
-    """Which container this is, from the marker files that exist, ``/proc/1/cgroup`` and ``$container``."""
+def container_kind(
+    markers: Iterable[str], cgroup_text: str = "", container_env: str = "", root_mount: str = ""
+) -> str | None:
+    """Which container this is, from the marker files that exist, ``/proc/1/cgroup``, ``$container`` and the
+    root line of ``/proc/self/mountinfo``."""
     present = set(markers)
     if "/run/.containerenv" in present or container_env == "podman":
         return "podman"
-    if "/.dockerenv" in present:
+    if "/.dockerenv" in present and not booted_from_disk(root_mount):
         return "docker"
     for mark, kind in _CGROUP_MARKS:
         if mark in cgroup_text:
@@ -381,12 +384,35 @@ def container_kind(markers: Iterable[str], cgroup_text: str = "", container_env:
     return container_env or None
 
 
+def booted_from_disk(root_mount: str) -> bool:
+    """Is ``/`` a whole filesystem on a block device (a ``/proc/self/mountinfo`` line)? Then this is a
+    machine, though it may carry ``/.dockerenv``: microVMs (Firecracker) boot disks made from container
+    images, and the file comes along. A container's root is an overlay, or a subdirectory of the storage
+    driver's filesystem (btrfs subvolumes: the line's root field is not ``/``), or a ``/dev/mapper/docker-*``
+    thin device."""
+    fields = root_mount.split()
+    if " - " not in root_mount or len(fields) < 5 or fields[4] != "/":
+        return False
+    fstype, source = root_mount.split(" - ", 1)[1].split()[:2]
+    return (
+        fields[3] == "/"
+        and fstype not in ("overlay", "fuse-overlayfs", "aufs", "zfs", "tmpfs")
+        and source.startswith("/dev/")
+        and not source.startswith("/dev/mapper/docker-")
+    )
+
+
+def _root_mount(text: str) -> str:
+    return next((line for line in text.splitlines() if line.split()[4:5] == ["/"]), "")
+
+
 def read_container(root: str = "/", env: Mapping[str, str] | None = None) -> str | None:
     """``container_kind`` for this machine (or a recorded tree under ``root``)."""
     base = Path(root)
     markers = [m for m in ("/.dockerenv", "/run/.containerenv") if (base / m.lstrip("/")).exists()]
     env = os.environ if env is None else env
-    return container_kind(markers, _read(base / "proc/1/cgroup") or "", env.get("container", ""))
+    mounts = _root_mount(_read(base / "proc/self/mountinfo") or "")
+    return container_kind(markers, _read(base / "proc/1/cgroup") or "", env.get("container", ""), mounts)
 
 
 def has_device_nodes(root: str = "/") -> bool:

@@ -365,6 +365,45 @@ def test_container_kind(markers: tuple[str, ...], cgroup: str, env: str, kind: s
     assert nvidia.container_kind(markers, cgroup, env) == kind
 
 
+_VM_ROOT = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard"
+_OVERLAY_ROOT = "530 480 0:52 / / rw,relatime master:1 - overlay overlay rw,lowerdir=/var/lib/docker/overlay2/l/A"
+
+
+@pytest.mark.parametrize(
+    ("line", "disk"),
+    [
+        (_VM_ROOT, True),
+        ("27 1 8:2 / / rw - xfs /dev/sda2 rw", True),
+        (_OVERLAY_ROOT, False),
+        ("600 500 0:40 /var/lib/docker/btrfs/subvolumes/abc / rw - btrfs /dev/sda3 rw", False),  # a subvolume
+        ("600 500 253:5 / / rw - xfs /dev/mapper/docker-8:1-123-abc rw", False),  # devicemapper thin device
+        ("600 500 0:40 / / rw - zfs tank/docker/abc rw", False),
+        ("27 1 254:0 / /mnt rw - ext4 /dev/vda rw", False),  # not the root mount
+        ("", False),
+        ("garbage", False),
+    ],
+)
+def test_booted_from_disk(line: str, disk: bool) -> None:
+    assert nvidia.booted_from_disk(line) is disk
+
+
+@pytest.mark.parametrize(("root", "kind"), [(_VM_ROOT, None), (_OVERLAY_ROOT, "docker"), ("", "docker")])
+def test_dockerenv_on_a_machine_booted_from_disk(root: str, kind: str | None) -> None:
+    # microVMs boot disks made from container images, /.dockerenv included: that alone is not a container
+    assert nvidia.container_kind(("/.dockerenv",), "0::/\n", "", root) == kind
+
+
+def test_container_read_from_this_dev_vm(tmp_path: Path) -> None:
+    """The development machine's real mountinfo (a Firecracker VM that has /.dockerenv): not a container."""
+    (tmp_path / "proc/self").mkdir(parents=True)
+    real = Path(__file__).parent / "fixtures/mountinfo/dev-vm-dockerenv.txt"
+    (tmp_path / "proc/self/mountinfo").write_text(real.read_text())
+    (tmp_path / ".dockerenv").write_text("")
+    assert nvidia.read_container(str(tmp_path), {}) is None
+    (tmp_path / "proc/self/mountinfo").write_text(_OVERLAY_ROOT + "\n")
+    assert nvidia.read_container(str(tmp_path), {}) == "docker"
+
+
 def test_container_read_from_a_tree(tmp_path: Path) -> None:
     assert nvidia.read_container(str(tmp_path), {}) is None
     (tmp_path / "run").mkdir()
