@@ -173,25 +173,29 @@ def run(
     stdin: str | None = None,
     foreground: bool = False,
     relay: Relay | None = None,
+    relay_stderr: Relay | None = None,
 ) -> Result:
     """Run ``argv``; raise ``CommandFailed`` if it cannot start, times out, or (with ``check``) fails.
 
     ``capture=False`` streams the command's output to ours (progress for long steps). ``foreground=True`` is
     for a command the user drives (``run``, ``shell``): it shares the terminal and envbuilder's process group.
     ``relay`` shows the output as it comes, redacted, and keeps it too (its text is the Result's ``stderr``).
+    ``relay_stderr`` does that with stderr alone while stdout is captured (a child whose stdout is a document
+    and whose stderr is its progress: the smoke test).
     """
     args = tuple(os.fspath(a) for a in argv)
     log.debug("run: %s", redact(shlex.join(args)))  # argv carries no credentials; redact is the backstop
     own_group = not foreground and os.name == "posix"
     if relay is not None:
         return _run_relayed(args, relay, env=env, cwd=cwd, timeout=timeout, check=check, own_group=own_group)
+    err_read, err_write = os.pipe() if relay_stderr is not None else (-1, -1)
     try:
         proc = subprocess.Popen(
             args,
             env=dict(env) if env is not None else None,
             cwd=cwd,
-            stdout=subprocess.PIPE if capture else None,
-            stderr=subprocess.PIPE if capture else None,
+            stdout=subprocess.PIPE if capture or relay_stderr else None,
+            stderr=err_write if relay_stderr else (subprocess.PIPE if capture else None),
             stdin=subprocess.PIPE if stdin is not None else (None if foreground else subprocess.DEVNULL),
             text=True,
             encoding="utf-8",
@@ -201,15 +205,33 @@ def run(
             preexec_fn=_child_setup(own_group=own_group) if os.name == "posix" else None,  # noqa: PLW1509
         )
     except ValueError:  # an argument or variable holding a NUL byte (from a file envbuilder read)
+        _close(err_read)
         msg = f"{redact(shlex.join(args[:3]))} ...: an argument or environment value holds a NUL byte"
         raise CommandFailed(msg, hint="remove the NUL byte from the value in the manifest or option") from None
     except OSError as exc:
+        _close(err_read)
         raise _start_failure(args, exc) from None
-    out, err = _communicate(proc, args, stdin=stdin, timeout=timeout, own_group=own_group, foreground=foreground)
+    finally:
+        _close(err_write)  # the child holds its own copy: the reader sees the end when the child's side closes
+    reader = _Reader(err_read, relay_stderr) if relay_stderr is not None else None
+    if reader is not None:
+        reader.start()
+    try:
+        out, err = _communicate(proc, args, stdin=stdin, timeout=timeout, own_group=own_group, foreground=foreground)
+    finally:
+        if reader is not None:
+            reader.join(GRACE_S)
+    if reader is not None:
+        err = reader.text()
     result = Result(args, proc.returncode, out or "", err or "")
     if check and proc.returncode != 0:
         raise _failed(result)
     return result
+
+
+def _close(fd: int) -> None:
+    if fd >= 0:
+        os.close(fd)
 
 
 def _failed(result: Result) -> CommandFailed:

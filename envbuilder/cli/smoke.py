@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from envbuilder.cli import _console
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from envbuilder.smoke import find_python, run_smoke
 
     python = find_python(env=args.env, python=args.python)
-    report = run_smoke(python, quick=args.quick, profile=args.profile)
+    report = run_smoke(python, quick=args.quick, profile=args.profile, progress=_progress)
     findings: tuple[Finding, ...] = ()
     if not report.ok:
         evidence = from_smoke_document(report.document)
@@ -61,3 +62,10 @@ def run(args: argparse.Namespace) -> int:
             print("doctor:")
             print(render_findings(findings))
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
+def _progress(text: str) -> None:
+    """The smoke program's progress lines, on stderr as they come (stdout keeps the result; a gptq/awq smoke can
+    spend minutes compiling kernels at first use)."""
+    sys.stderr.write(text)
+    sys.stderr.flush()

@@ -48,9 +48,10 @@ class Check:
     status: Status
     detail: str
     hint: str = ""
-    seconds: float = 0.0  # the stage's own work: what it imported is in import_seconds
+    seconds: float = 0.0  # the stage's own work: what it imported is in import_seconds, its JIT builds in jit_seconds
     evidence: Mapping[str, Any] = field(default_factory=dict)
     import_seconds: float = 0.0
+    jit_seconds: float = 0.0  # torch extensions JIT-compiled during the stage (evidence["jit"] names each)
 
     def to_json(self) -> dict[str, Any]:
         doc = {
@@ -61,7 +62,8 @@ class Check:
             "seconds": self.seconds,
             "evidence": dict(self.evidence),
         }
-        return doc | ({"import_seconds": self.import_seconds} if self.import_seconds else {})
+        doc |= {"import_seconds": self.import_seconds} if self.import_seconds else {}
+        return doc | ({"jit_seconds": self.jit_seconds} if self.jit_seconds else {})
 
 
 def check_from_json(stage: Mapping[str, Any]) -> Check:
@@ -75,6 +77,7 @@ def check_from_json(stage: Mapping[str, Any]) -> Check:
         seconds=float(stage.get("seconds", 0.0)),
         evidence=dict(stage.get("evidence", {})),
         import_seconds=float(stage.get("import_seconds", 0.0)),
+        jit_seconds=float(stage.get("jit_seconds", 0.0)),
     )
 
 

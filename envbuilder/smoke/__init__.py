@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,15 +64,23 @@ def parse_document(stdout: str) -> dict[str, Any]:
     return doc
 
 
-def run_check_script(python: Path, args: Sequence[str], *, timeout: float) -> dict[str, Any]:
-    """Run check.py with ``python``; its document, or a document with one FAIL stage saying why there is none."""
+def run_check_script(
+    python: Path, args: Sequence[str], *, timeout: float, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Run check.py with ``python``; its document, or a document with one FAIL stage saying why there is none.
+
+    ``progress`` gets the script's stderr as it comes (``--progress``: a line as each stage starts and ends)."""
     # The script gets a temporary directory of its own (removed here even when the script is killed), so no
     # envbuilder-smoke-* outlives the run; one a SIGKILL of envbuilder left behind goes with the next build.
     with private_tempdir("smoke") as tmp:
         env = {**os.environ, "TMPDIR": str(tmp), "TEMP": str(tmp), "TMP": str(tmp)}
         try:
             argv = [str(python), "-X", "utf8", str(SCRIPT), "--json", *args]
-            result = _run.run(argv, check=False, timeout=timeout, env=env)
+            relay = None
+            if progress is not None:
+                argv.append("--progress")
+                relay = _run.Relay(sink=progress)
+            result = _run.run(argv, check=False, timeout=timeout, env=env, relay_stderr=relay)
         except CommandFailed as exc:
             return _harness_failure(exc.message, "")
     try:
@@ -133,7 +141,7 @@ class SmokeReport:
             "stages": [c.to_json() for c in self.checks],
             "imports": dict(self.document.get("imports") or {}),
             "seconds": dict(self.document.get("seconds") or {}),
-        }
+        } | ({"jit": self.document["jit"]} if "jit" in self.document else {})
 
 
 def run_smoke(
@@ -143,15 +151,17 @@ def run_smoke(
     profile: str = "bnb",
     timeout: float = FULL_TIMEOUT,
     bounds: Mapping[str, Mapping[str, float]] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> SmokeReport:
     """Run every stage inside ``python``'s environment and judge the bitsandbytes library's SASS.
 
-    ``bounds`` default to matrices/smoke.toml (with any ENVBUILDER_MATRIX_DIR overlay)."""
+    ``bounds`` default to matrices/smoke.toml (with any ENVBUILDER_MATRIX_DIR overlay); ``progress`` gets a
+    line as each stage starts and ends."""
     from envbuilder.model.smoke import load_smoke_table
 
     given = bounds if bounds is not None else load_smoke_table().bounds_json()
     args = ["--profile", profile, "--bounds", json.dumps(given, sort_keys=True)] + (["--quick"] if quick else [])
-    doc = run_check_script(python, args, timeout=timeout)
+    doc = run_check_script(python, args, timeout=timeout, progress=progress)
     checks = [check_from_json(s) for s in doc.get("stages", [])]
     if profile in ("bnb", "cpu"):  # gptq/awq environments hold no bitsandbytes
         at = next((i + 1 for i, c in enumerate(checks) if c.name == "bnb_import"), len(checks))

@@ -120,23 +120,67 @@ def timed_import(state: State, module: str, *touch: str) -> Any:
     is what its speed bound is about."""
     import importlib
 
-    start = time.perf_counter()
+    start, jit_before = time.perf_counter(), state.get("jit_clock", 0.0)
     mod = importlib.import_module(module)  # a failed import is the stage's failure, timed as its work
     for attr in touch:  # transformers loads each model and config class on first access
         getattr(mod, attr)
-    took = time.perf_counter() - start
+    took = time.perf_counter() - start - (state.get("jit_clock", 0.0) - jit_before)  # a JIT build is its own
     imports, top = state.setdefault("imports", {}), module.split(".", maxsplit=1)[0]
     imports[top] = round(imports.get(top, 0.0) + took, 3)
     state["import_clock"] = state.get("import_clock", 0.0) + took
     return mod
 
 
+def progress(state: State, text: str) -> None:
+    """With ``--progress``, one line on the real stderr as a stage starts and ends (and as a JIT build does): a
+    run that takes minutes shows where it is, and one stopped from outside leaves the last stage it reached."""
+    stream = sys.__stderr__
+    if state.get("progress") and stream is not None:
+        stream.write(f"smoke: {text}\n")
+        stream.flush()
+
+
+def watch_jit(state: State, cpp_extension: Any) -> bool:
+    """Time every JIT build of a torch extension from now on, apart from the stage that asked for it.
+
+    gptqmodel compiles its CUDA kernels (Marlin, exllama v2, ...) with nvcc at first use through
+    ``torch.utils.cpp_extension.load``; its ``_jit_compile`` (behind ``load`` and ``load_inline``) runs ninja
+    and imports the result. Wrapping it here catches every caller, however it imported ``load``. A kernel
+    already in the extension cache that the library loads itself (gptqmodel does) never calls it: no entry.
+    Each call is kept in ``state["jit"]`` (name, seconds, ok) and its time in ``state["jit_clock"]``, which
+    ``_run_stage`` and ``timed_import`` leave out of their own seconds. False where torch has no such function."""
+    compile_fn = getattr(cpp_extension, "_jit_compile", None)
+    if compile_fn is None or getattr(compile_fn, "envbuilder_watched", False):
+        return compile_fn is not None
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        name = str(args[0] if args else kwargs.get("name", "?"))
+        progress(state, f"  JIT build of torch extension {name} (ninja/nvcc; minutes at first use) ...")
+        start, ok = time.perf_counter(), False
+        try:
+            result = compile_fn(*args, **kwargs)
+            ok = True
+            return result
+        finally:
+            took = time.perf_counter() - start
+            state.setdefault("jit", []).append({"name": name, "seconds": round(took, 3), "ok": ok})
+            state["jit_clock"] = state.get("jit_clock", 0.0) + took
+            progress(state, f"  JIT build of {name} {'done' if ok else 'FAILED'} in {took:.1f} s")
+
+    timed.envbuilder_watched = True  # type: ignore[attr-defined]
+    cpp_extension._jit_compile = timed
+    return True
+
+
 def _run_stage(name: str, fn: Callable[[State], Stage], state: State) -> Stage:
     """Run one stage; an unexpected exception becomes a FAIL carrying its text, never a crash.
 
-    Its ``seconds`` leave out the imports it made (``timed_import``); they are in ``import_seconds``."""
+    Its ``seconds`` leave out the imports it made (``timed_import``), in ``import_seconds``, and the JIT builds
+    of torch extensions (``watch_jit``), in ``jit_seconds`` with each build in ``evidence.jit``."""
+    progress(state, f"{name} ...")
     start = time.perf_counter()
-    imported_before = state.get("import_clock", 0.0)
+    imported_before, jit_before = state.get("import_clock", 0.0), state.get("jit_clock", 0.0)
+    builds_before = len(state.get("jit", []))
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
@@ -145,16 +189,26 @@ def _run_stage(name: str, fn: Callable[[State], Stage], state: State) -> Stage:
         last = (str(exc).strip().splitlines() or [""])[-1][:300]
         result = _stage(name, "FAIL", f"{type(exc).__name__}: {last}", error=_error_text(exc))
     imported = state.get("import_clock", 0.0) - imported_before
-    result["seconds"] = round(max(0.0, time.perf_counter() - start - imported), 3)
+    jit = state.get("jit_clock", 0.0) - jit_before
+    took = time.perf_counter() - start
+    result["seconds"] = round(max(0.0, took - imported - jit), 3)
     if imported > 0.0005:
         result["import_seconds"] = round(imported, 3)
+    builds = state.get("jit", [])[builds_before:]
+    if builds:
+        result["jit_seconds"] = round(jit, 3)
+        result["evidence"]["jit"] = builds
+        each = ", ".join(f"{b['name']} {b['seconds']:.1f} s" + ("" if b["ok"] else " FAILED") for b in builds)
+        result["detail"] += f" [JIT build {jit:.1f} s, not in the stage's time: {each}]"
     text = captured.getvalue()
     if text.strip():
         result["evidence"]["stderr"] = text[-4000:]
-        sys.stderr.write(text)
+        if not state.get("progress"):  # with --progress stderr carries the progress lines alone
+            sys.stderr.write(text)
     state.setdefault("failed", set())
     if result["status"] == "FAIL":
         state["failed"].add(name)
+    progress(state, f"{name} {result['status']} in {took:.1f} s")
     return result
 
 
@@ -1088,9 +1142,11 @@ def run(
     expect: dict[str, Any] | None = None,
     require_gpu: bool = False,
     formats: tuple[str, ...] | None = None,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
     """All stages in order; returns the JSON document. ``formats``: only these of the profile's checkpoint
-    formats (QUANT_LOAD), e.g. to see one from_pretrained failure again."""
+    formats (QUANT_LOAD), e.g. to see one from_pretrained failure again; ``show_progress``: a line on stderr
+    as each stage starts and ends."""
     began = time.perf_counter()
     state: State = {
         "skipped": set(),
@@ -1099,6 +1155,7 @@ def run(
         "light": light,
         "profile": profile,
         "imports": {},
+        "progress": show_progress,
     }
     stages: list[Stage] = []
     full_quant = not light and not quick and profile in QUANT_LOAD
@@ -1116,25 +1173,42 @@ def run(
         llama = _named(_run_stage("tiny_llama", stage_tiny_llama, state), "tiny_llama", state)
         stages.append(llama)
         stages.append(_named(_run_stage("vram", lambda s: stage_vram(s, llama), state), "vram", state))
+    if not light and profile in ("gptq", "awq") and "torch" in state:
+        # the quantization libraries JIT-compile their CUDA kernels at first use: timed apart (issue 17)
+        state["jit_watched"] = watch_jit(state, _cpp_extension(state))
     if not light and profile in ("gptq", "awq"):
         stages.append(_named(_run_stage("quant_lib", lambda s: stage_quant_lib(s, profile), state), "quant_lib", state))
     if full_quant:
         stages += quant_load_stages(state, profile, formats)
     ok = all(s["status"] in ("OK", "WARN", "SKIP") for s in stages)
     imports = dict(state["imports"])
-    return {
+    seconds = {"imports": round(sum(imports.values()), 3)}
+    if "jit_watched" in state:  # gptq/awq: JIT builds of torch extensions, left out of each stage's "seconds"
+        seconds["jit"] = round(state.get("jit_clock", 0.0), 3)
+    doc = {
         "schema": SCHEMA,
         "mode": "light" if light else ("quick" if quick else "full"),
         "profile": profile,
         "ok": ok,
         "stages": stages,
         "imports": imports,  # seconds by top-level module, left out of each stage's "seconds"
-        "seconds": {
-            "imports": round(sum(imports.values()), 3),
+        "seconds": seconds
+        | {
             "stages": round(sum(s["seconds"] for s in stages), 3),
             "total": round(time.perf_counter() - began, 3),
         },
     }
+    if "jit_watched" in state:
+        doc["jit"] = {"watched": state["jit_watched"], "builds": list(state.get("jit", []))}
+    return doc
+
+
+def _cpp_extension(state: State) -> Any:
+    """torch.utils.cpp_extension (its import time is torch's), or None where it cannot be imported."""
+    try:
+        return timed_import(state, "torch.utils.cpp_extension")
+    except Exception:  # a broken torch is the torch stage's finding, not this one's
+        return None
 
 
 def _named(stage: Stage, name: str, state: State) -> Stage:
@@ -1169,9 +1243,12 @@ def timing_line(doc: dict[str, Any]) -> str:
     """``imports 12.5 s (torch 4.0, bitsandbytes 7.5, transformers 1.0); stages 1.3 s; total 13.9 s``."""
     seconds, imports = doc.get("seconds") or {}, doc.get("imports") or {}
     each = ", ".join(f"{name} {t:.1f}" for name, t in imports.items())
+    builds = (doc.get("jit") or {}).get("builds") or []
+    jit = f"; JIT builds {seconds.get('jit', 0.0):.1f} s ({len(builds)})" if "jit" in seconds else ""
     return (
         f"imports {seconds.get('imports', 0.0):.1f} s"
         + (f" ({each})" if each else "")
+        + jit
         + f"; stages {seconds.get('stages', 0.0):.1f} s; total {seconds.get('total', 0.0):.1f} s"
     )
 
@@ -1194,6 +1271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expect", metavar="FILE", help="what a lock installed (expect.json beside this file)")
     parser.add_argument("--bounds", metavar="JSON", help="pass bounds by stage (envbuilder's matrices/smoke.toml)")
     parser.add_argument("--require-gpu", action="store_true", help="no visible GPU is a failure, not a skip")
+    parser.add_argument("--progress", action="store_true", help="a line on stderr as each stage starts and ends")
     parser.add_argument(
         "--formats",
         metavar="LIST",
@@ -1219,6 +1297,7 @@ def main(argv: list[str] | None = None) -> int:
             expect=expect,
             require_gpu=args.require_gpu,
             formats=formats,
+            show_progress=args.progress,
         )
     finally:
         sys.stdout.flush()
