@@ -12,13 +12,12 @@ The GPU product table (``nvidia.ids``, the PCI ID database's NVIDIA GPUs, and th
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
@@ -85,6 +84,35 @@ _TOML_TYPES: dict[type, str] = {
     list: "array",
     dict: "table",
 }
+
+
+def _close_matches(word: str, possibilities: Iterable[str], n: int) -> list[str]:
+    """difflib's "did you mean", imported only when a key or value is wrong (start-up, bench/RESULTS-resolve.md)."""
+    import difflib
+
+    return difflib.get_close_matches(word, possibilities, n=n)
+
+
+# One object per distinct range or requirement text (the rows repeat a few dozen ranges hundreds of times): the
+# compiled matrix stores and rebuilds each once, and the resolver's range checks, kept by the range's identity
+# (rules._version.within), are answered once per range. Nothing changes them after parsing.
+@cache
+def _specifier_set(text: str) -> SpecifierSet:
+    return SpecifierSet(text)
+
+
+@cache
+def _requirement(text: str) -> Requirement:
+    return Requirement(text)
+
+
+_ANY = SpecifierSet()
+
+
+def _sha256() -> Any:
+    import hashlib  # OpenSSL's loader: only a cache miss reads and digests the files
+
+    return hashlib.sha256()
 
 
 # --------------------------------------------------------------------------- facts
@@ -458,7 +486,7 @@ class _Row:
             if required:
                 # A misspelt required key shows up as missing; name the misspelling, it is the real error.
                 spelt = [k for k in self.data if k not in self.seen]
-                typo = difflib.get_close_matches(key, spelt, n=1)
+                typo = _close_matches(key, spelt, n=1)
                 if typo:
                     raise self._fail(typo[0], "unknown key", f"did you mean {key!r}?")
                 raise self._fail(key, "missing key", f"add `{key} = ...` (see matrices/SCHEMA.md)")
@@ -491,7 +519,7 @@ class _Row:
         values = self.strs(key, required=required)
         for i, value in enumerate(values):
             if value not in allowed:
-                near = difflib.get_close_matches(value, allowed, n=1)
+                near = _close_matches(value, allowed, n=1)
                 tip = f"did you mean {near[0]!r}?" if near else f"use one of: {', '.join(allowed)}"
                 raise self._fail(f"{key}[{i}]", f"unknown value {value!r}", tip)
         return values
@@ -520,7 +548,7 @@ class _Row:
 
     def _parse_spec(self, key: str, value: str) -> SpecifierSet:
         try:
-            return SpecifierSet(value)
+            return _specifier_set(value)
         except InvalidSpecifier:
             raise self._fail(key, f"not a version range: {value!r}", 'write it like ">=2.4,<3"') from None
 
@@ -532,7 +560,7 @@ class _Row:
         out = []
         for i, text in enumerate(self.strs(key)):
             try:
-                out.append(Requirement(text))
+                out.append(_requirement(text))
             except InvalidRequirement as exc:
                 raise self._fail(
                     f"{key}[{i}]", f"not a requirement: {text!r} ({exc})", 'write it like "torch>=2.6"'
@@ -556,7 +584,7 @@ class _Row:
         unknown = sorted(set(self.data) - self.seen)
         if unknown:
             key = unknown[0]
-            near = difflib.get_close_matches(key, sorted(self.seen), n=1)
+            near = _close_matches(key, sorted(self.seen), n=1)
             tip = f"did you mean {near[0]!r}?" if near else "remove it (see matrices/SCHEMA.md)"
             raise self._fail(key, "unknown key", tip)
 
@@ -649,12 +677,12 @@ def _torch_release(r: _Row) -> TorchRelease:
     sub = _Row(pypi_table, r.file, f"{r.path}.pypi")
     for platform in pypi_table:
         if platform not in PLATFORMS:
-            near = difflib.get_close_matches(platform, PLATFORMS, n=1)
+            near = _close_matches(platform, PLATFORMS, n=1)
             raise sub._fail(platform, "unknown platform", f"did you mean {near[0]!r}?" if near else "")
     pypi = {p: sub.get(p, str) for p in pypi_table}
     return TorchRelease(
         version=r.version("version") or "",
-        python=r.spec("python") or SpecifierSet(),
+        python=r.spec("python") or _ANY,
         pypi=pypi,
         released=r.opt_str("released"),
         **r.fact(),
@@ -664,7 +692,7 @@ def _torch_release(r: _Row) -> TorchRelease:
 def _torch_build(r: _Row) -> TorchBuild:
     variant = r.get("variant", str)
     return TorchBuild(
-        torch=r.spec("torch") or SpecifierSet(),
+        torch=r.spec("torch") or _ANY,
         variant=variant,
         cuda=r.version("cuda", required=variant != "cpu"),
         platforms=r.choices("platforms", PLATFORMS),
@@ -677,8 +705,8 @@ def _torch_build(r: _Row) -> TorchBuild:
 def _bnb_release(r: _Row) -> BnbRelease:
     return BnbRelease(
         version=r.version("version") or "",
-        python=r.spec("python") or SpecifierSet(),
-        torch=r.spec("torch") or SpecifierSet(),
+        python=r.spec("python") or _ANY,
+        torch=r.spec("torch") or _ANY,
         platforms=r.choices("platforms", PLATFORMS),
         cuda_libs=r.versions("cuda-libs"),
         loader=r.choice("loader", LOADERS),
@@ -690,8 +718,8 @@ def _bnb_release(r: _Row) -> BnbRelease:
 
 def _bnb_sass(r: _Row) -> BnbSass:
     return BnbSass(
-        bnb=r.spec("bnb") or SpecifierSet(),
-        cuda=r.spec("cuda") or SpecifierSet(),
+        bnb=r.spec("bnb") or _ANY,
+        cuda=r.spec("cuda") or _ANY,
         platform=r.choice("platform", PLATFORMS),
         sass=r.versions("sass"),
         ptx=r.version("ptx", required=False),
@@ -701,9 +729,9 @@ def _bnb_sass(r: _Row) -> BnbSass:
 
 def _bnb_limit(r: _Row) -> BnbLimit:
     return BnbLimit(
-        bnb=r.spec("bnb") or SpecifierSet(),
+        bnb=r.spec("bnb") or _ANY,
         package=r.get("package", str),
-        needs=r.spec("needs") or SpecifierSet(),
+        needs=r.spec("needs") or _ANY,
         cuda=r.versions("cuda") if "cuda" in r.data else (),
         platform=r.choice("platform", PLATFORMS) if "platform" in r.data else None,
         **r.fact(),
@@ -718,7 +746,7 @@ def _companion(r: _Row) -> Companion:
     return Companion(
         name=r.get("name", str),
         version=r.version("version") or "",
-        python=r.spec("python") or SpecifierSet(),
+        python=r.spec("python") or _ANY,
         torch=r.spec("torch", required=False),
         requires=r.spec_map("requires"),
         profiles=r.choices("profiles", PROFILES, required=False),
@@ -734,7 +762,7 @@ def _quant(r: _Row) -> QuantLib:
         version=r.version("version") or "",
         status=r.choice("status", ("active", "deprecated", "eol")),
         profile=r.choice("profile", PROFILES),
-        python=r.spec("python") or SpecifierSet(),
+        python=r.spec("python") or _ANY,
         torch=r.spec("torch", required=False),
         requires=r.spec_map("requires"),
         kernels=r.choice("kernels", ("jit", "prebuilt", "none"), required=False, default="none"),
@@ -750,7 +778,7 @@ def _advisory(r: _Row) -> Advisory:
     return Advisory(
         id=r.get("id", str),
         package=r.get("package", str),
-        affected=r.spec("affected") or SpecifierSet(),
+        affected=r.spec("affected") or _ANY,
         fixed=r.version("fixed", required=False),
         summary=r.get("summary", str),
         **r.fact(),
@@ -775,7 +803,7 @@ def _wheel_ref(r: _Row, i: int, item: object, spec: SpecifierSet) -> WheelRef:
 
 
 def _quantizer(r: _Row) -> Quantizer:
-    spec = r.spec("transformers") or SpecifierSet()
+    spec = r.spec("transformers") or _ANY
     wheels = tuple(_wheel_ref(r, i, item, spec) for i, item in enumerate(r.get("wheels", list)))
     return Quantizer(
         method=cast("QuantMethod", r.choice("method", QUANT_METHODS)),
@@ -915,7 +943,7 @@ class _Docs:
     origins: dict[int, str] = field(default_factory=dict)
     gpu_files: list[Path] = field(default_factory=list)
     ids_files: list[Path] = field(default_factory=list)
-    digest: Any = field(default_factory=hashlib.sha256)
+    digest: Any = field(default_factory=_sha256)
 
 
 def _documents(dirs: Sequence[Path]) -> _Docs:
@@ -962,7 +990,7 @@ def _refuse_unknown_files(directory: Path) -> None:
     known = (*FILES, *GPU_FILES, *SMOKE_FILES, *IMAGE_FILES)
     unknown = sorted(p.stem for p in directory.glob("*.toml") if p.stem not in known)
     if unknown:
-        near = difflib.get_close_matches(unknown[0], known, n=1)
+        near = _close_matches(unknown[0], known, n=1)
         msg = f"{directory / (unknown[0] + '.toml')}: not a matrix file"
         raise MatrixError(msg, hint=f"did you mean {near[0]}.toml?" if near else f"use: {', '.join(known)}")
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from envbuilder.credentials import Credential, split_userinfo
+if TYPE_CHECKING:  # credentials (base64, a regex) are imported by the one function that splits URLs
+    from envbuilder.credentials import Credential
 
 DEFAULT_PYTORCH_INDEX = "https://download.pytorch.org/whl"
 # How uv's install output reaches the user: kept for the error message only, relayed as plain lines (a CI log),
@@ -83,6 +84,8 @@ class Settings:
 def with_credentials_apart(settings: Settings) -> Settings:
     """The same settings with every index URL's userinfo moved into ``credentials`` (issue 11: no secret in a
     lock, cache, log or the console starts here)."""
+    from envbuilder.credentials import split_userinfo
+
     found = list(settings.credentials)
 
     def clean(url: str) -> str:

@@ -26,24 +26,25 @@ MACHINES = ("x86_64", "aarch64", "arm64")
 # Preference when the target's Python is not given: widely supported first.
 DEFAULT_PYTHONS = ("3.12", "3.11", "3.13", "3.10")
 
-# re.ASCII: \d would also match other scripts' digits ("５５０"), which packaging's Version then refuses.
-_SM = re.compile(r"^(?:sm_?|compute_?)?(\d{1,2})(\d)[af]?$", re.IGNORECASE | re.ASCII)
-_DOTTED = re.compile(r"^(\d{1,2})\.(\d)$", re.ASCII)
-_DRIVER = re.compile(r"^\d{3}(?:\.\d{1,3}){0,2}$", re.ASCII)
-_PYTHON = re.compile(r"^3\.(\d{1,2})(?:\.\d{1,3})?$", re.ASCII)
+# Patterns as text, compiled on first use by re's own cache (start-up: bench/RESULTS-resolve.md); the flags are
+# inline. (?a), ASCII: \d would also match other scripts' digits ("５５０"), which packaging's Version then refuses.
+_SM = r"(?ai)^(?:sm_?|compute_?)?(\d{1,2})(\d)[af]?$"
+_DOTTED = r"(?a)^(\d{1,2})\.(\d)$"
+_DRIVER = r"(?a)^\d{3}(?:\.\d{1,3}){0,2}$"
+_PYTHON = r"(?a)^3\.(\d{1,2})(?:\.\d{1,3})?$"
 
 # Names that are not NVIDIA CUDA GPUs: refused with the reason, never guessed.
-_UNSUPPORTED: tuple[tuple[re.Pattern[str], str], ...] = (
+_UNSUPPORTED: tuple[tuple[str, str], ...] = (
     (
-        re.compile(r"\b(rocm|amd|radeon|instinct|mi\d{2,3}x?|gfx\d+)\b", re.IGNORECASE),
+        r"(?i)\b(rocm|amd|radeon|instinct|mi\d{2,3}x?|gfx\d+)\b",
         "ROCm/AMD GPUs are not supported: envbuilder's matrix covers NVIDIA CUDA builds only",
     ),
     (
-        re.compile(r"\b(mps|apple|metal|m[1-5]( pro| max| ultra)?|macos|darwin)\b", re.IGNORECASE),
+        r"(?i)\b(mps|apple|metal|m[1-5]( pro| max| ultra)?|macos|darwin)\b",
         "macOS/Apple silicon is not supported: there is no CUDA there (bitsandbytes' MPS backend is experimental)",
     ),
     (
-        re.compile(r"\b(jetson|jetpack|tegra|l4t|orin|xavier|thor)\b", re.IGNORECASE),
+        r"(?i)\b(jetson|jetpack|tegra|l4t|orin|xavier|thor)\b",
         "Jetson (aarch64 + JetPack) is not supported: PyPI's aarch64 wheels are SBSA builds that fail on L4T; "
         "use NVIDIA's Jetson wheels or build on the device",
     ),
@@ -114,19 +115,19 @@ class Target:
 # --------------------------------------------------------------------------- GPU names
 
 # A PCI id ("10de:28a1", "0x10DE:0x28A1"), alone or inside a pasted `lspci -nn` line ("... [10de:28a1] (rev a1)").
-_PCI_ID = re.compile(r"\b(?:0x)?([0-9a-f]{4}):(?:0x)?([0-9a-f]{4})\b", re.IGNORECASE | re.ASCII)
+_PCI_ID = r"(?ai)\b(?:0x)?([0-9a-f]{4}):(?:0x)?([0-9a-f]{4})\b"
 _TIP_CC = "give the compute capability instead (nvidia-smi --query-gpu=compute_cap --format=csv)"
 _SHOWN = 3  # candidates named per architecture in an "ambiguous" message
 
 
 def _cc_from_code(text: str) -> str | None:
-    match = _SM.match(text) or _DOTTED.match(text)
+    match = re.match(_SM, text) or re.match(_DOTTED, text)
     return f"{int(match.group(1))}.{match.group(2)}" if match else None
 
 
 def _unsupported(text: str) -> None:
     for pattern, reason in _UNSUPPORTED:
-        if pattern.search(text):
+        if re.search(pattern, text):
             msg = f"--gpu {text!r}: {reason}"
             raise TargetError(msg, hint="name an NVIDIA GPU (sm_89, 8.9, 'RTX 4090'), or use --gpu cpu")
 
@@ -143,7 +144,7 @@ def parse_gpu(text: str, matrix: Matrix) -> Gpu:
             raise TargetError(msg, hint=_known(matrix))
         _refuse_tegra(text, arch)
         return Gpu(cc=arch.cc)
-    pci = _PCI_ID.search(text)
+    pci = re.search(_PCI_ID, text)
     if pci:
         return gpu_from_pci_id(pci.group(1), pci.group(2), matrix, text=text)
     from envbuilder.gpu_table import best_named, match_name
@@ -283,14 +284,14 @@ def parse_gpus(text: str, matrix: Matrix) -> tuple[Gpu, ...]:
 
 def parse_driver(text: str) -> str:
     text = text.strip()
-    if not _DRIVER.match(text):
+    if not re.match(_DRIVER, text):
         msg = f"--driver {text!r} is not an NVIDIA driver version"
         raise TargetError(msg, hint="write it as nvidia-smi prints it, e.g. 550.54.14 (Linux) or 576.02 (Windows)")
     return text
 
 
 def parse_python(text: str) -> str:
-    match = _PYTHON.match(text.strip())
+    match = re.match(_PYTHON, text.strip())
     if not match:
         msg = f"--python {text!r} is not a CPython version"
         raise TargetError(msg, hint="write it as 3.N, e.g. --python 3.11")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import logging
 import os
 import signal
@@ -254,6 +253,8 @@ def _report(exc: EnvbuilderError, *, verbose: bool = False) -> int:
     shown = f"error: {message}" if isinstance(exc, UsageError) else message  # argparse's own form
     print(_console.error_lines(shown, hint), file=sys.stderr, flush=True)
     if _console.current().json:
+        import json
+
         doc = {"schema": ERROR_SCHEMA, "error": message, "tip": hint, "exit_code": int(exc.exit_code)}
         print(json.dumps(doc, indent=2), flush=True)
     return int(exc.exit_code)

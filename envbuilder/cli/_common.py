@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING
 
@@ -190,6 +189,8 @@ def plan_driver_floor(args: argparse.Namespace, host: Host) -> str | None:
 
 
 def print_json(doc: object) -> None:
+    import json
+
     json.dump(doc, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
 
