@@ -22,6 +22,9 @@ from envbuilder.matrix import Matrix, load_matrix, matrix_dirs
 __all__ = ["cache_key", "cached_matrix"]
 
 _SUFFIXES = (".toml", ".ids")
+# Compiled matrices kept: one per matrix directory set (projects with their own overlays, checkouts of
+# envbuilder), so that switching between a few of them does not validate the matrix again each time.
+KEEP = 4
 
 
 def cache_key(dirs: Iterable[Path]) -> str:
@@ -78,8 +81,7 @@ def _store(where: Path, path: Path, matrix: Matrix) -> None:
     """Write the pickle atomically, private to the user; a cache that cannot be written is no error."""
     try:
         where.mkdir(parents=True, exist_ok=True)
-        for old in where.glob("*.pickle"):
-            old.unlink(missing_ok=True)  # one compiled matrix per matrix directory set is enough
+        _prune(where)
     except OSError:
         return
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
@@ -90,3 +92,15 @@ def _store(where: Path, path: Path, matrix: Matrix) -> None:
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)
+
+
+def _prune(where: Path) -> None:
+    """Leave room for one more: the oldest compiled matrices beyond ``KEEP - 1`` go."""
+    found = []
+    for old in where.glob("*.pickle"):
+        try:
+            found.append((old.stat().st_mtime_ns, old))
+        except OSError:
+            continue  # removed meanwhile
+    for _, old in sorted(found, reverse=True)[KEEP - 1 :]:
+        old.unlink(missing_ok=True)
