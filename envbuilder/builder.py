@@ -173,20 +173,19 @@ def resolution_problem(text: str, *, plan: Plan, settings: Settings, indexes: Se
     if "tool" in doc:
         return "it carries a [tool] table, which uv does not write"
     try:
-        check_pylock(doc, "the resolution")
+        _, packages = check_pylock(doc, "the resolution")
     except LockError as exc:
         return exc.message
-    locked = {(canonicalize_name(str(p["name"])), str(p["version"])) for p in doc.get("packages", [])}
+    locked = {(canonicalize_name(p.name), p.version) for p in packages}
     for pin in plan.packages:
         if (canonicalize_name(pin.name), pin.version) not in locked:
             return f"it does not hold {pin.requirement}"
     allowed = _allowed_sources(settings, indexes)
-    for p in doc.get("packages", []):
-        for f in [*p.get("wheels", []), *([p["sdist"]] if "sdist" in p else [])]:
-            url = str(f["url"])
-            if not url.startswith(allowed):
-                host = url.split("://", 1)[-1].split("/", 1)[0]
-                return f"{p['name']} comes from {host}, which is not a configured source"
+    for p in packages:
+        for f in p.files:
+            if not f.url.startswith(allowed):
+                host = f.url.split("://", 1)[-1].split("/", 1)[0]
+                return f"{p.name} comes from {host}, which is not a configured source"
     return None
 
 
@@ -274,11 +273,11 @@ def lock_fits_host(
     from envbuilder.rules.cuda import check_arch, check_driver
 
     problems: list[str] = []
-    if lock.platform and lock.platform != platform:
-        problems.append(f"the lock is for {lock.platform}, this host is {platform}")
-    gpu_lock = bool(lock.cuda) and lock.profile != "cpu"  # a cpu-profile lock may hold PyPI's CUDA torch
+    if lock.tool.platform and lock.tool.platform != platform:
+        problems.append(f"the lock is for {lock.tool.platform}, this host is {platform}")
+    gpu_lock = bool(lock.tool.cuda) and lock.tool.profile != "cpu"  # a cpu-profile lock may hold PyPI's CUDA torch
     if gpu_lock and not ccs:
-        problems.append(f"the lock needs an NVIDIA GPU (CUDA {lock.cuda}); none was found here")
+        problems.append(f"the lock needs an NVIDIA GPU (CUDA {lock.tool.cuda}); none was found here")
     torch = lock.package("torch")
     build = _torch_build(matrix, lock, platform)
     if torch is not None and build is not None and ccs:
@@ -286,9 +285,9 @@ def lock_fits_host(
         if not arch.ok:
             problems.append(f"torch {torch.version}: {arch.why}")
     if gpu_lock:
-        drv = check_driver(matrix, lock.cuda, driver=driver, os=os_name, ccs=ccs)
+        drv = check_driver(matrix, lock.tool.cuda, driver=driver, os=os_name, ccs=ccs)
         if not drv.ok:
-            problems.append(f"{drv.why} (the lock's CUDA is {lock.cuda})")
+            problems.append(f"{drv.why} (the lock's CUDA is {lock.tool.cuda})")
     return Fit(not problems, tuple(problems))
 
 
@@ -298,7 +297,8 @@ def _torch_build(matrix: Matrix, lock: Lock, platform: str) -> TorchBuild | None
     release = matrix.torch_release(torch.version) if torch else None
     if release is None:
         return None
-    return next((b for b in matrix.builds_of(release) if b.variant == lock.variant and platform in b.platforms), None)
+    builds = matrix.builds_of(release)
+    return next((b for b in builds if b.variant == lock.tool.variant and platform in b.platforms), None)
 
 
 def require_fit(fit: Fit, lock: Lock, *, force: bool) -> list[str]:
@@ -311,6 +311,6 @@ def require_fit(fit: Fit, lock: Lock, *, force: bool) -> list[str]:
 
 
 def check_lock_name(lock: Lock) -> None:
-    if not lock.name:
+    if not lock.tool.name:
         msg = f"{lock.path}: the lock names no environment"
         raise LockError(msg, hint="regenerate it with `envbuilder lock`")

@@ -16,14 +16,17 @@ import re
 import sys
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envbuilder import __version__
 from envbuilder.errors import LockError
 from envbuilder.model.types import is_index_url
 from envbuilder.resolve import Plan
+
+if TYPE_CHECKING:
+    from packaging.pylock import Package, PackageSdist, PackageWheel, Pylock
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -151,8 +154,9 @@ class LockedPackage:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Lock:
-    path: Path
+class LockTool:
+    """``[tool.envbuilder]``: what envbuilder records beside the PEP 751 part; ``from_dict`` checks each field."""
+
     name: str
     profile: str
     python: str
@@ -168,14 +172,45 @@ class Lock:
     digest: str
     smoke: Mapping[str, Any]
     extra: tuple[str, ...]
-    packages: tuple[LockedPackage, ...] = field(default=())
+
+    @classmethod
+    def from_dict(cls, table: Mapping[str, Any], where: str) -> LockTool:
+        """The table as outside input: a value of the wrong type or form names its key (exit 2)."""
+        t = _ToolReader(table, f"{where}: [tool.envbuilder]")
+        return cls(
+            name=t.env_name(),
+            profile=t.token("profile", _TOKEN),
+            python=t.token("python", _PYTHON),
+            cuda=t.token("cuda", _CUDA) or None,
+            variant=t.token("variant", _TOKEN),
+            platform=t.token("platform", _TOKEN),
+            target=t.table("target"),
+            pins=tuple(_check_pin(v, f"{t.where}.pins") for v in t.strings("pins")),
+            indexes=tuple(check_index_url(v, f"{t.where}.indexes") for v in t.strings("indexes")),
+            reasons=t.strings("reasons"),
+            warnings=t.strings("warnings"),
+            matrix_digest=t.token("matrix-digest", _DIGEST),
+            digest=t.token("lock-digest", _DIGEST),
+            smoke=t.table("smoke"),
+            extra=tuple(_check_requirement(v, f"{t.where}.extra") for v in t.strings("extra")),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lock:
+    """A verified lock: PEP 751's part as ``packaging.pylock`` validated it, and envbuilder's table."""
+
+    path: Path
+    tool: LockTool
+    pylock: Pylock
+    packages: tuple[LockedPackage, ...]  # the pylock's packages as envbuilder installs them (exact, hashed)
 
     def package(self, name: str) -> LockedPackage | None:
         return next((p for p in self.packages if p.name == name), None)
 
     @property
     def short_hash(self) -> str:
-        return self.digest.removeprefix("sha256:")[:12]
+        return self.tool.digest.removeprefix("sha256:")[:12]
 
 
 def _filename(url: str) -> str:
@@ -361,28 +396,8 @@ def parse_lock(text: str, path: Path) -> Lock:
             f"(digest {actual[:19]}... != recorded {str(expected)[:19]}...)"
         )
         raise LockError(msg, hint="regenerate it with `envbuilder lock`, or restore it from version control")
-    check_pylock(doc, str(path))
-    packages = tuple(_locked_package(p) for p in doc.get("packages", []))
-    t = _ToolTable(tool, path)
-    return Lock(
-        path=path,
-        name=t.env_name(),
-        profile=t.token("profile", _TOKEN),
-        python=t.token("python", _PYTHON),
-        cuda=t.token("cuda", _CUDA) or None,
-        variant=t.token("variant", _TOKEN),
-        platform=t.token("platform", _TOKEN),
-        target=t.table("target"),
-        pins=tuple(_check_pin(v, f"{path}: [tool.envbuilder].pins") for v in t.strings("pins")),
-        indexes=tuple(check_index_url(v, f"{path}: [tool.envbuilder].indexes") for v in t.strings("indexes")),
-        reasons=t.strings("reasons"),
-        warnings=t.strings("warnings"),
-        matrix_digest=t.token("matrix-digest", _DIGEST),
-        digest=str(expected),
-        smoke=t.table("smoke"),
-        extra=tuple(_check_requirement(v, f"{path}: [tool.envbuilder].extra") for v in t.strings("extra")),
-        packages=packages,
-    )
+    pylock, packages = check_pylock(doc, str(path))
+    return Lock(path=path, tool=LockTool.from_dict(tool, str(path)), pylock=pylock, packages=packages)
 
 
 # --------------------------------------------------------------------------- validation: a lock is outside input
@@ -457,45 +472,64 @@ def _check_requirement(text: str, where: str) -> str:
     return text
 
 
-def check_pylock(doc: Mapping[str, Any], where: str) -> None:
-    """The PEP 751 part of a lock as packaging's reference reader sees it, plus what envbuilder embeds elsewhere."""
+def check_pylock(doc: Mapping[str, Any], where: str) -> tuple[Pylock, tuple[LockedPackage, ...]]:
+    """The PEP 751 part of a lock as packaging's reference reader validates it, then what envbuilder embeds
+    elsewhere (exact versions, hashed files, URLs and markers that cannot add a line to a generated file)."""
+    pylock = _validated(doc, where)
+    raw = doc["packages"]  # validated: a list of tables, in the model's order
+    pairs = enumerate(zip(pylock.packages, raw, strict=True))
+    return pylock, tuple(_locked_package(p, r, f"{where}: packages[{i}]") for i, (p, r) in pairs)
+
+
+def _validated(doc: Mapping[str, Any], where: str) -> Pylock:
     from packaging.pylock import Pylock, PylockUnsupportedVersionError, PylockValidationError
 
-    named = copy.deepcopy(dict(doc))
-    for f, filename in _encoded_files(named):
+    named: Mapping[str, Any] = doc
+    if next(_encoded_files(doc), None) is not None:
         # PEP 751: a name the URL spells need not be written out; packaging before 26.4 does not decode a
-        # percent-encoded one, so a lock uv wrote would be refused for the reader's old packaging.
-        f["name"] = filename
+        # percent-encoded one, so a lock uv wrote would be refused for the reader's old packaging. Only such
+        # a lock is copied (the caller's document stays as read, for its digest).
+        named = copy.deepcopy(dict(doc))
+        for f, filename in _encoded_files(named):
+            f["name"] = filename
     try:
-        Pylock.from_dict(named)
-    except (PylockValidationError, PylockUnsupportedVersionError) as exc:
-        raise _bad(where, f"not a valid PEP 751 lock ({_shown(str(exc))})") from None
-    packages = doc.get("packages", [])
-    for i, pkg in enumerate(packages if isinstance(packages, list) else []):
-        at = f"{where}: packages[{i}]"
-        if not isinstance(pkg.get("version"), str):
-            raise _bad(at, f"package {pkg.get('name')} has no version (envbuilder installs exact versions)")
-        marker = pkg.get("marker")
-        if marker is not None and _CONTROL.search(str(marker)):
-            raise _bad(at, f"the marker {_shown(marker)} holds a control character")
-        files = _package_files(pkg)
-        if not files:
-            raise _bad(at, f"package {pkg.get('name')} has no wheel or sdist")
-        for f in files:
-            check_file_url(f.get("url"), at)
-            sha = _table(f.get("hashes")).get("sha256", "")
-            if not isinstance(sha, str) or not _SHA.match(sha):
-                raise _bad(at, f"package {pkg.get('name')} has a file without a valid sha256 hash")
+        return Pylock.from_dict(named)
+    except PylockUnsupportedVersionError as exc:
+        raise _bad(where, f"not a lock this packaging reads ({_shown(str(exc))})") from None
+    except PylockValidationError as exc:
+        at = f"{where}: {exc.context}" if exc.context else where
+        raise _bad(at, f"not a valid PEP 751 lock ({_shown(exc.message)})") from None
 
 
-class _ToolTable:
+def _locked_package(pkg: Package, raw: Mapping[str, Any], where: str) -> LockedPackage:
+    """One package of the validated model as envbuilder installs it; ``raw`` is its table as written, whose
+    marker text is kept as uv spelt it (packaging re-quotes a marker, which would change generated files)."""
+    if pkg.version is None:
+        raise _bad(where, f"package {pkg.name} has no version (envbuilder installs exact versions)")
+    marker = raw.get("marker") if pkg.marker is not None else None
+    if marker is not None and (not isinstance(marker, str) or _CONTROL.search(marker)):
+        raise _bad(where, f"the marker {_shown(marker)} holds a control character")
+    archives: list[PackageWheel | PackageSdist] = [*(pkg.wheels or ()), *([pkg.sdist] if pkg.sdist else [])]
+    if not archives:
+        raise _bad(where, f"package {pkg.name} has no wheel or sdist")
+    files = []
+    for f in archives:
+        url = check_file_url(f.url, where)
+        sha = f.hashes.get("sha256", "")
+        if not isinstance(sha, str) or not _SHA.match(sha):
+            raise _bad(where, f"package {pkg.name} has a file without a valid sha256 hash")
+        files.append(LockedFile(url, sha, f.name or _filename(url)))
+    return LockedPackage(pkg.name, str(pkg.version), marker, tuple(files))
+
+
+class _ToolReader:
     """Typed reads of [tool.envbuilder], each failure naming the key."""
 
-    def __init__(self, tool: Mapping[str, Any], path: Path) -> None:
-        self.tool, self.path = tool, path
+    def __init__(self, tool: Mapping[str, Any], where: str) -> None:
+        self.tool, self.where = tool, where
 
     def _fail(self, key: str, expected: str) -> LockError:
-        return _bad(f"{self.path}: [tool.envbuilder].{key}", f"expected {expected}, got {_shown(self.tool.get(key))}")
+        return _bad(f"{self.where}.{key}", f"expected {expected}, got {_shown(self.tool.get(key))}")
 
     def token(self, key: str, pattern: re.Pattern[str]) -> str:
         value = self.tool.get(key, "")
@@ -508,7 +542,7 @@ class _ToolTable:
         try:
             return check_env_name(name) if isinstance(name, str) else check_env_name(repr(name))
         except LockError as exc:
-            raise LockError(f"{self.path}: [tool.envbuilder].name: {exc.message}", hint=exc.hint) from None
+            raise LockError(f"{self.where}.name: {exc.message}", hint=exc.hint) from None
 
     def strings(self, key: str) -> tuple[str, ...]:
         value = self.tool.get(key, [])
@@ -521,15 +555,6 @@ class _ToolTable:
         if not isinstance(value, dict):
             raise self._fail(key, "a table")
         return value
-
-
-def _locked_package(p: Mapping[str, Any]) -> LockedPackage:
-    """A package ``check_pylock`` accepted."""
-    files = tuple(
-        LockedFile(str(f["url"]), str(f["hashes"]["sha256"]), _filename(str(f["url"]))) for f in _package_files(p)
-    )
-    marker = p.get("marker")
-    return LockedPackage(str(p["name"]), str(p["version"]), str(marker) if marker is not None else None, files)
 
 
 def read_lock(path: Path) -> Lock:

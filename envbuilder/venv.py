@@ -177,11 +177,11 @@ def _install_hash_checked(python: Path, lock: Lock, settings: Settings, progress
     req.write_text(hashed_requirements(lock), encoding="utf-8")
     progress(f"installing {len(lock.packages)} packages (hash-checked, from the configured sources)")
     indexes = []
-    if lock.indexes and settings.pytorch_index:
+    if lock.tool.indexes and settings.pytorch_index:
         # uv stops at an index it cannot reach even when a wheelhouse holds the file: an air-gapped
         # teammate's wheelhouse must be enough.
         if not settings.offline and reachable(settings.pytorch_index, settings):
-            indexes = [f"{settings.pytorch_index}/{lock.variant}"]
+            indexes = [f"{settings.pytorch_index}/{lock.tool.variant}"]
         else:
             progress(f"the PyTorch index {settings.pytorch_index} is out of reach: its files come from the wheelhouse")
     try:
@@ -278,7 +278,7 @@ def _guard(tmp: Path, dest: Path, lock: Lock, progress: Progress) -> GuardResult
     from envbuilder.edge import guard
 
     packages = {p.name: p.version for p in lock.packages}
-    result = guard.apply(tmp, name=lock.name, packages=packages, lock_file=lock.path.name, final=dest)
+    result = guard.apply(tmp, name=lock.tool.name, packages=packages, lock_file=lock.path.name, final=dest)
     if result is None:
         progress(f"no guard: {dest} holds whitespace, which UV_CONSTRAINT and PIP_CONSTRAINT cannot carry")
         return None
@@ -294,14 +294,14 @@ def _write_marker(
     marker = {
         "schema": "envbuilder.env/1",
         "envbuilder": __version__,
-        "name": lock.name,
-        "profile": lock.profile,
-        "python": lock.python,
-        "cuda": lock.cuda,
-        "variant": lock.variant,
-        "target": dict(lock.target),
-        "lock_digest": lock.digest,
-        "pins": list(lock.pins),
+        "name": lock.tool.name,
+        "profile": lock.tool.profile,
+        "python": lock.tool.python,
+        "cuda": lock.tool.cuda,
+        "variant": lock.tool.variant,
+        "target": dict(lock.tool.target),
+        "lock_digest": lock.tool.digest,
+        "pins": list(lock.tool.pins),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(seconds, 1),
         "smoke": dict(outcome.record) if outcome else {"result": "not-run"},

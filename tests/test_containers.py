@@ -194,7 +194,7 @@ def test_real_podman_build_of_the_cpu_image(tmp_path: Path, capfd: pytest.Captur
             ],
             timeout=120,
         )
-        assert inspect.stdout.split() == [lock.digest, "10001:10001"]
+        assert inspect.stdout.split() == [lock.tool.digest, "10001:10001"]
         # The guard (issue 15): both installers inside the image are bound to the lock's stack layers.
         env = _run.run(
             ["podman", *STORAGE, "image", "inspect", "--format", "{{json .Config.Env}}", tags[0]], timeout=120

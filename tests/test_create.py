@@ -72,7 +72,7 @@ def test_create_builds_a_proven_environment(built: dict[str, Path], lock_consume
     assert marker["profile"] == "cpu" and marker["python"] == "3.11"
     assert marker["smoke"]["result"] == "pass"
     lock = read_lock(built["lock"])
-    assert lock.smoke["result"] == "pass"  # the evidence travels with the lock
+    assert lock.tool.smoke["result"] == "pass"  # the evidence travels with the lock
     assert "torch==2.13.0+cpu" in _freeze(env)
     out = subprocess.run(
         [env / "bin" / "python", "-c", "import bitsandbytes, torch; print(torch.__version__)"],
@@ -253,8 +253,8 @@ def test_lock_for_another_machine_and_upgrade(
     lock = read_lock(out)
     torch = lock.package("torch")
     assert torch is not None and torch.files[0].url.startswith("https://files.pythonhosted.org/")
-    assert lock.cuda is not None and lock.cuda.startswith("13.")
-    assert lock.target["gpus"][0]["cc"] == "9.0"
+    assert lock.tool.cuda is not None and lock.tool.cuda.startswith("13.")
+    assert lock.tool.target["gpus"][0]["cc"] == "9.0"
     capsys.readouterr()
     assert main([*args, "--upgrade", "--bnb", "0.49.2"]) == 0
     text = capsys.readouterr().out

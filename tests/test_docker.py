@@ -110,7 +110,7 @@ def test_dockerfile_structure(lock_path: Path, base: str, gpu: bool) -> None:
     assert runtime.index("USER 10001") < runtime.index(build_smoke) < runtime.index("CMD [")
     assert ("NVIDIA_DRIVER_CAPABILITIES=compute,utility" in runtime) is gpu
     # The reason for the base is written above it.
-    reason = "JIT" if lock.profile == "gptq" else "glibc" if lock.profile == "cpu" else "no CUDA base image"
+    reason = "JIT" if lock.tool.profile == "gptq" else "glibc" if lock.tool.profile == "cpu" else "no CUDA base image"
     assert reason in text.split("ARG BASE_IMAGE", 1)[0]
 
 
@@ -119,9 +119,9 @@ def test_labels_name_target_profile_matrix_and_lock() -> None:
     labels = labels_for(lock, "python:3.11-slim-bookworm")
     assert labels["io.envbuilder.target"] == "sm_90 driver 580.65.06 linux x86_64"
     assert labels["io.envbuilder.profile"] == "bnb"
-    assert labels["io.envbuilder.cuda"] == lock.cuda
-    assert labels["io.envbuilder.lock-digest"] == lock.digest
-    assert labels["io.envbuilder.matrix-digest"] == "sha256:" + lock.matrix_digest.removeprefix("sha256:")
+    assert labels["io.envbuilder.cuda"] == lock.tool.cuda
+    assert labels["io.envbuilder.lock-digest"] == lock.tool.digest
+    assert labels["io.envbuilder.matrix-digest"] == "sha256:" + lock.tool.matrix_digest.removeprefix("sha256:")
     assert labels["org.opencontainers.image.version"].endswith(lock.short_hash)
     text = render_dockerfile(lock)
     for key, value in labels.items():
@@ -205,7 +205,7 @@ def test_smoke_expectation_from_the_lock() -> None:
     table = load_smoke_table()
     lock = read_lock(GPTQ)
     data = smoke_expect(lock, table)
-    assert data.bnb_library is None and data.cuda == lock.cuda
+    assert data.bnb_library is None and data.cuda == lock.tool.cuda
     assert data.gpu_imports == ("gptqmodel",)  # it JIT-compiles on import: only where a GPU is
     assert "gptqmodel" not in data.imports and "torch" in data.imports
     assert data.packages == {p.name: p.version for p in lock.packages} and data.exact
@@ -237,10 +237,10 @@ def test_image_smoke_build_mode_passes_here_and_fails_on_a_foreign_lock(tmp_path
 def test_tag_format() -> None:
     cpu, sm90 = read_lock(CPU), read_lock(SM90)
     assert image_tag(cpu) == f"cpu:cpu-cpu-py3.11-{cpu.short_hash}"
-    assert image_tag(sm90) == f"bnb-sm90:bnb-{sm90.variant}-py3.11-{sm90.short_hash}"
+    assert image_tag(sm90) == f"bnb-sm90:bnb-{sm90.tool.variant}-py3.11-{sm90.short_hash}"
     assert image_tags(sm90, "registry.example.com:5000/team") == (
-        f"registry.example.com:5000/team/bnb-sm90:bnb-{sm90.variant}-py3.11-{sm90.short_hash}",
-        f"registry.example.com:5000/team/bnb-sm90:bnb-{sm90.variant}-py3.11",
+        f"registry.example.com:5000/team/bnb-sm90:bnb-{sm90.tool.variant}-py3.11-{sm90.short_hash}",
+        f"registry.example.com:5000/team/bnb-sm90:bnb-{sm90.tool.variant}-py3.11",
     )
 
 
@@ -258,8 +258,8 @@ def test_tags_never_collide_for_different_locks() -> None:
     tags = [image_tag(lock) for lock in locks]
     assert len(set(tags)) == len(tags)
     sm86, sm89 = read_lock(SM86), read_lock(SM89)
-    assert sm86.pins == sm89.pins
-    same_name = dataclasses.replace(sm89, name=sm86.name)
+    assert sm86.tool.pins == sm89.tool.pins
+    same_name = dataclasses.replace(sm89, tool=dataclasses.replace(sm89.tool, name=sm86.tool.name))
     assert image_tag(same_name) != image_tag(sm86)
 
 
@@ -479,13 +479,14 @@ def test_bake_file() -> None:
     ]
     bake = render_bake(images, registry="ghcr.io/acme/envbuilder")
     sm90 = read_lock(SM90)
+    variant = sm90.tool.variant
     assert 'default = "ghcr.io/acme/envbuilder"' in bake
     assert 'group "default" {\n  targets = ["cpu", "bnb-sm90"]\n}' in bake
     assert (
-        f'tags       = ["${{REGISTRY}}/{image_tag(sm90)}", "${{REGISTRY}}/bnb-sm90:bnb-{sm90.variant}-py3.11"]' in bake
+        f'tags       = ["${{REGISTRY}}/{image_tag(sm90)}", "${{REGISTRY}}/bnb-sm90:bnb-{variant}-py3.11"]' in bake
     )
     assert (
-        f'cache-to   = ["type=registry,ref=${{REGISTRY}}/bnb-sm90:buildcache-bnb-{sm90.variant}-py3.11,mode=max"]'
+        f'cache-to   = ["type=registry,ref=${{REGISTRY}}/bnb-sm90:buildcache-bnb-{variant}-py3.11,mode=max"]'
         in bake
     )
     assert 'platforms  = ["linux/amd64"]' in bake

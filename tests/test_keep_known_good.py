@@ -244,8 +244,8 @@ def test_upgrade_refuses_what_no_plan_serves_then_moves_the_stack_as_a_whole(
     layers = _layers(env)
     assert layers["bitsandbytes"] == NEW_BNB and layers["torch"] == "2.13.0+cpu" and layers["accelerate"] == "1.15.0"
     new = read_lock(lock)
-    assert new.package("bitsandbytes").version == NEW_BNB and new.smoke["result"] == "pass"  # type: ignore[union-attr]
-    assert read_lock(env / "pylock.toml").digest == new.digest
+    assert new.package("bitsandbytes").version == NEW_BNB and new.tool.smoke["result"] == "pass"  # type: ignore[union-attr]
+    assert read_lock(env / "pylock.toml").tool.digest == new.tool.digest
     assert json.loads((env / "envbuilder.json").read_text())["smoke"]["result"] == "pass"
     assert f"bitsandbytes=={NEW_BNB}" in (env / CONSTRAINTS_FILE).read_text()
     assert not list(env.parent.glob(".cpu.tmp-*")) and not list(env.parent.glob(".cpu.old-*"))

@@ -32,6 +32,7 @@ from envbuilder.resolve import Plan, Sources, resolve
 from envbuilder.target import build_target, parse_gpus
 
 FIXTURES = Path(__file__).parent / "fixtures" / "locks"
+CPU_LOCK = Path(__file__).parent.parent / "dockerfiles" / "cpu" / "pylock.cpu.toml"
 # Real `uv pip compile --format pylock.toml` outputs (see fixtures/locks/README.md).
 UV_CPU = (FIXTURES / "pylock.uv-cpu-py311.toml").read_text()
 UV_GPU = (FIXTURES / "pylock.uv-torch210-py311.toml").read_text()
@@ -66,10 +67,10 @@ def test_finalize_records_canonical_url_and_provenance(cpu_plan: Plan) -> None:
     assert torch.files[0].filename == "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
     assert torch.files[0].sha256 == "6746dbcbeb526eb61330b76b41ff1b4eb848951103a892eeb080dfa2b264667b"
     assert "wheelhouse-files" in text and "file:///opt/wheels/" in text
-    assert lock.name == "cpu-py3.11" and lock.profile == "cpu" and lock.python == "3.11"
-    assert lock.pins[:2] == ("torch==2.13.0+cpu", "bitsandbytes==0.50.2")
-    assert lock.matrix_digest == cpu_plan.matrix_digest
-    assert lock.digest.startswith("sha256:")
+    assert lock.tool.name == "cpu-py3.11" and lock.tool.profile == "cpu" and lock.tool.python == "3.11"
+    assert lock.tool.pins[:2] == ("torch==2.13.0+cpu", "bitsandbytes==0.50.2")
+    assert lock.tool.matrix_digest == cpu_plan.matrix_digest
+    assert lock.tool.digest.startswith("sha256:")
 
 
 def test_a_percent_encoded_file_url_gets_its_name_for_every_reader(cpu_plan: Plan) -> None:
@@ -115,10 +116,10 @@ def test_tampered_lock_is_refused(cpu_plan: Plan, edit, why: str) -> None:  # ty
 
 def test_smoke_evidence_does_not_change_the_digest(cpu_plan: Plan) -> None:
     text = finalize(UV_CPU, cpu_plan, name="n", pytorch_index=None)
-    before = parse_lock(text, Path("a")).digest
+    before = parse_lock(text, Path("a")).tool.digest
     after = parse_lock(with_smoke(text, {"result": "pass", "date": "2026-11-24"}), Path("a"))
-    assert after.digest == before
-    assert after.smoke["result"] == "pass"
+    assert after.tool.digest == before
+    assert after.tool.smoke["result"] == "pass"
 
 
 @pytest.mark.parametrize(
@@ -135,6 +136,88 @@ def test_malformed_locks(text: str, message: str) -> None:
         parse_lock(text, Path("pylock.x.toml"))
 
 
+def _resealed(text: str) -> str:
+    import tomllib
+
+    from envbuilder.lock import content_digest
+
+    digest = content_digest(tomllib.loads(text))
+    return re.sub(r'lock-digest = "sha256:[0-9a-f]+"', f'lock-digest = "{digest}"', text)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # packaging.pylock's validation, its dotted context first
+        (
+            'hashes = { sha256 = "6746',
+            'hashes = ["abc"], x = { sha256 = "6746',
+            "packages[35].wheels[0].hashes: not a valid PEP 751 lock ('Unexpected type list (expected Mapping)')",
+        ),
+        (
+            'name = "torch"\n',
+            'name = "torch evil"\n',
+            "packages[35].name: not a valid PEP 751 lock (\"Name 'torch evil' is not normalized\")",
+        ),
+        (
+            'lock-version = "1.0"',
+            'lock-version = "1.0"\nenvironments = 3',
+            "environments: not a valid PEP 751 lock ('Unexpected type int (expected Sequence)')",
+        ),
+        # envbuilder's own rules over the validated model and over [tool.envbuilder]
+        (
+            'name = "accelerate"\nversion = "1.15.0"\n',
+            'name = "accelerate"\n',
+            "packages[0]: package accelerate has no version (envbuilder installs exact versions)",
+        ),
+        (
+            "https://download.pytorch.org/whl/cpu/torch-",
+            "https://u:p@download.pytorch.org/whl/cpu/torch-",
+            "packages[35]: a URL carries credentials (user:password@); locks record URLs without them",
+        ),
+        (
+            'sha256 = "6746dbcb',
+            'sha256 = "XYZ6dbcb',
+            "packages[35]: package torch has a file without a valid sha256 hash",
+        ),
+        ("pins = [", "pins = 5\nold-pins = [", "[tool.envbuilder].pins: expected a list of one-line strings, got 5"),
+        (
+            'profile = "cpu"',
+            'profile = "c p u"',
+            "[tool.envbuilder].profile: expected a short plain value, got 'c p u'",
+        ),
+    ],
+)
+def test_a_bad_lock_names_the_file_and_the_field(old: str, new: str, message: str) -> None:
+    """One message, exit 2 (LockError): the file, then the field (PEP 751's dotted path, or envbuilder's key)."""
+    text = CPU_LOCK.read_text(encoding="utf-8")
+    assert old in text
+    with pytest.raises(LockError) as info:
+        parse_lock(_resealed(text.replace(old, new, 1)), CPU_LOCK)
+    assert info.value.message == f"{CPU_LOCK}: {message}"
+    assert info.value.exit_code == 2
+
+
+def test_the_pylock_check_leaves_the_document_as_read(cpu_plan: Plan) -> None:
+    """A percent-encoded URL without its name is validated on a named copy; the caller's document (whose digest
+    was taken) is not changed, and a lock without such URLs is validated as it is."""
+    import copy
+
+    import tomllib
+
+    from envbuilder.lock import check_pylock
+
+    text = finalize(UV_CPU, cpu_plan, name="cpu-py3.11", pytorch_index="https://download.pytorch.org/whl")
+    unnamed = tomllib.loads(text.replace('name = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", ', ""))
+    for doc in (unnamed, tomllib.loads(UV_GPU)):
+        before = copy.deepcopy(doc)
+        pylock, packages = check_pylock(doc, "x")
+        assert doc == before
+        assert [p.name for p in pylock.packages] == [p.name for p in packages]
+    torch = next(p for p in check_pylock(unnamed, "x")[1] if p.name == "torch")
+    assert torch.files[0].filename == "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+
+
 def test_gpu_lock_from_pypi_keeps_pypi_urls(matrix) -> None:  # type: ignore[no-untyped-def]
     target = build_target(
         matrix, gpus=parse_gpus("sm_86", matrix), driver="550.54.14", pythons=("3.11",), torch="2.10.0"
@@ -145,7 +228,7 @@ def test_gpu_lock_from_pypi_keeps_pypi_urls(matrix) -> None:  # type: ignore[no-
     torch = lock.package("torch")
     assert torch is not None and torch.version == "2.10.0"
     assert torch.files[0].url.startswith("https://files.pythonhosted.org/")
-    assert lock.cuda == "12.8" and lock.variant == "cu128"
+    assert lock.tool.cuda == "12.8" and lock.tool.variant == "cu128"
 
 
 def test_hashed_requirements_pin_every_file(cpu_plan: Plan) -> None:

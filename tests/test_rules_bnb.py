@@ -16,7 +16,7 @@ from packaging.version import Version
 
 from envbuilder.builder import lock_fits_host
 from envbuilder.doctor.rules_bnb import Facts, pick_bnb
-from envbuilder.lock import Lock, LockedPackage
+from envbuilder.lock import Lock, LockedPackage, LockTool
 from envbuilder.matrix import Matrix
 from envbuilder.resolve import Plan, resolve
 from envbuilder.rules.bnb import lib_name, library_cuda
@@ -101,8 +101,16 @@ def test_the_smoke_programs_copy_equals_the_loader_rule(matrix: Matrix) -> None:
 
 
 def _lock(torch: str, cuda: str, variant: str) -> Lock:
-    return Lock(
-        path=Path("pylock.x.toml"),
+    from packaging.pylock import Package, Pylock
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    pylock = Pylock(
+        lock_version=Version("1.0"),
+        created_by="test",
+        packages=[Package(name=canonicalize_name("torch"), version=Version(torch))],
+    )
+    tool = LockTool(
         name="x",
         profile="bnb",
         python="3.12",
@@ -118,8 +126,9 @@ def _lock(torch: str, cuda: str, variant: str) -> Lock:
         digest="",
         smoke={},
         extra=(),
-        packages=(LockedPackage(name="torch", version=torch, marker=None, files=()),),
     )
+    packages = (LockedPackage(name="torch", version=torch, marker=None, files=()),)
+    return Lock(path=Path("pylock.x.toml"), tool=tool, pylock=pylock, packages=packages)
 
 
 @pytest.mark.parametrize(

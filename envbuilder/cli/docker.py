@@ -209,12 +209,12 @@ def run_dockerfile(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="envbuilder-dockerfile-") as tmp:
         lock, text = _get_lock(args, settings, Path(tmp))
     files = render_context(lock, text, options=_options(args, settings, [lock]), table=_smoke_table(args))
-    out = Path(args.output) if args.output else Path("docker") / lock.name
+    out = Path(args.output) if args.output else Path("docker") / lock.tool.name
     check_outputs(out, files, force=args.force)
     write_context(out, files)
-    lock_file = lock_file_name(lock.name)
+    lock_file = lock_file_name(lock.tool.name)
     if args.json:
-        doc = {"schema": "envbuilder.dockerfile/1", "name": lock.name, "context": str(out)}
+        doc = {"schema": "envbuilder.dockerfile/1", "name": lock.tool.name, "context": str(out)}
         print_json({**doc, "lock": str(out / lock_file), "image": image_tag(lock), "files": sorted(files)})
         return 0
     print(f"wrote {out}/Dockerfile (+ .dockerignore, requirements/, smoke/, {lock_file})")
@@ -260,7 +260,7 @@ def run_build(args: argparse.Namespace) -> int:
             backend = containers.Podman() if args.engine == "podman" else containers.Docker()
             argv = backend.build_argv(request)
             if args.json:
-                print_json(_build_doc(lock.name, request.tags, backend.name, argv))
+                print_json(_build_doc(lock.tool.name, request.tags, backend.name, argv))
             else:
                 print(shlex.join(argv))
             return 0
@@ -268,7 +268,7 @@ def run_build(args: argparse.Namespace) -> int:
         _console.progress(f"building {request.tags[0]} with {engine.name} (the build runs the image's smoke step)")
         containers.build(engine, request)
     if args.json:
-        print_json(_build_doc(lock.name, request.tags, engine.name, None))
+        print_json(_build_doc(lock.tool.name, request.tags, engine.name, None))
         return 0
     print(f"built {request.tags[0]}")
     print(f"run the full smoke test on a GPU host: docker run --rm --gpus all {request.tags[0]}")
@@ -336,7 +336,7 @@ def run_ci(args: argparse.Namespace) -> int:
                 "bake": str(out / "docker-bake.hcl"),
                 "workflow": str(out / ".github/workflows/envbuilder-images.yml"),
                 "contexts": [str(out / rel) for rel in contexts],
-                "images": [image.lock.name for image in images],
+                "images": [image.lock.tool.name for image in images],
             }
         )
         return 0

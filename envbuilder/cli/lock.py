@@ -173,7 +173,7 @@ def lock_one(
         "lock": str(out),
         "plan": plan,
         "packages": len(lock.packages),
-        "digest": lock.digest,
+        "digest": lock.tool.digest,
         "changes": changes,
     }
 

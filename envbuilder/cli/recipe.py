@@ -154,16 +154,16 @@ def _spec_from_lock(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs)
 
     lock, text = read_lock_text(Path(args.lock))
     if os_name == "windows":
-        _refuse_windows(lock.profile)
+        _refuse_windows(lock.tool.profile)
     return recipe.recipe_spec(
         lock,
-        driver_floor=_floor(matrix, lock.cuda, os_name),
-        compiles=_compiles(matrix, {p.name for p in lock.packages} | {p.split("==")[0] for p in lock.pins}),
+        driver_floor=_floor(matrix, lock.tool.cuda, os_name),
+        compiles=_compiles(matrix, {p.name for p in lock.packages} | {p.split("==")[0] for p in lock.tool.pins}),
         lock_text=text,
         name=args.name,
         env_dir=args.env_dir,
         smoke=load_smoke_table(getattr(args, "matrix_dir", None)),
-        bnb_first=_bnb_first(matrix, lock.platform),
+        bnb_first=_bnb_first(matrix, lock.tool.platform),
     )
 
 

@@ -66,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
     for warning in builder.require_fit(fit, lock, force=args.force):
         _console.warn(warning)
     settings = settings_from_args(args)
-    name = check_env_name(args.name) if args.name else lock.name  # a --path may be spelt any way
+    name = check_env_name(args.name) if args.name else lock.tool.name  # a --path may be spelt any way
     dest = Path(args.path) if args.path else settings.env_path(name)
     check_can_write(dest, "--path" if args.path else "the environment", directory=True)
-    interpreter = builder.interpreter_for(lock.python)
+    interpreter = builder.interpreter_for(lock.tool.python)
     progress = (lambda s: None) if args.json else _console.progress
-    smoke = None if args.no_smoke else functools.partial(builder.smoke_env, profile=lock.profile)
+    smoke = None if args.no_smoke else functools.partial(builder.smoke_env, profile=lock.tool.profile)
     outcome = venv.build(
         dest,
         interpreter=interpreter,
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                 "name": name,
                 "path": str(dest),
                 "lock": str(lock_path),
-                "digest": lock.digest,
+                "digest": lock.tool.digest,
                 "smoke": dict(outcome.record) if outcome else None,
             }
         )

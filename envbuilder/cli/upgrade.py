@@ -71,33 +71,38 @@ def run(args: argparse.Namespace) -> int:
     old = read_lock(env / "pylock.toml")
     matrix = load_matrix_for(args)
     target = _target(old, matrix, args)
-    _say(args, f"resolving {old.name} again for {target.describe()}")
+    _say(args, f"resolving {old.tool.name} again for {target.describe()}")
     sources = gather_sources(settings, index_variants(target, matrix))
     plan = resolve(target, matrix, sources)
     if isinstance(plan, NoPlan):
         from envbuilder.cli.resolve import render
 
         print(render(plan), file=sys.stderr)
-        msg = f"no plan serves {_asked(args)} for {old.name} ({target.describe()}); nothing was changed"
+        msg = f"no plan serves {_asked(args)} for {old.tool.name} ({target.describe()}); nothing was changed"
         raise CheckFailed(msg, hint=_nearest(plan, old, matrix, sources, args))
     before = {p.name: p.version for p in old.packages}
     changed = [p for p in plan.packages if before.get(p.name) != p.version]
     lock_path = _lock_out(args, marker, old)
     if not changed and not args.latest:
-        return _report(args, old.name, env, plan, [], lock_path, done=False, note="already there: nothing to do")
+        return _report(args, old.tool.name, env, plan, [], lock_path, done=False, note="already there: nothing to do")
     new, text = builder.plan_lock(
-        plan, name=old.name, settings=settings, out=lock_path, extra=old.extra, progress=lambda s: _say(args, s)
+        plan,
+        name=old.tool.name,
+        settings=settings,
+        out=lock_path,
+        extra=old.tool.extra,
+        progress=lambda s: _say(args, s),
     )
     from envbuilder.lock import diff_pins
 
     diff = diff_pins(old, new)
     if not diff:
-        return _report(args, old.name, env, plan, [], lock_path, done=False, note="already there: nothing to do")
+        return _report(args, old.tool.name, env, plan, [], lock_path, done=False, note="already there: nothing to do")
     _show(args, plan, old, diff)
     if args.dry_run:
-        return _report(args, old.name, env, plan, diff, lock_path, done=False, note="dry run: nothing was changed")
+        return _report(args, old.tool.name, env, plan, diff, lock_path, done=False, note="dry run: nothing was changed")
     _build(args, env, new, text, plan, settings, marker, lock_path)
-    return _report(args, old.name, env, plan, diff, lock_path, done=True, note="")
+    return _report(args, old.tool.name, env, plan, diff, lock_path, done=True, note="")
 
 
 def _asked(args: argparse.Namespace) -> str:
@@ -113,7 +118,7 @@ def _target(old: Lock, matrix: Matrix, args: argparse.Namespace) -> Target:
     """
     from envbuilder.target import Gpu, build_target
 
-    doc = old.target
+    doc = old.tool.target
     gpus = [Gpu(cc=str(g["cc"]), product=g.get("product")) for g in doc.get("gpus", []) if isinstance(g, dict)]
     torch = args.torch
     if torch is None and args.bnb and not args.latest and old.package("torch") is not None:
@@ -124,9 +129,9 @@ def _target(old: Lock, matrix: Matrix, args: argparse.Namespace) -> Target:
         gpus=gpus,
         driver=doc.get("driver"),
         os=str(doc.get("os") or "linux"),
-        pythons=(old.python,),
+        pythons=(old.tool.python,),
         machine=str(doc.get("machine") or "x86_64"),
-        profile=old.profile,
+        profile=old.tool.profile,
         torch=torch,
         bnb=args.bnb,
         forward_compat=bool(doc.get("forward_compat")),
@@ -164,7 +169,7 @@ def _lock_out(args: argparse.Namespace, marker: dict[str, Any], old: Lock) -> Pa
         value = marker.get(key)
         if isinstance(value, str) and value and Path(value).name != "pylock.toml":
             return Path(value)
-    return Path.cwd() / lock_file_name(old.name)
+    return Path.cwd() / lock_file_name(old.tool.name)
 
 
 def _show(args: argparse.Namespace, plan: Plan, old: Lock, diff: list[str]) -> None:
@@ -175,7 +180,7 @@ def _show(args: argparse.Namespace, plan: Plan, old: Lock, diff: list[str]) -> N
     if args.json:
         return
     before = {p.name: p.version for p in old.packages}
-    print(f"upgrade {old.name}:")
+    print(f"upgrade {old.tool.name}:")
     for p in plan.packages:
         was = before.get(p.name)
         mark = "=" if was == p.version else "~"
@@ -229,7 +234,8 @@ def _build(
             guard=marker.get("guard") is not None or "guard" not in marker,
         )
     except EnvbuilderError as exc:
-        exc.message = f"upgrade of {new.name} failed, so {env} and {lock_path.name} are as they were: {exc.message}"
+        done = f"{env} and {lock_path.name} are as they were"
+        exc.message = f"upgrade of {new.tool.name} failed, so {done}: {exc.message}"
         raise
 
 

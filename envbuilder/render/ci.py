@@ -29,9 +29,9 @@ class CiImage:
 
 def bake_target(lock: Lock) -> str:
     """A bake target name for the environment ('.' is not allowed there)."""
-    name = check_env_name(lock.name).replace(".", "_")
+    name = check_env_name(lock.tool.name).replace(".", "_")
     if not BAKE_TARGET.match(name):  # pragma: no cover - check_env_name allows less
-        msg = f"environment name {lock.name!r} cannot name a bake target"
+        msg = f"environment name {lock.tool.name!r} cannot name a bake target"
         raise DockerError(msg, hint="use letters, digits, '_' and '-'")
     return name
 
@@ -82,7 +82,7 @@ def render_bake(images: Sequence[CiImage], *, registry: str = DEFAULT_REGISTRY) 
             f'target "{name}" {{',
             f'  context    = "{_check_context(image.context)}"',
             '  dockerfile = "Dockerfile"',
-            f'  platforms  = ["{IMAGE_PLATFORMS[lock.platform]}"]',
+            f'  platforms  = ["{IMAGE_PLATFORMS[lock.tool.platform]}"]',
             f'  tags       = ["${{REGISTRY}}/{unique}", "${{REGISTRY}}/{moving}"]',
             f'  cache-from = ["type=registry,ref=${{REGISTRY}}/{repo}:buildcache-{tag_base(lock)}"]',
             f'  cache-to   = ["type=registry,ref=${{REGISTRY}}/{repo}:buildcache-{tag_base(lock)},mode=max"]',

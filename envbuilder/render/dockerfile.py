@@ -107,20 +107,20 @@ _STACK = re.compile(r"^(torch|triton|pytorch-triton.*|nvidia-.+|cuda-.+)$")
 
 def check_lock(lock: Lock) -> Lock:
     """Refuse a lock whose values cannot be put into an image definition (exit 2)."""
-    check_env_name(lock.name)
-    if lock.platform not in IMAGE_PLATFORMS:
-        msg = f"{lock.path}: images are Linux images; this lock is for {lock.platform!r}"
+    check_env_name(lock.tool.name)
+    if lock.tool.platform not in IMAGE_PLATFORMS:
+        msg = f"{lock.path}: images are Linux images; this lock is for {lock.tool.platform!r}"
         raise DockerError(msg, hint="lock for the image: envbuilder lock --os linux")
     for value, pattern, what in (
-        (lock.python, PYTHON, "python"),
-        (lock.variant, VARIANT, "variant"),
-        (lock.digest, SHA256_DIGEST, "lock digest"),
+        (lock.tool.python, PYTHON, "python"),
+        (lock.tool.variant, VARIANT, "variant"),
+        (lock.tool.digest, SHA256_DIGEST, "lock digest"),
     ):
         if not pattern.match(value):
             msg = f"{lock.path}: {what} {value!r} cannot go into an image definition"
             raise DockerError(msg, hint="regenerate the lock with `envbuilder lock`")
-    if lock.profile not in PROFILES:
-        msg = f"{lock.path}: unknown profile {lock.profile!r}"
+    if lock.tool.profile not in PROFILES:
+        msg = f"{lock.path}: unknown profile {lock.tool.profile!r}"
         raise DockerError(msg, hint="regenerate the lock with `envbuilder lock`")
     if lock.package("torch") is None:
         msg = f"{lock.path}: the lock has no torch"
@@ -135,7 +135,7 @@ def check_lock(lock: Lock) -> Lock:
 
 def repository(lock: Lock, prefix: str | None = None) -> str:
     """The image repository: ``[prefix/]<env name in lower case>``; a prefix may start with a registry host."""
-    name = check_env_name(lock.name).lower()
+    name = check_env_name(lock.tool.name).lower()
     parts = [*(prefix.strip("/").split("/") if prefix else []), name]
     host = parts[0] if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost") else None
     path = parts[1:] if host else parts
@@ -149,7 +149,7 @@ def repository(lock: Lock, prefix: str | None = None) -> str:
 def tag_base(lock: Lock) -> str:
     """``<profile>-<cuNNN|cpu>-py<N.N>``: what the image is, readable at a glance."""
     check_lock(lock)
-    return f"{lock.profile}-{lock.variant}-py{lock.python}"
+    return f"{lock.tool.profile}-{lock.tool.variant}-py{lock.tool.python}"
 
 
 def image_tag(lock: Lock, prefix: str | None = None) -> str:
@@ -180,15 +180,15 @@ class Base:
 def default_base(lock: Lock) -> Base:
     """The base per profile: Debian slim where torch's wheels bring CUDA, nvidia/cuda devel where nvcc runs."""
     check_lock(lock)
-    if lock.profile == "gptq":
-        tag = CUDA_DEVEL_TAGS.get(lock.cuda or "")
+    if lock.tool.profile == "gptq":
+        tag = CUDA_DEVEL_TAGS.get(lock.tool.cuda or "")
         if tag is None:
-            msg = f"{lock.path}: no nvidia/cuda devel image is known for CUDA {lock.cuda}"
+            msg = f"{lock.path}: no nvidia/cuda devel image is known for CUDA {lock.tool.cuda}"
             raise DockerError(msg, hint="give one with --base-image (a CUDA devel image matching torch's CUDA)")
         return Base(
             image=f"nvidia/cuda:{tag}",
             reason=(
-                f"gptqmodel compiles its kernels on first use (JIT), so nvcc and the CUDA {lock.cuda} headers",
+                f"gptqmodel compiles its kernels on first use (JIT), so nvcc and the CUDA {lock.tool.cuda} headers",
                 "must be in the image and match torch's CUDA: an nvidia/cuda *devel* base. Its Python is",
                 "not the one the lock needs, so uv installs a managed CPython into /opt/python.",
             ),
@@ -205,8 +205,8 @@ def default_base(lock: Lock) -> Base:
             "Python over torch; the NVIDIA container toolkit mounts the host driver at run time",
             "(--gpus all). Nothing compiles against CUDA, so no CUDA base image: Debian slim suffices.",
         ),
-    }[lock.profile]
-    return Base(image=f"python:{lock.python}-slim-bookworm", reason=why)
+    }[lock.tool.profile]
+    return Base(image=f"python:{lock.tool.python}-slim-bookworm", reason=why)
 
 
 # --------------------------------------------------------------------------- requirements
@@ -239,7 +239,7 @@ def extra_indexes(lock: Lock) -> tuple[str, ...]:
     own, so its directory is no index: only the indexes the lock actually uses are listed (issue 11: a mirror
     lock put 82 directories into ``ARG UV_INDEX``).
     """
-    found = list(lock.indexes)
+    found = list(lock.tool.indexes)
     for p in lock.packages:
         if "+" not in p.version:
             continue
@@ -296,7 +296,7 @@ def _label_block(lock: Lock, base: str) -> list[str]:
 
 def target_text(lock: Lock) -> str:
     """The lock's target in one line: ``sm_86,sm_89 driver 550.54.14 linux x86_64`` or ``cpu linux x86_64``."""
-    target = lock.target
+    target = lock.tool.target
     gpus = ",".join(str(g.get("sm", "")) for g in target.get("gpus", []) if isinstance(g, Mapping))
     parts = [gpus or "cpu"]
     if target.get("driver"):
@@ -308,13 +308,14 @@ def target_text(lock: Lock) -> str:
 def labels_for(lock: Lock, base: str) -> dict[str, str]:
     """OCI labels: what the image is and where it came from (target, profile, matrix digest, lock hash)."""
     check_lock(lock)
-    pins = " ".join(safe(p, "pin") for p in lock.pins)
-    matrix = lock.matrix_digest if lock.matrix_digest.startswith("sha256:") else f"sha256:{lock.matrix_digest}"
+    pins = " ".join(safe(p, "pin") for p in lock.tool.pins)
+    digest = lock.tool.matrix_digest
+    matrix = digest if digest.startswith("sha256:") else f"sha256:{digest}"
     return {
-        "org.opencontainers.image.title": lock.name,
+        "org.opencontainers.image.title": lock.tool.name,
         "org.opencontainers.image.description": safe(
-            f"envbuilder environment {lock.name}: {lock.profile} profile, Python {lock.python}, "
-            + (f"CUDA {lock.cuda} ({lock.variant})" if lock.cuda else "CPU"),
+            f"envbuilder environment {lock.tool.name}: {lock.tool.profile} profile, Python {lock.tool.python}, "
+            + (f"CUDA {lock.tool.cuda} ({lock.tool.variant})" if lock.tool.cuda else "CPU"),
             "description",
         ),
         "org.opencontainers.image.version": f"{tag_base(lock)}-{lock.short_hash}",
@@ -322,24 +323,25 @@ def labels_for(lock: Lock, base: str) -> dict[str, str]:
         "org.opencontainers.image.base.name": check_image(base, "base image").split("@", 1)[0],
         **({"org.opencontainers.image.base.digest": base.rsplit("@", 1)[1]} if "@sha256:" in base else {}),
         "io.envbuilder.target": target_text(lock),
-        "io.envbuilder.profile": lock.profile,
-        "io.envbuilder.python": lock.python,
-        "io.envbuilder.cuda": lock.cuda or "none",
+        "io.envbuilder.profile": lock.tool.profile,
+        "io.envbuilder.python": lock.tool.python,
+        "io.envbuilder.cuda": lock.tool.cuda or "none",
         "io.envbuilder.pins": pins,
         "io.envbuilder.matrix-digest": safe(matrix, "matrix digest"),
-        "io.envbuilder.lock-digest": lock.digest,
+        "io.envbuilder.lock-digest": lock.tool.digest,
         "io.envbuilder.version": __version__,
     }
 
 
 def _header(lock: Lock, base: Base, base_image: str) -> list[str]:
-    what = f"CUDA {lock.cuda} ({lock.variant})" if lock.cuda else "CPU"
-    lock_file = lock_file_name(lock.name)
+    tool = lock.tool
+    what = f"CUDA {tool.cuda} ({tool.variant})" if tool.cuda else "CPU"
+    lock_file = lock_file_name(tool.name)
     # No `# syntax=` line: it would pull the Dockerfile frontend from Docker Hub, which an air-gapped build
     # cannot reach. BuildKit's built-in frontend (Docker 23+) and podman/buildah read RUN --mount and --chmod.
     lines = [
-        f"# Generated by envbuilder {__version__} from {lock_file} ({lock.digest[:19]}...); regenerate, do not edit.",
-        f"# Environment {lock.name}: {lock.profile} profile, Python {lock.python}, {what}; target {target_text(lock)}.",
+        f"# Generated by envbuilder {__version__} from {lock_file} ({tool.digest[:19]}...); regenerate, do not edit.",
+        f"# Environment {tool.name}: {tool.profile} profile, Python {tool.python}, {what}; target {target_text(lock)}.",
         "#",
         f"# Base image {base_image}:",
         *(f"#   {r}" for r in base.reason),
@@ -376,8 +378,8 @@ def render_dockerfile(lock: Lock, *, options: Options | None = None) -> str:
     base_image = check_image(pin_image(options.base_image or base.image, options.pins), "base image")
     uv_image = check_image(pin_image(options.uv_image, options.pins), "uv image")
     indexes = " ".join(extra_indexes(lock))
-    gpu = lock.cuda is not None
-    site = f"{VENV}/lib/python{lock.python}/site-packages"
+    gpu = lock.tool.cuda is not None
+    site = f"{VENV}/lib/python{lock.tool.python}/site-packages"
     lines = [
         *_header(lock, base, base_image),
         "",
@@ -403,7 +405,7 @@ def render_dockerfile(lock: Lock, *, options: Options | None = None) -> str:
         "RUN --mount=type=cache,target=/root/.cache/uv \\",
         "    --mount=type=secret,id=ca \\",
         "    if [ -f /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca; fi \\",
-        f"    && mkdir -p {PYTHONS} && uv venv --python {lock.python} {VENV}",
+        f"    && mkdir -p {PYTHONS} && uv venv --python {lock.tool.python} {VENV}",
         "",
         "# --- builder: torch and its CUDA stack, in a directory of their own ---------------------------",
         "# Changing any other pin (bitsandbytes, transformers, ...) leaves this stage and its layer cached.",
@@ -440,7 +442,7 @@ def render_dockerfile(lock: Lock, *, options: Options | None = None) -> str:
         f"ENV UV_CONSTRAINT={VENV}/{CONSTRAINTS_FILE} \\",
         f"    PIP_CONSTRAINT={VENV}/{CONSTRAINTS_FILE}",
         "# --chmod: the app user reads these whatever the mode of the files in the build context.",
-        f"COPY --chmod=0644 {lock_file_name(lock.name)} /opt/envbuilder/",
+        f"COPY --chmod=0644 {lock_file_name(lock.tool.name)} /opt/envbuilder/",
         f"COPY --chmod=0755 smoke/ {SMOKE_DIR}/",
         f"USER {APP_UID}:{APP_UID}",
         "WORKDIR /home/app",
@@ -450,7 +452,7 @@ def render_dockerfile(lock: Lock, *, options: Options | None = None) -> str:
         f'RUN ["{VENV}/bin/python", "{SMOKE_DIR}/check.py", "--light", "--text", '
         f'"--expect", "{SMOKE_DIR}/expect.json"]',
         "# The full smoke test, meant for `docker run --gpus all`: one JSON document on stdout.",
-        f'CMD ["{VENV}/bin/python", "{SMOKE_DIR}/check.py", "--profile", "{lock.profile}", "--expect", '
+        f'CMD ["{VENV}/bin/python", "{SMOKE_DIR}/check.py", "--profile", "{lock.tool.profile}", "--expect", '
         f'"{SMOKE_DIR}/expect.json"]',
         *_label_block(lock, base_image),
     ]
@@ -482,9 +484,9 @@ def smoke_expect(lock: Lock, table: SmokeTable) -> Expect:
     check_lock(lock)
     return expect_for(
         {p.name: p.version for p in lock.packages},
-        lock.pins,
-        cuda=lock.cuda,
-        bnb_library=lib_name(lock.cuda, lock.platform),
+        lock.tool.pins,
+        cuda=lock.tool.cuda,
+        bnb_library=lib_name(lock.tool.cuda, lock.tool.platform),
         exact=True,
         table=table,
     )
@@ -502,7 +504,7 @@ def render_context(lock: Lock, lock_text: str, *, table: SmokeTable, options: Op
     return {
         "Dockerfile": render_dockerfile(lock, options=options),
         ".dockerignore": render_dockerignore(),
-        lock_file_name(lock.name): lock_text,
+        lock_file_name(lock.tool.name): lock_text,
         "requirements/cuda-stack.txt": hashed_lines(stack_packages(lock)),
         "requirements/rest.txt": hashed_lines(rest_packages(lock)),
         f"requirements/{CONSTRAINTS_FILE}": guard_constraints(lock),
@@ -517,7 +519,7 @@ def render_context(lock: Lock, lock_text: str, *, table: SmokeTable, options: Op
 def guard_constraints(lock: Lock) -> str:
     """The image's constraints file: the same guard as a venv's (``model.guard``)."""
     pins = guarded_pins({p.name: p.version for p in lock.packages})
-    return constraints_text(lock.name, pins, lock_file=lock_file_name(lock.name))
+    return constraints_text(lock.tool.name, pins, lock_file=lock_file_name(lock.tool.name))
 
 
 def build_args(lock: Lock, options: Options, *, wheelhouse_serves_all: bool = False) -> dict[str, str]:
