@@ -44,35 +44,36 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _time_process(argv: Sequence[str], runs: int) -> list[float]:
+def _time_process(argv: Sequence[str], runs: int, root: Path = ROOT) -> list[float]:
     times: list[float] = []
     cpu: list[float] = []
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(root)}
     for _ in range(runs):
         before = _children_cpu()
         start = time.perf_counter()
-        subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, check=False)
+        subprocess.run(argv, cwd=root, env=env, capture_output=True, check=False)
         times.append(time.perf_counter() - start)
         cpu.append(_children_cpu() - before)
     CPU[id(times)] = cpu
     return times
 
 
-def _time_interleaved(a: Sequence[str], b: Sequence[str], runs: int) -> tuple[list[float], list[float]]:
-    """``a`` and ``b`` timed alternately, ``runs`` times each."""
-    ta: list[float] = []
-    tb: list[float] = []
-    ca: list[float] = []
-    cb: list[float] = []
+def _time_interleaved(
+    a: Sequence[str], b: Sequence[str], runs: int, baseline: Path | None = None
+) -> tuple[list[float], list[float], list[float]]:
+    """``a`` and ``b`` timed alternately, ``runs`` times each; with ``baseline`` (another checkout), ``a`` from
+    there too, in the same rotation (a before/after figure at the same load)."""
+    times: list[list[float]] = [[], [], []]
+    cpus: list[list[float]] = [[], [], []]
+    steps = [(a, ROOT), (b, ROOT)] + ([(a, baseline)] if baseline else [])
     for _ in range(runs):
-        one = _time_process(a, 1)
-        ta += one
-        ca += CPU[id(one)]
-        one = _time_process(b, 1)
-        tb += one
-        cb += CPU[id(one)]
-    CPU[id(ta)], CPU[id(tb)] = ca, cb
-    return ta, tb
+        for i, (argv, root) in enumerate(steps):
+            one = _time_process(argv, 1, root)
+            times[i] += one
+            cpus[i] += CPU[id(one)]
+    for t, c in zip(times, cpus, strict=True):
+        CPU[id(t)] = c
+    return times[0], times[1], times[2]
 
 
 def _time_call(fn: Callable[[], object], runs: int) -> list[float]:
@@ -112,10 +113,70 @@ def _importtime() -> tuple[float, list[str]]:
     return total / 1e6, heavy
 
 
+# One resolve process's phases, timed inside it (a fresh process, the compiled matrix warm): what the CLI pays.
+PHASES = """
+import time
+t0 = time.perf_counter()
+import envbuilder.cli.resolve, envbuilder.resolve, envbuilder.edge.matrix_cache, envbuilder.target
+t1 = time.perf_counter()
+from envbuilder.edge.matrix_cache import cached_matrix
+matrix = cached_matrix()
+t2 = time.perf_counter()
+from envbuilder.target import build_target, parse_gpus
+target = build_target(matrix, gpus=parse_gpus("sm_89", matrix), driver="550.54.14")
+from envbuilder.resolve import resolve
+envbuilder.cli.resolve.render(resolve(target, matrix))
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2)
+"""
+
+
+def _phases(runs: int) -> list[float]:
+    """Minimum over ``runs`` fresh processes of: imports, reading the compiled matrix, the first resolve."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    best = [float("inf")] * 3
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", PHASES], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        )
+        best = [min(b, float(x)) for b, x in zip(best, out.stdout.split(), strict=True)]
+    return best
+
+
+def _import_groups(runs: int) -> dict[str, float]:
+    """``-X importtime`` of the resolve command, each module's own time summed by who wrote it (minimum over
+    ``runs``): envbuilder's modules (mostly creating their dataclasses), packaging's, the standard library's."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    best: dict[str, float] = {}
+    for _ in range(runs):
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "envbuilder", *ARGS],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        groups = dict.fromkeys(("envbuilder", "packaging", "standard library"), 0.0)
+        after_site = False
+        for m in re.finditer(r"^import time:\s+(\d+) \|\s+\d+ \| *(\S+)", proc.stderr, re.MULTILINE):
+            name = m.group(2)
+            if name == "site":
+                after_site = True  # site and what it imports are `python -c pass`'s too
+            elif after_site:
+                top = name.split(".")[0]
+                groups[top if top in groups else "standard library"] += int(m.group(1)) / 1e6
+        best = {k: min(v, best.get(k, v)) for k, v in groups.items()}
+    return best
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--no-uv", action="store_true", help="skip uv pip compile (needs PyPI)")
+    parser.add_argument(
+        "--baseline", type=Path, metavar="DIR", help="another checkout (e.g. `git worktree` of main) timed alike"
+    )
     opts = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from envbuilder.matrix import load_matrix
@@ -124,13 +185,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Bytecode as an installed envbuilder has it (pip compiles on install): with PYTHONDONTWRITEBYTECODE set,
     # as on these machines, every run would compile the sources again (0.3-0.4 s of CPU here).
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "envbuilder")], check=True)
+    for tree in (ROOT, opts.baseline) if opts.baseline else (ROOT,):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "envbuilder")], check=True)
     command = [sys.executable, "-m", "envbuilder", *ARGS]
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as cold_cache:
         os.environ["ENVBUILDER_CACHE"] = cold_cache
         first = _time_process(command, 1)  # an empty cache: validates the matrix and writes the compiled copy
-        cli, bare = _time_interleaved(command, [sys.executable, "-c", "pass"], opts.runs)
+        if opts.baseline:
+            _time_process(command, 1, opts.baseline)  # its own compiled matrix (another key), kept beside ours
+        cli, bare, base = _time_interleaved(command, [sys.executable, "-c", "pass"], opts.runs, opts.baseline)
+        phases = _phases(7)
+        groups = _import_groups(7)
         del os.environ["ENVBUILDER_CACHE"]
+    load_after = os.getloadavg()[0]
     uv = None if opts.no_uv else _uv_compile(max(3, opts.runs // 4))
     loads = _time_call(load_matrix, 10)
     matrix = load_matrix()
@@ -153,6 +221,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("`python -c pass`, CPU time", med(CPU[id(bare)]), "", None),
         ("resolve / bare start-up, CPU time", med(CPU[id(cli)]) / med(CPU[id(bare)]), "", None),
     ]
+    if base:
+        rows += [
+            ("the same from the baseline checkout", med(base), "", None),
+            ("this checkout / baseline, wall", med(cli) / med(base), "", None),
+            ("this checkout / baseline, CPU time", med(CPU[id(cli)]) / med(CPU[id(base)]), "", None),
+        ]
+    rows += [
+        ("where it goes (a fresh process, minimum of 7): importing the modules", phases[0], "", None),
+        ("... reading the compiled matrix (key and unpickle)", phases[1], "", None),
+        ("... the first resolve and its rendering", phases[2], "", None),
+        *((f"... imports' own time, {k} (importtime self, minimum of 7)", v, "", None) for k, v in groups.items()),
+    ]
     if uv is not None:
         rows += [
             ("`uv pip compile` of the same pins (warm cache)", med(uv), "", None),
@@ -173,8 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "# `envbuilder resolve` benchmark",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d')}, load average {os.getloadavg()[0]:.1f} (a machine shared by several "
-        f"engineers); medians of {opts.runs} runs (uv: {len(uv) if uv else 0}). "
+        f"{time.strftime('%Y-%m-%d %H:%M')}, load average {load_before:.1f} before the timed runs and "
+        f"{load_after:.1f} after (a machine shared by several engineers); medians of {opts.runs} runs "
+        f"(uv: {len(uv) if uv else 0}){f'; baseline checkout: {opts.baseline}' if base else ''}. "
         "Run `python3 bench/bench_resolve.py` to reproduce.",
         "",
         "| measure | value | goal | met |",
