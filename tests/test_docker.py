@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from envbuilder import _run
 from envbuilder.cli import main
+from envbuilder.errors import MatrixError
 from envbuilder.lock import Lock, parse_lock, read_lock
-from envbuilder.model.images import load_pin_table
+from envbuilder.model.images import PinTable, load_pin_table
 from envbuilder.model.smoke import load_smoke_table
 from envbuilder.render.ci import CiImage, render_bake, render_workflow
 from envbuilder.render.dockerfile import (
@@ -85,7 +87,8 @@ def _relabel_text(lock_path: Path, name: str) -> str:
 )
 def test_dockerfile_structure(lock_path: Path, base: str, gpu: bool) -> None:
     lock = read_lock(lock_path)
-    text = render_dockerfile(lock)
+    devel = PinTable(cuda_devel=load_pin_table().cuda_devel)  # the devel images only: bases stay tags here
+    text = render_dockerfile(lock, options=Options(pins=devel))
     froms = re.findall(r"^FROM (\S+) AS (\S+)$", text, re.MULTILINE)
     assert froms == [
         ("${UV_IMAGE}", "uv"),
@@ -581,6 +584,28 @@ def test_base_images_are_pinned_by_the_recorded_digest() -> None:
     assert "base.digest" not in gptq
     # The committed Dockerfiles are rendered with the recorded digests.
     assert f"ARG BASE_IMAGE=python:3.11-slim-bookworm@{digest}\n" in (DOCKERFILES / "cpu" / "Dockerfile").read_text()
+
+
+def test_the_cuda_devel_image_is_the_matrix_row_of_the_lock_cuda() -> None:
+    """images.toml's [[cuda-devel]] rows choose a compiling profile's base; none for its CUDA: one message, exit 2."""
+    from envbuilder.model.images import parse_pin_table
+    from envbuilder.render.dockerfile import default_base
+
+    lock = read_lock(GPTQ)
+    assert default_base(lock, load_pin_table()).image == "nvidia/cuda:12.8.1-devel-ubuntu24.04"
+    with pytest.raises(DockerError) as info:
+        default_base(lock, PinTable())
+    assert info.value.message == f"{GPTQ}: no nvidia/cuda devel image is known for CUDA 12.8"
+    assert info.value.exit_code == 2 and "[[cuda-devel]]" in info.value.hint
+    overlay = {"cuda-devel": [{"cuda": "12.8", "ref": "mirror.example/cuda:12.8-devel", "source": "a mirror",
+                               "confidence": "confirmed"}]}
+    shipped = ("images.toml", tomllib.loads((ROOT / "matrices" / "images.toml").read_text()))
+    pins = parse_pin_table([shipped, ("overlay/images.toml", overlay)])
+    assert default_base(lock, pins).image == "mirror.example/cuda:12.8-devel"
+    assert default_base(read_lock(CPU), PinTable()).image == "python:3.11-slim-bookworm"  # no devel image needed
+    bad = {"cuda-devel": [{"cuda": "twelve", "ref": "x", "source": "s", "confidence": "confirmed"}]}
+    with pytest.raises(MatrixError, match="CUDA version 'twelve'"):
+        parse_pin_table([("overlay/images.toml", bad)])
 
 
 def test_a_resolved_digest_pins_a_given_base_image_and_its_build_argument() -> None:

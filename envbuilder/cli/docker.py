@@ -108,7 +108,7 @@ def _pins(args: argparse.Namespace, settings: Settings | None, locks: Sequence[L
         return pins
     from envbuilder.registry import resolve_digests
 
-    images = [args.uv_image or UV_IMAGE, *(args.base_image or default_base(lock).image for lock in locks)]
+    images = [args.uv_image or UV_IMAGE, *(args.base_image or default_base(lock, pins).image for lock in locks)]
     ca = settings.ca_certs[0] if settings and settings.ca_certs else None
     resolved = resolve_digests(images, ca_cert=ca)
     for image, digest in resolved.items():

@@ -17,7 +17,7 @@ from typing import Any
 from envbuilder.errors import MatrixError
 from envbuilder.matrix import Fact, _load_file, _read_all, _Row, _rows, matrix_dirs
 
-__all__ = ["IMAGES_FILE", "ActionPin", "ImageDigest", "PinTable", "load_pin_table", "parse_pin_table"]
+__all__ = ["IMAGES_FILE", "ActionPin", "CudaDevelImage", "ImageDigest", "PinTable", "load_pin_table", "parse_pin_table"]
 
 IMAGES_FILE = "images"  # matrices/images.toml
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -25,6 +25,7 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _USES = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _VERSION = re.compile(r"^v\d+(?:\.\d+){0,2}$")
 _REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]{0,254}$")
+_CUDA = re.compile(r"^\d{1,2}\.\d{1,2}$")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,9 +52,18 @@ class ActionPin(Fact):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CudaDevelImage(Fact):
+    """``ref`` is the CUDA devel image (nvcc and headers) for torch builds of CUDA ``cuda`` (``"12.8"``)."""
+
+    cuda: str
+    ref: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PinTable:
     images: tuple[ImageDigest, ...] = ()
     actions: tuple[ActionPin, ...] = ()
+    cuda_devel: tuple[CudaDevelImage, ...] = ()
     resolved: Mapping[str, str] = field(default_factory=dict)  # ref -> digest read from the registry just now
 
     def digest(self, ref: str) -> str | None:
@@ -61,6 +71,10 @@ class PinTable:
         if ref in self.resolved:
             return self.resolved[ref]
         return next((i.digest for i in self.images if i.ref == ref), None)
+
+    def devel_image(self, cuda: str) -> str | None:
+        """The CUDA devel image for torch's CUDA ``cuda``, or None where the table has none."""
+        return next((d.ref for d in self.cuda_devel if d.cuda == cuda), None)
 
     def action(self, uses: str) -> ActionPin:
         found = next((a for a in self.actions if a.uses == uses), None)
@@ -70,7 +84,12 @@ class PinTable:
         return found
 
     def with_resolved(self, resolved: Mapping[str, str]) -> PinTable:
-        return PinTable(images=self.images, actions=self.actions, resolved={**self.resolved, **resolved})
+        return PinTable(
+            images=self.images,
+            actions=self.actions,
+            cuda_devel=self.cuda_devel,
+            resolved={**self.resolved, **resolved},
+        )
 
 
 def _checked(r: _Row, key: str, pattern: re.Pattern[str], what: str) -> str:
@@ -99,19 +118,30 @@ def _action(r: _Row) -> ActionPin:
     )
 
 
+def _devel(r: _Row) -> CudaDevelImage:
+    return CudaDevelImage(
+        cuda=_checked(r, "cuda", _CUDA, "CUDA version"),
+        ref=_checked(r, "ref", _REF, "image reference"),
+        **r.fact(),
+    )
+
+
 def parse_pin_table(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> PinTable:
     """Pure: the shipped document and its overlays, in order (a row with the same ref or action replaces)."""
     images: dict[str, ImageDigest] = {}
     actions: dict[str, ActionPin] = {}
+    devel: dict[str, CudaDevelImage] = {}
     for label, doc in docs:
         top = _Row(doc, label, "")
-        top.seen.update(("schema-version", "image", "action"))
+        top.seen.update(("schema-version", "image", "action", "cuda-devel"))
         top.done()
         for i in _read_all(_rows(doc, label, "image", required=False), _image):
             images[i.ref] = i
         for a in _read_all(_rows(doc, label, "action", required=False), _action):
             actions[a.uses] = a
-    return PinTable(images=tuple(images.values()), actions=tuple(actions.values()))
+        for d in _read_all(_rows(doc, label, "cuda-devel", required=False), _devel):
+            devel[d.cuda] = d
+    return PinTable(images=tuple(images.values()), actions=tuple(actions.values()), cuda_devel=tuple(devel.values()))
 
 
 def load_pin_table(extra_dirs: Iterable[str | Path] | None = None) -> PinTable:

@@ -47,7 +47,6 @@ from envbuilder.rules.bnb import lib_name
 
 __all__ = [
     "APP_UID",
-    "CUDA_DEVEL_TAGS",
     "IMAGE_PLATFORMS",
     "PYPI_FILES",
     "UV_IMAGE",
@@ -85,20 +84,6 @@ PYTHONS = "/opt/python"
 SMOKE_DIR = "/opt/envbuilder/smoke"
 APP_UID = 10001
 PYPI_FILES = "https://files.pythonhosted.org/"
-
-# nvidia/cuda devel tags per torch CUDA version (the newest patch release of each minor; source: the tag
-# list of hub.docker.com/r/nvidia/cuda and gitlab.com/nvidia/container-images/cuda doc/supported-tags.md).
-# Ubuntu 24.04 images exist from CUDA 12.5 on; older ones use 22.04.
-CUDA_DEVEL_TAGS: Mapping[str, str] = {
-    "11.8": "11.8.0-devel-ubuntu22.04",
-    "12.1": "12.1.1-devel-ubuntu22.04",
-    "12.4": "12.4.1-devel-ubuntu22.04",
-    "12.6": "12.6.3-devel-ubuntu24.04",
-    "12.8": "12.8.1-devel-ubuntu24.04",
-    "12.9": "12.9.1-devel-ubuntu24.04",
-    "13.0": "13.0.2-devel-ubuntu24.04",
-}
-
 
 # The platforms images are built for, as the matrix and as the OCI spec name them.
 IMAGE_PLATFORMS: Mapping[str, str] = {"linux-x86_64": "linux/amd64", "linux-aarch64": "linux/arm64"}
@@ -177,16 +162,18 @@ class Base:
     reason: tuple[str, ...]
 
 
-def default_base(lock: Lock) -> Base:
-    """The base per profile: Debian slim where torch's wheels bring CUDA, nvidia/cuda devel where nvcc runs."""
+def default_base(lock: Lock, pins: PinTable) -> Base:
+    """The base per profile: Debian slim where torch's wheels bring CUDA, a CUDA devel image where nvcc runs
+    (``pins``: ``matrices/images.toml``'s ``[[cuda-devel]]`` rows)."""
     check_lock(lock)
     if lock.tool.profile == "gptq":
-        tag = CUDA_DEVEL_TAGS.get(lock.tool.cuda or "")
-        if tag is None:
+        devel = pins.devel_image(lock.tool.cuda or "")
+        if devel is None:
             msg = f"{lock.path}: no nvidia/cuda devel image is known for CUDA {lock.tool.cuda}"
-            raise DockerError(msg, hint="give one with --base-image (a CUDA devel image matching torch's CUDA)")
+            hint = "give one with --base-image (a CUDA devel image matching torch's CUDA), or add a [[cuda-devel]] row"
+            raise DockerError(msg, hint=f"{hint} to matrices/images.toml")
         return Base(
-            image=f"nvidia/cuda:{tag}",
+            image=devel,
             reason=(
                 f"gptqmodel compiles its kernels on first use (JIT), so nvcc and the CUDA {lock.tool.cuda} headers",
                 "must be in the image and match torch's CUDA: an nvidia/cuda *devel* base. Its Python is",
@@ -374,7 +361,7 @@ def render_dockerfile(lock: Lock, *, options: Options | None = None) -> str:
     """The Dockerfile for ``lock`` (pure; deterministic for a given lock and options)."""
     options = options or Options()
     check_lock(lock)
-    base = default_base(lock)
+    base = default_base(lock, options.pins)
     base_image = check_image(pin_image(options.base_image or base.image, options.pins), "base image")
     uv_image = check_image(pin_image(options.uv_image, options.pins), "uv image")
     indexes = " ".join(extra_indexes(lock))
