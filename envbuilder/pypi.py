@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 PYPI_SIMPLE = "https://pypi.org/simple"
 TIMEOUT = (10.0, 60.0)  # (connect, read) seconds: a slow mirror is fine, a dead one is not
 RETRIES = 3
+BACKOFF_S = 0.5  # urllib3 waits 0.5, 1, 2 s between the retries
+RETRY_STATUS = (429, 500, 502, 503, 504)
 CHUNK = 1 << 20
 # A server that ignores Range answers 200 with the whole file; below this size that is still acceptable.
 WHOLE_FILE_LIMIT = 32 << 20
@@ -88,8 +90,8 @@ class Http:
 
             retry = _bounded_retry()(
                 total=self.retries,
-                backoff_factor=0.5,
-                status_forcelist=(429, 500, 502, 503, 504),
+                backoff_factor=BACKOFF_S,
+                status_forcelist=RETRY_STATUS,
                 allowed_methods=frozenset({"GET", "HEAD"}),
                 respect_retry_after_header=True,
                 raise_on_status=False,

@@ -17,12 +17,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envbuilder._fs import read_json_object, write_text_atomic
 from envbuilder.credentials import credential_for, redact
 from envbuilder.errors import SourceError
 from envbuilder.resolve import Sources
 from envbuilder.settings import Settings, env_flag
+
+if TYPE_CHECKING:
+    import ssl
+    import urllib.request
 
 _PIP_LINE = re.compile(r"^(?P<scope>[\w:.-]*)\.(?P<key>[\w-]+)='(?P<value>.*)'$")
 _PIP_KEYS = {"index-url", "extra-index-url", "find-links", "cert"}
@@ -168,15 +173,48 @@ def reachable(url: str, settings: Settings, timeout: float = 5.0) -> bool:
     credential = credential_for(url, settings.credentials)
     headers = {"Authorization": credential.basic()} if credential else {}
     request = urllib.request.Request(url.rstrip("/") + "/", method="HEAD", headers=headers)  # noqa: S310  # http(s) only, checked above
-    try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310  # idem
-            ok = bool(response.status < 500)
-    except urllib.error.HTTPError as exc:  # an answer, even 404, means the host serves
-        ok = exc.code < 500 and not (credential is not None and exc.code in {401, 403})
-    except (OSError, ValueError):  # URLError, timeouts, TLS and DNS failures
-        ok = False
+    from envbuilder.pypi import BACKOFF_S, RETRIES
+
+    deadline = time.monotonic() + timeout
+    for attempt in range(RETRIES + 1):
+        answer = _probe(request, context, min(timeout, deadline - time.monotonic()), credential is not None)
+        wait = BACKOFF_S * 2**attempt
+        if answer != "retry" or attempt == RETRIES or time.monotonic() + wait >= deadline:
+            break
+        time.sleep(wait)
+    ok = answer == "yes"
     _reach_cache(settings).put(url, ok)
     return ok
+
+
+# The reader's bounded retries (pypi.RETRIES, BACKOFF_S, RETRY_STATUS), inside the probe's one time-out: a reset
+# or refused connection or a busy index is asked again; a name that does not resolve, a time-out, a TLS failure
+# or a refusal of the credential is an answer. The whole probe never takes longer than ``timeout``.
+
+
+def _probe(request: urllib.request.Request, context: ssl.SSLContext, timeout: float, credentialed: bool) -> str:
+    """One HEAD request: ``"yes"`` (the host serves), ``"no"``, or ``"retry"`` (a transient failure)."""
+    import socket
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from envbuilder.pypi import RETRY_STATUS
+
+    try:
+        with urllib.request.urlopen(request, timeout=max(timeout, 0.1), context=context) as response:  # noqa: S310  # http(s) only
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:  # an answer, even 404, means the host serves
+        status = exc.code
+    except urllib.error.URLError as exc:
+        return "no" if isinstance(exc.reason, (socket.gaierror, TimeoutError, ssl.SSLError)) else "retry"
+    except (TimeoutError, ValueError):
+        return "no"
+    except OSError:  # a connection reset or closed mid-answer
+        return "retry"
+    if status in RETRY_STATUS:
+        return "retry"
+    return "yes" if status < 500 and not (credentialed and status in {401, 403}) else "no"
 
 
 _REACH_TTL_S = 600

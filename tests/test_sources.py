@@ -299,3 +299,51 @@ def test_retry_after_is_honoured_but_bounded(tmp_path: Path, monkeypatch: pytest
         waited = time.monotonic() - started
     assert found == {"cu126": (CU126,)} and len(served.log) == 2
     assert 1.4 <= waited < 10, waited
+
+
+def _flaky_server(failures: list[str]) -> tuple[http.server.ThreadingHTTPServer, list[str]]:
+    """A loopback server whose first answers fail as ``failures`` says ("503", "reset"), then 200."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:  # http.server's name
+            seen.append(self.path)
+            failure = failures[len(seen) - 1] if len(seen) <= len(failures) else None
+            if failure == "reset":
+                self.close_connection = True
+                self.connection.close()  # no status line: the client sees the connection end
+                return
+            self.send_response(503 if failure == "503" else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+@pytest.mark.parametrize(
+    ("failures", "ok", "asked"),
+    [
+        (["503"], True, 2),  # a busy index answers the second time
+        (["reset"], True, 2),  # a connection closed before the answer
+        (["503", "503", "503", "503", "503"], False, 4),  # bounded: the first try and 3 retries
+        ([], True, 1),
+    ],
+)
+def test_the_reachability_probe_retries_a_transient_failure(
+    failures: list[str], ok: bool, asked: int, tmp_path: Path
+) -> None:
+    server, seen = _flaky_server(failures)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/whl"
+        t0 = time.monotonic()
+        assert reachable(url, Settings(cache_dir=tmp_path)) is ok
+        assert len(seen) == asked and seen[0] == "/whl/"
+        assert time.monotonic() - t0 < 5.0  # the probe's one time-out bounds the retries too
+    finally:
+        server.shutdown()
+        server.server_close()
