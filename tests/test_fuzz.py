@@ -672,6 +672,90 @@ def test_every_log_pattern_has_a_trigger(rx: re.Pattern[str], data: st.DataObjec
     _tally("log triggers", "handled")
 
 
+@pytest.mark.parametrize("rx", PATTERNS, ids=[p.pattern[:40] for p in PATTERNS])
+@fuzz(25)
+@given(data=st.data())
+def test_every_match_holds_a_literal_the_scanner_names(rx: re.Pattern[str], data: st.DataObject) -> None:
+    """doctor.logs.required reads, off a pattern's source, literals one of which every match holds (the
+    doctor skips a pattern whose literals a log lacks, and searches a big log only in the lines that hold
+    them); within_lines says a match never crosses a line. Any Unicode text: case-insensitive re matches a
+    long s to "s", which the scanner's folding must see too."""
+    from envbuilder.doctor.logs import _folded, required, within_lines
+
+    text = data.draw(st.from_regex(rx, fullmatch=True))
+    need = required(rx.pattern, rx.flags)
+    if need is not None:
+        literals, icase = need
+        assert any(lit in (_folded(text) if icase else text) for lit in literals), (rx.pattern, text, need)
+    if within_lines(rx.pattern, rx.flags):
+        assert "\n" not in text, (rx.pattern, text)
+    _tally("log triggers", "handled")
+
+
+def test_the_scanner_knows_every_letter_case_folding_matches_to_ascii() -> None:
+    """Every code point that case-insensitive re matches to an ASCII letter is found by ``in`` in the folded
+    text (the table in doctor.logs: four such letters in Unicode)."""
+    import string
+    import sys
+
+    from envbuilder.doctor.logs import _folded
+
+    any_letter = re.compile("(?i)[a-z]")
+    for cp in range(128, sys.maxunicode + 1):
+        c = chr(cp)
+        if 0xD800 <= cp <= 0xDFFF or not any_letter.fullmatch(c):
+            continue
+        letter = next(a for a in string.ascii_lowercase if re.fullmatch("(?i)" + a, c))
+        assert letter in _folded(f"x{c}y") and f"x{letter}y" in _folded(f"x{c}y"), hex(cp)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "literals"),
+    [
+        (r"too old \(found version (\d+)\)", ("too old (found version ",)),
+        (r"ab+cd", ("ab",)),  # the b under + counts once and ends the run
+        (r"abc?de", ("ab",)),  # the c is optional: "ab" and "de" are each required
+        (r"x{2,}yz", ("yz",)),
+        (r"x{0,3}yz", ("yz",)),
+        (r"(?i)Foo|bar", ("foo", "bar")),
+        (r"(ab|cd)?efg", ("efg",)),
+        (r"(?:RTX|GTX) ?\d{3}", ("RTX", "GTX")),
+        (r"(?<!e\.g\. )[Tt]orch (\d)", ("orch ",)),
+        (r"x(?i:abc)", ("x",)),  # scoped flags: the group is not read
+        (r"a|\d+", None),  # one branch holds no literal: nothing is required
+        (r"[a-z]+\d", None),
+        (r"(?x)a b c", None),  # verbose mode: whitespace is not literal
+        (r"a{", None),  # a literal brace: not taken apart
+    ],
+)
+def test_required_literals(pattern: str, literals: tuple[str, ...] | None) -> None:
+    from envbuilder.doctor.logs import required
+
+    got = required(pattern, re.compile(pattern).flags)
+    assert (got[0] if got else None) == literals
+
+
+@fuzz(60)
+@given(lines=st.lists(st.one_of(st.sampled_from(LOG_LINES), TEXT), min_size=1, max_size=12), data=st.data())
+def test_a_big_text_searched_in_its_candidate_lines_gives_what_a_whole_search_gives(
+    lines: list[str], data: st.DataObject
+) -> None:
+    """Past doctor.logs.RESTRICT a pattern searches only the lines holding its literals: the same first line
+    (quote), the same first match's groups (search) and the same matches' groups (finditer) as searching it all."""
+    from envbuilder.doctor.logs import RESTRICT, _quote_linewise, finditer, quote, search
+
+    filler = "\n".join(f"step {i}: loss 0.{i:04d}" for i in range(RESTRICT // 20))
+    text = "\n".join([*lines, filler, *reversed(lines)])
+    rx = data.draw(st.sampled_from(PATTERNS))
+    fast, slow = quote(text, rx), _quote_linewise(text, rx)
+    assert (fast and (fast[0], fast[1].groups())) == (slow and (slow[0], slow[1].groups()))
+    whole = rx.search(text)
+    got = search(text, rx)
+    assert (got and got.groups()) == (whole and whole.groups())
+    assert [m.groups() for m in finditer(text, rx)] == [m.groups() for m in rx.finditer(text)]
+    _tally("log triggers", "handled")
+
+
 @fuzz(150)
 @given(lines=st.lists(st.one_of(st.sampled_from(LOG_LINES), TEXT), max_size=12), data=st.data())
 def test_quote_finds_the_line_a_line_by_line_search_finds(lines: list[str], data: st.DataObject) -> None:

@@ -78,19 +78,20 @@ def run(args: argparse.Namespace) -> int:
     from envbuilder.doctor import Context, doctor_json, examine
     from envbuilder.doctor.loader import judge
     from envbuilder.doctor.verdict import verdict
-    from envbuilder.smoke import collect_evidence, find_python
 
     log = _read_log(args.log) if args.log else ""
     evidence, python, env_dir = None, None, None
-    if args.env or args.python or not args.log:
+    ours = False
+    if args.env or args.python or not args.log:  # an environment: the probe and its modules (not for a log alone)
+        from envbuilder.settings import Settings
+        from envbuilder.smoke import collect_evidence, find_python
+        from envbuilder.venv import is_ours
+
         python = find_python(env=args.env, python=args.python)
         evidence, _ = collect_evidence(python)
         env_dir = Path(args.env) if args.env else Path(evidence.python_exe or python).parent.parent
-    from envbuilder.settings import Settings
-    from envbuilder.venv import is_ours
-
-    # A file named envbuilder.json proves nothing: `--fix --yes` changes only environments envbuilder built.
-    ours = env_dir is not None and is_ours(env_dir, Settings())
+        # A file named envbuilder.json proves nothing: `--fix --yes` changes only environments envbuilder built.
+        ours = is_ours(env_dir, Settings())
     matrix = load_matrix_for(args)
     if evidence is not None:
         evidence = judge(matrix, evidence)  # which library the installed release loads (the JSON shows it too)

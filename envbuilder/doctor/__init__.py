@@ -174,8 +174,16 @@ class Context:
 
     @property
     def text(self) -> str:
-        """Everything rules match text against: the pasted log plus errors the probe captured."""
-        return "\n".join(t for t in (self.log, self.evidence.text if self.evidence else "") if t)
+        """Everything rules match text against: the pasted log plus errors the probe captured (joined once per
+        context: rules ask for it a hundred times, and a copy of a big log each time is what it would cost)."""
+        if self.evidence is None or not self.evidence.text:
+            return self.log
+        return _joined(self.log, self.evidence.text)
+
+
+@functools.lru_cache(maxsize=4)
+def _joined(log: str, probed: str) -> str:
+    return "\n".join(t for t in (log, probed) if t)
 
 
 Rule = Callable[[Context], Iterable[Finding]]

@@ -5,13 +5,12 @@ what the text states). ``merge`` joins them when both are given."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from envbuilder.doctor import Device, Evidence
-from envbuilder.doctor.logs import FACT_PATTERNS, PACKAGE_LINE, PACKAGE_PIN, _cuda_digits
+from envbuilder.doctor.logs import FACT_PATTERNS, PACKAGE_LINE, PACKAGE_PIN, _cuda_digits, finditer, search
 from envbuilder.matrix import Matrix
 from envbuilder.model.smoke import check_from_json
 
@@ -140,7 +139,7 @@ def merge(env: Evidence | None, log: Evidence) -> Evidence:
 
 def _first(text: str, key: str) -> str | None:
     for pattern in FACT_PATTERNS[key]:
-        m = _rx(pattern).search(text)
+        m = search(text, pattern)
         if m:
             return next((g for g in m.groups() if g), m.group(0))
     return None
@@ -149,7 +148,7 @@ def _first(text: str, key: str) -> str | None:
 def _all(text: str, key: str) -> tuple[str, ...]:
     out: dict[str, None] = {}
     for pattern in FACT_PATTERNS[key]:
-        for m in _rx(pattern).finditer(text):
+        for m in finditer(text, pattern):
             value = next((g for g in m.groups() if g), None)
             if value:
                 out[value] = None
@@ -159,11 +158,6 @@ def _all(text: str, key: str) -> tuple[str, ...]:
 
 
 MAX_LISTED = 8  # names kept per list: a log that fails to load a hundred libraries names the first few
-
-
-@functools.lru_cache(maxsize=128)
-def _rx(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
 
 
 def _dotted(digits: str | None) -> str | None:
@@ -191,7 +185,7 @@ def _linux(text: str) -> bool:
 def _packages(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for rx in (PACKAGE_PIN, PACKAGE_LINE):
-        for m in rx.finditer(text):
+        for m in finditer(text, rx):
             name = m.group(1).lower().replace("_", "-").replace("llm compressor", "llmcompressor")
             out.setdefault(name, m.group(2))
     return out

@@ -6,11 +6,10 @@ journal with timestamps), so matching is per line and tolerant of prefixes.
 
 from __future__ import annotations
 
-import bisect
+import dataclasses
 import functools
-import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 MAX_QUOTE = 300
 # A log above this size is first reduced to the lines any rule can read (``relevant_lines``); the fixtures and
@@ -108,13 +107,18 @@ FACT_TRIGGERS = (
 def quote(text: str, pattern: str | re.Pattern[str]) -> tuple[str, re.Match[str]] | None:
     """The first line matching ``pattern`` (stripped, shortened) and its match, or None.
 
-    Searched at C speed over the whole text, each hit then checked on its own line, which gives the same first
-    line as trying line by line (a Python loop over every line for each of forty patterns, the cost that made
-    a 10 MB log take seconds). Text with other line separators than newline, and patterns whose meaning
+    A pattern none of whose required literals the text holds (``may_match``) is not searched at all. Otherwise
+    it is searched at C speed over the whole text, each hit then checked on its own line, which gives the same
+    first line as trying line by line (a Python loop over every line for each of forty patterns, the cost that
+    made a 10 MB log take seconds). Text with other line separators than newline, and patterns whose meaning
     depends on what lies beyond a line, take the plain line-by-line way.
     """
-    rx = re.compile(pattern) if isinstance(pattern, str) else pattern
-    if _LINEWISE.search(rx.pattern) or _OTHER_SEPARATORS.search(text):
+    rx = compiled(pattern)
+    if not may_match(text, rx):
+        return None
+    other_separators = _scanned(text).other_separators  # the lines of a text without them have none either
+    text = _candidates(text, rx, linewise=True)
+    if _LINEWISE.search(rx.pattern) or other_separators:
         return _quote_linewise(text, rx)
     whole = _multiline(rx)
     at = 0
@@ -130,6 +134,349 @@ def quote(text: str, pattern: str | re.Pattern[str]) -> tuple[str, re.Match[str]
         if at > len(text):
             break
     return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def compiled(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
+    """The compiled pattern, compiled once per process (and only when a text may hold a match)."""
+    return _compiled(pattern) if isinstance(pattern, str) else pattern
+
+
+# --------------------------------------------------------------------------- literals a match must hold
+
+# Python's case-insensitive matching also matches four non-ASCII letters to ASCII ones (found by trying every
+# code point against every ASCII letter; tests/test_fuzz.py checks the list): the Kelvin sign lowers
+# to k; dotted capital I lowers to i and a combining dot; dotless i and long s lower to themselves.
+_FOLDS = (("i\u0307", "i"), ("\u0131", "i"), ("\u017f", "s"))
+
+
+def _folded(text: str) -> str:
+    """``text`` in lower case, where every ASCII literal that case-insensitive re matches is found by ``in``."""
+    low = text.lower()
+    if not text.isascii():
+        for old, new in _FOLDS:
+            low = low.replace(old, new)
+    return low
+
+
+# Where a regular expression's source stops being plain characters, for ``required``.
+_QUANTIFIER = re.compile(r"[*+?]|\{(\d*)(?:,(\d*))?\}")
+_GLOBAL_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
+
+
+@functools.lru_cache(maxsize=1024)
+def required(pattern: str, flags: int = 0) -> tuple[tuple[str, ...], bool] | None:
+    """Literals of which every match of ``pattern`` holds at least one (the longest run of plain characters of
+    each top-level branch), and whether case is ignored; None when no such literal is known (a branch of only
+    classes and groups, verbose mode, a construct this small reader does not take apart).
+
+    Read off the source text without re's parser (which costs most of a compile): a reader that says less than
+    it could is safe, one that names a literal a match may lack is not (tests/test_fuzz.py proves every
+    answer against re's own parse tree and against strings generated from each pattern)."""
+    at = 0
+    while (m := _GLOBAL_FLAGS.match(pattern, at)) is not None:  # (?im): the compiled flags say what they set
+        flags |= re.IGNORECASE if "i" in m.group(1) else 0
+        flags |= re.VERBOSE if "x" in m.group(1) else 0
+        at = m.end()
+    if flags & re.VERBOSE:
+        return None
+    icase = bool(flags & re.IGNORECASE)
+    literals = _alternation(pattern, at, len(pattern))
+    if not literals or not all(lit.isascii() for lit in literals):
+        return None
+    return tuple(dict.fromkeys(lit.lower() if icase else lit for lit in literals)), icase
+
+
+def _alternation(p: str, start: int, end: int) -> tuple[str, ...] | None:
+    """Literals of which every match of ``p[start:end]`` holds one: one set per branch, joined; None when a
+    branch has none."""
+    out: list[str] = []
+    for s, e in _branches(p, start, end) or [(0, -1)]:
+        if e < 0:
+            return None
+        got = _sequence(p, s, e)
+        if not got:
+            return None
+        out.extend(got)
+    return tuple(out)
+
+
+def _branches(p: str, start: int, end: int) -> list[tuple[int, int]] | None:
+    """(start, end) of each branch of the alternation at the top of ``p[start:end]``, or None on unbalanced text."""
+    out, depth, i = [], 0, start
+    while i < end:
+        c = p[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":
+            i = _class_end(p, i)
+            if i < 0:
+                return None
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif c == "|" and depth == 0:
+            out.append((start, i))
+            start = i + 1
+        i += 1
+    if depth or i != end:
+        return None
+    out.append((start, end))
+    return out
+
+
+def _class_end(p: str, i: int) -> int:
+    """The index after the character class that opens at ``p[i]`` ("["), or -1."""
+    j = i + 1
+    if j < len(p) and p[j] == "^":
+        j += 1
+    if j < len(p) and p[j] == "]":
+        j += 1
+    while j < len(p):
+        if p[j] == "\\":
+            j += 2
+            continue
+        if p[j] == "]":
+            return j + 1
+        j += 1
+    return -1
+
+
+def _group_end(p: str, i: int) -> int:
+    """The index after the group that opens at ``p[i]`` ("("), or -1."""
+    depth, j = 0, i
+    while j < len(p):
+        c = p[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == "[":
+            j = _class_end(p, j)
+            if j < 0:
+                return -1
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+        j += 1
+    return -1
+
+
+def _group_body(p: str, i: int) -> int | None:
+    """Where the body of the group at ``p[i]`` starts when every match of the group matches its body: plain,
+    ``(?:``, named; None for lookarounds, scoped flags, conditionals, comments and back references."""
+    if not p.startswith("?", i + 1):
+        return i + 1
+    if p.startswith("?:", i + 1):
+        return i + 3
+    if p.startswith("?P<", i + 1):
+        close = p.find(">", i)
+        return close + 1 if close > 0 else None
+    return None
+
+
+def _selective(found: tuple[str, ...] | None, other: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The better of two literal sets: the one whose shortest literal is longer (it rules out more texts)."""
+    if not other:
+        return found
+    if not found:
+        return other
+    return other if min(map(len, other)) > min(map(len, found)) else found
+
+
+def _sequence(p: str, i: int, end: int) -> tuple[str, ...] | None:
+    """The most selective literal set of one branch (no top-level ``|``): a run of plain characters and escaped
+    punctuation, broken by anything else, or a required group's set. A character or group under a quantifier
+    that allows zero is dropped; one under ``+`` or ``{n,}`` (n >= 1) counts and ends the run."""
+    best: tuple[str, ...] | None = None
+    run = ""
+    while i < end:
+        element = _element(p, i, end)
+        if element is None:
+            return None
+        atom, inner, i = element
+        q = _QUANTIFIER.match(p, i) if i < end else None
+        if q is not None and q.end() <= end:
+            low = 1 if q.group(0) == "+" else 0 if q.group(0) in "*?" else int(q.group(1) or 0)
+            i = q.end() + (1 if q.end() < end and p[q.end()] in "?+" else 0)  # lazy or possessive: the same
+            if atom is not None and low >= 1:
+                run += atom
+            best, run = _selective(best, (run,) if run else None), ""
+            best = _selective(best, inner) if low >= 1 else best
+        elif atom is None:
+            best, run = _selective(_selective(best, (run,) if run else None), inner), ""
+        else:
+            run += atom
+    return _selective(best, (run,) if run else None)
+
+
+def _element(p: str, i: int, end: int) -> tuple[str | None, tuple[str, ...] | None, int] | None:
+    """One element of a branch at ``p[i]``: (its literal character or None, a group's literal set or None,
+    where the next element starts); None on what this reader does not take apart."""
+    c = p[i]
+    got: tuple[str | None, tuple[str, ...] | None, int] | None = None
+    if c == "\\" and i + 1 < end:
+        nxt = p[i + 1]
+        got = (None if nxt.isalnum() or nxt == "_" else nxt), None, i + 2  # \d \b \1 \n: no literal
+    elif c == "[":
+        close = _class_end(p, i)
+        got = None if close < 0 else (None, None, close)
+    elif c == "(":
+        close, body = _group_end(p, i), _group_body(p, i)
+        if 0 <= close <= end:
+            got = None, (_alternation(p, body, close - 1) if body is not None else None), close
+    elif c in ".^$":
+        got = None, None, i + 1
+    elif c not in "\\*+?{)|":  # not a quantifier with nothing before it, a literal brace, stray syntax
+        got = c, None, i + 1
+    return got
+
+
+@dataclasses.dataclass(slots=True)
+class _Scanned:
+    """What one text is known to hold: computed once per text, however many patterns ask."""
+
+    text: str
+    other_separators: bool
+    folded: str | None = None
+    found: dict[tuple[str, bool], bool] = dataclasses.field(default_factory=dict)
+    lines: dict[tuple[tuple[str, ...], bool], str | None] = dataclasses.field(default_factory=dict)
+
+    def holds(self, literal: str, icase: bool) -> bool:
+        key = (literal, icase)
+        if key not in self.found:
+            if icase and self.folded is None:
+                self.folded = _folded(self.text)
+            self.found[key] = literal in (self.folded if icase else self.text)  # type: ignore[operator]
+        return self.found[key]
+
+    def lines_with(self, literals: tuple[str, ...], icase: bool) -> str | None:
+        """The lines that hold one of ``literals``, joined in order (None: case-folding moved positions)."""
+        key = (literals, icase)
+        if key not in self.lines:
+            if icase and self.folded is None:
+                self.folded = _folded(self.text)
+            hay = self.folded if icase else self.text
+            if hay is None or len(hay) != len(self.text):
+                self.lines[key] = None
+                return None
+            spans: set[tuple[int, int]] = set()
+            for lit in literals:
+                at = hay.find(lit)
+                while at != -1:
+                    end = hay.find("\n", at)
+                    end = len(hay) if end == -1 else end
+                    spans.add((hay.rfind("\n", 0, at) + 1, end))
+                    at = hay.find(lit, end)
+            self.lines[key] = "\n".join(self.text[a:b] for a, b in sorted(spans))
+        return self.lines[key]
+
+
+_SCANNED: dict[int, _Scanned] = {}
+
+
+def _scanned(text: str) -> _Scanned:
+    """The scan of ``text``, kept for the few texts a diagnosis reads (the log; keyed by identity: the entry
+    holds the text, so its id cannot be reused while it is kept)."""
+    got = _SCANNED.get(id(text))
+    if got is not None and got.text is text:
+        return got
+    got = _Scanned(text=text, other_separators=_OTHER_SEPARATORS.search(text) is not None)
+    if len(text) >= 4096:
+        if len(_SCANNED) >= 4:
+            _SCANNED.pop(next(iter(_SCANNED)))
+        _SCANNED[id(text)] = got
+    return got
+
+
+def search(text: str, pattern: str | re.Pattern[str]) -> re.Match[str] | None:
+    """``pattern``'s first match in ``text``, for its groups (its positions may be those of a shorter text)."""
+    rx = compiled(pattern)
+    return rx.search(_candidates(text, rx)) if may_match(text, rx) else None
+
+
+def finditer(text: str, pattern: str | re.Pattern[str]) -> Iterator[re.Match[str]]:
+    """``pattern``'s matches in ``text`` in order, for their groups (positions may be those of a shorter text)."""
+    rx = compiled(pattern)
+    return rx.finditer(_candidates(text, rx)) if may_match(text, rx) else iter(())
+
+
+# A text this big is searched by a pattern only in its lines that hold one of the pattern's literals.
+RESTRICT = 64 * 1024
+
+
+# Escapes that can match a newline or a character given by number.
+_NEWLINE_ESCAPES = frozenset("sWDnxuUN0")
+
+
+@functools.lru_cache(maxsize=1024)
+def within_lines(pattern: str, flags: int = 0) -> bool:
+    """Does every match of ``pattern`` lie within one line, the same whatever text surrounds that line? No
+    construct that can match a newline (``\\s``, a negated class without ``\\n``, ``.`` under DOTALL, a
+    character by number), no anchor to the text's start or end (``^`` ``$`` without MULTILINE, ``\\A``
+    ``\\Z``). Conservative: a False only costs speed."""
+    i = 0
+    while (m := _GLOBAL_FLAGS.match(pattern, i)) is not None:
+        flags |= re.DOTALL if "s" in m.group(1) else 0
+        flags |= re.MULTILINE if "m" in m.group(1) else 0
+        flags |= re.VERBOSE if "x" in m.group(1) else 0
+        i = m.end()
+    if flags & re.VERBOSE:
+        return False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            if pattern[i + 1 : i + 2] in _NEWLINE_ESCAPES or pattern[i + 1 : i + 2] in ("A", "Z"):
+                return False
+            i += 2
+        elif c == "[":
+            end = _class_end(pattern, i)
+            body = pattern[i + 1 : end - 1] if end > 0 else ""
+            if end < 0 or any("\\" + e in body for e in _NEWLINE_ESCAPES if e != "n"):
+                return False
+            if body.startswith("^") and "\\n" not in body:
+                return False
+            i = end
+        elif (c == "." and flags & re.DOTALL) or (c in "^$" and not flags & re.MULTILINE):
+            return False
+        else:
+            i += 1
+    return True
+
+
+def _candidates(text: str, rx: re.Pattern[str], *, linewise: bool = False) -> str:
+    """The lines of a big ``text`` that hold one of ``rx``'s literals (joined by newlines, in order), where
+    every match ``rx`` has in ``text`` lies within one of them; else ``text`` itself. ``linewise``: the caller
+    matches line by line (``quote``), so a pattern that could match across lines is restricted too."""
+    need = required(rx.pattern, rx.flags)
+    if need is None or len(text) < RESTRICT:
+        return text
+    if not linewise and not within_lines(rx.pattern, rx.flags):
+        return text
+    found = _scanned(text).lines_with(*need)
+    return text if found is None else found
+
+
+def may_match(text: str, rx: re.Pattern[str]) -> bool:
+    """False when ``text`` holds none of the literals every match of ``rx`` holds: no search needed."""
+    need = required(rx.pattern, rx.flags)
+    if need is None:
+        return True
+    literals, icase = need
+    scan = _scanned(text)
+    return any(scan.holds(lit, icase) for lit in literals)
 
 
 # Patterns that look beyond a line (lookarounds, string anchors), and separators str.splitlines() knows besides
@@ -165,25 +512,39 @@ def relevant_lines(text: str, triggers: Iterable[str]) -> str:
     """The distinct lines of ``text`` that hold a trigger (any case), in order of first appearance.
 
     One pass splits the log into lines and drops repeats (a training log repeats its progress and warning lines
-    thousands of times; the rules quote the first line that matches, which a repeat never is); each trigger is
-    then found at C speed in the distinct lines, so the rules' forty patterns read a few lines instead of a
-    10 MB text forty times. Every pattern a rule uses has a trigger on each line it can match (tested).
+    thousands of times; the rules quote the first line that matches, which a repeat never is); one more pass,
+    a single regular expression of all triggers as a trie (``_trigger_lines``), picks out at C speed the lines
+    that hold one, where a search per trigger cost a pass over the text each (127 passes). Every pattern a rule
+    uses has a trigger on each line it can match (tested).
     """
     distinct = list(dict.fromkeys(text.splitlines()))
     blob = "\n".join(distinct)
     low = blob.lower()
     if len(low) != len(blob):  # a few non-ASCII letters lower to two characters: lower the ASCII ones only
         low = blob.translate(_ASCII_LOWER)
-    starts = list(itertools.accumulate((len(line) + 1 for line in distinct[:-1]), initial=0))
-    keep: set[int] = set()
-    for trigger in dict.fromkeys(t.lower() for t in triggers):
-        at = low.find(trigger)
-        while at != -1:
-            line = bisect.bisect_right(starts, at) - 1
-            keep.add(line)
-            end = starts[line + 1] if line + 1 < len(starts) else len(low)
-            at = low.find(trigger, end)
-    return "\n".join(distinct[i] for i in sorted(keep))
+    rx = _trigger_lines(tuple(dict.fromkeys(t.lower() for t in triggers)))
+    return "\n".join(blob[m.start() : m.end()] for m in rx.finditer(low))
+
+
+@functools.lru_cache(maxsize=4)
+def _trigger_lines(triggers: tuple[str, ...]) -> re.Pattern[str]:
+    """A line (of a text with newlines only) that holds one of ``triggers``: the alternation as a trie, so
+    that at each position re tries one branch per first character rather than every word."""
+    return re.compile(r"^[^\n]*?" + _trie(sorted(triggers)) + r"[^\n]*", re.MULTILINE)
+
+
+def _trie(words: list[str]) -> str:
+    """A regular expression matching any of ``words`` (none empty), shared prefixes factored out."""
+    heads: dict[str, list[str]] = {}
+    for w in words:
+        heads.setdefault(w[0], []).append(w[1:])
+    alternatives = []
+    for head, tails in heads.items():
+        if "" in tails:  # a word ends here: whatever follows, a trigger is held
+            alternatives.append(re.escape(head))
+        else:
+            alternatives.append(re.escape(head) + _trie(tails))
+    return alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -20,9 +21,11 @@ from envbuilder.doctor import Evidence
 from envbuilder.matrix import Matrix
 from envbuilder.model.types import OsFlavour, is_index_url
 from envbuilder.model.types import ProfileName as Profile
-from envbuilder.resolve import Plan, resolve
 from envbuilder.rules.cuda import driver_floors
-from envbuilder.target import Gpu, Target
+
+if TYPE_CHECKING:  # the resolver is imported when a finding needs a fix, not for every log the doctor reads
+    from envbuilder.resolve import Plan
+    from envbuilder.target import Target
 
 # What to run when the evidence lacks the GPU or the driver (nvidia-smi prints both; compute_cap since 510).
 ASK_GPU = "nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv"
@@ -42,6 +45,8 @@ def target_of(ev: Evidence, profile: Profile, *, keep_torch: bool = False) -> Ta
     """The target the evidence describes, or None when it names no GPU to plan for (a GPU profile needs one).
 
     ``keep_torch`` pins torch to the version in use (a fix for a layer above torch keeps torch as it is)."""
+    from envbuilder.target import Gpu, Target
+
     gpus = tuple(Gpu(cc) for cc in ev.ccs)
     if profile != "cpu" and not gpus:
         return None
@@ -84,6 +89,8 @@ _PLANNED_WITH: list[Matrix] = []
 
 
 def _planned(matrix: Matrix, target: Target) -> Plan | None:
+    from envbuilder.resolve import Plan, resolve
+
     if not _PLANNED_WITH or _PLANNED_WITH[0] is not matrix or len(_PLANS) > 64:
         _PLANS.clear()
         _PLANNED_WITH[:] = [matrix]

@@ -107,9 +107,10 @@ def _error_line(text: str) -> str | None:
     hit = quote(text, ERROR_LINE)
     if hit is None:
         return None
-    # the last error line is the one that ended the run (a traceback's first line is only its start)
-    lines = [ln.strip() for ln in text.splitlines() if ERROR_LINE.search(ln) and "Traceback" not in ln]
-    return lines[-1][:300] if lines else hit[0]
+    # the last error line is the one that ended the run (a traceback's first line is only its start): looked
+    # for from the end, so a big log's lines are not all searched
+    last = next((ln for ln in reversed(text.splitlines()) if "Traceback" not in ln and ERROR_LINE.search(ln)), None)
+    return last.strip()[:300] if last is not None else hit[0]
 
 
 def _stack_related(text: str, error: str) -> bool:
