@@ -28,7 +28,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         choices=PROFILES,
         help="which library stages to add (gptq/awq: the quantization library's kernel path)",
     )
+    p.add_argument(
+        "--formats",
+        metavar="LIST",
+        type=_formats,
+        default=(),
+        help="gptq/awq: only these checkpoint formats of the profile (comma list: gptq,awq,compressed-tensors)",
+    )
     p.set_defaults(handler=run)
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    from envbuilder.smoke.check import MAKERS
+
+    got = tuple(f for f in text.split(",") if f)
+    bad = [f for f in got if f not in MAKERS]
+    if bad or not got:
+        msg = f"unknown checkpoint format {bad[0]!r} (known: {', '.join(MAKERS)})" if bad else "no format named"
+        raise argparse.ArgumentTypeError(msg)
+    return got
 
 
 _STATUS_STYLE: dict[str, _console.Style] = {"OK": "ok", "FAIL": "fail", "WARN": "warning", "SKIP": "bold"}
@@ -40,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from envbuilder.smoke import find_python, run_smoke
 
     python = find_python(env=args.env, python=args.python)
-    report = run_smoke(python, quick=args.quick, profile=args.profile, progress=_progress)
+    report = run_smoke(python, quick=args.quick, profile=args.profile, progress=_progress, formats=args.formats)
     findings: tuple[Finding, ...] = ()
     if not report.ok:
         evidence = from_smoke_document(report.document)

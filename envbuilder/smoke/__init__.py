@@ -152,15 +152,17 @@ def run_smoke(
     timeout: float = FULL_TIMEOUT,
     bounds: Mapping[str, Mapping[str, float]] | None = None,
     progress: Callable[[str], None] | None = None,
+    formats: Sequence[str] = (),
 ) -> SmokeReport:
     """Run every stage inside ``python``'s environment and judge the bitsandbytes library's SASS.
 
     ``bounds`` default to matrices/smoke.toml (with any ENVBUILDER_MATRIX_DIR overlay); ``progress`` gets a
-    line as each stage starts and ends."""
+    line as each stage starts and ends; ``formats``: only these checkpoint formats of a gptq/awq profile."""
     from envbuilder.model.smoke import load_smoke_table
 
     given = bounds if bounds is not None else load_smoke_table().bounds_json()
     args = ["--profile", profile, "--bounds", json.dumps(given, sort_keys=True)] + (["--quick"] if quick else [])
+    args += ["--formats", ",".join(formats)] if formats else []
     doc = run_check_script(python, args, timeout=timeout, progress=progress)
     checks = [check_from_json(s) for s in doc.get("stages", [])]
     if profile in ("bnb", "cpu"):  # gptq/awq environments hold no bitsandbytes

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU run 6 on the H200 device host (issue 17's rest), from the repository root; two calls on one warm machine:
 #   call 1:  bash tests/gpu/h200_run6.sh --doctor .carry/run2 .carry/quant gptq
-#   call 2:  bash tests/gpu/h200_run6.sh .carry/quant awq            (within the machine's 30 s idle window)
+#   call 2:  bash tests/gpu/h200_run6.sh .carry/quant awq:awq gptq:gptq   (a fresh machine: run 6 lost the warm one)
+#   call 3:  bash tests/gpu/h200_run6.sh .carry/quant gptq           (within the 30 s idle window: warm cache)
 # Outputs: $OUT/h200-run6-<profiles>.tar.gz (unpacked into tests/fixtures/h200-cu130/run6/).
 #
 #   --doctor BNB_CARRY   doctor --env on run 2's bitsandbytes 0.49.2 environment (BNB_CARRY: .carry/run2, as
@@ -9,7 +10,7 @@
 #                        visible: run 5 missed it; rules_cuda.rule_cuda_torch_sees_no_gpu came after), and as is
 #                        (the control). First, before any smoke, so the JIT times are the smoke's alone.
 #   QUANT_DIR            the 18 wheels tests/gpu/h200_quant_load.sh names (installed with pip --target)
-#   PROFILE...           `envbuilder smoke --python python3 --profile P --json` for each, one after another,
+#   PROFILE[:FORMATS]... `envbuilder smoke --python python3 --profile P [--formats F] --json` for each, in turn,
 #                        inside RUN6_BUDGET_S seconds for the whole script (default 560); stdout is the JSON
 #                        document, stderr the smoke's progress lines as they come (what a timeout leaves)
 #
@@ -29,7 +30,7 @@ shift
 [ $# -gt 0 ] || { echo "usage: h200_run6.sh [--doctor BNB_CARRY] QUANT_DIR PROFILE..." >&2; exit 2; }
 budget=${RUN6_BUDGET_S:-560}
 OUT=${OUT:-/tmp/envbuilder-out}
-tag=$(echo "$@" | tr ' ' '-')
+tag=$(echo "$@" | tr ' :,' '-__')
 res=$(mktemp -d)/h200-run6-$tag
 ext=$PWD/.cache/run6-ext
 mkdir -p "$res" "$OUT" "$ext"
@@ -85,7 +86,11 @@ if [ -n "$bnbcarry" ]; then
   echo "doctor states: $((SECONDS - t0)) s" >"$res/novisible/elapsed.txt"
 fi
 
-for p in "$@"; do
+for spec in "$@"; do
+  prof=${spec%%:*}
+  only=()
+  [ "$spec" = "$prof" ] || only=(--formats "${spec#*:}")
+  p=$(echo "$spec" | tr ':,' '__')
   left=$((budget - (SECONDS - began) - 15))
   if [ "$left" -lt 60 ]; then
     echo "smoke $p not run: $left s left of $budget s" >"$res/smoke-$p.skipped.txt"
@@ -93,7 +98,7 @@ for p in "$@"; do
   fi
   ls -lR "$ext" >"$res/ext-before-$p.txt" 2>&1
   t0=$SECONDS
-  PYTHONPATH="$site:$PWD" timeout "$left" python3 -m envbuilder smoke --python python3 --profile "$p" --json \
+  PYTHONPATH="$site:$PWD" timeout "$left" python3 -m envbuilder smoke --python python3 --profile "$prof" "${only[@]}" --json \
     >"$res/smoke-$p.json" 2>"$res/smoke-$p.stderr.txt"
   echo "exit code: $? after $((SECONDS - t0)) s (limit $left s)" >>"$res/smoke-$p.stderr.txt"
   ls -lR "$ext" >"$res/ext-after-$p.txt" 2>&1
@@ -113,7 +118,8 @@ except Exception as exc:
 print(sys.argv[1].rsplit("/", 1)[-1], [(f.get("severity"), f.get("rule")) for f in doc.get("findings", [])])
 PY
 done
-for p in "$@"; do
+for spec in "$@"; do
+  p=$(echo "$spec" | tr ':,' '__')
   tail -n 12 "$res/smoke-$p.stderr.txt" 2>/dev/null
   python3 - "$res/smoke-$p.json" <<'PY'
 import json, sys
