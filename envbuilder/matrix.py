@@ -258,6 +258,22 @@ class BnbFirst(Fact):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BnbFeature(Fact):
+    """The first bitsandbytes release with a feature (``linear4bit``: bnb.nn.Linear4bit, 4-bit quantization)."""
+
+    name: str
+    since: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExtensionModule(Fact):
+    """A compiled extension module and the PyPI package whose wheels ship it (``exllama_kernels``: auto-gptq)."""
+
+    module: str
+    package: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Companion(Fact):
     """A pinned release of a pure-Python companion. ``requires_dist`` is what its metadata declares (None: not
     read, so the row is unconfirmed); ``torch``/``requires`` are constraints it enforces beyond that (an
@@ -389,6 +405,8 @@ class Matrix:
     bnb_sass: tuple[BnbSass, ...]
     bnb_limits: tuple[BnbLimit, ...] = ()
     bnb_first: tuple[BnbFirst, ...] = ()
+    bnb_features: tuple[BnbFeature, ...] = ()
+    extensions: tuple[ExtensionModule, ...] = ()
     companions: tuple[Companion, ...]
     quant: tuple[QuantLib, ...]
     profiles: tuple[Profile, ...]
@@ -448,6 +466,14 @@ class Matrix:
     def bnb_first_on(self, platform: str) -> BnbFirst | None:
         """The first bitsandbytes release with a native build for ``platform`` (None: not recorded)."""
         return next((f for f in self.bnb_first if f.platform == platform), None)
+
+    def bnb_feature_since(self, name: str) -> str | None:
+        """The first bitsandbytes release with feature ``name`` (None: not recorded)."""
+        return next((f.since for f in self.bnb_features if f.name == name), None)
+
+    def extension_owner(self, module: str) -> str | None:
+        """The package that ships compiled extension ``module`` (None: the matrix does not know it)."""
+        return next((e.package for e in self.extensions if e.module == module), None)
 
     def companion_requires(self, name: str, version: str, package: str) -> SpecifierSet | None:
         """What companion ``name`` at ``version`` requires of ``package`` beyond its metadata (transformers 5's
@@ -742,6 +768,14 @@ def _bnb_first(r: _Row) -> BnbFirst:
     return BnbFirst(platform=r.choice("platform", PLATFORMS), version=r.version("version") or "", **r.fact())
 
 
+def _bnb_feature(r: _Row) -> BnbFeature:
+    return BnbFeature(name=r.get("name", str), since=r.version("since") or "", **r.fact())
+
+
+def _extension(r: _Row) -> ExtensionModule:
+    return ExtensionModule(module=r.get("module", str), package=r.get("package", str), **r.fact())
+
+
 def _companion(r: _Row) -> Companion:
     return Companion(
         name=r.get("name", str),
@@ -912,6 +946,8 @@ _KEYS: dict[str, Callable[[Mapping[str, Any]], object]] = {
     "sass": lambda r: (r.get("bnb"), r.get("cuda"), r.get("platform")),
     "limit": lambda r: (r.get("bnb"), r.get("package"), r.get("platform"), tuple(r.get("cuda", ()))),
     "first": lambda r: r.get("platform"),
+    "feature": lambda r: r.get("name"),
+    "extension": lambda r: r.get("module"),
     "package": lambda r: (r.get("name"), r.get("version")),
     "library": lambda r: (r.get("name"), r.get("version")),
     "quantizer": lambda r: (r.get("method"), r.get("transformers")),
@@ -1038,6 +1074,8 @@ def load_matrix(extra_dirs: Iterable[str | Path] | None = None) -> Matrix:
         bnb_sass=_read_all(rows(bnb, "bitsandbytes.toml", "sass"), _bnb_sass),
         bnb_limits=_read_all(rows(bnb, "bitsandbytes.toml", "limit", required=False), _bnb_limit),
         bnb_first=_read_all(rows(bnb, "bitsandbytes.toml", "first", required=False), _bnb_first),
+        bnb_features=_read_all(rows(bnb, "bitsandbytes.toml", "feature", required=False), _bnb_feature),
+        extensions=_read_all(rows(docs["quant"], "quant.toml", "extension", required=False), _extension),
         companions=_read_all(rows(docs["companions"], "companions.toml", "package"), _companion),
         quant=_read_all(rows(docs["quant"], "quant.toml", "library"), _quant),
         profiles=_read_all(rows(docs["profiles"], "profiles.toml", "profile"), _profile),
@@ -1066,9 +1104,10 @@ _TABLES: dict[str, dict[str, Callable[[_Row], object]]] = {
         "sass": _bnb_sass,
         "limit": _bnb_limit,
         "first": _bnb_first,
+        "feature": _bnb_feature,
     },
     "companions": {"package": _companion},
-    "quant": {"library": _quant},
+    "quant": {"library": _quant, "extension": _extension},
     "quantizers": {"quantizer": _quantizer},
     "profiles": {"profile": _profile},
     "evidence": {"run": _evidence},

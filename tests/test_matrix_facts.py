@@ -7,12 +7,14 @@ directory or the next release's row would say), and checks that the answer moved
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from packaging.specifiers import SpecifierSet
 
 from envbuilder.doctor import Context, Device, Evidence, diagnose
-from envbuilder.matrix import BnbFirst, Matrix
+from envbuilder.errors import MatrixError
+from envbuilder.matrix import BnbFirst, Matrix, load_matrix
 from envbuilder.resolve import Plan, resolve
 from envbuilder.settings import DEFAULT_PYTORCH_INDEX
 from envbuilder.target import build_target, parse_gpus
@@ -70,6 +72,52 @@ def test_the_first_windows_release_is_the_matrixs(matrix: Matrix) -> None:
     assert "windows-linux-only-bnb" not in _rules(matrix, ev)  # 0.43.0 brought the first Windows wheels
     first = (BnbFirst(platform="windows-x86_64", version="0.44.0", source="test", confidence="confirmed"),)
     assert "windows-linux-only-bnb" in _rules(dataclasses.replace(matrix, bnb_first=first), ev)
+
+
+def _log_findings(matrix: Matrix, log: str) -> dict[str, tuple[str, str]]:
+    return {f.rule: (f.cause, f.fix) for f in diagnose(Context(matrix=matrix, log=log))}
+
+
+def test_the_first_4bit_release_is_the_matrixs(matrix: Matrix) -> None:
+    """peft's missing Linear4bit: the release to install is bitsandbytes.toml's [[feature]] linear4bit."""
+    log = "AttributeError: module 'bitsandbytes.nn' has no attribute 'Linear4bit'"
+    cause, fix = _log_findings(matrix, log)["peft-needs-4bit-bnb"]
+    assert matrix.bnb_feature_since("linear4bit") == "0.39.0"
+    assert "came in 0.39.0" in cause and "bitsandbytes >= 0.39.0" in fix
+    later = tuple(dataclasses.replace(f, since="0.40.0") for f in matrix.bnb_features)
+    cause, fix = _log_findings(dataclasses.replace(matrix, bnb_features=later), log)["peft-needs-4bit-bnb"]
+    assert "came in 0.40.0" in cause and "bitsandbytes >= 0.40.0" in fix
+    cause, _ = _log_findings(dataclasses.replace(matrix, bnb_features=()), log)["peft-needs-4bit-bnb"]
+    assert "has no bnb.nn.Linear4bit" in cause  # no row: no version is made up
+
+
+def test_the_extension_owner_is_the_matrixs(matrix: Matrix, tmp_path: Path) -> None:
+    """Which package ships a compiled extension is quant.toml's [[extension]]: an overlay row replaces it."""
+    log = (
+        "ImportError: /usr/local/lib/python3.10/dist-packages/exllama_kernels.cpython-310-x86_64-linux-gnu.so: "
+        "undefined symbol: _ZN3c104cuda9SetDeviceEi"
+    )
+    assert matrix.extension_owner("exllama_kernels") == "auto-gptq"
+    assert matrix.extension_owner("no_such_ext") is None
+    assert "exllama_kernels (auto-gptq)" in _log_findings(matrix, log)["extension-torch-abi"][0]
+    (tmp_path / "quant.toml").write_text(
+        'schema-version = 1\n[[extension]]\nmodule = "exllama_kernels"\npackage = "gptqmodel"\n'
+        'source = "test overlay"\nconfidence = "unconfirmed"\n',
+        encoding="utf-8",
+    )
+    laid = load_matrix([tmp_path])
+    assert laid.extension_owner("exllama_kernels") == "gptqmodel"
+    assert len(laid.extensions) == len(matrix.extensions)  # replaced by its module, not added
+    assert "exllama_kernels (gptqmodel)" in _log_findings(laid, log)["extension-torch-abi"][0]
+
+
+def test_a_bad_extension_row_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "quant.toml").write_text(
+        'schema-version = 1\n[[extension]]\nmodule = "x_ext"\nowner = "y"\nsource = "s"\nconfidence = "confirmed"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(MatrixError, match="quant.toml"):
+        load_matrix([tmp_path])
 
 
 def test_the_pytorch_index_is_the_matrixs(matrix: Matrix) -> None:

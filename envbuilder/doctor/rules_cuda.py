@@ -56,6 +56,9 @@ NVJITLINK = re.compile(r"(lib\w+\.so\.\d+): undefined symbol: (__nvJitLink\w+), 
 LINK_LCUDA = re.compile(r"cannot find -lcuda\b")
 ERROR_803 = re.compile(r"Error 803: system has unsupported display driver / cuda driver combination")
 NO_GPUS = re.compile(r"No CUDA GPUs are available")
+# The fix for GPUs hidden from a process, whether a log says so or the probe sees it (rule_driver_pairing,
+# rule_cuda_torch_sees_no_gpu).
+UNHIDE_GPUS = "unset CUDA_VISIBLE_DEVICES (or set it to an index `nvidia-smi -L` lists)"
 TORCH_EXTENSION = re.compile(r"([\w.+-]+\.so): undefined symbol: (_ZN[KR]?(?:3c10|2at|5torch)\w*)")
 TOOLKIT_MISMATCH = re.compile(
     r"The detected CUDA version \((\d+\.\d+)\) mismatches the version that was used to compile"
@@ -413,8 +416,8 @@ def rule_driver_pairing(ctx: Context) -> Iterable[Finding]:
             hit[0],
             f"no CUDA GPUs are available to this process{said}: CUDA_VISIBLE_DEVICES hides them (empty, or an index "
             "that does not exist), or no NVIDIA driver is loaded",
-            "unset CUDA_VISIBLE_DEVICES (or set it to an index `nvidia-smi -L` lists); if nvidia-smi lists no GPU, "
-            "the driver is not loaded (install it, or reboot after an upgrade)",
+            f"{UNHIDE_GPUS}; if nvidia-smi lists no GPU, the driver is not loaded (install it, or reboot after an "
+            "upgrade)",
             layer="driver",
         )
 
@@ -454,7 +457,7 @@ def rule_cuda_torch_sees_no_gpu(ctx: Context) -> Iterable[Finding]:
             seen,
             f"CUDA_VISIBLE_DEVICES={hidden!r} hides every GPU from this CUDA environment: torch and bitsandbytes "
             "run on the CPU without saying so",
-            "unset CUDA_VISIBLE_DEVICES (or set it to an index `nvidia-smi -L` lists), then run the doctor again",
+            f"{UNHIDE_GPUS}, then run the doctor again",
             layer="driver",
         )
         return

@@ -2,7 +2,7 @@
 quantizers refusing an environment ("requires optimum", "requires gptqmodel", an AWQ checkpoint where no AWQ
 kernel is installed), answered with the profile whose environment loads that format.
 
-Which package owns an extension module is data below (the module names those packages ship); which profile
+Which package owns an extension module is the matrix's (quant.toml ``[[extension]]``); which profile
 loads a format is the matrix's (``[[profile.formats]]``, issue 18) where it says so, and the quantizers'
 messages are the matrix's verbatim ``[[quantizer]].errors`` where it has them. Patterns here were read off the
 real logs in tests/fixtures/logs.
@@ -37,21 +37,6 @@ TRIGGERS = (
     "libcudart.so",
 )
 
-# The compiled modules each GPTQ/AWQ package ships (their wheels' top-level extension names).
-EXTENSION_OWNER = {
-    "exllama_kernels": "auto-gptq",
-    "exllamav2_kernels": "auto-gptq",
-    "autogptq_cuda_64": "auto-gptq",
-    "autogptq_cuda_256": "auto-gptq",
-    "autogptq_marlin_cuda": "auto-gptq",
-    "exllamav2_ext": "exllamav2",
-    "awq_inference_engine": "autoawq",
-    "awq_ext": "autoawq-kernels",
-    "awq_v2_ext": "autoawq-kernels",
-    "exl_ext": "autoawq-kernels",
-    "gptqmodel_exllama_kernels": "gptqmodel",
-    "gptqmodel_marlin_kernels": "gptqmodel",
-}
 # torch's C++ namespaces as they appear mangled: c10::, at::, torch:: (and const members of c10).
 TORCH_SYMBOL = re.compile(r"([\w.+-]+\.(?:so|pyd)): undefined symbol: (_ZN[KR]?(?:3c10|2at|5torch)\w*)")
 # A GPTQ/AWQ package's extension (another torch extension is rules_cuda.rule_torch_extension_abi's).
@@ -92,8 +77,8 @@ def loading_profile(matrix: Matrix, fmt: str) -> Profile:
     return (named or loads)[0] if loads else FALLBACK_LOADER.get(fmt, "gptq")
 
 
-def _owner(module: str) -> str:
-    return EXTENSION_OWNER.get(module, "its package")
+def _owner(matrix: Matrix, module: str) -> str:
+    return matrix.extension_owner(module) or "its package"
 
 
 def _kept(ev: Evidence) -> str:
@@ -106,7 +91,7 @@ def rule_extension_abi(ctx: Context) -> Iterable[Finding]:
     dll = quote(ctx.text, DLL_IMPORT)
     ev = ctx.facts
     if hit and not (
-        re.split(r"\.cpython|\.pyd|\.so", hit[1].group(1).split("/")[-1])[0] in EXTENSION_OWNER
+        ctx.matrix.extension_owner(re.split(r"\.cpython|\.pyd|\.so", hit[1].group(1).split("/")[-1])[0])
         or QUANT_PATH.search(hit[0])
     ):
         hit = None
@@ -115,12 +100,12 @@ def rule_extension_abi(ctx: Context) -> Iterable[Finding]:
         space = {"3": "c10::", "2": "at::", "5": "torch::"}[hit[1].group(2).lstrip("_ZNKR")[0]]
         seen = hit[0]
         how = f"its {space} symbol {hit[1].group(2)[:40]} is missing from {_kept(ev)}"
-    elif dll and dll[1].group(1) in EXTENSION_OWNER:
+    elif dll and ctx.matrix.extension_owner(dll[1].group(1)):
         module, seen = dll[1].group(1), dll[0]
         how = f"Windows cannot load it with {_kept(ev)} (its DLL links torch's own)"
     else:
         return
-    owner = _owner(module)
+    owner = _owner(ctx.matrix, module)
     stated = re.search(r"(?i)(?:compiled|built) (?:for|against) torch (\d+\.\d+\.\d+)", ctx.text)
     built = f" (the log says it was built against torch {stated.group(1)})" if stated else _built_for(ctx.matrix, owner)
     yield finding(

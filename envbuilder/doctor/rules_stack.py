@@ -56,7 +56,6 @@ MSVC = re.compile(
     r"Microsoft Visual C\+\+ 14\.0 or greater is required|requires Microsoft Visual Studio 20\d\d|"
     r"could not get a working generator"
 )
-FIRST_4BIT = "0.39.0"  # the first bitsandbytes with bnb.nn.Linear4bit (QLoRA's release, 2023-05)
 
 
 def rule_transformers_availability(ctx: Context) -> Iterable[Finding]:
@@ -107,13 +106,15 @@ def rule_peft_old_bnb(ctx: Context) -> Iterable[Finding]:
     on_line = re.findall(r"\d+\.\d+\.\d+", hit[0])
     bnb = on_line[-1] if on_line else ctx.facts.bnb
     fix = plan_fix(ctx.matrix, ctx.facts, "bnb", names=("bitsandbytes",), keep_torch=True, python=ctx.python)
+    first = ctx.matrix.bnb_feature_since("linear4bit")  # bitsandbytes.toml [[feature]]
+    came = f"bnb.nn.Linear4bit came in {first}" if first else "it has no bnb.nn.Linear4bit"
     yield finding(
         "peft-needs-4bit-bnb",
         "FAIL",
         hit[0],
-        f"bitsandbytes {bnb or '(this release)'} predates 4-bit (bnb.nn.Linear4bit came in {FIRST_4BIT}), and this "
+        f"bitsandbytes {bnb or '(this release)'} predates 4-bit ({came}), and this "
         "peft release defines its 4-bit classes whenever bitsandbytes imports",
-        f"install bitsandbytes >= {FIRST_4BIT}: {fix.text}",
+        f"install bitsandbytes >= {first}: {fix.text}" if first else f"install a 4-bit bitsandbytes: {fix.text}",
         fix.commands,
         layer="companion",
     )
