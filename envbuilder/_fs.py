@@ -33,11 +33,13 @@ def new_file_mode(*, executable: bool = False) -> int:
     return (0o777 if executable else 0o666) & ~_umask()
 
 
-def write_text_atomic(path: Path, text: str, *, mode: int | None = None) -> None:
+def write_text_atomic(path: Path, text: str, *, mode: int | None = None, newline: str | None = None) -> None:
     """Write beside the target, then rename: a reader never sees half a file.
 
     The file keeps the mode of the file it replaces; a new one gets ``mode``, by default what the umask allows
-    (mkstemp's 0600 is right for a temporary file, not for a lock a team commits).
+    (mkstemp's 0600 is right for a temporary file, not for a lock a team commits). ``newline`` is ``open``'s:
+    None writes each ``\n`` as the platform's line end, ``""`` writes the text's own line ends, as they are
+    (a script read with its CRLF line ends would become CR CR LF on Windows otherwise).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -46,7 +48,7 @@ def write_text_atomic(path: Path, text: str, *, mode: int | None = None) -> None
         keep = None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as fh:
             fh.write(text)
         os.chmod(tmp, keep if keep is not None else (mode if mode is not None else new_file_mode()))
         os.replace(tmp, path)

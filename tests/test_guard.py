@@ -117,6 +117,20 @@ def test_blocks_go_in_and_come_out_byte_for_byte(uv_venv: Path, tmp_path: Path) 
     assert not (env / "pip.conf").exists() and edge_guard.env_variables(env) == {}
 
 
+def test_the_bat_scripts_keep_single_crlf_line_ends(uv_venv: Path, tmp_path: Path) -> None:
+    """uv writes activate.bat/deactivate.bat with CRLF; the guard's blocks follow, and no line end is doubled
+    (the files are written with newline="", so native Windows does not translate their LF again)."""
+    env = tmp_path / "env"
+    shutil.copytree(uv_venv, env, symlinks=True)
+    bats = [env / "bin" / s for s in ("activate.bat", "deactivate.bat")]
+    assert all(b"\r\n" in p.read_bytes() for p in bats)
+    assert edge_guard.apply(env, name="t", packages={"torch": "2.13.0+cpu"}, lock_file="pylock.t.toml", final=env)
+    for path in bats:
+        data = path.read_bytes()
+        assert b"envbuilder guard" in data and b"\r\r" not in data
+        assert data.count(b"\n") == data.count(b"\r\n"), path.name
+
+
 def test_a_path_with_whitespace_gets_no_guard(uv_venv: Path) -> None:
     """UV_CONSTRAINT, PIP_CONSTRAINT and pip.conf values are split on whitespace: such a path cannot carry it."""
     assert edge_guard.apply(uv_venv, name="t", packages={}, lock_file="x", final=Path("/tmp/my env")) is None

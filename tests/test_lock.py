@@ -372,6 +372,15 @@ def test_legacy_name_note() -> None:
     )
 
 
+def test_write_text_atomic_keeps_a_text_s_own_line_ends_when_told(tmp_path: Path) -> None:
+    """newline="" writes CRLF text byte for byte; translating it (Windows' default, spelled out) doubles the CR."""
+    path = tmp_path / "activate.bat"
+    write_text_atomic(path, "@echo off\r\n@set X=1\r\n", newline="")
+    assert path.read_bytes() == b"@echo off\r\n@set X=1\r\n"
+    write_text_atomic(path, "@echo off\r\n", newline="\r\n")  # what newline=None does on native Windows
+    assert path.read_bytes() == b"@echo off\r\r\n"
+
+
 def test_write_text_atomic_replaces_whole_file(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "f.toml"
     write_text_atomic(path, "a")

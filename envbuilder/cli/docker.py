@@ -171,7 +171,7 @@ def write_context(directory: Path, files: dict[str, str]) -> None:
     from envbuilder._fs import write_text_atomic
 
     for rel, text in sorted(files.items()):
-        write_text_atomic(directory / rel, text)
+        write_text_atomic(directory / rel, text, newline="")  # LF, also from Windows: the files go into Linux images
 
 
 def _copy_wheels(lock: Lock, settings: Settings, wheels: Path) -> bool:

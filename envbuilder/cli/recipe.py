@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         from envbuilder._fs import new_file_mode, write_text_atomic
 
         path = Path(args.output)
-        write_text_atomic(path, script, mode=new_file_mode(executable=os_name == "wsl2"))
+        # the script's own LF line ends, also when written on Windows: bash in WSL2 refuses CRLF ($'\r')
+        write_text_atomic(path, script, mode=new_file_mode(executable=os_name == "wsl2"), newline="")
         out = sys.stdout
         if not args.json:
             print(f"wrote {path}", file=out)

@@ -59,7 +59,7 @@ def apply(env: Path, *, name: str, packages: Mapping[str, str], lock_file: str, 
     for rel, text in files.items():
         path = env / rel
         mode = path.stat().st_mode & 0o7777 if path.exists() else None
-        write_text_atomic(path, text, mode=mode)
+        write_text_atomic(path, text, mode=mode, newline="")  # the scripts' own line ends (the .bat ones are CRLF)
     edited = tuple(s for s in scripts if f"{bindir.name}/{s}" in files)
     notes = tuple(
         f"{s}: its deactivate function is not where uv writes it; left as it was" for s in scripts if s not in edited
@@ -88,7 +88,7 @@ def remove(env: Path) -> tuple[str, ...]:
         if path.is_file():
             text = _read(path)
             if BEGIN.split("#", 1)[1] in text:
-                write_text_atomic(path, strip_blocks(text), mode=path.stat().st_mode & 0o7777)
+                write_text_atomic(path, strip_blocks(text), mode=path.stat().st_mode & 0o7777, newline="")
                 removed.append(script)
     return tuple(removed)
 
