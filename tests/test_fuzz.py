@@ -893,6 +893,16 @@ def test_every_flag(command: str, data: st.DataObject, sandbox: Path, matrix_onc
     check(result, f"flags: {command}", allowed=frozenset({0, 1, 2}))
 
 
+def test_the_readme_counts_the_leaves_the_parser_has() -> None:
+    """The README's fuzz table names how many subcommands (leaves of the parser) test_every_flag drives."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"the (\d+) leaves of the real parser, (\d+) examples each[^|]*\| (\d+) \|", readme)
+    assert found, "the README's fuzz table lost its row for every option of every subcommand"
+    leaves, examples, inputs = map(int, found.groups())
+    assert leaves == len(SUBCOMMANDS), sorted(SUBCOMMANDS)
+    assert inputs == leaves * examples
+
+
 def test_the_fuzzed_parser_covers_every_subcommand() -> None:
     """Guard: a subcommand added later is fuzzed too (the strategy reads the real parser)."""
     names = {c.split()[0] for c in SUBCOMMANDS}
