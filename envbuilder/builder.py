@@ -15,7 +15,7 @@ from envbuilder.errors import CheckFailed, CommandFailed, LockError, TargetError
 from envbuilder.lock import Lock, finalize, parse_lock, requirements_text, with_smoke
 from envbuilder.matrix import Matrix, Profile, TorchBuild
 from envbuilder.resolve import Plan
-from envbuilder.settings import Settings
+from envbuilder.settings import Settings, cache_path
 from envbuilder.venv import SmokeOutcome
 
 if sys.version_info >= (3, 11):
@@ -104,7 +104,7 @@ def _resolution(requirements: str, plan: Plan, settings: Settings, indexes: Sequ
 
     key_doc = [requirements, plan.python, plan.target.platform, uv.source_args(settings, indexes), uv.find_uv()]
     key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:32]
-    cached = settings.cache_dir / "resolutions" / f"pylock.{key}.toml"  # a PEP 751 name, like every lock
+    cached = cache_path("resolutions", settings.cache_dir) / f"pylock.{key}.toml"  # a PEP 751 name, like every lock
     what = f"{len(plan.packages)} pins for {plan.target.platform}, Python {plan.python}"
     check = functools.partial(resolution_problem, plan=plan, settings=settings, indexes=indexes)
     if not settings.refresh and cached.is_file() and time.time() - cached.stat().st_mtime < RESOLUTION_TTL_S:

@@ -18,7 +18,6 @@ names one explicitly).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,13 +60,6 @@ def find_project(start: Path) -> Path | None:
         if (directory / ".git").exists():
             return None  # the repository's root: the search ends here
     return None
-
-
-def user_config_path(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
-    """``$XDG_CONFIG_HOME/envbuilder/config.toml``, else ``~/.config/envbuilder/config.toml``."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CONFIG_HOME") or str((home or Path.home()) / ".config")
-    return Path(base) / "envbuilder" / "config.toml"
 
 
 def load_user_sources(path: Path) -> dict[str, Any]:

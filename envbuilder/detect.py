@@ -715,9 +715,9 @@ class _ProbeCache:
     @classmethod
     def load(cls) -> _ProbeCache:
         from envbuilder._fs import read_json_object
-        from envbuilder.settings import cache_root
+        from envbuilder.settings import cache_path
 
-        path = cache_root() / "pythons.json"
+        path = cache_path("pythons.json")
         return cls(path, read_json_object(path) or {})
 
     @staticmethod

@@ -1,4 +1,9 @@
-"""Settings passed down explicitly (no module globals): where environments live, and the package sources."""
+"""Settings passed down explicitly (no module globals): where environments live, and the package sources.
+
+Also the one place that decides where envbuilder keeps things: every root directory (environments, cache, the
+user's configuration) from its ``ENVBUILDER_*`` variable, else its XDG base directory, else the XDG default
+under the home directory; and the cache's layout (``CacheEntry``). Nothing else reads those variables.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # credentials (base64, a regex) are imported by the one function that splits URLs
+    from collections.abc import Mapping
+
     from envbuilder.credentials import Credential
 
 DEFAULT_PYTORCH_INDEX = "https://download.pytorch.org/whl"
@@ -33,20 +40,54 @@ def env_flag(name: str) -> bool:
     raise EnvbuilderError(msg, hint=f"set {name} to 1, true, yes or on (or 0, false, no, off), or unset it")
 
 
-def cache_root() -> Path:
+# --------------------------------------------------------------------------- where envbuilder keeps things
+
+
+def _root(override: str | None, xdg: str, default: str, environ: Mapping[str, str] | None, home: Path | None) -> Path:
+    """``$override``, else ``$xdg/envbuilder``, else ``~/<default>/envbuilder`` (an empty variable is unset)."""
+    env = os.environ if environ is None else environ
+    if override and env.get(override):
+        return Path(env[override])
+    return Path(env.get(xdg) or str((home or Path.home()) / default)) / "envbuilder"
+
+
+def data_home(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """Where environments live: ``$ENVBUILDER_HOME``, else ``$XDG_DATA_HOME/envbuilder``
+    (``~/.local/share/envbuilder``)."""
+    return _root("ENVBUILDER_HOME", "XDG_DATA_HOME", ".local/share", environ, home)
+
+
+def cache_root(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
     """``$ENVBUILDER_CACHE``, else ``$XDG_CACHE_HOME/envbuilder`` (``~/.cache/envbuilder``)."""
-    env = os.environ.get("ENVBUILDER_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "envbuilder"
+    return _root("ENVBUILDER_CACHE", "XDG_CACHE_HOME", ".cache", environ, home)
+
+
+def config_home(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """The user's configuration directory: ``$XDG_CONFIG_HOME/envbuilder`` (``~/.config/envbuilder``)."""
+    return _root(None, "XDG_CONFIG_HOME", ".config", environ, home)
+
+
+def user_config_path(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """``config.toml`` in ``config_home()``: the user's ``[sources]``."""
+    return config_home(environ, home) / "config.toml"
+
+
+# The cache's layout: every entry under the cache directory, by the one module that keeps it.
+#   resolutions     builder: uv's resolutions by the digest of their input (PEP 751 files)
+#   reachable.json  sources: index reachability answers (a few minutes)
+#   pythons.json    detect: the interpreters found and their versions
+#   matrix          edge/matrix_cache: compiled matrices by the digest of their files
+#   upstream        upstream: facts read from wheels and pages, by sha256
+CacheEntry = Literal["resolutions", "reachable.json", "pythons.json", "matrix", "upstream"]
+
+
+def cache_path(entry: CacheEntry, cache_dir: Path | None = None) -> Path:
+    """``entry`` under ``cache_dir`` (a command's ``Settings.cache_dir``), else under ``cache_root()``."""
+    return (cache_dir if cache_dir is not None else cache_root()) / entry
 
 
 def _default_home() -> Path:
-    env = os.environ.get("ENVBUILDER_HOME")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "envbuilder"
+    return data_home()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,7 +23,7 @@ from envbuilder._fs import read_json_object, write_text_atomic
 from envbuilder.credentials import credential_for, redact
 from envbuilder.errors import SourceError
 from envbuilder.resolve import Sources
-from envbuilder.settings import Settings, env_flag
+from envbuilder.settings import Settings, cache_path, env_flag
 
 if TYPE_CHECKING:
     import ssl
@@ -248,7 +248,7 @@ class _ReachCache:
 
 
 def _reach_cache(settings: Settings) -> _ReachCache:
-    return _ReachCache(settings.cache_dir / "reachable.json")
+    return _ReachCache(cache_path("reachable.json", settings.cache_dir))
 
 
 # --------------------------------------------------------------------------- the PyTorch index's torch pages

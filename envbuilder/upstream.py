@@ -26,6 +26,7 @@ from envbuilder.credentials import Credential, redact
 from envbuilder.errors import SourceError
 from envbuilder.pypi import PYPI_SIMPLE, Http, IndexFile, parse_project_page, project_page
 from envbuilder.reader import FactsCache, Reader, WheelFacts
+from envbuilder.settings import cache_path
 
 Platform = Literal["linux-x86_64", "linux-aarch64", "windows-x86_64", "windows-arm64", "macos-arm64", "any"]
 TORCH_PLATFORMS: tuple[Platform, ...] = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64")
@@ -347,7 +348,7 @@ def open_upstream(
     if recorded is not None:
         cache = FactsCache(recorded / "files", read_only=True)
     else:
-        cache = FactsCache(cache_root / "upstream", copy_to=(record / "files") if record else None)
+        cache = FactsCache(cache_path("upstream", cache_root), copy_to=(record / "files") if record else None)
     pages = Pages(http, recorded=recorded, record=record)
     return Upstream(pages, Reader(http, cache), index, pytorch), http
 

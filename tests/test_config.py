@@ -12,8 +12,9 @@ import pytest
 
 from envbuilder.cli import build_parser, main
 from envbuilder.cli._sources import settings_from_args
-from envbuilder.config import find_project, merge_sources, user_config_path
+from envbuilder.config import find_project, merge_sources
 from envbuilder.manifest import load_manifest
+from envbuilder.settings import user_config_path
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_LOCK = ROOT / "dockerfiles" / "cpu" / "pylock.cpu.toml"
@@ -231,3 +232,57 @@ def test_lock_in_a_subdirectory_locks_beside_the_projects_manifest(
     assert [e.name for e in load_manifest(repo / "envbuilder.toml").envs] == ["cpu", "laptop"]
     assert (repo / "pylock.laptop.toml").is_file()
     assert sorted(p.name for p in (repo / "docker").iterdir()) == []  # nothing written where the user stood
+
+
+# --------------------------------------------------------------------------- the roots (settings.py owns them)
+
+
+@pytest.mark.parametrize(
+    ("environ", "data", "cache", "config"),
+    [
+        ({}, "/h/.local/share/envbuilder", "/h/.cache/envbuilder", "/h/.config/envbuilder"),
+        (
+            {"XDG_DATA_HOME": "/xd", "XDG_CACHE_HOME": "/xc", "XDG_CONFIG_HOME": "/xf"},
+            "/xd/envbuilder",
+            "/xc/envbuilder",
+            "/xf/envbuilder",
+        ),
+        # envbuilder's own variables win, and name the directory itself (no /envbuilder added)
+        (
+            {"ENVBUILDER_HOME": "/e", "ENVBUILDER_CACHE": "/c", "XDG_DATA_HOME": "/xd", "XDG_CACHE_HOME": "/xc"},
+            "/e",
+            "/c",
+            "/h/.config/envbuilder",
+        ),
+        # an empty variable counts as unset, as the shells' ${VAR:-default} has it
+        ({"ENVBUILDER_HOME": "", "XDG_DATA_HOME": "", "ENVBUILDER_CACHE": ""}, "/h/.local/share/envbuilder",
+         "/h/.cache/envbuilder", "/h/.config/envbuilder"),
+    ],
+)
+def test_every_root_is_decided_in_one_place(environ: dict[str, str], data: str, cache: str, config: str) -> None:
+    from envbuilder.settings import cache_root, config_home, data_home
+
+    home = Path("/h")
+    assert data_home(environ, home) == Path(data)
+    assert cache_root(environ, home) == Path(cache)
+    assert config_home(environ, home) == Path(config)
+    assert user_config_path(environ, home) == Path(config) / "config.toml"
+
+
+def test_the_cache_holds_only_the_entries_its_layout_names(tmp_path: Path) -> None:
+    """A real resolve (matrix cache, reachability answers) writes nothing under the cache but CacheEntry's names."""
+    import os
+    import subprocess
+    import sys
+    import typing
+
+    from envbuilder.settings import CacheEntry, cache_path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENVBUILDER_", "XDG_"))}
+    env |= {"HOME": str(tmp_path), "ENVBUILDER_CACHE": str(tmp_path / "c")}
+    argv = [sys.executable, "-m", "envbuilder", "resolve", "--gpu", "sm_89", "--driver", "550.54.14"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    written = {p.name for p in (tmp_path / "c").iterdir()}
+    assert written and written <= set(typing.get_args(CacheEntry)), written
+    assert cache_path("matrix", tmp_path / "c") == tmp_path / "c" / "matrix"

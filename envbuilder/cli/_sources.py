@@ -80,7 +80,8 @@ def configured_sources(args: argparse.Namespace, manifest_sources: Mapping[str, 
     """[sources] from the configuration files: the manifest's (or the project's found upward) over the user's."""
     if getattr(args, "no_config", False):
         return dict(manifest_sources or {})
-    from envbuilder.config import find_project, load_user_sources, merge_sources, user_config_path
+    from envbuilder.config import find_project, load_user_sources, merge_sources
+    from envbuilder.settings import user_config_path
 
     project = manifest_sources
     if project is None:

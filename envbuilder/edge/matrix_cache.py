@@ -60,10 +60,10 @@ def _trusted(path: Path) -> bool:
 
 def cached_matrix(extra_dirs: Iterable[str | Path] | None = None, *, cache_dir: Path | None = None) -> Matrix:
     """``load_matrix(extra_dirs)``, from the compiled cache when the files are unchanged."""
-    from envbuilder.settings import cache_root
+    from envbuilder.settings import cache_path
 
     dirs = matrix_dirs(extra_dirs)
-    where = (cache_dir or cache_root()) / "matrix"
+    where = cache_path("matrix", cache_dir)
     path = where / f"{cache_key(dirs)}.pickle"
     if _trusted(path):
         try:
