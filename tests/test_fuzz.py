@@ -740,12 +740,13 @@ def test_required_literals(pattern: str, literals: tuple[str, ...] | None) -> No
 def test_a_big_text_searched_in_its_candidate_lines_gives_what_a_whole_search_gives(
     lines: list[str], data: st.DataObject
 ) -> None:
-    """Past doctor.logs.RESTRICT a pattern searches only the lines holding its literals: the same first line
-    (quote), the same first match's groups (search) and the same matches' groups (finditer) as searching it all."""
-    from envbuilder.doctor.logs import RESTRICT, _quote_linewise, finditer, quote, search
+    """Past doctor.logs.RESTRICT a pattern searches only the lines holding its literals, and past twice PIECE
+    piece by piece: the same first line (quote), the same first match's groups (search) and the same matches'
+    groups (finditer) as searching it all. The log's lines at the start, in the second piece and at the end."""
+    from envbuilder.doctor.logs import PIECE, _quote_linewise, finditer, quote, search
 
-    filler = "\n".join(f"step {i}: loss 0.{i:04d}" for i in range(RESTRICT // 20))
-    text = "\n".join([*lines, filler, *reversed(lines)])
+    filler = "\n".join(f"step {i}: loss 0.{i:04d}" for i in range(PIECE // 20))
+    text = "\n".join([*lines, filler, *reversed(lines), filler, filler, *lines])
     rx = data.draw(st.sampled_from(PATTERNS))
     fast, slow = quote(text, rx), _quote_linewise(text, rx)
     assert (fast and (fast[0], fast[1].groups())) == (slow and (slow[0], slow[1].groups()))

@@ -15,6 +15,9 @@ MAX_QUOTE = 300
 # A log above this size is first reduced to the lines any rule can read (``relevant_lines``); the fixtures and
 # the logs users paste are far below it and reach the rules whole.
 BIG_LOG = 256 * 1024
+# In such a log a line is read as its first MAX_LINE characters (a quote shows 300; a megabyte line of one error
+# is no more telling than its start, and every rule's work on it is bounded).
+MAX_LINE = 16 * 1024
 # What evidence.from_log reads: every line one of its patterns can match holds one of these (lower case;
 # tests/test_fuzz.py checks each pattern against strings generated from it).
 FACT_TRIGGERS = (
@@ -114,11 +117,20 @@ def quote(text: str, pattern: str | re.Pattern[str]) -> tuple[str, re.Match[str]
     depends on what lies beyond a line, take the plain line-by-line way.
     """
     rx = compiled(pattern)
-    if not may_match(text, rx):
+    scan = _scanned(text)
+    if not scan.may(rx):
         return None
-    other_separators = _scanned(text).other_separators  # the lines of a text without them have none either
-    text = _candidates(text, rx, linewise=True)
-    if _LINEWISE.search(rx.pattern) or other_separators:
+    linewise = bool(_LINEWISE.search(rx.pattern)) or scan.other_separators  # its pieces' lines have none either
+    for piece in scan.pieces():  # in order: the first piece with a match holds the first line that matches
+        if piece is scan or piece.may(rx):
+            found = _quote_in(piece.candidates(rx, linewise=True), rx, linewise=linewise)
+            if found is not None:
+                return found
+    return None
+
+
+def _quote_in(text: str, rx: re.Pattern[str], *, linewise: bool) -> tuple[str, re.Match[str]] | None:
+    if linewise:
         return _quote_linewise(text, rx)
     whole = _multiline(rx)
     at = 0
@@ -353,6 +365,7 @@ class _Scanned:
     folded: str | None = None
     found: dict[tuple[str, bool], bool] = dataclasses.field(default_factory=dict)
     lines: dict[tuple[tuple[str, ...], bool], str | None] = dataclasses.field(default_factory=dict)
+    parts: list[_Scanned] | None = None
 
     def holds(self, literal: str, icase: bool) -> bool:
         key = (literal, icase)
@@ -361,6 +374,36 @@ class _Scanned:
                 self.folded = _folded(self.text)
             self.found[key] = literal in (self.folded if icase else self.text)  # type: ignore[operator]
         return self.found[key]
+
+    def may(self, rx: re.Pattern[str]) -> bool:
+        """False when the text holds none of the literals every match of ``rx`` holds: no search needed."""
+        need = required(rx.pattern, rx.flags)
+        return need is None or any(self.holds(lit, need[1]) for lit in need[0])
+
+    def candidates(self, rx: re.Pattern[str], *, linewise: bool = False) -> str:
+        """The lines of a big text that hold one of ``rx``'s literals (joined by newlines, in order), where
+        every match ``rx`` has in the text lies within one of them; else the text itself. ``linewise``: the
+        caller matches line by line (``quote``), so a pattern that could match across lines is restricted too."""
+        need = required(rx.pattern, rx.flags)
+        if need is None or len(self.text) < RESTRICT or not (linewise or within_lines(rx.pattern, rx.flags)):
+            return self.text
+        found = self.lines_with(*need)
+        return self.text if found is None else found
+
+    def pieces(self) -> list[_Scanned]:
+        """The text in pieces cut at line ends, PIECE characters and doubling (itself when it is small)."""
+        if self.parts is None:
+            text, n = self.text, len(self.text)
+            if n <= 2 * PIECE:
+                self.parts = [self]
+            else:
+                self.parts, start, size = [], 0, PIECE
+                while start < n:
+                    end = text.find("\n", start + size)
+                    end = n if end == -1 else end
+                    self.parts.append(_Scanned(text=text[start:end], other_separators=self.other_separators))
+                    start, size = end + 1, size * 2  # doubling: a few pieces, the first one small
+        return self.parts
 
     def lines_with(self, literals: tuple[str, ...], icase: bool) -> str | None:
         """The lines that hold one of ``literals``, joined in order (None: case-folding moved positions)."""
@@ -404,15 +447,37 @@ def _scanned(text: str) -> _Scanned:
 def search(text: str, pattern: str | re.Pattern[str]) -> re.Match[str] | None:
     """``pattern``'s first match in ``text``, for its groups (its positions may be those of a shorter text)."""
     rx = compiled(pattern)
-    return rx.search(_candidates(text, rx)) if may_match(text, rx) else None
+    scan = _scanned(text)
+    if not scan.may(rx):
+        return None
+    if not within_lines(rx.pattern, rx.flags):
+        return rx.search(text)
+    for piece in scan.pieces():
+        if piece is scan or piece.may(rx):
+            m = rx.search(piece.candidates(rx))
+            if m is not None:
+                return m
+    return None
 
 
 def finditer(text: str, pattern: str | re.Pattern[str]) -> Iterator[re.Match[str]]:
     """``pattern``'s matches in ``text`` in order, for their groups (positions may be those of a shorter text)."""
     rx = compiled(pattern)
-    return rx.finditer(_candidates(text, rx)) if may_match(text, rx) else iter(())
+    scan = _scanned(text)
+    if not scan.may(rx):
+        return
+    if not within_lines(rx.pattern, rx.flags):
+        yield from rx.finditer(text)
+        return
+    for piece in scan.pieces():
+        if piece is scan or piece.may(rx):
+            yield from rx.finditer(piece.candidates(rx))
 
 
+# A text above twice this size is read in pieces (cut at line ends), the first about PIECE, each next one twice the
+# one before: a pattern that matches early stops early, one that cannot match in a piece skips it, and a
+# pattern that matches nowhere costs a few pieces' checks.
+PIECE = 256 * 1024
 # A text this big is searched by a pattern only in its lines that hold one of the pattern's literals.
 RESTRICT = 64 * 1024
 
@@ -456,27 +521,9 @@ def within_lines(pattern: str, flags: int = 0) -> bool:
     return True
 
 
-def _candidates(text: str, rx: re.Pattern[str], *, linewise: bool = False) -> str:
-    """The lines of a big ``text`` that hold one of ``rx``'s literals (joined by newlines, in order), where
-    every match ``rx`` has in ``text`` lies within one of them; else ``text`` itself. ``linewise``: the caller
-    matches line by line (``quote``), so a pattern that could match across lines is restricted too."""
-    need = required(rx.pattern, rx.flags)
-    if need is None or len(text) < RESTRICT:
-        return text
-    if not linewise and not within_lines(rx.pattern, rx.flags):
-        return text
-    found = _scanned(text).lines_with(*need)
-    return text if found is None else found
-
-
 def may_match(text: str, rx: re.Pattern[str]) -> bool:
     """False when ``text`` holds none of the literals every match of ``rx`` holds: no search needed."""
-    need = required(rx.pattern, rx.flags)
-    if need is None:
-        return True
-    literals, icase = need
-    scan = _scanned(text)
-    return any(scan.holds(lit, icase) for lit in literals)
+    return _scanned(text).may(rx)
 
 
 # Patterns that look beyond a line (lookarounds, string anchors), and separators str.splitlines() knows besides
@@ -512,12 +559,14 @@ def relevant_lines(text: str, triggers: Iterable[str]) -> str:
     """The distinct lines of ``text`` that hold a trigger (any case), in order of first appearance.
 
     One pass splits the log into lines and drops repeats (a training log repeats its progress and warning lines
-    thousands of times; the rules quote the first line that matches, which a repeat never is); one more pass,
-    a single regular expression of all triggers as a trie (``_trigger_lines``), picks out at C speed the lines
-    that hold one, where a search per trigger cost a pass over the text each (127 passes). Every pattern a rule
-    uses has a trigger on each line it can match (tested).
+    thousands of times; the rules quote the first line that matches, which a repeat never is), each line cut
+    to MAX_LINE; one more pass, a single regular expression of all triggers as a trie (``_trigger_lines``),
+    picks out at C speed the lines that hold one, where a search per trigger cost a pass over the text each
+    (127 passes). Every pattern a rule uses has a trigger on each line it can match (tested).
     """
     distinct = list(dict.fromkeys(text.splitlines()))
+    if distinct and max(map(len, distinct)) > MAX_LINE:  # bounded work per line: /dev/zero is one 16 MiB line
+        distinct = list(dict.fromkeys(line[:MAX_LINE] for line in distinct))
     blob = "\n".join(distinct)
     low = blob.lower()
     if len(low) != len(blob):  # a few non-ASCII letters lower to two characters: lower the ASCII ones only
