@@ -36,11 +36,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # measure this checkout's envbuilder, installed or not
 
-from envbuilder.builder import interpreter_for  # noqa: E402  (needs the sys.path line above)
-from envbuilder.lock import read_lock  # noqa: E402
-from envbuilder.sources import read_pip_config  # noqa: E402
-from envbuilder.uv import find_uv  # noqa: E402
-from envbuilder.venv import disk_usage  # noqa: E402
+from envbuilder.edge.sources import read_pip_config  # noqa: E402
+from envbuilder.edge.uv import find_uv  # noqa: E402
+from envbuilder.edge.venv import disk_usage  # noqa: E402
+from envbuilder.jobs.builder import interpreter_for  # noqa: E402  (needs the sys.path line above)
+from envbuilder.model.lock import read_lock  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS-create.md"
 PYTHON = "3.11"
@@ -267,7 +267,7 @@ def fast_round(bench: Bench, i: int) -> None:
 
 
 def compile_argv(bench: Bench, req: str, *extra: str) -> list[str]:
-    """`uv pip compile` with the flags envbuilder.uv.compile_lock passes for this profile."""
+    """`uv pip compile` with the flags envbuilder.edge.uv.compile_lock passes for this profile."""
     out = str(bench.work / "uvlock" / "pylock.toml")
     return [bench.uv, "pip", "compile", req, "--format", "pylock.toml", "--output-file", out,
             "--python-version", PYTHON, "--python-platform", "x86_64-manylinux_2_28", "--generate-hashes",
@@ -414,7 +414,7 @@ def disk_rows(disk: dict[str, float], pip_bytes: int | None) -> list[tuple[str, 
         (f"{n} environments / one", f"{ratio:.2f}x", "<= 1.3x", _met(ratio <= 1.3)),
         ("one environment, apparent size (`du -s --apparent-size`)", _gb(disk["one_apparent"]), "", ""),
         (f"{n} environments, apparent size (every name counted)", _gb(disk["all_apparent"]), "", ""),
-        ("`envbuilder.venv.disk_usage` of one (what `envbuilder list` shows)", _gb(disk["api_one"]), "", ""),
+        ("`envbuilder.edge.venv.disk_usage` of one (what `envbuilder list` shows)", _gb(disk["api_one"]), "", ""),
     ]
     if pip_bytes is not None:
         rows.append(("one pip environment, on disk (pip copies: n take n times this)", _gb(pip_bytes), "", ""))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from envbuilder import _run
+from envbuilder.edge import _run
 from envbuilder.smoke import find_python, run_smoke
 
 GOAL_DOCTOR = 5.0

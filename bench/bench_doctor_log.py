@@ -78,7 +78,7 @@ def whole_command(log: Path | str) -> tuple[float, int, int]:
 def rules_in_process(text: str, *, reduced: bool) -> tuple[float, int]:
     """Seconds for the rules over ``text``: reduced to its trigger lines (now) or whole (before)."""
     from envbuilder.doctor import Context, diagnose, logs
-    from envbuilder.matrix import load_matrix
+    from envbuilder.model.matrix import load_matrix
 
     matrix = load_matrix()
     saved = logs.BIG_LOG

@@ -67,8 +67,8 @@ def _median_ms(fn: Callable[[], object], runs: int) -> float:
 
 def _in_process(runs: int) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
-    from envbuilder.matrix import load_matrix
-    from envbuilder.target import gpu_from_pci_id, parse_gpu
+    from envbuilder.model.matrix import load_matrix
+    from envbuilder.model.target import gpu_from_pci_id, parse_gpu
 
     with NAMES.open(encoding="utf-8") as fh:
         names = [row["name"] for row in csv.DictReader(fh)]

@@ -25,14 +25,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from envbuilder import _run  # noqa: E402
 from envbuilder.cli import main as cli  # noqa: E402
 from envbuilder.cli.docker import _copy_wheels, write_context  # noqa: E402
-from envbuilder.containers import BuildRequest, Podman  # noqa: E402
-from envbuilder.lock import Lock, read_lock  # noqa: E402
-from envbuilder.render.dockerfile import UV_IMAGE, Options, build_args, image_tags, render_context  # noqa: E402
-from envbuilder.settings import Settings  # noqa: E402
+from envbuilder.edge import _run  # noqa: E402
+from envbuilder.edge.containers import BuildRequest, Podman  # noqa: E402
+from envbuilder.edge.settings import Settings  # noqa: E402
+from envbuilder.model.lock import Lock, read_lock  # noqa: E402
 from envbuilder.model.smoke import load_smoke_table  # noqa: E402
+from envbuilder.render.dockerfile import UV_IMAGE, Options, build_args, image_tags, render_context  # noqa: E402
 
 # Published (compressed, as Docker Hub lists it) sizes of official pytorch/pytorch runtime images, keyed by
 # (torch, cuda). Only figures read in a source go here, with that source; none could be found with the

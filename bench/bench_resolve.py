@@ -117,12 +117,12 @@ def _importtime() -> tuple[float, list[str]]:
 PHASES = """
 import time
 t0 = time.perf_counter()
-import envbuilder.cli.resolve, envbuilder.resolve, envbuilder.edge.matrix_cache, envbuilder.target
+import envbuilder.cli.resolve, envbuilder.resolve, envbuilder.edge.matrix_cache, envbuilder.model.target
 t1 = time.perf_counter()
 from envbuilder.edge.matrix_cache import cached_matrix
 matrix = cached_matrix()
 t2 = time.perf_counter()
-from envbuilder.target import build_target, parse_gpus
+from envbuilder.model.target import build_target, parse_gpus
 target = build_target(matrix, gpus=parse_gpus("sm_89", matrix), driver="550.54.14")
 from envbuilder.resolve import resolve
 envbuilder.cli.resolve.render(resolve(target, matrix))
@@ -179,9 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     opts = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from envbuilder.matrix import load_matrix
+    from envbuilder.model.matrix import load_matrix
+    from envbuilder.model.target import build_target, parse_gpus
     from envbuilder.resolve import resolve
-    from envbuilder.target import build_target, parse_gpus
 
     # Bytecode as an installed envbuilder has it (pip compiles on install): with PYTHONDONTWRITEBYTECODE set,
     # as on these machines, every run would compile the sources again (0.3-0.4 s of CPU here).

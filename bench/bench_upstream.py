@@ -19,11 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from envbuilder.matrix import matrix_dirs
-from envbuilder.matrix_audit import read_upstream
-from envbuilder.pypi import Http
-from envbuilder.settings import cache_root
-from envbuilder.upstream import open_upstream, pick_file
+from envbuilder.edge.pypi import Http
+from envbuilder.edge.settings import cache_root
+from envbuilder.edge.upstream import open_upstream, pick_file
+from envbuilder.jobs.matrix_audit import read_upstream
+from envbuilder.model.matrix import matrix_dirs
 
 ONE_WHEEL_GOAL_BYTES = 8_000_000
 REFRESH_GOAL_S = 120.0

@@ -17,8 +17,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from envbuilder.lock import lock_file_name, read_lock  # noqa: E402
 from envbuilder.model.images import load_pin_table  # noqa: E402
+from envbuilder.model.lock import lock_file_name, read_lock  # noqa: E402
 from envbuilder.model.smoke import load_smoke_table  # noqa: E402
 from envbuilder.render.dockerfile import Options, render_context  # noqa: E402
 
@@ -89,7 +89,7 @@ def render_all(root: Path = HERE) -> dict[Path, str]:
 
 
 def main(argv: list[str]) -> int:
-    from envbuilder._fs import write_text_atomic
+    from envbuilder.edge._fs import write_text_atomic
 
     if "--relock" in argv:
         relock()

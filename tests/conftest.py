@@ -2,7 +2,7 @@
 that every lock the tests write is accepted by its real consumers (``packaging.pylock`` and uv).
 
 STYLE rule 12: unit tests must not start GPU, packaging or container tools by accident. Every process goes
-through ``envbuilder._run.run``; the guard below refuses the tools in ``BLOCKED_TOOLS`` unless the test carries
+through ``envbuilder.edge._run.run``; the guard below refuses the tools in ``BLOCKED_TOOLS`` unless the test carries
 one of ``OPT_IN_MARKERS``. Other commands (``python -m pip config list``, ``ldconfig``) pass through.
 """
 
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from envbuilder import _run
-from envbuilder.matrix import Matrix, load_matrix
+from envbuilder.edge import _run
+from envbuilder.model.matrix import Matrix, load_matrix
 
 if TYPE_CHECKING:
     from loopback import Index
@@ -111,8 +111,8 @@ def check_lock_with_consumers(
     from packaging.pylock import Pylock, is_valid_pylock_path
     from uv import find_uv_bin
 
-    from envbuilder.builder import interpreter_for
-    from envbuilder.uv import UV_PLATFORMS
+    from envbuilder.edge.uv import UV_PLATFORMS
+    from envbuilder.jobs.builder import interpreter_for
 
     assert is_valid_pylock_path(path), f"{path.name}: not a PEP 751 lock name"
     doc = tomllib.loads(path.read_text(encoding="utf-8"))

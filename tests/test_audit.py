@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import _run
-from envbuilder import matrix_audit as ma
-from envbuilder.audit import (
+from envbuilder.edge import _run
+from envbuilder.jobs import matrix_audit as ma
+from envbuilder.model.audit import (
     AuditError,
     FatbinEntry,
     arch_key,
@@ -22,7 +22,7 @@ from envbuilder.audit import (
     read_library,
     read_library_from,
 )
-from envbuilder.errors import TargetError
+from envbuilder.model.errors import TargetError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fatbin"
 

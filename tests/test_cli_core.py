@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from envbuilder import __version__
 from envbuilder.cli import main
-from envbuilder.matrix import Matrix
+from envbuilder.model.matrix import Matrix
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -248,7 +248,7 @@ def test_powershell_script_holds_the_tree(scripts: dict[str, Path]) -> None:
 
 
 def _run_tool(argv: list[str], env: dict[str, str] | None = None) -> Any:
-    from envbuilder import _run
+    from envbuilder.edge import _run
 
     return _run.run(argv, env=env, timeout=60, check=False)
 

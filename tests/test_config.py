@@ -12,9 +12,9 @@ import pytest
 
 from envbuilder.cli import build_parser, main
 from envbuilder.cli._sources import settings_from_args
-from envbuilder.config import find_project, merge_sources
-from envbuilder.manifest import load_manifest
-from envbuilder.settings import user_config_path
+from envbuilder.edge.config import find_project, merge_sources
+from envbuilder.edge.manifest import load_manifest
+from envbuilder.edge.settings import user_config_path
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_LOCK = ROOT / "dockerfiles" / "cpu" / "pylock.cpu.toml"
@@ -123,7 +123,7 @@ def test_pyproject_table_is_a_manifest(tmp_path: Path) -> None:
     ],
 )
 def test_pyproject_errors_name_the_table(tmp_path: Path, text: str, message: str) -> None:
-    from envbuilder.errors import LockError
+    from envbuilder.model.errors import LockError
 
     (tmp_path / "pyproject.toml").write_text(text, encoding="utf-8")
     with pytest.raises(LockError) as info:
@@ -260,7 +260,7 @@ def test_lock_in_a_subdirectory_locks_beside_the_projects_manifest(
     ],
 )
 def test_every_root_is_decided_in_one_place(environ: dict[str, str], data: str, cache: str, config: str) -> None:
-    from envbuilder.settings import cache_root, config_home, data_home
+    from envbuilder.edge.settings import cache_root, config_home, data_home
 
     home = Path("/h")
     assert data_home(environ, home) == Path(data)
@@ -276,7 +276,7 @@ def test_the_cache_holds_only_the_entries_its_layout_names(tmp_path: Path) -> No
     import sys
     import typing
 
-    from envbuilder.settings import CacheEntry, cache_path
+    from envbuilder.edge.settings import CacheEntry, cache_path
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENVBUILDER_", "XDG_"))}
     env |= {"HOME": str(tmp_path), "ENVBUILDER_CACHE": str(tmp_path / "c")}

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import _run, containers
 from envbuilder.cli import main
-from envbuilder.containers import BuildRequest, Docker, NoEngine, Podman, choose_engine
-from envbuilder.lock import read_lock
+from envbuilder.edge import _run, containers
+from envbuilder.edge.containers import BuildRequest, Docker, NoEngine, Podman, choose_engine
+from envbuilder.model.lock import read_lock
 from envbuilder.render.dockerfile import UV_VERSION, image_tags
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +113,7 @@ def _ensure_base_images(tmp_path: Path) -> None:
             pytest.skip("mmdebstrap is not installed (apt-get install mmdebstrap): no way to make a base image here")
         _run.run(["sh", str(ROOT / "tests" / "podman_base.sh"), BASE], timeout=900)
     if not _image_exists(UV_LOCAL):
-        from envbuilder.uv import find_uv
+        from envbuilder.edge.uv import find_uv
 
         ctx = tmp_path / "uv-image"
         ctx.mkdir()
@@ -136,7 +136,7 @@ def _ensure_base_images(tmp_path: Path) -> None:
 
 
 def _pip_cert() -> str | None:
-    from envbuilder.sources import read_pip_config
+    from envbuilder.edge.sources import read_pip_config
 
     certs = [c for c in read_pip_config().get("cert", []) if Path(c).is_file()]
     return certs[0] if certs else None
@@ -227,7 +227,7 @@ def test_no_docker_engine_is_told_apart_from_the_client_quickly() -> None:
     import os
     import time
 
-    from envbuilder.containers import docker_engine_answers
+    from envbuilder.edge.containers import docker_engine_answers
 
     if os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists():
         pytest.skip("a Docker Engine socket exists here: this test is for machines with the client only")

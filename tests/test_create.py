@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from envbuilder.cli import main
-from envbuilder.lock import read_lock
+from envbuilder.model.lock import read_lock
 
 pytestmark = [pytest.mark.integration, pytest.mark.network]
 
@@ -59,7 +59,7 @@ def built(home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
 
 
 def _freeze(env: Path) -> list[str]:
-    from envbuilder.uv import freeze
+    from envbuilder.edge.uv import freeze
 
     return freeze(env / "bin" / "python")
 
@@ -210,7 +210,7 @@ def test_interrupted_create_leaves_nothing_behind(home: Path, tmp_path: Path) ->
 def test_concurrent_create_of_one_name_is_refused(
     home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from envbuilder.venv import name_lock
+    from envbuilder.edge.venv import name_lock
 
     with name_lock(home / "envs" / "busy"):
         rc = main(
@@ -344,7 +344,7 @@ def test_lock_save_records_the_env_in_the_manifest(tmp_path: Path, monkeypatch: 
     assert main(["lock", "--gpu", "sm_86", "--driver", "550.54.14", "--python", "3.11", "--name", "a10", "--save"]) == 0
     text = manifest.read_text()
     assert text.startswith("# hand-written header stays\n")
-    from envbuilder.manifest import load_manifest
+    from envbuilder.edge.manifest import load_manifest
 
     env = load_manifest(manifest).env("a10")
     assert env is not None and env.gpus == ("sm_86",) and env.driver == "550.54.14" and env.python == "3.11"

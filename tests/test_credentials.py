@@ -12,10 +12,10 @@ import logging
 import pytest
 from loopback import Index
 
-from envbuilder import uv
-from envbuilder.credentials import Credential, credential_for, redact, split_userinfo
-from envbuilder.settings import Settings, with_credentials_apart
-from envbuilder.sources import reachable
+from envbuilder.edge import uv
+from envbuilder.edge.settings import Settings, with_credentials_apart
+from envbuilder.edge.sources import reachable
+from envbuilder.model.credentials import Credential, credential_for, redact, split_userinfo
 
 
 @pytest.mark.parametrize(

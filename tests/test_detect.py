@@ -1,4 +1,4 @@
-"""envbuilder.detect: the parsers on real recordings and hand-made edge cases, and one real probe."""
+"""envbuilder.edge.detect: the parsers on real recordings and hand-made edge cases, and one real probe."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import _run, detect
 from envbuilder.cli import main
 from envbuilder.cli.detect import _cuda_lines, render_host
-from envbuilder.detect import Gpu, Host, PythonInfo, SmiSummary
+from envbuilder.edge import _run, detect
+from envbuilder.edge.detect import Gpu, Host, PythonInfo, SmiSummary
 
 FIXTURES = Path(__file__).parent / "fixtures"
 H100 = FIXTURES / "h100-cu130"
@@ -448,7 +448,7 @@ def test_probe_gpu_host() -> None:
 
 
 def test_python_probe_cache_is_keyed_by_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from envbuilder.detect import _ProbeCache
+    from envbuilder.edge.detect import _ProbeCache
 
     monkeypatch.setenv("ENVBUILDER_CACHE", str(tmp_path / "cache"))
     exe = tmp_path / "python3.11"

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from envbuilder import _run
 from envbuilder.cli import main
-from envbuilder.errors import MatrixError
-from envbuilder.lock import Lock, parse_lock, read_lock
+from envbuilder.edge import _run
+from envbuilder.model.errors import MatrixError
 from envbuilder.model.images import PinTable, load_pin_table
+from envbuilder.model.lock import Lock, parse_lock, read_lock
 from envbuilder.model.smoke import load_smoke_table
 from envbuilder.render.ci import CiImage, render_bake, render_workflow
 from envbuilder.render.dockerfile import (
@@ -65,7 +65,7 @@ def _relabel_text(lock_path: Path, name: str) -> str:
 
     doc = tomlkit.parse(lock_path.read_text(encoding="utf-8"))
     doc["tool"]["envbuilder"]["name"] = name
-    from envbuilder.lock import content_digest, tomllib
+    from envbuilder.model.lock import content_digest, tomllib
 
     doc["tool"]["envbuilder"]["lock-digest"] = content_digest(tomllib.loads(tomlkit.dumps(doc)))
     return tomlkit.dumps(doc)

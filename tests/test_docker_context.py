@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import _run
-from envbuilder.containers import NoEngine, choose_engine, probe_docker_engine
-from envbuilder.docker_context import (
+from envbuilder.edge import _run
+from envbuilder.edge.containers import NoEngine, choose_engine, probe_docker_engine
+from envbuilder.edge.docker_context import (
     DEFAULT_UNIX_HOST,
     Endpoint,
     context_id,

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import _run
 from envbuilder.cli import main
 from envbuilder.doctor import (
     DOCTOR_SCHEMA,
@@ -24,7 +23,8 @@ from envbuilder.doctor.evidence import from_log, from_smoke_document
 from envbuilder.doctor.loader import expected_library, judge
 from envbuilder.doctor.logs import max_memory_for
 from envbuilder.doctor.rules_bnb import Facts, pick_bnb
-from envbuilder.matrix import Matrix
+from envbuilder.edge import _run
+from envbuilder.model.matrix import Matrix
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 LIGHT = Path(__file__).parent / "fixtures" / "h100-light"
@@ -491,8 +491,8 @@ def test_cli_bad_input_exits_2(capsys: pytest.CaptureFixture[str], argv: list[st
 @pytest.fixture(scope="session")
 def old_bnb_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real venv: CPU torch + bitsandbytes 0.45.5 + transformers 5 (the B14 failure), built with uv."""
-    from envbuilder.sources import read_pip_config
-    from envbuilder.uv import find_uv
+    from envbuilder.edge.sources import read_pip_config
+    from envbuilder.edge.uv import find_uv
 
     links = read_pip_config().get("find-links", [])
     if not any(Path(d).is_dir() and any(Path(d).glob("torch-*+cpu-*.whl")) for d in links):

@@ -21,7 +21,7 @@ from envbuilder.cli import main
 from envbuilder.doctor import Context, Evidence, diagnose
 from envbuilder.doctor.evidence import from_log
 from envbuilder.doctor.verdict import Verdict, verdict
-from envbuilder.matrix import Matrix, load_matrix
+from envbuilder.model.matrix import Matrix, load_matrix
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from envbuilder.cli import main
-from envbuilder.errors import EnvbuilderError
-from envbuilder.settings import Settings
+from envbuilder.edge.settings import Settings
+from envbuilder.model.errors import EnvbuilderError
 
 
 def _victim(tmp_path: Path) -> Path:
@@ -64,7 +64,7 @@ def test_an_unrecorded_path_is_refused(cmd: list[str], tmp_path: Path, capsys: p
 
 def _recorded_env(tmp_path: Path, settings: Settings) -> Path:
     """A --path environment as a build leaves it: its marker carries an id that the home's record holds."""
-    from envbuilder import venv
+    from envbuilder.edge import venv
 
     env = tmp_path / "proj" / ".venv"
     (env / "bin").mkdir(parents=True)
@@ -104,7 +104,7 @@ def test_a_recorded_path_whose_marker_was_replaced_is_refused(
 
 def test_a_build_over_an_unrecorded_marker_directory_is_refused(tmp_path: Path) -> None:
     """create/sync --path onto a directory with a foreign envbuilder.json would have replaced (deleted) it."""
-    from envbuilder import venv
+    from envbuilder.edge import venv
 
     victim = _victim(tmp_path)
     with pytest.raises(EnvbuilderError, match="was not made by envbuilder"):

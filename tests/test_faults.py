@@ -38,7 +38,7 @@ if not sys.platform.startswith("linux"):
 
 
 def _wheelhouse_has_cpu_torch() -> bool:
-    from envbuilder.sources import read_pip_config
+    from envbuilder.edge.sources import read_pip_config
 
     links = read_pip_config().get("find-links", [])
     return any(Path(d).is_dir() and any(Path(d).glob("torch-*+cpu-cp311-*.whl")) for d in links)
@@ -103,7 +103,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One real CPU environment (smoke-tested) and its lock; a uv wrapper that can hold a stage."""
-    from envbuilder.uv import find_uv
+    from envbuilder.edge.uv import find_uv
 
     root = tmp_path_factory.mktemp("faults")
     home, work = root / "home", root / "work"

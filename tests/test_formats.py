@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import formats
-from envbuilder.matrix import Matrix
+from envbuilder.model.matrix import Matrix
+from envbuilder.model.target import Target, build_target, parse_gpus
 from envbuilder.resolve import NoPlan, Plan, resolve
-from envbuilder.target import Target, build_target, parse_gpus
+from envbuilder.rules import formats
 
 
 @pytest.mark.parametrize(
@@ -66,7 +66,7 @@ def test_profiles_that_load_and_make(matrix: Matrix, fmt: str, load: tuple[str, 
 
 
 def test_every_profile_says_what_it_does_with_every_format(matrix: Matrix) -> None:
-    from envbuilder.matrix import QUANT_METHODS
+    from envbuilder.model.matrix import QUANT_METHODS
 
     for p in matrix.profiles:
         assert sorted(f.format for f in p.formats) == sorted(QUANT_METHODS), p.name
@@ -125,7 +125,7 @@ def test_plan_shows_the_formats_it_loads(matrix: Matrix) -> None:
 
 def test_list_shows_what_each_environment_loads_and_makes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from envbuilder.cli import main
-    from envbuilder.settings import Settings
+    from envbuilder.edge.settings import Settings
 
     home = tmp_path / "h"
     for name, profile in (("q", "gptq"), ("a", "awq")):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from envbuilder.cli import main
-from envbuilder.errors import file_problem
+from envbuilder.model.errors import file_problem
 
 REPO = Path(__file__).resolve().parent.parent
 CPU = ["--gpu", "cpu", "--python", "3.11"]
@@ -309,7 +309,7 @@ def test_generated_files_get_the_umask_mode(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_lock_save_keeps_the_manifest_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from envbuilder.manifest import EnvSpec, add_env
+    from envbuilder.edge.manifest import EnvSpec, add_env
 
     manifest = tmp_path / "envbuilder.toml"
     manifest.write_text("# ours\n")

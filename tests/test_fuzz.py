@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from envbuilder.errors import EnvbuilderError
+from envbuilder.model.errors import EnvbuilderError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -329,7 +329,7 @@ def test_manifest_bytes(data: bytes, sandbox: Path) -> None:
 
 def test_manifest_typed_sources_hold(tmp_path: Path) -> None:
     """Not random: the shapes the issue named, read as they are meant."""
-    from envbuilder.manifest import load_manifest
+    from envbuilder.edge.manifest import load_manifest
 
     path = tmp_path / "envbuilder.toml"
     path.write_text('[sources]\nfind-links = "wheels"\noffline = false\n[[env]]\nname = "a"\n')
@@ -341,7 +341,7 @@ def test_manifest_typed_sources_hold(tmp_path: Path) -> None:
 
 
 def _reseal(text: str) -> str:
-    from envbuilder.lock import content_digest
+    from envbuilder.model.lock import content_digest
 
     try:
         doc = tomllib.loads(text)
@@ -453,8 +453,8 @@ JSONISH = st.recursive(
 @fuzz(100)
 @given(entry=JSONISH, raw=st.one_of(st.none(), BYTES))
 def test_reachability_cache(entry: Any, raw: bytes | None, tmp_path: Path) -> None:
-    from envbuilder.settings import Settings
-    from envbuilder.sources import _reach_cache
+    from envbuilder.edge.settings import Settings
+    from envbuilder.edge.sources import _reach_cache
 
     url = "http://127.0.0.1:9/simple"
     path = tmp_path / "reachable.json"
@@ -472,7 +472,7 @@ def test_reachability_cache(entry: Any, raw: bytes | None, tmp_path: Path) -> No
 @fuzz(100)
 @given(entry=JSONISH, raw=st.one_of(st.none(), BYTES))
 def test_pythons_cache(entry: Any, raw: bytes | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from envbuilder.detect import _ProbeCache
+    from envbuilder.edge.detect import _ProbeCache
 
     monkeypatch.setenv("ENVBUILDER_CACHE", str(tmp_path))
     path = tmp_path / "pythons.json"
@@ -501,10 +501,10 @@ TORCH_WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 )
 def test_cached_resolution(text: Edit | str, matrix: Any) -> None:
     """A cached resolution is judged like user input: a reason to discard it, or None; never an exception."""
-    from envbuilder.builder import resolution_problem
+    from envbuilder.edge.settings import Settings
+    from envbuilder.jobs.builder import resolution_problem
+    from envbuilder.model.target import build_target
     from envbuilder.resolve import Sources, resolve
-    from envbuilder.settings import Settings
-    from envbuilder.target import build_target
 
     text = text_of(text)
     sources = Sources(pytorch_index=None, wheelhouse=(TORCH_WHEEL,), wheelhouse_dirs=("/opt/wheels",))
@@ -531,7 +531,7 @@ SMI_SAMPLES = [p.read_text(errors="replace") for p in sorted(FIXTURES.rglob("*sm
     )
 )
 def test_host_text_parsers(text: str) -> None:
-    from envbuilder import detect
+    from envbuilder.edge import detect
 
     gpus = detect.parse_nvidia_smi_csv(text)
     assert all(isinstance(g.name, str) for g in gpus)
@@ -579,8 +579,8 @@ def test_host_text_parsers(text: str) -> None:
     ),
 )
 def test_pip_configuration(texts: list[str], env: dict[str, str]) -> None:
-    from envbuilder.settings import Settings
-    from envbuilder.sources import apply_pip_config, parse_pip_config, parse_pip_ini
+    from envbuilder.edge.settings import Settings
+    from envbuilder.edge.sources import apply_pip_config, parse_pip_config, parse_pip_ini
 
     config = parse_pip_ini(texts, env)
     settings = apply_pip_config(Settings(), config)
@@ -622,7 +622,7 @@ def _patterns() -> list[re.Pattern[str]]:
     import importlib
 
     from envbuilder.doctor import RULE_MODULES, Context, diagnose, logs, verdict
-    from envbuilder.matrix import load_matrix
+    from envbuilder.model.matrix import load_matrix
 
     modules = [importlib.import_module(name) for name in RULE_MODULES]
     found: dict[str, re.Pattern[str]] = {}
@@ -878,7 +878,7 @@ def matrix_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped matrix read once for the many runs below (its reading is fuzzed by test_matrix_overlay)."""
     import functools
 
-    from envbuilder import matrix
+    from envbuilder.model import matrix
 
     monkeypatch.setattr(matrix, "load_matrix", functools.lru_cache(maxsize=4)(matrix.load_matrix))
 

@@ -16,9 +16,9 @@ import pytest
 
 from envbuilder.cli import main
 from envbuilder.doctor.evidence import from_smoke_document
-from envbuilder.matrix import Matrix
+from envbuilder.model.matrix import Matrix
 from envbuilder.model.smoke import check_from_json
-from envbuilder.target import build_target, parse_gpus
+from envbuilder.model.target import build_target, parse_gpus
 
 H200 = Path(__file__).parent / "fixtures" / "h200-cu130"
 BROKEN = H200 / "broken"

@@ -1,5 +1,5 @@
-"""GPU names and PCI ids against the product table built from the PCI ID database (envbuilder/gpu_table.py,
-envbuilder/pci_ids.py, the --gpu parsing of envbuilder/target.py and `matrix refresh --pci-ids`).
+"""GPU names and PCI ids against the product table built from the PCI ID database (envbuilder/model/gpu_table.py,
+envbuilder/model/pci_ids.py, the --gpu parsing of envbuilder/model/target.py and `matrix refresh --pci-ids`).
 
 The names are real: as users' machines printed them (tests/fixtures/gpu-names/README.md cites each), and as
 NVIDIA's own driver names each PCI device. Each must map to NVIDIA's compute capability, or be refused.
@@ -19,15 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import detect, gpu_table, nvidia, pci_ids
 from envbuilder.cli import main
 from envbuilder.cli._common import target_from_args
-from envbuilder.detect import Host
-from envbuilder.errors import SourceError, TargetError
-from envbuilder.gpu_table import alternatives, chip_rule, is_gpu, tokens
-from envbuilder.matrix import BUILTIN_DIR, Matrix, load_matrix
-from envbuilder.pci_source import read_pci_ids
-from envbuilder.target import gpu_from_pci_id, parse_gpu
+from envbuilder.edge import detect, nvidia
+from envbuilder.edge.detect import Host
+from envbuilder.edge.pci_source import read_pci_ids
+from envbuilder.model import gpu_table, pci_ids
+from envbuilder.model.errors import SourceError, TargetError
+from envbuilder.model.gpu_table import alternatives, chip_rule, is_gpu, tokens
+from envbuilder.model.matrix import BUILTIN_DIR, Matrix, load_matrix
+from envbuilder.model.target import gpu_from_pci_id, parse_gpu
 
 NAMES = Path(__file__).parent / "fixtures" / "gpu-names"
 PCI_IDS = Path(__file__).parent / "fixtures" / "pci-ids" / "pci.ids"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from envbuilder.cli import main
-from envbuilder.matrix import Matrix
+from envbuilder.model.matrix import Matrix
 
 H100 = Path(__file__).parent / "fixtures" / "h100-cu130"
 
@@ -80,8 +80,8 @@ def test_gptq_tiny_layer_passed_on_the_h100() -> None:
 
 
 def test_gptq_evidence_proves_only_gptq_plans(matrix: Matrix) -> None:
+    from envbuilder.model.target import build_target, parse_gpus
     from envbuilder.resolve import Plan, Sources, resolve
-    from envbuilder.target import build_target, parse_gpus
 
     def plan(profile: str) -> Plan:
         target = build_target(matrix, gpus=parse_gpus("H100", matrix), driver="580.159.04", pythons=("3.12",),

@@ -16,8 +16,8 @@ import pytest
 
 from envbuilder.doctor.drift import changes, drift_findings, torch_cuda
 from envbuilder.edge import guard as edge_guard
-from envbuilder.matrix import Matrix
 from envbuilder.model import guard
+from envbuilder.model.matrix import Matrix
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -84,7 +84,7 @@ def test_constraints_of_a_real_lock() -> None:
 @pytest.fixture(scope="module")
 def uv_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv exactly as uv writes it (the scripts envbuilder's environments carry)."""
-    from envbuilder.uv import find_uv
+    from envbuilder.edge.uv import find_uv
 
     env = tmp_path_factory.mktemp("guard") / "env"
     subprocess.run([find_uv(), "venv", "--quiet", "--relocatable", "--python", sys.executable, str(env)], check=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from envbuilder.cli import main
-from envbuilder.lock import content_digest
+from envbuilder.model.lock import content_digest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,7 +74,7 @@ def test_a_malformed_manifest_is_one_message(
 
 
 def test_manifest_sources_are_typed(tmp_path: Path) -> None:
-    from envbuilder.manifest import load_manifest
+    from envbuilder.edge.manifest import load_manifest
 
     (tmp_path / "wheels").mkdir()
     manifest = tmp_path / "envbuilder.toml"
@@ -246,8 +246,8 @@ def test_a_mirror_made_lock_lists_only_the_indexes_it_uses(tmp_path: Path, capsy
 
 @pytest.mark.parametrize("entry", [[True, "x"], [True], "yes", [1, 2], [True, None], {"a": 1}])
 def test_a_malformed_reachability_entry_is_a_miss(entry: object, tmp_path: Path) -> None:
-    from envbuilder.settings import Settings
-    from envbuilder.sources import reachable
+    from envbuilder.edge.settings import Settings
+    from envbuilder.edge.sources import reachable
 
     url = "http://127.0.0.1:9/simple"
     (tmp_path / "reachable.json").write_text(json.dumps({url: entry}))
@@ -255,7 +255,7 @@ def test_a_malformed_reachability_entry_is_a_miss(entry: object, tmp_path: Path)
 
 
 def test_malformed_pythons_cache_entries_are_probed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from envbuilder import detect
+    from envbuilder.edge import detect
 
     monkeypatch.setenv("ENVBUILDER_CACHE", str(tmp_path))
     detect.find_pythons.cache_clear()
@@ -274,7 +274,7 @@ def test_malformed_pythons_cache_entries_are_probed_again(tmp_path: Path, monkey
 
 def test_binary_output_of_a_tool_is_read_not_a_crash() -> None:
     """nvidia-smi (or any tool) printing bytes that are not UTF-8 reached Python as a UnicodeDecodeError."""
-    from envbuilder import _run
+    from envbuilder.edge import _run
 
     result = _run.run(["sh", "-c", r"printf '\377\376 NVIDIA \351\n'"])
     assert "NVIDIA" in result.stdout
@@ -354,8 +354,8 @@ def test_a_nul_byte_in_an_argument_is_one_message(capsys: pytest.CaptureFixture[
 
 
 def test_a_nul_byte_reaching_a_process_is_a_command_failure() -> None:
-    from envbuilder import _run as run_module
-    from envbuilder.errors import CommandFailed
+    from envbuilder.edge import _run as run_module
+    from envbuilder.model.errors import CommandFailed
 
     with pytest.raises(CommandFailed, match="NUL byte"):
         run_module.run(["echo", "a\x00b"])

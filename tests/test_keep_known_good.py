@@ -27,8 +27,8 @@ import pytest
 
 from envbuilder.cli import main
 from envbuilder.edge.guard import installed_versions
-from envbuilder.lock import read_lock
 from envbuilder.model.guard import CONSTRAINTS_FILE, is_layer
+from envbuilder.model.lock import read_lock
 
 pytestmark = [pytest.mark.integration, pytest.mark.network]
 
@@ -98,7 +98,7 @@ def _layers(env: Path) -> dict[str, str]:
 
 
 def _uv() -> str:
-    from envbuilder.uv import find_uv
+    from envbuilder.edge.uv import find_uv
 
     return find_uv()
 

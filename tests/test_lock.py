@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from envbuilder._fs import write_text_atomic
-from envbuilder.errors import LockError
-from envbuilder.lock import (
+from envbuilder.edge._fs import write_text_atomic
+from envbuilder.model.errors import LockError
+from envbuilder.model.lock import (
     check_env_name,
     check_lock_path,
     default_env_name,
@@ -28,8 +28,8 @@ from envbuilder.lock import (
     suggest_lock_file_name,
     with_smoke,
 )
+from envbuilder.model.target import build_target, parse_gpus
 from envbuilder.resolve import Plan, Sources, resolve
-from envbuilder.target import build_target, parse_gpus
 
 FIXTURES = Path(__file__).parent / "fixtures" / "locks"
 CPU_LOCK = Path(__file__).parent.parent / "dockerfiles" / "cpu" / "pylock.cpu.toml"
@@ -139,7 +139,7 @@ def test_malformed_locks(text: str, message: str) -> None:
 def _resealed(text: str) -> str:
     import tomllib
 
-    from envbuilder.lock import content_digest
+    from envbuilder.model.lock import content_digest
 
     digest = content_digest(tomllib.loads(text))
     return re.sub(r'lock-digest = "sha256:[0-9a-f]+"', f'lock-digest = "{digest}"', text)
@@ -205,7 +205,7 @@ def test_the_pylock_check_leaves_the_document_as_read(cpu_plan: Plan) -> None:
 
     import tomllib
 
-    from envbuilder.lock import check_pylock
+    from envbuilder.model.lock import check_pylock
 
     text = finalize(UV_CPU, cpu_plan, name="cpu-py3.11", pytorch_index="https://download.pytorch.org/whl")
     unnamed = tomllib.loads(text.replace('name = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", ', ""))
@@ -452,7 +452,7 @@ def test_uv_draws_the_same_line(filename: str, valid: bool, tmp_path: Path) -> N
 def test_a_manifests_lock_is_found_under_its_name_or_the_old_one(
     tmp_path: Path, present: tuple[str, ...], found: str
 ) -> None:
-    from envbuilder.lock import manifest_lock_path
+    from envbuilder.model.lock import manifest_lock_path
 
     for name in present:
         (tmp_path / name).write_text("")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.errors import LockError
-from envbuilder.manifest import EnvSpec, add_env, load_manifest
+from envbuilder.edge.manifest import EnvSpec, add_env, load_manifest
+from envbuilder.model.errors import LockError
 
 GOOD = """\
 # Our team's environments -- keep this comment

@@ -1,4 +1,4 @@
-"""envbuilder/matrix.py: the loader and validator, fed one tiny broken overlay per error."""
+"""envbuilder/model/matrix.py: the loader and validator, fed one tiny broken overlay per error."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from envbuilder.cli import main
-from envbuilder.errors import MatrixError
-from envbuilder.matrix import BUILTIN_DIR, ENV_MATRIX_DIR, FILES, GPU_FILES, IDS_FILE, Matrix, load_matrix
+from envbuilder.model.errors import MatrixError
+from envbuilder.model.matrix import BUILTIN_DIR, ENV_MATRIX_DIR, FILES, GPU_FILES, IDS_FILE, Matrix, load_matrix
 
 FIXTURES = Path(__file__).parent / "fixtures" / "matrices"
 

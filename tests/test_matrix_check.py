@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import matrix_audit as ma
-from envbuilder.audit import LibraryReport
 from envbuilder.cli import main as cli_main
-from envbuilder.matrix_check import Report, check_bnb_sass, kept_requirements, python_range, same_spec
-from envbuilder.pypi import IndexFile
-from envbuilder.reader import WheelFacts
-from envbuilder.upstream import FileObs, ReleaseObs
+from envbuilder.edge.pypi import IndexFile
+from envbuilder.edge.reader import WheelFacts
+from envbuilder.edge.upstream import FileObs, ReleaseObs
+from envbuilder.jobs import matrix_audit as ma
+from envbuilder.jobs.matrix_check import Report, check_bnb_sass, kept_requirements, python_range, same_spec
+from envbuilder.model.audit import LibraryReport
 
 RECORDED = Path(__file__).parent / "fixtures" / "upstream"
 MATRICES = Path(__file__).parent.parent / "matrices"
@@ -290,8 +290,8 @@ def test_the_recording_readme_names_every_file(tmp_path: Path) -> None:
 
 
 def test_a_build_the_pytorch_index_does_not_list_is_reported(tmp_path: Path) -> None:
-    from envbuilder.matrix_check import check_torch_builds
-    from envbuilder.upstream import Observed
+    from envbuilder.edge.upstream import Observed
+    from envbuilder.jobs.matrix_check import check_torch_builds
 
     (tmp_path / "torch.toml").write_text(
         'schema-version = 1\n[[build]]\ntorch = ">=2.7,<2.8"\nvariant = "cu128"\ncuda = "12.8"\n'

@@ -13,11 +13,11 @@ import pytest
 from packaging.specifiers import SpecifierSet
 
 from envbuilder.doctor import Context, Device, Evidence, diagnose
-from envbuilder.errors import MatrixError
-from envbuilder.matrix import BnbFirst, Matrix, load_matrix
+from envbuilder.edge.settings import DEFAULT_PYTORCH_INDEX
+from envbuilder.model.errors import MatrixError
+from envbuilder.model.matrix import BnbFirst, Matrix, load_matrix
+from envbuilder.model.target import build_target, parse_gpus
 from envbuilder.resolve import Plan, resolve
-from envbuilder.settings import DEFAULT_PYTORCH_INDEX
-from envbuilder.target import build_target, parse_gpus
 
 H100 = Device(index=0, name="NVIDIA H100 80GB HBM3", cc="9.0", vram_bytes=85 * 10**9)
 

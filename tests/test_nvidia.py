@@ -1,4 +1,4 @@
-"""envbuilder.nvidia and the driverless part of detection: parsers on files recorded on the H200 host and on
+"""envbuilder.edge.nvidia and the driverless part of detection: parsers on files recorded on the H200 host and on
 `lspci -nn` outputs users posted (tests/fixtures/lspci/README.md), the readers on those files laid out as a fake
 /sys and /proc tree, the real NVML binding on this machine (no NVIDIA library here), and the advice."""
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import detect, nvidia
-from envbuilder.detect import Gpu
-from envbuilder.errors import TargetError
-from envbuilder.nvidia import DriverReading, NvmlDevice, NvmlReading, PciDevice
+from envbuilder.edge import detect, nvidia
+from envbuilder.edge.detect import Gpu
+from envbuilder.edge.nvidia import DriverReading, NvmlDevice, NvmlReading, PciDevice
+from envbuilder.model.errors import TargetError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 H200 = FIXTURES / "h200-cu130" / "host"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import _run
-from envbuilder.errors import CommandFailed
+from envbuilder.edge import _run
+from envbuilder.model.errors import CommandFailed
 
 SECRET = "PTTOKEN-9c3e51"
 # A child that writes like uv: plain lines, a URL with userinfo, a secret split across two writes with a pause
@@ -128,8 +128,8 @@ def test_real_uv_sync_is_shown(mode: str, tmp_path: Path, capsys: pytest.Capture
     output arrives through the pseudo-terminal (coloured: uv saw a terminal), in a log as indented plain lines."""
     from dataclasses import replace
 
-    from envbuilder import uv
-    from envbuilder.settings import Settings
+    from envbuilder.edge import uv
+    from envbuilder.edge.settings import Settings
 
     settings = replace(Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache"), uv_output=mode)  # type: ignore[arg-type]
     uv.venv(tmp_path / "venv", sys.executable, settings)
@@ -149,8 +149,8 @@ def test_real_uv_sync_is_shown(mode: str, tmp_path: Path, capsys: pytest.Capture
 
 SIGNAL_PROBE = r"""
 import signal, sys
-from envbuilder import _run
-from envbuilder.errors import Terminated
+from envbuilder.edge import _run
+from envbuilder.model.errors import Terminated
 
 def on_term(signum, frame):
     raise Terminated(signum)

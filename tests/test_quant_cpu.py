@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from envbuilder import _run
-from envbuilder.builder import interpreter_for
-from envbuilder.matrix import Matrix, QuantLib
-from envbuilder.sources import read_pip_config
+from envbuilder.edge import _run
+from envbuilder.edge.sources import read_pip_config
+from envbuilder.jobs.builder import interpreter_for
+from envbuilder.model.matrix import Matrix, QuantLib
 
 FIXTURES = Path(__file__).parent / "fixtures" / "quant-cpu"
 SCRIPT = Path(__file__).parent / "quant_cpu_validate.py"

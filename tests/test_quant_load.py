@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from envbuilder.builder import interpreter_for
-from envbuilder.matrix import Matrix, ProfileFormat, Quantizer
-from envbuilder.sources import read_pip_config
+from envbuilder.edge.sources import read_pip_config
+from envbuilder.jobs.builder import interpreter_for
+from envbuilder.model.matrix import Matrix, ProfileFormat, Quantizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "quant-load"
 SCRIPT = Path(__file__).parent / "quant_load_validate.py"

@@ -1,4 +1,4 @@
-"""envbuilder/reader.py and pypi.py: facts read by byte ranges, through a real HTTP server and from PyPI.
+"""envbuilder/edge/reader.py and pypi.py: facts read by byte ranges, through a real HTTP server and from PyPI.
 
 The loopback server (tests/loopback.py) serves real files: the torch CPU wheel of the wheelhouse (a PyTorch
 index file) and wheels built here from the compiled fatbin fixtures. The live test reads one torch wheel
@@ -15,10 +15,7 @@ from pathlib import Path
 import pytest
 from loopback import Served, serve
 
-from envbuilder.audit import AuditError
-from envbuilder.credentials import redact
-from envbuilder.errors import SourceError
-from envbuilder.pypi import (
+from envbuilder.edge.pypi import (
     Http,
     IndexFile,
     parse_project_page,
@@ -26,7 +23,7 @@ from envbuilder.pypi import (
     parse_simple_json,
     split_credentials,
 )
-from envbuilder.reader import (
+from envbuilder.edge.reader import (
     FactsCache,
     Reader,
     RemoteZip,
@@ -35,7 +32,10 @@ from envbuilder.reader import (
     parse_version_py,
     torch_variant,
 )
-from envbuilder.sources import read_pip_config
+from envbuilder.edge.sources import read_pip_config
+from envbuilder.model.audit import AuditError
+from envbuilder.model.credentials import redact
+from envbuilder.model.errors import SourceError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FATBIN = FIXTURES / "fatbin"
@@ -319,7 +319,7 @@ def test_recorded_cache_never_fetches(tmp_path: Path) -> None:
 
 @pytest.mark.network
 def test_one_torch_wheel_from_pypi_under_8_mb(tmp_path: Path) -> None:
-    from envbuilder.upstream import open_upstream, pick_file
+    from envbuilder.edge.upstream import open_upstream, pick_file
 
     upstream, http = open_upstream(index_url=None, pytorch_index=None, cache_root=tmp_path)
     with http:

@@ -57,8 +57,8 @@ def test_readme_example_is_the_tools_output(
 
 def test_the_readme_formats_table_is_the_matrix() -> None:
     """What each profile loads and makes: the README's table is generated from profiles.toml, never typed."""
-    from envbuilder.formats import format_table
-    from envbuilder.matrix import load_matrix
+    from envbuilder.model.matrix import load_matrix
+    from envbuilder.rules.formats import format_table
 
     text = README.read_text()
     found = re.search(r"<!-- formats-table:[^\n]*-->\n(.*?)<!-- /formats-table -->", text, re.DOTALL)

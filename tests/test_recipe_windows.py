@@ -17,12 +17,12 @@ import pytest
 
 from envbuilder.cli import main
 from envbuilder.doctor import Context, diagnose, load_rules
-from envbuilder.errors import TargetError
-from envbuilder.matrix import Matrix, load_matrix
+from envbuilder.edge.settings import env_flag
+from envbuilder.model.errors import TargetError
+from envbuilder.model.matrix import Matrix, load_matrix
 from envbuilder.model.smoke import load_smoke_table, program_text
 from envbuilder.render import recipe, values
 from envbuilder.render.windows import render_windows_script
-from envbuilder.settings import env_flag
 
 GOLDEN = Path(__file__).parent / "golden"
 LOGS = Path(__file__).parent / "fixtures" / "windows"

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import _run
 from envbuilder.cli import main
-from envbuilder.errors import SourceError
-from envbuilder.registry import ImageRef, manifest_url, parse_ref, resolve_digests
+from envbuilder.edge import _run
+from envbuilder.edge.registry import ImageRef, manifest_url, parse_ref, resolve_digests
+from envbuilder.model.errors import SourceError
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = ROOT / "dockerfiles" / "cpu" / "pylock.cpu.toml"

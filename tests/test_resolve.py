@@ -1,4 +1,4 @@
-"""envbuilder/resolve.py: plans across GPU generations x drivers x OS x profile, the traps, properties.
+"""envbuilder/resolve/__init__.py: plans across GPU generations x drivers x OS x profile, the traps, properties.
 
 The property tests re-check every plan with rules written again here, independently of the resolver.
 """
@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
 
-from envbuilder.matrix import Matrix, TorchBuild
+from envbuilder.model.matrix import Matrix, TorchBuild
+from envbuilder.model.target import Gpu, Target, build_target, parse_gpus
 from envbuilder.resolve import NoPlan, Plan, Rejection, Sources, index_variants, resolve
 from envbuilder.rules.bnb import library_cuda
-from envbuilder.target import Gpu, Target, build_target, parse_gpus
 
 PYTORCH = "https://download.pytorch.org/whl"
 DEFAULT = Sources(pytorch_index=PYTORCH)  # as a user's machine has it: PyPI and the PyTorch index

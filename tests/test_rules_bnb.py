@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from envbuilder.builder import lock_fits_host
 from envbuilder.doctor.rules_bnb import Facts, pick_bnb
-from envbuilder.lock import Lock, LockedPackage, LockTool
-from envbuilder.matrix import Matrix
+from envbuilder.jobs.builder import lock_fits_host
+from envbuilder.model.lock import Lock, LockedPackage, LockTool
+from envbuilder.model.matrix import Matrix
+from envbuilder.model.target import build_target, parse_gpus
 from envbuilder.resolve import Plan, resolve
 from envbuilder.rules.bnb import lib_name, library_cuda
 from envbuilder.smoke.check import choose_library
-from envbuilder.target import build_target, parse_gpus
 
 GPUS = ("sm_50", "sm_61", "sm_70", "sm_75", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import _run
-from envbuilder.errors import CommandFailed
+from envbuilder.edge import _run
+from envbuilder.model.errors import CommandFailed
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups and signals are POSIX")
 
@@ -45,7 +45,7 @@ def test_a_child_started_while_signals_are_deferred_can_still_be_signalled() -> 
 def test_sigkill_of_the_parent_takes_its_child_along(tmp_path: Path) -> None:
     """What no handler can answer: the kernel sends the child SIGKILL when envbuilder dies."""
     pidfile = tmp_path / "child.pid"
-    code = f"from envbuilder import _run; _run.run(['sh', '-c', 'echo $$ > {pidfile}; exec sleep 60'], check=False)"
+    code = f"from envbuilder.edge import _run; _run.run(['sh', '-c', 'echo $$ > {pidfile}; exec sleep 60'], check=False)"
     parent = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.monotonic() + 30
     while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:

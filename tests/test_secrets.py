@@ -102,7 +102,7 @@ def _new_files(root: Path, since: float) -> list[Path]:
 
 
 def _uv_cache_dir() -> Path:
-    from envbuilder.uv import find_uv
+    from envbuilder.edge.uv import find_uv
 
     return Path(subprocess.run([find_uv(), "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip())
 

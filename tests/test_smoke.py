@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import _run
 from envbuilder.cli import main
 from envbuilder.doctor.evidence import from_smoke_document
+from envbuilder.edge import _run
 from envbuilder.model.smoke import expect_for, load_smoke_table, program_text
 from envbuilder.model.types import PROFILES
 from envbuilder.smoke import SCRIPT, find_python, judge_sass, parse_document, run_smoke
@@ -199,7 +199,7 @@ def test_bounds_given_to_the_program_are_checked(tmp_path: Path) -> None:
 
 
 def test_find_python_refuses_a_directory_that_is_no_venv(tmp_path: Path) -> None:
-    from envbuilder.errors import TargetError
+    from envbuilder.model.errors import TargetError
 
     with pytest.raises(TargetError, match="not a virtual environment"):
         find_python(env=tmp_path)
@@ -211,8 +211,8 @@ def test_find_python_refuses_a_directory_that_is_no_venv(tmp_path: Path) -> None
 @pytest.fixture(scope="session")
 def cpu_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real venv for the session: torch CPU (pip's find-links wheelhouse) + bitsandbytes 0.50.2 from PyPI."""
-    from envbuilder.sources import read_pip_config
-    from envbuilder.uv import find_uv
+    from envbuilder.edge.sources import read_pip_config
+    from envbuilder.edge.uv import find_uv
 
     links = read_pip_config().get("find-links", [])
     if not any(Path(d).is_dir() and any(Path(d).glob("torch-*+cpu-*.whl")) for d in links):

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import _run
-from envbuilder.builder import interpreter_for
-from envbuilder.formats import quantizer_for
-from envbuilder.matrix import Matrix
+from envbuilder.edge import _run
+from envbuilder.edge.sources import read_pip_config
+from envbuilder.jobs.builder import interpreter_for
+from envbuilder.model.matrix import Matrix
+from envbuilder.model.target import build_target, parse_gpus
 from envbuilder.resolve import Plan, resolve
+from envbuilder.rules.formats import quantizer_for
 from envbuilder.smoke import check as check_program
 from envbuilder.smoke import run_check_script, run_smoke
-from envbuilder.sources import read_pip_config
-from envbuilder.target import build_target, parse_gpus
 
 PY311 = Path(interpreter_for("3.11", required=False) or "/nonexistent")
 WHEELHOUSE = Path(next(iter(read_pip_config().get("find-links", [])), "/nonexistent"))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.settings import Settings
-from envbuilder.sources import (
+from envbuilder.edge.settings import Settings
+from envbuilder.edge.sources import (
     apply_pip_config,
     gather_sources,
     list_wheelhouse,
@@ -272,7 +272,7 @@ def test_the_mirror_credentials_reach_the_page_and_nothing_else(tmp_path: Path) 
     them); the cache names the URL without them."""
     from loopback import Served, serve
 
-    from envbuilder.settings import with_credentials_apart
+    from envbuilder.edge.settings import with_credentials_apart
 
     served = Served(json_pages={"/whl/cu126/torch/": _torch_json([CU126])}, credentials=("alice", "s3cret"))
     with serve(served) as base:
@@ -288,7 +288,7 @@ def test_retry_after_is_honoured_but_bounded(tmp_path: Path, monkeypatch: pytest
     """429 with ``Retry-After: 3600``: the index is asked again after the capped wait, not after an hour."""
     from loopback import Served, serve
 
-    from envbuilder import pypi
+    from envbuilder.edge import pypi
 
     monkeypatch.setattr(pypi, "RETRY_AFTER_MAX", 1.5)
     served = Served(json_pages={"/whl/cu126/torch/": _torch_json([CU126])}, fail_first=1, fail_status=429)

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from envbuilder import _run
 from envbuilder.cli import COMMAND_MODULES, COMMANDS, build_parser
+from envbuilder.edge import _run
 from envbuilder.edge.matrix_cache import cached_matrix
-from envbuilder.matrix import load_matrix
+from envbuilder.model.matrix import load_matrix
 
 ROOT = Path(__file__).resolve().parent.parent
 # Never imported by `envbuilder resolve` with a warm compiled matrix: each is either heavy (a network or TOML
@@ -36,13 +36,13 @@ NOT_AT_START = (
     "json",  # --json only
     "difflib",  # a "did you mean" only
     "base64",
-    "envbuilder.credentials",  # source options only
-    "envbuilder.config",
-    "envbuilder.sources",
-    "envbuilder.detect",  # an explicit --gpu never probes this host
-    "envbuilder.gpu_table",
-    "envbuilder.pci_ids",
-    "envbuilder.lock",
+    "envbuilder.model.credentials",  # source options only
+    "envbuilder.edge.config",
+    "envbuilder.edge.sources",
+    "envbuilder.edge.detect",  # an explicit --gpu never probes this host
+    "envbuilder.model.gpu_table",
+    "envbuilder.model.pci_ids",
+    "envbuilder.model.lock",
     "envbuilder.render",
     "envbuilder.doctor",
     "envbuilder.smoke",
@@ -172,3 +172,19 @@ def test_a_damaged_or_foreign_compiled_matrix_is_not_used(tmp_path: Path, damage
     else:
         pickled.write_bytes(pickle.dumps({"date": "1999"}))
     assert cached_matrix(cache_dir=tmp_path) == load_matrix()
+
+
+def test_a_compiled_matrix_of_the_old_module_layout_is_read_again(tmp_path: Path) -> None:
+    """Before the layer folders, the model was ``envbuilder`` + ``.matrix``; its pickle names a module that is gone."""
+    import pickle
+
+    cached_matrix(cache_dir=tmp_path)
+    (pickled,) = (tmp_path / "matrix").glob("*.pickle")
+    # protocol 2 names classes as text lines, so the old module path can be written in
+    gone = b"envbuilder" + b".matrix"  # spelt in two parts, so that a rewrite of module paths leaves it alone
+    old = pickle.dumps(load_matrix(), protocol=2).replace(b"envbuilder.model.matrix", gone)
+    with pytest.raises(ModuleNotFoundError):
+        pickle.loads(old)  # the file really is unreadable by the new layout
+    pickled.write_bytes(old)
+    assert cached_matrix(cache_dir=tmp_path) == load_matrix()
+    assert pickle.loads(pickled.read_bytes()) == load_matrix()  # written again, in the new layout

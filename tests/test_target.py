@@ -1,13 +1,13 @@
-"""envbuilder/target.py: what --gpu, --driver, --os, --python, --profile, --torch and --bnb accept and refuse."""
+"""envbuilder/model/target.py: what --gpu, --driver, --os, --python, --profile, --torch and --bnb accept and refuse."""
 
 from __future__ import annotations
 
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from envbuilder.errors import TargetError
-from envbuilder.matrix import Matrix
-from envbuilder.target import (
+from envbuilder.model.errors import TargetError
+from envbuilder.model.matrix import Matrix
+from envbuilder.model.target import (
     DEFAULT_PYTHONS,
     Gpu,
     build_target,

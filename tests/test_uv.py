@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.errors import CommandFailed, SourceError
-from envbuilder.uv import _classify, uv_cause
+from envbuilder.edge.uv import _classify, uv_cause
+from envbuilder.model.errors import CommandFailed, SourceError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "uv"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import _run
+from envbuilder.edge import _run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.integration
 @pytest.mark.network
 def test_a_wheel_install_resolves_without_the_checkout(tmp_path: Path) -> None:
-    from envbuilder.uv import find_uv
+    from envbuilder.edge.uv import find_uv
 
     uv = find_uv()
     dist = tmp_path / "dist"
@@ -43,7 +43,7 @@ def test_a_wheel_install_resolves_without_the_checkout(tmp_path: Path) -> None:
     away.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("ENVBUILDER_MATRIX_DIR", "PYTHONPATH")}
     where = _run.run(
-        [str(python), "-c", "from envbuilder.matrix import BUILTIN_DIR; print(BUILTIN_DIR)"], cwd=away, env=env
+        [str(python), "-c", "from envbuilder.model.matrix import BUILTIN_DIR; print(BUILTIN_DIR)"], cwd=away, env=env
     )
     assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout
     result = _run.run(

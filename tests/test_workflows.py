@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import _run
+from envbuilder.edge import _run
 
 ROOT = Path(__file__).parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -37,8 +37,8 @@ def test_there_is_a_workflow() -> None:
 
 def _generated(tmp_path: Path, registry: str | None) -> Path:
     """The workflow `envbuilder ci` writes for two committed locks, as a file of a repository checkout."""
-    from envbuilder.lock import read_lock
     from envbuilder.model.images import load_pin_table
+    from envbuilder.model.lock import read_lock
     from envbuilder.render.ci import CiImage, render_workflow
 
     images = [

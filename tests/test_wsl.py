@@ -19,14 +19,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from envbuilder.errors import LockError, TargetError
-from envbuilder.matrix import Matrix
+from envbuilder.model.errors import LockError, TargetError
+from envbuilder.model.matrix import Matrix
 from envbuilder.model.smoke import load_smoke_table
+from envbuilder.model.target import build_target, parse_gpus
 from envbuilder.render import recipe, values
 from envbuilder.render.wsl2 import render_wsl2_script
 from envbuilder.resolve import Plan, resolve
 from envbuilder.rules.cuda import driver_floors
-from envbuilder.target import build_target, parse_gpus
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"

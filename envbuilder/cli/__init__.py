@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from envbuilder import __version__
 from envbuilder.cli import _console
 from envbuilder.cli._console import ColorWhen
-from envbuilder.errors import (
+from envbuilder.model.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TERMINATED,
@@ -206,7 +206,7 @@ class _RedactingFormatter(logging.Formatter):
     """Debug logs and tracebacks (--verbose) never show the userinfo of a URL."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from envbuilder.credentials import redact
+        from envbuilder.model.credentials import redact
 
         return redact(super().format(record))
 
@@ -247,7 +247,7 @@ def _report(exc: EnvbuilderError, *, verbose: bool = False) -> int:
     stderr, and under ``--json`` the same as a document on stdout (scripts read stdout only)."""
     if verbose:
         logging.exception("traceback")
-    from envbuilder.credentials import redact
+    from envbuilder.model.credentials import redact
 
     message, hint = redact(exc.message), redact(exc.hint) if exc.hint else None
     shown = f"error: {message}" if isinstance(exc, UsageError) else message  # argparse's own form

@@ -6,13 +6,13 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from envbuilder.errors import TargetError
+from envbuilder.model.errors import TargetError
 
 if TYPE_CHECKING:
-    from envbuilder.detect import Host
-    from envbuilder.manifest import EnvSpec
-    from envbuilder.matrix import Matrix
-    from envbuilder.target import Gpu, OsFlavour, Target
+    from envbuilder.edge.detect import Host
+    from envbuilder.edge.manifest import EnvSpec
+    from envbuilder.model.matrix import Matrix
+    from envbuilder.model.target import Gpu, OsFlavour, Target
 
 
 def load_matrix_for(args: argparse.Namespace) -> Matrix:
@@ -54,11 +54,11 @@ def _host_needed(args: argparse.Namespace) -> bool:
 
 def target_from_args(args: argparse.Namespace, matrix: Matrix, host: Host | None = None) -> Target:
     """A Target from the options; detection fills only what the options leave open (STYLE rule 3)."""
-    from envbuilder.target import build_target, parse_gpus
+    from envbuilder.model.target import build_target, parse_gpus
 
     refuse_empty_options(args)
     if host is None and _host_needed(args):
-        from envbuilder.detect import probe_host
+        from envbuilder.edge.detect import probe_host
 
         host = probe_host()
     gpu_text = (args.gpu or "auto").strip()
@@ -75,7 +75,7 @@ def target_from_args(args: argparse.Namespace, matrix: Matrix, host: Host | None
     elif host and host.pythons and gpu_text.lower() == "auto":
         pythons = _preferred_installed(host)
     else:
-        from envbuilder.target import DEFAULT_PYTHONS
+        from envbuilder.model.target import DEFAULT_PYTHONS
 
         pythons = DEFAULT_PYTHONS
     return build_target(
@@ -96,14 +96,14 @@ def _driver_variable() -> str | None:
     """ENVBUILDER_DRIVER, then UV_CUDA_DRIVER_VERSION: a flag beats them, they beat detection (as in uv)."""
     import os
 
-    from envbuilder.nvidia import driver_override
+    from envbuilder.edge.nvidia import driver_override
 
     reading, _ = driver_override(os.environ)
     return reading.version if reading else None
 
 
 def _preferred_installed(host: Host) -> tuple[str, ...]:
-    from envbuilder.target import DEFAULT_PYTHONS
+    from envbuilder.model.target import DEFAULT_PYTHONS
 
     installed = {p.minor for p in host.pythons}
     ordered = [p for p in DEFAULT_PYTHONS if p in installed]
@@ -112,7 +112,7 @@ def _preferred_installed(host: Host) -> tuple[str, ...]:
 
 def _host_gpus(host: Host, matrix: Matrix) -> tuple[Gpu, ...]:
     """The detected GPUs as the target's: nvidia-smi's compute capability, else the one its name gives."""
-    from envbuilder.target import Gpu, identify_name
+    from envbuilder.model.target import Gpu, identify_name
 
     out = []
     for gpu in host.gpus:
@@ -132,7 +132,7 @@ def _host_gpus(host: Host, matrix: Matrix) -> tuple[Gpu, ...]:
 
 def cc_of_name(name: str, matrix: Matrix) -> str:
     """The one compute capability a product name means (the driver's /proc name of a GPU no tool reported), or ""."""
-    from envbuilder import target
+    from envbuilder.model import target
 
     return target.cc_of_name(name, matrix)
 
@@ -197,7 +197,7 @@ def print_json(doc: object) -> None:
 
 def build_target_from_spec(spec: EnvSpec, matrix: Matrix) -> Target:
     """A manifest [[env]] as a Target (it names another machine, so nothing is detected)."""
-    from envbuilder.target import DEFAULT_PYTHONS, build_target, parse_gpus
+    from envbuilder.model.target import DEFAULT_PYTHONS, build_target, parse_gpus
 
     gpus = parse_gpus(",".join(spec.gpus), matrix) if spec.gpus else ()
     return build_target(

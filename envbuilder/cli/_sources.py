@@ -1,7 +1,7 @@
 """Source options shared by create/lock/sync: mirrors, wheelhouses, offline, CA certificates.
 
 Precedence: flags, then ENVBUILDER_* environment variables, then the project's [sources] (envbuilder.toml or
-[tool.envbuilder] in pyproject.toml, found upward: ``envbuilder.config``), then the user's
+[tool.envbuilder] in pyproject.toml, found upward: ``envbuilder.edge.config``), then the user's
 (~/.config/envbuilder/config.toml), then pip's own configuration (index-url, find-links, cert), which is honoured
 explicitly and named in the output. ``--no-config`` reads neither envbuilder file.
 """
@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from envbuilder.settings import DEFAULT_PYTORCH_INDEX, Settings, UvOutput, env_flag, with_credentials_apart
+from envbuilder.edge.settings import DEFAULT_PYTORCH_INDEX, Settings, UvOutput, env_flag, with_credentials_apart
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +66,7 @@ def project_manifest(args: argparse.Namespace, explicit: str | None = None) -> P
         return Path(explicit)
     if getattr(args, "no_config", False):
         return None
-    from envbuilder.config import find_project
+    from envbuilder.edge.config import find_project
 
     found = find_project(Path.cwd())
     if found is not None and found.parent != Path.cwd().absolute():
@@ -80,12 +80,12 @@ def configured_sources(args: argparse.Namespace, manifest_sources: Mapping[str, 
     """[sources] from the configuration files: the manifest's (or the project's found upward) over the user's."""
     if getattr(args, "no_config", False):
         return dict(manifest_sources or {})
-    from envbuilder.config import find_project, load_user_sources, merge_sources
-    from envbuilder.settings import user_config_path
+    from envbuilder.edge.config import find_project, load_user_sources, merge_sources
+    from envbuilder.edge.settings import user_config_path
 
     project = manifest_sources
     if project is None:
-        from envbuilder.manifest import read_project_sources
+        from envbuilder.edge.manifest import read_project_sources
 
         found = find_project(Path.cwd())
         project = read_project_sources(found) if found is not None else {}
@@ -114,7 +114,7 @@ def uv_output() -> UvOutput:
 
 
 def settings_from_args(args: argparse.Namespace, manifest_sources: Mapping[str, Any] | None = None) -> Settings:
-    from envbuilder.errors import SourceError
+    from envbuilder.model.errors import SourceError
 
     src = configured_sources(args, manifest_sources)
     base = Path(args.home) if getattr(args, "home", None) else None
@@ -148,7 +148,7 @@ def settings_from_args(args: argparse.Namespace, manifest_sources: Mapping[str, 
         settings = replace(settings, refresh=True)
     settings = replace(settings, uv_output=uv_output())
     if not args.no_pip_config:
-        from envbuilder.sources import apply_pip_config, read_pip_config
+        from envbuilder.edge.sources import apply_pip_config, read_pip_config
 
         settings = apply_pip_config(settings, read_pip_config())
     return with_credentials_apart(settings)

@@ -15,10 +15,10 @@ from envbuilder.cli._common import add_target_options, load_matrix_for, print_js
 from envbuilder.cli._sources import add_source_options, settings_from_args
 
 if TYPE_CHECKING:
-    from envbuilder.lock import Lock
+    from envbuilder.edge.settings import Settings
+    from envbuilder.edge.venv import SmokeOutcome
+    from envbuilder.model.lock import Lock
     from envbuilder.resolve import Plan
-    from envbuilder.settings import Settings
-    from envbuilder.venv import SmokeOutcome
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -74,14 +74,14 @@ def _notify(text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from envbuilder import builder
-    from envbuilder._fs import check_can_write
     from envbuilder.cli.resolve import render
-    from envbuilder.detect import find_pythons
-    from envbuilder.errors import CheckFailed
-    from envbuilder.lock import check_lock_path
+    from envbuilder.edge._fs import check_can_write
+    from envbuilder.edge.detect import find_pythons
+    from envbuilder.edge.sources import gather_sources
+    from envbuilder.jobs import builder
+    from envbuilder.model.errors import CheckFailed
+    from envbuilder.model.lock import check_lock_path
     from envbuilder.resolve import NoPlan, index_variants, resolve
-    from envbuilder.sources import gather_sources
 
     if args.lock_out:  # a directory, or a name uv would refuse, is refused before any work
         check_can_write(Path(args.lock_out), "--lock-out")
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _lock_path(args: argparse.Namespace, plan: Plan, name: str) -> Path:
     """--lock-out (refused unless PEP 751 allows its name), else the lock named after --name/--path or the plan."""
-    from envbuilder.lock import default_lock_file_name, lock_file_name
+    from envbuilder.model.lock import default_lock_file_name, lock_file_name
 
     if args.lock_out:
         return Path(args.lock_out)  # checked on entry
@@ -144,8 +144,8 @@ def _env_name(args: argparse.Namespace, plan: Plan, steps: Steps) -> str:
     A directory may be called anything ("my env", "café"); the environment's name goes into lock names, image
     tags and scripts, so it keeps to the safe alphabet and the path keeps its own spelling.
     """
-    from envbuilder.errors import LockError
-    from envbuilder.lock import check_env_name, default_env_name
+    from envbuilder.model.errors import LockError
+    from envbuilder.model.lock import check_env_name, default_env_name
 
     if args.name or not args.path:
         return check_env_name(args.name or default_env_name(plan))
@@ -160,7 +160,7 @@ def _env_name(args: argparse.Namespace, plan: Plan, steps: Steps) -> str:
 
 def _preflight(args: argparse.Namespace, dest: Path, lock_path: Path) -> None:
     """Refuse, before anything is resolved or built, a destination or lock path that cannot take the result."""
-    from envbuilder._fs import check_can_write, refuse_overwrite
+    from envbuilder.edge._fs import check_can_write, refuse_overwrite
 
     check_can_write(dest, "--path" if args.path else "the environment", directory=True)
     check_can_write(lock_path, "--lock-out" if args.lock_out else "the lock")
@@ -180,7 +180,7 @@ def _build(
     then: Callable[[SmokeOutcome | None], None],
     guard: bool = True,
 ) -> SmokeOutcome | None:
-    from envbuilder import venv
+    from envbuilder.edge import venv
 
     return venv.build(
         dest,
@@ -200,7 +200,7 @@ def _build(
 
 def _dry_run(args, plan, name, dest, lock_path, interpreter, extra) -> int:  # type: ignore[no-untyped-def]
     from envbuilder.cli.resolve import render
-    from envbuilder.uv import UV_PLATFORMS
+    from envbuilder.edge.uv import UV_PLATFORMS
 
     compile_cmd = [
         "uv",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from envbuilder.cli._common import print_json
 
 if TYPE_CHECKING:
-    from envbuilder.detect import Host
+    from envbuilder.edge.detect import Host
 
 SCHEMA = "envbuilder.detect/1"
 
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-    from envbuilder.detect import probe_host  # the probe's parsers are not needed to build the parser
+    from envbuilder.edge.detect import probe_host  # the probe's parsers are not needed to build the parser
 
     host = probe_host()
     advice = _advice(args, host)
@@ -65,7 +65,7 @@ def needs_driver(host: Host) -> bool:
 
 def _advice(args: argparse.Namespace, host: Host) -> str | None:
     from envbuilder.cli._common import plan_driver_floor
-    from envbuilder.nvidia import driver_advice
+    from envbuilder.edge.nvidia import driver_advice
 
     if not needs_driver(host):
         return None

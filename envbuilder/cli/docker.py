@@ -15,11 +15,11 @@ from envbuilder.cli._common import add_target_options, print_json
 from envbuilder.cli._sources import add_source_options
 
 if TYPE_CHECKING:
-    from envbuilder.lock import Lock
+    from envbuilder.edge.settings import Settings
     from envbuilder.model.images import PinTable
+    from envbuilder.model.lock import Lock
     from envbuilder.model.smoke import SmokeTable
     from envbuilder.render.dockerfile import Options
-    from envbuilder.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -106,7 +106,7 @@ def _pins(args: argparse.Namespace, settings: Settings | None, locks: Sequence[L
     pins = load_pin_table(getattr(args, "matrix_dir", None))
     if not args.resolve_digests:
         return pins
-    from envbuilder.registry import resolve_digests
+    from envbuilder.edge.registry import resolve_digests
 
     images = [args.uv_image or UV_IMAGE, *(args.base_image or default_base(lock, pins).image for lock in locks)]
     ca = settings.ca_certs[0] if settings and settings.ca_certs else None
@@ -129,7 +129,7 @@ def _options(args: argparse.Namespace, settings: Settings | None, locks: Sequenc
 
 def _get_lock(args: argparse.Namespace, settings: Settings, workdir: Path) -> tuple[Lock, str]:
     """The lock named by --lock, or a fresh one for the target options (written into ``workdir``)."""
-    from envbuilder.lock import lock_file_name, parse_lock, read_lock_text
+    from envbuilder.model.lock import lock_file_name, parse_lock, read_lock_text
 
     if args.lock:
         return read_lock_text(Path(args.lock), hint="check the path, or leave --lock out to lock the target")
@@ -157,7 +157,7 @@ def check_outputs(directory: Path, rels: Iterable[str], *, force: bool) -> None:
     A context whose Dockerfile envbuilder wrote is envbuilder's as a whole (its smoke/check.py carries no
     header of its own); anywhere else each file that is already there must be envbuilder's.
     """
-    from envbuilder._fs import check_can_write, refuse_overwrite, written_by_envbuilder
+    from envbuilder.edge._fs import check_can_write, refuse_overwrite, written_by_envbuilder
 
     check_can_write(directory, "-o", directory=True)
     if (directory / "Dockerfile").is_file() and written_by_envbuilder(directory / "Dockerfile"):
@@ -168,7 +168,7 @@ def check_outputs(directory: Path, rels: Iterable[str], *, force: bool) -> None:
 
 def write_context(directory: Path, files: dict[str, str]) -> None:
     """Write a build context's files (atomically each; modes as the umask allows: nothing here is secret)."""
-    from envbuilder._fs import write_text_atomic
+    from envbuilder.edge._fs import write_text_atomic
 
     for rel, text in sorted(files.items()):
         write_text_atomic(directory / rel, text, newline="")  # LF, also from Windows: the files go into Linux images
@@ -202,7 +202,7 @@ def _copy_wheels(lock: Lock, settings: Settings, wheels: Path) -> bool:
 
 
 def run_dockerfile(args: argparse.Namespace) -> int:
-    from envbuilder.lock import lock_file_name
+    from envbuilder.model.lock import lock_file_name
     from envbuilder.render.dockerfile import image_tag, render_context
 
     settings = _settings(args)
@@ -223,7 +223,7 @@ def run_dockerfile(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from envbuilder import containers
+    from envbuilder.edge import containers
     from envbuilder.render.dockerfile import build_args, image_tags, render_context
 
     settings = _settings(args)
@@ -289,11 +289,11 @@ def _build_doc(name: str, tags: Iterable[str], engine: str, argv: Iterable[str] 
 
 
 def run_ci(args: argparse.Namespace) -> int:
-    from envbuilder._fs import write_text_atomic
     from envbuilder.cli._sources import project_manifest
-    from envbuilder.errors import LockError
-    from envbuilder.lock import manifest_lock_path, read_lock
-    from envbuilder.manifest import load_manifest
+    from envbuilder.edge._fs import write_text_atomic
+    from envbuilder.edge.manifest import load_manifest
+    from envbuilder.model.errors import LockError
+    from envbuilder.model.lock import manifest_lock_path, read_lock
     from envbuilder.render.ci import DEFAULT_REGISTRY, CiImage, render_bake, render_workflow
     from envbuilder.render.dockerfile import render_context
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from envbuilder.cli import _console
 from envbuilder.cli._common import load_matrix_for, print_json
-from envbuilder.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, TargetError
+from envbuilder.model.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, TargetError
 
 if TYPE_CHECKING:
     from envbuilder.doctor import Finding
@@ -83,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
     evidence, python, env_dir = None, None, None
     ours = False
     if args.env or args.python or not args.log:  # an environment: the probe and its modules (not for a log alone)
-        from envbuilder.settings import Settings
+        from envbuilder.edge.settings import Settings
+        from envbuilder.edge.venv import is_ours
         from envbuilder.smoke import collect_evidence, find_python
-        from envbuilder.venv import is_ours
 
         python = find_python(env=args.env, python=args.python)
         evidence, _ = collect_evidence(python)
@@ -158,8 +158,8 @@ def _ask(question: str) -> bool:
 def _fix(findings: Sequence[Finding], *, env_dir: Path | None, ours: bool, assume_yes: bool) -> int:
     """Run the fixes' commands: asked first; an environment envbuilder did not build is named as such and
     always asked about (``--yes`` does not cover it)."""
-    from envbuilder import _run
-    from envbuilder.uv import find_uv
+    from envbuilder.edge import _run
+    from envbuilder.edge.uv import find_uv
 
     commands = list(dict.fromkeys(c for f in findings if f.severity == "FAIL" for c in f.commands))
     if not commands:
@@ -191,8 +191,8 @@ def _with_drift(findings: Sequence[Finding], env: Path, matrix, evidence) -> tup
     """``findings`` and the drift findings of an environment that keeps its lock (``doctor.drift``), FAIL first."""
     from envbuilder.doctor.drift import drift_findings
     from envbuilder.edge.guard import installed_versions
-    from envbuilder.settings import Settings
-    from envbuilder.venv import env_ref, locked_versions, sync_argv
+    from envbuilder.edge.settings import Settings
+    from envbuilder.edge.venv import env_ref, locked_versions, sync_argv
 
     locked = locked_versions(env)
     if locked is None:

@@ -47,14 +47,14 @@ def _env_options(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from envbuilder.settings import Settings
+    from envbuilder.edge.settings import Settings
 
     return Settings(home=Path(args.home)) if args.home else Settings()
 
 
 def _name(args: argparse.Namespace) -> str | None:
     if args.path and args.name is not None:
-        from envbuilder.errors import TargetError
+        from envbuilder.model.errors import TargetError
 
         msg = f"give NAME ({args.name}) or --path ({args.path}), not both"
         raise TargetError(msg, hint="NAME for an environment of envbuilder's home, --path for one built with --path")
@@ -73,8 +73,8 @@ def _uses(args: argparse.Namespace) -> dict[str, tuple[tuple[str, ...], tuple[st
     """profile -> (the checkpoint formats its environments load, those they make), from profiles.toml; {} when
     the matrix cannot be read (the listing itself does not need it)."""
     from envbuilder.cli._common import load_matrix_for
-    from envbuilder.errors import MatrixError
-    from envbuilder.formats import summary
+    from envbuilder.model.errors import MatrixError
+    from envbuilder.rules.formats import summary
 
     try:
         matrix = load_matrix_for(args)
@@ -85,7 +85,7 @@ def _uses(args: argparse.Namespace) -> dict[str, tuple[tuple[str, ...], tuple[st
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from envbuilder.venv import list_envs
+    from envbuilder.edge.venv import list_envs
 
     envs = list_envs(_settings(args))
     uses = _uses(args) if envs else {}
@@ -113,7 +113,7 @@ def run_list(args: argparse.Namespace) -> int:
         if moved:
             import shlex
 
-            from envbuilder.venv import env_ref, sync_argv
+            from envbuilder.edge.venv import env_ref, sync_argv
 
             settings = _settings(args)
             print(f"\n{e.name}: not proven any more: " + "; ".join(c.describe() for c in moved))
@@ -124,7 +124,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from envbuilder.venv import remove_env
+    from envbuilder.edge.venv import remove_env
 
     path = remove_env(_name(args), _settings(args), path=args.path)
     print(f"removed {args.name or path.name} ({path})")
@@ -147,9 +147,9 @@ def _activate_env(env: Path) -> dict[str, str]:
 
 
 def run_cmd(args: argparse.Namespace) -> int:
-    from envbuilder import _run
-    from envbuilder.errors import TargetError
-    from envbuilder.venv import find_env
+    from envbuilder.edge import _run
+    from envbuilder.edge.venv import find_env
+    from envbuilder.model.errors import TargetError
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if args.path and args.name is not None:
@@ -164,8 +164,8 @@ def run_cmd(args: argparse.Namespace) -> int:
 
 
 def run_shell(args: argparse.Namespace) -> int:
-    from envbuilder import _run
-    from envbuilder.venv import find_env
+    from envbuilder.edge import _run
+    from envbuilder.edge.venv import find_env
 
     env = find_env(_name(args), _settings(args), path=args.path)
     shell = os.environ.get("SHELL") or ("cmd.exe" if sys.platform == "win32" else "/bin/sh")
@@ -176,7 +176,7 @@ def run_shell(args: argparse.Namespace) -> int:
 
 
 def run_unguard(args: argparse.Namespace) -> int:
-    from envbuilder.venv import set_guard
+    from envbuilder.edge.venv import set_guard
 
     env = set_guard(_name(args), _settings(args), path=args.path, on=False)
     print(f"unguarded {args.name or env.name}: uv and pip inside it may now move torch, bitsandbytes and the rest")
@@ -185,7 +185,7 @@ def run_unguard(args: argparse.Namespace) -> int:
 
 
 def run_guard(args: argparse.Namespace) -> int:
-    from envbuilder.venv import set_guard
+    from envbuilder.edge.venv import set_guard
 
     env = set_guard(_name(args), _settings(args), path=args.path, on=True)
     print(f"guarded {args.name or env.name}: its lock's stack layers bind uv and pip inside it ({env})")

@@ -13,10 +13,10 @@ from envbuilder.cli._common import add_target_options, load_matrix_for, print_js
 from envbuilder.cli._sources import add_source_options, project_manifest, settings_from_args
 
 if TYPE_CHECKING:
-    from envbuilder.matrix import Matrix
+    from envbuilder.edge.settings import Settings
+    from envbuilder.model.matrix import Matrix
+    from envbuilder.model.target import Target
     from envbuilder.resolve import Plan
-    from envbuilder.settings import Settings
-    from envbuilder.target import Target
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _save(path: Path, name: str, plan: Plan, extra: Sequence[str]) -> None:
     """Add (or refuse to duplicate) the environment in the manifest, keeping its comments and layout."""
-    from envbuilder.manifest import EnvSpec, add_env
+    from envbuilder.edge.manifest import EnvSpec, add_env
 
     _refuse_duplicate(path, name)
     t = plan.target
@@ -121,11 +121,12 @@ def lock_one(
 ) -> dict[str, Any]:
     """Resolve and lock one environment; with --upgrade compare with the lock already there. Without ``output``
     the lock is written in ``directory`` (default: the current one) under its PEP 751 name."""
-    from envbuilder import builder
-    from envbuilder._fs import check_can_write, refuse_overwrite
     from envbuilder.cli.resolve import render
-    from envbuilder.errors import CheckFailed
-    from envbuilder.lock import (
+    from envbuilder.edge._fs import check_can_write, refuse_overwrite
+    from envbuilder.edge.sources import gather_sources
+    from envbuilder.jobs import builder
+    from envbuilder.model.errors import CheckFailed
+    from envbuilder.model.lock import (
         check_env_name,
         check_lock_path,
         default_env_name,
@@ -135,7 +136,6 @@ def lock_one(
         read_lock,
     )
     from envbuilder.resolve import NoPlan, index_variants, resolve
-    from envbuilder.sources import gather_sources
 
     if output:  # a directory, or a name uv would refuse, is refused before any work
         check_can_write(Path(output), "--output")
@@ -180,13 +180,13 @@ def lock_one(
 
 def _lock_manifest(args: argparse.Namespace, path: Path) -> int:
     from envbuilder.cli._common import build_target_from_spec
-    from envbuilder.lock import lock_file_name
-    from envbuilder.manifest import load_manifest
+    from envbuilder.edge.manifest import load_manifest
+    from envbuilder.model.lock import lock_file_name
 
     manifest = load_manifest(path)
     unknown = [n for n in args.only if manifest.env(n) is None]
     if unknown:
-        from envbuilder.errors import LockError
+        from envbuilder.model.errors import LockError
 
         msg = f"{path}: no environment named {unknown[0]!r} (--only)"
         raise LockError(msg, hint=f"the manifest has: {', '.join(e.name for e in manifest.envs)}")
@@ -235,8 +235,8 @@ def _print(results: list, as_json: bool) -> None:  # type: ignore[type-arg]
 
 
 def _refuse_duplicate(path: Path, name: str) -> None:
-    from envbuilder.errors import LockError
-    from envbuilder.manifest import env_names
+    from envbuilder.edge.manifest import env_names
+    from envbuilder.model.errors import LockError
 
     if name in env_names(path):
         msg = f"{path}: an environment named {name!r} is already there"

@@ -90,7 +90,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def _dirs(args: argparse.Namespace) -> list[Path]:
-    from envbuilder.matrix import matrix_dirs
+    from envbuilder.model.matrix import matrix_dirs
 
     return list(matrix_dirs(getattr(args, "matrix_dir", None)))
 
@@ -99,8 +99,8 @@ def _upstream_options(args: argparse.Namespace) -> UpstreamOptions:
     """The configured sources (flags, ENVBUILDER_*, pip's configuration), as create/lock/sync read them."""
     from envbuilder.cli._sources import settings_from_args
     from envbuilder.cli.matrix_audit import UpstreamOptions
-    from envbuilder.errors import SourceError
-    from envbuilder.sources import reachable
+    from envbuilder.edge.sources import reachable
+    from envbuilder.model.errors import SourceError
 
     recorded = Path(args.recorded) if getattr(args, "recorded", None) else None
     if recorded is not None and not (recorded / "pages" / "index.json").is_file():

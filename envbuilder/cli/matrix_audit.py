@@ -1,6 +1,6 @@
 """`envbuilder matrix audit`, `matrix refresh` and `matrix check --upstream`: running and printing.
 
-Arguments live in cli/matrix.py; the reading is ``envbuilder.matrix_audit.read_upstream`` (reader + pure
+Arguments live in cli/matrix.py; the reading is ``envbuilder.jobs.matrix_audit.read_upstream`` (reader + pure
 comparison), the writing ``apply_edits`` / ``append_rows``.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envbuilder.errors import EXIT_CHECK_FAILED, EXIT_OK
-from envbuilder.matrix_audit import UpstreamRun, append_rows, apply_edits, parse_spec, read_upstream, render_row
+from envbuilder.jobs.matrix_audit import UpstreamRun, append_rows, apply_edits, parse_spec, read_upstream, render_row
+from envbuilder.model.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,7 @@ class UpstreamOptions:
     recorded: Path | None = None
     record: Path | None = None
     notes: tuple[str, ...] = ()
-    credentials: tuple[Any, ...] = field(default=(), repr=False)  # envbuilder.credentials.Credential
+    credentials: tuple[Any, ...] = field(default=(), repr=False)  # envbuilder.model.credentials.Credential
 
 
 def _read(dirs: Sequence[Path], opts: UpstreamOptions, only: tuple[str, str] | None = None) -> UpstreamRun:
@@ -121,8 +121,8 @@ def refresh(dirs: Sequence[Path], opts: UpstreamOptions, *, json: bool, update: 
     and proposed row (tomlkit, comments kept). Exit 0: news is not a failure; `check --upstream` is the gate."""
     run = _read(dirs, opts)
     if opts.record is not None:
-        from envbuilder._fs import write_text_atomic
-        from envbuilder.upstream import recording_readme
+        from envbuilder.edge._fs import write_text_atomic
+        from envbuilder.edge.upstream import recording_readme
 
         write_text_atomic(opts.record / "README.md", recording_readme(opts.record))
     written: list[Path] = []
@@ -161,7 +161,7 @@ def _facts_lines(run: UpstreamRun) -> list[str]:
                 lines.append(f"{obs.evidence} (metadata: {facts.metadata_via or 'not read'})")
                 version = facts.members.get("torch/version.py")
                 if version:
-                    from envbuilder.reader import parse_version_py
+                    from envbuilder.edge.reader import parse_version_py
 
                     v = parse_version_py(version)
                     lines.append(f"  torch/version.py: {v.get('__version__')} (CUDA {v.get('cuda') or 'none'})")
@@ -179,7 +179,7 @@ def audit_package(
 ) -> int:
     """Read PACKAGE==VERSION (one or several) from the index and compare with the rows about it; exit 1 on a
     disagreement unless ``update`` wrote the observed facts back. With no spec, the newest bitsandbytes."""
-    from envbuilder.matrix_audit import matrix_rows
+    from envbuilder.jobs.matrix_audit import matrix_rows
 
     specs = [spec] if isinstance(spec, str) else list(spec)
     if not specs:
@@ -219,8 +219,8 @@ def audit_package(
 def _newest_in_matrix(dirs: Sequence[Path], name: str) -> str:
     from packaging.version import Version
 
-    from envbuilder.errors import TargetError
-    from envbuilder.matrix_audit import matrix_tables, wanted_for
+    from envbuilder.jobs.matrix_audit import matrix_tables, wanted_for
+    from envbuilder.model.errors import TargetError
 
     versions = wanted_for(matrix_tables(dirs), name)
     if not versions:

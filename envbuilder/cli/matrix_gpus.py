@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuilder.cli._common import print_json
-from envbuilder.errors import EXIT_OK, MatrixError, SourceError
+from envbuilder.model.errors import EXIT_OK, MatrixError, SourceError
 
 SCHEMA = "envbuilder.matrix-refresh-pci/1"
 _SHOWN = 10  # devices listed per kind of change in the text report
@@ -18,9 +18,10 @@ def refresh_pci_ids(matrix_dirs: Sequence[Path], source: str | None, *, json: bo
 
     A database older than the table's is refused, so that a stale system copy never drops newer GPUs.
     """
-    from envbuilder import _fs, gpu_table, pci_ids
-    from envbuilder.matrix import IDS_FILE, load_matrix
-    from envbuilder.pci_source import read_pci_ids
+    from envbuilder.edge import _fs
+    from envbuilder.edge.pci_source import read_pci_ids
+    from envbuilder.model import gpu_table, pci_ids
+    from envbuilder.model.matrix import IDS_FILE, load_matrix
 
     text, where = read_pci_ids(source)
     try:

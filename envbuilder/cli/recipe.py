@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envbuilder.cli._common import add_target_options, load_matrix_for, target_from_args
-from envbuilder.errors import EXIT_OK, CheckFailed, TargetError
+from envbuilder.model.errors import EXIT_OK, CheckFailed, TargetError
 
 if TYPE_CHECKING:
-    from envbuilder.matrix import Matrix
+    from envbuilder.model.matrix import Matrix
     from envbuilder.render.recipe import RecipeOs, RecipeSpec
     from envbuilder.resolve import Plan
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         msg = f"recipe {os_name}: --os {args.os} contradicts the recipe"
         raise TargetError(msg, hint=f"drop --os (it is {os_name} here), or use `envbuilder recipe {args.os}`")
     if args.output:  # before any work: a directory, a user's own file, a read-only place are refused
-        from envbuilder._fs import check_can_write, refuse_overwrite
+        from envbuilder.edge._fs import check_can_write, refuse_overwrite
 
         check_can_write(Path(args.output), "-o")
         refuse_overwrite(Path(args.output), "-o", force=args.force)
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     script = render_wsl2_script(spec) if os_name == "wsl2" else render_windows_script(spec)
     lines = recipe.checklist(spec, os_name, Path(args.output).name if args.output else None)
     if args.output:
-        from envbuilder._fs import new_file_mode, write_text_atomic
+        from envbuilder.edge._fs import new_file_mode, write_text_atomic
 
         path = Path(args.output)
         # the script's own LF line ends, also when written on Windows: bash in WSL2 refuses CRLF ($'\r')
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(script)
         out = sys.stderr
     if args.lock:
-        from envbuilder.lock import legacy_name_note, lock_file_name
+        from envbuilder.model.lock import legacy_name_note, lock_file_name
 
         note = legacy_name_note(Path(args.lock), f"the script writes it as {lock_file_name(spec.name)}")
         if note:
@@ -149,7 +149,7 @@ def _bnb_first(matrix: Matrix, platform: str) -> str | None:
 
 
 def _spec_from_lock(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs) -> RecipeSpec:
-    from envbuilder.lock import read_lock_text
+    from envbuilder.model.lock import read_lock_text
     from envbuilder.model.smoke import load_smoke_table
     from envbuilder.render import recipe
 

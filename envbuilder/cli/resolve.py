@@ -7,7 +7,7 @@ import argparse
 from envbuilder.cli import _console
 from envbuilder.cli._common import add_target_options, load_matrix_for, print_json, target_from_args
 from envbuilder.cli._sources import add_source_options, settings_from_args
-from envbuilder.errors import EXIT_CHECK_FAILED, EXIT_OK
+from envbuilder.model.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     target = target_from_args(args, matrix)
     sources = None
     if args.check_sources or args.find_links or args.offline or args.pytorch_index:
-        from envbuilder.sources import gather_sources
+        from envbuilder.edge.sources import gather_sources
 
         sources = gather_sources(settings_from_args(args), index_variants(target, matrix))
         if not args.json:
@@ -62,7 +62,7 @@ def render(result: object, *, show_all: bool = False) -> str:
         if result.bnb_library:
             lines.append(f"  bitsandbytes will load {result.bnb_library}")
         if result.formats:
-            from envbuilder.formats import formats_line
+            from envbuilder.rules.formats import formats_line
 
             lines.append(f"checkpoints: {formats_line(result.formats)}")
         lines.append("why:")

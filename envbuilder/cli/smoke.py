@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from envbuilder.cli import _console
 from envbuilder.cli._common import load_matrix_for, print_json
-from envbuilder.errors import EXIT_CHECK_FAILED, EXIT_OK
+from envbuilder.model.errors import EXIT_CHECK_FAILED, EXIT_OK
 from envbuilder.model.types import PROFILES
 
 if TYPE_CHECKING:

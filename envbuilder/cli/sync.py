@@ -11,7 +11,7 @@ from envbuilder.cli import _console
 from envbuilder.cli._common import load_matrix_for, print_json
 
 if TYPE_CHECKING:
-    from envbuilder.detect import Host
+    from envbuilder.edge.detect import Host
 from envbuilder.cli._sources import add_source_options, settings_from_args
 
 
@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _host_facts() -> tuple[Host, str, str]:
     from envbuilder.cli._common import host_os
-    from envbuilder.detect import probe_host
-    from envbuilder.target import Target
+    from envbuilder.edge.detect import probe_host
+    from envbuilder.model.target import Target
 
     host = probe_host()
     os_name = host_os(host)
@@ -52,9 +52,10 @@ def _host_facts() -> tuple[Host, str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from envbuilder import builder, venv
-    from envbuilder._fs import check_can_write
-    from envbuilder.lock import check_env_name, read_lock
+    from envbuilder.edge import venv
+    from envbuilder.edge._fs import check_can_write
+    from envbuilder.jobs import builder
+    from envbuilder.model.lock import check_env_name, read_lock
 
     matrix = load_matrix_for(args)
     host, os_name, platform = _host_facts()
@@ -103,11 +104,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _pick_from_manifest(args, matrix, ccs, driver, os_name, platform) -> Path:  # type: ignore[no-untyped-def]
     """The manifest's first environment whose lock fits this host."""
-    from envbuilder import builder
     from envbuilder.cli._sources import project_manifest
-    from envbuilder.errors import CheckFailed, LockError
-    from envbuilder.lock import manifest_lock_path, read_lock
-    from envbuilder.manifest import load_manifest
+    from envbuilder.edge.manifest import load_manifest
+    from envbuilder.jobs import builder
+    from envbuilder.model.errors import CheckFailed, LockError
+    from envbuilder.model.lock import manifest_lock_path, read_lock
 
     path = project_manifest(args, args.manifest)
     if path is None:

@@ -19,11 +19,11 @@ from envbuilder.cli._common import load_matrix_for, print_json
 from envbuilder.cli._sources import add_source_options, settings_from_args
 
 if TYPE_CHECKING:
-    from envbuilder.lock import Lock
-    from envbuilder.matrix import Matrix
+    from envbuilder.edge.settings import Settings
+    from envbuilder.model.lock import Lock
+    from envbuilder.model.matrix import Matrix
+    from envbuilder.model.target import Target
     from envbuilder.resolve import Plan
-    from envbuilder.settings import Settings
-    from envbuilder.target import Target
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -53,11 +53,12 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from envbuilder import builder, venv
-    from envbuilder.errors import CheckFailed, TargetError
-    from envbuilder.lock import read_lock
+    from envbuilder.edge import venv
+    from envbuilder.edge.sources import gather_sources
+    from envbuilder.jobs import builder
+    from envbuilder.model.errors import CheckFailed, TargetError
+    from envbuilder.model.lock import read_lock
     from envbuilder.resolve import NoPlan, index_variants, resolve
-    from envbuilder.sources import gather_sources
 
     if not (args.torch or args.bnb or args.latest):
         msg = "upgrade: say what moves: --torch SPEC, --bnb SPEC or --latest"
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         extra=old.tool.extra,
         progress=lambda s: _say(args, s),
     )
-    from envbuilder.lock import diff_pins
+    from envbuilder.model.lock import diff_pins
 
     diff = diff_pins(old, new)
     if not diff:
@@ -116,7 +117,7 @@ def _target(old: Lock, matrix: Matrix, args: argparse.Namespace) -> Target:
     --bnb alone keeps torch where it is (only what was asked moves); --torch re-resolves bitsandbytes and the
     companions for the new torch; --latest lifts every constraint.
     """
-    from envbuilder.target import Gpu, build_target
+    from envbuilder.model.target import Gpu, build_target
 
     doc = old.tool.target
     gpus = [Gpu(cc=str(g["cc"]), product=g.get("product")) for g in doc.get("gpus", []) if isinstance(g, dict)]
@@ -161,7 +162,7 @@ def _nearest(plan: Any, old: Lock, matrix: Matrix, sources: Any, args: argparse.
 def _lock_out(args: argparse.Namespace, marker: dict[str, Any], old: Lock) -> Path:
     """--lock-out, else the lock the environment was created or synced from (when it is not the copy inside
     the environment), else ./pylock.<name>.toml."""
-    from envbuilder.lock import check_lock_path, lock_file_name
+    from envbuilder.model.lock import check_lock_path, lock_file_name
 
     if args.lock_out:
         return check_lock_path(Path(args.lock_out), "--lock-out")
@@ -208,8 +209,9 @@ def _build(
     lock_path: Path,
 ) -> None:
     """Build beside, smoke, swap, then write the lock (venv.build); on failure say that nothing changed."""
-    from envbuilder import builder, venv
-    from envbuilder.errors import EnvbuilderError
+    from envbuilder.edge import venv
+    from envbuilder.jobs import builder
+    from envbuilder.model.errors import EnvbuilderError
 
     interpreter = builder.interpreter_for(plan.python)
     smoke = None if args.no_smoke else functools.partial(builder.smoke_env, profile=plan.profile)

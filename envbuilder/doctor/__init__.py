@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from envbuilder.matrix import Matrix
+from envbuilder.model.matrix import Matrix
 from envbuilder.model.smoke import SMOKE_SCHEMA, Check
 from envbuilder.model.types import Layer, Severity, Status
 

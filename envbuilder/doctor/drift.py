@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from envbuilder.doctor import Finding, finding
-from envbuilder.matrix import Matrix
 from envbuilder.model.guard import is_layer
+from envbuilder.model.matrix import Matrix
 from envbuilder.rules.bnb import lib_name, library_cuda
 
 __all__ = ["Change", "changes", "drift_findings", "torch_cuda"]

@@ -11,7 +11,7 @@ from typing import Any
 
 from envbuilder.doctor import Device, Evidence
 from envbuilder.doctor.logs import FACT_PATTERNS, PACKAGE_LINE, PACKAGE_PIN, _cuda_digits, finditer, search
-from envbuilder.matrix import Matrix
+from envbuilder.model.matrix import Matrix
 from envbuilder.model.smoke import check_from_json
 
 
@@ -194,7 +194,7 @@ def _packages(text: str) -> dict[str, str]:
 def _devices(text: str, found: Mapping[str, str | None], matrix: Matrix) -> tuple[Device, ...]:
     """GPUs by name (their compute capability from the GPU table), else one GPU of the capability a message
     names ("capability sm_120", "Highest compute capability ... 8.6")."""
-    from envbuilder.target import cc_of_name
+    from envbuilder.model.target import cc_of_name
 
     stated = _stated_cc(found)
     names = _all(text, "gpu")

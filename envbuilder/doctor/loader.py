@@ -18,7 +18,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from envbuilder.doctor import Evidence
-from envbuilder.matrix import BnbRelease, Matrix
+from envbuilder.model.matrix import BnbRelease, Matrix
 from envbuilder.rules.bnb import library_cuda
 
 CUDA_FILE = re.compile(r"libbitsandbytes_cuda(\d\d)(\d+)\.(?:so|dll|dylib)$")

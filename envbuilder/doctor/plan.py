@@ -18,14 +18,14 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from envbuilder.doctor import Evidence
-from envbuilder.matrix import Matrix
+from envbuilder.model.matrix import Matrix
 from envbuilder.model.types import OsFlavour, is_index_url
 from envbuilder.model.types import ProfileName as Profile
 from envbuilder.rules.cuda import driver_floors
 
 if TYPE_CHECKING:  # the resolver is imported when a finding needs a fix, not for every log the doctor reads
+    from envbuilder.model.target import Target
     from envbuilder.resolve import Plan
-    from envbuilder.target import Target
 
 # What to run when the evidence lacks the GPU or the driver (nvidia-smi prints both; compute_cap since 510).
 ASK_GPU = "nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv"
@@ -45,7 +45,7 @@ def target_of(ev: Evidence, profile: Profile, *, keep_torch: bool = False) -> Ta
     """The target the evidence describes, or None when it names no GPU to plan for (a GPU profile needs one).
 
     ``keep_torch`` pins torch to the version in use (a fix for a layer above torch keeps torch as it is)."""
-    from envbuilder.target import Gpu, Target
+    from envbuilder.model.target import Gpu, Target
 
     gpus = tuple(Gpu(cc) for cc in ev.ccs)
     if profile != "cpu" and not gpus:

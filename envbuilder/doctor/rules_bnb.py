@@ -19,7 +19,7 @@ from envbuilder.doctor import Context, Finding, Layer, Rule, Severity, finding
 from envbuilder.doctor.loader import refuses_non_digits, shipped_cuda
 from envbuilder.doctor.logs import quote
 from envbuilder.doctor.plan import plan_fix
-from envbuilder.matrix import BnbRelease, Matrix
+from envbuilder.model.matrix import BnbRelease, Matrix
 from envbuilder.rules.bnb import covers, lib_name, library_cuda, pick, sass_row
 
 QUANT_LIBS = ("auto-gptq", "auto_gptq", "autoawq", "autoawq-kernels", "gptqmodel", "llmcompressor", "exllamav2")

@@ -17,7 +17,7 @@ from packaging.version import InvalidVersion, Version
 from envbuilder.doctor import Context, Evidence, Finding, Layer, Rule, finding
 from envbuilder.doctor.logs import quote
 from envbuilder.doctor.plan import ASK_GPU, plan_fix
-from envbuilder.matrix import Matrix
+from envbuilder.model.matrix import Matrix
 from envbuilder.model.types import ProfileName as Profile
 from envbuilder.rules.cuda import driver_floors
 

@@ -18,7 +18,7 @@ from packaging.version import InvalidVersion, Version
 from envbuilder.doctor import Context, Evidence, Finding, Rule, finding
 from envbuilder.doctor.logs import quote
 from envbuilder.doctor.plan import plan_fix
-from envbuilder.matrix import Matrix
+from envbuilder.model.matrix import Matrix
 from envbuilder.model.types import ProfileName as Profile
 
 TRIGGERS = (

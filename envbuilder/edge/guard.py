@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuilder._fs import write_text_atomic
+from envbuilder.edge._fs import write_text_atomic
 from envbuilder.model.guard import (
     BEGIN,
     CONSTRAINTS_FILE,

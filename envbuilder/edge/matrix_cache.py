@@ -2,9 +2,9 @@
 
 Reading and validating ``matrices/`` (TOML parsing, typed getters, cross-checks) is most of a short command's
 start-up; the facts change only when a file changes. The key covers the bytes of every file in every matrix
-directory (shipped and overlays), envbuilder's version, the source of the module that defines the model,
-packaging's version and the interpreter, so any change reads the files again. A cache file that is not ours,
-is writable by others, or does not unpickle to a ``Matrix`` is ignored and written again.
+directory (shipped and overlays), envbuilder's version, the source of the module that defines the model and
+its module path, packaging's version and the interpreter, so any change reads the files again. A cache file
+that is not ours, is writable by others, or does not unpickle to a ``Matrix`` is ignored and written again.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from envbuilder import __version__
-from envbuilder.matrix import Matrix, load_matrix, matrix_dirs
+from envbuilder.model.matrix import Matrix, load_matrix, matrix_dirs
 
 __all__ = ["cache_key", "cached_matrix"]
 
@@ -31,12 +31,14 @@ def cache_key(dirs: Iterable[Path]) -> str:
     """sha256 over the files of ``dirs`` (names and bytes) and what decides how they are read."""
     import packaging
 
-    from envbuilder import matrix
+    from envbuilder.model import matrix
 
     h = hashlib.sha256()
     for part in (__version__, sys.version, packaging.__version__):
         h.update(part.encode() + b"\0")
     h.update(Path(matrix.__file__).read_bytes())
+    # A pickle names its classes by module path: a cache written before a module moved is keyed apart.
+    h.update(f"{Matrix.__module__}.{Matrix.__qualname__}\0".encode())
     for i, directory in enumerate(dirs):
         h.update(f"{i}:{directory}\0".encode())
         try:
@@ -60,7 +62,7 @@ def _trusted(path: Path) -> bool:
 
 def cached_matrix(extra_dirs: Iterable[str | Path] | None = None, *, cache_dir: Path | None = None) -> Matrix:
     """``load_matrix(extra_dirs)``, from the compiled cache when the files are unchanged."""
-    from envbuilder.settings import cache_path
+    from envbuilder.edge.settings import cache_path
 
     dirs = matrix_dirs(extra_dirs)
     where = cache_path("matrix", cache_dir)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envbuilder.errors import MatrixError
-from envbuilder.matrix import Fact, _load_file, _read_all, _Row, _rows, matrix_dirs
+from envbuilder.model.errors import MatrixError
+from envbuilder.model.matrix import Fact, _load_file, _read_all, _Row, _rows, matrix_dirs
 
 __all__ = ["IMAGES_FILE", "ActionPin", "CudaDevelImage", "ImageDigest", "PinTable", "load_pin_table", "parse_pin_table"]
 

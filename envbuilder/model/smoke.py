@@ -17,8 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from envbuilder.errors import MatrixError
-from envbuilder.matrix import Fact, _load_file, _read_all, _Row, _rows, matrix_dirs
+from envbuilder.model.errors import MatrixError
+from envbuilder.model.matrix import Fact, _load_file, _read_all, _Row, _rows, matrix_dirs
 from envbuilder.model.types import STATUSES, Status
 
 __all__ = [

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from envbuilder import __version__
-from envbuilder.lock import Lock, check_env_name
 from envbuilder.model.images import PinTable
+from envbuilder.model.lock import Lock, check_env_name
 from envbuilder.render.dockerfile import IMAGE_PLATFORMS, image_tags, repository, tag_base
 from envbuilder.render.values import BAKE_TARGET, CONTEXT_PATH, REGISTRY, REPO, DockerError, safe
 

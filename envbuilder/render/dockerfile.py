@@ -25,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from envbuilder import __version__
-from envbuilder.lock import Lock, LockedPackage, check_env_name, lock_file_name
 from envbuilder.model.guard import CONSTRAINTS_FILE, constraints_text, guarded_pins
 from envbuilder.model.images import PinTable
+from envbuilder.model.lock import Lock, LockedPackage, check_env_name, lock_file_name
 from envbuilder.model.smoke import Expect, SmokeTable, expect_for, program_text
 from envbuilder.model.types import PROFILES
 from envbuilder.render import UV_VERSION

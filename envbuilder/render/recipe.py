@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
 
-from envbuilder.errors import LockError
-from envbuilder.lock import Lock, check_env_name, default_env_name
+from envbuilder.model.errors import LockError
+from envbuilder.model.lock import Lock, check_env_name, default_env_name
 from envbuilder.model.smoke import Expect, SmokeTable, expect_for
 from envbuilder.model.types import is_index_url
 from envbuilder.render import UV_VERSION
@@ -297,8 +297,8 @@ def guard_program() -> str:
 
 def guard_args(spec: RecipeSpec) -> list[str]:
     """The guard program's arguments after ENV_DIR: the name, the lock's file name, the stack layers' pins."""
-    from envbuilder.lock import lock_file_name
     from envbuilder.model.guard import guarded_pins
+    from envbuilder.model.lock import lock_file_name
 
     pins = guarded_pins(dict(p.split("==", 1) for p in spec.pins))
     return [spec.name, lock_file_name(spec.name), *pins]

@@ -11,7 +11,7 @@ import hashlib
 import re
 import urllib.parse
 
-from envbuilder.errors import EnvbuilderError, LockError, TargetError
+from envbuilder.model.errors import EnvbuilderError, LockError, TargetError
 
 __all__ = [
     "BAKE_TARGET",

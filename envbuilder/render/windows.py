@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from envbuilder import __version__
-from envbuilder.errors import LockError, TargetError
-from envbuilder.lock import lock_file_name
+from envbuilder.model.errors import LockError, TargetError
+from envbuilder.model.lock import lock_file_name
 from envbuilder.model.smoke import program_text
 from envbuilder.render.recipe import (
     UV_MIN_VERSION,

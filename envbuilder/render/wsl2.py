@@ -9,8 +9,8 @@ from __future__ import annotations
 import shlex
 
 from envbuilder import __version__
-from envbuilder.errors import LockError
-from envbuilder.lock import lock_file_name
+from envbuilder.model.errors import LockError
+from envbuilder.model.lock import lock_file_name
 from envbuilder.model.smoke import program_text
 from envbuilder.render.recipe import (
     CUDA_KEYRING_URL,

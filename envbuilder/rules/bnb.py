@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from packaging.specifiers import SpecifierSet
 
-from envbuilder.matrix import BnbRelease, BnbSass, Matrix
+from envbuilder.model.matrix import BnbRelease, BnbSass, Matrix
 from envbuilder.rules._version import major, v, within
 from envbuilder.rules.cuda import check_arch
 

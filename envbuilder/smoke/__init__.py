@@ -3,7 +3,7 @@
 ``check.py`` uses only the standard library and the environment's packages, so it also runs by hand on
 any host (``python check.py --json``). Here we locate the interpreter, run it through ``_run.run`` with a
 timeout, turn the document into ``Check`` values, and add what only envbuilder can judge: whether the
-bitsandbytes library that was loaded carries SASS for each GPU (read from the file with ``envbuilder.audit``).
+bitsandbytes library that was loaded carries SASS for each GPU (read from the file with ``envbuilder.model.audit``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envbuilder import _run
-from envbuilder._fs import private_tempdir
-from envbuilder.errors import CommandFailed, TargetError
+from envbuilder.edge import _run
+from envbuilder.edge._fs import private_tempdir
+from envbuilder.model.errors import CommandFailed, TargetError
 from envbuilder.model.smoke import SMOKE_SCHEMA, Check, check_from_json
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ def bnb_sass_check(checks: Sequence[Check]) -> Check:
     if not path:
         return Check(name="bnb_sass", status="SKIP", detail="the loaded library's path is unknown")
     try:
-        from envbuilder.audit import read_library
+        from envbuilder.model.audit import read_library
 
         report = read_library(Path(path).read_bytes(), path)
     except (OSError, TypeError, ImportError) as exc:

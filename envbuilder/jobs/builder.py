@@ -9,14 +9,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from envbuilder import uv
-from envbuilder._fs import private_tempdir, write_text_atomic
-from envbuilder.errors import CheckFailed, CommandFailed, LockError, TargetError
-from envbuilder.lock import Lock, finalize, parse_lock, requirements_text, with_smoke
-from envbuilder.matrix import Matrix, Profile, TorchBuild
+from envbuilder.edge import uv
+from envbuilder.edge._fs import private_tempdir, write_text_atomic
+from envbuilder.edge.settings import Settings, cache_path
+from envbuilder.edge.venv import SmokeOutcome
+from envbuilder.model.errors import CheckFailed, CommandFailed, LockError, TargetError
+from envbuilder.model.lock import Lock, finalize, parse_lock, requirements_text, with_smoke
+from envbuilder.model.matrix import Matrix, Profile, TorchBuild
 from envbuilder.resolve import Plan
-from envbuilder.settings import Settings, cache_path
-from envbuilder.venv import SmokeOutcome
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -164,7 +164,7 @@ def resolution_problem(text: str, *, plan: Plan, settings: Settings, indexes: Se
     """
     from packaging.utils import canonicalize_name
 
-    from envbuilder.lock import check_pylock
+    from envbuilder.model.lock import check_pylock
 
     try:
         doc = tomllib.loads(text)
@@ -222,7 +222,7 @@ def origins(plan: Plan, requirements: str, settings: Settings) -> dict[str, str]
 
 def interpreter_for(python: str, *, required: bool = True) -> str:
     """An installed CPython of that minor version (uv cannot download Pythons here)."""
-    from envbuilder.detect import find_pythons
+    from envbuilder.edge.detect import find_pythons
 
     pythons = find_pythons()
     found = next((p for p in pythons if p.minor == python), None)
@@ -249,7 +249,7 @@ def write_user_lock(path: Path, text: str, outcome: SmokeOutcome | None, *, buil
     Until then the old file stays byte for byte (an interrupted or failed build describes nothing). If this
     last write fails (a disk that filled up just now), the environment is in place and holds the same lock.
     """
-    from envbuilder.errors import file_problem
+    from envbuilder.model.errors import file_problem
 
     try:
         write_text_atomic(path, with_smoke(text, outcome.record) if outcome else text)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:  # credentials (base64, a regex) are imported by the one function that splits URLs
     from collections.abc import Mapping
 
-    from envbuilder.credentials import Credential
+    from envbuilder.model.credentials import Credential
 
 DEFAULT_PYTORCH_INDEX = "https://download.pytorch.org/whl"
 # How uv's install output reaches the user: kept for the error message only, relayed as plain lines (a CI log),
@@ -34,7 +34,7 @@ def env_flag(name: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    from envbuilder.errors import EnvbuilderError
+    from envbuilder.model.errors import EnvbuilderError
 
     msg = f"{name}={value[:40]!r} is not a boolean"
     raise EnvbuilderError(msg, hint=f"set {name} to 1, true, yes or on (or 0, false, no, off), or unset it")
@@ -125,7 +125,7 @@ class Settings:
 def with_credentials_apart(settings: Settings) -> Settings:
     """The same settings with every index URL's userinfo moved into ``credentials`` (issue 11: no secret in a
     lock, cache, log or the console starts here)."""
-    from envbuilder.credentials import split_userinfo
+    from envbuilder.model.credentials import split_userinfo
 
     found = list(settings.credentials)
 

@@ -8,7 +8,7 @@ For one file the reader gets, as it needs them:
   only those), its ``PKG-INFO``, streamed out of the tarball (sdists are small; a large one is refused);
 - **a member's text**, such as torch's ``torch/version.py`` (the build's CUDA variant), by one range read;
 - **the GPU code of native libraries**: the SASS and PTX of the image the driver loads (``.nv_fatbin``),
-  read by ``envbuilder.audit``. A stored member is read sparsely (ELF header, section table, names, then that
+  read by ``envbuilder.model.audit``. A stored member is read sparsely (ELF header, section table, names, then that
   section); a deflated one is fetched as that member's bytes only and inflated as they arrive.
 
 Every member is checked against its CRC-32 from the central directory. What was read is cached under the
@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envbuilder._fs import read_json_object, write_text_atomic
-from envbuilder.audit import AuditError, LibraryReport, cuda_of_library, read_library, read_library_from
-from envbuilder.errors import SourceError
-from envbuilder.pypi import Http, IndexFile
+from envbuilder.edge._fs import read_json_object, write_text_atomic
+from envbuilder.edge.pypi import Http, IndexFile
+from envbuilder.model.audit import AuditError, LibraryReport, cuda_of_library, read_library, read_library_from
+from envbuilder.model.errors import SourceError
 
 CACHE_SCHEMA = 1
 TAIL = 64 << 10  # the first read of a wheel: its end, where the central directory lives
@@ -420,7 +420,7 @@ _BNB_CUDA_LIB = re.compile(r"^bitsandbytes/libbitsandbytes_cuda\d+\.(so|dll)$")
 
 
 def native_members(names: Iterable[str]) -> tuple[str, ...]:
-    from envbuilder.audit import is_native
+    from envbuilder.model.audit import is_native
 
     return tuple(sorted(n for n in names if is_native(n)))
 

@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from envbuilder.errors import SourceError
-from envbuilder.pypi import Http
+from envbuilder.edge.pypi import Http
+from envbuilder.model.errors import SourceError
 
 __all__ = ["MANIFEST_TYPES", "ImageRef", "manifest_url", "parse_ref", "resolve_digest", "resolve_digests"]
 

@@ -25,7 +25,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from envbuilder.errors import MatrixError
+from envbuilder.model.errors import MatrixError
 from envbuilder.model.types import (
     CPU_BACKENDS,
     LOADERS,
@@ -40,14 +40,14 @@ from envbuilder.model.types import (
 )
 
 if TYPE_CHECKING:
-    from envbuilder.gpu_table import GpuTable
-    from envbuilder.pci_ids import PciIds
+    from envbuilder.model.gpu_table import GpuTable
+    from envbuilder.model.pci_ids import PciIds
 
 SCHEMA_VERSIONS = range(1, 2)
 # Installed from a wheel, the matrix is the package data envbuilder/matrices/; in a checkout (or an editable
 # install) it is the top-level matrices/ beside envbuilder/.
-_HERE = Path(__file__).resolve().parent
-BUILTIN_DIR = _HERE / "matrices" if (_HERE / "matrices" / "meta.toml").is_file() else _HERE.parent / "matrices"
+_PACKAGE = Path(__file__).resolve().parent.parent  # envbuilder/ (this file is envbuilder/model/matrix.py)
+BUILTIN_DIR = _PACKAGE / "matrices" if (_PACKAGE / "matrices" / "meta.toml").is_file() else _PACKAGE.parent / "matrices"
 ENV_MATRIX_DIR = "ENVBUILDER_MATRIX_DIR"
 FILES = (
     "meta",
@@ -1187,7 +1187,7 @@ def _check_evidence(m: Matrix) -> None:
 
 def _gpu_facts(m: Matrix) -> dict[str, Any]:
     """The chip rules, the segment patterns and the PCI devices, laid over each other, as a ``GpuTable``."""
-    from envbuilder import gpu_table  # the table's code loads with the table
+    from envbuilder.model import gpu_table  # the table's code loads with the table
 
     rules: dict[str, ChipRule] = {}
     patterns: dict[str, re.Pattern[str]] = {}
@@ -1218,7 +1218,7 @@ def _gpu_facts(m: Matrix) -> dict[str, Any]:
 
 def _check_hand_products(m: Matrix, table: GpuTable) -> None:
     """A product named by hand must not be a PCI device of another architecture ('RTX 4090' under sm_86)."""
-    from envbuilder.gpu_table import match_name
+    from envbuilder.model.gpu_table import match_name
 
     for arch in m.archs:
         for name in (n for names in arch.products.values() for n in names):
@@ -1234,7 +1234,7 @@ def _check_hand_products(m: Matrix, table: GpuTable) -> None:
 
 
 def _chip(r: _Row) -> ChipRule:
-    from envbuilder.gpu_table import GPU_CHIP
+    from envbuilder.model.gpu_table import GPU_CHIP
 
     chips = r.strs("chips")
     for i, chip in enumerate(chips):
@@ -1246,7 +1246,7 @@ def _chip(r: _Row) -> ChipRule:
 
 
 def _segments(doc: Mapping[str, Any], label: str) -> dict[str, re.Pattern[str]]:
-    from envbuilder.gpu_table import SEGMENT_ORDER
+    from envbuilder.model.gpu_table import SEGMENT_ORDER
 
     table = doc.get("segments")
     if table is None:
@@ -1271,7 +1271,7 @@ def _segments(doc: Mapping[str, Any], label: str) -> dict[str, re.Pattern[str]]:
 
 def _pci_devices(paths: Sequence[Path]) -> PciIds:
     """The NVIDIA devices of every nvidia.ids, a later directory's device replacing an earlier one's."""
-    from envbuilder import pci_ids
+    from envbuilder.model import pci_ids
 
     devices: dict[str, str] = {}
     parsed: list[PciIds] = []

@@ -1,7 +1,7 @@
 """Compare every readable fact of the matrix with what the indexes' files say (pure; ``matrix check --upstream``).
 
 Input: the matrix rows as written (``matrix_audit.Row``: file, table, index, data) and what
-``envbuilder.upstream`` read (``Observed``). Output: each disagreement with its file and key, the edits that
+``envbuilder.edge.upstream`` read (``Observed``). Output: each disagreement with its file and key, the edits that
 would write the observed facts back (``--update``, with ``verified = "wheel <file> sha256 <hex>"``), new rows
 for what the matrix lacks (a newer release, a library or build no row describes), and what could not be
 checked and why (a build only the unreachable PyTorch index serves, a Windows DLL, a torch too old to carry
@@ -27,10 +27,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from envbuilder.audit import arch_key, cuda_of_library
-from envbuilder.matrix_audit import Edit, Mismatch, Row
-from envbuilder.reader import parse_version_py, torch_variant
-from envbuilder.upstream import FileObs, Observed, ReleaseObs, cp_tags, wheel_platform
+from envbuilder.edge.reader import parse_version_py, torch_variant
+from envbuilder.edge.upstream import FileObs, Observed, ReleaseObs, cp_tags, wheel_platform
+from envbuilder.jobs.matrix_audit import Edit, Mismatch, Row
+from envbuilder.model.audit import arch_key, cuda_of_library
 
 # Packages whose declared requirements the matrix keeps (the resolver pins or checks them).
 DEPENDENCIES = frozenset({

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from envbuilder.pci_ids import PciIds, render
+from envbuilder.model.pci_ids import PciIds, render
 
 # Fermi and later dies (older GPUs have no CUDA build any current toolkit targets, and nvidia-smi names them
 # only on legacy drivers). Functions on the same boards (HDMI audio, USB-C, NVSwitch, bridges) are not GPUs.

@@ -64,8 +64,8 @@ def find_project(start: Path) -> Path | None:
 
 def load_user_sources(path: Path) -> dict[str, Any]:
     """The user's ``[sources]`` (validated as a manifest's are; relative paths from the file's directory)."""
-    from envbuilder.errors import LockError
-    from envbuilder.manifest import read_sources_file
+    from envbuilder.edge.manifest import read_sources_file
+    from envbuilder.model.errors import LockError
 
     sources, other = read_sources_file(path)
     if other:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from envbuilder.errors import TargetError
+from envbuilder.model.errors import TargetError
 
 NVIDIA_VENDOR = 0x10DE
 PCI_CLASS_DISPLAY = 0x03  # base class: 0x0300 VGA, 0x0302 3D controller, 0x0380 display controller

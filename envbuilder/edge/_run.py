@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuilder.credentials import redact
-from envbuilder.errors import CommandFailed, Terminated
+from envbuilder.model.credentials import redact
+from envbuilder.model.errors import CommandFailed, Terminated
 
 log = logging.getLogger("envbuilder.run")
 

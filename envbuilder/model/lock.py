@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envbuilder import __version__
-from envbuilder.errors import LockError
+from envbuilder.model.errors import LockError
 from envbuilder.model.types import is_index_url
 from envbuilder.resolve import Plan
 
@@ -438,7 +438,7 @@ def check_index_url(url: object, where: str) -> str:
 
 
 def _shown(value: object) -> str:
-    from envbuilder.credentials import redact
+    from envbuilder.model.credentials import redact
 
     text = redact(repr(value))
     return text if len(text) <= 120 else text[:117] + "..."

@@ -3,7 +3,7 @@
 Pure parsers (text in, values out, no I/O) sit apart from the thin probe (STYLE.md rule 2): the parsers are
 tested on outputs recorded on real hosts, the probe once for real on the machine the tests run on. The GPUs
 come from NVML, then nvidia-smi, then the PCI bus (a GPU is seen before its driver is installed); the driver
-from the override variables, the kernel module's files, NVML, then nvidia-smi (``envbuilder.nvidia``). A probe
+from the override variables, the kernel module's files, NVML, then nvidia-smi (``envbuilder.edge.nvidia``). A probe
 that fails yields "nothing found", never an exception; only a malformed override variable is refused.
 
 This module reports what the host *is*; which CUDA versions its driver runs is the matrix's business
@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from envbuilder import _run
-from envbuilder.errors import CommandFailed
-from envbuilder.nvidia import (
+from envbuilder.edge import _run
+from envbuilder.edge.nvidia import (
     NVIDIA_VENDOR,
     DriverReading,
     NvmlReading,
@@ -47,9 +46,10 @@ from envbuilder.nvidia import (
     read_proc_gpus,
     same_slot,
 )
+from envbuilder.model.errors import CommandFailed
 
 if TYPE_CHECKING:
-    from envbuilder.gpu_table import GpuTable
+    from envbuilder.model.gpu_table import GpuTable
 
 OsName = Literal["linux", "wsl2", "windows", "macos"]
 GpuSource = Literal["NVML", "nvidia-smi", "PCI bus", ""]
@@ -636,8 +636,8 @@ def pci_namer() -> PciNamer | None:
         if vendor != NVIDIA_VENDOR:
             return None
         if not tables:
-            from envbuilder.errors import MatrixError
-            from envbuilder.matrix import load_matrix
+            from envbuilder.model.errors import MatrixError
+            from envbuilder.model.matrix import load_matrix
 
             try:
                 tables.append(load_matrix().gpu_table())
@@ -714,8 +714,8 @@ class _ProbeCache:
 
     @classmethod
     def load(cls) -> _ProbeCache:
-        from envbuilder._fs import read_json_object
-        from envbuilder.settings import cache_path
+        from envbuilder.edge._fs import read_json_object
+        from envbuilder.edge.settings import cache_path
 
         path = cache_path("pythons.json")
         return cls(path, read_json_object(path) or {})
@@ -738,7 +738,7 @@ class _ProbeCache:
     def save(self) -> None:
         if not self.dirty:
             return
-        from envbuilder._fs import write_text_atomic
+        from envbuilder.edge._fs import write_text_atomic
 
         with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
             write_text_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
-from envbuilder.matrix import QUANT_METHODS, Matrix, Profile, ProfileFormat, Quantizer
+from envbuilder.model.matrix import QUANT_METHODS, Matrix, Profile, ProfileFormat, Quantizer
 
 __all__ = [
     "FORMAT_LABELS",

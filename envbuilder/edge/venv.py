@@ -25,13 +25,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envbuilder import __version__, uv
-from envbuilder._fs import private_tempdir, read_json_object, sweep_temp, write_text_atomic
-from envbuilder._run import deferred_signals
-from envbuilder.errors import CheckFailed, EnvbuilderError, FileProblem, LockError
-from envbuilder.lock import Lock, hashed_requirements, legacy_name_note, suggest_lock_file_name, with_smoke
+from envbuilder import __version__
+from envbuilder.edge import uv
+from envbuilder.edge._fs import private_tempdir, read_json_object, sweep_temp, write_text_atomic
+from envbuilder.edge._run import deferred_signals
+from envbuilder.edge.settings import Settings
+from envbuilder.model.errors import CheckFailed, EnvbuilderError, FileProblem, LockError
 from envbuilder.model.guard import CONSTRAINTS_FILE
-from envbuilder.settings import Settings
+from envbuilder.model.lock import Lock, hashed_requirements, legacy_name_note, suggest_lock_file_name, with_smoke
 
 if TYPE_CHECKING:
     from envbuilder.doctor.drift import Change
@@ -171,7 +172,7 @@ def install_lock(python: Path, lock: Lock, settings: Settings, *, progress: Prog
 
 def _install_hash_checked(python: Path, lock: Lock, settings: Settings, progress: Progress) -> None:
     """The lock as hash-checked requirements, served by the configured sources (mirror, wheelhouse, index)."""
-    from envbuilder.sources import reachable
+    from envbuilder.edge.sources import reachable
 
     req = python.parent.parent / "envbuilder-requirements.txt"
     req.write_text(hashed_requirements(lock), encoding="utf-8")
@@ -523,7 +524,7 @@ def find_env(name: str | None, settings: Settings, *, path: str | None = None, n
     if path is not None:
         _repair(Path(path).absolute(), notify)
         return _find_path_env(Path(path), settings)
-    from envbuilder.lock import check_env_name
+    from envbuilder.model.lock import check_env_name
 
     if not name:
         msg = "no environment named: give its NAME, or --path DIR for one built with --path"
@@ -556,7 +557,7 @@ def _find_path_env(path: Path, settings: Settings) -> Path:
 
 def env_ref(env: Path, settings: Settings) -> list[str]:
     """How a command names ``env``: NAME (with --home when it is not the default one), or --path DIR."""
-    from envbuilder.settings import Settings as _Settings
+    from envbuilder.edge.settings import Settings as _Settings
 
     if not _in_home(env, settings):
         return ["--path", str(env)]

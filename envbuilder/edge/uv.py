@@ -9,10 +9,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from envbuilder import _run
-from envbuilder.credentials import credential_for
-from envbuilder.errors import CommandFailed, FileProblem, SourceError
-from envbuilder.settings import Settings
+from envbuilder.edge import _run
+from envbuilder.edge.settings import Settings
+from envbuilder.model.credentials import credential_for
+from envbuilder.model.errors import CommandFailed, FileProblem, SourceError
 
 MIN_UV = (0, 9, 0)
 # uv's --python-platform names for the wheel platforms of the matrix.

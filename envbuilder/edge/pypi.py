@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from envbuilder import __version__
-from envbuilder.credentials import Credential, credential_for, redact, split_userinfo
-from envbuilder.errors import SourceError
+from envbuilder.model.credentials import Credential, credential_for, redact, split_userinfo
+from envbuilder.model.errors import SourceError
 
 if TYPE_CHECKING:
     import requests
@@ -44,7 +44,7 @@ SIMPLE_ACCEPT = f"{_JSON}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;
 
 
 def split_credentials(url: str) -> tuple[str, Credential | None]:
-    """(the URL without user info, its credential or None): ``envbuilder.credentials``, the one place."""
+    """(the URL without user info, its credential or None): ``envbuilder.model.credentials``, the one place."""
     return split_userinfo(url)
 
 

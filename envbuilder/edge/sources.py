@@ -19,11 +19,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from envbuilder._fs import read_json_object, write_text_atomic
-from envbuilder.credentials import credential_for, redact
-from envbuilder.errors import SourceError
+from envbuilder.edge._fs import read_json_object, write_text_atomic
+from envbuilder.edge.settings import Settings, cache_path, env_flag
+from envbuilder.model.credentials import credential_for, redact
+from envbuilder.model.errors import SourceError
 from envbuilder.resolve import Sources
-from envbuilder.settings import Settings, cache_path, env_flag
 
 if TYPE_CHECKING:
     import ssl
@@ -173,7 +173,7 @@ def reachable(url: str, settings: Settings, timeout: float = 5.0) -> bool:
     credential = credential_for(url, settings.credentials)
     headers = {"Authorization": credential.basic()} if credential else {}
     request = urllib.request.Request(url.rstrip("/") + "/", method="HEAD", headers=headers)  # noqa: S310  # http(s) only, checked above
-    from envbuilder.pypi import BACKOFF_S, RETRIES
+    from envbuilder.edge.pypi import BACKOFF_S, RETRIES
 
     deadline = time.monotonic() + timeout
     for attempt in range(RETRIES + 1):
@@ -199,7 +199,7 @@ def _probe(request: urllib.request.Request, context: ssl.SSLContext, timeout: fl
     import urllib.error
     import urllib.request
 
-    from envbuilder.pypi import RETRY_STATUS
+    from envbuilder.edge.pypi import RETRY_STATUS
 
     try:
         with urllib.request.urlopen(request, timeout=max(timeout, 0.1), context=context) as response:  # noqa: S310  # http(s) only
@@ -288,7 +288,7 @@ def _read_page(url: str, settings: Settings, timeout: float) -> tuple[str, ...] 
     ``pypi.Http``, so with its retries (connection errors, 429 and 5xx; bounded, with backoff), the CA bundle
     and the index's credentials, sent to that host only.
     """
-    from envbuilder.pypi import SIMPLE_ACCEPT, SIMPLE_JSON, Http, parse_simple_json
+    from envbuilder.edge.pypi import SIMPLE_ACCEPT, SIMPLE_JSON, Http, parse_simple_json
 
     http = Http(
         ca_cert=settings.ca_certs[0] if settings.ca_certs else None,

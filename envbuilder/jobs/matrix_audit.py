@@ -2,13 +2,12 @@
 
 ``matrix_rows`` reads the rows of a table across the matrix directories (overlaid as the loader does);
 ``apply_edits`` and ``append_rows`` write observed facts and proposed rows with tomlkit, keeping comments and
-layout, atomically. ``read_upstream`` is the edge that runs the reader (``envbuilder.upstream``) and the pure
-comparison (``envbuilder.matrix_check``) over the whole matrix, or over one release (``matrix audit``).
+layout, atomically. ``read_upstream`` is the edge that runs the reader (``envbuilder.edge.upstream``) and the pure
+comparison (``envbuilder.jobs.matrix_check``) over the whole matrix, or over one release (``matrix audit``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,8 +19,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from envbuilder._fs import write_text_atomic
-from envbuilder.errors import MatrixError, TargetError
+from envbuilder.edge._fs import write_text_atomic
+from envbuilder.model.errors import MatrixError, TargetError
 
 # The tables the reader checks: (file, table).
 TABLES = (
@@ -90,7 +89,7 @@ def _toml_load(path: Path) -> dict[str, Any]:
 def matrix_rows(dirs: Sequence[Path], filename: str, table: str) -> list[Row]:
     """The rows of ``table`` across the matrix directories, overlaid as the loader does: a later directory's
     row replaces an earlier one with the same key, and other rows are added."""
-    from envbuilder.matrix import _KEYS  # the loader's overlay keys, so both agree
+    from envbuilder.model.matrix import _KEYS  # the loader's overlay keys, so both agree
 
     keyfn = _KEYS.get(table)
     rows: list[Row] = []
@@ -174,10 +173,6 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return canonicalize_name(name.strip()), (version.strip() or None)
 
 
-def today_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).date().isoformat()
-
-
 def render_row(row: Mapping[str, Any]) -> str:
     """A proposed row as TOML text (``[[table]]`` then its keys), indented for the report."""
     import tomlkit
@@ -216,8 +211,8 @@ def append_rows(rows: Sequence[tuple[Path, dict[str, Any]]]) -> list[Path]:
 class UpstreamRun:
     """One read of the indexes and its comparison with the matrix."""
 
-    report: Any  # envbuilder.matrix_check.Report
-    observed: Any  # envbuilder.upstream.Observed
+    report: Any  # envbuilder.jobs.matrix_check.Report
+    observed: Any  # envbuilder.edge.upstream.Observed
     bytes_in: int
     requests: int
     seconds: float
@@ -267,8 +262,8 @@ def read_upstream(
     """Read the indexes for the matrix (or one release of it) and compare; nothing is written here."""
     import time
 
-    from envbuilder.matrix_check import compare, pytorch_builds, wanted_versions
-    from envbuilder.upstream import gather, open_upstream
+    from envbuilder.edge.upstream import gather, open_upstream, today_iso
+    from envbuilder.jobs.matrix_check import compare, pytorch_builds, wanted_versions
 
     started = time.monotonic()
     tables = matrix_tables(dirs)
@@ -288,6 +283,6 @@ def read_upstream(
 
 def wanted_for(tables: Mapping[tuple[str, str], Sequence[Row]], name: str) -> list[str]:
     """The versions of ``name`` the matrix names."""
-    from envbuilder.matrix_check import wanted_versions
+    from envbuilder.jobs.matrix_check import wanted_versions
 
     return wanted_versions(tables).get(name, [])

@@ -15,9 +15,7 @@ from typing import Literal
 
 from packaging.version import InvalidVersion
 
-from envbuilder import fit, formats
-from envbuilder.fit import Need
-from envbuilder.matrix import (
+from envbuilder.model.matrix import (
     Advisory,
     BnbRelease,
     Companion,
@@ -30,12 +28,14 @@ from envbuilder.matrix import (
     TorchBuild,
     TorchRelease,
 )
+from envbuilder.model.target import Target
 from envbuilder.model.types import PYPI, WHEELHOUSE, is_index_url
 from envbuilder.rules import bnb as rules_bnb
+from envbuilder.rules import fit, formats
 from envbuilder.rules._version import v as _v
 from envbuilder.rules._version import within as _in
 from envbuilder.rules.cuda import Verdict, check_arch, check_driver, driver_floors, forward_ok
-from envbuilder.target import Target
+from envbuilder.rules.fit import Need
 
 # --------------------------------------------------------------------------- sources
 

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Literal
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from envbuilder.errors import TargetError
-from envbuilder.matrix import Arch, Matrix
+from envbuilder.model.errors import TargetError
+from envbuilder.model.matrix import Arch, Matrix
 from envbuilder.model.types import ProfileName
 
 if TYPE_CHECKING:
-    from envbuilder.gpu_table import Product
+    from envbuilder.model.gpu_table import Product
 
 OsFlavour = Literal["linux", "wsl2", "windows"]
 OS_FLAVOURS: tuple[OsFlavour, ...] = ("linux", "wsl2", "windows")
@@ -147,7 +147,7 @@ def parse_gpu(text: str, matrix: Matrix) -> Gpu:
     pci = re.search(_PCI_ID, text)
     if pci:
         return gpu_from_pci_id(pci.group(1), pci.group(2), matrix, text=text)
-    from envbuilder.gpu_table import best_named, match_name
+    from envbuilder.model.gpu_table import best_named, match_name
 
     found = match_name(matrix.gpu_table(), text)
     if not found.exact:
@@ -253,7 +253,7 @@ def _refuse_tegra(text: str, arch: Arch) -> None:
 def identify_name(name: str, matrix: Matrix) -> tuple[Product, ...]:
     """For a detected GPU: the products its name may be, by the same rule as ``parse_gpu`` (one compute
     capability where only one can be planned for); empty if none. Never raises."""
-    from envbuilder.gpu_table import match_name
+    from envbuilder.model.gpu_table import match_name
 
     groups = _by_cc(match_name(matrix.gpu_table(), name).products, matrix)
     return tuple(p for group in groups.values() for p in group)

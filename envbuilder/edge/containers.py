@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from envbuilder import _run
-from envbuilder.errors import CommandFailed, EnvbuilderError
+from envbuilder.edge import _run
+from envbuilder.model.errors import CommandFailed, EnvbuilderError
 
 if TYPE_CHECKING:
-    from envbuilder.docker_context import Endpoint
+    from envbuilder.edge.docker_context import Endpoint
 
 EngineName = Literal["docker", "podman"]
 ENGINE_ORDER: tuple[EngineName, ...] = ("docker", "podman")
@@ -93,7 +93,7 @@ def probe_docker_engine(timeout: float = 3.0, env: Mapping[str, str] | None = No
     ``/_ping``): a client binary without an engine is told apart in milliseconds, with no `docker info` process,
     and a socket that accepts but never answers costs ``timeout`` at most. Builds still go through
     `docker buildx` (BuildKit features), which resolves the same context itself."""
-    from envbuilder.docker_context import find_endpoint, unix_socket_path
+    from envbuilder.edge.docker_context import find_endpoint, unix_socket_path
 
     env = os.environ if env is None else env
     endpoint = find_endpoint(env)

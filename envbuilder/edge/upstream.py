@@ -1,7 +1,7 @@
 """What the indexes say about the packages the matrix tracks: the edge behind refresh, audit and check --upstream.
 
 ``Upstream`` lists a project's releases from the configured index (PyPI or its mirror; the PyTorch index or
-its mirror for torch's variant builds) and reads, through ``envbuilder.reader``, the facts of the files that
+its mirror for torch's variant builds) and reads, through ``envbuilder.edge.reader``, the facts of the files that
 matter: core metadata of every release the matrix names (and of newer ones), ``torch/version.py`` of each
 platform's PyPI torch wheel, and the loaded GPU image of torch's and bitsandbytes' CUDA libraries.
 
@@ -9,11 +9,12 @@ Online, pages are fetched every run (new releases are the news) and files' facts
 their sha256 was read before. ``record=DIR`` also writes every page and fact read under ``DIR`` (what
 ``tests/fixtures/upstream`` holds); ``recorded=DIR`` reads only from such a directory and never touches the
 network (``matrix check --upstream --offline``). Results are plain values (``Observed``) for the pure
-comparison in ``envbuilder.matrix_check``.
+comparison in ``envbuilder.jobs.matrix_check``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from envbuilder._fs import read_json_object, write_text_atomic
-from envbuilder.credentials import Credential, redact
-from envbuilder.errors import SourceError
-from envbuilder.pypi import PYPI_SIMPLE, Http, IndexFile, parse_project_page, project_page
-from envbuilder.reader import FactsCache, Reader, WheelFacts
-from envbuilder.settings import cache_path
+from envbuilder.edge._fs import read_json_object, write_text_atomic
+from envbuilder.edge.pypi import PYPI_SIMPLE, Http, IndexFile, parse_project_page, project_page
+from envbuilder.edge.reader import FactsCache, Reader, WheelFacts
+from envbuilder.edge.settings import cache_path
+from envbuilder.model.credentials import Credential, redact
+from envbuilder.model.errors import SourceError
 
 Platform = Literal["linux-x86_64", "linux-aarch64", "windows-x86_64", "windows-arm64", "macos-arm64", "any"]
 TORCH_PLATFORMS: tuple[Platform, ...] = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64")
@@ -128,14 +129,17 @@ def _page_key(index_url: str, project: str) -> str:
     return f"{redact(index_url).rstrip('/')} {project}"
 
 
+def today_iso() -> str:
+    """Today's UTC date (the day a fact or page was read)."""
+    return dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+
 def _page_index(root: Path) -> dict[str, dict[str, str]]:
     doc = read_json_object(root / "pages" / "index.json") or {}
     return {k: v for k, v in doc.items() if isinstance(v, dict)}
 
 
 def _save_page(root: Path, index_url: str, project: str, body: bytes, content_type: str, url: str) -> None:
-    from envbuilder.matrix_audit import today_iso
-
     pages = root / "pages"
     pages.mkdir(parents=True, exist_ok=True)
     host = (redact(index_url).split("//", 1)[-1].split("/", 1)[0].split("@")[-1]).replace(":", "_")
@@ -256,7 +260,7 @@ class Upstream:
             self.unread.append(f"{what}: {exc}")
             return None
         except Exception as exc:  # an AuditError from a damaged file: say so, go on with the rest
-            from envbuilder.errors import EnvbuilderError
+            from envbuilder.model.errors import EnvbuilderError
 
             if not isinstance(exc, EnvbuilderError):
                 raise
@@ -437,7 +441,7 @@ def recording_readme(root: Path) -> str:
         "index served it (gzip-compressed); `files/<sha256>/` holds what the reader took out of one file by HTTP",
         "range reads: `METADATA` (or an sdist's `PKG-INFO`) and `members/torch/version.py` verbatim, and in",
         "`facts.json` the names of its native libraries and the SASS/PTX of each library's loaded GPU image (as",
-        "`envbuilder.audit` read them; the libraries themselves are not kept: 3-100 MB each).",
+        "`envbuilder.model.audit` read them; the libraries themselves are not kept: 3-100 MB each).",
         "",
         "| page | URL | read |",
         "| --- | --- | --- |",

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from envbuilder.errors import SourceError
-from envbuilder.settings import env_flag
+from envbuilder.edge.settings import env_flag
+from envbuilder.model.errors import SourceError
 
 SYSTEM_PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids")
 ENV_URL = "ENVBUILDER_PCI_IDS_URL"
@@ -33,7 +33,7 @@ def read_pci_ids(source: str | None, *, system_paths: tuple[str, ...] = SYSTEM_P
         source = os.environ.get(ENV_URL) or DEFAULT_URL
     scheme = urlparse(source).scheme
     if scheme in {"http", "https"}:
-        from envbuilder import pypi  # requests: imported when a download is needed
+        from envbuilder.edge import pypi  # requests: imported when a download is needed
 
         return pypi.get_text(source, "the PCI ID database"), source
     if scheme == "file":

@@ -35,7 +35,7 @@ from typing import Literal
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from envbuilder.errors import EnvbuilderError
+from envbuilder.model.errors import EnvbuilderError
 
 Kind = Literal["sass", "ptx"]
 Codec = Literal["lz4", "zstd"]

@@ -17,7 +17,7 @@ python = "3.11"
 packages = ["datasets==3.2.0"] # extra packages, checked against the profile's forbidden list
 ```
 The same tables may live in ``pyproject.toml`` under ``[tool.envbuilder]`` (``[[tool.envbuilder.env]]``);
-``envbuilder.config`` finds either upward from the current directory. Relative paths in ``[sources]``
+``envbuilder.edge.config`` finds either upward from the current directory. Relative paths in ``[sources]``
 (``find-links``, ``ca-certs``) are read from the manifest's directory, so a run from a subdirectory finds them.
 Edited with tomlkit, so comments and layout survive.
 """
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuilder.errors import LockError
-from envbuilder.lock import check_env_name, lock_file_name
+from envbuilder.model.errors import LockError
+from envbuilder.model.lock import check_env_name, lock_file_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -264,7 +264,7 @@ def add_env(path: Path, spec: EnvSpec) -> None:
     """Append an [[env]] with tomlkit, keeping the file's comments and layout."""
     import tomlkit
 
-    from envbuilder._fs import write_text_atomic
+    from envbuilder.edge._fs import write_text_atomic
 
     doc = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
     home: Any = doc

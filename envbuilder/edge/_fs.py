@@ -116,7 +116,7 @@ def sweep_temp() -> list[str]:
 def check_can_write(path: Path, what: str, *, directory: bool = False) -> None:
     """Refuse, before any work, a place that cannot take what is about to be written there: a directory where a
     file is meant (or the reverse), a parent that is a file, a read-only or unwritable place."""
-    from envbuilder.errors import FileProblem
+    from envbuilder.model.errors import FileProblem
 
     if path.exists() and path.is_dir() != directory:
         kind = "a directory" if path.is_dir() else "a file"
@@ -164,7 +164,7 @@ def refuse_overwrite(path: Path, what: str, *, force: bool) -> None:
     envbuilder's own earlier output is replaced without asking: regenerating is the normal workflow
     (``lock --upgrade``, ``dockerfile`` after a pin change), and what it held can be regenerated.
     """
-    from envbuilder.errors import FileProblem
+    from envbuilder.model.errors import FileProblem
 
     if force or not path.is_file() or written_by_envbuilder(path):
         return
