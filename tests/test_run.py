@@ -45,7 +45,9 @@ def test_a_child_started_while_signals_are_deferred_can_still_be_signalled() -> 
 def test_sigkill_of_the_parent_takes_its_child_along(tmp_path: Path) -> None:
     """What no handler can answer: the kernel sends the child SIGKILL when envbuilder dies."""
     pidfile = tmp_path / "child.pid"
-    code = f"from envbuilder.edge import _run; _run.run(['sh', '-c', 'echo $$ > {pidfile}; exec sleep 60'], check=False)"
+    code = (
+        f"from envbuilder.edge import _run; _run.run(['sh', '-c', 'echo $$ > {pidfile}; exec sleep 60'], check=False)"
+    )
     parent = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.monotonic() + 30
     while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
@@ -79,3 +81,22 @@ def test_a_file_that_is_not_a_program_is_one_failure(tmp_path: Path) -> None:
         _run.run([str(data)])
     with pytest.raises(CommandFailed, match="command not found"):
         _run.run([str(tmp_path / "missing")])
+
+
+def test_relay_stderr_shows_stderr_as_it_comes_and_keeps_stdout_apart() -> None:
+    """The smoke test's shape: a JSON document on stdout, progress lines on stderr shown while it runs."""
+    seen: list[tuple[float, str]] = []
+    code = 'import sys, time; print("{}"); print("a", file=sys.stderr, flush=True); time.sleep(1); print("b", file=sys.stderr)'  # noqa: E501
+    t0 = time.monotonic()
+    relay = _run.Relay(sink=lambda t: seen.append((time.monotonic() - t0, t)))
+    result = _run.run([sys.executable, "-c", code], timeout=30, relay_stderr=relay)
+    assert result.stdout == "{}\n" and result.stderr == "a\nb\n"
+    assert [t for _, t in seen] == ["a\n", "b\n"] and seen[0][0] < seen[1][0] - 0.5  # "a" came before the sleep ended
+
+
+def test_relay_stderr_still_stops_a_child_at_its_timeout() -> None:
+    seen: list[str] = []
+    t0 = time.monotonic()
+    with pytest.raises(CommandFailed, match="no answer within 1 s"):
+        _run.run(["sh", "-c", "echo started >&2; sleep 30"], timeout=1, relay_stderr=_run.Relay(sink=seen.append))
+    assert seen == ["started\n"] and time.monotonic() - t0 < 10

@@ -12,9 +12,13 @@ environment without optimum, the GPTQ stage fails with transformers' own first m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import time
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,3 +118,70 @@ def test_the_profiles_environment_loads_what_it_makes_through_from_pretrained(
         assert row is not None
         assert failed["status"] == "FAIL" and row.errors[0] in failed["evidence"]["error"]
         assert "envbuilder doctor" in failed["hint"]
+
+
+# --------------------------------------------------------------------------- JIT builds timed apart (issue 17)
+
+
+def _cpp_extension_like(build: Any) -> types.ModuleType:
+    """A module with torch.utils.cpp_extension's private entry point (the real one: test_gpu_h200_run6.py)."""
+    module = types.ModuleType("cpp_extension_like")
+    module._jit_compile = build  # type: ignore[attr-defined]
+    return module
+
+
+def test_watch_jit_times_each_build_and_the_stage_leaves_it_out(capfd: pytest.CaptureFixture[str]) -> None:
+    def build(name: str, *_: Any, **__: Any) -> str:
+        time.sleep(0.3)
+        if name == "broken":
+            raise RuntimeError("nvcc failed")
+        return name
+
+    module = _cpp_extension_like(build)
+    state: dict[str, Any] = {"progress": True, "skipped": set()}
+    assert check_program.watch_jit(state, module) is True
+    assert check_program.watch_jit(state, module) is True and module._jit_compile.envbuilder_watched  # once
+
+    def stage(s: dict[str, Any]) -> dict[str, Any]:
+        module._jit_compile("kernel_ops", ["a.cu"])
+        with contextlib.suppress(RuntimeError):
+            module._jit_compile(name="broken")
+        return check_program._stage("quant_load_gptq", "OK", "kernel MarlinLinear")
+
+    result = check_program._run_stage("quant_load_gptq", stage, state)
+    assert [(b["name"], b["ok"]) for b in result["evidence"]["jit"]] == [("kernel_ops", True), ("broken", False)]
+    assert result["jit_seconds"] >= 0.6 and result["seconds"] < 0.2  # the builds are not the stage's own time
+    assert result["detail"].startswith("kernel MarlinLinear [JIT build ") and "broken 0.3 s FAILED" in result["detail"]
+    err = capfd.readouterr().err.splitlines()
+    assert err[0] == "smoke: quant_load_gptq ..." and err[-1].startswith("smoke: quant_load_gptq OK in ")
+    assert "smoke:   JIT build of torch extension kernel_ops (ninja/nvcc; minutes at first use) ..." in err
+    assert any(line.startswith("smoke:   JIT build of broken FAILED in ") for line in err)
+    assert check_program.watch_jit({}, None) is False  # no torch: nothing to time, no error
+
+
+def test_a_stage_without_builds_carries_no_jit_fields(capfd: pytest.CaptureFixture[str]) -> None:
+    state: dict[str, Any] = {"skipped": set()}  # no --progress: stderr is the libraries' text alone, as before
+    check_program.watch_jit(state, _cpp_extension_like(lambda *a, **k: None))
+    result = check_program._run_stage("quant_model", lambda s: check_program._stage("quant_model", "OK", "x"), state)
+    assert "jit_seconds" not in result and "jit" not in result["evidence"] and result["detail"] == "x"
+    assert capfd.readouterr().err == ""
+
+
+def test_envbuilder_smoke_relays_the_progress_lines(tmp_path: Path) -> None:
+    """The program run by envbuilder (this interpreter: no torch, so the stages are quick): its document on
+    stdout, and a line per stage start and end relayed as they come."""
+    seen: list[str] = []
+    doc = run_check_script(Path(sys.executable), ["--quick", "--profile", "gptq"], timeout=120, progress=seen.append)
+    lines = "".join(seen).splitlines()
+    assert doc["schema"] == "envbuilder.smoke/1" and lines[:2] == ["smoke: interpreter ...", lines[1]]
+    assert lines[1].startswith("smoke: interpreter OK in ")
+    assert {f"smoke: {s['name']} ..." for s in doc["stages"] if s["name"] != "quant_load"} <= set(lines)
+
+
+def test_cli_smoke_refuses_an_unknown_format(capsys: pytest.CaptureFixture[str]) -> None:
+    from envbuilder.cli import main
+
+    assert main(["smoke", "--profile", "gptq", "--formats", "gptq,gguf"]) == 2
+    assert (
+        "--formats: unknown checkpoint format 'gguf' (known: gptq, awq, compressed-tensors)" in capsys.readouterr().err
+    )

@@ -214,19 +214,37 @@ def run(
     finally:
         _close(err_write)  # the child holds its own copy: the reader sees the end when the child's side closes
     reader = _Reader(err_read, relay_stderr) if relay_stderr is not None else None
-    if reader is not None:
-        reader.start()
-    try:
-        out, err = _communicate(proc, args, stdin=stdin, timeout=timeout, own_group=own_group, foreground=foreground)
-    finally:
-        if reader is not None:
-            reader.join(GRACE_S)
-    if reader is not None:
-        err = reader.text()
+    out, err = _collect(proc, args, reader, stdin=stdin, timeout=timeout, own_group=own_group, foreground=foreground)
     result = Result(args, proc.returncode, out or "", err or "")
     if check and proc.returncode != 0:
         raise _failed(result)
     return result
+
+
+def _collect(
+    proc: subprocess.Popen[str],
+    args: tuple[str, ...],
+    reader: _Reader | None,
+    *,
+    stdin: str | None,
+    timeout: float | None,
+    own_group: bool,
+    foreground: bool,
+) -> tuple[str | None, str | None]:
+    """``_communicate``, with ``reader`` (stderr relayed) running beside it; its text is the stderr."""
+    if reader is not None:
+        reader.start()
+    try:
+        out, err = _communicate(proc, args, stdin=stdin, timeout=timeout, own_group=own_group, foreground=foreground)
+    except BaseException:
+        for stream in (proc.stdout, proc.stderr):  # the child is stopped: nothing more is read from its pipes
+            if stream is not None:
+                stream.close()
+        raise
+    finally:
+        if reader is not None:
+            reader.join(GRACE_S)
+    return out, (reader.text() if reader is not None else err)
 
 
 def _close(fd: int) -> None:

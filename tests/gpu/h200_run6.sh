@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# GPU run 6 on the H200 device host (issue 17's rest), from the repository root; two calls on one warm machine:
-#   call 1:  bash tests/gpu/h200_run6.sh --doctor .carry/run2 .carry/quant gptq
-#   call 2:  bash tests/gpu/h200_run6.sh .carry/quant awq:awq gptq:gptq   (a fresh machine: run 6 lost the warm one)
-#   call 3:  bash tests/gpu/h200_run6.sh .carry/quant gptq           (within the 30 s idle window: warm cache)
+# GPU run 6 on the H200 device host (issue 17's rest), from the repository root. As run on 2026-12-02:
+#   call 1:  RUN6_BUDGET_S=575 bash tests/gpu/h200_run6.sh --doctor .carry/run2 .carry/quant gptq
+#   call 2:  RUN6_BUDGET_S=585 bash tests/gpu/h200_run6.sh .carry/quant awq:awq gptq:gptq  (a fresh machine:
+#            call 1's had gone back, its extension cache with it)
+#   call 3:  RUN6_BUDGET_S=330 bash tests/gpu/h200_run6.sh .carry/quant gptq awq  (call 2's machine, still warm)
+# (The device copy's .git is not the tree that ran: the commits are in tests/fixtures/h200-cu130/README.md.)
 # Outputs: $OUT/h200-run6-<profiles>.tar.gz (unpacked into tests/fixtures/h200-cu130/run6/).
 #
 #   --doctor BNB_CARRY   doctor --env on run 2's bitsandbytes 0.49.2 environment (BNB_CARRY: .carry/run2, as
@@ -53,7 +55,6 @@ capture nvidia-smi.txt nvidia-smi --query-gpu=index,name,pci.device_id,compute_c
 capture nvcc.txt nvcc --version
 capture pip-freeze.txt env PYTHONPATH="$site" python3 -m pip list --format=freeze
 capture versions.txt env PYTHONPATH="$site" python3 -c "import os, platform, sys, torch, transformers, gptqmodel, optimum.version, compressed_tensors, llmcompressor; print(sys.version); print(platform.machine(), os.cpu_count(), 'cpus, MAX_JOBS', os.environ.get('MAX_JOBS')); print('torch', torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0)); print('transformers', transformers.__version__, 'gptqmodel', gptqmodel.__version__, 'optimum', optimum.version.__version__, 'compressed-tensors', compressed_tensors.__version__, 'llmcompressor', llmcompressor.__version__)"
-git log -1 --format='commit %H %s' >"$res/commit.txt" 2>&1 || echo "commit: not a git checkout" >"$res/commit.txt"
 
 if [ -n "$bnbcarry" ]; then
   # Run 2's healthy environment: a real venv on the host's Python whose .pth names bitsandbytes 0.49.2's
