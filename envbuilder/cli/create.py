@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import shlex
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,10 +13,7 @@ from envbuilder.cli._common import add_target_options, load_matrix_for, print_js
 from envbuilder.cli._sources import add_source_options, settings_from_args
 
 if TYPE_CHECKING:
-    from envbuilder.edge.settings import Settings
-    from envbuilder.edge.venv import SmokeOutcome
-    from envbuilder.model.lock import Lock
-    from envbuilder.resolve import Plan
+    from envbuilder.jobs.create import Commands, CreateResult, Prepared
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -72,202 +67,88 @@ def _notify(text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from envbuilder.cli.resolve import render
-    from envbuilder.edge._fs import check_can_write
-    from envbuilder.edge.detect import find_pythons
-    from envbuilder.edge.sources import gather_sources
-    from envbuilder.jobs import builder
-    from envbuilder.model.errors import CheckFailed
-    from envbuilder.model.lock import check_lock_path
-    from envbuilder.resolve import NoPlan, index_variants, resolve
+    from envbuilder.jobs import create as job
+    from envbuilder.jobs.lock import check_output
+    from envbuilder.jobs.plan import NoPlanFound
 
     if args.lock_out:  # a directory, or a name uv would refuse, is refused before any work
-        check_can_write(Path(args.lock_out), "--lock-out")
-        check_lock_path(Path(args.lock_out), "--lock-out")
+        check_output(Path(args.lock_out), "--lock-out")
     steps = Steps(5, quiet=args.json)
     settings = settings_from_args(args)
     matrix = load_matrix_for(args)
-    target = target_from_args(args, matrix)
-    if not args.python:
-        # Only Pythons installed here can be used (uv cannot download them): plan for those.
-        installed = {p.minor for p in find_pythons()}
-        target = replace(target, pythons=tuple(p for p in target.pythons if p in installed) or target.pythons)
-    steps.step("checking package sources")
-    for note in settings.notes:
-        steps.say(f"      {note}")
-    sources = gather_sources(settings, index_variants(target, matrix))
-    for note in sources.notes[len(settings.notes) :]:
-        steps.say(f"      {note}")
-    steps.step(f"resolving for {target.describe()}")
-    plan = resolve(target, matrix, sources)
-    if isinstance(plan, NoPlan):
-        print(render(plan), file=sys.stderr)
-        msg = "no known-good combination for this target"
-        raise CheckFailed(msg, hint=plan.nearest[0] if plan.nearest else "see the reasons above")
-    extra = builder.check_extra_packages(matrix.profile(plan.profile), args.package)
-    name = _env_name(args, plan, steps)
-    dest = Path(args.path) if args.path else settings.env_path(name)
-    lock_path = _lock_path(args, plan, name)
-    interpreter = builder.interpreter_for(plan.python)
-    if args.dry_run:
-        return _dry_run(args, plan, name, dest, lock_path, interpreter, extra)
-    _preflight(args, dest, lock_path)
-    steps.step(f"locking {name} -> {lock_path}")
-    lock, text = builder.plan_lock(plan, name=name, settings=settings, out=lock_path, extra=extra, progress=steps.say)
-    steps.step(f"building {dest}")
-    smoke = None if args.no_smoke else functools.partial(builder.smoke_env, profile=plan.profile)
-    # The user's lock is written last, with the swap (nothing failed before it): an interrupted or failed
-    # build leaves the old one byte for byte.
-    write_lock = functools.partial(builder.write_user_lock, lock_path, text, built=dest.absolute())
-    guard, force = not args.no_guard, args.force
-    outcome = _build(dest, interpreter, lock, text, settings, smoke, steps, force=force, then=write_lock, guard=guard)
-    steps.step("done")
-    return _report(args, plan, name, dest, lock_path, outcome)
-
-
-def _lock_path(args: argparse.Namespace, plan: Plan, name: str) -> Path:
-    """--lock-out (refused unless PEP 751 allows its name), else the lock named after --name/--path or the plan."""
-    from envbuilder.model.lock import default_lock_file_name, lock_file_name
-
-    if args.lock_out:
-        return Path(args.lock_out)  # checked on entry
-    # a --path whose last part cannot be a name (``it's my café env``) gets the plan's default lock name
-    given = args.name or (name if args.path and name == Path(args.path).name else None)
-    return Path.cwd() / (lock_file_name(given) if given else default_lock_file_name(plan))
-
-
-def _env_name(args: argparse.Namespace, plan: Plan, steps: Steps) -> str:
-    """--name, else the last part of --path when it is a valid environment name, else the plan's default name.
-
-    A directory may be called anything ("my env", "café"); the environment's name goes into lock names, image
-    tags and scripts, so it keeps to the safe alphabet and the path keeps its own spelling.
-    """
-    from envbuilder.model.errors import LockError
-    from envbuilder.model.lock import check_env_name, default_env_name
-
-    if args.name or not args.path:
-        return check_env_name(args.name or default_env_name(plan))
-    last = Path(args.path).name
-    try:
-        return check_env_name(last)
-    except LockError:
-        name = default_env_name(plan)
-        steps.say(f"      the environment at {args.path} is named {name} (its lock and tags cannot use {last!r})")
-        return name
-
-
-def _preflight(args: argparse.Namespace, dest: Path, lock_path: Path) -> None:
-    """Refuse, before anything is resolved or built, a destination or lock path that cannot take the result."""
-    from envbuilder.edge._fs import check_can_write, refuse_overwrite
-
-    check_can_write(dest, "--path" if args.path else "the environment", directory=True)
-    check_can_write(lock_path, "--lock-out" if args.lock_out else "the lock")
-    refuse_overwrite(lock_path, "--lock-out" if args.lock_out else "the lock", force=args.force)
-
-
-def _build(
-    dest: Path,
-    interpreter: str,
-    lock: Lock,
-    text: str,
-    settings: Settings,
-    smoke: Callable[[Path], SmokeOutcome] | None,
-    steps: Steps,
-    *,
-    force: bool,
-    then: Callable[[SmokeOutcome | None], None],
-    guard: bool = True,
-) -> SmokeOutcome | None:
-    from envbuilder.edge import venv
-
-    return venv.build(
-        dest,
-        interpreter=interpreter,
-        lock=lock,
-        settings=settings,
-        smoke=smoke,
-        metadata={"interpreter": interpreter, "lock_file": str(lock.path.absolute())},
-        progress=lambda s: steps.say(f"      {s}"),
-        force=force,
-        lock_text=text,
-        notify=_notify,
-        then=then,
-        guard=guard,
+    request = job.CreateRequest(
+        target=target_from_args(args, matrix),
+        name=args.name,
+        path=Path(args.path) if args.path else None,
+        extra=tuple(args.package),
+        lock_out=Path(args.lock_out) if args.lock_out else None,
+        installed_only=not args.python,
+        smoke=not args.no_smoke,
+        guard=not args.no_guard,
+        force=args.force,
     )
+    try:
+        prepared = job.prepare(request, matrix, settings, step=steps.step, say=steps.say)
+    except NoPlanFound as exc:
+        from envbuilder.cli.resolve import render
+
+        print(render(exc.no_plan), file=sys.stderr)
+        raise
+    if args.dry_run:
+        return _dry_run(args, prepared, job.commands(prepared, settings, say=steps.say))
+    result = job.create(prepared, settings, step=steps.step, say=steps.say, notify=_notify)
+    return _report(args, result)
 
 
-def _dry_run(args, plan, name, dest, lock_path, interpreter, extra) -> int:  # type: ignore[no-untyped-def]
+def _dry_run(args: argparse.Namespace, prepared: Prepared, commands: Commands) -> int:
     from envbuilder.cli.resolve import render
-    from envbuilder.edge.uv import UV_PLATFORMS
 
-    compile_cmd = [
-        "uv",
-        "pip",
-        "compile",
-        "requirements.in",
-        "--format",
-        "pylock.toml",
-        "-o",
-        str(lock_path),
-        "--python-version",
-        plan.python,
-        "--python-platform",
-        UV_PLATFORMS[plan.target.platform],
-        "--generate-hashes",
-    ]
-    for idx in plan.extra_indexes:
-        compile_cmd += ["--index", idx]
-    commands = [
-        shlex.join(compile_cmd),
-        shlex.join(["uv", "venv", "--relocatable", "--python", interpreter, f"{dest.parent}/.{dest.name}.tmp-XXXX"]),
-        shlex.join(
-            ["uv", "pip", "sync", "--python", f"{dest.parent}/.{dest.name}.tmp-XXXX/bin/python", str(lock_path)]
-        ),
-        "envbuilder smoke --env <the temporary environment>",
-        f"mv {shlex.quote(str(dest.parent))}/.{dest.name}.tmp-XXXX {shlex.quote(str(dest))}",
-    ]
+    lines = [shlex.join(argv) for argv in commands.argv]
+    plan = prepared.plan
     if args.json:
         doc = plan.to_json() | {
             "schema": "envbuilder.create/1",
             "dry_run": True,
-            "name": name,
-            "path": str(dest),
-            "lock": str(lock_path),
-            "requirements": [p.requirement for p in plan.packages] + list(extra),
-            "commands": commands,
+            "name": prepared.name,
+            "path": str(prepared.dest),
+            "lock": str(prepared.lock_path),
+            "requirements": [p.requirement for p in plan.packages] + list(prepared.extra),
+            "commands": lines,
+            "reused_resolution": str(commands.reused) if commands.reused else None,
         }
         print_json(doc)
         return 0
     print(render(plan))
-    print(f"\nwould create {name} at {dest} (lock {lock_path}) with:")
-    for c in commands:
+    print(f"\nwould create {prepared.name} at {prepared.dest} (lock {prepared.lock_path}) with:")
+    if commands.reused is not None:
+        print(f"  (no uv pip compile: the resolution {commands.reused} is reused; --refresh re-resolves)")
+    for c in lines:
         print(f"  $ {c}")
     return 0
 
 
-def _report(args, plan, name, dest, lock_path, outcome) -> int:  # type: ignore[no-untyped-def]
+def _report(args: argparse.Namespace, result: CreateResult) -> int:
+    outcome, plan = result.smoke, result.plan
     smoke = "not run (--no-smoke)" if outcome is None else ("passed" if outcome.ok else "FAILED")
     if args.json:
         print_json(
             plan.to_json()
             | {
                 "schema": "envbuilder.create/1",
-                "name": name,
-                "path": str(dest),
-                "lock": str(lock_path),
+                "name": result.name,
+                "path": str(result.path),
+                "lock": str(result.lock),
                 "smoke": dict(outcome.record) if outcome else None,
             }
         )
         return 0
     pins = ", ".join(p.requirement for p in plan.packages[:2])
-    print(f"created {name}: {pins} (Python {plan.python}, {'CUDA ' + plan.cuda if plan.cuda else 'CPU'})")
-    print(f"  path:  {dest}")
-    print(f"  lock:  {lock_path}")
+    print(f"created {result.name}: {pins} (Python {plan.python}, {'CUDA ' + plan.cuda if plan.cuda else 'CPU'})")
+    print(f"  path:  {result.path}")
+    print(f"  lock:  {result.lock}")
     print(f"  smoke: {smoke}")
     if outcome is not None and outcome.summary:
         for line in outcome.summary.splitlines():
             print(f"         {line}")
-    print(f"  use:   envbuilder run {name} -- python your_script.py    |    envbuilder shell {name}")
+    print(f"  use:   envbuilder run {result.name} -- python your_script.py    |    envbuilder shell {result.name}")
     return 0

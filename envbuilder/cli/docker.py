@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -86,7 +87,6 @@ def _lock_options(p: argparse.ArgumentParser) -> None:
     add_target_options(p, gpu_default=None)
     add_source_options(p)
     _image_options(p)
-    p.set_defaults(upgrade=False)
 
 
 # --------------------------------------------------------------------------- shared steps
@@ -133,15 +133,30 @@ def _get_lock(args: argparse.Namespace, settings: Settings, workdir: Path) -> tu
 
     if args.lock:
         return read_lock_text(Path(args.lock), hint="check the path, or leave --lock out to lock the target")
+    from envbuilder.cli import _console
     from envbuilder.cli._common import load_matrix_for, target_from_args
-    from envbuilder.cli.lock import lock_one
+    from envbuilder.cli.resolve import render
+    from envbuilder.jobs import lock as job
+    from envbuilder.jobs.plan import NoPlanFound
 
     matrix = load_matrix_for(args)
     target = target_from_args(args, matrix)
     out = workdir / "pylock.new.toml"
-    result = lock_one(args, matrix, settings, target, name=args.name, extra=[], output=str(out))
+    req = job.LockRequest(target=target, name=args.name, output=out)  # a fresh directory: nothing to replace
+    quiet = args.json
+    try:
+        result = job.lock(
+            req,
+            matrix,
+            settings,
+            progress=(lambda _: None) if quiet else _console.progress,
+            note=(lambda _: None) if quiet else _console.note,
+        )
+    except NoPlanFound as exc:
+        print(render(exc.no_plan), file=sys.stderr)
+        raise
     text = out.read_text(encoding="utf-8")
-    return parse_lock(text, Path(lock_file_name(result["name"]))), text
+    return parse_lock(text, Path(lock_file_name(result.name))), text
 
 
 def _smoke_table(args: argparse.Namespace) -> SmokeTable:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from envbuilder.cli import _console
 from envbuilder.cli._common import add_target_options, load_matrix_for, print_json, target_from_args
@@ -14,9 +14,9 @@ from envbuilder.cli._sources import add_source_options, project_manifest, settin
 
 if TYPE_CHECKING:
     from envbuilder.edge.settings import Settings
+    from envbuilder.jobs.lock import LockRequest, LockResult
     from envbuilder.model.matrix import Matrix
     from envbuilder.model.target import Target
-    from envbuilder.resolve import Plan
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -67,6 +67,8 @@ def _save_path(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from envbuilder.jobs import lock as job
+
     manifest = _manifest_path(args)
     if manifest is not None:
         return _lock_manifest(args, manifest)
@@ -75,107 +77,53 @@ def run(args: argparse.Namespace) -> int:
     target = target_from_args(args, matrix)
     save = _save_path(args) if args.save else None
     if save is not None and args.name:
-        _refuse_duplicate(save, args.name)  # before anything is written
+        job.refuse_duplicate(save, args.name)  # before anything is written
     # With --save the lock goes beside the manifest, where `envbuilder lock` and `sync` look for it.
     directory = save.parent if save is not None else None
-    result = lock_one(
-        args, matrix, settings, target, name=args.name, extra=args.package, output=args.output, directory=directory
-    )
+    result = lock_one(args, matrix, settings, request(args, target, output=args.output, directory=directory))
     if save is not None:
-        _save(save, result["name"], result["plan"], args.package)
+        job.save_env(save, result.name, result.plan, args.package)
     _print([result], args.json)
     return 0
 
 
-def _save(path: Path, name: str, plan: Plan, extra: Sequence[str]) -> None:
-    """Add (or refuse to duplicate) the environment in the manifest, keeping its comments and layout."""
-    from envbuilder.edge.manifest import EnvSpec, add_env
-
-    _refuse_duplicate(path, name)
-    t = plan.target
-    add_env(
-        path,
-        EnvSpec(
-            name=name,
-            profile=t.profile,
-            gpus=tuple(g.sm for g in t.gpus),
-            driver=t.driver,
-            os=t.os,
-            python=plan.python,
-            machine=t.machine,
-            packages=tuple(extra),
-        ),
-    )
-
-
-def lock_one(
+def request(
     args: argparse.Namespace,
-    matrix: Matrix,
-    settings: Settings,
     target: Target,
     *,
-    name: str | None,
-    extra: Sequence[str],
     output: str | None,
+    name: str | None = None,
+    extra: Sequence[str] | None = None,
     directory: Path | None = None,
-) -> dict[str, Any]:
-    """Resolve and lock one environment; with --upgrade compare with the lock already there. Without ``output``
-    the lock is written in ``directory`` (default: the current one) under its PEP 751 name."""
-    from envbuilder.cli.resolve import render
-    from envbuilder.edge._fs import check_can_write, refuse_overwrite
-    from envbuilder.edge.sources import gather_sources
-    from envbuilder.jobs import builder
-    from envbuilder.model.errors import CheckFailed
-    from envbuilder.model.lock import (
-        check_env_name,
-        check_lock_path,
-        default_env_name,
-        default_lock_file_name,
-        diff_pins,
-        lock_file_name,
-        read_lock,
+) -> LockRequest:
+    """The lock job's input from `lock`'s options (``name``/``extra`` default to --name/--package)."""
+    from envbuilder.jobs.lock import LockRequest
+
+    return LockRequest(
+        target=target,
+        name=args.name if name is None else name,
+        extra=tuple(args.package if extra is None else extra),
+        output=Path(output) if output else None,
+        directory=directory,
+        upgrade=args.upgrade,
+        force=args.force,
+        output_option="-o" if args.output else "the lock",
     )
-    from envbuilder.resolve import NoPlan, index_variants, resolve
 
-    if output:  # a directory, or a name uv would refuse, is refused before any work
-        check_can_write(Path(output), "--output")
-        check_lock_path(Path(output), "--output")
-    sources = gather_sources(settings, index_variants(target, matrix))
-    plan = resolve(target, matrix, sources)
-    if isinstance(plan, NoPlan):
-        print(render(plan), file=sys.stderr)
-        msg = f"no known-good combination for {target.describe()}"
-        raise CheckFailed(msg, hint=plan.nearest[0] if plan.nearest else "see the reasons above")
-    extra = builder.check_extra_packages(matrix.profile(plan.profile), extra)
-    given = name
-    name = check_env_name(name or default_env_name(plan))
-    out = (
-        Path(output)
-        if output
-        else (directory or Path.cwd()) / (lock_file_name(name) if given else default_lock_file_name(plan))
-    )
-    what = "-o" if getattr(args, "output", None) else "the lock"
-    check_can_write(out, what)
-    refuse_overwrite(out, what, force=getattr(args, "force", False))
-    old = read_lock(out) if args.upgrade and out.exists() else None
 
-    def progress(text: str) -> None:
-        if not args.json:
-            _console.progress(text)
+def lock_one(args: argparse.Namespace, matrix: Matrix, settings: Settings, req: LockRequest) -> LockResult:
+    """The lock job, its progress on stderr (none with --json), a failed plan's reasons printed before the error."""
+    from envbuilder.jobs import lock as job
+    from envbuilder.jobs.plan import NoPlanFound
 
-    for note in sources.notes:
-        if not args.json:
-            _console.note(note)
-    lock = builder.lock_plan(plan, name=name, settings=settings, out=out, extra=extra, progress=progress)
-    changes = diff_pins(old, lock) if old is not None else None
-    return {
-        "name": name,
-        "lock": str(out),
-        "plan": plan,
-        "packages": len(lock.packages),
-        "digest": lock.tool.digest,
-        "changes": changes,
-    }
+    say = (lambda _: None) if args.json else _console.progress
+    try:
+        return job.lock(req, matrix, settings, progress=say, note=(lambda _: None) if args.json else _console.note)
+    except NoPlanFound as exc:
+        from envbuilder.cli.resolve import render
+
+        print(render(exc.no_plan), file=sys.stderr)
+        raise
 
 
 def _lock_manifest(args: argparse.Namespace, path: Path) -> int:
@@ -198,24 +146,25 @@ def _lock_manifest(args: argparse.Namespace, path: Path) -> int:
             continue
         target = build_target_from_spec(spec, matrix)
         out = path.parent / lock_file_name(spec.name)
-        results.append(lock_one(args, matrix, settings, target, name=spec.name, extra=spec.packages, output=str(out)))
+        req = request(args, target, output=str(out), name=spec.name, extra=spec.packages)
+        results.append(lock_one(args, matrix, settings, req))
     _print(results, args.json)
     return 0
 
 
-def _print(results: list, as_json: bool) -> None:  # type: ignore[type-arg]
+def _print(results: Sequence[LockResult], as_json: bool) -> None:
     if as_json:
         print_json(
             {
                 "schema": "envbuilder.lock/1",
                 "locks": [
                     {
-                        "name": r["name"],
-                        "lock": r["lock"],
-                        "packages": r["packages"],
-                        "digest": r["digest"],
-                        "pins": [p.to_json() for p in r["plan"].packages],
-                        "changes": r["changes"],
+                        "name": r.name,
+                        "lock": str(r.path),
+                        "packages": r.packages,
+                        "digest": r.digest,
+                        "pins": [p.to_json() for p in r.plan.packages],
+                        "changes": list(r.changes) if r.changes is not None else None,
                     }
                     for r in results
                 ],
@@ -223,21 +172,11 @@ def _print(results: list, as_json: bool) -> None:  # type: ignore[type-arg]
         )
         return
     for r in results:
-        plan = r["plan"]
-        pins = ", ".join(p.requirement for p in plan.packages[:2])
-        print(f"locked {r['name']}: {pins} + {r['packages'] - 2} more -> {r['lock']}")
-        if r["changes"] is not None:
-            if r["changes"]:
+        pins = ", ".join(p.requirement for p in r.plan.packages[:2])
+        print(f"locked {r.name}: {pins} + {r.packages - 2} more -> {r.path}")
+        if r.changes is not None:
+            if r.changes:
                 print("  changes since the previous lock:")
-                print("\n".join(f"    {c}" for c in r["changes"]))
+                print("\n".join(f"    {c}" for c in r.changes))
             else:
                 print("  no changes since the previous lock")
-
-
-def _refuse_duplicate(path: Path, name: str) -> None:
-    from envbuilder.edge.manifest import env_names
-    from envbuilder.model.errors import LockError
-
-    if name in env_names(path):
-        msg = f"{path}: an environment named {name!r} is already there"
-        raise LockError(msg, hint="choose another --name, or edit the manifest")

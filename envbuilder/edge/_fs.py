@@ -70,11 +70,16 @@ def read_json_object(path: Path) -> dict[str, Any] | None:
 _OWN_TEMP = re.compile(r"^envbuilder-(lock|smoke)-(\d+)-")
 
 
+def tempdir_prefix(kind: str) -> str:
+    """The name ``private_tempdir`` gives its directory, but for mkdtemp's random end."""
+    return f"envbuilder-{kind}-{os.getpid()}-"
+
+
 @contextlib.contextmanager
 def private_tempdir(kind: str) -> Iterator[Path]:
     """A temporary directory ``$TMPDIR/envbuilder-<kind>-<pid>-*``, removed on the way out (Ctrl-C and SIGTERM
     unwind through here too); one that a SIGKILL left behind is removed by the next run (``sweep_temp``)."""
-    path = Path(tempfile.mkdtemp(prefix=f"envbuilder-{kind}-{os.getpid()}-"))
+    path = Path(tempfile.mkdtemp(prefix=tempdir_prefix(kind)))
     try:
         yield path
     finally:

@@ -212,14 +212,15 @@ def _classify(
     return exc
 
 
+def venv_argv(path: Path, python: str, *, uv: str) -> list[str]:
+    """``uv venv``'s command line (``venv`` runs it; ``create --dry-run`` prints it)."""
+    return [uv, "venv", "--quiet", "--relocatable", "--python", python, str(path)]
+
+
 def venv(path: Path, python: str, settings: Settings) -> None:
     """A relocatable venv (safe to build in a temporary place and move into place)."""
     try:
-        _run.run(
-            [find_uv(), "venv", "--quiet", "--relocatable", "--python", python, str(path)],
-            env=base_env(settings),
-            timeout=120,
-        )
+        _run.run(venv_argv(path, python, uv=find_uv()), env=base_env(settings), timeout=120)
     except CommandFailed as exc:
         raise _classify(exc, "uv venv") from None
 
@@ -239,8 +240,28 @@ def compile_lock(
 
     ``origins`` names, for each package, the source the plan takes it from: a failure's TIP names it.
     """
-    argv = [
-        find_uv(),
+    argv = compile_argv(
+        requirements, out, python_version=python_version, platform=platform, settings=settings, indexes=indexes
+    )
+    try:
+        _run.run(argv, env=base_env(settings, indexes), timeout=timeout)
+    except CommandFailed as exc:
+        raise _classify(exc, "uv pip compile", origins) from None
+
+
+def compile_argv(
+    requirements: Path,
+    out: Path,
+    *,
+    python_version: str,
+    platform: str,
+    settings: Settings,
+    indexes: Sequence[str] = (),
+    uv: str | None = None,
+) -> list[str]:
+    """``uv pip compile``'s command line (``compile_lock`` runs it; ``create --dry-run`` prints it)."""
+    return [
+        uv or find_uv(),
         "pip",
         "compile",
         str(requirements),
@@ -257,10 +278,6 @@ def compile_lock(
         "--no-header",
         *source_args(settings, indexes),
     ]
-    try:
-        _run.run(argv, env=base_env(settings, indexes), timeout=timeout)
-    except CommandFailed as exc:
-        raise _classify(exc, "uv pip compile", origins) from None
 
 
 def sync(
@@ -277,11 +294,18 @@ def sync(
     ``lock`` is a pylock (its URLs are used as they stand) or, with ``indexes``, a hash-checked requirements
     file that the configured sources (the plan's indexes, mirror, wheelhouse) serve.
     """
-    argv = [find_uv(), "pip", "sync", "--python", str(python), str(lock), *source_args(settings, indexes)]
+    argv = sync_argv(python, lock, settings, indexes=indexes)
     try:
         _run.run(argv, env=base_env(settings, indexes), timeout=timeout, capture=not stream, relay=_relay(settings))
     except CommandFailed as exc:
         raise _classify(exc, "uv pip sync") from None
+
+
+def sync_argv(
+    python: Path, lock: Path, settings: Settings, *, indexes: Sequence[str] | None = None, uv: str | None = None
+) -> list[str]:
+    """``uv pip sync``'s command line (``sync`` runs it; ``create --dry-run`` prints it)."""
+    return [uv or find_uv(), "pip", "sync", "--python", str(python), str(lock), *source_args(settings, indexes)]
 
 
 def _write_stderr(text: str) -> None:

@@ -164,27 +164,44 @@ def recover(dest: Path) -> list[str]:
 def install_lock(python: Path, lock: Lock, settings: Settings, *, progress: Progress) -> None:
     """Install exactly the lock. With a wheelhouse or mirror, any source may serve the files: hashes decide."""
     local_files = any(f.url.startswith("file://") for p in lock.packages for f in p.files)
-    if settings.find_links or settings.index_url or settings.offline or local_files:
+    if hash_checked(settings, local_files=local_files):
         _install_hash_checked(python, lock, settings, progress)
     else:
         _install_pylock(python, lock, settings, progress)
 
 
-def _install_hash_checked(python: Path, lock: Lock, settings: Settings, progress: Progress) -> None:
-    """The lock as hash-checked requirements, served by the configured sources (mirror, wheelhouse, index)."""
+def hash_checked(settings: Settings, *, local_files: bool) -> bool:
+    """Does the lock install as hash-checked requirements (a wheelhouse, mirror or local files), not as a pylock?"""
+    return bool(settings.find_links or settings.index_url or settings.offline or local_files)
+
+
+def requirements_path(python: Path) -> Path:
+    """Where the hash-checked requirements of an environment's lock are written while it installs."""
+    return python.parent.parent / "envbuilder-requirements.txt"
+
+
+def hash_checked_indexes(settings: Settings, *, variant: str, needs_index: bool, progress: Progress) -> list[str]:
+    """The PyTorch index of the lock's variant when the lock needs one and it can be reached, else none."""
     from envbuilder.edge.sources import reachable
 
-    req = python.parent.parent / "envbuilder-requirements.txt"
+    if not (needs_index and settings.pytorch_index):
+        return []
+    # uv stops at an index it cannot reach even when a wheelhouse holds the file: an air-gapped
+    # teammate's wheelhouse must be enough.
+    if not settings.offline and reachable(settings.pytorch_index, settings):
+        return [f"{settings.pytorch_index}/{variant}"]
+    progress(f"the PyTorch index {settings.pytorch_index} is out of reach: its files come from the wheelhouse")
+    return []
+
+
+def _install_hash_checked(python: Path, lock: Lock, settings: Settings, progress: Progress) -> None:
+    """The lock as hash-checked requirements, served by the configured sources (mirror, wheelhouse, index)."""
+    req = requirements_path(python)
     req.write_text(hashed_requirements(lock), encoding="utf-8")
     progress(f"installing {len(lock.packages)} packages (hash-checked, from the configured sources)")
-    indexes = []
-    if lock.tool.indexes and settings.pytorch_index:
-        # uv stops at an index it cannot reach even when a wheelhouse holds the file: an air-gapped
-        # teammate's wheelhouse must be enough.
-        if not settings.offline and reachable(settings.pytorch_index, settings):
-            indexes = [f"{settings.pytorch_index}/{lock.tool.variant}"]
-        else:
-            progress(f"the PyTorch index {settings.pytorch_index} is out of reach: its files come from the wheelhouse")
+    indexes = hash_checked_indexes(
+        settings, variant=lock.tool.variant, needs_index=bool(lock.tool.indexes), progress=progress
+    )
     try:
         uv.sync(python, req, settings, indexes=indexes)
     finally:
@@ -205,6 +222,11 @@ def _install_pylock(python: Path, lock: Lock, settings: Settings, progress: Prog
         copy = tmp / valid
         shutil.copyfile(lock.path, copy)
         uv.sync(python, copy, settings)
+
+
+def temporary_path(dest: Path, token: str) -> Path:
+    """Where ``dest`` is built before the swap: ``.NAME.tmp-<token>`` beside it."""
+    return dest.parent / f".{dest.name}.tmp-{token}"
 
 
 def build(
@@ -235,7 +257,7 @@ def build(
         for note in recover(dest):
             (notify or progress)(note)
         refuse_foreign(dest, settings, force=force)
-        tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp = temporary_path(dest, uuid.uuid4().hex[:8])
         try:
             started = time.monotonic()
             progress(f"creating the environment with {interpreter} (uv venv)")

@@ -79,8 +79,7 @@ def plan_lock(
     """The lock ``lock_plan`` would write to ``out``, and its text; nothing is written (``create`` writes the
     user's lock only once the environment it describes is built, proven and in place)."""
     requirements = requirements_text(plan, extra)
-    indexes = [p.index for p in plan.packages if p.index.startswith(("http://", "https://", "file://"))]
-    raw = _resolution(requirements, plan, settings, indexes, progress)
+    raw = _resolution(requirements, plan, settings, compile_indexes(plan), progress)
     text = finalize(raw, plan, name=name, extra=extra, pytorch_index=settings.pytorch_index)
     return parse_lock(text, out), text
 
@@ -91,6 +90,36 @@ def plan_lock(
 RESOLUTION_TTL_S = 24 * 3600
 
 
+def compile_indexes(plan: Plan) -> list[str]:
+    """The indexes ``uv pip compile`` is given: those the plan's pins come from (the PyTorch index, a mirror)."""
+    return [p.index for p in plan.packages if p.index.startswith(("http://", "https://", "file://"))]
+
+
+def resolution_cache(requirements: str, plan: Plan, settings: Settings, indexes: Sequence[str]) -> Path:
+    """Where the resolution of exactly this input is cached (a PEP 751 name, like every lock)."""
+    import hashlib
+    import json
+
+    key_doc = [requirements, plan.python, plan.target.platform, uv.source_args(settings, indexes), uv.find_uv()]
+    key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:32]
+    return cache_path("resolutions", settings.cache_dir) / f"pylock.{key}.toml"
+
+
+def reusable_resolution(plan: Plan, settings: Settings, extra: Sequence[str] = ()) -> Path | None:
+    """The cached resolution ``plan_lock`` would reuse instead of running ``uv pip compile``, or None (read only)."""
+    import time
+
+    requirements = requirements_text(plan, extra)
+    indexes = compile_indexes(plan)
+    cached = resolution_cache(requirements, plan, settings, indexes)
+    if settings.refresh or not cached.is_file() or time.time() - cached.stat().st_mtime >= RESOLUTION_TTL_S:
+        return None
+    text = _read_text(cached)
+    if text is None or resolution_problem(text, plan=plan, settings=settings, indexes=indexes) is not None:
+        return None
+    return cached
+
+
 def _resolution(requirements: str, plan: Plan, settings: Settings, indexes: Sequence[str], progress: Progress) -> str:
     """uv's pylock for ``requirements``: a cached one of the same input if it is still sound, else uv's.
 
@@ -98,13 +127,9 @@ def _resolution(requirements: str, plan: Plan, settings: Settings, indexes: Sequ
     pin or names a file outside the configured sources is discarded and resolved again (it never becomes a lock,
     never blames the user's lock, and never stays in the way for the rest of its 24 hours).
     """
-    import hashlib
-    import json
     import time
 
-    key_doc = [requirements, plan.python, plan.target.platform, uv.source_args(settings, indexes), uv.find_uv()]
-    key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:32]
-    cached = cache_path("resolutions", settings.cache_dir) / f"pylock.{key}.toml"  # a PEP 751 name, like every lock
+    cached = resolution_cache(requirements, plan, settings, indexes)
     what = f"{len(plan.packages)} pins for {plan.target.platform}, Python {plan.python}"
     check = functools.partial(resolution_problem, plan=plan, settings=settings, indexes=indexes)
     if not settings.refresh and cached.is_file() and time.time() - cached.stat().st_mtime < RESOLUTION_TTL_S:
