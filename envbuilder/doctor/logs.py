@@ -560,7 +560,7 @@ def relevant_lines(text: str, triggers: Iterable[str]) -> str:
 
     One pass splits the log into lines and drops repeats (a training log repeats its progress and warning lines
     thousands of times; the rules quote the first line that matches, which a repeat never is), each line cut
-    to MAX_LINE; one more pass, a single regular expression of all triggers as a trie (``_trigger_lines``),
+    to MAX_LINE; one more pass, a single regular expression of all triggers as a trie (``_any_trigger``),
     picks out at C speed the lines that hold one, where a search per trigger cost a pass over the text each
     (127 passes). Every pattern a rule uses has a trigger on each line it can match (tested).
     """
@@ -571,15 +571,21 @@ def relevant_lines(text: str, triggers: Iterable[str]) -> str:
     low = blob.lower()
     if len(low) != len(blob):  # a few non-ASCII letters lower to two characters: lower the ASCII ones only
         low = blob.translate(_ASCII_LOWER)
-    rx = _trigger_lines(tuple(dict.fromkeys(t.lower() for t in triggers)))
-    return "\n".join(blob[m.start() : m.end()] for m in rx.finditer(low))
+    search = _any_trigger(tuple(dict.fromkeys(t.lower() for t in triggers))).search
+    kept, at, n = [], 0, len(low)
+    while (hit := search(low, at)) is not None:  # one hit per kept line: the search goes on after its end
+        end = low.find("\n", hit.end())
+        end = n if end == -1 else end
+        kept.append(blob[low.rfind("\n", 0, hit.start()) + 1 : end])
+        at = end + 1
+    return "\n".join(kept)
 
 
 @functools.lru_cache(maxsize=4)
-def _trigger_lines(triggers: tuple[str, ...]) -> re.Pattern[str]:
-    """A line (of a text with newlines only) that holds one of ``triggers``: the alternation as a trie, so
-    that at each position re tries one branch per first character rather than every word."""
-    return re.compile(r"^[^\n]*?" + _trie(sorted(triggers)) + r"[^\n]*", re.MULTILINE)
+def _any_trigger(triggers: tuple[str, ...]) -> re.Pattern[str]:
+    """One of ``triggers``: the alternation as a trie, so that at each position re tries one branch per first
+    character rather than every word (and skips positions no trigger starts with)."""
+    return re.compile(_trie(sorted(triggers)))
 
 
 def _trie(words: list[str]) -> str:
