@@ -33,6 +33,16 @@ from envbuilder.model.errors import (
     file_problem,
 )
 
+__all__ = [
+    "COMMANDS",
+    "COMMAND_MODULES",
+    "ERROR_SCHEMA",
+    "add_global_options",
+    "build_parser",
+    "entry",
+    "main",
+]
+
 # Subcommand modules, in the order `--help` lists them. Each is imported only when the CLI starts.
 COMMANDS: tuple[str, ...] = (
     "detect",

@@ -13,6 +13,23 @@ import sys
 from dataclasses import dataclass
 from typing import Literal
 
+__all__ = [
+    "SHELLS",
+    "Node",
+    "Option",
+    "Positional",
+    "Shell",
+    "ValueKind",
+    "bash",
+    "fish",
+    "powershell",
+    "register",
+    "render",
+    "run",
+    "tree",
+    "zsh",
+]
+
 Shell = Literal["bash", "zsh", "fish", "powershell"]
 SHELLS: tuple[Shell, ...] = ("bash", "zsh", "fish", "powershell")
 ValueKind = Literal["", "any", "file", "dir", "choice"]
@@ -50,7 +67,7 @@ class Node:
         return tuple(f for o in self.options if o.kind for f in o.flags)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("completion", help="print a shell completion script (bash, zsh, fish, PowerShell)")
     p.add_argument("shell", choices=SHELLS, metavar="SHELL", help="bash, zsh, fish or powershell")
     p.set_defaults(handler=run)

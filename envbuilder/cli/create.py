@@ -15,8 +15,14 @@ from envbuilder.cli._sources import add_source_options, settings_from_args
 if TYPE_CHECKING:
     from envbuilder.jobs.create import Commands, CreateResult, Prepared
 
+__all__ = [
+    "Steps",
+    "register",
+    "run",
+]
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("create", help="build a known-good environment for a target, proven by a smoke test")
     add_target_options(p)
     add_source_options(p)

@@ -10,6 +10,13 @@ from envbuilder.cli._common import print_json
 if TYPE_CHECKING:
     from envbuilder.edge.detect import Host
 
+__all__ = [
+    "SCHEMA",
+    "needs_driver",
+    "register",
+    "render_host",
+]
+
 SCHEMA = "envbuilder.detect/1"
 
 

@@ -22,8 +22,17 @@ if TYPE_CHECKING:
     from envbuilder.model.smoke import SmokeTable
     from envbuilder.render.dockerfile import Options
 
+__all__ = [
+    "check_outputs",
+    "register",
+    "run_build",
+    "run_ci",
+    "run_dockerfile",
+    "write_context",
+]
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dockerfile", help="write a Dockerfile and build context for a lock (or a target)")
     _lock_options(p)
     p.add_argument("-o", "--output", metavar="DIR", help="the build context directory (default ./docker/<name>)")

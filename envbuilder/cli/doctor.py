@@ -15,11 +15,20 @@ from envbuilder.cli._common import load_matrix_for, print_json
 from envbuilder.model.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, TargetError
 
 if TYPE_CHECKING:
-    from envbuilder.doctor import Finding
+    from envbuilder.doctor import Evidence, Finding
     from envbuilder.doctor.verdict import Verdict
+    from envbuilder.model.matrix import Matrix
+
+__all__ = [
+    "LOG_CAP",
+    "register",
+    "render_findings",
+    "render_verdict",
+    "run",
+]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("doctor", help="explain a broken environment or an error log, with the exact fix")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--env", metavar="PATH", help="the virtual environment to examine")
@@ -187,7 +196,9 @@ def _fix(findings: Sequence[Finding], *, env_dir: Path | None, ours: bool, assum
     return EXIT_OK
 
 
-def _with_drift(findings: Sequence[Finding], env: Path, matrix, evidence) -> tuple[Finding, ...]:  # type: ignore[no-untyped-def]
+def _with_drift(
+    findings: Sequence[Finding], env: Path, matrix: Matrix, evidence: Evidence | None
+) -> tuple[Finding, ...]:
     """``findings`` and the drift findings of an environment that keeps its lock (``doctor.drift``), FAIL first."""
     from envbuilder.doctor.drift import drift_findings
     from envbuilder.edge.guard import installed_versions

@@ -6,15 +6,29 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envbuilder.cli._common import print_json
+
+if TYPE_CHECKING:
+    from envbuilder.edge.settings import Settings
+
+__all__ = [
+    "register",
+    "run_cmd",
+    "run_guard",
+    "run_list",
+    "run_remove",
+    "run_shell",
+    "run_unguard",
+]
 
 
 def _home_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--home", metavar="DIR", help="where environments live (ENVBUILDER_HOME)")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("list", help="the environments envbuilder made: profile, target, Python, smoke, size")
     _home_option(p)
     p.add_argument("--json", action="store_true")
@@ -46,7 +60,7 @@ def _env_options(p: argparse.ArgumentParser) -> None:
     _home_option(p)
 
 
-def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _settings(args: argparse.Namespace) -> Settings:
     from envbuilder.edge.settings import Settings
 
     return Settings(home=Path(args.home)) if args.home else Settings()
@@ -62,11 +76,12 @@ def _name(args: argparse.Namespace) -> str | None:
 
 
 def _size(n: int) -> str:
+    size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 def _uses(args: argparse.Namespace) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:

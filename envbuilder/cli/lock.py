@@ -18,8 +18,15 @@ if TYPE_CHECKING:
     from envbuilder.model.matrix import Matrix
     from envbuilder.model.target import Target
 
+__all__ = [
+    "lock_one",
+    "register",
+    "request",
+    "run",
+]
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "lock", help="write pylock.<env>.toml with hashes (for this host, another machine, or the manifest)"
     )

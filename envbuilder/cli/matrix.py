@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,8 +12,15 @@ from envbuilder.cli._common import load_matrix_for, print_json
 if TYPE_CHECKING:
     from envbuilder.cli.matrix_audit import UpstreamOptions
 
+__all__ = [
+    "register",
+    "register_audit",
+    "register_refresh",
+    "run_check",
+]
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("matrix", help="validate the matrix, or audit it against real wheels")
     msub = p.add_subparsers(dest="matrix_command", metavar="ACTION", parser_class=type(p))
     check = msub.add_parser("check", help="validate types, keys and cross-references of matrices/*.toml")
@@ -25,7 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     check.set_defaults(handler=run_check)
     register_audit(msub)
     register_refresh(msub)
-    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(handler=functools.partial(_usage, p))
+
+
+def _usage(parser: argparse.ArgumentParser, _args: argparse.Namespace) -> int:
+    """``envbuilder matrix`` alone: its help, and the usage exit code."""
+    parser.print_help()
+    return 2
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -155,7 +169,7 @@ def _add_reading_options(p: argparse.ArgumentParser) -> None:
     add_source_options(p)
 
 
-def register_audit(matrix_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_audit(matrix_subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `matrix audit [PACKAGE[==VERSION] ...] [--update] [--json]`."""
     p = matrix_subparsers.add_parser("audit", help="read one release's files on the index and compare with the matrix")
     p.add_argument(
@@ -170,7 +184,7 @@ def register_audit(matrix_subparsers: argparse._SubParsersAction) -> None:  # ty
     p.set_defaults(handler=_run_audit)
 
 
-def register_refresh(matrix_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_refresh(matrix_subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `matrix refresh [--update] [--record DIR] [--pci-ids [SOURCE]] [--json]`."""
     p = matrix_subparsers.add_parser(
         "refresh",

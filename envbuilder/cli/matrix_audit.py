@@ -16,6 +16,13 @@ from typing import Any
 from envbuilder.jobs.matrix_audit import UpstreamRun, append_rows, apply_edits, parse_spec, read_upstream, render_row
 from envbuilder.model.errors import EXIT_CHECK_FAILED, EXIT_OK
 
+__all__ = [
+    "UpstreamOptions",
+    "audit_package",
+    "check_upstream",
+    "refresh",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class UpstreamOptions:

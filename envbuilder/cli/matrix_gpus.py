@@ -9,6 +9,11 @@ from typing import Any
 from envbuilder.cli._common import print_json
 from envbuilder.model.errors import EXIT_OK, MatrixError, SourceError
 
+__all__ = [
+    "SCHEMA",
+    "refresh_pci_ids",
+]
+
 SCHEMA = "envbuilder.matrix-refresh-pci/1"
 _SHOWN = 10  # devices listed per kind of change in the text report
 

@@ -21,8 +21,13 @@ if TYPE_CHECKING:
     from envbuilder.render.recipe import RecipeOs, RecipeSpec
     from envbuilder.resolve import Plan
 
+__all__ = [
+    "register",
+    "run",
+]
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("recipe", help="write a setup script for WSL2 or native Windows")
     kinds = p.add_subparsers(dest="recipe_os", metavar="OS", required=True)
     for os_name, what in (

@@ -9,8 +9,14 @@ from envbuilder.cli._common import add_target_options, load_matrix_for, print_js
 from envbuilder.cli._sources import add_source_options, settings_from_args
 from envbuilder.model.errors import EXIT_CHECK_FAILED, EXIT_OK
 
+__all__ = [
+    "register",
+    "render",
+    "run",
+]
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("resolve", help="pick a known-good combination for a target and explain it")
     add_target_options(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON (schema envbuilder.plan/1)")

@@ -14,8 +14,13 @@ from envbuilder.model.types import PROFILES
 if TYPE_CHECKING:
     from envbuilder.doctor import Finding
 
+__all__ = [
+    "register",
+    "run",
+]
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("smoke", help="prove an environment works: imports, GPU, kernels, 4-/8-bit, a tiny model")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--env", metavar="PATH", help="the virtual environment to test")

@@ -12,10 +12,16 @@ from envbuilder.cli._common import load_matrix_for, print_json
 
 if TYPE_CHECKING:
     from envbuilder.edge.detect import Host
+    from envbuilder.model.matrix import Matrix
 from envbuilder.cli._sources import add_source_options, settings_from_args
 
+__all__ = [
+    "register",
+    "run",
+]
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "sync", help="build the environment a pylock.<env>.toml describes (or the manifest's that fits this host)"
     )
@@ -102,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pick_from_manifest(args, matrix, ccs, driver, os_name, platform) -> Path:  # type: ignore[no-untyped-def]
+def _pick_from_manifest(
+    args: argparse.Namespace, matrix: Matrix, ccs: list[str], driver: str | None, os_name: str, platform: str
+) -> Path:
     """The manifest's first environment whose lock fits this host."""
     from envbuilder.cli._sources import project_manifest
     from envbuilder.edge.manifest import load_manifest

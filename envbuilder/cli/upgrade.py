@@ -25,8 +25,13 @@ if TYPE_CHECKING:
     from envbuilder.model.target import Target
     from envbuilder.resolve import Plan
 
+__all__ = [
+    "register",
+    "run",
+]
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "upgrade",
         help="move an environment's stack (torch, bitsandbytes, ...) as a whole: re-resolve, build beside, "
@@ -122,9 +127,10 @@ def _target(old: Lock, matrix: Matrix, args: argparse.Namespace) -> Target:
     doc = old.tool.target
     gpus = [Gpu(cc=str(g["cc"]), product=g.get("product")) for g in doc.get("gpus", []) if isinstance(g, dict)]
     torch = args.torch
-    if torch is None and args.bnb and not args.latest and old.package("torch") is not None:
+    locked_torch = old.package("torch")
+    if torch is None and args.bnb and not args.latest and locked_torch is not None:
         # the release: its build (cpu, cu128) follows from the target, as it did when the environment was made
-        torch = "==" + old.package("torch").version.split("+", 1)[0]  # type: ignore[union-attr]
+        torch = "==" + locked_torch.version.split("+", 1)[0]
     return build_target(
         matrix,
         gpus=gpus,

@@ -40,10 +40,12 @@ __all__ = [
     "Status",
     "diagnose",
     "doctor_json",
+    "evidence_json",
     "examine",
     "finding",
     "load_rules",
     "load_triggers",
+    "prepared",
 ]
 
 DOCTOR_SCHEMA = "envbuilder.doctor/1"

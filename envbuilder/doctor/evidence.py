@@ -14,6 +14,14 @@ from envbuilder.doctor.logs import FACT_PATTERNS, PACKAGE_LINE, PACKAGE_PIN, _cu
 from envbuilder.model.matrix import Matrix
 from envbuilder.model.smoke import check_from_json
 
+__all__ = [
+    "MAX_LISTED",
+    "NOT_NVIDIA",
+    "from_log",
+    "from_smoke_document",
+    "merge",
+]
+
 
 def from_smoke_document(doc: Mapping[str, Any]) -> Evidence:
     """Pure: the facts a smoke document (light or full) holds, as Evidence.

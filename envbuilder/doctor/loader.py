@@ -21,6 +21,16 @@ from envbuilder.doctor import Evidence
 from envbuilder.model.matrix import BnbRelease, Matrix
 from envbuilder.rules.bnb import library_cuda
 
+__all__ = [
+    "CUDA_FILE",
+    "DIGITS_ONLY_LOADER",
+    "DIGITS_ONLY_SINCE",
+    "expected_library",
+    "judge",
+    "refuses_non_digits",
+    "shipped_cuda",
+]
+
 CUDA_FILE = re.compile(r"libbitsandbytes_cuda(\d\d)(\d+)\.(?:so|dll|dylib)$")
 # The loader era that checks BNB_CUDA_VERSION in Python ("value must be digits only") and falls back by major.
 DIGITS_ONLY_LOADER = "nearest-same-major"

@@ -11,6 +11,28 @@ import functools
 import re
 from collections.abc import Iterable, Iterator
 
+__all__ = [
+    "BIG_LOG",
+    "FACT_PATTERNS",
+    "FACT_TRIGGERS",
+    "MAX_LINE",
+    "MAX_QUOTE",
+    "PACKAGE_LINE",
+    "PACKAGE_NAMES",
+    "PACKAGE_PIN",
+    "PIECE",
+    "RESTRICT",
+    "compiled",
+    "finditer",
+    "max_memory_for",
+    "may_match",
+    "quote",
+    "relevant_lines",
+    "required",
+    "search",
+    "within_lines",
+]
+
 MAX_QUOTE = 300
 # A log above this size is first reduced to the lines any rule can read (``relevant_lines``); the fixtures and
 # the logs users paste are far below it and reach the rules whole.

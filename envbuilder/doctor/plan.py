@@ -27,6 +27,19 @@ if TYPE_CHECKING:  # the resolver is imported when a finding needs a fix, not fo
     from envbuilder.model.target import Target
     from envbuilder.resolve import Plan
 
+__all__ = [
+    "ASK_ENV",
+    "ASK_GPU",
+    "Fix",
+    "create_command",
+    "install_argv",
+    "learn_first",
+    "plan_fix",
+    "plan_for",
+    "target_of",
+    "torch_line",
+]
+
 # What to run when the evidence lacks the GPU or the driver (nvidia-smi prints both; compute_cap since 510).
 ASK_GPU = "nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv"
 ASK_ENV = "envbuilder doctor --env ENV"

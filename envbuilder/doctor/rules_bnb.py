@@ -22,6 +22,41 @@ from envbuilder.doctor.plan import plan_fix
 from envbuilder.model.matrix import BnbRelease, Matrix
 from envbuilder.rules.bnb import covers, lib_name, library_cuda, pick, sass_row
 
+__all__ = [
+    "CUDA_FILE_DIGITS",
+    "KERNEL",
+    "LAYER",
+    "LIB_MISSING",
+    "LOADER_SYMPTOM",
+    "QUANT_LIBS",
+    "RULES",
+    "TORCH_ARCH",
+    "TRIGGERS",
+    "Facts",
+    "facts",
+    "install_fix",
+    "layered",
+    "pick_bnb",
+    "rule_abi_undefined_symbol",
+    "rule_avoid_release",
+    "rule_bnb_cuda_version_var",
+    "rule_cpu_lib_undefined_symbol",
+    "rule_cpu_only_method",
+    "rule_glibc",
+    "rule_harmless",
+    "rule_lib_cuda_mismatch",
+    "rule_lib_load_failed",
+    "rule_mixed_quant_libs",
+    "rule_named_symbol",
+    "rule_nf4_on_cpu",
+    "rule_no_cpu_4bit",
+    "rule_no_kernel_image",
+    "rule_old_libcudart_scan",
+    "rule_transformers_min_bnb",
+    "rule_triton_ops",
+    "rule_windows_dll",
+]
+
 QUANT_LIBS = ("auto-gptq", "auto_gptq", "autoawq", "autoawq-kernels", "gptqmodel", "llmcompressor", "exllamav2")
 # Every line these rules can match holds one of these words (any case): a big log is reduced to such lines
 # before the rules read it (doctor.logs.relevant_lines). A rule with a new pattern adds its word here;

@@ -21,6 +21,38 @@ from envbuilder.model.matrix import Matrix
 from envbuilder.model.types import ProfileName as Profile
 from envbuilder.rules.cuda import driver_floors
 
+__all__ = [
+    "COMPILED_WITHOUT_GPU",
+    "DRIVER_INSUFFICIENT",
+    "DRIVER_OLD",
+    "ERROR_803",
+    "LIB_PACKAGE",
+    "LINK_LCUDA",
+    "MACH_O",
+    "NO_GPUS",
+    "NVJITLINK",
+    "RULES",
+    "RUNTIME_LIB",
+    "TOOLKIT_MISMATCH",
+    "TORCH_ARCH",
+    "TORCH_EXTENSION",
+    "TRIGGERS",
+    "TRITON_MIN",
+    "TRITON_OLD",
+    "UNHIDE_GPUS",
+    "rule_bnb_without_gpu_build",
+    "rule_cuda_torch_sees_no_gpu",
+    "rule_driver",
+    "rule_driver_pairing",
+    "rule_link_libcuda",
+    "rule_no_cuda_platform",
+    "rule_runtime_libs",
+    "rule_toolkit_mismatch",
+    "rule_torch_arch",
+    "rule_torch_extension_abi",
+    "rule_triton_arch",
+]
+
 TRIGGERS = (
     "driver",
     "sm_",

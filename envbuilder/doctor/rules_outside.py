@@ -13,6 +13,28 @@ from collections.abc import Iterable
 from envbuilder.doctor import Context, Finding, Rule, finding
 from envbuilder.doctor.logs import quote
 
+__all__ = [
+    "BNB_SELF_CHECK",
+    "CAST_8BIT",
+    "COMPUTE_4BIT",
+    "GATED",
+    "HEADER",
+    "KEY",
+    "KWARG",
+    "NOT_FOUND",
+    "NOT_IDENTIFIER",
+    "OTHER_DEVICE",
+    "PAD",
+    "RESTRICTED",
+    "RULES",
+    "TARGETS",
+    "TRIGGERS",
+    "rule_harmless_warnings",
+    "rule_hub_access",
+    "rule_model_name",
+    "rule_user_code",
+]
+
 TRIGGERS = (
     "gated repo",
     "401 client error",

@@ -21,6 +21,29 @@ from envbuilder.doctor.plan import plan_fix
 from envbuilder.model.matrix import Matrix
 from envbuilder.model.types import ProfileName as Profile
 
+__all__ = [
+    "AWQ_CUDART",
+    "AWQ_EXT_UNDEFINED",
+    "AWQ_KERNELS",
+    "CT_TOO_OLD",
+    "DLL_IMPORT",
+    "EXT_NOT_INSTALLED",
+    "FALLBACK_LOADER",
+    "GPU_REQUIRED",
+    "QUANT_PATH",
+    "REQUIRES",
+    "RULES",
+    "TORCH_SYMBOL",
+    "TRIGGERS",
+    "loading_profile",
+    "rule_awq_cudart",
+    "rule_awq_kernels",
+    "rule_compressed_tensors",
+    "rule_extension_abi",
+    "rule_extension_not_installed",
+    "rule_quantizer_requires",
+]
+
 TRIGGERS = (
     "undefined symbol",
     "dll load failed",

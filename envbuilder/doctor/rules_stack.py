@@ -11,6 +11,24 @@ from envbuilder.doctor import Context, Finding, Rule, finding
 from envbuilder.doctor.logs import max_memory_for, quote
 from envbuilder.doctor.plan import plan_fix
 
+__all__ = [
+    "KILLED",
+    "LOADING",
+    "MSVC",
+    "MULTI_DEVICE_8BIT",
+    "NO_LINEAR4BIT",
+    "OLD_AVAILABILITY",
+    "OOM",
+    "RULES",
+    "TRAINING",
+    "TRIGGERS",
+    "rule_accelerate_multi_device",
+    "rule_compiler",
+    "rule_out_of_memory",
+    "rule_peft_old_bnb",
+    "rule_transformers_availability",
+]
+
 TRIGGERS = (
     "requires accelerate",
     "multiple devices",

@@ -23,6 +23,31 @@ from envbuilder.doctor import Context, Finding, Layer, Rule, finding
 from envbuilder.doctor.logs import quote
 from envbuilder.doctor.rules_bnb import facts, install_fix, layered
 
+__all__ = [
+    "DLL_LOAD",
+    "LAYER",
+    "LIBCUDA_MISSING",
+    "LINUX_SO_ON_WINDOWS",
+    "MSVC_MISSING",
+    "OLD_ANY_WHEEL",
+    "RULES",
+    "SMI_MISSING",
+    "TRIGGERS",
+    "VC_REDIST_FIX",
+    "VC_REDIST_URL",
+    "WINDOWS_MARKERS",
+    "WINDOWS_PATH_BUG",
+    "WSL_LIB",
+    "WSL_MARKERS",
+    "in_wsl",
+    "on_windows",
+    "rule_msvc_runtime",
+    "rule_windows_dll_load",
+    "rule_windows_linux_only_bnb",
+    "rule_wsl_libcuda",
+    "rule_wsl_nvidia_smi",
+]
+
 WSL_LIB = "/usr/lib/wsl/lib"
 VC_REDIST_URL = "https://aka.ms/vs/17/release/vc_redist.x64.exe"
 VC_REDIST_FIX = (

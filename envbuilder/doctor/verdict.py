@@ -17,6 +17,18 @@ from envbuilder.doctor import Evidence, Finding, Layer
 from envbuilder.doctor.logs import quote
 from envbuilder.doctor.plan import ASK_ENV, ASK_GPU
 
+__all__ = [
+    "CONTEXT_LINES",
+    "ERROR_LINE",
+    "STACK",
+    "TRIGGERS",
+    "Kind",
+    "Verdict",
+    "extracted",
+    "look_next",
+    "verdict",
+]
+
 Kind = Literal["broken", "not-recognised", "outside", "healthy"]
 # Every line ERROR_LINE can match holds one of these (a big log is reduced to such lines: doctor.logs).
 TRIGGERS = ("error", "exception", "exit", "traceback", "failed", "killed")

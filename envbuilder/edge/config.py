@@ -23,6 +23,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "PROJECT_FILE",
+    "PYPROJECT",
+    "find_project",
+    "load_user_sources",
+    "merge_sources",
+]
+
 PROJECT_FILE = "envbuilder.toml"
 PYPROJECT = "pyproject.toml"
 

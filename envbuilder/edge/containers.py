@@ -19,6 +19,22 @@ from envbuilder.model.errors import CommandFailed, EnvbuilderError
 if TYPE_CHECKING:
     from envbuilder.edge.docker_context import Endpoint
 
+__all__ = [
+    "ENGINES",
+    "ENGINE_ORDER",
+    "BuildRequest",
+    "Docker",
+    "Engine",
+    "EngineAnswer",
+    "EngineName",
+    "NoEngine",
+    "Podman",
+    "build",
+    "choose_engine",
+    "docker_engine_answers",
+    "probe_docker_engine",
+]
+
 EngineName = Literal["docker", "podman"]
 ENGINE_ORDER: tuple[EngineName, ...] = ("docker", "podman")
 

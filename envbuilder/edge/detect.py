@@ -51,6 +51,40 @@ from envbuilder.model.errors import CommandFailed
 if TYPE_CHECKING:
     from envbuilder.model.gpu_table import GpuTable
 
+__all__ = [
+    "NVIDIA_SMI_QUERY",
+    "NVIDIA_SMI_TIMEOUT",
+    "WSL_LIB_DIR",
+    "WSL_MARKERS",
+    "Gpu",
+    "GpuProbe",
+    "GpuSource",
+    "Host",
+    "OsName",
+    "PythonInfo",
+    "SmiSummary",
+    "classify_os",
+    "find_python",
+    "find_pythons",
+    "gpus_from_bus",
+    "gpus_from_nvml",
+    "host_warnings",
+    "normalize_machine",
+    "parse_glibc",
+    "parse_ldconfig_libcuda",
+    "parse_nvidia_smi_banner",
+    "parse_nvidia_smi_csv",
+    "parse_nvidia_smi_csv_driver",
+    "parse_nvidia_smi_xml",
+    "parse_python_probe",
+    "pci_namer",
+    "probe_gpus",
+    "probe_host",
+    "probe_nvidia",
+    "wsl_driver_warnings",
+    "wsl_version",
+]
+
 OsName = Literal["linux", "wsl2", "windows", "macos"]
 GpuSource = Literal["NVML", "nvidia-smi", "PCI bus", ""]
 

@@ -25,6 +25,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = [
+    "DEFAULT_CONTEXT",
+    "DEFAULT_NPIPE_HOST",
+    "DEFAULT_UNIX_HOST",
+    "Endpoint",
+    "config_dir",
+    "context_id",
+    "context_name",
+    "current_context",
+    "find_endpoint",
+    "parse_context_meta",
+    "resolve_endpoint",
+    "unix_socket_path",
+]
+
 DEFAULT_CONTEXT = "default"
 DEFAULT_UNIX_HOST = "unix:///var/run/docker.sock"
 DEFAULT_NPIPE_HOST = "npipe:////./pipe/docker_engine"

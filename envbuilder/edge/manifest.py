@@ -33,6 +33,17 @@ from typing import Any
 from envbuilder.model.errors import LockError
 from envbuilder.model.lock import check_env_name, lock_file_name
 
+__all__ = [
+    "MANIFEST",
+    "EnvSpec",
+    "Manifest",
+    "add_env",
+    "env_names",
+    "load_manifest",
+    "read_project_sources",
+    "read_sources_file",
+]
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover

@@ -28,6 +28,37 @@ from typing import Protocol
 
 from envbuilder.model.errors import TargetError
 
+__all__ = [
+    "DRIVER_VARIABLES",
+    "NVIDIA_VENDOR",
+    "NVML_TIMEOUT",
+    "PCI_CLASS_DISPLAY",
+    "DriverReading",
+    "NvmlDevice",
+    "NvmlReading",
+    "PciDevice",
+    "PciName",
+    "PciNamer",
+    "booted_from_disk",
+    "container_kind",
+    "cuda_from_nvml",
+    "driver_advice",
+    "driver_override",
+    "has_device_nodes",
+    "nvidia_gpus",
+    "parse_gpu_information",
+    "parse_lspci_nn",
+    "parse_proc_driver_version",
+    "parse_sys_module_version",
+    "parse_sysfs_device",
+    "probe_nvml",
+    "read_container",
+    "read_driver_files",
+    "read_pci_devices",
+    "read_proc_gpus",
+    "same_slot",
+]
+
 NVIDIA_VENDOR = 0x10DE
 PCI_CLASS_DISPLAY = 0x03  # base class: 0x0300 VGA, 0x0302 3D controller, 0x0380 display controller
 # envbuilder's own variable first: it is the more specific statement (the same order as a flag over a variable);

@@ -15,6 +15,13 @@ from urllib.parse import unquote, urlparse
 from envbuilder.edge.settings import env_flag
 from envbuilder.model.errors import SourceError
 
+__all__ = [
+    "DEFAULT_URL",
+    "ENV_URL",
+    "SYSTEM_PATHS",
+    "read_pci_ids",
+]
+
 SYSTEM_PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids")
 ENV_URL = "ENVBUILDER_PCI_IDS_URL"
 DEFAULT_URL = "https://pci-ids.ucw.cz/v2.2/pci.ids"  # the PCI ID project's own download (its header names the site)

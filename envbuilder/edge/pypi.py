@@ -29,6 +29,28 @@ from envbuilder.model.errors import SourceError
 if TYPE_CHECKING:
     import requests
 
+__all__ = [
+    "BACKOFF_S",
+    "CHUNK",
+    "PYPI_SIMPLE",
+    "RETRIES",
+    "RETRY_AFTER_MAX",
+    "RETRY_STATUS",
+    "SIMPLE_ACCEPT",
+    "SIMPLE_JSON",
+    "TIMEOUT",
+    "WHOLE_FILE_LIMIT",
+    "Http",
+    "IndexFile",
+    "get_text",
+    "parse_project_page",
+    "parse_simple_html",
+    "parse_simple_json",
+    "project_page",
+    "project_url",
+    "split_credentials",
+]
+
 PYPI_SIMPLE = "https://pypi.org/simple"
 TIMEOUT = (10.0, 60.0)  # (connect, read) seconds: a slow mirror is fine, a dead one is not
 RETRIES = 3

@@ -36,6 +36,26 @@ from envbuilder.edge.pypi import Http, IndexFile
 from envbuilder.model.audit import AuditError, LibraryReport, cuda_of_library, read_library, read_library_from
 from envbuilder.model.errors import SourceError
 
+__all__ = [
+    "CACHE_SCHEMA",
+    "IN_MEMORY",
+    "LIBRARY_LIMIT",
+    "SDIST_LIMIT",
+    "TAIL",
+    "TORCH_LIBRARIES",
+    "FactsCache",
+    "Reader",
+    "RemoteZip",
+    "WheelFacts",
+    "ZipEntry",
+    "find_central_directory",
+    "native_members",
+    "parse_central_directory",
+    "parse_version_py",
+    "sdist_pkg_info",
+    "torch_variant",
+]
+
 CACHE_SCHEMA = 1
 TAIL = 64 << 10  # the first read of a wheel: its end, where the central directory lives
 LIBRARY_LIMIT = 96 << 20  # the largest library (compressed) the reader fetches; torch's libtorch_cuda is ~360 MB

@@ -17,6 +17,20 @@ if TYPE_CHECKING:  # credentials (base64, a regex) are imported by the one funct
 
     from envbuilder.model.credentials import Credential
 
+__all__ = [
+    "DEFAULT_PYTORCH_INDEX",
+    "CacheEntry",
+    "Settings",
+    "UvOutput",
+    "cache_path",
+    "cache_root",
+    "config_home",
+    "data_home",
+    "env_flag",
+    "user_config_path",
+    "with_credentials_apart",
+]
+
 DEFAULT_PYTORCH_INDEX = "https://download.pytorch.org/whl"
 # How uv's install output reaches the user: kept for the error message only, relayed as plain lines (a CI log),
 # or relayed from a pseudo-terminal so that uv draws its own progress bars (a terminal); "-plain" without colour.

@@ -29,6 +29,19 @@ if TYPE_CHECKING:
     import ssl
     import urllib.request
 
+__all__ = [
+    "apply_pip_config",
+    "gather_sources",
+    "list_wheelhouse",
+    "parse_index_page",
+    "parse_pip_config",
+    "parse_pip_ini",
+    "pip_config_files",
+    "reachable",
+    "read_pip_config",
+    "read_torch_pages",
+]
+
 _PIP_LINE = re.compile(r"^(?P<scope>[\w:.-]*)\.(?P<key>[\w-]+)='(?P<value>.*)'$")
 _PIP_KEYS = {"index-url", "extra-index-url", "find-links", "cert"}
 

@@ -29,6 +29,29 @@ from envbuilder.edge.settings import cache_path
 from envbuilder.model.credentials import Credential, redact
 from envbuilder.model.errors import SourceError
 
+__all__ = [
+    "BNB_PLATFORMS",
+    "COMPANIONS",
+    "QUANT",
+    "TORCH_PLATFORMS",
+    "TRACKED",
+    "FileObs",
+    "Observed",
+    "Pages",
+    "Platform",
+    "ReleaseObs",
+    "Upstream",
+    "cp_tags",
+    "file_version",
+    "gather",
+    "open_upstream",
+    "pick_file",
+    "recording_readme",
+    "releases_of",
+    "today_iso",
+    "wheel_platform",
+]
+
 Platform = Literal["linux-x86_64", "linux-aarch64", "windows-x86_64", "windows-arm64", "macos-arm64", "any"]
 TORCH_PLATFORMS: tuple[Platform, ...] = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64")
 BNB_PLATFORMS: tuple[Platform, ...] = ("linux-x86_64", "linux-aarch64", "windows-x86_64")

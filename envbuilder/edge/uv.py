@@ -14,6 +14,22 @@ from envbuilder.edge.settings import Settings
 from envbuilder.model.credentials import credential_for
 from envbuilder.model.errors import CommandFailed, FileProblem, SourceError
 
+__all__ = [
+    "MIN_UV",
+    "UV_PLATFORMS",
+    "base_env",
+    "compile_argv",
+    "compile_lock",
+    "find_uv",
+    "freeze",
+    "source_args",
+    "sync",
+    "sync_argv",
+    "uv_cause",
+    "venv",
+    "venv_argv",
+]
+
 MIN_UV = (0, 9, 0)
 # uv's --python-platform names for the wheel platforms of the matrix.
 UV_PLATFORMS = {

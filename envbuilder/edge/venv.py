@@ -38,6 +38,40 @@ if TYPE_CHECKING:
     from envbuilder.doctor.drift import Change
     from envbuilder.edge.guard import GuardResult
 
+__all__ = [
+    "MARKER",
+    "STATE_FILE",
+    "EnvSummary",
+    "Progress",
+    "SmokeOutcome",
+    "build",
+    "disk_usage",
+    "env_drift",
+    "env_ref",
+    "fault_point",
+    "find_env",
+    "glob_escape",
+    "guard_pins",
+    "hash_checked",
+    "hash_checked_indexes",
+    "install_lock",
+    "is_ours",
+    "list_envs",
+    "locked_versions",
+    "name_lock",
+    "new_env_id",
+    "python_of",
+    "read_marker",
+    "record_path_env",
+    "recover",
+    "refuse_foreign",
+    "remove_env",
+    "requirements_path",
+    "set_guard",
+    "sync_argv",
+    "temporary_path",
+]
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover

@@ -18,6 +18,26 @@ from envbuilder.model.lock import Lock, finalize, parse_lock, requirements_text,
 from envbuilder.model.matrix import Matrix, Profile, TorchBuild
 from envbuilder.resolve import Plan
 
+__all__ = [
+    "RESOLUTION_TTL_S",
+    "Fit",
+    "Progress",
+    "check_extra_packages",
+    "check_lock_name",
+    "compile_indexes",
+    "interpreter_for",
+    "lock_fits_host",
+    "lock_plan",
+    "origins",
+    "plan_lock",
+    "require_fit",
+    "resolution_cache",
+    "resolution_problem",
+    "reusable_resolution",
+    "smoke_env",
+    "write_user_lock",
+]
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover

@@ -17,7 +17,14 @@ if TYPE_CHECKING:
     from envbuilder.model.target import Target
     from envbuilder.resolve import Plan
 
-__all__ = ["LockRequest", "LockResult", "lock", "refuse_duplicate", "save_env"]
+__all__ = [
+    "LockRequest",
+    "LockResult",
+    "check_output",
+    "lock",
+    "refuse_duplicate",
+    "save_env",
+]
 
 Say = Callable[[str], None]
 

@@ -14,6 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "TABLES",
+    "Edit",
+    "Mismatch",
+    "Row",
+    "UpstreamRun",
+    "append_rows",
+    "apply_edits",
+    "matrix_rows",
+    "matrix_tables",
+    "parse_spec",
+    "read_upstream",
+    "render_row",
+    "restrict",
+    "wanted_for",
+]
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only

@@ -32,6 +32,29 @@ from envbuilder.edge.upstream import FileObs, Observed, ReleaseObs, cp_tags, whe
 from envbuilder.jobs.matrix_audit import Edit, Mismatch, Row
 from envbuilder.model.audit import arch_key, cuda_of_library
 
+__all__ = [
+    "DEPENDENCIES",
+    "NVSHMEM",
+    "PROPOSED_NOTE",
+    "READER",
+    "Report",
+    "Tables",
+    "check_bnb_releases",
+    "check_bnb_sass",
+    "check_packages",
+    "check_torch_builds",
+    "check_torch_releases",
+    "compare",
+    "first_upload",
+    "kept_requirements",
+    "metadata_fields",
+    "normalize_requirement",
+    "python_range",
+    "pytorch_builds",
+    "same_spec",
+    "wanted_versions",
+]
+
 # Packages whose declared requirements the matrix keeps (the resolver pins or checks them).
 DEPENDENCIES = frozenset({
     "torch", "bitsandbytes", "transformers", "accelerate", "peft", "numpy", "torchao", "compressed-tensors",
@@ -99,8 +122,7 @@ def kept_requirements(requires_dist: Iterable[str], extras: Sequence[str]) -> li
         if canonicalize_name(req.name) not in DEPENDENCIES:
             continue
         marker = req.marker
-        under_extra = marker is not None and "extra" in str(marker)
-        if under_extra and not any(marker.evaluate({"extra": e}) for e in extras):  # type: ignore[union-attr]
+        if marker is not None and "extra" in str(marker) and not any(marker.evaluate({"extra": e}) for e in extras):
             continue
         out.append(str(req))
     return sorted(dict.fromkeys(out))

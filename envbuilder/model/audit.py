@@ -37,6 +37,30 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from envbuilder.model.errors import EnvbuilderError
 
+__all__ = [
+    "FATBIN_MAGIC",
+    "FATBIN_SECTION",
+    "RELFATBIN_SECTION",
+    "AuditError",
+    "Codec",
+    "FatbinEntry",
+    "Kind",
+    "LibraryReport",
+    "Read",
+    "WheelReport",
+    "arch_key",
+    "audit_wheel",
+    "cuda_of_library",
+    "elf_section_table",
+    "elf_sections",
+    "file_sha256",
+    "is_native",
+    "parse_fatbin",
+    "pe_section_table",
+    "read_library",
+    "read_library_from",
+]
+
 Kind = Literal["sass", "ptx"]
 Codec = Literal["lz4", "zstd"]
 

@@ -15,6 +15,13 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 
+__all__ = [
+    "Credential",
+    "credential_for",
+    "redact",
+    "split_userinfo",
+]
+
 # scheme://userinfo@ — userinfo runs up to the first '@' before the host; no '/', whitespace or quote inside it.
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s@'\"<>]+)@")
 

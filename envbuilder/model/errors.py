@@ -10,6 +10,26 @@ from __future__ import annotations
 import errno
 from typing import NewType
 
+__all__ = [
+    "EXIT_CHECK_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "CheckFailed",
+    "CommandFailed",
+    "EnvbuilderError",
+    "ExitCode",
+    "FileProblem",
+    "LockError",
+    "MatrixError",
+    "SourceError",
+    "TargetError",
+    "Terminated",
+    "UsageError",
+    "file_problem",
+]
+
 ExitCode = NewType("ExitCode", int)
 EXIT_OK = ExitCode(0)
 EXIT_CHECK_FAILED = ExitCode(1)

@@ -20,6 +20,31 @@ from dataclasses import dataclass, field
 
 from envbuilder.model.pci_ids import PciIds, render
 
+__all__ = [
+    "CHIP_SUFFIXES",
+    "GPU_CHIP",
+    "NOT_A_GPU",
+    "SEGMENT_ORDER",
+    "GpuTable",
+    "HandProduct",
+    "IdsChange",
+    "NameMatch",
+    "Product",
+    "alternatives",
+    "best_named",
+    "build_table",
+    "chip_of",
+    "chip_rule",
+    "compare_ids",
+    "gpu_devices",
+    "is_gpu",
+    "match_name",
+    "render_ids",
+    "segment_of",
+    "tokens",
+    "version_key",
+]
+
 # Fermi and later dies (older GPUs have no CUDA build any current toolkit targets, and nvidia-smi names them
 # only on legacy drivers). Functions on the same boards (HDMI audio, USB-C, NVSwitch, bridges) are not GPUs.
 GPU_CHIP = re.compile(r"^(?:GF|GK|GM|GP|GV|TU|GA|AD|GH|GB|GR)\d{2,3}[A-Z]*$")

@@ -28,6 +28,37 @@ from envbuilder.resolve import Plan
 if TYPE_CHECKING:
     from packaging.pylock import Package, PackageSdist, PackageWheel, Pylock
 
+__all__ = [
+    "TOOL_SCHEMA",
+    "Lock",
+    "LockTool",
+    "LockedFile",
+    "LockedPackage",
+    "check_env_name",
+    "check_file_url",
+    "check_index_url",
+    "check_lock_path",
+    "check_pylock",
+    "content_digest",
+    "default_env_name",
+    "default_lock_file_name",
+    "diff_pins",
+    "finalize",
+    "hashed_requirements",
+    "is_valid_lock_file_name",
+    "legacy_name_note",
+    "lock_file_name",
+    "manifest_lock_path",
+    "parse_lock",
+    "read_lock",
+    "read_lock_text",
+    "requirements_text",
+    "suggest_lock_file_name",
+    "tool_table",
+    "with_file_names",
+    "with_smoke",
+]
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover

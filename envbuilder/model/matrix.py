@@ -43,6 +43,51 @@ if TYPE_CHECKING:
     from envbuilder.model.gpu_table import GpuTable
     from envbuilder.model.pci_ids import PciIds
 
+__all__ = [
+    "BUILTIN_DIR",
+    "ENV_MATRIX_DIR",
+    "FILES",
+    "FORMAT_CPU",
+    "GPU_FILES",
+    "IDS_FILE",
+    "IMAGE_FILES",
+    "QUANT_METHODS",
+    "SCHEMA_VERSIONS",
+    "SMOKE_FILES",
+    "Advisory",
+    "Arch",
+    "BnbFeature",
+    "BnbFirst",
+    "BnbLimit",
+    "BnbLoader",
+    "BnbRelease",
+    "BnbSass",
+    "ChipRule",
+    "Companion",
+    "CompatBase",
+    "CpuPath",
+    "Evidence",
+    "ExtensionModule",
+    "Fact",
+    "FormatCpu",
+    "ForwardCompat",
+    "L",
+    "Matrix",
+    "MinorCompat",
+    "Profile",
+    "ProfileFormat",
+    "QuantLib",
+    "QuantMethod",
+    "Quantizer",
+    "T",
+    "Toolkit",
+    "TorchBuild",
+    "TorchRelease",
+    "WheelRef",
+    "load_matrix",
+    "matrix_dirs",
+]
+
 SCHEMA_VERSIONS = range(1, 2)
 # Installed from a wheel, the matrix is the package data envbuilder/matrices/; in a checkout (or an editable
 # install) it is the top-level matrices/ beside envbuilder/.

@@ -18,6 +18,14 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+__all__ = [
+    "NVIDIA",
+    "PciIds",
+    "PciIdsError",
+    "parse",
+    "render",
+]
+
 NVIDIA = "10de"
 
 _VENDOR = re.compile(r"^([0-9a-f]{4})  (.+)$")

@@ -20,6 +20,27 @@ from envbuilder.model.types import ProfileName
 if TYPE_CHECKING:
     from envbuilder.model.gpu_table import Product
 
+__all__ = [
+    "DEFAULT_PYTHONS",
+    "MACHINES",
+    "OS_FLAVOURS",
+    "Gpu",
+    "OsFlavour",
+    "Target",
+    "build_target",
+    "cc_of_name",
+    "gpu_from_pci_id",
+    "identify_name",
+    "parse_driver",
+    "parse_gpu",
+    "parse_gpus",
+    "parse_machine",
+    "parse_os",
+    "parse_profile",
+    "parse_python",
+    "parse_spec",
+]
+
 OsFlavour = Literal["linux", "wsl2", "windows"]
 OS_FLAVOURS: tuple[OsFlavour, ...] = ("linux", "wsl2", "windows")
 MACHINES = ("x86_64", "aarch64", "arm64")

@@ -37,6 +37,21 @@ from envbuilder.rules._version import within as _in
 from envbuilder.rules.cuda import Verdict, check_arch, check_driver, driver_floors, forward_ok
 from envbuilder.rules.fit import Need
 
+__all__ = [
+    "NoPlan",
+    "Package",
+    "Plan",
+    "Rejection",
+    "Sources",
+    "advisories_of",
+    "companion_needs",
+    "index_variants",
+    "nearest_alternatives",
+    "resolve",
+    "torch_version_for",
+    "wheelhouse_serves",
+]
+
 # --------------------------------------------------------------------------- sources
 
 

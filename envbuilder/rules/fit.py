@@ -19,6 +19,15 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+__all__ = [
+    "Need",
+    "added",
+    "declared",
+    "exact_pins",
+    "first_unmet",
+    "marker_environment",
+]
+
 _SYSTEMS = {
     "linux": ("linux", "Linux", "posix"),
     "windows": ("win32", "Windows", "nt"),

@@ -23,6 +23,21 @@ from envbuilder.model.smoke import SMOKE_SCHEMA, Check, check_from_json
 
 if TYPE_CHECKING:
     from envbuilder.doctor import Evidence
+    from envbuilder.model.types import Status
+
+__all__ = [
+    "FULL_TIMEOUT",
+    "LIGHT_TIMEOUT",
+    "SCRIPT",
+    "SmokeReport",
+    "bnb_sass_check",
+    "collect_evidence",
+    "find_python",
+    "judge_sass",
+    "parse_document",
+    "run_check_script",
+    "run_smoke",
+]
 
 FULL_TIMEOUT = 900.0
 LIGHT_TIMEOUT = 180.0
@@ -197,7 +212,8 @@ def judge_sass(sass: Sequence[str], ptx: Sequence[str], devices: Sequence[Mappin
     from envbuilder.rules.cuda import ptx_covers, sass_covers
 
     plain = [s.rstrip("af") for s in sass]  # arch-specific (9.0a) and family (12.0f) targets as their base
-    status, notes = "OK", []
+    status: Status = "OK"
+    notes: list[str] = []
     for d in devices:
         cc, sm = str(d["cc"]), "sm_" + str(d["cc"]).replace(".", "")
         hit = sass_covers(plain, cc)
@@ -211,7 +227,7 @@ def judge_sass(sass: Sequence[str], ptx: Sequence[str], devices: Sequence[Mappin
             notes.append(f"cuda:{d['index']} {sm}: {lib} has no SASS for it (has {', '.join(sass) or 'none'})")
     return Check(
         name="bnb_sass",
-        status=status,  # type: ignore[arg-type]  # one of OK/WARN/FAIL, set above
+        status=status,
         detail="; ".join(notes),
         evidence={"library": lib, "sass": list(sass), "ptx": list(ptx)},
     )
