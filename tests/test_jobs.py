@@ -15,6 +15,8 @@ from envbuilder.edge.settings import Settings
 from envbuilder.jobs import create as create_job
 from envbuilder.jobs import lock as lock_job
 from envbuilder.jobs import plan as plan_job
+from envbuilder.jobs import sync as sync_job
+from envbuilder.model.errors import CheckFailed, LockError
 from envbuilder.model.lock import read_lock
 from envbuilder.model.matrix import Matrix
 from envbuilder.model.target import build_target, parse_gpus
@@ -96,3 +98,32 @@ def test_the_dry_run_shows_the_commands_create_runs(
     assert [c[1:3] for c in uv_shown] == [("pip", "compile"), ("venv", "--quiet"), ("pip", "sync")]
     assert _uv_steps(calls) == uv_shown
     assert [c[0] for c in shown.argv[len(uv_shown) :]] == ["mv"]  # no smoke line: the request skips it
+
+
+CPU_HOST = sync_job.HostFacts(ccs=(), driver=None, os_name="linux", platform="linux-x86_64")
+ADA_HOST = sync_job.HostFacts(ccs=("8.9",), driver="550.54.14", os_name="linux", platform="linux-x86_64")
+BNB_SM89 = Path(__file__).resolve().parent.parent / "dockerfiles" / "bnb-sm89" / "pylock.bnb-sm89.toml"
+
+
+def test_the_sync_check_refuses_a_gpu_lock_on_a_host_without_one(matrix: Matrix) -> None:
+    with pytest.raises(CheckFailed) as caught:
+        sync_job.check(BNB_SM89, matrix, CPU_HOST, force=False)
+    assert caught.value.message.startswith("pylock.bnb-sm89.toml does not fit this host: the lock needs an NVIDIA GPU")
+    warned: list[str] = []
+    lock = sync_job.check(BNB_SM89, matrix, CPU_HOST, force=True, warn=warned.append)
+    assert lock.tool.name == "bnb-sm89" and warned and all(w.startswith("--force: ") for w in warned)
+    assert sync_job.check(BNB_SM89, matrix, ADA_HOST, force=False).tool.digest == lock.tool.digest
+
+
+def test_sync_picks_the_manifests_environment_that_fits(matrix: Matrix, tmp_path: Path) -> None:
+    import shutil
+
+    manifest = tmp_path / "envbuilder.toml"
+    manifest.write_text('[[env]]\nname = "cpu"\nprofile = "cpu"\n\n[[env]]\nname = "bnb-sm89"\ngpu = "sm_89"\n')
+    shutil.copyfile(BNB_SM89, tmp_path / "pylock.bnb-sm89.toml")
+    assert sync_job.pick_from_manifest(manifest, matrix, ADA_HOST) == tmp_path / "pylock.bnb-sm89.toml"
+    with pytest.raises(CheckFailed) as caught:
+        sync_job.pick_from_manifest(manifest, matrix, CPU_HOST)
+    assert "cpu: no pylock.cpu.toml (run `envbuilder lock`)" in caught.value.message
+    with pytest.raises(LockError):
+        sync_job.pick_from_manifest(None, matrix, ADA_HOST)

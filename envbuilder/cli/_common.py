@@ -139,7 +139,9 @@ def cc_of_name(name: str, matrix: Matrix) -> str:
 
 def host_os(host: Host) -> OsFlavour:
     """The OS flavour the matrix knows for a probed host (macOS plans as a Linux target)."""
-    return "linux" if host.os == "macos" else host.os
+    from envbuilder.jobs.sync import os_flavour
+
+    return os_flavour(host)
 
 
 def driver_cuda_json(args: argparse.Namespace, host: Host) -> dict[str, str | None]:
