@@ -15,8 +15,9 @@ from envbuilder.edge.settings import Settings
 from envbuilder.jobs import create as create_job
 from envbuilder.jobs import lock as lock_job
 from envbuilder.jobs import plan as plan_job
+from envbuilder.jobs import recipe as recipe_job
 from envbuilder.jobs import sync as sync_job
-from envbuilder.model.errors import CheckFailed, LockError
+from envbuilder.model.errors import CheckFailed, LockError, TargetError
 from envbuilder.model.lock import read_lock
 from envbuilder.model.matrix import Matrix
 from envbuilder.model.target import build_target, parse_gpus
@@ -127,3 +128,22 @@ def test_sync_picks_the_manifests_environment_that_fits(matrix: Matrix, tmp_path
     assert "cpu: no pylock.cpu.toml (run `envbuilder lock`)" in caught.value.message
     with pytest.raises(LockError):
         sync_job.pick_from_manifest(None, matrix, ADA_HOST)
+
+
+def test_the_recipe_job_makes_what_the_cli_prints(matrix: Matrix, capsys: pytest.CaptureFixture[str]) -> None:
+    from envbuilder.cli import main
+
+    target = build_target(matrix, gpus=parse_gpus("sm_89", matrix), driver="550.54.14", os="wsl2")
+    made = recipe_job.render(recipe_job.from_plan(recipe_job.RecipeRequest(os="wsl2"), target, matrix), "wsl2")
+    assert main(["recipe", "wsl2", "--gpu", "sm_89", "--driver", "550.54.14"]) == 0
+    out, err = capsys.readouterr()
+    assert out == made.script
+    assert err.splitlines()[1:] == [f"  {i}. {line}" for i, line in enumerate(made.checklist, 1)]
+    assert made.spec.name and made.script.startswith("#!")
+
+
+def test_the_recipe_job_refuses_gptq_on_windows(matrix: Matrix) -> None:
+    target = build_target(matrix, gpus=parse_gpus("sm_89", matrix), driver="550.54.14", os="windows", profile="gptq")
+    with pytest.raises(TargetError) as caught:
+        recipe_job.from_plan(recipe_job.RecipeRequest(os="windows"), target, matrix)
+    assert caught.value.hint == "use WSL2 instead: `envbuilder recipe wsl2 --profile gptq`"

@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envbuilder.cli._common import add_target_options, load_matrix_for, target_from_args
-from envbuilder.model.errors import EXIT_OK, CheckFailed, TargetError
+from envbuilder.model.errors import EXIT_OK, TargetError
 
 if TYPE_CHECKING:
-    from envbuilder.model.matrix import Matrix
     from envbuilder.render.recipe import RecipeOs, RecipeSpec
-    from envbuilder.resolve import Plan
 
 __all__ = [
     "register",
@@ -51,10 +49,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         k.set_defaults(handler=run, recipe_os=os_name)
 
 
+def _spec(args: argparse.Namespace, os_name: RecipeOs) -> RecipeSpec:
+    """The recipe job's spec, from --lock or from the plan for the target options."""
+    from envbuilder.jobs import recipe as job
+
+    matrix = load_matrix_for(args)
+    overlays = getattr(args, "matrix_dir", None)
+    request = job.RecipeRequest(
+        os=os_name, name=args.name, env_dir=args.env_dir, matrix_dirs=tuple(overlays) if overlays else None
+    )
+    if args.lock:
+        return job.from_lock(request, Path(args.lock), matrix)
+    from envbuilder.render.recipe import NOT_ON_WINDOWS
+
+    if os_name == "windows" and args.profile in NOT_ON_WINDOWS:
+        job.refuse_windows(args.profile)  # before the target is built: its options may not suit Windows
+    target = target_from_args(argparse.Namespace(**{**vars(args), "os": os_name}), matrix)
+    return job.from_plan(request, target, matrix)
+
+
 def run(args: argparse.Namespace) -> int:
-    from envbuilder.render import recipe
-    from envbuilder.render.windows import render_windows_script
-    from envbuilder.render.wsl2 import render_wsl2_script
+    from envbuilder.jobs import recipe as job
 
     os_name: RecipeOs = args.recipe_os
     if args.os and args.os != os_name:
@@ -65,16 +80,12 @@ def run(args: argparse.Namespace) -> int:
 
         check_can_write(Path(args.output), "-o")
         refuse_overwrite(Path(args.output), "-o", force=args.force)
-    matrix = load_matrix_for(args)
-    spec = _spec_from_lock(args, matrix, os_name) if args.lock else _spec_from_plan(args, matrix, os_name)
-    script = render_wsl2_script(spec) if os_name == "wsl2" else render_windows_script(spec)
-    lines = recipe.checklist(spec, os_name, Path(args.output).name if args.output else None)
+    spec = _spec(args, os_name)
+    made = job.render(spec, os_name, output=Path(args.output) if args.output else None)
+    script, lines = made.script, list(made.checklist)
     if args.output:
-        from envbuilder.edge._fs import new_file_mode, write_text_atomic
-
         path = Path(args.output)
-        # the script's own LF line ends, also when written on Windows: bash in WSL2 refuses CRLF ($'\r')
-        write_text_atomic(path, script, mode=new_file_mode(executable=os_name == "wsl2"), newline="")
+        job.write(made, os_name, path)
         out = sys.stdout
         if not args.json:
             print(f"wrote {path}", file=out)
@@ -99,83 +110,3 @@ def run(args: argparse.Namespace) -> int:
     for i, line in enumerate(lines, 1):
         print(f"  {i}. {line}", file=out)
     return EXIT_OK
-
-
-def _floor(matrix: Matrix, cuda: str | None, os_name: str) -> str | None:
-    """The lowest Windows driver that runs this CUDA build (minor-version compatibility, else native)."""
-    if cuda is None:
-        return None
-    from envbuilder.rules.cuda import driver_floors
-
-    native, mvc = driver_floors(matrix, cuda, os_name)
-    return mvc or native
-
-
-def _compiles(matrix: Matrix, names: set[str]) -> bool:
-    """Something in the environment JIT-compiles CUDA kernels (gptqmodel): the WSL2 script adds the toolkit."""
-    return any(q.kernels == "jit" and q.name in names for q in matrix.quant)
-
-
-def _spec_from_plan(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs) -> RecipeSpec:
-    from envbuilder.model.smoke import load_smoke_table
-    from envbuilder.render import recipe
-    from envbuilder.resolve import NoPlan, resolve
-
-    if os_name == "windows" and args.profile in recipe.NOT_ON_WINDOWS:
-        _refuse_windows(args.profile)
-    forced = argparse.Namespace(**{**vars(args), "os": os_name})
-    target = target_from_args(forced, matrix)
-    if os_name == "windows":
-        _refuse_windows(target.profile)
-    result = resolve(target, matrix)
-    if isinstance(result, NoPlan):
-        msg = f"no plan for {target.describe()}: {result.reasons[0]}"
-        hint = (
-            "; ".join(result.nearest[:2])
-            if result.nearest
-            else "run `envbuilder resolve` with the same options for details"
-        )
-        raise CheckFailed(msg, hint=hint)
-    plan: Plan = result
-    return recipe.recipe_spec(
-        plan,
-        driver_floor=_floor(matrix, plan.cuda, os_name),
-        compiles=_compiles(matrix, {p.name for p in plan.packages}),
-        name=args.name,
-        env_dir=args.env_dir,
-        smoke=load_smoke_table(getattr(args, "matrix_dir", None)),
-        bnb_first=_bnb_first(matrix, plan.target.platform),
-    )
-
-
-def _bnb_first(matrix: Matrix, platform: str) -> str | None:
-    first = matrix.bnb_first_on(platform)
-    return first.version if first else None
-
-
-def _spec_from_lock(args: argparse.Namespace, matrix: Matrix, os_name: RecipeOs) -> RecipeSpec:
-    from envbuilder.model.lock import read_lock_text
-    from envbuilder.model.smoke import load_smoke_table
-    from envbuilder.render import recipe
-
-    lock, text = read_lock_text(Path(args.lock))
-    if os_name == "windows":
-        _refuse_windows(lock.tool.profile)
-    return recipe.recipe_spec(
-        lock,
-        driver_floor=_floor(matrix, lock.tool.cuda, os_name),
-        compiles=_compiles(matrix, {p.name for p in lock.packages} | {p.split("==")[0] for p in lock.tool.pins}),
-        lock_text=text,
-        name=args.name,
-        env_dir=args.env_dir,
-        smoke=load_smoke_table(getattr(args, "matrix_dir", None)),
-        bnb_first=_bnb_first(matrix, lock.tool.platform),
-    )
-
-
-def _refuse_windows(profile: str | None) -> None:
-    from envbuilder.render import recipe
-
-    why = recipe.windows_refusal(profile or "")
-    if why:
-        raise TargetError(why, hint=f"use WSL2 instead: `envbuilder recipe wsl2 --profile {profile}`")
