@@ -570,3 +570,44 @@ def test_quantizer_refusals_answer_with_the_profile_that_loads_the_format(
     assert (f.severity, f.layer) == ("FAIL", "companion")
     assert needs in f.cause and f"--profile {want}" in f.fix
     assert f.seen in check["evidence"]["error"]
+
+
+# --------------------------------------------------------------------------- bounded work on big logs
+
+
+def test_reduced_log_below_the_cap_is_the_trigger_lines() -> None:
+    from envbuilder.doctor import load_triggers
+    from envbuilder.doctor.logs import reduced_log, relevant_lines
+
+    text = (LOGS / "gh-bnb-1688-configured-cuda-binary-cu129.txt").read_text(errors="replace") * 3
+    assert reduced_log(text, load_triggers()) == (relevant_lines(text, load_triggers()), 0)
+
+
+def test_reduced_log_past_the_cap_keeps_whole_lines_of_its_head_and_tail() -> None:
+    from envbuilder.doctor.logs import reduced_log
+
+    lines = [f"{i:07d} CUDA error: out of memory at step {i}" for i in range(5000)]
+    text, skipped = reduced_log("\n".join(lines), ("cuda",), cap=20_000)
+    kept = text.split("\n")
+    assert kept[0] == lines[0] and kept[-1] == lines[-1]  # the first occurrences and the fatal last line
+    assert len(text) <= 20_000
+    assert skipped == len(lines) - len(kept) > 4000
+    head = [k for k in kept if lines.index(k) < len(lines) // 2]
+    assert head == lines[: len(head)] and kept[len(head) :] == lines[len(lines) - (len(kept) - len(head)) :]
+
+
+def test_a_log_of_megabytes_of_distinct_stack_lines_is_read_bounded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The worst case of the benchmark (every line distinct, most naming the stack): the rules read the head and
+    the tail of its trigger lines, say how many they skipped, and still name the cause the log ends with."""
+    real = (LOGS / "gh-bnb-1688-configured-cuda-binary-cu129.txt").read_text(errors="replace")
+    noise = "\n".join(f"{i:7d} torch.cuda step {i}: loss 0.{i:05d}" for i in range(60_000))  # ~2.5 MB, distinct
+    log = tmp_path / "big.log"
+    log.write_text(noise + "\n" + real, encoding="utf-8")
+    rc = main(["doctor", "--log", str(log), "--json"])
+    out = capsys.readouterr()
+    doc = json.loads(out.out)
+    assert rc == 1
+    assert doc["findings"][0]["rule"] == "bnb-lib-cuda-mismatch"
+    assert re.search(r"read the first and last 0\.5 MiB of them, skipped \d{4,} lines between", out.err), out.err

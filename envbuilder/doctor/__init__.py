@@ -172,6 +172,7 @@ class Context:
     log: str = ""
     python: str | None = None  # the environment's interpreter, for `uv pip install --python` fixes
     ours: bool = False  # the environment carries envbuilder's marker
+    reduced: bool = False  # ``log`` is already reduced to its trigger lines (``logs.reduced_log``)
     facts: Evidence = field(default_factory=Evidence)
 
     @property
@@ -262,12 +263,12 @@ def prepared(ctx: Context) -> Context:
     ``facts``: the environment's evidence merged with what the (reduced) log states."""
     from envbuilder.doctor.evidence import from_log, merge
     from envbuilder.doctor.loader import judge
-    from envbuilder.doctor.logs import BIG_LOG, relevant_lines
+    from envbuilder.doctor.logs import BIG_LOG, reduced_log
 
     if ctx.evidence is not None and not ctx.evidence.bnb_imported:
         ctx = replace(ctx, evidence=judge(ctx.matrix, ctx.evidence))
-    if len(ctx.log) > BIG_LOG:
-        ctx = replace(ctx, log=relevant_lines(ctx.log, load_triggers()))
+    if len(ctx.log) > BIG_LOG and not ctx.reduced:
+        ctx = replace(ctx, log=reduced_log(ctx.log, load_triggers())[0], reduced=True)
     return replace(ctx, facts=merge(ctx.evidence, from_log(ctx.text, ctx.matrix)))
 
 

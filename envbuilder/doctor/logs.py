@@ -27,6 +27,7 @@ __all__ = [
     "max_memory_for",
     "may_match",
     "quote",
+    "reduced_log",
     "relevant_lines",
     "required",
     "search",
@@ -40,6 +41,12 @@ BIG_LOG = 256 * 1024
 # In such a log a line is read as its first MAX_LINE characters (a quote shows 300; a megabyte line of one error
 # is no more telling than its start, and every rule's work on it is bounded).
 MAX_LINE = 16 * 1024
+# Past this many characters of distinct trigger lines the rules read the first and the last half of them (and
+# the doctor says how many lines it skipped between): the rules cost about 0.1 s per MiB, and a log that holds
+# megabytes of different stack errors is one failure repeated with changing numbers, whose first occurrences
+# (the cause) and last lines (the fatal error) are what a diagnosis quotes. The real logs users paste hold
+# some kilobytes of such lines; the largest corpus log, 200 lines.
+TRIGGER_CAP = 1024 * 1024
 # What evidence.from_log reads: every line one of its patterns can match holds one of these (lower case;
 # tests/test_fuzz.py checks each pattern against strings generated from it).
 FACT_TRIGGERS = (
@@ -575,6 +582,21 @@ def _shortened(line: str) -> str:
 def _cuda_digits(digits: str | None) -> str | None:
     """'124' -> '12.4', '118' -> '11.8'."""
     return f"{digits[:-1]}.{digits[-1]}" if digits and len(digits) >= 2 else None
+
+
+def reduced_log(text: str, triggers: Iterable[str], cap: int = TRIGGER_CAP) -> tuple[str, int]:
+    """``relevant_lines`` bounded: past ``cap`` characters, its first and last ``cap // 2`` characters' worth of
+    whole lines; with the number of lines left out between them (0: nothing was)."""
+    kept = relevant_lines(text, triggers)
+    if len(kept) <= cap:
+        return kept, 0
+    half = cap // 2
+    head_end = kept.rfind("\n", 0, half)
+    tail_start = kept.find("\n", len(kept) - half)
+    if head_end < 0 or tail_start < 0 or tail_start <= head_end:
+        return kept[:half] + "\n" + kept[-half:], 0  # a few huge lines: each is cut at MAX_LINE already
+    skipped = kept.count("\n", head_end + 1, tail_start) + 1
+    return kept[:head_end] + kept[tail_start:], skipped
 
 
 def relevant_lines(text: str, triggers: Iterable[str]) -> str:
