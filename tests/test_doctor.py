@@ -610,4 +610,28 @@ def test_a_log_of_megabytes_of_distinct_stack_lines_is_read_bounded(
     doc = json.loads(out.out)
     assert rc == 1
     assert doc["findings"][0]["rule"] == "bnb-lib-cuda-mismatch"
-    assert re.search(r"read the first and last 0\.5 MiB of them, skipped \d{4,} lines between", out.err), out.err
+    assert re.search(r"read the first and last 128 KiB of them, skipped \d{4,} lines between", out.err), out.err
+
+
+def test_relevant_lines_keep_the_order_of_first_appearance_across_ascii_and_wide_lines() -> None:
+    from envbuilder.doctor.logs import relevant_lines
+
+    text = "\n".join(
+        [
+            "step 1 ████ 10%",  # a progress bar: not ASCII, no trigger
+            "CUDA error: no kernel image",
+            "🚀 loading bitsandbytes",  # not ASCII, a trigger
+            "loss 0.1",
+            "CUDA error: no kernel image",  # a repeat
+            "Traceback: CUDA SETUP failed",  # upper case
+            "🚀 loading bitsandbytes",
+        ]
+    )
+    assert relevant_lines(text, ("cuda", "bitsandbytes")).split("\n") == [
+        "CUDA error: no kernel image",
+        "🚀 loading bitsandbytes",
+        "Traceback: CUDA SETUP failed",
+    ]
+    ascii_only = "\n".join(line for line in text.split("\n") if line.isascii())
+    kept = relevant_lines(ascii_only, ("cuda",)).split("\n")
+    assert kept == ["CUDA error: no kernel image", "Traceback: CUDA SETUP failed"]

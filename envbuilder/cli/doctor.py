@@ -86,8 +86,8 @@ def _reduced(log: str) -> tuple[str, bool]:
     text, skipped = reduced_log(log, load_triggers())
     if skipped:
         _console.note(
-            f"the log holds more than {_mib(TRIGGER_CAP)} of distinct lines that name the stack: read the first and"
-            f" last {_mib(TRIGGER_CAP // 2)} of them, skipped {skipped} lines between"
+            f"the log holds more than {TRIGGER_CAP // 1024} KiB of distinct lines that name the stack: read the first"
+            f" and last {TRIGGER_CAP // 2048} KiB of them, skipped {skipped} lines between"
         )
     return text, True
 

@@ -42,11 +42,12 @@ BIG_LOG = 256 * 1024
 # is no more telling than its start, and every rule's work on it is bounded).
 MAX_LINE = 16 * 1024
 # Past this many characters of distinct trigger lines the rules read the first and the last half of them (and
-# the doctor says how many lines it skipped between): the rules cost about 0.1 s per MiB, and a log that holds
-# megabytes of different stack errors is one failure repeated with changing numbers, whose first occurrences
-# (the cause) and last lines (the fatal error) are what a diagnosis quotes. The real logs users paste hold
-# some kilobytes of such lines; the largest corpus log, 200 lines.
-TRIGGER_CAP = 1024 * 1024
+# the doctor says how many lines it skipped between): reading the facts and the rules cost about 0.2 s per MiB,
+# and a log that holds megabytes of different stack errors is one failure repeated with changing numbers, whose
+# first occurrences (the cause) and last lines (the fatal error) are what a diagnosis quotes. Real logs hold
+# kilobytes of such lines (the largest of the corpus, tests/fixtures/logs, holds 200 lines). As big as BIG_LOG, so
+# a reduced log is never reduced again.
+TRIGGER_CAP = BIG_LOG
 # What evidence.from_log reads: every line one of its patterns can match holds one of these (lower case;
 # tests/test_fuzz.py checks each pattern against strings generated from it).
 FACT_TRIGGERS = (
@@ -611,18 +612,35 @@ def relevant_lines(text: str, triggers: Iterable[str]) -> str:
     distinct = list(dict.fromkeys(text.splitlines()))
     if distinct and max(map(len, distinct)) > MAX_LINE:  # bounded work per line: /dev/zero is one 16 MiB line
         distinct = list(dict.fromkeys(line[:MAX_LINE] for line in distinct))
-    blob = "\n".join(distinct)
+    trigger = _any_trigger(tuple(dict.fromkeys(t.lower() for t in triggers)))
+    # One emoji or progress-bar block makes a joined text 2 or 4 bytes a character (and lower() and the search
+    # that much slower): the ASCII lines (``isascii`` reads a flag, not the text) are searched joined, the
+    # others one by one.
+    wide = [line for line in distinct if not line.isascii()]
+    narrow = "\n".join([line for line in distinct if line.isascii()] if wide else distinct)
+    kept = _lines_with_a_trigger(narrow, trigger)
+    if not wide:
+        return "\n".join(kept)
+    found = set(kept).union(line for line in wide if trigger.search(_lower(line)))
+    return "\n".join([line for line in distinct if line in found])
+
+
+def _lower(line: str) -> str:
+    low = line.lower()
+    return low if len(low) == len(line) else line.translate(_ASCII_LOWER)  # a few letters lower to two
+
+
+def _lines_with_a_trigger(blob: str, trigger: re.Pattern[str]) -> list[str]:
+    """The lines of an ASCII ``blob`` that hold a trigger, in order: a match runs on to its line's end, so
+    the next one is on a later line."""
     low = blob.lower()
-    if len(low) != len(blob):  # a few non-ASCII letters lower to two characters: lower the ASCII ones only
-        low = blob.translate(_ASCII_LOWER)
-    search = _any_trigger(tuple(dict.fromkeys(t.lower() for t in triggers))).search
-    kept, at, n = [], 0, len(low)
-    while (hit := search(low, at)) is not None:  # one hit per kept line: the search goes on after its end
-        end = low.find("\n", hit.end())
-        end = n if end == -1 else end
-        kept.append(blob[low.rfind("\n", 0, hit.start()) + 1 : end])
-        at = end + 1
-    return "\n".join(kept)
+    rest = _to_line_end(trigger)
+    return [blob[low.rfind("\n", 0, m.start()) + 1 : m.end()] for m in rest.finditer(low)]
+
+
+@functools.lru_cache(maxsize=4)
+def _to_line_end(trigger: re.Pattern[str]) -> re.Pattern[str]:
+    return re.compile(f"(?:{trigger.pattern})[^\n]*")
 
 
 @functools.lru_cache(maxsize=4)
