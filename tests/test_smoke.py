@@ -368,3 +368,22 @@ def test_profile_gptq_skips_when_library_absent(cpu_env: Path) -> None:
     lib = next(c for c in report.checks if c.name == "quant_lib")
     assert lib.status == "SKIP"
     assert "envbuilder create --profile gptq" in lib.hint
+
+
+def test_a_torch_that_fails_to_import_skips_the_cuda_stage(tmp_path: Path) -> None:
+    """torch's own import error is the finding (the torch stage FAILs with it); the GPU stages after it SKIP
+    with the reason instead of failing on a KeyError (GPU run 6 showed `cuda: KeyError: 'torch'`)."""
+    import json
+
+    script = tmp_path / "check.py"
+    script.write_text(program_text(), encoding="utf-8")
+    fake = tmp_path / "site" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('libtorch_cuda.so: cannot open shared object file')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    result = _run.run([sys.executable, "-S", str(script), "--light", "--json"], check=False, timeout=120, env=env)
+    stages = {s["name"]: s for s in json.loads(result.stdout)["stages"]}
+    assert stages["torch"]["status"] == "FAIL" and "libtorch_cuda.so" in stages["torch"]["detail"]
+    assert stages["cuda"]["status"] == "SKIP", stages["cuda"]
+    assert "stage 'torch' did not pass" in stages["cuda"]["detail"]
+    assert "KeyError" not in result.stdout

@@ -378,6 +378,9 @@ def _no_gpu_reason(torch: Any) -> str:
 
 def stage_cuda(state: State) -> Stage:
     """Every visible GPU: name, compute capability, VRAM; none in a GPU environment is a failure with its cause."""
+    if "torch" not in state:  # torch did not import: that stage's FAIL is the finding, not a KeyError here
+        state["devices"] = []
+        return _stage("cuda", "SKIP", "skipped: stage 'torch' did not pass (torch did not import)")
     torch = state["torch"]
     if not torch.version.cuda or not torch.cuda.is_available():
         state["devices"] = []
