@@ -33,6 +33,11 @@ from typing import Any
 from envbuilder.model.errors import LockError
 from envbuilder.model.lock import check_env_name, lock_file_name
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 __all__ = [
     "MANIFEST",
     "EnvSpec",
@@ -43,11 +48,6 @@ __all__ = [
     "read_project_sources",
     "read_sources_file",
 ]
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 MANIFEST = "envbuilder.toml"
 _ENV_KEYS = {"name", "profile", "gpu", "driver", "os", "python", "machine", "packages", "torch", "bnb"}

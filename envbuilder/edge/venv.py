@@ -38,6 +38,11 @@ if TYPE_CHECKING:
     from envbuilder.doctor.drift import Change
     from envbuilder.edge.guard import GuardResult
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 __all__ = [
     "MARKER",
     "STATE_FILE",
@@ -71,11 +76,6 @@ __all__ = [
     "sync_argv",
     "temporary_path",
 ]
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 MARKER = "envbuilder.json"
 Progress = Callable[[str], None]

@@ -18,6 +18,11 @@ from envbuilder.model.lock import Lock, finalize, parse_lock, requirements_text,
 from envbuilder.model.matrix import Matrix, Profile, TorchBuild
 from envbuilder.resolve import Plan
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 __all__ = [
     "RESOLUTION_TTL_S",
     "Fit",
@@ -37,11 +42,6 @@ __all__ = [
     "smoke_env",
     "write_user_lock",
 ]
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 Progress = Callable[[str], None]
 

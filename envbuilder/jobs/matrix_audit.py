@@ -14,6 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+from envbuilder.edge._fs import write_text_atomic
+from envbuilder.model.errors import MatrixError, TargetError
+
 __all__ = [
     "TABLES",
     "Edit",
@@ -30,14 +38,6 @@ __all__ = [
     "restrict",
     "wanted_for",
 ]
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
-from envbuilder.edge._fs import write_text_atomic
-from envbuilder.model.errors import MatrixError, TargetError
 
 # The tables the reader checks: (file, table).
 TABLES = (

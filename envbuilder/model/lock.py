@@ -28,6 +28,11 @@ from envbuilder.resolve import Plan
 if TYPE_CHECKING:
     from packaging.pylock import Package, PackageSdist, PackageWheel, Pylock
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 __all__ = [
     "TOOL_SCHEMA",
     "Lock",
@@ -58,11 +63,6 @@ __all__ = [
     "with_file_names",
     "with_smoke",
 ]
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 TOOL_SCHEMA = 1
 _SHA = re.compile(r"^[0-9a-f]{64}$")
