@@ -592,6 +592,10 @@ def test_reduced_log_past_the_cap_keeps_whole_lines_of_its_head_and_tail() -> No
     assert kept[0] == lines[0] and kept[-1] == lines[-1]  # the first occurrences and the fatal last line
     assert len(text) <= 20_000
     assert skipped == len(lines) - len(kept) > 4000
+    from envbuilder.doctor.logs import BIG_LOG
+
+    # at the shipped cap a reduced log is no longer than the size that triggers a reduction: never reduced twice
+    assert len(reduced_log("\n".join(lines * 3), ("cuda",))[0]) <= BIG_LOG
     head = [k for k in kept if lines.index(k) < len(lines) // 2]
     assert head == lines[: len(head)] and kept[len(head) :] == lines[len(lines) - (len(kept) - len(head)) :]
 

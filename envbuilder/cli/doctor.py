@@ -76,20 +76,21 @@ def _read_log(spec: str) -> str:
     return (head + b"\n" + tail).decode("utf-8", errors="replace")
 
 
-def _reduced(log: str) -> tuple[str, bool]:
-    """A big log as the rules read it (its distinct trigger lines, bounded); a note when lines were left out."""
+def _reduced(log: str) -> str:
+    """A big log as the rules read it (its distinct trigger lines, bounded); a note when lines were left out.
+    What it returns is at most BIG_LOG long, so ``doctor.prepared`` leaves it as it is."""
     from envbuilder.doctor import load_triggers
     from envbuilder.doctor.logs import BIG_LOG, TRIGGER_CAP, reduced_log
 
     if len(log) <= BIG_LOG:
-        return log, False
+        return log
     text, skipped = reduced_log(log, load_triggers())
     if skipped:
         _console.note(
             f"the log holds more than {TRIGGER_CAP // 1024} KiB of distinct lines that name the stack: read the first"
             f" and last {TRIGGER_CAP // 2048} KiB of them, skipped {skipped} lines between"
         )
-    return text, True
+    return text
 
 
 def _stream_text(data: bytes, where: str) -> str:
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from envbuilder.doctor.loader import judge
     from envbuilder.doctor.verdict import verdict
 
-    log, reduced = _reduced(_read_log(args.log)) if args.log else ("", False)
+    log = _reduced(_read_log(args.log)) if args.log else ""
     evidence, python, env_dir = None, None, None
     ours = False
     if args.env or args.python or not args.log:  # an environment: the probe and its modules (not for a log alone)
@@ -120,9 +121,7 @@ def run(args: argparse.Namespace) -> int:
     matrix = load_matrix_for(args)
     if evidence is not None:
         evidence = judge(matrix, evidence)  # which library the installed release loads (the JSON shows it too)
-    ctx = Context(
-        matrix=matrix, evidence=evidence, log=log, python=str(python) if python else None, ours=ours, reduced=reduced
-    )
+    ctx = Context(matrix=matrix, evidence=evidence, log=log, python=str(python) if python else None, ours=ours)
     findings, facts, answer = examine(ctx)
     if env_dir is not None:
         with_drift = _with_drift(findings, env_dir, matrix, evidence)  # issue 15: the installed set against the lock

@@ -172,7 +172,6 @@ class Context:
     log: str = ""
     python: str | None = None  # the environment's interpreter, for `uv pip install --python` fixes
     ours: bool = False  # the environment carries envbuilder's marker
-    reduced: bool = False  # ``log`` is already reduced to its trigger lines (``logs.reduced_log``)
     facts: Evidence = field(default_factory=Evidence)
 
     @property
@@ -267,8 +266,8 @@ def prepared(ctx: Context) -> Context:
 
     if ctx.evidence is not None and not ctx.evidence.bnb_imported:
         ctx = replace(ctx, evidence=judge(ctx.matrix, ctx.evidence))
-    if len(ctx.log) > BIG_LOG and not ctx.reduced:
-        ctx = replace(ctx, log=reduced_log(ctx.log, load_triggers())[0], reduced=True)
+    if len(ctx.log) > BIG_LOG:  # a log the CLI reduced already is at most TRIGGER_CAP (= BIG_LOG) long
+        ctx = replace(ctx, log=reduced_log(ctx.log, load_triggers())[0])
     return replace(ctx, facts=merge(ctx.evidence, from_log(ctx.text, ctx.matrix)))
 
 

@@ -594,8 +594,8 @@ def reduced_log(text: str, triggers: Iterable[str], cap: int = TRIGGER_CAP) -> t
     half = cap // 2
     head_end = kept.rfind("\n", 0, half)
     tail_start = kept.find("\n", len(kept) - half)
-    if head_end < 0 or tail_start < 0 or tail_start <= head_end:
-        return kept[:half] + "\n" + kept[-half:], 0  # a few huge lines: each is cut at MAX_LINE already
+    if head_end < 0 or tail_start < 0:  # a line longer than half the cap (only a cap below 2 * MAX_LINE)
+        return kept[:half] + "\n" + kept[-half:], kept.count("\n", half, len(kept) - half) + 1
     skipped = kept.count("\n", head_end + 1, tail_start) + 1
     return kept[:head_end] + kept[tail_start:], skipped
 
