@@ -193,6 +193,43 @@ def test_drift_without_the_guard_is_a_diagnosis(
     assert (env / CONSTRAINTS_FILE).is_file()
 
 
+def test_the_upgrade_job_decides_the_change_before_anything_is_written(scene: dict[str, Path]) -> None:
+    """The job the CLI adapts, called directly: the change and the new lock in memory, the dry run and an
+    upgrade to where the environment already is leave every file as it was."""
+    from envbuilder.edge.matrix_cache import cached_matrix
+    from envbuilder.edge.settings import Settings
+    from envbuilder.edge.sources import apply_pip_config, read_pip_config
+    from envbuilder.jobs import upgrade as job
+    from envbuilder.jobs.plan import NoPlanFound
+
+    env, lock, matrix = scene["env"], scene["lock"], cached_matrix()
+    settings = apply_pip_config(Settings(home=scene["home"]), read_pip_config())  # as the CLI reads pip's config
+    marker, lock_bytes = (env / "envbuilder.json").read_bytes(), lock.read_bytes()
+    said: list[str] = []
+    request = job.UpgradeRequest(name="cpu", bnb=NEW_BNB, dry_run=True)
+    prepared = job.prepare(request, matrix, settings, progress=said.append)
+    assert (prepared.env, prepared.lock_path, prepared.changes) == (
+        env,
+        lock,
+        (f"~ bitsandbytes {OLD_BNB} -> {NEW_BNB}",),
+    )
+    moved = prepared.new.package("bitsandbytes") if prepared.new is not None else None
+    assert moved is not None and moved.version == NEW_BNB
+    assert prepared.old.tool.digest == read_lock(lock).tool.digest and said[0].startswith("resolving cpu again for ")
+    result = job.upgrade(prepared, settings)
+    assert (result.name, result.path, result.lock, result.upgraded, result.dry_run) == ("cpu", env, lock, False, True)
+    assert result.changes == prepared.changes and result.plan == prepared.plan
+
+    there = job.prepare(job.UpgradeRequest(name="cpu", bnb=OLD_BNB), matrix, settings)
+    assert there.new is None and there.changes == ()
+    assert job.upgrade(there, settings).upgraded is False  # nothing to build
+    with pytest.raises(NoPlanFound) as caught:
+        job.prepare(job.UpgradeRequest(name="cpu", torch="==2.99.0"), matrix, settings)
+    assert caught.value.exit_code == 1 and caught.value.no_plan.reasons
+    assert caught.value.hint is not None and caught.value.hint.startswith("nearest that works")
+    assert (env / "envbuilder.json").read_bytes() == marker and lock.read_bytes() == lock_bytes
+
+
 def _stopped_before_the_swap(scene: dict[str, Path]) -> None:
     """`upgrade` as its own process, paused by envbuilder's fault hook just before the swap, then SIGTERM."""
     import signal

@@ -16,10 +16,12 @@ __all__ = ["NoPlanFound", "gather", "plan"]
 
 
 class NoPlanFound(CheckFailed):
-    """No known-good combination: exit 1, and ``no_plan`` says why (the CLI prints it before the error)."""
+    """No known-good combination: exit 1, and ``no_plan`` says why (the CLI prints it before the error); the
+    hint is the resolver's nearest alternative unless the job knows a better one (``upgrade``: a command)."""
 
-    def __init__(self, message: str, no_plan: NoPlan) -> None:
-        super().__init__(message, hint=no_plan.nearest[0] if no_plan.nearest else "see the reasons above")
+    def __init__(self, message: str, no_plan: NoPlan, *, hint: str | None = None) -> None:
+        nearest = no_plan.nearest[0] if no_plan.nearest else "see the reasons above"
+        super().__init__(message, hint=hint or nearest)
         self.no_plan = no_plan
 
 
