@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from envbuilder.cli import main as cli  # noqa: E402
-from envbuilder.cli.docker import _copy_wheels, write_context  # noqa: E402
+from envbuilder.jobs.image import copy_wheels, write_context  # noqa: E402
 from envbuilder.edge import _run  # noqa: E402
 from envbuilder.edge.containers import BuildRequest, Podman  # noqa: E402
 from envbuilder.edge.settings import Settings  # noqa: E402
@@ -46,7 +46,7 @@ def _build(
     with tempfile.TemporaryDirectory(prefix="envbuilder-bench-") as tmp:
         ctx = Path(tmp) / "context"
         write_context(ctx, render_context(lock, text, options=options, table=load_smoke_table()))
-        covered = _copy_wheels(lock, settings, ctx / "wheels")
+        covered = copy_wheels(lock, settings, ctx / "wheels")
         tags = image_tags(lock, "localhost/envbuilder-bench")
         request = BuildRequest(
             context=ctx,

@@ -17,7 +17,7 @@ from envbuilder.jobs import lock as lock_job
 from envbuilder.jobs import plan as plan_job
 from envbuilder.jobs import recipe as recipe_job
 from envbuilder.jobs import sync as sync_job
-from envbuilder.model.errors import CheckFailed, LockError, TargetError
+from envbuilder.model.errors import CheckFailed, EnvbuilderError, LockError, TargetError
 from envbuilder.model.lock import read_lock
 from envbuilder.model.matrix import Matrix
 from envbuilder.model.target import build_target, parse_gpus
@@ -147,3 +147,115 @@ def test_the_recipe_job_refuses_gptq_on_windows(matrix: Matrix) -> None:
     with pytest.raises(TargetError) as caught:
         recipe_job.from_plan(recipe_job.RecipeRequest(os="windows"), target, matrix)
     assert caught.value.hint == "use WSL2 instead: `envbuilder recipe wsl2 --profile gptq`"
+
+
+def test_an_upgrade_request_says_what_moves_and_names_one_environment() -> None:
+    from envbuilder.jobs import upgrade as upgrade_job
+
+    with pytest.raises(TargetError) as caught:
+        upgrade_job.UpgradeRequest(name="cpu", dry_run=True)
+    assert caught.value.message == "upgrade: say what moves: --torch SPEC, --bnb SPEC or --latest"
+    with pytest.raises(TargetError) as caught:
+        upgrade_job.UpgradeRequest(name="cpu", path=Path("/envs/cpu"), latest=True)
+    assert caught.value.message == "give NAME (cpu) or --path (/envs/cpu), not both"
+    assert upgrade_job.UpgradeRequest(path=Path("/envs/cpu"), bnb="0.50.2").smoke
+
+
+DOCKERFILES = Path(__file__).resolve().parent.parent / "dockerfiles"
+CPU_LOCK = DOCKERFILES / "cpu" / "pylock.cpu.toml"
+
+
+def test_the_dockerfile_job_writes_the_committed_context(tmp_path: Path) -> None:
+    """dockerfiles/cpu is the context of its lock with the recorded pins (regen.py): the job writes it again."""
+    from envbuilder.edge._fs import written_by_envbuilder
+    from envbuilder.jobs import image as image_job
+    from envbuilder.render.dockerfile import image_tag
+
+    out = tmp_path / "ctx"
+    request = image_job.DockerfileRequest(source=image_job.LockFile(CPU_LOCK), output=out)
+    result = image_job.dockerfile(request, Settings(home=tmp_path / "home"))
+    assert (result.name, result.context, result.lock) == ("cpu", out, out / "pylock.cpu.toml")
+    assert result.image == image_tag(read_lock(CPU_LOCK))
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == list(result.files)
+    committed = [rel for rel in written if rel != "smoke/check.py"]  # the smoke program is not committed (regen.py)
+    assert {rel: (out / rel).read_bytes() for rel in committed} == {
+        rel: (DOCKERFILES / "cpu" / rel).read_bytes() for rel in committed
+    }
+    assert written_by_envbuilder(out / "Dockerfile")
+    # A user's file where a context would go is refused before anything is written.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "Dockerfile").write_text("FROM scratch\n", encoding="utf-8")
+    with pytest.raises(EnvbuilderError):
+        image_job.dockerfile(image_job.DockerfileRequest(source=image_job.LockFile(CPU_LOCK), output=mine), Settings())
+    assert sorted(p.name for p in mine.iterdir()) == ["Dockerfile"]
+
+
+def test_the_build_job_dry_run_is_the_engines_command(tmp_path: Path) -> None:
+    from envbuilder.edge.settings import with_credentials_apart
+    from envbuilder.jobs import image as image_job
+    from envbuilder.render.dockerfile import image_tags
+
+    ca = tmp_path / "corp-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
+    netrc = tmp_path / "netrc"
+    settings = Settings(home=tmp_path / "home", ca_certs=(str(ca),), index_url="https://mirror.example/simple")
+    request = image_job.ImageBuildRequest(
+        source=image_job.LockFile(CPU_LOCK),
+        engine="podman",
+        netrc=netrc,
+        repository="registry.example.com/team",
+        dry_run=True,
+    )
+    notes: list[str] = []
+    result = image_job.build(request, settings, note=notes.append, progress=notes.append)
+    tags = image_tags(read_lock(CPU_LOCK), "registry.example.com/team")
+    assert (result.name, result.tags, result.engine) == ("cpu", tags, "podman")
+    command = result.command
+    assert command is not None and command[0] == "podman" and notes == []
+    assert f"id=ca,src={ca}" in command and f"id=netrc,src={netrc}" in command
+    assert "UV_DEFAULT_INDEX=https://mirror.example/simple" in command and "CERTIFICATE" not in " ".join(command)
+    assert [a for a in command if a.startswith("registry.example.com/team/")] == list(tags)
+    # Index credentials never enter a build as arguments (they are recorded in the image's history): said so.
+    secret = with_credentials_apart(Settings(home=tmp_path / "home", index_url="https://u:pw@mirror.example/simple"))
+    bare = image_job.build(image_job.ImageBuildRequest(source=request.source, dry_run=True), secret, note=notes.append)
+    assert bare.engine == "docker" and bare.command is not None and bare.command[0] == "docker"
+    assert "pw" not in " ".join(bare.command) and "--secret" not in bare.command
+    assert notes == ["the index credentials are not passed into the build; give them as --netrc FILE (a build secret)"]
+
+
+def test_the_ci_job_writes_a_context_per_environment_and_returns_the_paths(tmp_path: Path) -> None:
+    import shutil
+
+    from envbuilder.jobs import ci as ci_job
+    from envbuilder.jobs.image import ImageOptions
+
+    manifest = tmp_path / "project" / "envbuilder.toml"
+    manifest.parent.mkdir()
+    manifest.write_text('[[env]]\nname = "cpu"\nprofile = "cpu"\n\n[[env]]\nname = "bnb-sm89"\ngpu = "sm_89"\n')
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    for lock in (CPU_LOCK, BNB_SM89):
+        shutil.copyfile(lock, locks / lock.name)
+    request = ci_job.CiRequest(manifest=manifest, images=ImageOptions(), locks=locks, registry="registry.example.com/t")
+    result = ci_job.ci(request)
+    out = manifest.parent
+    assert (result.manifest, result.output, result.images) == (manifest, out, ("cpu", "bnb-sm89"))
+    assert (result.bake, result.workflow) == (out / "docker-bake.hcl", out / ".github/workflows/envbuilder-images.yml")
+    assert result.contexts == (out / "docker" / "cpu", out / "docker" / "bnb-sm89")
+    assert 'default = "registry.example.com/t"' in result.bake.read_text(encoding="utf-8")
+    for context, lock in zip(result.contexts, (CPU_LOCK, BNB_SM89), strict=True):
+        assert (context / lock.name).read_bytes() == lock.read_bytes()
+        assert (context / "Dockerfile").read_bytes() == (DOCKERFILES / context.name / "Dockerfile").read_bytes()
+    assert ci_job.ci(request) == result  # its own files: written again
+    result.bake.write_text("# mine\n", encoding="utf-8")
+    (out / "docker" / "cpu" / "Dockerfile").unlink()
+    with pytest.raises(EnvbuilderError):
+        ci_job.ci(request)
+    assert (
+        result.bake.read_text(encoding="utf-8") == "# mine\n" and not (out / "docker" / "cpu" / "Dockerfile").exists()
+    )
+    with pytest.raises(LockError) as caught:
+        ci_job.ci(ci_job.CiRequest(manifest=None, images=ImageOptions()))
+    assert caught.value.hint == "create one with `envbuilder lock --gpu ... --name N --save`, or give --manifest"

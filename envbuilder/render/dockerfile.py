@@ -1,7 +1,7 @@
 """Container images from locks: Dockerfiles, build contexts, tags, OCI labels (bake files and CI: ``ci``).
 
 Pure: every function takes a ``Lock`` (or plain values) and returns text; nothing here touches the world
-(``containers.py`` builds, ``cli/docker.py`` writes files). Every value that reaches generated text is
+(``containers.py`` builds, ``jobs/image.py`` writes files). Every value that reaches generated text is
 validated against a small character set first (``render.values``), so a name such as ``x; rm -rf /`` never
 reaches a shell, a ``LABEL``, an HCL string or a YAML file (``DockerError``, exit 2).
 
