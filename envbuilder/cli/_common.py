@@ -38,40 +38,65 @@ def add_target_options(parser: argparse.ArgumentParser, *, gpu_default: str | No
 _TARGET_OPTIONS = ("gpu", "driver", "os", "python", "machine", "profile", "torch", "bnb")
 
 
-def refuse_empty_options(args: argparse.Namespace) -> None:
+def _refuse_empty(values: dict[str, str | None]) -> None:
     """`--gpu ''` was read as "not given" (and so as this host): an empty value is a mistake, said as one."""
-    for key in _TARGET_OPTIONS:
-        value = getattr(args, key, None)
+    for key, value in values.items():
         if value is not None and not value.strip():
             msg = f"--{key} is empty"
             raise TargetError(msg, hint=f"give a value (see `--help`), or leave --{key} out for the default")
 
 
-def _host_needed(args: argparse.Namespace) -> bool:
-    # Planning for another machine (an explicit --gpu) never probes this one.
-    return (args.gpu or "auto").strip().lower() == "auto"
+def target_from_args(
+    args: argparse.Namespace, matrix: Matrix, host: Host | None = None, *, os_name: str | None = None
+) -> Target:
+    """A Target from the options; detection fills only what the options leave open (STYLE rule 3).
+    ``os_name`` is the OS where the command itself names it (``recipe wsl2``), in place of --os."""
+    return target_from_options(
+        matrix,
+        host,
+        gpu=args.gpu,
+        driver=args.driver,
+        os=os_name or args.os,
+        python=args.python,
+        machine=args.machine,
+        profile=args.profile,
+        torch=args.torch,
+        bnb=args.bnb,
+        forward_compat=args.forward_compat,
+    )
 
 
-def target_from_args(args: argparse.Namespace, matrix: Matrix, host: Host | None = None) -> Target:
-    """A Target from the options; detection fills only what the options leave open (STYLE rule 3)."""
+def target_from_options(
+    matrix: Matrix,
+    host: Host | None = None,
+    *,
+    gpu: str | None = None,
+    driver: str | None = None,
+    os: str | None = None,
+    python: str | None = None,
+    machine: str | None = None,
+    profile: str | None = None,
+    torch: str | None = None,
+    bnb: str | None = None,
+    forward_compat: bool = False,
+) -> Target:
+    """``target_from_args`` over the option values themselves (None: not given)."""
     from envbuilder.model.target import build_target, parse_gpus
 
-    refuse_empty_options(args)
-    if host is None and _host_needed(args):
+    _refuse_empty(dict(zip(_TARGET_OPTIONS, (gpu, driver, os, python, machine, profile, torch, bnb), strict=True)))
+    gpu_text = (gpu or "auto").strip()
+    if host is None and gpu_text.lower() == "auto":  # planning for another machine never probes this one
         from envbuilder.edge.detect import probe_host
 
         host = probe_host()
-    gpu_text = (args.gpu or "auto").strip()
     if gpu_text.lower() == "auto":
         gpus = _host_gpus(host, matrix) if host else ()
-        driver = args.driver or (host.driver if host and gpus else None)  # the probe applied the variables
+        driver = driver or (host.driver if host and gpus else None)  # the probe applied the variables
     else:
         gpus = parse_gpus(gpu_text, matrix)
-        driver = args.driver or _driver_variable()
-    os_name = args.os or (host_os(host) if host else "linux")
-    machine = args.machine or (host.machine if host else "x86_64")
-    if args.python:
-        pythons: tuple[str, ...] = (args.python,)
+        driver = driver or _driver_variable()
+    if python:
+        pythons: tuple[str, ...] = (python,)
     elif host and host.pythons and gpu_text.lower() == "auto":
         pythons = _preferred_installed(host)
     else:
@@ -82,13 +107,13 @@ def target_from_args(args: argparse.Namespace, matrix: Matrix, host: Host | None
         matrix,
         gpus=gpus,
         driver=driver,
-        os=os_name,
+        os=os or (host_os(host) if host else "linux"),
         pythons=pythons,
-        machine=machine,
-        profile=args.profile,
-        torch=args.torch,
-        bnb=args.bnb,
-        forward_compat=args.forward_compat,
+        machine=machine or (host.machine if host else "x86_64"),
+        profile=profile,
+        torch=torch,
+        bnb=bnb,
+        forward_compat=forward_compat,
     )
 
 
@@ -175,12 +200,8 @@ def plan_driver_floor(args: argparse.Namespace, host: Host) -> str | None:
     if not host.gpus:
         return None
     matrix = load_matrix_for(args)
-    options = argparse.Namespace(
-        gpu=None, driver=None, os=None, python=None, machine=None, profile=None, torch=None, bnb=None,
-        forward_compat=False,
-    )
     try:
-        target = target_from_args(options, matrix, host)
+        target = target_from_options(matrix, host)  # every option open: the host decides
     except TargetError:
         return None
     plan = resolve(target, matrix)

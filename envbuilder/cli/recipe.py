@@ -64,7 +64,7 @@ def _spec(args: argparse.Namespace, os_name: RecipeOs) -> RecipeSpec:
 
     if os_name == "windows" and args.profile in NOT_ON_WINDOWS:
         job.refuse_windows(args.profile)  # before the target is built: its options may not suit Windows
-    target = target_from_args(argparse.Namespace(**{**vars(args), "os": os_name}), matrix)
+    target = target_from_args(args, matrix, os_name=os_name)
     return job.from_plan(request, target, matrix)
 
 
