@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from envbuilder.cli import main as cli  # noqa: E402
+from envbuilder.cli.app import main as cli  # noqa: E402
 from envbuilder.jobs.image import copy_wheels, write_context  # noqa: E402
 from envbuilder.edge import _run  # noqa: E402
 from envbuilder.edge.containers import BuildRequest, Podman  # noqa: E402

@@ -1,12 +1,15 @@
 """Benchmark of `envbuilder resolve` (issues 2 and 12). Run by hand: python3 bench/bench_resolve.py [--runs N].
 
-(a) whole process `envbuilder resolve --gpu sm_89 --driver 550.54.14`, median of N runs (goal <= 80 ms, issue
-    12: it was 136-184 ms), against `python -c pass` (interpreter start-up, run interleaved with it so that the
-    machine's load weighs on both alike) and `uv pip compile` of the same pins (what a user would otherwise
-    reach for) as ratios. Wall time and the child's CPU time (user + system: what a shared, loaded machine
-    inflates least, as bench_gpu_names.py measures) are both reported. The runs use a fresh cache directory:
-    the first one (reported apart) validates the matrix and writes its compiled copy (edge/matrix_cache.py),
-    as a user's first command does; the timed runs read that copy;
+(a) whole process `envbuilder resolve --gpu sm_89 --driver 550.54.14` through the console script's code
+    (``envbuilder.cli.entry``), median of N runs (goal <= 80 ms, issue 12: it was 136-184 ms), against
+    `python -c pass` (interpreter start-up) and `uv pip compile` of the same pins (what a user would otherwise
+    reach for) as ratios. Three ways, run in one rotation so that the machine's load weighs on all alike:
+    the answer replayed (cli/_replay.py: what a second run with the same inputs does), the answer computed
+    (the replay entry removed before each run; the compiled matrix warm, edge/matrix_cache.py), and the bare
+    interpreter. Wall time and the child's CPU time (user + system: what a shared, loaded machine inflates
+    least, as bench_gpu_names.py measures) are both reported. The runs use a fresh cache directory: the first
+    one (reported apart) validates the matrix, writes its compiled copy and records the answer, as a user's
+    first command does;
 (b) in-process resolve with the matrix loaded once, median (goal < 20 ms), and the matrix load itself;
 (c) `python -X importtime -c "import envbuilder.cli"`: nothing heavy (requests, tomlkit, docker) at start-up.
 Prints a table and writes it to bench/RESULTS-resolve.md.
@@ -19,6 +22,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -26,10 +30,13 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS-resolve.md"
 ARGS = ["resolve", "--gpu", "sm_89", "--driver", "550.54.14"]
+# What the console script pip writes runs (`from envbuilder.cli import entry; sys.exit(entry())`).
+SCRIPT = "import sys; sys.argv[0] = 'envbuilder'; from envbuilder.cli import entry; entry()"
 HEAVY = ("requests", "tomlkit", "docker", "urllib3", "hypothesis")
 # The pins envbuilder's plan for sm_89 + 550 names, as a user would hand them to uv (the torch pin is the
 # PyPI build: the PyTorch index is out of reach here).
@@ -44,10 +51,10 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _time_process(argv: Sequence[str], runs: int, root: Path = ROOT) -> list[float]:
+def _time_process(argv: Sequence[str], runs: int, root: Path = ROOT, cache: str | None = None) -> list[float]:
     times: list[float] = []
     cpu: list[float] = []
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    env = {**os.environ, "PYTHONPATH": str(root), **({"ENVBUILDER_CACHE": cache} if cache else {})}
     for _ in range(runs):
         before = _children_cpu()
         start = time.perf_counter()
@@ -58,22 +65,24 @@ def _time_process(argv: Sequence[str], runs: int, root: Path = ROOT) -> list[flo
     return times
 
 
-def _time_interleaved(
-    a: Sequence[str], b: Sequence[str], runs: int, baseline: Path | None = None
-) -> tuple[list[float], list[float], list[float]]:
-    """``a`` and ``b`` timed alternately, ``runs`` times each; with ``baseline`` (another checkout), ``a`` from
-    there too, in the same rotation (a before/after figure at the same load)."""
-    times: list[list[float]] = [[], [], []]
-    cpus: list[list[float]] = [[], [], []]
-    steps = [(a, ROOT), (b, ROOT)] + ([(a, baseline)] if baseline else [])
+Step = tuple[Sequence[str], Path, Callable[[], object] | None, str | None]  # argv, checkout, before it, cache
+
+
+def _rotation(steps: Sequence[Step], runs: int) -> list[list[float]]:
+    """Each step (argv, checkout, what to do before it, untimed, and its cache directory) timed in turn,
+    ``runs`` rounds: the machine's load weighs on every step alike."""
+    times: list[list[float]] = [[] for _ in steps]
+    cpus: list[list[float]] = [[] for _ in steps]
     for _ in range(runs):
-        for i, (argv, root) in enumerate(steps):
-            one = _time_process(argv, 1, root)
+        for i, (argv, root, before, cache) in enumerate(steps):
+            if before is not None:
+                before()
+            one = _time_process(argv, 1, root, cache)
             times[i] += one
             cpus[i] += CPU[id(one)]
     for t, c in zip(times, cpus, strict=True):
         CPU[id(t)] = c
-    return times[0], times[1], times[2]
+    return times
 
 
 def _time_call(fn: Callable[[], object], runs: int) -> list[float]:
@@ -143,12 +152,13 @@ def _phases(runs: int) -> list[float]:
     return best
 
 
-def _import_groups(runs: int) -> dict[str, float]:
+def _import_groups(runs: int, forget: Callable[[], object]) -> dict[str, float]:
     """``-X importtime`` of the resolve command, each module's own time summed by who wrote it (minimum over
     ``runs``): envbuilder's modules (mostly creating their dataclasses), packaging's, the standard library's."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     best: dict[str, float] = {}
     for _ in range(runs):
+        forget()  # the answer computed, not replayed
         proc = subprocess.run(
             [sys.executable, "-X", "importtime", "-m", "envbuilder", *ARGS],
             cwd=ROOT,
@@ -170,6 +180,46 @@ def _import_groups(runs: int) -> dict[str, float]:
     return best
 
 
+def _processes(command: list[str], runs: int, baseline: Path | None) -> dict[str, Any]:
+    """The whole-process figures: the first run, then replayed, computed, bare and ``-m`` in one rotation."""
+    with tempfile.TemporaryDirectory() as cold_cache, tempfile.TemporaryDirectory() as no_replay:
+        os.environ["ENVBUILDER_CACHE"] = cold_cache
+        first = _time_process(command, 1)  # an empty cache: validates the matrix, compiles it, records the answer
+        _time_process(command, 1, cache=no_replay)  # the computed runs' own cache: their compiled matrix, warm
+        if baseline:
+            _time_process(command, 1, baseline)  # its own compiled matrix (another key), kept beside ours
+
+        def forget() -> None:  # the next computed run finds no answer to replay
+            shutil.rmtree(Path(no_replay) / "replay", ignore_errors=True)
+
+        as_module = [sys.executable, "-m", "envbuilder", *ARGS]
+        steps: list[Step] = [
+            (command, ROOT, None, None),
+            (command, ROOT, forget, no_replay),
+            ([sys.executable, "-c", "pass"], ROOT, None, None),
+            (as_module, ROOT, None, None),
+        ]
+        if baseline:
+            steps.append((as_module, baseline, None, None))
+        _time_process(as_module, 1)  # `-m` has its own sys.path, so its own key: recorded here, untimed
+        cli, computed, bare, module, *base_runs = _rotation(steps, runs)
+        forget()
+        os.environ["ENVBUILDER_CACHE"] = no_replay
+        phases = _phases(7)
+        groups = _import_groups(7, forget)
+        del os.environ["ENVBUILDER_CACHE"]
+    return {
+        "first": first,
+        "cli": cli,
+        "computed": computed,
+        "bare": bare,
+        "module": module,
+        "base": base_runs[0] if base_runs else [],
+        "phases": phases,
+        "groups": groups,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
@@ -187,17 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # as on these machines, every run would compile the sources again (0.3-0.4 s of CPU here).
     for tree in (ROOT, opts.baseline) if opts.baseline else (ROOT,):
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "envbuilder")], check=True)
-    command = [sys.executable, "-m", "envbuilder", *ARGS]
+    command = [sys.executable, "-c", SCRIPT, *ARGS]
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as cold_cache:
-        os.environ["ENVBUILDER_CACHE"] = cold_cache
-        first = _time_process(command, 1)  # an empty cache: validates the matrix and writes the compiled copy
-        if opts.baseline:
-            _time_process(command, 1, opts.baseline)  # its own compiled matrix (another key), kept beside ours
-        cli, bare, base = _time_interleaved(command, [sys.executable, "-c", "pass"], opts.runs, opts.baseline)
-        phases = _phases(7)
-        groups = _import_groups(7)
-        del os.environ["ENVBUILDER_CACHE"]
+    timed = _processes(command, opts.runs, opts.baseline)
+    first, cli, computed = timed["first"], timed["cli"], timed["computed"]
+    bare, module, base = timed["bare"], timed["module"], timed["base"]
+    phases, groups = timed["phases"], timed["groups"]
     load_after = os.getloadavg()[0]
     uv = None if opts.no_uv else _uv_compile(max(3, opts.runs // 4))
     loads = _time_call(load_matrix, 10)
@@ -214,21 +259,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             "<= 80 ms",
             med(cli) <= 0.08,
         ),
-        ("the same, first run (empty cache: the matrix validated and compiled)", first[0], "", None),
         ("`python -c pass` (interpreter start-up)", med(bare), "", None),
         ("resolve / bare start-up", med(cli) / med(bare), "", None),
         ("the resolve process, CPU time (user + system)", med(CPU[id(cli)]), "<= 80 ms", med(CPU[id(cli)]) <= 0.08),
         ("`python -c pass`, CPU time", med(CPU[id(bare)]), "", None),
         ("resolve / bare start-up, CPU time", med(CPU[id(cli)]) / med(CPU[id(bare)]), "", None),
+        ("the same as `python -m envbuilder` (runpy's own imports)", med(module), "", None),
+        ("the answer computed (no replay entry; the compiled matrix warm)", med(computed), "", None),
+        ("computed / bare start-up", med(computed) / med(bare), "", None),
+        ("computed / replayed", med(computed) / med(cli), "", None),
+        ("the first run (empty cache: the matrix validated and compiled, the answer recorded)", first[0], "", None),
     ]
     if base:
         rows += [
-            ("the same from the baseline checkout", med(base), "", None),
-            ("this checkout / baseline, wall", med(cli) / med(base), "", None),
-            ("this checkout / baseline, CPU time", med(CPU[id(cli)]) / med(CPU[id(base)]), "", None),
+            ("`python -m envbuilder` from the baseline checkout", med(base), "", None),
+            ("this checkout / baseline, `-m`, wall", med(module) / med(base), "", None),
+            ("this checkout / baseline, `-m`, CPU time", med(CPU[id(module)]) / med(CPU[id(base)]), "", None),
         ]
     rows += [
-        ("where it goes (a fresh process, minimum of 7): importing the modules", phases[0], "", None),
+        ("where a computed answer goes (a fresh process, minimum of 7): importing the modules", phases[0], "", None),
         ("... reading the compiled matrix (key and unpickle)", phases[1], "", None),
         ("... the first resolve and its rendering", phases[2], "", None),
         *((f"... imports' own time, {k} (importtime self, minimum of 7)", v, "", None) for k, v in groups.items()),

@@ -49,7 +49,7 @@ def lock_path(h: Headline, root: Path = HERE) -> Path:
 
 def relock(root: Path = HERE) -> None:
     """Lock every headline target with `envbuilder lock` (metadata only)."""
-    from envbuilder.cli import main
+    from envbuilder.cli.app import main
 
     for h in HEADLINES:
         target = ["--gpu", h.gpu, "--driver", h.driver] if h.gpu and h.driver else ["--gpu", "cpu"]

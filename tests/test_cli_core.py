@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from envbuilder import __version__
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.model.matrix import Matrix
 
 

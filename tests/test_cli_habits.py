@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from envbuilder import __version__
-from envbuilder.cli import COMMAND_MODULES, build_parser, main
+from envbuilder.cli.app import COMMAND_MODULES, build_parser, main
 from envbuilder.cli._help import EXAMPLES
 
 

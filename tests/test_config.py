@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import build_parser, main
+from envbuilder.cli.app import build_parser, main
 from envbuilder.cli._sources import settings_from_args
 from envbuilder.edge.config import find_project, merge_sources
 from envbuilder.edge.manifest import load_manifest

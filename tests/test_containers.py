@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.edge import _run, containers
 from envbuilder.edge.containers import BuildRequest, Docker, NoEngine, Podman, choose_engine
 from envbuilder.model.lock import read_lock

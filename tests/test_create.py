@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.model.lock import read_lock
 
 pytestmark = [pytest.mark.integration, pytest.mark.network]

@@ -129,7 +129,7 @@ def test_the_probe_of_a_credentialed_mirror_authenticates(tmp_path: object, loop
 
 
 def test_verbose_logs_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
-    from envbuilder.cli import _RedactingFormatter
+    from envbuilder.cli.app import _RedactingFormatter
 
     argv = ("--index http://a:b@h/x",)
     record = logging.LogRecord("envbuilder.run", logging.DEBUG, __file__, 1, "run: %s", argv, None)

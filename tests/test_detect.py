@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.cli.detect import _cuda_lines, render_host
 from envbuilder.edge import _run, detect
 from envbuilder.edge.detect import Gpu, Host, PythonInfo, SmiSummary

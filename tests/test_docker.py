@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.edge import _run
 from envbuilder.model.errors import MatrixError
 from envbuilder.model.images import PinTable, load_pin_table

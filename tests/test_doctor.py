@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.doctor import (
     DOCTOR_SCHEMA,
     RULE_MODULES,

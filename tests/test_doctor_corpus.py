@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.doctor import Context, Evidence, diagnose
 from envbuilder.doctor.evidence import from_log
 from envbuilder.doctor.verdict import Verdict, verdict

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.edge.settings import Settings
 from envbuilder.model.errors import EnvbuilderError
 

@@ -124,7 +124,7 @@ def test_plan_shows_the_formats_it_loads(matrix: Matrix) -> None:
 
 
 def test_list_shows_what_each_environment_loads_and_makes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from envbuilder.cli import main
+    from envbuilder.cli.app import main
     from envbuilder.edge.settings import Settings
 
     home = tmp_path / "h"

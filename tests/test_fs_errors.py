@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.model.errors import file_problem
 
 REPO = Path(__file__).resolve().parent.parent

@@ -226,7 +226,7 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _nothing_written_ou
 
 def cli(argv: list[str], stdin: str = "") -> Outcome:
     """main(argv) with its output captured; a tool the unit tests block counts as input accepted."""
-    from envbuilder.cli import main
+    from envbuilder.cli.app import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _stdin(stdin):
@@ -794,7 +794,7 @@ def _subcommands() -> dict[str, list[Any]]:
     """{'resolve': [actions...], 'recipe wsl2': [...], ...} from the real parser."""
     import argparse
 
-    from envbuilder.cli import build_parser
+    from envbuilder.cli.app import build_parser
 
     out: dict[str, list[Any]] = {}
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.doctor.evidence import from_smoke_document
 from envbuilder.model.matrix import Matrix
 from envbuilder.model.smoke import check_from_json

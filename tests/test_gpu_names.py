@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.cli._common import target_from_args
 from envbuilder.edge import detect, nvidia
 from envbuilder.edge.detect import Host

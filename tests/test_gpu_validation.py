@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.model.matrix import Matrix
 
 H100 = Path(__file__).parent / "fixtures" / "h100-cu130"

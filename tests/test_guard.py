@@ -253,7 +253,7 @@ def test_torch_cuda(matrix: Matrix, version: str, expected: tuple[bool, str | No
 def test_upgrade_and_unguard_refuse_bad_input_with_one_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from envbuilder.cli import main
+    from envbuilder.cli.app import main
 
     assert main(["upgrade", "cpu", "--home", str(tmp_path)]) == 2
     assert "say what moves: --torch SPEC, --bnb SPEC or --latest" in capsys.readouterr().err

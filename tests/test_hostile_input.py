@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.model.lock import content_digest
 
 if sys.version_info >= (3, 11):

@@ -131,7 +131,7 @@ def test_sync_picks_the_manifests_environment_that_fits(matrix: Matrix, tmp_path
 
 
 def test_the_recipe_job_makes_what_the_cli_prints(matrix: Matrix, capsys: pytest.CaptureFixture[str]) -> None:
-    from envbuilder.cli import main
+    from envbuilder.cli.app import main
 
     target = build_target(matrix, gpus=parse_gpus("sm_89", matrix), driver="550.54.14", os="wsl2")
     made = recipe_job.render(recipe_job.from_plan(recipe_job.RecipeRequest(os="wsl2"), target, matrix), "wsl2")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.edge.guard import installed_versions
 from envbuilder.model.guard import CONSTRAINTS_FILE, is_layer
 from envbuilder.model.lock import read_lock

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.model.errors import MatrixError
 from envbuilder.model.matrix import BUILTIN_DIR, ENV_MATRIX_DIR, FILES, GPU_FILES, IDS_FILE, Matrix, load_matrix
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main as cli_main
+from envbuilder.cli.app import main as cli_main
 from envbuilder.edge.pypi import IndexFile
 from envbuilder.edge.reader import WheelFacts
 from envbuilder.edge.upstream import FileObs, ReleaseObs

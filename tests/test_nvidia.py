@@ -12,7 +12,8 @@ import pytest
 
 from envbuilder.edge import detect, nvidia
 from envbuilder.edge.detect import Gpu
-from envbuilder.edge.nvidia import DriverReading, NvmlDevice, NvmlReading, PciDevice
+from envbuilder.edge.nvidia import NvmlDevice, NvmlReading, PciDevice
+from envbuilder.model.driver import DriverReading, driver_override
 from envbuilder.model.errors import TargetError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -59,7 +60,7 @@ def recorded(path: Path) -> str:
     ],
 )
 def test_driver_override(env: dict[str, str], expected: DriverReading | None, warnings: tuple[str, ...]) -> None:
-    assert nvidia.driver_override(env) == (expected, warnings)
+    assert driver_override(env) == (expected, warnings)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +70,7 @@ def test_driver_override(env: dict[str, str], expected: DriverReading | None, wa
 def test_driver_override_refuses_what_is_not_a_driver(name: str, value: str) -> None:
     # A CUDA version given by mistake ("12.4") is refused, with the variable named.
     with pytest.raises(TargetError) as info:
-        nvidia.driver_override({name: value})
+        driver_override({name: value})
     assert info.value.message == f"{name}={value!r} is not an NVIDIA driver version"
     assert info.value.hint == (
         f"write it as nvidia-smi prints it, e.g. {name}=550.54.14, or unset it to detect the driver"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.doctor import Context, diagnose, load_rules
 from envbuilder.edge.settings import env_flag
 from envbuilder.model.errors import TargetError

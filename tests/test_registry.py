@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.edge import _run
 from envbuilder.edge.registry import ImageRef, manifest_url, parse_ref, resolve_digests
 from envbuilder.model.errors import SourceError

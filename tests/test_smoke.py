@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 from envbuilder.doctor.evidence import from_smoke_document
 from envbuilder.edge import _run
 from envbuilder.model.smoke import expect_for, load_smoke_table, program_text

@@ -179,7 +179,7 @@ def test_envbuilder_smoke_relays_the_progress_lines(tmp_path: Path) -> None:
 
 
 def test_cli_smoke_refuses_an_unknown_format(capsys: pytest.CaptureFixture[str]) -> None:
-    from envbuilder.cli import main
+    from envbuilder.cli.app import main
 
     assert main(["smoke", "--profile", "gptq", "--formats", "gptq,gguf"]) == 2
     assert (

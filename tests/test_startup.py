@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from envbuilder.cli import COMMAND_MODULES, COMMANDS, build_parser
+from envbuilder.cli.app import COMMAND_MODULES, COMMANDS, build_parser
 from envbuilder.edge import _run
 from envbuilder.edge.matrix_cache import cached_matrix
 from envbuilder.model.matrix import load_matrix
@@ -54,7 +54,7 @@ PROBE = """
 import sys
 before = set(sys.modules)
 import contextlib, dataclasses, io
-from envbuilder.cli import main
+from envbuilder.cli.app import main
 with contextlib.redirect_stdout(io.StringIO()):
     code = main(["resolve", "--gpu", "sm_89", "--driver", "550.54.14"])
 new = sorted(set(sys.modules) - before)
@@ -105,6 +105,37 @@ def started(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     assert doc["code"] == 0
     return doc
+
+
+# The console script's code (pip's script runs the same), then what it imported, as the exit hook sees it.
+REPLAY_PROBE = """
+import atexit, json, sys
+atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))
+sys.argv[0] = "envbuilder"
+from envbuilder.cli import entry
+entry()
+"""
+# A replayed answer imports these of envbuilder's modules, and nothing else of envbuilder's or packaging's.
+REPLAY_MODULES = [
+    "envbuilder",
+    "envbuilder.cli",
+    "envbuilder.cli._argv",
+    "envbuilder.cli._replay",
+    "envbuilder.edge",
+    "envbuilder.edge._roots",
+]
+
+
+def test_a_replayed_resolve_imports_only_the_replay(tmp_path: Path) -> None:
+    env = {**os.environ, "ENVBUILDER_CACHE": str(tmp_path / "cache")}
+    env.pop("ENVBUILDER_MATRIX_DIR", None)
+    args = [sys.executable, "-c", REPLAY_PROBE, "resolve", "--gpu", "sm_89", "--driver", "550.54.14"]
+    computed, replayed = (_run.run(args, env=env, cwd=ROOT, timeout=120, check=False) for _ in range(2))
+    assert replayed.stdout == computed.stdout and replayed.returncode == computed.returncode == 0
+    loaded = json.loads(replayed.stderr.strip().splitlines()[-1])
+    assert [m for m in loaded if m.startswith(("envbuilder", "packaging"))] == REPLAY_MODULES
+    assert not {"argparse", "dataclasses", "hashlib", "_hashlib", "pickle", "json"} & set(loaded) - {"json"}
+    assert "envbuilder.cli.app" in json.loads(computed.stderr.strip().splitlines()[-1])
 
 
 def test_the_kept_off_modules_exist() -> None:

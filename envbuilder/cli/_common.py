@@ -121,7 +121,7 @@ def _driver_variable() -> str | None:
     """ENVBUILDER_DRIVER, then UV_CUDA_DRIVER_VERSION: a flag beats them, they beat detection (as in uv)."""
     import os
 
-    from envbuilder.edge.nvidia import driver_override
+    from envbuilder.model.driver import driver_override
 
     reading, _ = driver_override(os.environ)
     return reading.version if reading else None

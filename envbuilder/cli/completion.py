@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from envbuilder.cli import build_parser
+    from envbuilder.cli.app import build_parser
 
     sys.stdout.write(render(args.shell, tree(build_parser())))
     return 0

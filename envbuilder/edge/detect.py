@@ -30,12 +30,10 @@ from typing import TYPE_CHECKING, Literal
 from envbuilder.edge import _run
 from envbuilder.edge.nvidia import (
     NVIDIA_VENDOR,
-    DriverReading,
     NvmlReading,
     PciDevice,
     PciName,
     PciNamer,
-    driver_override,
     has_device_nodes,
     nvidia_gpus,
     parse_proc_driver_version,
@@ -46,6 +44,7 @@ from envbuilder.edge.nvidia import (
     read_proc_gpus,
     same_slot,
 )
+from envbuilder.model.driver import DriverReading, driver_override
 from envbuilder.model.errors import CommandFailed
 
 if TYPE_CHECKING:

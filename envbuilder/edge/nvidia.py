@@ -12,7 +12,7 @@ Where each fact comes from, in the order ``detect`` asks (uv's order for the dri
 
 Parsers take text and return values (tested on files recorded on real machines); the readers take a root
 directory, so a test lays recorded files out as a fake ``/sys`` and ``/proc``. Nothing here raises for a
-missing file or library; a malformed override variable is bad input (``TargetError``, exit 2).
+missing file or library (the override variables' rule, which refuses a malformed value, is model/driver.py).
 """
 
 from __future__ import annotations
@@ -26,14 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from envbuilder.model.errors import TargetError
+from envbuilder.model.driver import DriverReading, driver_version
 
 __all__ = [
-    "DRIVER_VARIABLES",
     "NVIDIA_VENDOR",
     "NVML_TIMEOUT",
     "PCI_CLASS_DISPLAY",
-    "DriverReading",
     "NvmlDevice",
     "NvmlReading",
     "PciDevice",
@@ -43,7 +41,6 @@ __all__ = [
     "container_kind",
     "cuda_from_nvml",
     "driver_advice",
-    "driver_override",
     "has_device_nodes",
     "nvidia_gpus",
     "parse_gpu_information",
@@ -61,12 +58,7 @@ __all__ = [
 
 NVIDIA_VENDOR = 0x10DE
 PCI_CLASS_DISPLAY = 0x03  # base class: 0x0300 VGA, 0x0302 3D controller, 0x0380 display controller
-# envbuilder's own variable first: it is the more specific statement (the same order as a flag over a variable);
-# uv's UV_CUDA_DRIVER_VERSION is honoured so that one setting drives both tools.
-DRIVER_VARIABLES = ("ENVBUILDER_DRIVER", "UV_CUDA_DRIVER_VERSION")
 NVML_TIMEOUT = 5.0
-# As --driver takes it (target.parse_driver): a CUDA version ("12.4") given by mistake is refused, not read as a driver.
-_DRIVER_RE = re.compile(r"^\d{3}(?:\.\d{1,3}){0,2}$", re.ASCII)
 
 
 class PciName(Protocol):
@@ -83,54 +75,13 @@ class PciName(Protocol):
 PciNamer = Callable[[int, int], PciName | None]
 
 
-@dataclass(frozen=True, slots=True)
-class DriverReading:
-    """A driver version and where it was read ("/sys/module/nvidia/version", "UV_CUDA_DRIVER_VERSION", "NVML")."""
-
-    version: str
-    source: str
-
-
 # ---------------------------------------------------------------------------------------------------
 # The driver version
 
 
-def _driver(text: str | None) -> str | None:
-    value = (text or "").strip()
-    return value if _DRIVER_RE.match(value) else None
-
-
-def driver_override(env: Mapping[str, str]) -> tuple[DriverReading | None, tuple[str, ...]]:
-    """The driver a variable names (``DRIVER_VARIABLES`` in order) and warnings; a malformed value is refused.
-
-    An empty variable counts as unset (as uv's ``std::env::var`` sees it, an empty value would fail to parse;
-    refusing an empty string would punish ``export UV_CUDA_DRIVER_VERSION=`` used to clear it).
-    """
-    found: list[DriverReading] = []
-    for name in DRIVER_VARIABLES:
-        raw = env.get(name, "").strip()
-        if not raw:
-            continue
-        version = _driver(raw)
-        if version is None:
-            msg = f"{name}={raw!r} is not an NVIDIA driver version"
-            hint = f"write it as nvidia-smi prints it, e.g. {name}=550.54.14, or unset it to detect the driver"
-            raise TargetError(msg, hint=hint)
-        found.append(DriverReading(version, name))
-    if not found:
-        return None, ()
-    warnings = tuple(
-        f"{found[0].source}={found[0].version} is used, not {other.source}={other.version} "
-        "(envbuilder's own variable is the more specific)"
-        for other in found[1:]
-        if other.version != found[0].version
-    )
-    return found[0], warnings
-
-
 def parse_sys_module_version(text: str) -> str | None:
     """The version in ``/sys/module/nvidia/version`` ("580.159.04\\n"), or None."""
-    return _driver(text)
+    return driver_version(text)
 
 
 _NVRM_RE = re.compile(r"^NVRM version:.*?\s(\d+\.\d+(?:\.\d+)?)\s", re.MULTILINE)
@@ -180,7 +131,7 @@ class PciDevice:
 
     @property
     def pci_id(self) -> str:
-        """"10de:2335"."""
+        """ "10de:2335"."""
         return f"{self.vendor:04x}:{self.device:04x}"
 
     @property
@@ -322,7 +273,7 @@ class NvmlDevice:
 
     @property
     def pci_id(self) -> str:
-        """"10de:2335" from NVML's combined id."""
+        """ "10de:2335" from NVML's combined id."""
         return f"{self.pci_device_id & 0xFFFF:04x}:{self.pci_device_id >> 16:04x}"
 
 
@@ -371,7 +322,7 @@ def _nvml_read() -> NvmlReading | str:
                     int(memory) // 2**20 if memory else None,
                 )
             )
-        driver = _driver(_text(pynvml.nvmlSystemGetDriverVersion()))
+        driver = driver_version(_text(pynvml.nvmlSystemGetDriverVersion()))
         return NvmlReading(driver, cuda_from_nvml(int(pynvml.nvmlSystemGetCudaDriverVersion())), tuple(devices))
     except pynvml.NVMLError as exc:
         return f"NVML: {exc}"

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from envbuilder.edge import _roots
+
 if TYPE_CHECKING:  # credentials (base64, a regex) are imported by the one function that splits URLs
     from collections.abc import Mapping
 
@@ -58,11 +60,8 @@ def env_flag(name: str) -> bool:
 
 
 def _root(override: str | None, xdg: str, default: str, environ: Mapping[str, str] | None, home: Path | None) -> Path:
-    """``$override``, else ``$xdg/envbuilder``, else ``~/<default>/envbuilder`` (an empty variable is unset)."""
-    env = os.environ if environ is None else environ
-    if override and env.get(override):
-        return Path(env[override])
-    return Path(env.get(xdg) or str((home or Path.home()) / default)) / "envbuilder"
+    """``$override``, else ``$xdg/envbuilder``, else ``~/<default>/envbuilder`` (the rule: ``_roots.root``)."""
+    return Path(_roots.root(override, xdg, default, environ, str(home) if home is not None else None))
 
 
 def data_home(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
@@ -73,7 +72,7 @@ def data_home(environ: Mapping[str, str] | None = None, home: Path | None = None
 
 def cache_root(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
     """``$ENVBUILDER_CACHE``, else ``$XDG_CACHE_HOME/envbuilder`` (``~/.cache/envbuilder``)."""
-    return _root("ENVBUILDER_CACHE", "XDG_CACHE_HOME", ".cache", environ, home)
+    return Path(_roots.cache_root(environ, str(home) if home is not None else None))
 
 
 def config_home(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
@@ -92,7 +91,8 @@ def user_config_path(environ: Mapping[str, str] | None = None, home: Path | None
 #   pythons.json    detect: the interpreters found and their versions
 #   matrix          edge/matrix_cache: compiled matrices by the digest of their files
 #   upstream        upstream: facts read from wheels and pages, by sha256
-CacheEntry = Literal["resolutions", "reachable.json", "pythons.json", "matrix", "upstream"]
+#   replay          cli/_replay: a query command's answer by the digest of its inputs (found via _roots alone)
+CacheEntry = Literal["resolutions", "reachable.json", "pythons.json", "matrix", "upstream", "replay"]
 
 
 def cache_path(entry: CacheEntry, cache_dir: Path | None = None) -> Path:

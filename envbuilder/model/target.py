@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
+from envbuilder.model.driver import driver_version
 from envbuilder.model.errors import TargetError
 from envbuilder.model.matrix import Arch, Matrix
 from envbuilder.model.types import ProfileName
@@ -51,7 +52,6 @@ DEFAULT_PYTHONS = ("3.12", "3.11", "3.13", "3.10")
 # inline. (?a), ASCII: \d would also match other scripts' digits ("５５０"), which packaging's Version then refuses.
 _SM = r"(?ai)^(?:sm_?|compute_?)?(\d{1,2})(\d)[af]?$"
 _DOTTED = r"(?a)^(\d{1,2})\.(\d)$"
-_DRIVER = r"(?a)^\d{3}(?:\.\d{1,3}){0,2}$"
 _PYTHON = r"(?a)^3\.(\d{1,2})(?:\.\d{1,3})?$"
 
 # Names that are not NVIDIA CUDA GPUs: refused with the reason, never guessed.
@@ -304,11 +304,11 @@ def parse_gpus(text: str, matrix: Matrix) -> tuple[Gpu, ...]:
 
 
 def parse_driver(text: str) -> str:
-    text = text.strip()
-    if not re.match(_DRIVER, text):
-        msg = f"--driver {text!r} is not an NVIDIA driver version"
+    version = driver_version(text)
+    if version is None:
+        msg = f"--driver {text.strip()!r} is not an NVIDIA driver version"
         raise TargetError(msg, hint="write it as nvidia-smi prints it, e.g. 550.54.14 (Linux) or 576.02 (Windows)")
-    return text
+    return version
 
 
 def parse_python(text: str) -> str:
