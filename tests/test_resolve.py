@@ -1,4 +1,4 @@
-"""envbuilder/resolve/__init__.py: plans across GPU generations x drivers x OS x profile, the traps, properties.
+"""envbuilder/resolve/: plans across GPU generations x drivers x OS x profile, the traps, properties.
 
 The property tests re-check every plan with rules written again here, independently of the resolver.
 """

@@ -18,6 +18,12 @@ def major(version: str) -> int:
     return v(version).major
 
 
+def minor(version: str) -> str:
+    """The release series: "5.17" of 5.17.2 (a smoke test's transformers, a preferred pick)."""
+    parsed = v(version)
+    return f"{parsed.major}.{parsed.minor}"
+
+
 _CONTAINS: dict[tuple[int, str], tuple[SpecifierSet, bool]] = {}
 
 

@@ -1,0 +1,113 @@
+"""The resolver's answer: a ``Plan`` (exact pins, their sources, every reason) or a ``NoPlan`` (why nothing works,
+and the nearest alternatives), with the ``Package`` pins and ``Rejection`` reasons they carry. Values only: the
+JSON contract ``envbuilder.plan/1`` is their ``to_json``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from envbuilder.model.matrix import Evidence, ProfileFormat
+from envbuilder.model.target import Target
+from envbuilder.rules import formats
+
+__all__ = ["NoPlan", "Package", "Plan", "Rejection"]
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    """One exact pin and where it comes from: ``PYPI``, ``WHEELHOUSE`` (model.types) or an index URL."""
+
+    name: str
+    version: str
+    index: str
+    confirmed: bool = True
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "version": self.version, "index": self.index, "confirmed": self.confirmed}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    candidate: str
+    why: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"candidate": self.candidate, "why": self.why}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """The resolver's answer: exact pins, their sources, and every reason."""
+
+    target: Target
+    python: str
+    cuda: str | None
+    variant: str
+    packages: tuple[Package, ...]
+    reasons: tuple[str, ...]
+    rejected: tuple[Rejection, ...]
+    warnings: tuple[str, ...] = ()
+    bnb_library: str | None = None
+    proven: tuple[Evidence, ...] = ()
+    confirmed: bool = True
+    matrix_digest: str = ""
+    extra_indexes: tuple[str, ...] = field(default=())
+    formats: tuple[ProfileFormat, ...] = ()  # what the profile's environment loads and makes (profiles.toml)
+
+    @property
+    def profile(self) -> str:
+        return self.target.profile
+
+    def package(self, name: str) -> Package | None:
+        return next((p for p in self.packages if p.name == name), None)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "schema": "envbuilder.plan/1",
+            "ok": True,
+            "profile": self.profile,
+            "target": self.target.to_json(),
+            "python": self.python,
+            "cuda": self.cuda,
+            "variant": self.variant,
+            "packages": [p.to_json() for p in self.packages],
+            "indexes": list(self.extra_indexes),
+            "bnb_library": self.bnb_library,
+            "confirmed": self.confirmed,
+            "proven": [{"date": e.date, "gpu": e.gpu, "driver": e.driver, "source": e.source} for e in self.proven],
+            "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
+            "rejected": [r.to_json() for r in self.rejected],
+            "formats": [formats.format_json(f) for f in self.formats],
+            "matrix_digest": self.matrix_digest,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoPlan:
+    """No combination can work: the constraints that ruled everything out, and the nearest alternatives."""
+
+    target: Target
+    reasons: tuple[str, ...]
+    rejected: tuple[Rejection, ...]
+    nearest: tuple[str, ...] = ()
+    matrix_digest: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "schema": "envbuilder.plan/1",
+            "ok": False,
+            "profile": self.target.profile,
+            "target": self.target.to_json(),
+            "python": None,
+            "cuda": None,
+            "packages": [],
+            "reasons": list(self.reasons),
+            "rejected": [r.to_json() for r in self.rejected],
+            "nearest": list(self.nearest),
+            "matrix_digest": self.matrix_digest,
+        }
