@@ -66,12 +66,14 @@ loaded = sorted(sys.modules)
 import json
 print(json.dumps({"code": code, "modules": loaded, "new": new, "dataclasses": classes}))
 """
-# What `envbuilder resolve` costs beyond the interpreter's own start-up, counted where machine speed does not
-# matter (bench/RESULTS-resolve.md has the times): the modules it imports, and the dataclasses it creates (each
-# costs about 1 ms of CPU to create here, as much as a tenth of the resolve itself). Counted 2026-12-02 after
-# the layer folders: 89 modules, 45 dataclasses (26 of them the matrix's rows). Raise a budget only with a new
-# bench figure beside it. +6 on 2026-12-03: the resolver's six modules beside its entry (plan, sources, search,
-# companions, ranking, explanation) import in 0.5-0.8 ms more than the one module did (-X importtime, best of 20).
+# What a computed `envbuilder resolve` costs beyond the interpreter's own start-up (a replayed one imports only
+# REPLAY_MODULES), counted where machine speed does not matter (bench/RESULTS-resolve.md has the times): the
+# modules it imports, and the dataclasses it creates (each costs about 1 ms of CPU to create here, as much as a
+# tenth of the resolve itself). Counted 2026-12-02 after the layer folders: 89 modules, 45 dataclasses (26 of
+# them the matrix's rows); 93 modules on 2026-12-03 with the replay's and the driver rule's (cli/app, _argv,
+# _replay, model/driver). Raise a budget only with a new bench figure beside it. +6 on 2026-12-03: the resolver's
+# six modules beside its entry (plan, sources, search, companions, ranking, explanation) import in 0.5-0.8 ms
+# more than the one module did (-X importtime, best of 20).
 MODULE_BUDGET = 101
 DATACLASS_BUDGET = 48
 
