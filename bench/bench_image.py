@@ -30,9 +30,10 @@ from envbuilder.jobs.image import copy_wheels, write_context  # noqa: E402
 from envbuilder.edge import _run  # noqa: E402
 from envbuilder.edge.containers import BuildRequest, Podman  # noqa: E402
 from envbuilder.edge.settings import Settings  # noqa: E402
+from envbuilder.model.images import PinTable, load_pin_table  # noqa: E402
 from envbuilder.model.lock import Lock, read_lock  # noqa: E402
 from envbuilder.model.smoke import load_smoke_table  # noqa: E402
-from envbuilder.render.dockerfile import UV_IMAGE, Options, build_args, image_tags, render_context  # noqa: E402
+from envbuilder.render.dockerfile import Options, build_args, image_tags, render_context  # noqa: E402
 
 # Published (compressed, as Docker Hub lists it) sizes of official pytorch/pytorch runtime images, keyed by
 # (torch, cuda). Only figures read in a source go here, with that source; none could be found with the
@@ -71,14 +72,15 @@ def main(argv: list[str]) -> int:
     p.add_argument("--lock", default=str(ROOT / "dockerfiles" / "cpu" / "pylock.cpu.toml"))
     p.add_argument("--bnb", default="0.49.2", help="the other bitsandbytes pin for the rebuild")
     p.add_argument("--base-image")
-    p.add_argument("--uv-image", default=UV_IMAGE)
+    p.add_argument("--uv-image", help="default: uv's image at the matrix's release (images.toml [uv])")
     p.add_argument("--find-links", action="append", default=[])
     p.add_argument("--ca-cert")
     p.add_argument("--keep", action="store_true", help="keep the images")
     args = p.parse_args(argv)
     engine = Podman()
     settings = Settings(find_links=tuple(args.find_links))
-    options = Options(base_image=args.base_image, uv_image=args.uv_image)
+    # uv's release from the matrix; the bases stay tags (no digests), as the bench has always built them.
+    options = Options(base_image=args.base_image, uv_image=args.uv_image, pins=PinTable(uv=load_pin_table().uv))
     lock_a = read_lock(Path(args.lock))
     t_a, _, tags_a = _build(
         engine,

@@ -19,13 +19,14 @@ import pytest
 from envbuilder.cli.app import main
 from envbuilder.edge import _run, containers
 from envbuilder.edge.containers import BuildRequest, Docker, NoEngine, Podman, choose_engine
+from envbuilder.model.images import load_pin_table
 from envbuilder.model.lock import read_lock
-from envbuilder.render.dockerfile import UV_VERSION, image_tags
+from envbuilder.render.dockerfile import image_tags
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_LOCK = ROOT / "dockerfiles" / "cpu" / "pylock.cpu.toml"
 BASE = "localhost/envbuilder-test-base:bookworm"
-UV_LOCAL = f"localhost/envbuilder-test-uv:{UV_VERSION}"
+UV_LOCAL = f"localhost/envbuilder-test-uv:{load_pin_table().uv_version}"
 STORAGE = ("--storage-driver", "vfs")
 
 

@@ -43,6 +43,9 @@ SM90 = DOCKERFILES / "bnb-sm90" / "pylock.bnb-sm90.toml"
 SM86 = DOCKERFILES / "bnb-sm86" / "pylock.bnb-sm86.toml"
 SM89 = DOCKERFILES / "bnb-sm89" / "pylock.bnb-sm89.toml"
 GPTQ = DOCKERFILES / "gptq-sm89" / "pylock.gptq-sm89.toml"
+# uv's release from the matrix (images.toml [uv]) and nothing else: the base images stay tags here.
+UV_ONLY = PinTable(uv=load_pin_table().uv)
+DEFAULT = Options(pins=UV_ONLY)
 
 
 def _regen():  # type: ignore[no-untyped-def]
@@ -87,7 +90,7 @@ def _relabel_text(lock_path: Path, name: str) -> str:
 )
 def test_dockerfile_structure(lock_path: Path, base: str, gpu: bool) -> None:
     lock = read_lock(lock_path)
-    devel = PinTable(cuda_devel=load_pin_table().cuda_devel)  # the devel images only: bases stay tags here
+    devel = PinTable(uv=UV_ONLY.uv, cuda_devel=load_pin_table().cuda_devel)  # uv and devel images: bases stay tags
     text = render_dockerfile(lock, options=Options(pins=devel))
     froms = re.findall(r"^FROM (\S+) AS (\S+)$", text, re.MULTILINE)
     assert froms == [
@@ -126,7 +129,7 @@ def test_labels_name_target_profile_matrix_and_lock() -> None:
     assert labels["io.envbuilder.lock-digest"] == lock.tool.digest
     assert labels["io.envbuilder.matrix-digest"] == "sha256:" + lock.tool.matrix_digest.removeprefix("sha256:")
     assert labels["org.opencontainers.image.version"].endswith(lock.short_hash)
-    text = render_dockerfile(lock)
+    text = render_dockerfile(lock, options=DEFAULT)
     for key, value in labels.items():
         assert f'{key}="{value}"' in text
 
@@ -139,7 +142,7 @@ def _instructions(text: str) -> list[str]:
 
 def test_no_secret_reaches_a_layer() -> None:
     """CA bundles and credentials are build secrets: never COPY'd, ADD'ed, ARG'd, ENV'd or labelled."""
-    text = render_dockerfile(read_lock(SM90), options=Options(index_url="https://mirror.example/simple"))
+    text = render_dockerfile(read_lock(SM90), options=Options(index_url="https://mirror.example/simple", pins=UV_ONLY))
     steps = _instructions(text)
     assert not [s for s in steps if s.startswith("ADD ")]
     copied = [s.split()[-2] for s in steps if s.startswith("COPY ")]
@@ -176,7 +179,7 @@ def test_dockerignore_sends_only_what_is_used() -> None:
 
 def test_context_splits_the_cuda_stack_from_the_rest() -> None:
     lock = read_lock(SM90)
-    files = render_context(lock, SM90.read_text(encoding="utf-8"), table=load_smoke_table())
+    files = render_context(lock, SM90.read_text(encoding="utf-8"), table=load_smoke_table(), options=DEFAULT)
     stack = re.findall(r"^(\S+)==", files["requirements/cuda-stack.txt"], re.MULTILINE)
     rest = re.findall(r"^(\S+)==", files["requirements/rest.txt"], re.MULTILINE)
     assert "torch" in stack and "triton" in stack and any(n.startswith("nvidia-") for n in stack)
@@ -200,7 +203,7 @@ def test_context_splits_the_cuda_stack_from_the_rest() -> None:
 def test_extra_indexes_come_from_the_locked_urls(lock_path: Path, indexes: tuple[str, ...]) -> None:
     lock = read_lock(lock_path)
     assert extra_indexes(lock) == indexes
-    text = render_dockerfile(lock)
+    text = render_dockerfile(lock, options=DEFAULT)
     assert (f'ARG UV_INDEX="{indexes[0]}"' if indexes else "ARG UV_INDEX\n") in text
 
 
@@ -220,7 +223,7 @@ def test_smoke_expectation_from_the_lock() -> None:
 
 def test_image_smoke_build_mode_passes_here_and_fails_on_a_foreign_lock(tmp_path: Path) -> None:
     """The image's build step runs here: the smoke program's version check names what differs from the lock."""
-    files = render_context(read_lock(CPU), CPU.read_text(encoding="utf-8"), table=load_smoke_table())
+    files = render_context(read_lock(CPU), CPU.read_text(encoding="utf-8"), table=load_smoke_table(), options=DEFAULT)
     for rel in ("smoke/check.py", "smoke/expect.json"):
         (tmp_path / rel.split("/")[1]).write_text(files[rel], encoding="utf-8")
     argv = [sys.executable, str(tmp_path / "check.py"), "--light", "--text", "--expect", str(tmp_path / "expect.json")]
@@ -314,10 +317,11 @@ def test_bad_urls_are_refused(url: str, message: str) -> None:
 
 def test_base_image_option_is_validated() -> None:
     lock = read_lock(CPU)
-    text = render_dockerfile(lock, options=Options(base_image="mirror.example.com/library/python:3.11-slim-bookworm"))
+    mirror = "mirror.example.com/library/python:3.11-slim-bookworm"
+    text = render_dockerfile(lock, options=Options(base_image=mirror, pins=UV_ONLY))
     assert "ARG BASE_IMAGE=mirror.example.com/library/python:3.11-slim-bookworm\n" in text
     with pytest.raises(DockerError):
-        render_dockerfile(lock, options=Options(base_image="python:3.11 AS evil"))
+        render_dockerfile(lock, options=Options(base_image="python:3.11 AS evil", pins=UV_ONLY))
     assert build_args(lock, Options(base_image="mirror.example.com/python:3.11")) == {
         "BASE_IMAGE": "mirror.example.com/python:3.11"
     }
@@ -578,7 +582,7 @@ def test_base_images_are_pinned_by_the_recorded_digest() -> None:
     assert f'org.opencontainers.image.base.digest="{digest}"' in text
     assert 'org.opencontainers.image.base.name="python:3.11-slim-bookworm"' in text
     # No digest is recorded for uv's image or the CUDA devel image: they stay tags (never a made-up digest).
-    assert "ARG UV_IMAGE=ghcr.io/astral-sh/uv:" in text and "uv:0.13.9@" not in text
+    assert "ARG UV_IMAGE=ghcr.io/astral-sh/uv:" in text and f"uv:{pins.uv_version}@" not in text
     gptq = render_dockerfile(read_lock(GPTQ), options=Options(pins=pins))
     assert "ARG BASE_IMAGE=nvidia/cuda:12.8.1-devel-ubuntu24.04\n" in gptq
     assert "base.digest" not in gptq
@@ -606,6 +610,32 @@ def test_the_cuda_devel_image_is_the_matrix_row_of_the_lock_cuda() -> None:
     bad = {"cuda-devel": [{"cuda": "twelve", "ref": "x", "source": "s", "confidence": "confirmed"}]}
     with pytest.raises(MatrixError, match="CUDA version 'twelve'"):
         parse_pin_table([("overlay/images.toml", bad)])
+
+
+def test_uv_is_the_matrix_release(tmp_path: Path) -> None:
+    """images.toml's [uv] is the uv the image copies (and the recipes install); an overlay's replaces it; a table
+    without one, or a release that is not X.Y.Z, is refused with the file named."""
+    from envbuilder.model.images import parse_pin_table
+
+    shipped = tomllib.loads((ROOT / "matrices" / "images.toml").read_text())
+    assert UV_ONLY.uv_version == shipped["uv"]["version"] and UV_ONLY.uv is not None and UV_ONLY.uv.source
+    text = render_dockerfile(read_lock(CPU), options=DEFAULT)
+    assert f"ARG UV_IMAGE=ghcr.io/astral-sh/uv:{UV_ONLY.uv_version}\n" in text
+    same = Options(uv_image=f"ghcr.io/astral-sh/uv:{UV_ONLY.uv_version}", pins=UV_ONLY)
+    assert "UV_IMAGE" not in build_args(read_lock(CPU), same)  # the default given by name is no build argument
+    (tmp_path / "images.toml").write_text(
+        'schema-version = 1\n[uv]\nversion = "0.99.1"\nsource = "s"\nconfidence = "confirmed"\n', encoding="utf-8"
+    )
+    laid = load_pin_table([tmp_path])
+    assert laid.uv_version == "0.99.1" and laid.actions == load_pin_table().actions
+    assert "ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.99.1\n" in render_dockerfile(read_lock(CPU), options=Options(pins=laid))
+    with pytest.raises(MatrixError, match=r"images.toml: no \[uv\] table"):
+        render_dockerfile(read_lock(CPU), options=Options())
+    bad = {"uv": {"version": "0.14", "source": "s", "confidence": "confirmed"}}
+    with pytest.raises(MatrixError, match=r"uv version '0\.14' in 'uv\.version' is not valid"):
+        parse_pin_table([("overlay/images.toml", bad)])
+    with pytest.raises(MatrixError, match="unknown key"):
+        parse_pin_table([("overlay/images.toml", {"uv": {**bad["uv"], "version": "0.14.1", "sha": "x"}})])
 
 
 def test_a_resolved_digest_pins_a_given_base_image_and_its_build_argument() -> None:
@@ -662,7 +692,7 @@ def test_the_image_carries_the_guard() -> None:
     from envbuilder.render.dockerfile import guard_constraints
 
     lock = read_lock(SM90)
-    steps = _instructions(render_dockerfile(lock))
+    steps = _instructions(render_dockerfile(lock, options=DEFAULT))
     runtime = steps[max(i for i, s in enumerate(steps) if s.startswith("FROM ")) :]
     assert "COPY --chmod=0644 requirements/envbuilder-constraints.txt /opt/venv/envbuilder-constraints.txt" in runtime
     env = " ".join(s for s in runtime if s.startswith("ENV "))

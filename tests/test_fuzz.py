@@ -509,8 +509,9 @@ def test_cached_resolution(text: Edit | str, matrix: Any) -> None:
     text = text_of(text)
     sources = Sources(pytorch_index=None, wheelhouse=(TORCH_WHEEL,), wheelhouse_dirs=("/opt/wheels",))
     plan = resolve(build_target(matrix, gpus=(), pythons=("3.11",), profile="cpu", torch="2.13.0"), matrix, sources)
-    assert resolution_problem(RESOLUTION, plan=plan, settings=Settings(), indexes=()) is None  # type: ignore[arg-type]
-    problem = resolution_problem(text, plan=plan, settings=Settings(), indexes=())  # type: ignore[arg-type]
+    settings = Settings(pytorch_index=matrix.pytorch_index)  # the CLI's default sources: PyPI and the PyTorch index
+    assert resolution_problem(RESOLUTION, plan=plan, settings=settings, indexes=()) is None  # type: ignore[arg-type]
+    problem = resolution_problem(text, plan=plan, settings=settings, indexes=())  # type: ignore[arg-type]
     assert problem is None or isinstance(problem, str)
     _tally("caches", "discarded" if problem else "accepted")
 

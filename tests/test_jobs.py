@@ -39,7 +39,7 @@ def test_no_plan_is_a_check_failure_that_carries_the_reasons(matrix: Matrix) -> 
 @pytest.mark.integration
 @pytest.mark.network
 def test_the_lock_job_returns_what_it_wrote(matrix: Matrix, tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache")
+    settings = Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache", pytorch_index=matrix.pytorch_index)
     target = build_target(matrix, gpus=parse_gpus("sm_90", matrix), driver="580.65.06", pythons=("3.12",))
     out = tmp_path / "pylock.h100.toml"
     said: list[str] = []
@@ -74,7 +74,13 @@ def test_the_dry_run_shows_the_commands_create_runs(
     from test_create import WHEELHOUSE  # skips, saying why, where pip's wheelhouse has no CPU torch
 
     assert WHEELHOUSE is not None
-    settings = Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache", find_links=(WHEELHOUSE,), refresh=True)
+    settings = Settings(
+        home=tmp_path / "home",
+        cache_dir=tmp_path / "cache",
+        pytorch_index=matrix.pytorch_index,  # the CLI's default
+        find_links=(WHEELHOUSE,),
+        refresh=True,
+    )
     target = build_target(matrix, gpus=(), pythons=("3.11",), profile="cpu")
     lock_out = tmp_path / "pylock.jobs.toml"
     request = create_job.CreateRequest(target=target, name="jobs", lock_out=lock_out, smoke=False)

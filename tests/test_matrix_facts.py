@@ -13,7 +13,6 @@ import pytest
 from packaging.specifiers import SpecifierSet
 
 from envbuilder.doctor import Context, Device, Evidence, diagnose
-from envbuilder.edge.settings import DEFAULT_PYTORCH_INDEX
 from envbuilder.model.errors import MatrixError
 from envbuilder.model.matrix import BnbFirst, Matrix, load_matrix
 from envbuilder.model.target import build_target, parse_gpus
@@ -120,11 +119,27 @@ def test_a_bad_extension_row_is_refused(tmp_path: Path) -> None:
         load_matrix([tmp_path])
 
 
-def test_the_pytorch_index_is_the_matrixs(matrix: Matrix) -> None:
-    """torch.toml's indexes.pytorch is where plans take variant builds from and where a NoPlan looks for one;
-    the CLI's default (settings, read before any matrix is loaded, for --help) must be the same URL."""
-    assert matrix.pytorch_index == DEFAULT_PYTORCH_INDEX
+def test_the_pytorch_index_is_the_matrixs(matrix: Matrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.toml's indexes.pytorch is where plans take variant builds from, where a NoPlan looks for one, and the
+    CLI's default --pytorch-index: an overlay's index moves all three (before, the CLI kept its own copy)."""
+    from envbuilder.cli.app import build_parser
+    from envbuilder.cli._sources import settings_from_args
+
+    monkeypatch.delenv("ENVBUILDER_PYTORCH_INDEX", raising=False)
+    argv = ["--no-config", "lock", "--no-pip-config"]
+    assert settings_from_args(build_parser().parse_args(argv)).pytorch_index == matrix.pytorch_index
+    (tmp_path / "torch.toml").write_text('schema-version = 1\nindexes.pytorch = "https://mirror.example/whl/"\n')
+    laid = settings_from_args(build_parser().parse_args(["--matrix-dir", str(tmp_path), *argv]))
+    assert laid.pytorch_index == load_matrix([tmp_path]).pytorch_index == "https://mirror.example/whl"
+    given = build_parser().parse_args([*argv, "--pytorch-index", "https://given.example/whl"])
+    assert settings_from_args(given).pytorch_index == "https://given.example/whl"
+    (tmp_path / "torch.toml").write_text('schema-version = 1\nindexes.pytorch = "mirror.example/whl"\n')
+    with pytest.raises(MatrixError, match=r"torch.toml: not an index URL: 'mirror.example/whl' in 'indexes.pytorch'"):
+        load_matrix([tmp_path])
+    log = "libcusparse.so.12: undefined symbol: __nvJitLinkComplete_12_4, version libnvJitLink.so.12"
+    assert f"({matrix.pytorch_index}/cuXYZ)" in _log_findings(matrix, log)["cuda-libs-mixed"][1]
     mirror = dataclasses.replace(matrix, pytorch_index="https://mirror.example/whl")
+    assert "(https://mirror.example/whl/cuXYZ)" in _log_findings(mirror, log)["cuda-libs-mixed"][1]  # the doctor's fix
     target = build_target(mirror, gpus=parse_gpus("sm_120", mirror), pythons=("3.12",), torch="==2.7.1")
     plan = resolve(target, mirror)  # Blackwell needs torch 2.7.1's cu128 build: PyPI's is cu126
     assert isinstance(plan, Plan)

@@ -19,6 +19,7 @@ from envbuilder.cli.app import main
 from envbuilder.doctor import Context, diagnose, load_rules
 from envbuilder.edge.settings import env_flag
 from envbuilder.model.errors import TargetError
+from envbuilder.model.images import load_pin_table
 from envbuilder.model.matrix import Matrix, load_matrix
 from envbuilder.model.smoke import load_smoke_table, program_text
 from envbuilder.render import recipe, values
@@ -28,6 +29,7 @@ GOLDEN = Path(__file__).parent / "golden"
 LOGS = Path(__file__).parent / "fixtures" / "windows"
 
 SMOKE_TABLE = load_smoke_table()
+UV_VERSION = load_pin_table().uv_version  # images.toml [uv]: the uv the script installs
 BNB_FIRST = load_matrix().bnb_first_on("windows-x86_64").version  # type: ignore[union-attr]
 
 
@@ -42,6 +44,7 @@ def spec(**over: object) -> recipe.RecipeSpec:
         "driver_floor": "527.41",
         "pins": ("torch==2.14.1+cu126", "bitsandbytes==0.50.2", "transformers==5.24.0", "accelerate==1.15.0"),
         "indexes": ("https://download.pytorch.org/whl/cu126",),
+        "uv_version": UV_VERSION,
         "bnb_first": BNB_FIRST,
     }
     base.update(over)

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from envbuilder.model.errors import LockError, TargetError
+from envbuilder.model.images import load_pin_table
 from envbuilder.model.matrix import Matrix
 from envbuilder.model.smoke import load_smoke_table
 from envbuilder.model.target import build_target, parse_gpus
@@ -32,6 +33,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 SMOKE_TABLE = load_smoke_table()
+UV_VERSION = load_pin_table().uv_version  # images.toml [uv]: the uv the script installs
 
 
 def spec(**over: object) -> recipe.RecipeSpec:
@@ -45,6 +47,7 @@ def spec(**over: object) -> recipe.RecipeSpec:
         "driver_floor": "527.41",
         "pins": ("torch==2.14.1+cu126", "bitsandbytes==0.50.2", "transformers==5.24.0"),
         "indexes": ("https://download.pytorch.org/whl/cu126",),
+        "uv_version": UV_VERSION,
         "bnb_first": None,
     }
     base.update(over)
@@ -88,7 +91,9 @@ def test_plan_to_script_carries_floor_and_toolkit(
     plan = plan_for(matrix, gpu, profile)
     native, mvc = driver_floors(matrix, plan.cuda, "wsl2") if plan.cuda else (None, None)
     compiles = any(q.kernels == "jit" and plan.package(q.name) for q in matrix.quant)
-    made = recipe.recipe_spec(plan, driver_floor=mvc or native, compiles=compiles, smoke=SMOKE_TABLE, bnb_first=None)
+    made = recipe.recipe_spec(
+        plan, driver_floor=mvc or native, compiles=compiles, uv_version=UV_VERSION, smoke=SMOKE_TABLE, bnb_first=None
+    )
     text = render_wsl2_script(made)
     assert f"CUDA_TOOLKIT={shlex.quote(toolkit)}\n" in text
     assert f"DRIVER_FLOOR={shlex.quote(floor)}\n" in text
@@ -176,6 +181,23 @@ def test_checklist_names_the_floor_and_the_uv_installer() -> None:
     assert "bash setup.sh" in lines[2]
     assert any("standalone installer" in line for line in lines)
     assert any("No CUDA toolkit" in line for line in lines)
+
+
+def test_the_recipes_install_the_matrix_uv(tmp_path: Path) -> None:
+    """Both scripts install images.toml's [uv] release; an overlay directory's [uv] replaces it."""
+    from envbuilder.cli.app import main
+
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "images.toml").write_text(
+        'schema-version = 1\n[uv]\nversion = "0.99.1"\nsource = "s"\nconfidence = "confirmed"\n', encoding="utf-8"
+    )
+    for os_name, line in (("wsl2", "UV_VERSION={}\n"), ("windows", "$UvVersion = '{}'\n")):
+        for dirs, version in (([], UV_VERSION), (["--matrix-dir", str(overlay)], "0.99.1")):
+            out = tmp_path / f"{os_name}-{version}"
+            argv = [*dirs, "recipe", os_name, "--gpu", "sm_89", "--driver", "576.02", "-o", str(out)]
+            assert main(argv) == 0
+            assert line.format(version) in out.read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- shellcheck

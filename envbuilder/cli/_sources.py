@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from envbuilder.edge.settings import DEFAULT_PYTORCH_INDEX, Settings, UvOutput, env_flag, with_credentials_apart
+from envbuilder.edge.settings import Settings, UvOutput, env_flag, with_credentials_apart
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +25,7 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--pytorch-index",
         metavar="URL",
-        help=f"the PyTorch index or its mirror (default {DEFAULT_PYTORCH_INDEX}; ENVBUILDER_PYTORCH_INDEX)",
+        help="the PyTorch index or its mirror (default: the matrix's indexes.pytorch; ENVBUILDER_PYTORCH_INDEX)",
     )
     g.add_argument(
         "--find-links",
@@ -113,6 +113,13 @@ def uv_output() -> UvOutput:
     return "terminal" if console.color_err else "terminal-plain"
 
 
+def _matrix_pytorch_index(args: argparse.Namespace) -> str:
+    """The default PyTorch index: the matrix's (torch.toml ``indexes.pytorch``, with the --matrix-dir overlays)."""
+    from envbuilder.cli._common import load_matrix_for
+
+    return load_matrix_for(args).pytorch_index
+
+
 def settings_from_args(args: argparse.Namespace, manifest_sources: Mapping[str, Any] | None = None) -> Settings:
     from envbuilder.model.errors import SourceError
 
@@ -136,7 +143,7 @@ def settings_from_args(args: argparse.Namespace, manifest_sources: Mapping[str, 
             args.pytorch_index
             or os.environ.get("ENVBUILDER_PYTORCH_INDEX")
             or src.get("pytorch-index")
-            or DEFAULT_PYTORCH_INDEX
+            or _matrix_pytorch_index(args)
         ).rstrip("/"),
         find_links=tuple(dict.fromkeys(find_links)),
         ca_certs=tuple(certs),

@@ -267,8 +267,8 @@ def rule_runtime_libs(ctx: Context) -> Iterable[Finding]:
             "nvidia-* CUDA wheels in the environment come from different CUDA releases (a second install pulled "
             "other ones), or LD_LIBRARY_PATH points at an older CUDA",
             "reinstall torch with its own CUDA libraries from one index: pip uninstall -y torch torchvision "
-            "torchaudio, then install them together from the index of torch's CUDA variant (download.pytorch.org/"
-            "whl/cuXYZ); drop other CUDA directories from LD_LIBRARY_PATH; "
+            "torchaudio, then install them together from the index of torch's CUDA variant "
+            f"({ctx.matrix.pytorch_index}/cuXYZ); drop other CUDA directories from LD_LIBRARY_PATH; "
             + plan_fix(ctx.matrix, ev, _profile(ev), names=("torch",), python=ctx.python).text,
             layer="cuda-runtime",
         )

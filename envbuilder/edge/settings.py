@@ -20,7 +20,6 @@ if TYPE_CHECKING:  # credentials (base64, a regex) are imported by the one funct
     from envbuilder.model.credentials import Credential
 
 __all__ = [
-    "DEFAULT_PYTORCH_INDEX",
     "CacheEntry",
     "Settings",
     "UvOutput",
@@ -33,7 +32,6 @@ __all__ = [
     "with_credentials_apart",
 ]
 
-DEFAULT_PYTORCH_INDEX = "https://download.pytorch.org/whl"
 # How uv's install output reaches the user: kept for the error message only, relayed as plain lines (a CI log),
 # or relayed from a pseudo-terminal so that uv draws its own progress bars (a terminal); "-plain" without colour.
 UvOutput = Literal["capture", "lines", "terminal", "terminal-plain"]
@@ -109,7 +107,8 @@ class Settings:
     """Where things go and where packages come from.
 
     ``index_url`` replaces PyPI (a mirror); ``pytorch_index`` is the PyTorch index or its mirror (variant
-    indexes are ``<pytorch_index>/<variant>``); ``find_links`` are wheelhouse directories; ``ca_certs`` are
+    indexes are ``<pytorch_index>/<variant>``; None: none; the CLI's default is the matrix's, ``Matrix.pytorch_index``,
+    filled in by ``cli._sources.settings_from_args``); ``find_links`` are wheelhouse directories; ``ca_certs`` are
     extra CA bundles for corporate proxies; ``offline`` forbids the network altogether. The URLs carry no
     userinfo: ``credentials`` holds it (``with_credentials_apart``), and only uv and the probe read it.
     """
@@ -117,7 +116,7 @@ class Settings:
     home: Path = field(default_factory=_default_home)
     index_url: str | None = None
     extra_index_urls: tuple[str, ...] = ()
-    pytorch_index: str | None = DEFAULT_PYTORCH_INDEX
+    pytorch_index: str | None = None
     find_links: tuple[str, ...] = ()
     ca_certs: tuple[str, ...] = ()
     offline: bool = False

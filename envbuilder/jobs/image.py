@@ -142,14 +142,14 @@ class ImageBuildResult:
 def _pins(images: ImageOptions, settings: Settings | None, locks: Sequence[Lock], note: Say) -> PinTable:
     """The recorded digests and action commits; with ``resolve_digests``, every image's digest read just now."""
     from envbuilder.model.images import load_pin_table
-    from envbuilder.render.dockerfile import UV_IMAGE, default_base
+    from envbuilder.render.dockerfile import default_base, uv_image
 
     pins = load_pin_table(images.matrix_dirs)
     if not images.resolve_digests:
         return pins
     from envbuilder.edge.registry import resolve_digests
 
-    refs = [images.uv_image or UV_IMAGE, *(images.base_image or default_base(lock, pins).image for lock in locks)]
+    refs = [images.uv_image or uv_image(pins), *(images.base_image or default_base(lock, pins).image for lock in locks)]
     ca = settings.ca_certs[0] if settings and settings.ca_certs else None
     resolved = resolve_digests(refs, ca_cert=ca)
     for image, digest in resolved.items():
@@ -161,11 +161,11 @@ def context_options(
     images: ImageOptions, settings: Settings | None, locks: Sequence[Lock], *, note: Say = _quiet
 ) -> Options:
     """The renderer's options for ``locks``: the images, the index a build uses (``settings``), the pins."""
-    from envbuilder.render.dockerfile import UV_IMAGE, Options
+    from envbuilder.render.dockerfile import Options
 
     return Options(
         base_image=images.base_image,
-        uv_image=images.uv_image or UV_IMAGE,
+        uv_image=images.uv_image,
         index_url=settings.index_url if settings else None,
         pins=_pins(images, settings, locks, note),
     )

@@ -2,7 +2,7 @@
 
 Typed in (``RecipeRequest``, a ``Target`` or a lock path), typed out (``Recipe``: the spec, the script and the
 checklist); ``write`` puts the script in place. The renderers (``render/``) stay pure; this module reads the
-matrix's smoke table and the lock, and writes the file.
+matrix's smoke table and uv release (images.toml) and the lock, and writes the file.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ __all__ = ["Recipe", "RecipeRequest", "from_lock", "from_plan", "refuse_windows"
 
 @dataclass(frozen=True, slots=True)
 class RecipeRequest:
-    """Which recipe: the OS, the environment's name and directory there, and the matrix overlays (smoke table)."""
+    """Which recipe: the OS, the environment's name and directory there, and the matrix overlays (smoke table,
+    uv release)."""
 
     os: RecipeOs
     name: str | None = None
@@ -71,6 +72,7 @@ def refuse_windows(profile: str | None) -> None:
 def from_plan(request: RecipeRequest, target: Target, matrix: Matrix) -> RecipeSpec:
     """The recipe spec of the resolver's plan for ``target`` (the matrix's view: no sources are probed)."""
     from envbuilder.model.errors import CheckFailed
+    from envbuilder.model.images import load_pin_table
     from envbuilder.model.smoke import load_smoke_table
     from envbuilder.render import recipe
     from envbuilder.resolve import NoPlan, resolve
@@ -92,6 +94,7 @@ def from_plan(request: RecipeRequest, target: Target, matrix: Matrix) -> RecipeS
         compiles=_compiles(matrix, {p.name for p in plan.packages}),
         name=request.name,
         env_dir=request.env_dir,
+        uv_version=load_pin_table(request.matrix_dirs).uv_version,
         smoke=load_smoke_table(request.matrix_dirs),
         bnb_first=_bnb_first(matrix, plan.target.platform),
     )
@@ -99,6 +102,7 @@ def from_plan(request: RecipeRequest, target: Target, matrix: Matrix) -> RecipeS
 
 def from_lock(request: RecipeRequest, lock_path: Path, matrix: Matrix) -> RecipeSpec:
     """The recipe spec of a lock (its text goes into the script as it is)."""
+    from envbuilder.model.images import load_pin_table
     from envbuilder.model.lock import read_lock_text
     from envbuilder.model.smoke import load_smoke_table
     from envbuilder.render import recipe
@@ -113,6 +117,7 @@ def from_lock(request: RecipeRequest, lock_path: Path, matrix: Matrix) -> Recipe
         lock_text=text,
         name=request.name,
         env_dir=request.env_dir,
+        uv_version=load_pin_table(request.matrix_dirs).uv_version,
         smoke=load_smoke_table(request.matrix_dirs),
         bnb_first=_bnb_first(matrix, lock.tool.platform),
     )

@@ -1,9 +1,10 @@
-"""What generated files pull from elsewhere, pinned (``matrices/images.toml``): image digests, action commits.
+"""What generated files pull from elsewhere, pinned (``matrices/images.toml``): uv, image digests, action commits.
 
-A Dockerfile names its base images, the workflow of ``envbuilder ci`` its actions. Both are facts that move
-(a tag is rebuilt, a version tag is re-pointed), so they live in the matrix with their source: an image by the
-digest of its index, an action by the commit its release tag points at. The renderers take a ``PinTable`` and
-stay pure; ``envbuilder dockerfile/ci --resolve-digests`` adds digests read from the registry at render time.
+A Dockerfile names uv's image and its base images, a recipe uv's installer, the workflow of ``envbuilder ci``
+its actions. These are facts that move (a release comes out, a tag is rebuilt, a version tag is re-pointed), so
+they live in the matrix with their source: uv by its release, an image by the digest of its index, an action by
+the commit its release tag points at. The renderers take a ``PinTable`` (or the values read from it) and stay
+pure; ``envbuilder dockerfile/ci --resolve-digests`` adds digests read from the registry at render time.
 """
 
 from __future__ import annotations
@@ -17,7 +18,17 @@ from typing import Any
 from envbuilder.model.errors import MatrixError
 from envbuilder.model.matrix import Fact, _load_file, _read_all, _Row, _rows, matrix_dirs
 
-__all__ = ["IMAGES_FILE", "ActionPin", "CudaDevelImage", "ImageDigest", "PinTable", "load_pin_table", "parse_pin_table"]
+__all__ = [
+    "IMAGES_FILE",
+    "UV_VERSION_PATTERN",
+    "ActionPin",
+    "CudaDevelImage",
+    "ImageDigest",
+    "PinTable",
+    "UvRelease",
+    "load_pin_table",
+    "parse_pin_table",
+]
 
 IMAGES_FILE = "images"  # matrices/images.toml
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -26,6 +37,15 @@ _USES = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _VERSION = re.compile(r"^v\d+(?:\.\d+){0,2}$")
 _REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]{0,254}$")
 _CUDA = re.compile(r"^\d{1,2}\.\d{1,2}$")
+# uv's release as its image tag and installer URL spell it; render.values checks a recipe's value with it too.
+UV_VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UvRelease(Fact):
+    """The uv release generated files install (``"0.13.9"``): the image's uv stage and the recipes' installer."""
+
+    version: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,10 +81,19 @@ class CudaDevelImage(Fact):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PinTable:
+    uv: UvRelease | None = None  # None only in a table built by hand: ``uv_version`` refuses it
     images: tuple[ImageDigest, ...] = ()
     actions: tuple[ActionPin, ...] = ()
     cuda_devel: tuple[CudaDevelImage, ...] = ()
     resolved: Mapping[str, str] = field(default_factory=dict)  # ref -> digest read from the registry just now
+
+    @property
+    def uv_version(self) -> str:
+        """The uv release to install: images.toml's ``[uv]`` (a table without one is refused, exit 2)."""
+        if self.uv is None:
+            msg = f"{IMAGES_FILE}.toml: no [uv] table"
+            raise MatrixError(msg, hint='add one: [uv] version = "X.Y.Z", source, confidence (see matrices/SCHEMA.md)')
+        return self.uv.version
 
     def digest(self, ref: str) -> str | None:
         """The digest ``ref`` is pinned to: resolved now, else recorded, else None (stays a tag)."""
@@ -85,6 +114,7 @@ class PinTable:
 
     def with_resolved(self, resolved: Mapping[str, str]) -> PinTable:
         return PinTable(
+            uv=self.uv,
             images=self.images,
             actions=self.actions,
             cuda_devel=self.cuda_devel,
@@ -98,6 +128,19 @@ def _checked(r: _Row, key: str, pattern: re.Pattern[str], what: str) -> str:
         msg = f"{r.file}: {what} {value!r} in '{r.path}.{key}' is not valid"
         raise MatrixError(msg, hint="see matrices/SCHEMA.md (images.toml)")
     return value
+
+
+def _uv(doc: Mapping[str, Any], label: str) -> UvRelease | None:
+    table = doc.get("uv")
+    if table is None:
+        return None
+    if not isinstance(table, Mapping):
+        msg = f"{label}: 'uv' must be a table"
+        raise MatrixError(msg, hint='write it as [uv] with version = "X.Y.Z" (see matrices/SCHEMA.md)')
+    r = _Row(table, label, "uv")
+    uv = UvRelease(version=_checked(r, "version", UV_VERSION_PATTERN, "uv version"), **r.fact())
+    r.done()
+    return uv
 
 
 def _image(r: _Row) -> ImageDigest:
@@ -127,21 +170,29 @@ def _devel(r: _Row) -> CudaDevelImage:
 
 
 def parse_pin_table(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> PinTable:
-    """Pure: the shipped document and its overlays, in order (a row with the same ref or action replaces)."""
+    """Pure: the shipped document and its overlays, in order (a row with the same ref or action replaces, and
+    an overlay's ``[uv]`` replaces the shipped one)."""
+    uv: UvRelease | None = None
     images: dict[str, ImageDigest] = {}
     actions: dict[str, ActionPin] = {}
     devel: dict[str, CudaDevelImage] = {}
     for label, doc in docs:
         top = _Row(doc, label, "")
-        top.seen.update(("schema-version", "image", "action", "cuda-devel"))
+        top.seen.update(("schema-version", "uv", "image", "action", "cuda-devel"))
         top.done()
+        uv = _uv(doc, label) or uv
         for i in _read_all(_rows(doc, label, "image", required=False), _image):
             images[i.ref] = i
         for a in _read_all(_rows(doc, label, "action", required=False), _action):
             actions[a.uses] = a
         for d in _read_all(_rows(doc, label, "cuda-devel", required=False), _devel):
             devel[d.cuda] = d
-    return PinTable(images=tuple(images.values()), actions=tuple(actions.values()), cuda_devel=tuple(devel.values()))
+    return PinTable(
+        uv=uv,
+        images=tuple(images.values()),
+        actions=tuple(actions.values()),
+        cuda_devel=tuple(devel.values()),
+    )
 
 
 def load_pin_table(extra_dirs: Iterable[str | Path] | None = None) -> PinTable:

@@ -1102,7 +1102,6 @@ def load_matrix(extra_dirs: Iterable[str | Path] | None = None) -> Matrix:
 
     meta, gpus, drv, torch, bnb = (docs[n] for n in ("meta", "gpus", "driver", "torch", "bitsandbytes"))
     date = _Row(meta, "meta.toml", "").get("date", str)
-    indexes = _Row(torch, "torch.toml", "").get("indexes", dict)
     matrix = Matrix(
         date=date,
         digest=found.digest.hexdigest(),
@@ -1111,7 +1110,7 @@ def load_matrix(extra_dirs: Iterable[str | Path] | None = None) -> Matrix:
         toolkits=_read_all(rows(drv, "driver.toml", "toolkit"), _toolkit),
         minor_compat=_read_all(rows(drv, "driver.toml", "minor-compat"), _minor),
         forward_compat=_forward(drv, "driver.toml"),
-        pytorch_index=str(indexes.get("pytorch", "")).rstrip("/"),
+        pytorch_index=_pytorch_index(torch),
         torch_releases=_read_all(rows(torch, "torch.toml", "release"), _torch_release),
         torch_builds=_read_all(rows(torch, "torch.toml", "build"), _torch_build),
         bnb_releases=_read_all(rows(bnb, "bitsandbytes.toml", "release"), _bnb_release),
@@ -1132,6 +1131,16 @@ def load_matrix(extra_dirs: Iterable[str | Path] | None = None) -> Matrix:
     )
     _cross_check(matrix)
     return matrix
+
+
+def _pytorch_index(torch: Mapping[str, Any]) -> str:
+    """torch.toml's ``indexes.pytorch``: the PyTorch index (variant index ``<it>/<variant>``), the default of
+    ``--pytorch-index`` and of a plan's sources; the one place its URL is written."""
+    r = _Row(_Row(torch, "torch.toml", "").get("indexes", dict), "torch.toml", "indexes")
+    url = r.get("pytorch", str)
+    if not url.startswith(("https://", "http://")) or any(c.isspace() for c in url):
+        raise r._fail("pytorch", f"not an index URL: {url!r}", 'write it like "https://download.pytorch.org/whl"')
+    return url.rstrip("/")
 
 
 def _bnb_loader(r: _Row) -> BnbLoader:

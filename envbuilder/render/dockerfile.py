@@ -30,7 +30,6 @@ from envbuilder.model.images import PinTable
 from envbuilder.model.lock import Lock, LockedPackage, check_env_name, lock_file_name
 from envbuilder.model.smoke import Expect, SmokeTable, expect_for, program_text
 from envbuilder.model.types import PROFILES
-from envbuilder.render import UV_VERSION
 from envbuilder.render.values import (
     PYTHON,
     REGISTRY,
@@ -49,8 +48,7 @@ __all__ = [
     "APP_UID",
     "IMAGE_PLATFORMS",
     "PYPI_FILES",
-    "UV_IMAGE",
-    "UV_VERSION",
+    "UV_REPOSITORY",
     "Base",
     "DockerError",
     "Options",
@@ -73,11 +71,12 @@ __all__ = [
     "stack_packages",
     "tag_base",
     "target_text",
+    "uv_image",
     "wheelhouse_files",
 ]
 
-# uv's own image (FROM scratch, the binary at /uv); --uv-image points at a mirror of it.
-UV_IMAGE = f"ghcr.io/astral-sh/uv:{UV_VERSION}"
+# uv's own image (FROM scratch, the binary at /uv), tagged by release; --uv-image points at a mirror of it.
+UV_REPOSITORY = "ghcr.io/astral-sh/uv"
 VENV = "/opt/venv"
 STACK = "/opt/envbuilder/cuda-stack"
 PYTHONS = "/opt/python"
@@ -113,6 +112,11 @@ def check_lock(lock: Lock) -> Lock:
     for p in lock.packages:
         safe(p.requirement, "package")
     return lock
+
+
+def uv_image(pins: PinTable) -> str:
+    """uv's own image at the release the matrix pins (images.toml ``[uv]``): ``ghcr.io/astral-sh/uv:X.Y.Z``."""
+    return f"{UV_REPOSITORY}:{pins.uv_version}"
 
 
 # --------------------------------------------------------------------------- names and tags
@@ -254,7 +258,7 @@ class Options:
     """What a user may change without editing the Dockerfile (each is also a build argument)."""
 
     base_image: str | None = None
-    uv_image: str = UV_IMAGE
+    uv_image: str | None = None  # None: uv's own image at the matrix's release (``uv_image(pins)``)
     index_url: str | None = None
     # Digests of image references (matrices/images.toml, or read from the registry: --resolve-digests).
     pins: PinTable = field(default_factory=PinTable)
@@ -363,7 +367,7 @@ def render_dockerfile(lock: Lock, *, options: Options | None = None) -> str:
     check_lock(lock)
     base = default_base(lock, options.pins)
     base_image = check_image(pin_image(options.base_image or base.image, options.pins), "base image")
-    uv_image = check_image(pin_image(options.uv_image, options.pins), "uv image")
+    uv_image_ref = check_image(pin_image(options.uv_image or uv_image(options.pins), options.pins), "uv image")
     indexes = " ".join(extra_indexes(lock))
     gpu = lock.tool.cuda is not None
     site = f"{VENV}/lib/python{lock.tool.python}/site-packages"
@@ -371,7 +375,7 @@ def render_dockerfile(lock: Lock, *, options: Options | None = None) -> str:
         *_header(lock, base, base_image),
         "",
         f"ARG BASE_IMAGE={base_image}",
-        f"ARG UV_IMAGE={uv_image}",
+        f"ARG UV_IMAGE={uv_image_ref}",
         "",
         "FROM ${UV_IMAGE} AS uv",
         "",
@@ -514,7 +518,7 @@ def build_args(lock: Lock, options: Options, *, wheelhouse_serves_all: bool = Fa
     args: dict[str, str] = {}
     if options.base_image:
         args["BASE_IMAGE"] = check_image(pin_image(options.base_image, options.pins), "base image")
-    if options.uv_image != UV_IMAGE:
+    if options.uv_image and options.uv_image != uv_image(options.pins):
         args["UV_IMAGE"] = check_image(pin_image(options.uv_image, options.pins), "uv image")
     if options.index_url:
         args["UV_DEFAULT_INDEX"] = check_url(options.index_url, "index URL")

@@ -31,7 +31,6 @@ from envbuilder.model.errors import LockError
 from envbuilder.model.lock import Lock, check_env_name, default_env_name
 from envbuilder.model.smoke import Expect, SmokeTable, expect_for
 from envbuilder.model.types import is_index_url
-from envbuilder.render import UV_VERSION
 from envbuilder.render.values import (
     CUDA,
     DRIVER,
@@ -52,7 +51,6 @@ __all__ = [
     "CUDA_KEYRING_URL",
     "NOT_ON_WINDOWS",
     "UV_MIN_VERSION",
-    "UV_VERSION",
     "VC_REDIST_URL",
     "RecipeOs",
     "RecipeSpec",
@@ -104,7 +102,8 @@ class RecipeSpec:
     lock_text: str | None = None
     compiles: bool = False
     env_dir: str | None = None
-    uv_version: str = UV_VERSION
+    # The uv release the script installs when uv is missing (images.toml [uv], read by the caller).
+    uv_version: str
     # What the smoke program checks after the install (versions, torch's CUDA, imports, bounds).
     expect: Expect | None = None
 
@@ -136,7 +135,7 @@ def recipe_spec(
     lock_text: str | None = None,
     name: str | None = None,
     env_dir: str | None = None,
-    uv_version: str = UV_VERSION,
+    uv_version: str,
     smoke: SmokeTable,
     bnb_first: str | None,
 ) -> RecipeSpec:

@@ -12,6 +12,7 @@ import re
 import urllib.parse
 
 from envbuilder.model.errors import EnvbuilderError, LockError, TargetError
+from envbuilder.model.images import UV_VERSION_PATTERN
 
 __all__ = [
     "BAKE_TARGET",
@@ -51,7 +52,6 @@ DRIVER = re.compile(r"^\d{3}(?:\.\d{1,3}){0,2}$")
 VARIANT = re.compile(r"^(cpu|cu\d{3})$")
 PROFILE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 PLATFORM = re.compile(r"^[a-z]+-[a-z0-9_]+$")
-UV_VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
 PIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,99})==[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$")
 SHA256_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # Images may name a plain-http mirror (a registry-side proxy); recipes run on users' machines: https, or plain
