@@ -194,7 +194,8 @@ def driver_cuda_lines(args: argparse.Namespace, host: Host) -> list[str]:
 def plan_driver_floor(args: argparse.Namespace, host: Host) -> str | None:
     """The lowest driver that runs the plan for this host's GPUs natively (no driver known yet), or None when no
     plan can be made (a GPU whose architecture is unknown, no GPU at all)."""
-    from envbuilder.resolve import Plan, resolve
+    from envbuilder.model.plan import Plan
+    from envbuilder.resolve import resolve
     from envbuilder.rules.cuda import driver_floors
 
     if not host.gpus:

@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from envbuilder.resolve import Plan, index_variants, resolve
+    from envbuilder.model.plan import Plan
+    from envbuilder.resolve import index_variants, resolve
 
     matrix = load_matrix_for(args)
     target = target_from_args(args, matrix)
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 def render(result: object, *, show_all: bool = False) -> str:
     """A short, readable plan: pins with their index, then why, then what was rejected."""
-    from envbuilder.resolve import NoPlan, Plan
+    from envbuilder.model.plan import NoPlan, Plan
 
     lines: list[str] = []
     if isinstance(result, Plan):

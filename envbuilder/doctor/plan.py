@@ -24,8 +24,8 @@ from envbuilder.model.types import ProfileName as Profile
 from envbuilder.rules.cuda import driver_floors
 
 if TYPE_CHECKING:  # the resolver is imported when a finding needs a fix, not for every log the doctor reads
+    from envbuilder.model.plan import Plan
     from envbuilder.model.target import Target
-    from envbuilder.resolve import Plan
 
 __all__ = [
     "ASK_ENV",
@@ -102,7 +102,8 @@ _PLANNED_WITH: list[Matrix] = []
 
 
 def _planned(matrix: Matrix, target: Target) -> Plan | None:
-    from envbuilder.resolve import Plan, resolve
+    from envbuilder.model.plan import Plan
+    from envbuilder.resolve import resolve
 
     if not _PLANNED_WITH or _PLANNED_WITH[0] is not matrix or len(_PLANS) > 64:
         _PLANS.clear()

@@ -16,7 +16,7 @@ from envbuilder.edge.venv import SmokeOutcome
 from envbuilder.model.errors import CheckFailed, CommandFailed, LockError, TargetError
 from envbuilder.model.lock import Lock, finalize, parse_lock, requirements_text, with_smoke
 from envbuilder.model.matrix import Matrix, Profile, TorchBuild
-from envbuilder.resolve import Plan
+from envbuilder.model.plan import Plan
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from envbuilder.edge.settings import Settings
     from envbuilder.edge.venv import SmokeOutcome
     from envbuilder.model.matrix import Matrix
+    from envbuilder.model.plan import Plan
     from envbuilder.model.target import Target
-    from envbuilder.resolve import Plan
 
 __all__ = ["Commands", "CreateRequest", "CreateResult", "Prepared", "commands", "create", "prepare"]
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from envbuilder.edge.settings import Settings
     from envbuilder.model.matrix import Matrix
+    from envbuilder.model.plan import Plan
     from envbuilder.model.target import Target
-    from envbuilder.resolve import Plan
 
 __all__ = [
     "LockRequest",

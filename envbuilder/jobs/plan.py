@@ -9,8 +9,9 @@ from envbuilder.model.errors import CheckFailed
 if TYPE_CHECKING:
     from envbuilder.edge.settings import Settings
     from envbuilder.model.matrix import Matrix
+    from envbuilder.model.plan import NoPlan, Plan
     from envbuilder.model.target import Target
-    from envbuilder.resolve import NoPlan, Plan, Sources
+    from envbuilder.resolve import Sources
 
 __all__ = ["NoPlanFound", "gather", "plan"]
 
@@ -35,7 +36,8 @@ def gather(settings: Settings, target: Target, matrix: Matrix) -> Sources:
 
 def plan(target: Target, matrix: Matrix, sources: Sources, *, what: str) -> Plan:
     """The resolver's plan; ``NoPlanFound("no known-good combination for <what>")`` when there is none."""
-    from envbuilder.resolve import NoPlan, resolve
+    from envbuilder.model.plan import NoPlan
+    from envbuilder.resolve import resolve
 
     found = resolve(target, matrix, sources)
     if isinstance(found, NoPlan):

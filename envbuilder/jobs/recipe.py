@@ -73,9 +73,10 @@ def from_plan(request: RecipeRequest, target: Target, matrix: Matrix) -> RecipeS
     """The recipe spec of the resolver's plan for ``target`` (the matrix's view: no sources are probed)."""
     from envbuilder.model.errors import CheckFailed
     from envbuilder.model.images import load_pin_table
+    from envbuilder.model.plan import NoPlan
     from envbuilder.model.smoke import load_smoke_table
     from envbuilder.render import recipe
-    from envbuilder.resolve import NoPlan, resolve
+    from envbuilder.resolve import resolve
 
     if request.os == "windows":
         refuse_windows(target.profile)

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from envbuilder.edge.settings import Settings
     from envbuilder.model.lock import Lock
     from envbuilder.model.matrix import Matrix
+    from envbuilder.model.plan import NoPlan, Plan
     from envbuilder.model.target import Target
-    from envbuilder.resolve import NoPlan, Plan, Sources
+    from envbuilder.resolve import Sources
 
 __all__ = ["Prepared", "UpgradeRequest", "UpgradeResult", "prepare", "upgrade"]
 
@@ -104,7 +105,8 @@ def prepare(request: UpgradeRequest, matrix: Matrix, settings: Settings, *, prog
     from envbuilder.jobs import builder
     from envbuilder.jobs import plan as plan_job
     from envbuilder.model.lock import diff_pins, read_lock
-    from envbuilder.resolve import NoPlan, resolve
+    from envbuilder.model.plan import NoPlan
+    from envbuilder.resolve import resolve
 
     where = str(request.path) if request.path is not None else None
     env = venv.find_env(None if where else request.name, settings, path=where)
@@ -170,7 +172,8 @@ def _nearest(plan: NoPlan, matrix: Matrix, sources: Sources, request: UpgradeReq
     target with the constraint lifted, spelt as the command that asks for it."""
     from dataclasses import replace
 
-    from envbuilder.resolve import Plan, resolve
+    from envbuilder.model.plan import Plan
+    from envbuilder.resolve import resolve
 
     if plan.nearest:
         return "nearest that works: " + "; ".join(plan.nearest[:3])

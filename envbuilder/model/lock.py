@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from envbuilder import __version__
 from envbuilder.model.errors import LockError
+from envbuilder.model.plan import Plan
 from envbuilder.model.types import is_index_url
-from envbuilder.resolve import Plan
 
 if TYPE_CHECKING:
     from packaging.pylock import Package, PackageSdist, PackageWheel, Pylock

@@ -84,6 +84,7 @@ __all__ = [
     "TorchBuild",
     "TorchRelease",
     "WheelRef",
+    "format_json",
     "load_matrix",
     "matrix_dirs",
 ]
@@ -400,6 +401,11 @@ class ProfileFormat(Fact):
     make: bool
     cpu: FormatCpu = "unproven"
     via: str = ""
+
+
+def format_json(f: ProfileFormat) -> dict[str, object]:
+    """``--json``: one format row of a profile (a plan's, a profile's list)."""
+    return {"format": f.format, "load": f.load, "make": f.make, "cpu": f.cpu, "via": f.via, "source": f.source}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

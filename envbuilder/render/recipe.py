@@ -29,6 +29,7 @@ from typing import Literal
 
 from envbuilder.model.errors import LockError
 from envbuilder.model.lock import Lock, check_env_name, default_env_name
+from envbuilder.model.plan import Plan
 from envbuilder.model.smoke import Expect, SmokeTable, expect_for
 from envbuilder.model.types import is_index_url
 from envbuilder.render.values import (
@@ -44,7 +45,6 @@ from envbuilder.render.values import (
     check_env_dir,
     recipe_check,
 )
-from envbuilder.resolve import Plan
 from envbuilder.rules.bnb import lib_name
 
 __all__ = [

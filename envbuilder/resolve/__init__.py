@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from envbuilder.model.matrix import Matrix
+from envbuilder.model.plan import NoPlan, Package, Plan, Rejection
 from envbuilder.model.target import Target
 from envbuilder.model.types import is_index_url
 from envbuilder.resolve.companions import companion_needs
@@ -28,7 +29,6 @@ from envbuilder.resolve.explanation import (
     plan_warnings,
     torch_note,
 )
-from envbuilder.resolve.plan import NoPlan, Package, Plan, Rejection
 from envbuilder.resolve.ranking import rank, why_lower
 from envbuilder.resolve.search import (
     Option,

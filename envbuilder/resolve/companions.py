@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from envbuilder.model.matrix import Companion, Matrix, Quantizer, QuantLib
+from envbuilder.model.plan import Rejection
 from envbuilder.model.target import Target
-from envbuilder.resolve.plan import Rejection
 from envbuilder.rules import fit, formats
 from envbuilder.rules._version import minor as _minor
 from envbuilder.rules._version import v as _v

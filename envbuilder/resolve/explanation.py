@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from typing import Literal
 
 from envbuilder.model.matrix import Companion, Fact, Matrix, Quantizer, QuantLib
+from envbuilder.model.plan import Plan, Rejection
 from envbuilder.model.target import Target
 from envbuilder.model.types import PYPI
 from envbuilder.resolve.companions import companion_needs
-from envbuilder.resolve.plan import Plan, Rejection
 from envbuilder.resolve.search import Option, packages_of
 from envbuilder.rules import fit, formats
 from envbuilder.rules._version import v as _v

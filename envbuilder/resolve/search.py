@@ -22,10 +22,10 @@ from envbuilder.model.matrix import (
     TorchBuild,
     TorchRelease,
 )
+from envbuilder.model.plan import Package, Rejection
 from envbuilder.model.target import Target
 from envbuilder.model.types import PYPI, WHEELHOUSE
 from envbuilder.resolve.companions import Picking, rest_of_stack, with_quant
-from envbuilder.resolve.plan import Package, Rejection
 from envbuilder.resolve.sources import Sources, wheel_fits, wheelhouse_serves
 from envbuilder.rules import bnb as rules_bnb
 from envbuilder.rules import fit

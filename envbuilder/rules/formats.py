@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
-from envbuilder.model.matrix import QUANT_METHODS, Matrix, Profile, ProfileFormat, Quantizer
+from envbuilder.model.matrix import QUANT_METHODS, Matrix, Profile, ProfileFormat, Quantizer, format_json
 
 __all__ = [
     "FORMAT_LABELS",
     "FormatSummary",
-    "format_json",
     "format_table",
     "formats_json",
     "formats_line",
@@ -133,11 +132,6 @@ def formats_line(rows: Sequence[ProfileFormat]) -> str:
 def ordered(rows: Sequence[ProfileFormat]) -> tuple[ProfileFormat, ...]:
     """The rows in one order everywhere (QUANT_METHODS: GPTQ, AWQ, compressed-tensors, bitsandbytes 4/8-bit)."""
     return tuple(sorted(rows, key=lambda f: QUANT_METHODS.index(f.format)))
-
-
-def format_json(f: ProfileFormat) -> dict[str, object]:
-    """``--json``: one format row of a profile."""
-    return {"format": f.format, "load": f.load, "make": f.make, "cpu": f.cpu, "via": f.via, "source": f.source}
 
 
 def formats_json(profile: Profile) -> list[dict[str, object]]:

@@ -1,14 +1,14 @@
 """The resolver's answer: a ``Plan`` (exact pins, their sources, every reason) or a ``NoPlan`` (why nothing works,
 and the nearest alternatives), with the ``Package`` pins and ``Rejection`` reasons they carry. Values only: the
-JSON contract ``envbuilder.plan/1`` is their ``to_json``."""
+JSON contract ``envbuilder.plan/1`` is their ``to_json``. The resolver (``resolve/``) makes them; the lock, the
+renderers, the doctor and the jobs read them, so they sit with the other values."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from envbuilder.model.matrix import Evidence, ProfileFormat
+from envbuilder.model.matrix import Evidence, ProfileFormat, format_json
 from envbuilder.model.target import Target
-from envbuilder.rules import formats
 
 __all__ = ["NoPlan", "Package", "Plan", "Rejection"]
 
@@ -82,7 +82,7 @@ class Plan:
             "reasons": list(self.reasons),
             "warnings": list(self.warnings),
             "rejected": [r.to_json() for r in self.rejected],
-            "formats": [formats.format_json(f) for f in self.formats],
+            "formats": [format_json(f) for f in self.formats],
             "matrix_digest": self.matrix_digest,
         }
 
