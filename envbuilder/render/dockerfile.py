@@ -78,7 +78,7 @@ __all__ = [
 # uv's own image (FROM scratch, the binary at /uv), tagged by release; --uv-image points at a mirror of it.
 UV_REPOSITORY = "ghcr.io/astral-sh/uv"
 VENV = "/opt/venv"
-STACK = "/opt/envbuilder/cuda-stack"
+STACK_DIR = "/opt/envbuilder/cuda-stack"  # the CUDA stack layer (torch, triton, nvidia-*), on sys.path by a .pth
 PYTHONS = "/opt/python"
 SMOKE_DIR = "/opt/envbuilder/smoke"
 APP_UID = 10001
@@ -86,7 +86,8 @@ PYPI_FILES = "https://files.pythonhosted.org/"
 
 # The platforms images are built for, as the matrix and as the OCI spec name them.
 IMAGE_PLATFORMS: Mapping[str, str] = {"linux-x86_64": "linux/amd64", "linux-aarch64": "linux/arm64"}
-_STACK = re.compile(r"^(torch|triton|pytorch-triton.*|nvidia-.+|cuda-.+)$")
+# The packages of the CUDA stack layer (STACK_DIR: rebuilt only when one of them changes).
+_STACK_PACKAGE = re.compile(r"^(torch|triton|pytorch-triton.*|nvidia-.+|cuda-.+)$")
 
 
 def check_lock(lock: Lock) -> Lock:
@@ -205,11 +206,11 @@ def default_base(lock: Lock, pins: PinTable) -> Base:
 
 def stack_packages(lock: Lock) -> tuple[LockedPackage, ...]:
     """torch and the CUDA stack it brings: the big, rarely changing layer."""
-    return tuple(p for p in lock.packages if _STACK.match(p.name))
+    return tuple(p for p in lock.packages if _STACK_PACKAGE.match(p.name))
 
 
 def rest_packages(lock: Lock) -> tuple[LockedPackage, ...]:
-    return tuple(p for p in lock.packages if not _STACK.match(p.name))
+    return tuple(p for p in lock.packages if not _STACK_PACKAGE.match(p.name))
 
 
 def hashed_lines(packages: Sequence[LockedPackage]) -> str:
@@ -402,13 +403,13 @@ def render_dockerfile(lock: Lock, *, options: Options | None = None) -> str:
         "# Changing any other pin (bitsandbytes, transformers, ...) leaves this stage and its layer cached.",
         "FROM venv AS cuda-stack",
         "COPY requirements/cuda-stack.txt /opt/envbuilder/requirements/cuda-stack.txt",
-        *_install_run("/opt/envbuilder/requirements/cuda-stack.txt", STACK),
+        *_install_run("/opt/envbuilder/requirements/cuda-stack.txt", STACK_DIR),
         "",
         "# --- builder: every other package of the lock, into the venv ---------------------------------",
         "FROM venv AS rest",
         "COPY requirements/rest.txt /opt/envbuilder/requirements/rest.txt",
         *_install_run("/opt/envbuilder/requirements/rest.txt", None),
-        f'RUN echo "{STACK}" > {site}/envbuilder-cuda-stack.pth',
+        f'RUN echo "{STACK_DIR}" > {site}/envbuilder-cuda-stack.pth',
         "",
         "# --- runtime: the base image, a non-root user and only what runs ------------------------------",
         "FROM ${BASE_IMAGE} AS runtime",
@@ -424,7 +425,7 @@ def render_dockerfile(lock: Lock, *, options: Options | None = None) -> str:
             "    NVIDIA_DRIVER_CAPABILITIES=compute,utility",
         ]
     lines += [
-        f"COPY --from=cuda-stack {STACK} {STACK}",
+        f"COPY --from=cuda-stack {STACK_DIR} {STACK_DIR}",
         f"COPY --from=rest {PYTHONS} {PYTHONS}",
         f"COPY --from=rest {VENV} {VENV}",
         "# The guard: the lock's stack layers bind uv and pip inside the image (to move one, rebuild from a new",
