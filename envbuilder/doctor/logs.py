@@ -400,10 +400,16 @@ class _Scanned:
     def holds(self, literal: str, icase: bool) -> bool:
         key = (literal, icase)
         if key not in self.found:
-            if icase and self.folded is None:
-                self.folded = _folded(self.text)
-            self.found[key] = literal in (self.folded if icase else self.text)  # type: ignore[operator]
+            self.found[key] = literal in self._hay(icase)
         return self.found[key]
+
+    def _hay(self, icase: bool) -> str:
+        """The text, case-folded (once, on first need) where the pattern ignores case."""
+        if not icase:
+            return self.text
+        if self.folded is None:
+            self.folded = _folded(self.text)
+        return self.folded
 
     def may(self, rx: re.Pattern[str]) -> bool:
         """False when the text holds none of the literals every match of ``rx`` holds: no search needed."""
@@ -439,10 +445,8 @@ class _Scanned:
         """The lines that hold one of ``literals``, joined in order (None: case-folding moved positions)."""
         key = (literals, icase)
         if key not in self.lines:
-            if icase and self.folded is None:
-                self.folded = _folded(self.text)
-            hay = self.folded if icase else self.text
-            if hay is None or len(hay) != len(self.text):
+            hay = self._hay(icase)
+            if len(hay) != len(self.text):
                 self.lines[key] = None
                 return None
             spans: set[tuple[int, int]] = set()

@@ -88,7 +88,7 @@ class Http:
     bytes_in: int = 0
     requests_made: int = 0
     credentials: tuple[Credential, ...] = field(default=(), repr=False)
-    _session: Any = field(default=None, repr=False)
+    _session: requests.Session | None = field(default=None, repr=False)
 
     def add_index(self, url: str) -> str:
         """Register an index URL; its credentials (if any) are kept apart. Returns the clean URL."""
@@ -125,7 +125,7 @@ class Http:
             if self.ca_cert:
                 session.verify = self.ca_cert
             self._session = session
-        return self._session  # type: ignore[no-any-return]
+        return self._session
 
     def close(self) -> None:
         if self._session is not None:

@@ -407,7 +407,7 @@ def gather(
     upstream: Upstream,
     wanted: Mapping[str, Sequence[str]],
     *,
-    pytorch_builds: Iterable[tuple[str, str, str]] = (),
+    pytorch_builds: Iterable[tuple[str, str, Platform]] = (),
     newer: bool = True,
 ) -> Observed:
     """Read what the matrix names (``wanted``: package -> its versions in the matrix), the newest patch of each
@@ -439,7 +439,7 @@ def gather(
             releases[package] = upstream.metadata_only(package, versions)
     variants: dict[tuple[str, str, str], ReleaseObs] = {}
     for variant, version, platform in pytorch_builds:
-        found = upstream.torch_variant(variant, version, platform)  # type: ignore[arg-type]
+        found = upstream.torch_variant(variant, version, platform)
         if found is not None:
             variants[(variant, version, platform)] = found
     return Observed(

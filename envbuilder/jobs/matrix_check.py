@@ -31,6 +31,7 @@ from envbuilder.edge.reader import parse_version_py, torch_variant
 from envbuilder.edge.upstream import FileObs, Observed, ReleaseObs, cp_tags, wheel_platform
 from envbuilder.jobs.matrix_audit import Edit, Mismatch, Row
 from envbuilder.model.audit import arch_key, cuda_of_library
+from envbuilder.model.types import PLATFORMS, Platform
 
 __all__ = [
     "DEPENDENCIES",
@@ -807,8 +808,12 @@ def wanted_versions(tables: Tables) -> dict[str, list[str]]:
     return out
 
 
-def pytorch_builds(tables: Tables) -> list[tuple[str, str, str]]:
-    """(variant, version, platform) of every Linux CUDA build the matrix says only the PyTorch index serves."""
+_PLATFORM: Mapping[str, Platform] = {p: p for p in PLATFORMS}  # a table's platform string as the closed set
+
+
+def pytorch_builds(tables: Tables) -> list[tuple[str, str, Platform]]:
+    """(variant, version, platform) of every Linux CUDA build the matrix says only the PyTorch index serves
+    (a platform the schema does not know is no build: the matrix refuses it)."""
     releases = tables.get(("torch.toml", "release"), ())
     out = []
     for build in tables.get(("torch.toml", "build"), ()):
@@ -819,8 +824,9 @@ def pytorch_builds(tables: Tables) -> list[tuple[str, str, str]]:
             version = str(rel.data.get("version"))
             if not _in_range(build.data.get("torch"), version):
                 continue
-            for platform in build.data.get("platforms") or ():
-                pypi = (rel.data.get("pypi") or {}).get(platform)
-                if str(platform).startswith("linux") and pypi != variant:
-                    out.append((variant, version, str(platform)))
+            for name in build.data.get("platforms") or ():
+                platform = _PLATFORM.get(str(name))
+                pypi = (rel.data.get("pypi") or {}).get(name)
+                if platform is not None and platform.startswith("linux") and pypi != variant:
+                    out.append((variant, version, platform))
     return out

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -557,7 +557,14 @@ class _Row:
         msg = f"{self.file}: {problem} in '{self.path}.{key}'" if self.path else f"{self.file}: {problem} in '{key}'"
         return MatrixError(msg, hint=fix)
 
-    def get(self, key: str, kind: type[T], *, required: bool = True, default: T | None = None) -> T:
+    @overload
+    def get(self, key: str, kind: type[T], *, required: Literal[True] = True) -> T: ...
+    @overload
+    def get(self, key: str, kind: type[T], *, required: bool = True, default: T) -> T: ...
+    @overload
+    def get(self, key: str, kind: type[T], *, required: bool) -> T | None: ...
+    def get(self, key: str, kind: type[T], *, required: bool = True, default: T | None = None) -> T | None:
+        """``key``'s value, of type ``kind``; absent: an error if ``required``, else ``default`` (None if none)."""
         self.seen.add(key)
         if key not in self.data:
             if required:
@@ -567,7 +574,7 @@ class _Row:
                 if typo:
                     raise self._fail(typo[0], "unknown key", f"did you mean {key!r}?")
                 raise self._fail(key, "missing key", f"add `{key} = ...` (see matrices/SCHEMA.md)")
-            return default  # type: ignore[return-value]
+            return default
         value = self.data[key]
         if kind is float and isinstance(value, int):
             value = float(value)
