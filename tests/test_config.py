@@ -269,6 +269,30 @@ def test_every_root_is_decided_in_one_place(environ: dict[str, str], data: str, 
     assert user_config_path(environ, home) == Path(config) / "config.toml"
 
 
+LOCAL = r"C:\Users\u\AppData\Local"
+
+
+@pytest.mark.parametrize(
+    ("environ", "os_name", "data"),
+    [
+        ({"LOCALAPPDATA": LOCAL}, "nt", LOCAL + r"\envbuilder"),  # Windows: the local application data, as uv's cache
+        ({"LOCALAPPDATA": LOCAL}, "posix", "/h/.local/share/envbuilder"),  # only Windows reads it
+        ({"LOCALAPPDATA": LOCAL, "XDG_DATA_HOME": "/xd"}, "nt", "/xd/envbuilder"),  # the XDG variable still wins
+        ({"LOCALAPPDATA": LOCAL, "ENVBUILDER_HOME": "/e"}, "nt", "/e"),  # and envbuilder's own above it
+        ({"LOCALAPPDATA": ""}, "nt", "/h/.local/share/envbuilder"),  # empty is unset
+        ({}, "nt", "/h/.local/share/envbuilder"),
+    ],
+)
+def test_on_windows_environments_live_in_the_local_application_data(
+    environ: dict[str, str], os_name: str, data: str
+) -> None:
+    from envbuilder.edge._roots import data_root
+    from envbuilder.edge.settings import data_home
+
+    assert data_root(environ, "/h", os_name) == data
+    assert data_home(environ, Path("/h"), os_name) == Path(data)
+
+
 def test_the_cache_holds_only_the_entries_its_layout_names(tmp_path: Path) -> None:
     """A real resolve (matrix cache, reachability answers) writes nothing under the cache but CacheEntry's names."""
     import os

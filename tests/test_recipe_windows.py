@@ -22,7 +22,7 @@ from envbuilder.model.errors import TargetError
 from envbuilder.model.images import load_pin_table
 from envbuilder.model.matrix import Matrix, load_matrix
 from envbuilder.model.smoke import load_smoke_table, program_text
-from envbuilder.render import recipe, values
+from envbuilder.render import recipe, values, windows
 from envbuilder.render.windows import render_windows_script
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -50,6 +50,46 @@ def spec(**over: object) -> recipe.RecipeSpec:
     base.update(over)
     made = recipe.RecipeSpec(**base)  # type: ignore[arg-type]
     return recipe.validate(dataclasses.replace(made, expect=recipe.recipe_expect(made, SMOKE_TABLE)))
+
+
+def _ps_data_root(environ: dict[str, str], home: str) -> str:
+    """What PS_DATA_ROOT's if/elseif chain gives for ``environ`` (no PowerShell here: its three forms read by hand)."""
+    import ntpath
+
+    branches = re.findall(r"(?:if|elseif) \(\$env:(\w+)\) \{\s*(.*?)\s*\}", windows.PS_DATA_ROOT, re.DOTALL)
+    last = re.search(r"else \{\s*(.*?)\s*\}$", windows.PS_DATA_ROOT, re.DOTALL)
+    assert len(branches) == 3 and last is not None
+    chosen = next((expr for var, expr in branches if environ.get(var)), last.group(1))
+    if chosen.startswith("$env:"):
+        return environ[chosen[5:]]
+    where, child = re.fullmatch(r"Join-Path (\$env:\w+|\$HOME) '([^']+)'", chosen).groups()  # type: ignore[union-attr]
+    return ntpath.join(home if where == "$HOME" else environ[where[5:]], child)
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"LOCALAPPDATA": r"C:\Users\u\AppData\Local"},
+        {"LOCALAPPDATA": r"C:\Users\u\AppData\Local", "XDG_DATA_HOME": r"D:\xdg"},
+        {"LOCALAPPDATA": r"C:\Users\u\AppData\Local", "ENVBUILDER_HOME": r"E:\envbuilder"},
+        {"LOCALAPPDATA": r"C:\Users\u\AppData\Local", "ENVBUILDER_HOME": "", "XDG_DATA_HOME": ""},
+        {},
+    ],
+)
+def test_the_script_finds_envbuilders_home_by_envbuilders_rule(environ: dict[str, str]) -> None:
+    """The recipe's environment lies where `envbuilder list/smoke` on that machine look (edge/_roots.data_root
+    with os_name "nt"), and the PowerShell completion lists the same directory."""
+    import ntpath
+
+    from envbuilder.cli import completion
+    from envbuilder.edge._roots import data_root
+
+    home = r"C:\Users\u"
+    assert ntpath.normpath(_ps_data_root(environ, home)) == ntpath.normpath(data_root(environ, home, "nt"))
+    assert windows.PS_DATA_ROOT + "\n$EnvDir = Join-Path $EnvbuilderHome (Join-Path 'envs' 'bnb-cu126-py3.12')" in (
+        windows.render_windows_script(spec())
+    )
+    assert windows.PS_DATA_ROOT.replace("\n", "\n        ") in completion.powershell([])
 
 
 LOCK = """lock-version = "1.0"

@@ -48,7 +48,10 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
         "--no-pip-config", action="store_true", help="ignore pip's configuration (index-url, find-links, cert)"
     )
     g.add_argument(
-        "--home", metavar="DIR", help="where environments live (default ~/.local/share/envbuilder; ENVBUILDER_HOME)"
+        "--home",
+        metavar="DIR",
+        help="where environments live (default ~/.local/share/envbuilder, on Windows %%LOCALAPPDATA%%\\envbuilder;"
+        " ENVBUILDER_HOME)",
     )
     g.add_argument(
         "--refresh", action="store_true", help="re-resolve even where the same resolution is cached (kept 24 h)"

@@ -503,12 +503,9 @@ Register-ArgumentCompleter -Native -CommandName envbuilder -ScriptBlock {
     } elseif ($given -eq 0 -and $node.positional -eq 'choice') {
         $candidates = $node.choices
     } elseif ($given -eq 0 -and $node.positional -eq 'env') {
-        $home_ = $env:ENVBUILDER_HOME
-        if (-not $home_) {
-            $data = if ($env:XDG_DATA_HOME) { $env:XDG_DATA_HOME } else { Join-Path $HOME '.local/share' }
-            $home_ = Join-Path $data 'envbuilder'
-        }
-        $candidates = @(Get-ChildItem -Path (Join-Path $home_ 'envs') -Directory -ErrorAction SilentlyContinue |
+        @DATA_ROOT@
+        $envs = Join-Path $EnvbuilderHome 'envs'
+        $candidates = @(Get-ChildItem -Path $envs -Directory -ErrorAction SilentlyContinue |
             ForEach-Object { $_.Name })
     }
     $candidates | Where-Object { $_ -like "$wordToComplete*" } | ForEach-Object {
@@ -532,4 +529,8 @@ def powershell(nodes: list[Node]) -> str:
             f" flags = @({', '.join(_pq(f) for f in n.flags)}); values = @{{ {values} }};"
             f" positional = {_pq(n.positional)}; choices = @({', '.join(_pq(c) for c in n.positional_choices)}) }}"
         )
-    return _POWERSHELL.replace("@NODES@", "\n".join(arms))
+    # envbuilder's home as the Windows recipe finds it (one PowerShell spelling of edge/_roots.data_root).
+    from envbuilder.render.windows import PS_DATA_ROOT
+
+    data_root = PS_DATA_ROOT.replace("\n", "\n        ")
+    return _POWERSHELL.replace("@NODES@", "\n".join(arms)).replace("@DATA_ROOT@", data_root)

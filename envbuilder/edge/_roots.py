@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-__all__ = ["cache_root", "root"]
+__all__ = ["cache_root", "data_root", "root"]
 
 
 def root(override: str | None, xdg: str, default: str, environ: Mapping[str, str] | None, home: str | None) -> str:
@@ -19,6 +19,22 @@ def root(override: str | None, xdg: str, default: str, environ: Mapping[str, str
         return env[override]
     base = env.get(xdg) or os.path.join(home or os.path.expanduser("~"), default)
     return os.path.join(base, "envbuilder")
+
+
+def data_root(environ: Mapping[str, str] | None = None, home: str | None = None, os_name: str | None = None) -> str:
+    """Where environments live: ``$ENVBUILDER_HOME``, else ``$XDG_DATA_HOME/envbuilder``, else on Windows
+    ``%LOCALAPPDATA%\\envbuilder`` (the user's local, not roaming, application data, where uv keeps its cache),
+    else ``~/.local/share/envbuilder``. ``os_name`` is an ``os.name`` value (default: this machine's). The scripts
+    envbuilder writes spell the same rule (the recipes, the shell completions); PowerShell takes a set
+    LOCALAPPDATA for Windows."""
+    env = os.environ if environ is None else environ
+    local = env.get("LOCALAPPDATA")
+    windows = (os.name if os_name is None else os_name) == "nt"
+    if windows and local and not env.get("ENVBUILDER_HOME") and not env.get("XDG_DATA_HOME"):
+        import ntpath  # os.path itself on Windows; named so that the rule reads the same when tested elsewhere
+
+        return ntpath.join(local, "envbuilder")
+    return root("ENVBUILDER_HOME", "XDG_DATA_HOME", ".local/share", environ, home)
 
 
 def cache_root(environ: Mapping[str, str] | None = None, home: str | None = None) -> str:

@@ -62,10 +62,10 @@ def _root(override: str | None, xdg: str, default: str, environ: Mapping[str, st
     return Path(_roots.root(override, xdg, default, environ, str(home) if home is not None else None))
 
 
-def data_home(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
-    """Where environments live: ``$ENVBUILDER_HOME``, else ``$XDG_DATA_HOME/envbuilder``
-    (``~/.local/share/envbuilder``)."""
-    return _root("ENVBUILDER_HOME", "XDG_DATA_HOME", ".local/share", environ, home)
+def data_home(environ: Mapping[str, str] | None = None, home: Path | None = None, os_name: str | None = None) -> Path:
+    """Where environments live: ``$ENVBUILDER_HOME``, else ``$XDG_DATA_HOME/envbuilder``, else on Windows
+    ``%LOCALAPPDATA%\\envbuilder``, else ``~/.local/share/envbuilder`` (the rule: ``_roots.data_root``)."""
+    return Path(_roots.data_root(environ, str(home) if home is not None else None, os_name))
 
 
 def cache_root(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:

@@ -31,7 +31,7 @@ from envbuilder.render.recipe import (
 )
 from envbuilder.render.values import check_ps_herestring, ps_quote
 
-__all__ = ["render_windows_script"]
+__all__ = ["PS_DATA_ROOT", "render_windows_script"]
 
 
 def _check_windows(spec: RecipeSpec) -> None:
@@ -69,10 +69,21 @@ def _ps_install(spec: RecipeSpec) -> str:
     )
 
 
+# envbuilder's home on Windows, as envbuilder itself decides it (edge/_roots.data_root), so that `envbuilder
+# list/smoke` find the environment later. Only Windows sets LOCALAPPDATA.
+PS_DATA_ROOT = """$EnvbuilderHome = if ($env:ENVBUILDER_HOME) { $env:ENVBUILDER_HOME } elseif ($env:XDG_DATA_HOME) {
+    Join-Path $env:XDG_DATA_HOME 'envbuilder'
+} elseif ($env:LOCALAPPDATA) {
+    Join-Path $env:LOCALAPPDATA 'envbuilder'
+} else {
+    Join-Path $HOME '.local/share/envbuilder'
+}"""
+
+
 def _ps_env_dir(spec: RecipeSpec) -> str:
     if spec.env_dir is not None:
         return "$EnvDir = " + ps_quote(spec.env_dir)
-    return "$EnvDir = Join-Path $env:LOCALAPPDATA (Join-Path 'envbuilder\\envs' " + ps_quote(spec.name) + ")"
+    return PS_DATA_ROOT + "\n$EnvDir = Join-Path $EnvbuilderHome (Join-Path 'envs' " + ps_quote(spec.name) + ")"
 
 
 def render_windows_script(spec: RecipeSpec) -> str:

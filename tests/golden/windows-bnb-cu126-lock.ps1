@@ -16,7 +16,14 @@ $DriverFloor = '527.41'
 $UvVersion = '0.13.9'
 $UvMinVersion = '0.9.0'
 $VcRedistUrl = 'https://aka.ms/vs/17/release/vc_redist.x64.exe'
-$EnvDir = Join-Path $env:LOCALAPPDATA (Join-Path 'envbuilder\envs' 'bnb-cu126-py3.12')
+$EnvbuilderHome = if ($env:ENVBUILDER_HOME) { $env:ENVBUILDER_HOME } elseif ($env:XDG_DATA_HOME) {
+    Join-Path $env:XDG_DATA_HOME 'envbuilder'
+} elseif ($env:LOCALAPPDATA) {
+    Join-Path $env:LOCALAPPDATA 'envbuilder'
+} else {
+    Join-Path $HOME '.local/share/envbuilder'
+}
+$EnvDir = Join-Path $EnvbuilderHome (Join-Path 'envs' 'bnb-cu126-py3.12')
 
 $script:Step = 0
 $script:Steps = 9
