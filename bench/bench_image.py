@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from envbuilder.cli.app import main as cli  # noqa: E402
-from envbuilder.jobs.image import copy_wheels, write_context  # noqa: E402
 from envbuilder.edge import _run  # noqa: E402
 from envbuilder.edge.containers import BuildRequest, Podman  # noqa: E402
 from envbuilder.edge.settings import Settings  # noqa: E402
+from envbuilder.jobs.image import copy_wheels, write_context  # noqa: E402
 from envbuilder.model.images import PinTable, load_pin_table  # noqa: E402
 from envbuilder.model.lock import Lock, read_lock  # noqa: E402
 from envbuilder.model.smoke import load_smoke_table  # noqa: E402

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from envbuilder import __version__
-from envbuilder.cli.app import COMMAND_MODULES, build_parser, main
 from envbuilder.cli._help import EXAMPLES
+from envbuilder.cli.app import COMMAND_MODULES, build_parser, main
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli.app import build_parser, main
 from envbuilder.cli._sources import settings_from_args
+from envbuilder.cli.app import build_parser, main
 from envbuilder.edge.config import find_project, merge_sources
 from envbuilder.edge.manifest import load_manifest
 from envbuilder.edge.settings import user_config_path
@@ -291,6 +291,27 @@ def test_on_windows_environments_live_in_the_local_application_data(
 
     assert data_root(environ, "/h", os_name) == data
     assert data_home(environ, Path("/h"), os_name) == Path(data)
+
+
+@pytest.mark.parametrize(
+    ("environ", "os_name", "cache"),
+    [
+        ({"LOCALAPPDATA": LOCAL}, "nt", LOCAL + r"\envbuilder\cache"),  # beside the environments, as uv's own
+        ({"LOCALAPPDATA": LOCAL}, "posix", "/h/.cache/envbuilder"),
+        ({"LOCALAPPDATA": LOCAL, "XDG_CACHE_HOME": "/xc"}, "nt", "/xc/envbuilder"),
+        ({"LOCALAPPDATA": LOCAL, "ENVBUILDER_CACHE": "/c"}, "nt", "/c"),
+        ({"LOCALAPPDATA": LOCAL, "XDG_DATA_HOME": "/xd"}, "nt", LOCAL + r"\envbuilder\cache"),  # the cache's own vars
+        ({}, "nt", "/h/.cache/envbuilder"),
+    ],
+)
+def test_on_windows_the_cache_lives_in_the_local_application_data(
+    environ: dict[str, str], os_name: str, cache: str
+) -> None:
+    from envbuilder.edge._roots import cache_root as cache_text
+    from envbuilder.edge.settings import cache_root
+
+    assert cache_text(environ, "/h", os_name) == cache
+    assert cache_root(environ, Path("/h"), os_name) == Path(cache)
 
 
 def test_the_cache_holds_only_the_entries_its_layout_names(tmp_path: Path) -> None:

@@ -624,16 +624,20 @@ def test_uv_is_the_matrix_release(tmp_path: Path) -> None:
     same = Options(uv_image=f"ghcr.io/astral-sh/uv:{UV_ONLY.uv_version}", pins=UV_ONLY)
     assert "UV_IMAGE" not in build_args(read_lock(CPU), same)  # the default given by name is no build argument
     (tmp_path / "images.toml").write_text(
-        'schema-version = 1\n[uv]\nversion = "0.99.1"\nsource = "s"\nconfidence = "confirmed"\n', encoding="utf-8"
+        'schema-version = 1\n[uv]\nversion = "0.99.1"\nmin-version = "0.9.0"\nsource = "s"\nconfidence = "confirmed"\n',
+        encoding="utf-8",
     )
     laid = load_pin_table([tmp_path])
     assert laid.uv_version == "0.99.1" and laid.actions == load_pin_table().actions
     assert "ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.99.1\n" in render_dockerfile(read_lock(CPU), options=Options(pins=laid))
     with pytest.raises(MatrixError, match=r"images.toml: no \[uv\] table"):
         render_dockerfile(read_lock(CPU), options=Options())
-    bad = {"uv": {"version": "0.14", "source": "s", "confidence": "confirmed"}}
+    bad = {"uv": {"version": "0.14", "min-version": "0.9.0", "source": "s", "confidence": "confirmed"}}
     with pytest.raises(MatrixError, match=r"uv version '0\.14' in 'uv\.version' is not valid"):
         parse_pin_table([("overlay/images.toml", bad)])
+    no_floor = {"uv": {"version": "0.14.1", "source": "s", "confidence": "confirmed"}}
+    with pytest.raises(MatrixError, match="min-version"):
+        parse_pin_table([("overlay/images.toml", no_floor)])
     with pytest.raises(MatrixError, match="unknown key"):
         parse_pin_table([("overlay/images.toml", {"uv": {**bad["uv"], "version": "0.14.1", "sha": "x"}})])
 

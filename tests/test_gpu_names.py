@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cli.app import main
 from envbuilder.cli._common import target_from_args
+from envbuilder.cli.app import main
 from envbuilder.edge import detect, nvidia
 from envbuilder.edge.detect import Host
 from envbuilder.edge.pci_source import read_pci_ids

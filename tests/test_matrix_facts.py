@@ -122,8 +122,8 @@ def test_a_bad_extension_row_is_refused(tmp_path: Path) -> None:
 def test_the_pytorch_index_is_the_matrixs(matrix: Matrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """torch.toml's indexes.pytorch is where plans take variant builds from, where a NoPlan looks for one, and the
     CLI's default --pytorch-index: an overlay's index moves all three (before, the CLI kept its own copy)."""
-    from envbuilder.cli.app import build_parser
     from envbuilder.cli._sources import settings_from_args
+    from envbuilder.cli.app import build_parser
 
     monkeypatch.delenv("ENVBUILDER_PYTORCH_INDEX", raising=False)
     argv = ["--no-config", "lock", "--no-pip-config"]

@@ -96,8 +96,8 @@ def test_relay_timeout_stops_the_child() -> None:
 )
 def test_cli_picks_uv_output(argv: list[str], tty: bool, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from envbuilder.cli import _console
-    from envbuilder.cli.app import build_parser
     from envbuilder.cli._sources import uv_output
+    from envbuilder.cli.app import build_parser
 
     class Stream:
         def isatty(self) -> bool:

@@ -29,7 +29,8 @@ GOLDEN = Path(__file__).parent / "golden"
 LOGS = Path(__file__).parent / "fixtures" / "windows"
 
 SMOKE_TABLE = load_smoke_table()
-UV_VERSION = load_pin_table().uv_version  # images.toml [uv]: the uv the script installs
+UV = load_pin_table().uv_release  # images.toml [uv]: the uv the script installs, the oldest it accepts
+UV_VERSION = UV.version
 BNB_FIRST = load_matrix().bnb_first_on("windows-x86_64").version  # type: ignore[union-attr]
 
 
@@ -45,6 +46,7 @@ def spec(**over: object) -> recipe.RecipeSpec:
         "pins": ("torch==2.14.1+cu126", "bitsandbytes==0.50.2", "transformers==5.24.0", "accelerate==1.15.0"),
         "indexes": ("https://download.pytorch.org/whl/cu126",),
         "uv_version": UV_VERSION,
+        "uv_min_version": UV.min_version,
         "bnb_first": BNB_FIRST,
     }
     base.update(over)

@@ -33,7 +33,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 SMOKE_TABLE = load_smoke_table()
-UV_VERSION = load_pin_table().uv_version  # images.toml [uv]: the uv the script installs
+UV = load_pin_table().uv_release  # images.toml [uv]: the uv the script installs, the oldest it accepts
+UV_VERSION = UV.version
 
 
 def spec(**over: object) -> recipe.RecipeSpec:
@@ -48,6 +49,7 @@ def spec(**over: object) -> recipe.RecipeSpec:
         "pins": ("torch==2.14.1+cu126", "bitsandbytes==0.50.2", "transformers==5.24.0"),
         "indexes": ("https://download.pytorch.org/whl/cu126",),
         "uv_version": UV_VERSION,
+        "uv_min_version": UV.min_version,
         "bnb_first": None,
     }
     base.update(over)
@@ -92,7 +94,7 @@ def test_plan_to_script_carries_floor_and_toolkit(
     native, mvc = driver_floors(matrix, plan.cuda, "wsl2") if plan.cuda else (None, None)
     compiles = any(q.kernels == "jit" and plan.package(q.name) for q in matrix.quant)
     made = recipe.recipe_spec(
-        plan, driver_floor=mvc or native, compiles=compiles, uv_version=UV_VERSION, smoke=SMOKE_TABLE, bnb_first=None
+        plan, driver_floor=mvc or native, compiles=compiles, uv=UV, smoke=SMOKE_TABLE, bnb_first=None
     )
     text = render_wsl2_script(made)
     assert f"CUDA_TOOLKIT={shlex.quote(toolkit)}\n" in text
@@ -184,20 +186,31 @@ def test_checklist_names_the_floor_and_the_uv_installer() -> None:
 
 
 def test_the_recipes_install_the_matrix_uv(tmp_path: Path) -> None:
-    """Both scripts install images.toml's [uv] release; an overlay directory's [uv] replaces it."""
+    """Both scripts install images.toml's [uv] release and accept no uv older than its min-version; an overlay
+    directory's [uv] replaces both."""
     from envbuilder.cli.app import main
 
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     (overlay / "images.toml").write_text(
-        'schema-version = 1\n[uv]\nversion = "0.99.1"\nsource = "s"\nconfidence = "confirmed"\n', encoding="utf-8"
+        'schema-version = 1\n[uv]\nversion = "0.99.1"\nmin-version = "0.11.2"\n'
+        'source = "s"\nconfidence = "confirmed"\n',
+        encoding="utf-8",
     )
-    for os_name, line in (("wsl2", "UV_VERSION={}\n"), ("windows", "$UvVersion = '{}'\n")):
-        for dirs, version in (([], UV_VERSION), (["--matrix-dir", str(overlay)], "0.99.1")):
+    lines = {
+        "wsl2": ("UV_VERSION={}\n", "UV_MIN_VERSION={}\n"),
+        "windows": ("$UvVersion = '{}'\n", "$UvMinVersion = '{}'\n"),
+    }
+    for os_name, (line, min_line) in lines.items():
+        for dirs, (version, oldest) in (
+            ([], (UV_VERSION, UV.min_version)),
+            (["--matrix-dir", str(overlay)], ("0.99.1", "0.11.2")),
+        ):
             out = tmp_path / f"{os_name}-{version}"
             argv = [*dirs, "recipe", os_name, "--gpu", "sm_89", "--driver", "576.02", "-o", str(out)]
             assert main(argv) == 0
-            assert line.format(version) in out.read_text(encoding="utf-8")
+            text = out.read_text(encoding="utf-8")
+            assert line.format(version) in text and min_line.format(oldest) in text
 
 
 # --------------------------------------------------------------------------- shellcheck

@@ -68,9 +68,10 @@ def data_home(environ: Mapping[str, str] | None = None, home: Path | None = None
     return Path(_roots.data_root(environ, str(home) if home is not None else None, os_name))
 
 
-def cache_root(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
-    """``$ENVBUILDER_CACHE``, else ``$XDG_CACHE_HOME/envbuilder`` (``~/.cache/envbuilder``)."""
-    return Path(_roots.cache_root(environ, str(home) if home is not None else None))
+def cache_root(environ: Mapping[str, str] | None = None, home: Path | None = None, os_name: str | None = None) -> Path:
+    """``$ENVBUILDER_CACHE``, else ``$XDG_CACHE_HOME/envbuilder``, else ``%LOCALAPPDATA%\\envbuilder\\cache`` on
+    Windows, else ``~/.cache/envbuilder`` (the rule: ``_roots.cache_root``)."""
+    return Path(_roots.cache_root(environ, str(home) if home is not None else None, os_name))
 
 
 def config_home(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:

@@ -95,7 +95,7 @@ def from_plan(request: RecipeRequest, target: Target, matrix: Matrix) -> RecipeS
         compiles=_compiles(matrix, {p.name for p in plan.packages}),
         name=request.name,
         env_dir=request.env_dir,
-        uv_version=load_pin_table(request.matrix_dirs).uv_version,
+        uv=load_pin_table(request.matrix_dirs).uv_release,
         smoke=load_smoke_table(request.matrix_dirs),
         bnb_first=_bnb_first(matrix, plan.target.platform),
     )
@@ -118,7 +118,7 @@ def from_lock(request: RecipeRequest, lock_path: Path, matrix: Matrix) -> Recipe
         lock_text=text,
         name=request.name,
         env_dir=request.env_dir,
-        uv_version=load_pin_table(request.matrix_dirs).uv_version,
+        uv=load_pin_table(request.matrix_dirs).uv_release,
         smoke=load_smoke_table(request.matrix_dirs),
         bnb_first=_bnb_first(matrix, lock.tool.platform),
     )

@@ -43,9 +43,11 @@ UV_VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UvRelease(Fact):
-    """The uv release generated files install (``"0.13.9"``): the image's uv stage and the recipes' installer."""
+    """The uv release generated files install (``"0.13.9"``): the image's uv stage and the recipes' installer;
+    ``min_version``: the oldest uv a recipe accepts when one is already on PATH (pylock.toml support)."""
 
     version: str
+    min_version: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,12 +90,18 @@ class PinTable:
     resolved: Mapping[str, str] = field(default_factory=dict)  # ref -> digest read from the registry just now
 
     @property
-    def uv_version(self) -> str:
-        """The uv release to install: images.toml's ``[uv]`` (a table without one is refused, exit 2)."""
+    def uv_release(self) -> UvRelease:
+        """images.toml's ``[uv]`` (a table without one is refused, exit 2)."""
         if self.uv is None:
             msg = f"{IMAGES_FILE}.toml: no [uv] table"
-            raise MatrixError(msg, hint='add one: [uv] version = "X.Y.Z", source, confidence (see matrices/SCHEMA.md)')
-        return self.uv.version
+            hint = 'add one: [uv] version = "X.Y.Z", min-version, source, confidence (see matrices/SCHEMA.md)'
+            raise MatrixError(msg, hint=hint)
+        return self.uv
+
+    @property
+    def uv_version(self) -> str:
+        """The uv release to install (``uv_release.version``)."""
+        return self.uv_release.version
 
     def digest(self, ref: str) -> str | None:
         """The digest ``ref`` is pinned to: resolved now, else recorded, else None (stays a tag)."""
@@ -136,9 +144,13 @@ def _uv(doc: Mapping[str, Any], label: str) -> UvRelease | None:
         return None
     if not isinstance(table, Mapping):
         msg = f"{label}: 'uv' must be a table"
-        raise MatrixError(msg, hint='write it as [uv] with version = "X.Y.Z" (see matrices/SCHEMA.md)')
+        raise MatrixError(msg, hint='write it as [uv] with version = "X.Y.Z", min-version (see matrices/SCHEMA.md)')
     r = _Row(table, label, "uv")
-    uv = UvRelease(version=_checked(r, "version", UV_VERSION_PATTERN, "uv version"), **r.fact())
+    uv = UvRelease(
+        version=_checked(r, "version", UV_VERSION_PATTERN, "uv version"),
+        min_version=_checked(r, "min-version", UV_VERSION_PATTERN, "uv min-version"),
+        **r.fact(),
+    )
     r.done()
     return uv
 

@@ -28,6 +28,7 @@ from importlib import resources
 from typing import Literal
 
 from envbuilder.model.errors import LockError
+from envbuilder.model.images import UvRelease
 from envbuilder.model.lock import Lock, check_env_name, default_env_name
 from envbuilder.model.plan import Plan
 from envbuilder.model.smoke import Expect, SmokeTable, expect_for
@@ -50,7 +51,6 @@ from envbuilder.rules.bnb import lib_name
 __all__ = [
     "CUDA_KEYRING_URL",
     "NOT_ON_WINDOWS",
-    "UV_MIN_VERSION",
     "VC_REDIST_URL",
     "RecipeOs",
     "RecipeSpec",
@@ -72,8 +72,6 @@ __all__ = [
 
 RecipeOs = Literal["wsl2", "windows"]
 
-# pylock.toml support in `uv pip sync` (and `uv python install` on Windows) need at least this uv.
-UV_MIN_VERSION = "0.9.0"
 # NVIDIA's keyring package for its WSL-Ubuntu CUDA repository (the toolkit without any driver).
 CUDA_KEYRING_URL = (
     "https://developer.download.nvidia.com/compute/cuda/repos/wsl-ubuntu/x86_64/cuda-keyring_1.1-1_all.deb"
@@ -102,8 +100,10 @@ class RecipeSpec:
     lock_text: str | None = None
     compiles: bool = False
     env_dir: str | None = None
-    # The uv release the script installs when uv is missing (images.toml [uv], read by the caller).
+    # The uv release the script installs when uv is missing, and the oldest it accepts on PATH (images.toml
+    # [uv], read by the caller).
     uv_version: str
+    uv_min_version: str
     # What the smoke program checks after the install (versions, torch's CUDA, imports, bounds).
     expect: Expect | None = None
 
@@ -135,7 +135,7 @@ def recipe_spec(
     lock_text: str | None = None,
     name: str | None = None,
     env_dir: str | None = None,
-    uv_version: str,
+    uv: UvRelease,
     smoke: SmokeTable,
     bnb_first: str | None,
 ) -> RecipeSpec:
@@ -155,7 +155,8 @@ def recipe_spec(
             lock_text=None,
             compiles=compiles,
             env_dir=env_dir,
-            uv_version=uv_version,
+            uv_version=uv.version,
+            uv_min_version=uv.min_version,
         )
     else:
         spec = RecipeSpec(
@@ -172,7 +173,8 @@ def recipe_spec(
             lock_text=lock_text,
             compiles=compiles,
             env_dir=env_dir,
-            uv_version=uv_version,
+            uv_version=uv.version,
+            uv_min_version=uv.min_version,
         )
     # A lock names every package (those under a marker may not apply here); a plan only its pins.
     packages = {p.name: p.version for p in source.packages if not p.marker} if isinstance(source, Lock) else None
@@ -200,6 +202,7 @@ def validate(spec: RecipeSpec) -> RecipeSpec:
     recipe_check(VARIANT, spec.variant, "CUDA variant", "use cu126-style variants or cpu")
     recipe_check(PLATFORM, spec.platform, "platform", "use linux-x86_64 or windows-x86_64")
     recipe_check(UV_VERSION_PATTERN, spec.uv_version, "uv version", "use X.Y.Z")
+    recipe_check(UV_VERSION_PATTERN, spec.uv_min_version, "uv min-version", "use X.Y.Z")
     if spec.cuda is not None:
         recipe_check(CUDA, spec.cuda, "CUDA version", "use X.Y, e.g. 12.8")
     if spec.driver_floor is not None:

@@ -14,7 +14,6 @@ from envbuilder.model.errors import LockError, TargetError
 from envbuilder.model.lock import lock_file_name
 from envbuilder.model.smoke import program_text
 from envbuilder.render.recipe import (
-    UV_MIN_VERSION,
     VC_REDIST_URL,
     RecipeSpec,
     bnb_version,
@@ -110,7 +109,7 @@ def render_windows_script(spec: RecipeSpec) -> str:
         "CUDA": ps_quote(spec.cuda or ""),
         "DRIVER_FLOOR": ps_quote(floor),
         "UV_VERSION": ps_quote(spec.uv_version),
-        "UV_MIN_VERSION": ps_quote(UV_MIN_VERSION),
+        "UV_MIN_VERSION": ps_quote(spec.uv_min_version),
         "VC_REDIST_URL": ps_quote(VC_REDIST_URL),
         "ENV_DIR_LINE": _ps_env_dir(spec),
         "INSTALL": _ps_install(spec),

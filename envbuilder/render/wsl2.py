@@ -14,7 +14,6 @@ from envbuilder.model.lock import lock_file_name
 from envbuilder.model.smoke import program_text
 from envbuilder.render.recipe import (
     CUDA_KEYRING_URL,
-    UV_MIN_VERSION,
     RecipeSpec,
     fill,
     guard_args,
@@ -77,7 +76,7 @@ def render_wsl2_script(spec: RecipeSpec) -> str:
         "TOOLKIT": q(spec.toolkit_package or ""),
         "KEYRING_URL": q(CUDA_KEYRING_URL),
         "UV_VERSION": q(spec.uv_version),
-        "UV_MIN_VERSION": q(UV_MIN_VERSION),
+        "UV_MIN_VERSION": q(spec.uv_min_version),
         "ENV_DIR_LINE": _bash_env_dir(spec),
         "INSTALL": _bash_install(spec),
         "SMOKE": smoke,
