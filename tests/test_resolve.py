@@ -12,7 +12,7 @@ from packaging.version import Version
 
 from envbuilder.model.matrix import Matrix, TorchBuild
 from envbuilder.model.target import Gpu, Target, build_target, parse_gpus
-from envbuilder.resolve import NoPlan, Plan, Rejection, Sources, index_variants, resolve
+from envbuilder.resolve import NoPlan, Plan, Rejection, RejectionKind, Sources, index_variants, resolve
 from envbuilder.rules.bnb import library_cuda
 
 PYTORCH = "https://download.pytorch.org/whl"
@@ -665,7 +665,9 @@ def test_cpu_profile_prefers_a_later_python_with_a_cpu_build_over_pypis_cuda_bui
     plan = resolve(target, matrix, WHEELHOUSE)
     assert isinstance(plan, Plan)
     assert (plan.python, plan.package("torch").version) == ("3.11", "2.13.0+cpu")  # type: ignore[union-attr]
-    assert Rejection("Python 3.12", "only PyPI's CUDA build of torch serves the cpu profile") in plan.rejected
+    assert (
+        Rejection("Python", "3.12", "only PyPI's CUDA build of torch serves the cpu profile", "ranked") in plan.rejected
+    )
 
 
 @pytest.mark.parametrize(
@@ -698,7 +700,8 @@ def test_a_mirror_holding_only_2_13_gets_a_2_13_plan(matrix: Matrix) -> None:
     assert isinstance(plan, Plan)
     assert (plan.python, _pins(plan)[:2]) == ("3.11", ("2.13.0+cpu", f"{MIRROR}/cpu"))
     why = f"{MIRROR}/cpu/torch/ lists no wheel of it for Python 3.13 on linux-x86_64"
-    assert Rejection("torch 2.14.1+cpu", why) in plan.rejected
+    index = f"the PyTorch index {MIRROR} lists no wheel of it"
+    assert Rejection("torch", "2.14.1+cpu", why, "listing", index) in plan.rejected
     # Told nothing of the pages, the matrix decides: the newest CPU build for the first Python.
     assumed = resolve(target, matrix, Sources(pytorch_index=MIRROR))
     assert isinstance(assumed, Plan) and (assumed.python, _pins(assumed)[0]) == ("3.13", "2.15.0+cpu")
@@ -721,7 +724,7 @@ def test_a_page_that_could_not_be_read_ranks_below_a_listed_file(matrix: Matrix)
     plan = _plan(matrix, "cpu", None, unread, profile="cpu", python="3.11")
     assert _pins(plan)[:2] == ("2.13.0+cpu", "wheelhouse")
     lower = "works, but ranked lower: its index page could not be read, so that the index holds it is unconfirmed"
-    assert Rejection("torch 2.15.0+cpu", lower) in plan.rejected
+    assert Rejection("torch", "2.15.0+cpu", lower, "ranked", "works, but ranked lower") in plan.rejected
     alone = _plan(matrix, "cpu", None, Sources(pytorch_index=MIRROR, pytorch_files={}), profile="cpu", python="3.11")
     assert _pins(alone)[:2] == ("2.15.0+cpu", f"{MIRROR}/cpu")
     assert f"{MIRROR}/cpu/torch/ could not be read: that it holds torch 2.15.0+cpu is assumed" in alone.warnings
@@ -826,3 +829,80 @@ def test_gh200_before_r580_keeps_the_newest_bitsandbytes(matrix: Matrix) -> None
     # existed, this plan fell back to 0.46.1 with "no SASS facts".
     plan = _plan(matrix, "GH200", "570.86.10", python="3.12", machine="aarch64")
     assert _pins(plan) == ("2.14.1+cu126", CU126, "0.50.2", "libbitsandbytes_cuda126.so")
+
+
+# --------------------------------------------------------------------------- which rule refused each candidate
+
+# (gpu, driver, sources, options) -> the rejection of one candidate: the rule that refused it (``kind``) and the
+# headline its like rejections count under. The explanation sorts and groups on these, never on the sentence.
+KINDS: list[tuple[str, str | None, Sources, dict[str, object], str, RejectionKind, str]] = [
+    ("sm_50", "535.104.05", DEFAULT, {}, "torch 2.1.2", "python", ""),
+    ("sm_50", None, DEFAULT, {"os": "windows"}, "torch 2.11.0+cu129", "platform", ""),
+    ("sm_86", "535.104.05", DEFAULT, {}, "torch 2.15.0+cu130", "driver", ""),
+    ("sm_50", "535.104.05", DEFAULT, {"profile": "gptq"}, "torch 2.11.0+cu128", "arch", ""),
+    ("sm_75", "535.104.05", PYPI_ONLY, {"profile": "gptq"}, "torch 2.14.1+cu126", "source", ""),
+    (
+        "sm_61",
+        "535.104.05",
+        MIRROR_213,
+        {"python": "3.11", "torch": ">=2.12"},
+        "torch 2.14.1+cu126",
+        "listing",
+        f"the PyTorch index {MIRROR} lists no wheel of it",
+    ),
+    ("sm_61", "535.104.05", DEFAULT, {"torch": "==2.5.1"}, "torch", "pins", ""),
+    ("sm_50", "535.104.05", DEFAULT, {}, "bitsandbytes 0.50.2", "bitsandbytes", ""),
+    ("sm_86", "535.104.05", DEFAULT, {"bnb": "<=0.45.4"}, "torch 2.11.0+cu128", "bitsandbytes", ""),
+    ("sm_50", "535.104.05", DEFAULT, {"profile": "gptq"}, "torch 2.14.1+cu126", "quant", ""),
+    ("sm_75", "535.104.05", PYPI_ONLY, {"profile": "gptq"}, "gptqmodel 7.7.0", "requirement", ""),
+    ("sm_61", "535.104.05", DEFAULT, {"torch": "==2.5.1"}, "transformers 5.24.0", "requirement", ""),
+    ("sm_86", "535.104.05", DEFAULT, {"bnb": "<=0.45.4"}, "torch 2.14.1+cu126", "companion", ""),
+    ("sm_61", "535.104.05", DEFAULT, {"torch": "==2.5.1"}, "torch 2.5.1+cu121", "ranked", "works, but ranked lower"),
+    ("cpu", None, WHEELHOUSE, {"profile": "cpu", "pythons": ("3.12", "3.11")}, "Python 3.12", "ranked", ""),
+    ("sm_86", "535.104.05", DEFAULT, {"bnb": "<=0.45.4"}, "Python 3.12", "exhausted", ""),
+]
+
+
+@pytest.mark.parametrize(("gpu", "driver", "sources", "options", "candidate", "kind", "headline"), KINDS)
+def test_each_rejection_names_the_rule_that_refused_it(
+    matrix: Matrix,
+    gpu: str,
+    driver: str | None,
+    sources: Sources,
+    options: dict[str, object],
+    candidate: str,
+    kind: RejectionKind,
+    headline: str,
+) -> None:
+    result = resolve(_target(matrix, gpu, driver, **options), matrix, sources)
+    hit = next((r for r in result.rejected if r.candidate == candidate), None)
+    assert hit is not None, f"{candidate} not among the rejected"
+    assert (hit.kind, hit.headline) == (kind, headline), hit.why
+
+
+def test_an_avoided_release_and_a_failed_run_are_their_own_kinds(matrix: Matrix) -> None:
+    """The two rules the shipped matrix only shows on other hardware: its advice against a release, and a real
+    run of this very combination that failed (the proven H100 run, as if it had failed)."""
+    import dataclasses
+
+    advised = tuple(
+        dataclasses.replace(r, avoid="a test's advice") if r.version == "0.50.2" else r for r in matrix.bnb_releases
+    )
+    plan = _plan(dataclasses.replace(matrix, bnb_releases=advised, _cache={}), "sm_89", "580.95.05")
+    assert Rejection("bitsandbytes", "0.50.2", "avoided: a test's advice", "avoided") in plan.rejected
+    run = next(
+        e for e in matrix.evidence if e.result == "pass" and e.gpu == "NVIDIA H100 80GB HBM3" and e.python == "3.12"
+    )
+    failed = dataclasses.replace(run, result="fail", detail="bnb_import FAIL: a test's failure")
+    broken = dataclasses.replace(matrix, evidence=(failed,), _cache={})
+    plan = _plan(broken, "NVIDIA H100 80GB HBM3", "580.159.04", python="3.12", sources=PYPI_ONLY)
+    ran = f"failed a smoke test on {run.gpu} on {run.date}"
+    assert Rejection("torch", run.torch, f"{ran}: bnb_import FAIL: a test's failure", "failed", ran) in plan.rejected
+
+
+def test_a_mirror_lacking_every_wheel_is_one_reason_not_its_url_scheme(matrix: Matrix) -> None:
+    """The no-plan reasons count like rejections under one headline: every page of a mirror that lists no such
+    wheel is one reason, named by the mirror (the sentence cut at its first colon was "http")."""
+    empty = Sources(pytorch_index=MIRROR, pytorch_files={v: () for v in ("cpu", "cu118", "cu126", "cu128", "cu130")})
+    result = _noplan(matrix, "sm_50", "535.104.05", empty, profile="gptq")
+    assert result.reasons[1] == f"55 candidate(s) fail on: the PyTorch index {MIRROR} lists no wheel of it"

@@ -6,11 +6,12 @@ renderers, the doctor and the jobs read them, so they sit with the other values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from envbuilder.model.matrix import Evidence, ProfileFormat, format_json
 from envbuilder.model.target import Target
 
-__all__ = ["NoPlan", "Package", "Plan", "Rejection"]
+__all__ = ["NoPlan", "Package", "Plan", "Rejection", "RejectionKind"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +31,46 @@ class Package:
         return {"name": self.name, "version": self.version, "index": self.index, "confirmed": self.confirmed}
 
 
+# The rule that refused a candidate. The explanation sorts and groups on it, never on the sentence.
+RejectionKind = Literal[
+    "python",  # no build or release for this Python
+    "platform",  # no build for this OS and machine (or a CPU torch build for a GPU)
+    "driver",  # the driver cannot drive the GPU or run the CUDA build
+    "arch",  # no SASS (or usable PTX) for a GPU: torch, the bitsandbytes library, a GPTQ/AWQ library's kernels
+    "source",  # no configured source serves it (the PyTorch index not configured or unreachable)
+    "listing",  # the PyTorch index or mirror was read, and its page lists no such wheel
+    "pins",  # outside --torch / --bnb
+    "avoided",  # the matrix advises against the release (bitsandbytes.toml ``avoid``)
+    "bitsandbytes",  # rules.bnb refused the release, or no release works with this torch build
+    "quant",  # no GPTQ/AWQ library release works with this torch build
+    "requirement",  # a requirement (declared, or the matrix's) that the pins so far break
+    "companion",  # no companion versions fit
+    "profile",  # the release is not for this profile
+    "loader",  # transformers' quantizer for a format the profile loads needs what the pins lack
+    "failed",  # a real GPU run of this very combination failed
+    "ranked",  # it works, but the chosen plan ranks higher
+    "exhausted",  # every combination for this Python was refused
+]
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    candidate: str
+    """A candidate the resolver refused (``name`` and ``version``: "torch", "2.14.1+cu126"; the version ""
+    for a whole set, as the releases outside --torch), why, and the rule that refused it (``kind``).
+
+    ``headline`` is the reason in short where the why carries a detail, so that like rejections count as one
+    reason ("failed a smoke test on RTX 3090 on 2026-11-02", whatever each run's message); "" when the why is
+    its own headline."""
+
+    name: str
+    version: str
     why: str
+    kind: RejectionKind
+    headline: str = ""
+
+    @property
+    def candidate(self) -> str:
+        return f"{self.name} {self.version}" if self.version else self.name
 
     def to_json(self) -> dict[str, str]:
         return {"candidate": self.candidate, "why": self.why}

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from envbuilder.model.matrix import Matrix
-from envbuilder.model.plan import NoPlan, Package, Plan, Rejection
+from envbuilder.model.plan import NoPlan, Package, Plan, Rejection, RejectionKind
 from envbuilder.model.target import Target
 from envbuilder.model.types import is_index_url
 from envbuilder.resolve.companions import companion_needs
@@ -47,6 +47,7 @@ __all__ = [
     "Package",
     "Plan",
     "Rejection",
+    "RejectionKind",
     "Sources",
     "advisories_of",
     "companion_needs",
@@ -96,9 +97,10 @@ def _resolve(target: Target, matrix: Matrix, sources: Sources) -> Plan | NoPlan:
         if options:
             # Only PyPI's CUDA torch for the cpu profile: a later Python with a real CPU build comes first.
             fallback = fallback or (python, options)
-            rejected.append(Rejection(f"Python {python}", "only PyPI's CUDA build of torch serves the cpu profile"))
+            why = "only PyPI's CUDA build of torch serves the cpu profile"
+            rejected.append(Rejection("Python", python, why, "ranked"))
             continue
-        rejected.append(Rejection(f"Python {python}", "no combination works with it"))
+        rejected.append(Rejection("Python", python, "no combination works with it", "exhausted"))
     if fallback is not None:
         return _plan(target, matrix, fallback[0], fallback[1], rejected)
     return NoPlan(
@@ -106,11 +108,16 @@ def _resolve(target: Target, matrix: Matrix, sources: Sources) -> Plan | NoPlan:
     )
 
 
+_LOWER = "works, but ranked lower"
+
+
 def _plan(target: Target, matrix: Matrix, python: str, options: list[Option], rejected: list[Rejection]) -> Plan:
     options.sort(key=rank, reverse=True)
     best = options[0]
     lower = [o for o in options[1:] if o.torch.label != best.torch.label or o.companions != best.companions]
-    ranked_lower = [Rejection(o.torch.label, "works, but ranked lower: " + why_lower(best, o)) for o in lower[:5]]
+    ranked_lower = [
+        Rejection("torch", o.torch.local, f"{_LOWER}: {why_lower(best, o)}", "ranked", _LOWER) for o in lower[:5]
+    ]
     all_rejected = [*rejected, *best.rejected, *ranked_lower]
     pkgs = packages_of(best, target)
     extra = tuple(dict.fromkeys(p.index for p in pkgs if is_index_url(p.index)))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from envbuilder.model.matrix import Companion, Matrix, Quantizer, QuantLib
-from envbuilder.model.plan import Rejection
+from envbuilder.model.plan import Rejection, RejectionKind
 from envbuilder.model.target import Target
 from envbuilder.rules import fit, formats
 from envbuilder.rules._version import minor as _minor
@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # annotations only: search imports this module to complete ea
 
 __all__ = ["Picking", "companion_needs", "rest_of_stack", "with_quant"]
 
+
+Misfit = tuple[str, RejectionKind]  # why a release does not fit, and the rule: ("needs Python >=3.11", "python")
 
 _NEEDS: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[object, list[Need]]] = {}
 
@@ -78,14 +80,14 @@ def _pick_companions(
             rows = [c for c in rows if _minor(c.version) == wanted] + [c for c in rows if _minor(c.version) != wanted]
         pick = None
         for c in rows:
-            why = _companion_misfit(c, target, torch, picking)
-            if why:
-                rejected.append(Rejection(f"{c.name} {c.version}", why))
+            misfit = _companion_misfit(c, target, torch, picking)
+            if misfit is not None:
+                rejected.append(Rejection(c.name, c.version, *misfit))
                 continue
             pick = c
             break
         if pick is None:
-            rejected.append(Rejection(name, "no version in the matrix fits"))
+            rejected.append(Rejection(name, "", "no version in the matrix fits", "companion"))
             return [], rejected
         picking.pins[pick.name] = pick.version
         picking.needs += companion_needs(pick, picking.env)
@@ -93,18 +95,15 @@ def _pick_companions(
     return chosen, rejected
 
 
-def _companion_misfit(c: Companion, target: Target, torch: TorchCandidate, picking: Picking) -> str:
+def _companion_misfit(c: Companion, target: Target, torch: TorchCandidate, picking: Picking) -> Misfit | None:
     if c.profiles and target.profile not in c.profiles:
-        return f"not for the {target.profile} profile"
+        return f"not for the {target.profile} profile", "profile"
     if not _in(c.python, torch.python):
-        return f"needs Python {c.python}"
+        return f"needs Python {c.python}", "python"
     own = fit.first_unmet(companion_needs(c, picking.env), picking.pins)
     if own is not None:
-        return own.text().removeprefix(f"{own.owner} ")
-    theirs = fit.first_unmet(picking.needs, {c.name: c.version})
-    if theirs is not None:
-        return f"{theirs.text()}, not {c.version}"
-    return ""
+        return own.text().removeprefix(f"{own.owner} "), "requirement"
+    return _their_misfit(picking, c.name, c.version)
 
 
 _STATUS_ORDER = {"active": 0, "deprecated": 1, "eol": 2}
@@ -123,29 +122,29 @@ def _quant_rows(matrix: Matrix, target: Target, name: str | None = None) -> list
     return sorted(rows, key=lambda q: (_STATUS_ORDER.get(q.status, 3), *(-p for p in _v(q.version).release[:3])))
 
 
-def _quant_misfit(q: QuantLib, target: Target, torch: TorchCandidate, pins: Mapping[str, str]) -> str:
+def _quant_misfit(q: QuantLib, target: Target, torch: TorchCandidate, pins: Mapping[str, str]) -> Misfit | None:
     env = fit.marker_environment(target.platform, torch.python)
     label = f"{q.name} {q.version}"
     unmet = fit.first_unmet(companion_needs(q, env), pins)
     if q.platforms and target.platform not in q.platforms:
-        return f"no support for {target.platform}"
+        return f"no support for {target.platform}", "platform"
     if q.min_cc and any(_v(cc) < _v(q.min_cc) for cc in target.ccs):
         # Before the torch/Python checks: no other torch fixes it, so this is the reason to report.
-        return f"its kernels need sm_{q.min_cc.replace('.', '')} or newer"
+        return f"its kernels need sm_{q.min_cc.replace('.', '')} or newer", "arch"
     if not _in(q.python, torch.python):
-        return f"needs Python {q.python}"
+        return f"needs Python {q.python}", "python"
     if unmet is not None:
-        return unmet.text().removeprefix(f"{label} ")
-    return ""
+        return unmet.text().removeprefix(f"{label} "), "requirement"
+    return None
 
 
 def _pick_quant(matrix: Matrix, target: Target, torch: TorchCandidate) -> tuple[QuantLib | None, list[Rejection]]:
     rejected: list[Rejection] = []
     for q in _quant_rows(matrix, target):
-        why = _quant_misfit(q, target, torch, {"torch": torch.release.version})
-        if not why:
+        misfit = _quant_misfit(q, target, torch, {"torch": torch.release.version})
+        if misfit is None:
             return q, rejected
-        rejected.append(Rejection(f"{q.name} {q.version}", why))
+        rejected.append(Rejection(q.name, q.version, *misfit))
     return None, rejected
 
 
@@ -188,9 +187,9 @@ def _with_other_quants(
     rejected: list[Rejection] = []
     name, rest = wanted[0], wanted[1:]
     for q in _quant_rows(matrix, target, name):
-        why = _quant_misfit(q, target, torch, picking.pins) or _their_misfit(picking, q)
-        if why:
-            rejected.append(Rejection(f"{q.name} {q.version}", why))
+        misfit = _quant_misfit(q, target, torch, picking.pins) or _their_misfit(picking, q.name, q.version)
+        if misfit is not None:
+            rejected.append(Rejection(q.name, q.version, *misfit))
             continue
         trial = Picking({**picking.pins, q.name: q.version}, [*picking.needs], picking.env)
         needs = companion_needs(q, picking.env)
@@ -204,36 +203,30 @@ def _with_other_quants(
             picking.needs[:] = trial.needs
             return [q, *others], companions, rejected
         first = next((r for r in rej if r.candidate != name), None)
-        rejected.append(
-            Rejection(
-                f"{q.name} {q.version}",
-                f"no companion versions fit beside it ({first.candidate}: {first.why})"
-                if first
-                else "no companion versions fit beside it",
-            )
-        )
+        detail = f" ({first.candidate}: {first.why})" if first else ""
+        rejected.append(Rejection(q.name, q.version, f"no companion versions fit beside it{detail}", "companion"))
     detail = next((f" ({r.candidate}: {r.why})" for r in rejected), "")
-    rejected.append(
-        Rejection(torch.label, f"no {name} release fits beside the {target.profile} profile's pins{detail}")
-    )
+    why = f"no {name} release fits beside the {target.profile} profile's pins{detail}"
+    rejected.append(Rejection("torch", torch.local, why, "quant"))
     return None, [], rejected
 
 
-def _their_misfit(picking: Picking, q: QuantLib) -> str:
-    theirs = fit.first_unmet(picking.needs, {q.name: q.version})
-    return f"{theirs.text()}, not {q.version}" if theirs is not None else ""
+def _their_misfit(picking: Picking, name: str, version: str) -> Misfit | None:
+    """A requirement of the pins so far that this release breaks."""
+    theirs = fit.first_unmet(picking.needs, {name: version})
+    return (f"{theirs.text()}, not {version}", "requirement") if theirs is not None else None
 
 
 def _loaders(
     matrix: Matrix, target: Target, pins: Mapping[str, str]
-) -> tuple[tuple[Quantizer, ...], tuple[str, ...], str]:
+) -> tuple[tuple[Quantizer, ...], tuple[str, ...], tuple[str, str] | None]:
     """What transformers' quantizer demands for each format the profile says it loads, checked like any other
     requirement: (the quantizer rows that hold, the formats whose quantizer was not read for this transformers,
-    why the pins cannot load one: "" when they can)."""
+    why the pins cannot load one, as its headline and what the pins lack: None when they can)."""
     profile = matrix.profile(target.profile)
     transformers = pins.get("transformers")
     if profile is None or transformers is None:
-        return (), (), ""
+        return (), (), None
     rows: list[Quantizer] = []
     unread: list[str] = []
     for fmt in formats.summary(profile).loads:
@@ -244,16 +237,13 @@ def _loaders(
         unmet = formats.loader_unmet(row, pins)
         if unmet:
             label = formats.FORMAT_LABELS.get(fmt, fmt)
-            return (
-                (),
-                (),
-                (
-                    f"the {profile.name} profile loads {label} checkpoints, but transformers {transformers}'s "
-                    f"{fmt} quantizer needs what the pins lack: {'; '.join(unmet)} ({row.origin})"
-                ),
+            headline = (
+                f"the {profile.name} profile loads {label} checkpoints, but transformers {transformers}'s "
+                f"{fmt} quantizer needs what the pins lack"
             )
+            return (), (), (headline, f"{'; '.join(unmet)} ({row.origin})")
         rows.append(row)
-    return tuple(rows), tuple(unread), ""
+    return tuple(rows), tuple(unread), None
 
 
 def rest_of_stack(
@@ -280,15 +270,17 @@ def rest_of_stack(
         return None, rejected
     if len(companions) != len(companion_names):
         detail = next((f" ({r.candidate}: {r.why})" for r in rejected if r.candidate != "transformers"), "")
-        return None, [*rejected, Rejection(torch.label, f"no companion versions fit it{detail}")]
+        return None, [*rejected, Rejection("torch", torch.local, f"no companion versions fit it{detail}", "companion")]
     for q in others:
         pinned.update({k: v for k, v in fit.exact_pins(companion_needs(q, env)).items() if k not in {"torch", *names}})
     # Packages the quantization library pins exactly (compressed-tensors) have requirements of their own.
     exact = [c for c in matrix.companions if pinned.get(c.name) == c.version]
     unmet = fit.first_unmet([n for c in exact for n in companion_needs(c, env)], picking.pins)
     if unmet is not None:
-        return None, [*rejected, Rejection(torch.label, f"no companion versions fit it ({unmet.text()})")]
-    loaders, unread, why = _loaders(matrix, target, picking.pins)
-    if why:
-        return None, [*rejected, Rejection(torch.label, why)]
+        why = f"no companion versions fit it ({unmet.text()})"
+        return None, [*rejected, Rejection("torch", torch.local, why, "companion")]
+    loaders, unread, lacking = _loaders(matrix, target, picking.pins)
+    if lacking is not None:
+        headline, unmet_text = lacking
+        return None, [*rejected, Rejection("torch", torch.local, f"{headline}: {unmet_text}", "loader", headline)]
     return (others, companions, exact, loaders, unread), rejected

@@ -4,11 +4,11 @@ nearest alternative."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from envbuilder.model.matrix import Companion, Fact, Matrix, Quantizer, QuantLib
-from envbuilder.model.plan import Plan, Rejection
+from envbuilder.model.plan import Plan, Rejection, RejectionKind
 from envbuilder.model.target import Target
 from envbuilder.model.types import PYPI
 from envbuilder.resolve.companions import companion_needs
@@ -120,38 +120,35 @@ def torch_note(best: Option, matrix: Matrix, target: Target, python: str, reject
     return f"torch {chosen}, not the newest ({newest}): {why}"
 
 
-def _why_not(rejected: Sequence[Rejection], wanted: object, *, top: int = 2) -> str:
+def _why_not(rejected: Sequence[Rejection], wanted: Callable[[str], bool], *, top: int = 2) -> str:
     """The reasons newer torch candidates were refused, most frequent first."""
-    counts: dict[str, int] = {}
+    counts: dict[tuple[RejectionKind, str], int] = {}
     for r in rejected:
-        parts = r.candidate.split()
-        if len(parts) == 2 and parts[0] == "torch" and callable(wanted) and wanted(parts[1].split("+", 1)[0]):
-            key = _headline(r.why)
+        if r.name == "torch" and r.version and wanted(r.version.split("+", 1)[0]):
+            key = (r.kind, _headline(r))
             counts[key] = counts.get(key, 0) + 1
 
-    # What a user can change comes first: a source (the PyTorch index), then the driver, then the rest.
-    def order(kv: tuple[str, int]) -> tuple[int, int]:
-        why = kv[0]
-        return (0 if "not served" in why else 1 if why.startswith("driver") else 2, -kv[1])
+    def order(kv: tuple[tuple[RejectionKind, str], int]) -> tuple[int, int]:
+        return (_USER_FIRST.get(kv[0][0], len(_USER_FIRST)), -kv[1])
 
-    return "; ".join(why for why, _ in sorted(counts.items(), key=order)[:top])
+    return "; ".join(headline for (_, headline), _ in sorted(counts.items(), key=order)[:top])
 
 
-def _headline(why: str) -> str:
-    """A reason up to its first colon outside parentheses: the detail in "(bitsandbytes 0.47.0: ...)" stays."""
-    depth = 0
-    for i, ch in enumerate(why):
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if ch == ":" and depth == 0:
-            return why[:i]
-    return why
+def _headline(r: Rejection) -> str:
+    return r.headline or r.why
+
+
+# What a user can change comes first: a source (the PyTorch index), then the driver, then the rest.
+_USER_FIRST: dict[RejectionKind, int] = {"source": 0, "driver": 1}
 
 
 def no_plan_reasons(target: Target, rejected: list[Rejection]) -> tuple[str, ...]:
+    """What ruled out the torch candidates, the three most frequent reasons (by headline: the failed runs
+    of one GPU on one day count as one reason, whatever each run's message)."""
     counts: dict[str, int] = {}
     for r in rejected:
-        key = _headline(r.why) if r.candidate.startswith("torch") else ""
-        if key:
+        if r.name == "torch":
+            key = _headline(r)
             counts[key] = counts.get(key, 0) + 1
     top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
     reasons = [f"no combination of torch, bitsandbytes and companions works for {target.describe()}"]

@@ -80,8 +80,13 @@ class TorchCandidate:
     listed: bool = True  # its source lists the file (False: an index page that could not be read)
 
     @property
+    def local(self) -> str:
+        """The release with its build's local tag: 2.14.1+cu126."""
+        return f"{self.release.version}+{self.build.variant}"
+
+    @property
     def label(self) -> str:
-        return f"torch {self.release.version}+{self.build.variant}"
+        return f"torch {self.local}"
 
 
 def torch_version_for(release: TorchRelease, build: TorchBuild, index: str) -> str:
@@ -91,28 +96,32 @@ def torch_version_for(release: TorchRelease, build: TorchBuild, index: str) -> s
 
 def _torch_source(
     matrix: Matrix, sources: Sources, target: Target, rel: TorchRelease, build: TorchBuild, python: str
-) -> tuple[str | None, str, bool]:
-    """Where a torch build can come from, or (None, why not); and whether that source's listing shows it.
+) -> tuple[str, bool] | Rejection:
+    """Where a torch build can come from and whether that source's listing shows it; or why none serves it.
 
     The PyTorch index (or its mirror) serves what its torch page lists, as a wheelhouse serves its files: a
     mirror holding only 2.13.0+cpu gets a 2.13.0+cpu plan, not a failed compile for 2.14.1+cpu.
     """
     if sources.pypi and rel.pypi.get(target.platform) == build.variant:
-        return PYPI, "", True
+        return PYPI, True
     local = f"{rel.version}+{build.variant}"
     if wheelhouse_serves(sources, "torch", local, python, target.platform):
-        return WHEELHOUSE, "", True
+        return WHEELHOUSE, True
     if sources.pytorch_index:
         index = f"{sources.pytorch_index}/{build.variant}"
         listing = None if sources.pytorch_files is None else sources.pytorch_files.get(build.variant)
         if listing is None:  # not asked for (the matrix decides) or could not be read (ranked lower)
-            return index, "", sources.pytorch_files is None
+            return index, sources.pytorch_files is None
         if any(wheel_fits(f, "torch", local, python, target.platform) for f in listing):
-            return index, "", True
-        return None, f"{index}/torch/ lists no wheel of it for Python {python} on {target.platform}", True
+            return index, True
+        why = f"{index}/torch/ lists no wheel of it for Python {python} on {target.platform}"
+        # One headline for every page, Python and platform: "31 candidate(s) fail on: the PyTorch index ...".
+        return Rejection(
+            "torch", local, why, "listing", f"the PyTorch index {sources.pytorch_index} lists no wheel of it"
+        )
     why = "not served by the configured sources (the PyTorch index is not configured or unreachable"
     why += ", and PyPI's build of this release is " + (rel.pypi.get(target.platform) or "absent") + ")"
-    return None, why, True
+    return Rejection("torch", local, why, "source")
 
 
 def torch_candidates(
@@ -127,7 +136,8 @@ def torch_candidates(
             spec_skipped += 1
             continue
         if not _in(rel.python, python):
-            rejected.append(Rejection(f"torch {rel.version}", f"no wheels for Python {python} (needs {rel.python})"))
+            why = f"no wheels for Python {python} (needs {rel.python})"
+            rejected.append(Rejection("torch", rel.version, why, "python"))
             continue
         builds = [
             b
@@ -139,16 +149,17 @@ def torch_candidates(
         for variant in dict.fromkeys(
             b.variant for b in builds if b not in here and not any(h.variant == b.variant for h in here)
         ):
-            rejected.append(Rejection(f"torch {rel.version}+{variant}", f"no {variant} build for {target.platform}"))
+            why = f"no {variant} build for {target.platform}"
+            rejected.append(Rejection("torch", f"{rel.version}+{variant}", why, "platform"))
         for build in here:
-            label = f"torch {rel.version}+{build.variant}"
-            cand, why = _check_torch(matrix, target, sources, rel, build, python)
-            if cand is None:
-                rejected.append(Rejection(label, why))
+            cand = _check_torch(matrix, target, sources, rel, build, python)
+            if isinstance(cand, Rejection):
+                rejected.append(cand)
             else:
                 found.append(cand)
     if spec_skipped:
-        rejected.append(Rejection("torch", f"{spec_skipped} release(s) outside --torch {target.torch_spec}"))
+        why = f"{spec_skipped} release(s) outside --torch {target.torch_spec}"
+        rejected.append(Rejection("torch", "", why, "pins"))
     return found, rejected
 
 
@@ -159,26 +170,28 @@ def _pypi_cpu_fallback(rel: TorchRelease, build: TorchBuild, target: Target, sou
 
 def _check_torch(
     matrix: Matrix, target: Target, sources: Sources, rel: TorchRelease, build: TorchBuild, python: str
-) -> tuple[TorchCandidate | None, str]:
+) -> TorchCandidate | Rejection:
+    local = f"{rel.version}+{build.variant}"
     if target.platform not in build.platforms:
-        return None, f"no {build.variant} build for {target.platform}"
+        return Rejection("torch", local, f"no {build.variant} build for {target.platform}", "platform")
     drv = _driver(matrix, target, build)
     if not drv.ok:
-        return None, drv.why
-    arch = check_arch(target.ccs, build.sass, build.ptx, f"torch {rel.version}+{build.variant}", native=drv.native)
+        return Rejection("torch", local, drv.why, "driver")
+    arch = check_arch(target.ccs, build.sass, build.ptx, f"torch {local}", native=drv.native)
     if not arch.ok:
-        return None, arch.why
-    index, why, listed = _torch_source(matrix, sources, target, rel, build, python)
-    if index is None:
-        return None, why
+        return Rejection("torch", local, arch.why, "arch")
+    source = _torch_source(matrix, sources, target, rel, build, python)
+    if isinstance(source, Rejection):
+        return source
+    index, listed = source
     reasons = tuple(r for r in (drv.why, arch.why) if r)
     warnings = tuple(w for w in (drv.warn, arch.warn) if w)
     if not listed:
-        warnings += (f"{index}/torch/ could not be read: that it holds torch {rel.version}+{build.variant} is assumed",)
+        warnings += (f"{index}/torch/ could not be read: that it holds torch {local} is assumed",)
     if target.gpus and target.driver is None and build.cuda:
         native_min, mvc_min = driver_floors(matrix, build.cuda, target.os)
         warnings += (f"driver not given: CUDA {build.cuda} needs >= {mvc_min or native_min} ({native_min} natively)",)
-    return TorchCandidate(rel, build, python, index, drv.native, reasons, warnings, bool(target.gpus), listed), ""
+    return TorchCandidate(rel, build, python, index, drv.native, reasons, warnings, bool(target.gpus), listed)
 
 
 # --------------------------------------------------------------------------- one option per torch build
@@ -190,7 +203,8 @@ def _pick_bnb(
     """rules.bnb.pick for this torch build: (release, library cuda or "cpu", note, rejections, the first
     rejection that is not the matrix's advice against a release, for the headline)."""
     if target.gpus and torch.build.cuda is None:  # never a candidate with a GPU target; keep mypy sure
-        return None, None, "", [Rejection(torch.label, "a CPU build of torch cannot drive the GPU")], ""
+        cpu = Rejection("torch", torch.local, "a CPU build of torch cannot drive the GPU", "platform")
+        return None, None, "", [cpu], ""
 
     def served(rel: BnbRelease) -> bool:
         return sources.pypi or wheelhouse_serves(sources, "bitsandbytes", rel.version, torch.python, target.platform)
@@ -206,7 +220,10 @@ def _pick_bnb(
         served=served,
         torch_label=torch.label,
     )
-    rejected = [Rejection(f"bitsandbytes {r.release.version}", r.why) for r in got.refused]
+    rejected = [
+        Rejection("bitsandbytes", r.release.version, r.why, "avoided" if r.avoided else "bitsandbytes")
+        for r in got.refused
+    ]
     first = next((f"bitsandbytes {r.release.version}: {r.why}" for r in got.refused if not r.avoided), "")
     return got.release, got.fit.lib, got.fit.note, rejected, first
 
@@ -325,7 +342,8 @@ def _option(
         rejected += rej
         if bnb is None:
             detail = f" ({first})" if first else ""
-            return None, [*rejected, Rejection(torch.label, f"no bitsandbytes release works with it{detail}")]
+            why = f"no bitsandbytes release works with it{detail}"
+            return None, [*rejected, Rejection("torch", torch.local, why, "bitsandbytes")]
     env = fit.marker_environment(target.platform, torch.python)
     picking = Picking({"torch": torch.release.version}, [], env)
     if bnb is not None:
@@ -335,7 +353,8 @@ def _option(
     if target.profile in {"gptq", "awq"} and quant is None:
         # Say why, as for bitsandbytes: "its kernels need sm_75 or newer" is the answer a Pascal user needs.
         detail = f" ({rej[0].candidate}: {rej[0].why})" if rej else ""
-        return None, [*rejected, Rejection(torch.label, f"no {target.profile} library works with it{detail}")]
+        why = f"no {target.profile} library works with it{detail}"
+        return None, [*rejected, Rejection("torch", torch.local, why, "quant")]
     rest, rej = rest_of_stack(matrix, target, torch, picking, pinned, prefer)
     rejected += rej
     if rest is None:
@@ -351,9 +370,10 @@ def _option(
         facts += (quant, *others)
     failed = _failed(matrix, target, torch, bnb)
     if failed is not None:
+        ran = f"failed a smoke test on {failed.gpu} on {failed.date}"
         return None, [
             *rejected,
-            Rejection(torch.label, f"failed a smoke test on {failed.gpu} on {failed.date}: {failed.detail}"),
+            Rejection("torch", torch.local, f"{ran}: {failed.detail}", "failed", ran),
         ]
     proven = _proven(matrix, target, torch, bnb, quant, companions)
     advisories = advisories_of(matrix, picking.pins)
