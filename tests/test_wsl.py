@@ -419,3 +419,28 @@ def test_script_in_a_debian_container_as_a_user(tmp_path: Path) -> None:
         "envbuilder-recipe: step 6/9 (uv >= 0.9.0) failed: neither curl nor wget is installed",
         "envbuilder-recipe: step 6/9 (uv >= 0.9.0) failed: could not download uv's installer",
     }, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {},
+        {"XDG_DATA_HOME": "/xd"},
+        {"ENVBUILDER_HOME": "/e", "XDG_DATA_HOME": "/xd"},
+        {"ENVBUILDER_HOME": "", "XDG_DATA_HOME": ""},  # empty is unset, in the shell as in the rule
+    ],
+)
+def test_the_shell_spelling_of_the_home_is_the_rule(environ: dict[str, str]) -> None:
+    """SH_DATA_ROOT (the WSL2 recipe, the bash and zsh completions) run by bash gives edge/_roots.data_root."""
+    import shutil
+    import subprocess
+
+    from envbuilder.edge._roots import data_root
+    from envbuilder.render.wsl2 import SH_DATA_ROOT
+
+    bash = shutil.which("bash")
+    assert bash, "bash is on every machine this suite runs on"
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/h", **environ}
+    argv = [bash, "-c", f'printf %s "{SH_DATA_ROOT}"']
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout == data_root(environ, "/h", "posix")

@@ -175,7 +175,7 @@ _envbuilder_value() {
 }
 
 _envbuilder_envs() {
-    local home="${ENVBUILDER_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/envbuilder}" dir
+    local home="@DATA_ROOT@" dir
     local -a names=()
     for dir in "$home"/envs/*/; do
         [[ -d $dir ]] && names+=("$(basename "$dir")")
@@ -234,7 +234,10 @@ def bash(nodes: list[Node]) -> str:
         for n in nodes
     ]
     values = _kind_cases(nodes, "        {patterns}) kind='{kind}'; choices='{choices}' ;;")
-    return _BASH.replace("@NODES@", "\n".join(arms)).replace("@VALUES@", "\n".join(values))
+    from envbuilder.render.wsl2 import SH_DATA_ROOT
+
+    text = _BASH.replace("@NODES@", "\n".join(arms)).replace("@VALUES@", "\n".join(values))
+    return text.replace("@DATA_ROOT@", SH_DATA_ROOT)
 
 
 # --------------------------------------------------------------------------- zsh
@@ -300,7 +303,7 @@ _envbuilder() {
     elif (( ${#reply_commands} )); then
         _describe -t commands 'command' reply_commands
     elif (( given == 0 )) && [[ $reply_positional == env ]]; then
-        local home=${ENVBUILDER_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/envbuilder}
+        local home=@DATA_ROOT@
         local -a names=( $home/envs/*(N/:t) )
         compadd -- $names
     elif (( given == 0 )) && [[ $reply_positional == choice ]]; then
@@ -329,7 +332,10 @@ def zsh(nodes: list[Node]) -> str:
             f" reply_choices=({' '.join(_q(c) for c in n.positional_choices)}) ;;"
         )
     values = _kind_cases(nodes, "        {patterns}) kind='{kind}'; choices='{choices}' ;;")
-    return _ZSH.replace("@NODES@", "\n".join(arms)).replace("@VALUES@", "\n".join(values))
+    from envbuilder.render.wsl2 import SH_DATA_ROOT
+
+    text = _ZSH.replace("@NODES@", "\n".join(arms)).replace("@VALUES@", "\n".join(values))
+    return text.replace("@DATA_ROOT@", SH_DATA_ROOT)
 
 
 # --------------------------------------------------------------------------- fish

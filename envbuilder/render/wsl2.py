@@ -27,7 +27,12 @@ from envbuilder.render.recipe import (
 )
 from envbuilder.render.values import heredoc_tag
 
-__all__ = ["render_wsl2_script"]
+__all__ = ["SH_DATA_ROOT", "render_wsl2_script"]
+
+
+# envbuilder's home in POSIX shell (bash, zsh): edge/_roots.data_root off Windows, spelt once for the WSL2 recipe
+# and the bash and zsh completions (tests/test_wsl.py runs it in bash against the rule).
+SH_DATA_ROOT = "${ENVBUILDER_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/envbuilder}"
 
 
 def _check_wsl2(spec: RecipeSpec) -> None:
@@ -41,7 +46,7 @@ def _bash_env_dir(spec: RecipeSpec) -> str:
         return "ENV_DIR=" + shlex.quote(spec.env_dir)
     # envbuilder's own layout, so `envbuilder list/smoke` find the environment later.
     name = shlex.quote(spec.name)
-    return 'ENV_DIR="${ENVBUILDER_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/envbuilder}/envs/"' + name
+    return f'ENV_DIR="{SH_DATA_ROOT}/envs/"' + name
 
 
 def _bash_install(spec: RecipeSpec) -> str:
