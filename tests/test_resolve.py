@@ -342,6 +342,13 @@ def test_gptq_from_pypi_alone_takes_gptqmodel_7_6_with_its_numpy_pin(matrix: Mat
         "accelerate": "1.15.0",
     }
     assert _why(plan, "gptqmodel 7.7.0") == "needs torch >= 2.14.1"
+    # Each pin's own reason, by name (upgrade shows it beside a pin that moves); numpy is the library's pin.
+    assert plan.reason_for("torch") == plan.reasons[2]
+    assert plan.reason_for("torch").startswith("torch 2.10.0+cu128 from PyPI (its default build there): driver ")
+    assert plan.reason_for("gptqmodel").startswith("gptqmodel 7.6.0 (active; kernels: ")
+    assert plan.reason_for("numpy") == ""
+    named = [(p.name, plan.reason_for(p.name)) for p in plan.packages if p.name != "numpy"]
+    assert all(why in plan.reasons and why.startswith(f"{name} ") for name, why in named), named
 
 
 def test_gptq_refused_below_turing(matrix: Matrix) -> None:

@@ -84,7 +84,7 @@ def _show(prepared: Prepared) -> None:
         was = before.get(p.name)
         mark = "=" if was == p.version else "~"
         change = p.version if was == p.version else f"{was or '(none)'} -> {p.version}"
-        why = next((r for r in plan.reasons if r.startswith((f"{p.name} ", f"torch {p.version}"))), "")
+        why = plan.reason_for(p.name)
         print(f"  {mark} {p.name:<14} {change}" + (f"   ({why})" if why and mark == "~" else ""))
     others = [d for d in prepared.changes if d.split()[1] not in {p.name for p in plan.packages}]
     if others:

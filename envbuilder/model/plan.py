@@ -94,6 +94,7 @@ class Plan:
     matrix_digest: str = ""
     extra_indexes: tuple[str, ...] = field(default=())
     formats: tuple[ProfileFormat, ...] = ()  # what the profile's environment loads and makes (profiles.toml)
+    pin_reasons: tuple[tuple[str, str], ...] = ()  # (package, its reason among ``reasons``); not in the JSON
 
     @property
     def profile(self) -> str:
@@ -101,6 +102,10 @@ class Plan:
 
     def package(self, name: str) -> Package | None:
         return next((p for p in self.packages if p.name == name), None)
+
+    def reason_for(self, name: str) -> str:
+        """The reason the plan gives for that package's pin ("" for one only another pins: numpy, ...)."""
+        return next((why for pkg, why in self.pin_reasons if pkg == name), "")
 
     def to_json(self) -> dict[str, object]:
         return {

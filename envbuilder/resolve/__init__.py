@@ -121,13 +121,15 @@ def _plan(target: Target, matrix: Matrix, python: str, options: list[Option], re
     all_rejected = [*rejected, *best.rejected, *ranked_lower]
     pkgs = packages_of(best, target)
     extra = tuple(dict.fromkeys(p.index for p in pkgs if is_index_url(p.index)))
+    reasons, pin_reasons = explain(best, target, python)
     return Plan(
         target=target,
         python=python,
         cuda=best.torch.build.cuda,
         variant=best.torch.build.variant,
         packages=pkgs,
-        reasons=explain(best, target, python),
+        reasons=reasons,
+        pin_reasons=pin_reasons,
         rejected=tuple(all_rejected),
         warnings=plan_warnings(best, target, torch_note(best, matrix, target, python, all_rejected)),
         bnb_library=bnb_library(best, target),

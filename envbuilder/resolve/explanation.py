@@ -28,27 +28,14 @@ __all__ = [
 ]
 
 
-def explain(option: Option, target: Target, python: str) -> tuple[str, ...]:
-    """The plan's reasons: the target, then each pin and the rule that chose it, proof, unconfirmed facts."""
+def explain(option: Option, target: Target, python: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The plan's reasons: the target, then each pin and the rule that chose it, proof, unconfirmed facts; and
+    each pin's own reason by its package name (what ``upgrade`` shows beside a pin that moves)."""
     t = option.torch
     src = "PyPI (its default build there)" if t.index == PYPI else t.index
-    reasons = [f"target: {target.describe()}", f"Python {python}: {t.label} ships wheels for it ({t.release.python})"]
-    reasons.append(f"{t.label} from {src}" + (": " + "; ".join(t.reasons) if t.reasons else ""))
-    if option.bnb is not None:
-        reasons.append(f"bitsandbytes {option.bnb.version} {option.bnb_note}; its loader rule is {option.bnb.loader}")
-    if option.quant is not None:
-        q = option.quant
-        reasons.append(f"{q.name} {q.version} ({q.status}; kernels: {q.kernels}) for the {target.profile} profile")
-        for o in option.others:
-            reasons.append(f"{o.name} {o.version} ({o.status}; kernels: {o.kernels}) beside it: the newest whose "
-                           f"requirements and the companions' hold together")  # fmt: skip
-    env = fit.marker_environment(target.platform, python)
-    pins = {p.name: p.version.split("+", 1)[0] for p in packages_of(option, target)}
-    for c in option.companions:
-        held = [n for n in companion_needs(c, env) if n.name in pins and n.name != c.name and n.spec]
-        shown = ", ".join(n.text().removeprefix(f"{n.owner} needs ") for n in held)
-        reasons.append(f"{c.name} {c.version}" + (f" (needs {shown}: all hold)" if shown else ""))
-    reasons += _loader_reasons(option)
+    head = [f"target: {target.describe()}", f"Python {python}: {t.label} ships wheels for it ({t.release.python})"]
+    pins = _pin_reasons(option, target, python, src)
+    reasons = [*head, *(why for _, why in pins), *_loader_reasons(option)]
     if option.proven:
         e = option.proven[0]
         reasons.append(f"proven by a smoke test on {e.gpu} (driver {e.driver}) on {e.date}: {e.source}")
@@ -56,7 +43,31 @@ def explain(option: Option, target: Target, python: str) -> tuple[str, ...]:
         weak = [_weak(f) for f in option.facts if not f.confirmed]
         weak += [f"quantizers.toml has no {m} row for this transformers" for m in option.unread]
         reasons.append("rests on unconfirmed facts: " + ", ".join(weak))
-    return tuple(reasons)
+    return tuple(reasons), tuple(pins)
+
+
+def _pin_reasons(option: Option, target: Target, python: str, src: str) -> list[tuple[str, str]]:
+    """(package, the rule that chose its pin): torch, bitsandbytes, the GPTQ/AWQ libraries, the companions."""
+    t = option.torch
+    out = [("torch", f"{t.label} from {src}" + (": " + "; ".join(t.reasons) if t.reasons else ""))]
+    if option.bnb is not None:
+        b = option.bnb
+        out.append(("bitsandbytes", f"bitsandbytes {b.version} {option.bnb_note}; its loader rule is {b.loader}"))
+    if option.quant is not None:
+        q = option.quant
+        out.append(
+            (q.name, f"{q.name} {q.version} ({q.status}; kernels: {q.kernels}) for the {target.profile} profile")
+        )
+        for o in option.others:
+            out.append((o.name, f"{o.name} {o.version} ({o.status}; kernels: {o.kernels}) beside it: the newest whose "
+                                f"requirements and the companions' hold together"))  # fmt: skip
+    env = fit.marker_environment(target.platform, python)
+    pins = {p.name: p.version.split("+", 1)[0] for p in packages_of(option, target)}
+    for c in option.companions:
+        held = [n for n in companion_needs(c, env) if n.name in pins and n.name != c.name and n.spec]
+        shown = ", ".join(n.text().removeprefix(f"{n.owner} needs ") for n in held)
+        out.append((c.name, f"{c.name} {c.version}" + (f" (needs {shown}: all hold)" if shown else "")))
+    return out
 
 
 def _loader_reasons(option: Option) -> list[str]:
