@@ -31,11 +31,15 @@ from envbuilder.model.types import (
     LOADERS,
     PLATFORMS,
     PROFILES,
+    QUANT_KERNELS,
+    QUANT_STATUSES,
     SEGMENTS,
     Confidence,
     CpuBackend,
     Loader,
     ProfileName,
+    QuantKernels,
+    QuantStatus,
     Segment,
 )
 
@@ -343,12 +347,12 @@ class Companion(Fact):
 class QuantLib(Fact):
     name: str
     version: str
-    status: str
+    status: QuantStatus
     profile: ProfileName
     python: SpecifierSet
     torch: SpecifierSet | None = None
     requires: Mapping[str, SpecifierSet] = field(default_factory=dict)
-    kernels: str = "none"
+    kernels: QuantKernels = "none"
     min_cc: str | None = None
     platforms: tuple[str, ...] = ()
     requires_dist: tuple[Requirement, ...] | None = None
@@ -852,12 +856,12 @@ def _quant(r: _Row) -> QuantLib:
     return QuantLib(
         name=r.get("name", str),
         version=r.version("version") or "",
-        status=r.choice("status", ("active", "deprecated", "eol")),
+        status=r.choice("status", QUANT_STATUSES),
         profile=r.choice("profile", PROFILES),
         python=r.spec("python") or _ANY,
         torch=r.spec("torch", required=False),
         requires=r.spec_map("requires"),
-        kernels=r.choice("kernels", ("jit", "prebuilt", "none"), required=False, default="none"),
+        kernels=r.choice("kernels", QUANT_KERNELS, required=False, default="none"),
         min_cc=r.version("min-cc", required=False),
         platforms=r.choices("platforms", PLATFORMS, required=False),
         requires_dist=r.requirements("requires-dist"),

@@ -19,6 +19,8 @@ __all__ = [
     "PLATFORMS",
     "PROFILES",
     "PYPI",
+    "QUANT_KERNELS",
+    "QUANT_STATUSES",
     "SEGMENTS",
     "SEVERITIES",
     "STATUSES",
@@ -31,6 +33,8 @@ __all__ = [
     "OsFlavour",
     "Platform",
     "ProfileName",
+    "QuantKernels",
+    "QuantStatus",
     "Segment",
     "Severity",
     "Status",
@@ -47,6 +51,10 @@ OsFlavour = Literal["linux", "wsl2", "windows"]
 Loader = Literal["exact-or-cpu", "exact-or-error", "nearest-same-major"]
 # What a bitsandbytes release can do without a GPU.
 CpuBackend = Literal["none", "nf4-only", "full"]
+# A GPTQ/AWQ library release's upkeep, in the order the resolver prefers (matrices/quant.toml), and how its
+# kernels reach a GPU: compiled on the target (jit), shipped in the wheel (prebuilt), or none at all.
+QuantStatus = Literal["active", "deprecated", "eol"]
+QuantKernels = Literal["jit", "prebuilt", "none"]
 # Market segments of GPU products (matrices/gpus.toml).
 Segment = Literal["geforce", "workstation", "datacenter", "jetson"]
 # research's marks: ✅/🔶 count as confirmed; ⚠️, ❓, [2ND], [UNCONFIRMED] do not.
@@ -78,6 +86,8 @@ PLATFORMS: Final[tuple[Platform, ...]] = get_args(Platform)
 OS_FLAVOURS: Final[tuple[OsFlavour, ...]] = get_args(OsFlavour)
 LOADERS: Final[tuple[Loader, ...]] = get_args(Loader)
 CPU_BACKENDS: Final[tuple[CpuBackend, ...]] = get_args(CpuBackend)
+QUANT_STATUSES: Final[tuple[QuantStatus, ...]] = get_args(QuantStatus)
+QUANT_KERNELS: Final[tuple[QuantKernels, ...]] = get_args(QuantKernels)
 SEGMENTS: Final[tuple[Segment, ...]] = get_args(Segment)
 CONFIDENCES: Final[tuple[Confidence, ...]] = get_args(Confidence)
 STATUSES: Final[tuple[Status, ...]] = get_args(Status)

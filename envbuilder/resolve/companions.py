@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from envbuilder.model.matrix import Companion, Matrix, Quantizer, QuantLib
 from envbuilder.model.plan import Rejection, RejectionKind
 from envbuilder.model.target import Target
+from envbuilder.model.types import QUANT_STATUSES
 from envbuilder.rules import fit, formats
 from envbuilder.rules._version import minor as _minor
 from envbuilder.rules._version import v as _v
@@ -106,7 +107,7 @@ def _companion_misfit(c: Companion, target: Target, torch: TorchCandidate, picki
     return _their_misfit(picking, c.name, c.version)
 
 
-_STATUS_ORDER = {"active": 0, "deprecated": 1, "eol": 2}
+_STATUS_ORDER = {status: i for i, status in enumerate(QUANT_STATUSES)}  # QuantStatus is written in this order
 
 
 def _quant_rows(matrix: Matrix, target: Target, name: str | None = None) -> list[QuantLib]:
@@ -119,7 +120,7 @@ def _quant_rows(matrix: Matrix, target: Target, name: str | None = None) -> list
         for q in matrix.quant
         if (q.profile == target.profile if name is None else q.name == name) and q.name not in forbidden
     )
-    return sorted(rows, key=lambda q: (_STATUS_ORDER.get(q.status, 3), *(-p for p in _v(q.version).release[:3])))
+    return sorted(rows, key=lambda q: (_STATUS_ORDER[q.status], *(-p for p in _v(q.version).release[:3])))
 
 
 def _quant_misfit(q: QuantLib, target: Target, torch: TorchCandidate, pins: Mapping[str, str]) -> Misfit | None:
