@@ -89,9 +89,8 @@ def _token(http: Http, challenge: str, ref: ImageRef) -> str:
     return token
 
 
-def resolve_digest(http: Http, image: str) -> str:
-    """The digest of what ``image`` (``name:tag``) names now on its registry."""
-    ref = parse_ref(image)
+def _manifest(http: Http, ref: ImageRef) -> tuple[int, dict[str, str], bytes]:
+    """The registry's answer for the manifest, with an anonymous pull token where it asks for one."""
     url = manifest_url(ref)
     headers = {"Accept": ", ".join(MANIFEST_TYPES)}
     status, answered, body = http.answer(url, headers, limit=_MANIFEST_LIMIT)
@@ -99,6 +98,20 @@ def resolve_digest(http: Http, image: str) -> str:
     if status == 401 and challenge.lower().startswith("bearer "):
         headers["Authorization"] = f"Bearer {_token(http, challenge[7:], ref)}"
         status, answered, body = http.answer(url, headers, limit=_MANIFEST_LIMIT)
+    return status, answered, body
+
+
+def resolve_digest(http: Http, image: str) -> str:
+    """The digest of what ``image`` (``name:tag``) names now on its registry."""
+    try:
+        ref = parse_ref(image)
+        status, answered, body = _manifest(http, ref)
+    except SourceError as exc:
+        # A network failure names a URL, a refused token the registry: say which image it was for, and the way
+        # round it. The registry's own answers below name the image already.
+        msg = f"{image}: {exc.message}"
+        hint = f"{exc.hint}; or name a reachable mirror (--base-image/--uv-image), or drop --resolve-digests"
+        raise SourceError(msg, hint=hint) from None
     if status == 404:
         msg = f"{image}: {ref.registry} has no {ref.repository}:{ref.tag} (HTTP 404)"
         raise SourceError(msg, hint="check the image name and tag, or the --base-image/--uv-image given")
@@ -119,13 +132,5 @@ def resolve_digests(images: Iterable[str], *, ca_cert: str | None = None) -> dic
     found: dict[str, str] = {}
     with Http(ca_cert=ca_cert) as http:
         for image in wanted:
-            try:
-                found[image] = resolve_digest(http, image)
-            except SourceError as exc:
-                if exc.message.startswith(f"{image}: "):
-                    raise
-                # A network failure names a URL: say which image it was for, and the way round it.
-                msg = f"{image}: {exc.message}"
-                hint = f"{exc.hint}; or name a reachable mirror (--base-image/--uv-image), or drop --resolve-digests"
-                raise SourceError(msg, hint=hint) from None
+            found[image] = resolve_digest(http, image)
     return found
