@@ -19,11 +19,14 @@ import functools
 import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envbuilder.model.matrix import Matrix
 from envbuilder.model.smoke import SMOKE_SCHEMA, Check
 from envbuilder.model.types import Layer, Severity, Status
+
+if TYPE_CHECKING:  # verdict.py imports this module's values
+    from envbuilder.doctor.verdict import Verdict
 
 __all__ = [
     "DOCTOR_SCHEMA",
@@ -272,9 +275,9 @@ def prepared(ctx: Context) -> Context:
 
 
 def doctor_json(
-    findings: Sequence[Finding], *, source: str, evidence: Evidence | None, verdict: Any = None
+    findings: Sequence[Finding], *, source: str, evidence: Evidence | None, verdict: Verdict | None = None
 ) -> dict[str, Any]:
-    """The versioned ``--json`` document (``verdict``: a ``doctor.verdict.Verdict``; its ``ok`` wins)."""
+    """The versioned ``--json`` document (a given ``verdict``'s ``ok`` wins over the findings')."""
     return {
         "schema": DOCTOR_SCHEMA,
         "source": source,
