@@ -41,6 +41,38 @@ def test_the_triton_limit_is_the_matrixs(matrix: Matrix) -> None:
     assert "triton-ops" not in _rules(_limit(matrix, "triton", needs=SpecifierSet("<3.3")), ev)
 
 
+def test_the_triton_finding_says_the_matrixs_limit(matrix: Matrix) -> None:
+    ev = _ev(torch="2.6.0+cu124", torch_cuda="12.4", devices=(H100,), bnb="0.44.1", packages={"triton": "3.2.0"})
+    (found,) = (f for f in diagnose(Context(matrix=matrix, evidence=ev)) if f.rule == "triton-ops")
+    assert "which triton 3.2 removed" in found.cause and found.fix.endswith("pin triton <3.2")
+    moved = _limit(matrix, "triton", needs=SpecifierSet("<3.1"))
+    (found,) = (f for f in diagnose(Context(matrix=moved, evidence=ev)) if f.rule == "triton-ops")
+    assert "which triton 3.1 removed" in found.cause and found.fix.endswith("pin triton <3.1")
+
+
+def test_the_glibc_finding_says_the_matrixs_limits(matrix: Matrix) -> None:
+    log = (
+        "OSError: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.34' not found "
+        "(required by libbitsandbytes_cuda126.so)"
+    )
+    (found,) = (f for f in diagnose(Context(matrix=matrix, log=log)) if f.rule == "glibc-too-old")
+    assert "(CUDA 12.6/12.8 libraries) needs glibc >=2.34" in found.cause
+    assert "==0.45.3 needs libstdc++ >=3.4.32" in found.cause and "0.46.0 and later have no such floor" in found.cause
+    moved = _limit(matrix, "glibc", needs=SpecifierSet(">=2.35"))
+    (found,) = (f for f in diagnose(Context(matrix=moved, log=log)) if f.rule == "glibc-too-old")
+    assert "needs glibc >=2.35" in found.cause
+
+
+def test_the_windows_fork_fix_names_the_matrixs_first_windows_release(matrix: Matrix) -> None:
+    """A real log (tests/fixtures/logs: MiniGPT-4#156, bitsandbytes-windows on a V100)."""
+    log = (Path(__file__).parent / "fixtures" / "logs" / "gh-minigpt4-156-no-kernel-image-windows-v100.txt").read_text()
+    first = (BnbFirst(platform="windows-x86_64", version="0.44.0", source="test", confidence="confirmed"),)
+    later = dataclasses.replace(matrix, bnb_first=first)
+    for m, said in ((matrix, ">= 0.43.0 ships Windows DLLs"), (later, ">= 0.44.0")):
+        (found,) = (f for f in diagnose(Context(matrix=m, log=log)) if f.rule == "bnb-no-kernel")
+        assert "uninstall bitsandbytes-windows" in found.fix and said in found.fix
+
+
 def test_the_glibc_limit_is_the_matrixs(matrix: Matrix) -> None:
     ev = _ev(torch="2.7.0+cu126", torch_cuda="12.6", devices=(H100,), bnb="0.45.5", libc="glibc-2.31")
     assert "glibc-too-old" in _rules(matrix, ev)  # 0.45.x cu126/cu128 libraries need glibc >= 2.34

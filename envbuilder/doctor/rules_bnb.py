@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from envbuilder.doctor import Context, Finding, Layer, Rule, Severity, finding
@@ -344,8 +345,8 @@ def rule_no_kernel_image(ctx: Context) -> Iterable[Finding]:
                 "on cu128/cu129 libraries, Volta on cu13x, Blackwell on libraries built with CUDA <= 12.6"
             ),
             (
-                "uninstall bitsandbytes-windows, then install an official bitsandbytes wheel (>= 0.43 ships Windows "
-                "DLLs) whose library covers the GPU: "
+                f"uninstall bitsandbytes-windows, then install an official bitsandbytes wheel ({_windows_since(ctx)}) "
+                "whose library covers the GPU: "
                 if fork
                 else "install a bitsandbytes whose library covers the GPU: "
             )
@@ -586,8 +587,7 @@ def rule_glibc(ctx: Context) -> Iterable[Finding]:
             "FAIL",
             hit[0],
             f"the bitsandbytes library was built against a newer {'libstdc++' if 'CXX' in what else 'glibc'} "
-            f"than this system has ({what}): 0.45.x CUDA 12.6/12.8 libraries need glibc 2.34, 0.45.3's CPU "
-            "library GLIBCXX_3.4.32; 0.46.0+ are built for manylinux 2.24",
+            f"than this system has ({what}): {_system_limits(ctx)}",
             fix,
             cmds,
         )
@@ -601,14 +601,15 @@ def rule_triton_ops(ctx: Context) -> Iterable[Finding]:
     triton = _v(ev.packages.get("triton")) if ev else None
     bnb = _v(f.bnb)
     limit = ctx.matrix.bnb_limit("triton", str(bnb)) if bnb else None
-    if hit or (triton and limit and not limit.needs.contains(triton, prereleases=True)):
+    row = limit or next((x for x in ctx.matrix.bnb_limits if x.package == "triton"), None)
+    if row is not None and (hit or (triton and limit and not limit.needs.contains(triton, prereleases=True))):
         fix, cmds = install_fix(ctx, f)
         yield finding(
             "triton-ops",
             "FAIL",
             hit[0] if hit else f"bitsandbytes {bnb} with triton {triton}",
-            "bitsandbytes <= 0.45.0 imports triton.ops.matmul_perf_model, which triton 3.2 removed",
-            f"{fix}; or keep this bitsandbytes and pin triton < 3.2",
+            f"bitsandbytes {row.bnb} imports triton.ops.matmul_perf_model, which triton {_bound(row.needs)} removed",
+            f"{fix}; or keep this bitsandbytes and pin triton {row.needs}",
             cmds,
         )
 
@@ -648,6 +649,31 @@ def rule_no_cpu_4bit(ctx: Context) -> Iterable[Finding]:
             f"bitsandbytes >= {_first_cpu(ctx)} quantizes on the CPU: {fix}; or quantize on a CUDA GPU",
             cmds,
         )
+
+
+def _windows_since(ctx: Context) -> str:
+    """``>= 0.43.0 ships Windows DLLs``: the first release with a native Windows build (bitsandbytes.toml [[first]])."""
+    first = ctx.matrix.bnb_first_on("windows-x86_64")
+    return f">= {first.version} ships Windows DLLs" if first else "one with a native Windows build"
+
+
+def _bound(needs: SpecifierSet) -> str:
+    """The version a ``<X`` requirement stops below ("3.2" of "<3.2"), else the requirement itself."""
+    upper = [s.version for s in needs if s.operator == "<"]
+    return upper[0] if upper else str(needs)
+
+
+def _system_limits(ctx: Context) -> str:
+    """What the matrix's glibc and libstdc++ limits say, and the first release past them."""
+    said = [
+        f"bitsandbytes {x.bnb}"
+        + (f" (CUDA {'/'.join(x.cuda)} libraries)" if x.cuda else "")
+        + f" needs {x.package} {x.needs}"
+        for x in ctx.matrix.bnb_limits
+        if x.package in ("glibc", "libstdc++")
+    ]
+    past = _past_limits(ctx, "glibc")
+    return "; ".join(said + ([f"{past} and later have no such floor"] if past else []))
 
 
 def _past_limits(ctx: Context, package: str) -> str | None:
