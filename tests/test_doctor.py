@@ -105,6 +105,31 @@ def test_healthy_log_has_no_failure(matrix: Matrix) -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "cause"),
+    [
+        # A harmless warning's note says the stack works itself: the verdict is its cause, as it is.
+        (
+            "gh-llamafactory-2132-matmul8bitlt-bf16-warning.txt",
+            "the stack looks fine: bitsandbytes' int8 matmul computes in float16 and casts bfloat16 inputs (a "
+            "warning, not an error)",
+        ),
+        # Any other note on a working stack (the Hub-kernel message, layer "healthy" too) is said to be one.
+        (
+            "bnb-0.50.2-python-m-bitsandbytes-cpu.txt",
+            "the stack looks fine; note: bitsandbytes >= 0.49 tries an optional Hub kernel on AVX512-BF16 CPUs; "
+            "without the `kernels` package it logs this and uses its own CPU kernels",
+        ),
+    ],
+)
+def test_a_note_that_says_the_stack_works_is_the_verdict(matrix: Matrix, name: str, cause: str) -> None:
+    from envbuilder.doctor.verdict import verdict
+
+    text = (LOGS / name).read_text(encoding="utf-8")
+    answer = verdict(diagnose(Context(matrix=matrix, log=text)), from_log(text, matrix), text)
+    assert (answer.kind, answer.cause) == ("healthy", cause)
+
+
+@pytest.mark.parametrize(
     ("name", "bnb", "torch", "torch_cuda", "sm", "vram"),
     [
         ("bnb-0.50.2-python-m-bitsandbytes-cpu.txt", "0.50.2", "2.13.0+cpu", None, None, None),

@@ -77,6 +77,7 @@ class Finding:
     fix: str
     commands: tuple[tuple[str, ...], ...] = ()
     layer: Layer | None = None
+    all_clear: bool = False  # the cause itself says the stack works (a harmless warning): the verdict quotes it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -203,9 +204,19 @@ def finding(
     commands: tuple[tuple[str, ...], ...] = (),
     *,
     layer: Layer | None = None,
+    all_clear: bool = False,
 ) -> Finding:
     """A Finding from positional parts: the one shorthand every rule module uses."""
-    return Finding(rule=rule, severity=severity, seen=seen, cause=cause, fix=fix, commands=commands, layer=layer)
+    return Finding(
+        rule=rule,
+        severity=severity,
+        seen=seen,
+        cause=cause,
+        fix=fix,
+        commands=commands,
+        layer=layer,
+        all_clear=all_clear,
+    )
 
 
 def load_triggers(modules: Sequence[str] = RULE_MODULES) -> tuple[str, ...]:

@@ -72,7 +72,7 @@ def _outside(rule: str, seen: str, cause: str, fix: str) -> Finding:
 
 
 def _note(rule: str, seen: str, cause: str, fix: str) -> Finding:
-    return finding(rule, "INFO", seen, cause, fix, layer="healthy")
+    return finding(rule, "INFO", seen, cause, fix, layer="healthy", all_clear=True)
 
 
 def rule_hub_access(ctx: Context) -> Iterable[Finding]:

@@ -110,7 +110,7 @@ def verdict(findings: Sequence[Finding], facts: Evidence, text: str) -> Verdict:
         )
     if notes:
         first = notes[0]
-        cause = first.cause if "looks fine" in first.cause else f"the stack looks fine; note: {first.cause}"
+        cause = first.cause if first.all_clear else f"the stack looks fine; note: {first.cause}"
         return Verdict(kind="healthy", layer="healthy", cause=cause, fix=first.fix, seen=first.seen)
     return Verdict(kind="healthy", layer="healthy", cause="the stack looks fine: no error in the text", fix="")
 
