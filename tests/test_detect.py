@@ -13,7 +13,7 @@ import pytest
 from envbuilder.cli.app import main
 from envbuilder.cli.detect import _cuda_lines, render_host
 from envbuilder.edge import _run, detect
-from envbuilder.edge.detect import Gpu, Host, PythonInfo, SmiSummary
+from envbuilder.edge.detect import Host, HostGpu, PythonInfo, SmiSummary
 
 FIXTURES = Path(__file__).parent / "fixtures"
 H100 = FIXTURES / "h100-cu130"
@@ -24,7 +24,7 @@ def read(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-H100_GPU = Gpu(index=0, name="NVIDIA H100 80GB HBM3", cc="9.0", memory_mib=81559)
+H100_GPU = HostGpu(index=0, name="NVIDIA H100 80GB HBM3", cc="9.0", memory_mib=81559)
 
 
 # --- nvidia-smi CSV ---------------------------------------------------------------------------------
@@ -47,24 +47,24 @@ def test_csv_fixture_with_header_and_units() -> None:
             "0, NVIDIA GeForce RTX 4090, 8.9, 560.35.03, 24564\r\n"
             "1, NVIDIA GeForce GTX 1080 Ti, 6.1, 560.35.03, 11264\r\n",
             (
-                Gpu(0, "NVIDIA GeForce RTX 4090", "8.9", 24564),
-                Gpu(1, "NVIDIA GeForce GTX 1080 Ti", "6.1", 11264),
+                HostGpu(0, "NVIDIA GeForce RTX 4090", "8.9", 24564),
+                HostGpu(1, "NVIDIA GeForce GTX 1080 Ti", "6.1", 11264),
             ),
             "560.35.03",
         ),
         # memory N/A (MIG, some virtual GPUs) and "[N/A]" with units on
         (
             "0, NVIDIA A100-SXM4-40GB, 8.0, 535.183.01, [N/A]\n",
-            (Gpu(0, "NVIDIA A100-SXM4-40GB", "8.0", None),),
+            (HostGpu(0, "NVIDIA A100-SXM4-40GB", "8.0", None),),
             "535.183.01",
         ),
-        ("0, Tesla T4, 7.5, 470.82.01, N/A\n", (Gpu(0, "Tesla T4", "7.5", None),), "470.82.01"),
+        ("0, Tesla T4, 7.5, 470.82.01, N/A\n", (HostGpu(0, "Tesla T4", "7.5", None),), "470.82.01"),
         # compute_cap N/A: kept, with the capability unknown
-        ("0, Quadro P1000, [N/A], 470.82.01, 4096 MiB\n", (Gpu(0, "Quadro P1000", "", 4096),), "470.82.01"),
+        ("0, Quadro P1000, [N/A], 470.82.01, 4096 MiB\n", (HostGpu(0, "Quadro P1000", "", 4096),), "470.82.01"),
         # a WSL2 driver: the Windows version, two components
         (
             "0, NVIDIA GeForce RTX 3060 Laptop GPU, 8.6, 546.80, 6144\n",
-            (Gpu(0, "NVIDIA GeForce RTX 3060 Laptop GPU", "8.6", 6144),),
+            (HostGpu(0, "NVIDIA GeForce RTX 3060 Laptop GPU", "8.6", 6144),),
             "546.80",
         ),
         # header only, empty, whitespace
@@ -78,7 +78,7 @@ def test_csv_fixture_with_header_and_units() -> None:
         ("1, 2, 3\n", (), None),
     ],
 )
-def test_csv_cases(text: str, gpus: tuple[Gpu, ...], driver: str | None) -> None:
+def test_csv_cases(text: str, gpus: tuple[HostGpu, ...], driver: str | None) -> None:
     assert detect.parse_nvidia_smi_csv(text) == gpus
     assert detect.parse_nvidia_smi_csv_driver(text) == driver
 
@@ -89,7 +89,7 @@ def test_csv_cases(text: str, gpus: tuple[Gpu, ...], driver: str | None) -> None
 def test_xml_fixture() -> None:
     # The XML carries no compute capability: the GPU comes back with cc "" (unknown), the rest exact.
     summary = detect.parse_nvidia_smi_xml(read(H100 / "nvidia-smi-q.xml"))
-    assert summary == SmiSummary((Gpu(0, "NVIDIA H100 80GB HBM3", "", 81559),), "580.159.04", "13.0")
+    assert summary == SmiSummary((HostGpu(0, "NVIDIA H100 80GB HBM3", "", 81559),), "580.159.04", "13.0")
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_xml_fixture() -> None:
             "<compute_cap>7.0</compute_cap><fb_memory_usage><total>N/A</total></fb_memory_usage></gpu>"
             "</nvidia_smi_log>",
             SmiSummary(
-                (Gpu(0, "Tesla T4", "", 15109), Gpu(1, "Tesla V100-SXM2-16GB", "7.0", None)),
+                (HostGpu(0, "Tesla T4", "", 15109), HostGpu(1, "Tesla V100-SXM2-16GB", "7.0", None)),
                 "470.82.01",
                 "11.4",
             ),
@@ -277,7 +277,7 @@ def test_wsl_driver_warnings_only_on_wsl2() -> None:
 
 
 def test_host_warnings() -> None:
-    gpus = (H100_GPU, Gpu(1, "Tesla K80", "", 11441))
+    gpus = (H100_GPU, HostGpu(1, "Tesla K80", "", 11441))
     assert detect.host_warnings("linux", 1, gpus, driver_warnings=("x",)) == (
         "x",
         "WSL 1 has no GPU access: convert the distro with `wsl --set-version <distro> 2`",
@@ -468,7 +468,7 @@ def test_python_probe_cache_is_keyed_by_the_file(tmp_path: Path, monkeypatch: py
 
 def _bus_host(name: str, **kw: object) -> Host:
     fields: dict[str, object] = {
-        "gpus": (Gpu(0, name, "", None, "10de:2335"),),
+        "gpus": (HostGpu(0, name, "", None, "10de:2335"),),
         "driver": None,
         "os": "linux",
         "machine": "x86_64",
@@ -577,7 +577,7 @@ def test_plan_driver_floor_for_an_h200_named_by_its_pci_id() -> None:
     assert namer is not None
     named = namer(0x10DE, 0x2335)
     assert named is not None and (named.name, named.cc) == ("H200 SXM 141GB", "9.0")
-    host = _bus_host(named.name, gpus=(Gpu(0, named.name, named.cc or "", None, "10de:2335"),))
+    host = _bus_host(named.name, gpus=(HostGpu(0, named.name, named.cc or "", None, "10de:2335"),))
     args = argparse.Namespace(matrix_dir=None)
     assert plan_driver_floor(args, host) == "580.65.06"
     assert render_host(host, [], _advice(args, host))[:4] == [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from envbuilder.edge import detect, nvidia
-from envbuilder.edge.detect import Gpu
+from envbuilder.edge.detect import HostGpu
 from envbuilder.edge.nvidia import NvmlDevice, NvmlReading, PciDevice
 from envbuilder.model.driver import DriverReading, driver_override
 from envbuilder.model.errors import TargetError
@@ -161,7 +161,7 @@ def test_probe_with_the_driver_but_no_tools(tmp_path: Path) -> None:
     # nvidia-smi and NVML unusable (not asked here): the loaded driver's files still name the GPU and the driver.
     root = lay_out_h200(tmp_path, driver=True)
     probe = detect.probe_nvidia("linux", root=str(root), env={}, tools=False)
-    assert probe.gpus == (Gpu(0, "NVIDIA H200", "", None, "10de:2335"),)
+    assert probe.gpus == (HostGpu(0, "NVIDIA H200", "", None, "10de:2335"),)
     assert probe.driver == DriverReading("580.159.04", "/sys/module/nvidia/version")
     assert probe.source == "PCI bus"
     assert probe.how == "PCI bus (driver 580.159.04 loaded; NVML and nvidia-smi not asked)"
@@ -172,7 +172,7 @@ def test_probe_without_a_driver(tmp_path: Path) -> None:
     # The same machine before its driver is installed: the GPU is seen on the bus by its PCI id alone.
     root = lay_out_h200(tmp_path, driver=False)
     probe = detect.probe_nvidia("linux", root=str(root), env={}, tools=False)
-    assert probe.gpus == (Gpu(0, "NVIDIA GPU [10de:2335]", "", None, "10de:2335"),)
+    assert probe.gpus == (HostGpu(0, "NVIDIA GPU [10de:2335]", "", None, "10de:2335"),)
     assert (probe.driver, probe.module, probe.source) == (None, None, "PCI bus")
     assert probe.how == "PCI bus (no NVIDIA driver loaded; NVML and nvidia-smi not asked)"
 
@@ -182,11 +182,11 @@ def test_driverless_h200_is_named_by_the_gpu_table(tmp_path: Path) -> None:
     namer = detect.pci_namer()
     root = lay_out_h200(tmp_path / "nodriver", driver=False)
     probe = detect.probe_nvidia("linux", root=str(root), env={}, tools=False, name_pci=namer)
-    assert probe.gpus == (Gpu(0, "H200 SXM 141GB", "9.0", None, "10de:2335"),)
+    assert probe.gpus == (HostGpu(0, "H200 SXM 141GB", "9.0", None, "10de:2335"),)
     # with the driver's files there, the driver's own name is kept (it is nvidia-smi's), the table gives the cc
     root = lay_out_h200(tmp_path / "driver", driver=True)
     probe = detect.probe_nvidia("linux", root=str(root), env={}, tools=False, name_pci=namer)
-    assert probe.gpus == (Gpu(0, "NVIDIA H200", "9.0", None, "10de:2335"),)
+    assert probe.gpus == (HostGpu(0, "NVIDIA H200", "9.0", None, "10de:2335"),)
 
 
 def test_probe_asks_the_pci_table_for_gpus_only(tmp_path: Path) -> None:
@@ -203,7 +203,7 @@ def test_probe_asks_the_pci_table_for_gpus_only(tmp_path: Path) -> None:
     root = lay_out_h200(tmp_path, driver=False)
     probe = detect.probe_nvidia("linux", root=str(root), env={}, tools=False, name_pci=table)
     assert seen == [(0x10DE, 0x2335)]  # asked for the GPU only, not the bridges or virtio devices
-    assert probe.gpus == (Gpu(0, "H200", "9.0", None, "10de:2335"),)
+    assert probe.gpus == (HostGpu(0, "H200", "9.0", None, "10de:2335"),)
 
 
 def test_override_beats_the_loaded_module_and_says_so(tmp_path: Path) -> None:
@@ -239,7 +239,7 @@ def test_nvml_recording_agrees_with_nvidia_smi_and_sysfs() -> None:
     assert reading.cuda == "13.0"
     assert detect.parse_nvidia_smi_banner(recorded(H200 / "nvidia-smi.txt")).cuda == "13.0"
     gpus = detect.gpus_from_nvml(reading)
-    assert gpus == (Gpu(0, "NVIDIA H200", "9.0", 143771, "10de:2335"),)
+    assert gpus == (HostGpu(0, "NVIDIA H200", "9.0", 143771, "10de:2335"),)
     smi = detect.parse_nvidia_smi_csv(recorded(H200 / "nvidia-smi-query.csv"))
     assert [(g.name, g.cc, g.memory_mib) for g in smi] == [(g.name, g.cc, g.memory_mib) for g in gpus]
     assert nvidia.same_slot(reading.devices[0].bus_id, "0000:00:06.0")

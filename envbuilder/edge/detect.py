@@ -55,10 +55,10 @@ __all__ = [
     "NVIDIA_SMI_TIMEOUT",
     "WSL_LIB_DIR",
     "WSL_MARKERS",
-    "Gpu",
     "GpuProbe",
     "GpuSource",
     "Host",
+    "HostGpu",
     "OsName",
     "PythonInfo",
     "SmiSummary",
@@ -108,8 +108,8 @@ _VERSION_RE = re.compile(r"^\d+(\.\d+)+$")
 
 
 @dataclass(frozen=True, slots=True)
-class Gpu:
-    """One NVIDIA GPU as the driver reports it.
+class HostGpu:
+    """One NVIDIA GPU of this host as the driver reports it (a target's GPU is ``model.target.Gpu``).
 
     ``cc`` is the compute capability ("9.0"), or "" when the driver's tools are too old to say
     (``compute_cap`` arrived in nvidia-smi's CSV query with the 510 drivers; ``nvidia-smi -q -x`` lacks it).
@@ -152,7 +152,7 @@ class PythonInfo:
 class SmiSummary:
     """What ``nvidia-smi -q -x`` or the ``nvidia-smi`` banner says about the driver (and GPUs, for XML)."""
 
-    gpus: tuple[Gpu, ...]
+    gpus: tuple[HostGpu, ...]
     driver: str | None  # on WSL2 and Windows: the Windows driver, e.g. "546.80"
     cuda: str | None  # the "CUDA Version" shown: the newest CUDA this driver supports; None for "ERR!"
     smi: str | None = None  # the nvidia-smi tool's own version (differs from the driver on WSL2)
@@ -162,7 +162,7 @@ class SmiSummary:
 class Host:
     """What the probe found. Detection is only a default: the target options override every field."""
 
-    gpus: tuple[Gpu, ...]
+    gpus: tuple[HostGpu, ...]
     driver: str | None  # "580.159.04"
     os: OsName
     machine: str  # "x86_64" | "aarch64" | "arm64" (macOS, Windows on Arm)
@@ -245,7 +245,7 @@ def _csv_rows(text: str) -> list[dict[str, str]]:
     return rows
 
 
-def parse_nvidia_smi_csv(text: str) -> tuple[Gpu, ...]:
+def parse_nvidia_smi_csv(text: str) -> tuple[HostGpu, ...]:
     """GPUs from ``nvidia-smi --query-gpu=... --format=csv[,noheader][,nounits]``.
 
     Reads the query ``index,name,compute_cap,driver_version,memory.total`` without a header, or any
@@ -258,7 +258,7 @@ def parse_nvidia_smi_csv(text: str) -> tuple[Gpu, ...]:
             continue
         index_text = row.get("index", "")
         index = int(index_text) if index_text.isdigit() else position
-        gpus.append(Gpu(index, name, _cc(row.get("compute_cap", "")), _mib(row.get("memory.total", ""))))
+        gpus.append(HostGpu(index, name, _cc(row.get("compute_cap", "")), _mib(row.get("memory.total", ""))))
     return tuple(gpus)
 
 
@@ -288,7 +288,7 @@ def parse_nvidia_smi_xml(text: str) -> SmiSummary:
         if _na(name):
             continue
         memory = _mib(node.findtext("fb_memory_usage/total") or "")
-        gpus.append(Gpu(position, name, _cc(node.findtext("compute_cap") or ""), memory))
+        gpus.append(HostGpu(position, name, _cc(node.findtext("compute_cap") or ""), memory))
     return SmiSummary(tuple(gpus), _version(root.findtext("driver_version")), _version(root.findtext("cuda_version")))
 
 
@@ -468,7 +468,7 @@ def _find_nvidia_smi(os_name: OsName) -> str | None:
     return found
 
 
-def probe_gpus(os_name: OsName) -> tuple[tuple[Gpu, ...], str | None, str]:
+def probe_gpus(os_name: OsName) -> tuple[tuple[HostGpu, ...], str | None, str]:
     """(GPUs, driver, how) from nvidia-smi: the CSV query first, then ``-q -x`` for old drivers."""
     smi = _find_nvidia_smi(os_name)
     if smi is None:
@@ -489,14 +489,14 @@ def probe_gpus(os_name: OsName) -> tuple[tuple[Gpu, ...], str | None, str]:
     return (), None, failure
 
 
-def gpus_from_nvml(reading: NvmlReading) -> tuple[Gpu, ...]:
-    """NVML's GPUs as ``Gpu`` values (pure)."""
-    return tuple(Gpu(d.index, d.name, d.cc, d.memory_mib, d.pci_id) for d in reading.devices)
+def gpus_from_nvml(reading: NvmlReading) -> tuple[HostGpu, ...]:
+    """NVML's GPUs as ``HostGpu`` values (pure)."""
+    return tuple(HostGpu(d.index, d.name, d.cc, d.memory_mib, d.pci_id) for d in reading.devices)
 
 
 def gpus_from_bus(
     devices: tuple[PciDevice, ...], proc_models: dict[str, str], name_pci: PciNamer | None = None
-) -> tuple[Gpu, ...]:
+) -> tuple[HostGpu, ...]:
     """The NVIDIA GPUs on the PCI bus, named by the loaded driver (``/proc/driver/nvidia/gpus``), else by the PCI
     id table, else by lspci's label, else by the id itself; the compute capability comes from the table (pure)."""
     out = []
@@ -506,7 +506,7 @@ def gpus_from_bus(
         # lspci's label is a name unless its pci.ids did not know the id either ("Device", "Device 2684")
         label = "" if dev.label.split(" ")[0] == "Device" else dev.label
         name = model or (named.name if named else "") or label or f"NVIDIA GPU [{dev.pci_id}]"
-        out.append(Gpu(index, name, (named.cc or "") if named else "", None, dev.pci_id))
+        out.append(HostGpu(index, name, (named.cc or "") if named else "", None, dev.pci_id))
     return tuple(out)
 
 
@@ -514,7 +514,7 @@ def gpus_from_bus(
 class GpuProbe:
     """What the NVIDIA part of the probe found: GPUs, the driver in use and where each came from."""
 
-    gpus: tuple[Gpu, ...]
+    gpus: tuple[HostGpu, ...]
     driver: DriverReading | None
     module: DriverReading | None  # the loaded kernel module (Linux), whatever the override says
     source: GpuSource
@@ -522,7 +522,7 @@ class GpuProbe:
     warnings: tuple[str, ...] = ()
 
 
-def _tool_gpus(os_name: OsName, root: str = "/") -> tuple[tuple[Gpu, ...], DriverReading | None, GpuSource, str]:
+def _tool_gpus(os_name: OsName, root: str = "/") -> tuple[tuple[HostGpu, ...], DriverReading | None, GpuSource, str]:
     """NVML first (in-process, cannot hang the command), then nvidia-smi.
 
     On Linux NVML reaches the driver through /dev/nvidiactl: without it NVML cannot answer, so it is not even
@@ -557,7 +557,7 @@ def probe_nvidia(
     device). The driver: the override variables, the kernel module's files, then what the tools said."""
     override, warnings = driver_override(os.environ if env is None else env)
     module = read_driver_files(root) if os_name == "linux" else None
-    gpus: tuple[Gpu, ...] = ()
+    gpus: tuple[HostGpu, ...] = ()
     tool_driver: DriverReading | None = None
     source: GpuSource = ""
     how = "NVML and nvidia-smi not asked"
@@ -604,7 +604,7 @@ def _glibc() -> str | None:
 
 
 def host_warnings(
-    os_name: OsName, wsl: int | None, gpus: tuple[Gpu, ...], *, driver_warnings: tuple[str, ...] = ()
+    os_name: OsName, wsl: int | None, gpus: tuple[HostGpu, ...], *, driver_warnings: tuple[str, ...] = ()
 ) -> tuple[str, ...]:
     """Everything the user should hear about the host besides the facts (pure)."""
     out = list(driver_warnings)

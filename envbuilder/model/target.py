@@ -74,7 +74,10 @@ _UNSUPPORTED: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Gpu:
-    """One GPU of the target: its compute capability, and the product and segment when known."""
+    """One GPU of the target: its compute capability, and the product and segment when known.
+
+    A GPU the probe found on this host, as its driver names it, is ``edge.detect.HostGpu``.
+    """
 
     cc: str
     product: str | None = None
