@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuilder.edge import _run
-from envbuilder.smoke import find_python, run_smoke
+from envbuilder.smoke import env_python, run_smoke
 
 GOAL_DOCTOR = 5.0
 GOAL_SMOKE = 30.0
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-smoke", action="store_true", help="time the doctor only")
     args = parser.parse_args()
-    python = find_python(env=args.env, python=args.python)
+    python = env_python(env=args.env, python=args.python)
     target = ["--env", args.env] if args.env else ["--python", str(python)]
     torch_s, doctor_s, diffs, smoke_s = [], [], [], []
     doc: dict[str, Any] = {}

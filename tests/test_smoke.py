@@ -15,7 +15,7 @@ from envbuilder.doctor.evidence import from_smoke_document
 from envbuilder.edge import _run
 from envbuilder.model.smoke import expect_for, load_smoke_table, program_text
 from envbuilder.model.types import PROFILES
-from envbuilder.smoke import SCRIPT, find_python, judge_sass, parse_document, run_smoke
+from envbuilder.smoke import SCRIPT, env_python, judge_sass, parse_document, run_smoke
 from envbuilder.smoke import check as check_program
 from envbuilder.smoke.check import choose_library, library_suffix, no_gpu_verdict, sass_for, timing_line
 
@@ -198,11 +198,11 @@ def test_bounds_given_to_the_program_are_checked(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "unknown bound quant4.nf5 (known: nf4, fp4)" in bad.stderr
 
 
-def test_find_python_refuses_a_directory_that_is_no_venv(tmp_path: Path) -> None:
+def test_env_python_refuses_a_directory_that_is_no_venv(tmp_path: Path) -> None:
     from envbuilder.model.errors import TargetError
 
     with pytest.raises(TargetError, match="not a virtual environment"):
-        find_python(env=tmp_path)
+        env_python(env=tmp_path)
 
 
 # --------------------------------------------------------------------------- a real CPU environment
@@ -243,7 +243,7 @@ def cpu_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.integration
 @pytest.mark.network
 def test_smoke_passes_on_cpu_env(cpu_env: Path) -> None:
-    report = run_smoke(find_python(env=cpu_env))
+    report = run_smoke(env_python(env=cpu_env))
     status = {c.name: c.status for c in report.checks}
     assert report.ok, report.summary()
     assert status == {
@@ -286,7 +286,7 @@ def test_smoke_passes_on_cpu_env(cpu_env: Path) -> None:
 def test_bounds_from_the_table_decide(cpu_env: Path) -> None:
     """The runner hands the matrix's bounds to the program: a bound below what bitsandbytes reaches fails."""
     strict = {"quant4": {"nf4": 0.001}}
-    report = run_smoke(find_python(env=cpu_env), quick=True, bounds=strict)
+    report = run_smoke(env_python(env=cpu_env), quick=True, bounds=strict)
     quant4 = next(c for c in report.checks if c.name == "quant4")
     assert quant4.status == "FAIL" and "nf4 mean error" in quant4.detail and "> 0.001" in quant4.detail
     assert dict(quant4.evidence["bounds"]) == {"nf4": 0.001, "fp4": 0.2}
@@ -296,7 +296,7 @@ def test_bounds_from_the_table_decide(cpu_env: Path) -> None:
 @pytest.mark.network
 def test_expectation_of_a_plan_holds_in_its_environment(cpu_env: Path, tmp_path: Path) -> None:
     """What images and recipes run: versions, imports and the library the lock names, in a real environment."""
-    python = find_python(env=cpu_env)
+    python = env_python(env=cpu_env)
     expect = expect_for(
         {"torch": "2.13.0+cpu", "bitsandbytes": "0.50.2"},
         ["torch==2.13.0+cpu", "bitsandbytes==0.50.2"],
@@ -364,7 +364,7 @@ def test_cli_doctor_on_healthy_env(cpu_env: Path, capsys: pytest.CaptureFixture[
 @pytest.mark.integration
 @pytest.mark.network
 def test_profile_gptq_skips_when_library_absent(cpu_env: Path) -> None:
-    report = run_smoke(find_python(env=cpu_env), quick=True, profile="gptq")
+    report = run_smoke(env_python(env=cpu_env), quick=True, profile="gptq")
     lib = next(c for c in report.checks if c.name == "quant_lib")
     assert lib.status == "SKIP"
     assert "envbuilder create --profile gptq" in lib.hint

@@ -111,9 +111,9 @@ def run(args: argparse.Namespace) -> int:
     if args.env or args.python or not args.log:  # an environment: the probe and its modules (not for a log alone)
         from envbuilder.edge.settings import Settings
         from envbuilder.edge.venv import is_ours
-        from envbuilder.smoke import collect_evidence, find_python
+        from envbuilder.smoke import collect_evidence, env_python
 
-        python = find_python(env=args.env, python=args.python)
+        python = env_python(env=args.env, python=args.python)
         evidence, _ = collect_evidence(python)
         env_dir = Path(args.env) if args.env else Path(evidence.python_exe or python).parent.parent
         # A file named envbuilder.json proves nothing: `--fix --yes` changes only environments envbuilder built.

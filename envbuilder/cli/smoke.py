@@ -60,9 +60,9 @@ _STATUS_STYLE: dict[str, _console.Style] = {"OK": "ok", "FAIL": "fail", "WARN": 
 def run(args: argparse.Namespace) -> int:
     from envbuilder.doctor import Context, diagnose
     from envbuilder.doctor.evidence import from_smoke_document
-    from envbuilder.smoke import find_python, run_smoke
+    from envbuilder.smoke import env_python, run_smoke
 
-    python = find_python(env=args.env, python=args.python)
+    python = env_python(env=args.env, python=args.python)
     report = run_smoke(python, quick=args.quick, profile=args.profile, progress=_progress, formats=args.formats)
     findings: tuple[Finding, ...] = ()
     if not report.ok:

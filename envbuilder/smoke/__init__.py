@@ -32,7 +32,7 @@ __all__ = [
     "SmokeReport",
     "bnb_sass_check",
     "collect_evidence",
-    "find_python",
+    "env_python",
     "judge_sass",
     "parse_document",
     "run_check_script",
@@ -44,7 +44,7 @@ LIGHT_TIMEOUT = 180.0
 SCRIPT = Path(__file__).resolve().parent / "check.py"
 
 
-def find_python(*, env: str | Path | None = None, python: str | Path | None = None) -> Path:
+def env_python(*, env: str | Path | None = None, python: str | Path | None = None) -> Path:
     """The interpreter to test: ``--env PATH`` (a virtual environment) or ``--python EXE``; default: ours."""
     if env is not None:
         root = Path(env).expanduser()
