@@ -106,7 +106,7 @@ def test_pip_config_credentials_are_named_redacted(monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
     args = argparse.Namespace(
         find_links=[], ca_cert=[], offline=False, index_url=None, extra_index_url=[], pytorch_index=None,
-        no_pip_config=False, home=None,
+        no_pip_config=False, home=None, refresh=False,
     )
     settings = settings_from_args(args)
     assert settings.index_url == "https://h/simple"

@@ -94,7 +94,7 @@ def _source_args(**over: object) -> object:
 
     base = {
         "find_links": [], "ca_cert": [], "offline": False, "index_url": None, "extra_index_url": [],
-        "pytorch_index": None, "no_pip_config": True, "home": None,
+        "pytorch_index": None, "no_pip_config": True, "home": None, "refresh": False,
     }
     return argparse.Namespace(**(base | over))
 

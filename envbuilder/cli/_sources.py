@@ -123,7 +123,13 @@ def _matrix_pytorch_index(args: argparse.Namespace) -> str:
     return load_matrix_for(args).pytorch_index
 
 
-def settings_from_args(args: argparse.Namespace, manifest_sources: Mapping[str, Any] | None = None) -> Settings:
+def settings_from_args(
+    args: argparse.Namespace, manifest_sources: Mapping[str, Any] | None = None, *, refresh: bool = False
+) -> Settings:
+    """The settings of the source options, ``ENVBUILDER_*``, the manifest's sources and pip's configuration.
+
+    ``refresh``: re-resolve even where cached, as --refresh does (``lock --upgrade`` implies it).
+    """
     from envbuilder.model.errors import SourceError
 
     src = configured_sources(args, manifest_sources)
@@ -154,7 +160,7 @@ def settings_from_args(args: argparse.Namespace, manifest_sources: Mapping[str, 
     )
     if base is not None:
         settings = replace(settings, home=base)
-    if getattr(args, "refresh", False) or getattr(args, "upgrade", False):
+    if args.refresh or refresh:
         settings = replace(settings, refresh=True)
     settings = replace(settings, uv_output=uv_output())
     if not args.no_pip_config:

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if manifest is not None:
         return _lock_manifest(args, manifest)
     matrix = load_matrix_for(args)
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, refresh=args.upgrade)
     target = target_from_args(args, matrix)
     save = _save_path(args) if args.save else None
     if save is not None and args.name:
@@ -146,7 +146,7 @@ def _lock_manifest(args: argparse.Namespace, path: Path) -> int:
         msg = f"{path}: no environment named {unknown[0]!r} (--only)"
         raise LockError(msg, hint=f"the manifest has: {', '.join(e.name for e in manifest.envs)}")
     matrix = load_matrix_for(args)
-    settings = settings_from_args(args, manifest.sources)
+    settings = settings_from_args(args, manifest.sources, refresh=args.upgrade)
     results = []
     for spec in manifest.envs:
         if args.only and spec.name not in args.only:
