@@ -59,9 +59,12 @@ def built(home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
 
 
 def _freeze(env: Path) -> list[str]:
-    from envbuilder.edge.uv import freeze
+    """The environment's packages as ``uv pip freeze`` lists them, sorted: what two builds compare."""
+    from envbuilder.edge import _run
+    from envbuilder.edge.uv import find_uv
 
-    return freeze(env / "bin" / "python")
+    out = _run.run([find_uv(), "pip", "freeze", "--python", str(env / "bin" / "python")], timeout=60)
+    return sorted(line.strip() for line in out.stdout.splitlines() if line.strip())
 
 
 def test_create_builds_a_proven_environment(built: dict[str, Path], lock_consumers) -> None:  # type: ignore[no-untyped-def]

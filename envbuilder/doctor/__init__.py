@@ -121,7 +121,6 @@ class Evidence:
     devices: tuple[Device, ...] = ()
     bnb: str | None = None
     bnb_lib: str | None = None  # the file name bitsandbytes loaded (or, light probe: would load), e.g. ..._cuda130.so
-    bnb_lib_path: str | None = None
     bnb_shipped: tuple[str, ...] = ()
     bnb_imported: bool = True  # False: the light probe, which never imports bitsandbytes (see ``loader.judge``)
     bnb_candidate: Mapping[str, Any] | None = None  # the probe's loader-neutral pick and its dlopen result

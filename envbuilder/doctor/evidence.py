@@ -57,7 +57,6 @@ def from_smoke_document(doc: Mapping[str, Any]) -> Evidence:
         devices=devices,
         bnb=bnb.get("version"),
         bnb_lib=lib.get("name"),
-        bnb_lib_path=lib.get("path"),
         bnb_shipped=tuple(bnb.get("shipped", ())),
         bnb_imported=imported or not bnb,
         bnb_candidate=None if imported else bnb.get("candidate"),

@@ -107,7 +107,4 @@ def judge(matrix: Matrix, ev: Evidence) -> Evidence:
         elif cand.get("dlopen_error"):
             error = str(cand["dlopen_error"])
             text = "\n".join(t for t in (text, error) if t)
-    path = str(cand.get("path")) if loads == cand.get("name") and cand.get("path") else None
-    return dataclasses.replace(
-        ev, bnb_lib=None if error else loads, bnb_lib_path=None if error else path, bnb_load_error=error, text=text
-    )
+    return dataclasses.replace(ev, bnb_lib=None if error else loads, bnb_load_error=error, text=text)

@@ -21,7 +21,6 @@ __all__ = [
     "compile_argv",
     "compile_lock",
     "find_uv",
-    "freeze",
     "source_args",
     "sync",
     "sync_argv",
@@ -338,8 +337,3 @@ def _relay(settings: Settings) -> _run.Relay | None:
     if settings.uv_output == "lines":
         return _run.Relay(_write_stderr, tty=False, mask=mask, indent="  ")
     return _run.Relay(_write_stderr, tty=True, mask=mask)
-
-
-def freeze(python: Path, env: Mapping[str, str] | None = None) -> list[str]:
-    out = _run.run([find_uv(), "pip", "freeze", "--python", str(python)], env=dict(env) if env else None, timeout=60)
-    return sorted(line.strip() for line in out.stdout.splitlines() if line.strip())

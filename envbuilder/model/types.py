@@ -22,14 +22,12 @@ __all__ = [
     "QUANT_KERNELS",
     "QUANT_STATUSES",
     "SEGMENTS",
-    "SEVERITIES",
     "STATUSES",
     "WHEELHOUSE",
     "Confidence",
     "CpuBackend",
     "Layer",
     "Loader",
-    "NamedSource",
     "OsFlavour",
     "Platform",
     "ProfileName",
@@ -78,8 +76,6 @@ Layer = Literal[
     "outside",
     "healthy",
 ]
-# A pin's source when it is not an index URL: PyPI itself, or the local wheelhouse (--find-links).
-NamedSource = Literal["pypi", "wheelhouse"]
 
 PROFILES: Final[tuple[ProfileName, ...]] = get_args(ProfileName)
 PLATFORMS: Final[tuple[Platform, ...]] = get_args(Platform)
@@ -91,7 +87,6 @@ QUANT_KERNELS: Final[tuple[QuantKernels, ...]] = get_args(QuantKernels)
 SEGMENTS: Final[tuple[Segment, ...]] = get_args(Segment)
 CONFIDENCES: Final[tuple[Confidence, ...]] = get_args(Confidence)
 STATUSES: Final[tuple[Status, ...]] = get_args(Status)
-SEVERITIES: Final[tuple[Severity, ...]] = get_args(Severity)
 LAYERS: Final[tuple[Layer, ...]] = get_args(Layer)
 PYPI: Final = "pypi"
 WHEELHOUSE: Final = "wheelhouse"

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
-from envbuilder.model.matrix import QUANT_METHODS, Matrix, Profile, ProfileFormat, Quantizer, format_json
+from envbuilder.model.matrix import QUANT_METHODS, Matrix, Profile, ProfileFormat, Quantizer
 
 __all__ = [
     "FORMAT_LABELS",
     "FormatSummary",
     "format_table",
-    "formats_json",
     "formats_line",
     "loader_unmet",
     "ordered",
@@ -132,11 +131,6 @@ def formats_line(rows: Sequence[ProfileFormat]) -> str:
 def ordered(rows: Sequence[ProfileFormat]) -> tuple[ProfileFormat, ...]:
     """The rows in one order everywhere (QUANT_METHODS: GPTQ, AWQ, compressed-tensors, bitsandbytes 4/8-bit)."""
     return tuple(sorted(rows, key=lambda f: QUANT_METHODS.index(f.format)))
-
-
-def formats_json(profile: Profile) -> list[dict[str, object]]:
-    """``--json``: every format row of the profile, in transformers' key order."""
-    return [format_json(f) for f in ordered(profile.formats)]
 
 
 def _cell(f: ProfileFormat | None) -> str:
