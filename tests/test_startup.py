@@ -231,3 +231,23 @@ def test_a_compiled_matrix_of_the_old_module_layout_is_read_again(tmp_path: Path
     pickled.write_bytes(old)
     assert cached_matrix(cache_dir=tmp_path) == load_matrix()
     assert pickle.loads(pickled.read_bytes()) == load_matrix()  # written again, in the new layout
+
+
+def test_a_compiled_matrix_of_a_renamed_model_class_is_read_again(tmp_path: Path) -> None:
+    """A class renamed in the model (matrix.Evidence, a smoke run on a real GPU, became GpuRun) is keyed apart
+    (the key covers the module's source); a pickle naming the old class under the current key is read again."""
+    import pickle
+
+    from envbuilder.edge.matrix_cache import cache_key
+    from envbuilder.model.matrix import matrix_dirs
+
+    dirs = matrix_dirs()
+    cached_matrix(cache_dir=tmp_path)
+    (pickled,) = (tmp_path / "matrix").glob("*.pickle")
+    assert pickled.name == f"{cache_key(dirs)}.pickle"
+    old = pickle.dumps(load_matrix(), protocol=2).replace(b"\nGpuRun\n", b"\nEvidence\n")
+    with pytest.raises(AttributeError):
+        pickle.loads(old)  # the file really names a class the model no longer has
+    pickled.write_bytes(old)
+    assert cached_matrix(cache_dir=tmp_path) == load_matrix()
+    assert pickle.loads(pickled.read_bytes()) == load_matrix()  # written again, naming GpuRun

@@ -70,11 +70,11 @@ __all__ = [
     "Companion",
     "CompatBase",
     "CpuPath",
-    "Evidence",
     "ExtensionModule",
     "Fact",
     "FormatCpu",
     "ForwardCompat",
+    "GpuRun",
     "L",
     "Matrix",
     "MinorCompat",
@@ -425,7 +425,12 @@ class Profile(Fact):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Evidence(Fact):
+class GpuRun(Fact):
+    """A smoke test run on a real GPU (evidence.toml ``[[run]]``): the stack it ran there and how it ended.
+
+    (The doctor's ``Evidence`` is what is known about one environment or log.)
+    """
+
     date: str
     gpu: str
     cc: str
@@ -465,7 +470,7 @@ class Matrix:
     companions: tuple[Companion, ...]
     quant: tuple[QuantLib, ...]
     profiles: tuple[Profile, ...]
-    evidence: tuple[Evidence, ...]
+    evidence: tuple[GpuRun, ...]
     advisories: tuple[Advisory, ...] = ()
     quantizers: tuple[Quantizer, ...] = ()
     gpu_files: tuple[Path, ...] = ()  # gpu-chips.toml, shipped first then overlays: read by gpu_table()
@@ -941,8 +946,8 @@ def _profile(r: _Row) -> Profile:
     )
 
 
-def _evidence(r: _Row) -> Evidence:
-    return Evidence(
+def _evidence(r: _Row) -> GpuRun:
+    return GpuRun(
         date=r.get("date", str),
         gpu=r.get("gpu", str),
         cc=r.version("cc") or "",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from envbuilder.model.matrix import Evidence, ProfileFormat, format_json
+from envbuilder.model.matrix import GpuRun, ProfileFormat, format_json
 from envbuilder.model.target import Target
 
 __all__ = ["NoPlan", "Package", "Plan", "Rejection", "RejectionKind"]
@@ -89,7 +89,7 @@ class Plan:
     rejected: tuple[Rejection, ...]
     warnings: tuple[str, ...] = ()
     bnb_library: str | None = None
-    proven: tuple[Evidence, ...] = ()
+    proven: tuple[GpuRun, ...] = ()
     confirmed: bool = True
     matrix_digest: str = ""
     extra_indexes: tuple[str, ...] = field(default=())

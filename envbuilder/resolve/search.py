@@ -15,8 +15,8 @@ from envbuilder.model.matrix import (
     Advisory,
     BnbRelease,
     Companion,
-    Evidence,
     Fact,
+    GpuRun,
     Matrix,
     QuantLib,
     TorchBuild,
@@ -238,7 +238,7 @@ class Option:
     bnb_note: str
     quant: QuantLib | None
     companions: tuple[Companion, ...]
-    proven: tuple[Evidence, ...]
+    proven: tuple[GpuRun, ...]
     facts: tuple[Fact, ...]
     rejected: tuple[Rejection, ...]
     advisories: tuple[Advisory, ...] = ()
@@ -269,7 +269,7 @@ def _proven(
     companions: Sequence[Companion] = (),
     *,
     ignore_transformers: bool = False,
-) -> tuple[Evidence, ...]:
+) -> tuple[GpuRun, ...]:
     """Passing smoke tests of this very stack on matching hardware: the same compute capability, CPU
     architecture, OS, Python minor, torch build (version and CUDA variant), bitsandbytes (or GPTQ/AWQ
     library) and transformers minor. A bitsandbytes run proves nothing about a gptq environment, and back."""
@@ -294,7 +294,7 @@ def _proven(
     )
 
 
-def _failed(matrix: Matrix, target: Target, torch: TorchCandidate, bnb: BnbRelease | None) -> Evidence | None:
+def _failed(matrix: Matrix, target: Target, torch: TorchCandidate, bnb: BnbRelease | None) -> GpuRun | None:
     """A real GPU run that failed with exactly this combination on one of the target's architectures."""
     label = f"{torch.release.version}+{torch.build.variant}"
     return next(
