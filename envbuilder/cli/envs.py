@@ -149,8 +149,9 @@ def run_remove(args: argparse.Namespace) -> int:
 def _activate_env(env: Path) -> dict[str, str]:
     """What the activation script sets, the guard's two variables included (``edge.guard``)."""
     from envbuilder.edge.guard import env_variables
+    from envbuilder.edge.venv import bin_dir
 
-    bindir = env / ("Scripts" if sys.platform == "win32" else "bin")
+    bindir = bin_dir(env)
     environ = dict(os.environ)
     for var in ("UV_CONSTRAINT", "PIP_CONSTRAINT"):
         environ.pop(var, None)  # another environment's guard must not bind this one

@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envbuilder.edge._fs import write_text_atomic
+from envbuilder.edge.venv import bin_dir
 from envbuilder.model.guard import (
     BEGIN,
     CONSTRAINTS_FILE,
@@ -38,17 +38,13 @@ class GuardResult:
         return {"file": CONSTRAINTS_FILE, "pins": list(self.pins), "scripts": list(self.scripts)}
 
 
-def _bindir(env: Path) -> Path:
-    return env / ("Scripts" if sys.platform == "win32" or (env / "Scripts").is_dir() else "bin")
-
-
 def apply(env: Path, *, name: str, packages: Mapping[str, str], lock_file: str, final: Path) -> GuardResult | None:
     """Put the guard into ``env`` (built where it is, to live at ``final``); None when the path cannot carry it.
 
     ``final`` goes into pip.conf (pip reads no path relative to its configuration); the activation scripts find
     the file through VIRTUAL_ENV, so they survive the move into place.
     """
-    bindir = _bindir(env)
+    bindir = bin_dir(env)
     scripts = {s: _read(bindir / s) for s in activation_blocks() if (bindir / s).is_file()}
     pins = guarded_pins(packages)
     files = guard_files(
@@ -84,7 +80,7 @@ def remove(env: Path) -> tuple[str, ...]:
                 conf.unlink()
             removed.append(PIP_CONF)
     for script in activation_blocks():
-        path = _bindir(env) / script
+        path = bin_dir(env) / script
         if path.is_file():
             text = _read(path)
             if BEGIN.split("#", 1)[1] in text:

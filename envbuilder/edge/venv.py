@@ -49,6 +49,7 @@ __all__ = [
     "EnvSummary",
     "Progress",
     "SmokeOutcome",
+    "bin_dir",
     "build",
     "disk_usage",
     "env_drift",
@@ -90,8 +91,15 @@ class SmokeOutcome:
     record: Mapping[str, Any]
 
 
+def bin_dir(env: Path) -> Path:
+    """Where a virtual environment keeps its scripts: ``Scripts`` on Windows (and in an environment laid out that
+    way, seen from elsewhere), else ``bin``. The one rule; the guard's stdlib copy runs inside recipes."""
+    return env / ("Scripts" if sys.platform == "win32" or (env / "Scripts").is_dir() else "bin")
+
+
 def python_of(env: Path) -> Path:
-    return env / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    scripts = bin_dir(env)
+    return scripts / ("python.exe" if scripts.name == "Scripts" else "python")
 
 
 def read_marker(env: Path) -> dict[str, Any] | None:

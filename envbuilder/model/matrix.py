@@ -27,6 +27,7 @@ from packaging.version import InvalidVersion, Version
 
 from envbuilder.model.errors import MatrixError
 from envbuilder.model.types import (
+    CONFIDENCES,
     CPU_BACKENDS,
     LOADERS,
     PLATFORMS,
@@ -667,7 +668,7 @@ class _Row:
     def fact(self) -> dict[str, Any]:
         return {
             "source": self.get("source", str),
-            "confidence": self.choice("confidence", ("confirmed", "unconfirmed")),
+            "confidence": self.choice("confidence", CONFIDENCES),
             "verified": self.opt_str("verified"),
             "note": self.opt_str("note"),
             "origin": self.origin,

@@ -47,8 +47,10 @@ SCRIPT = Path(__file__).resolve().parent / "check.py"
 def env_python(*, env: str | Path | None = None, python: str | Path | None = None) -> Path:
     """The interpreter to test: ``--env PATH`` (a virtual environment) or ``--python EXE``; default: ours."""
     if env is not None:
+        from envbuilder.edge.venv import python_of
+
         root = Path(env).expanduser()
-        exe = root / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+        exe = python_of(root)
         if not (root / "pyvenv.cfg").is_file() or not exe.exists():
             msg = f"--env {env}: not a virtual environment (no pyvenv.cfg or {exe.relative_to(root)})"
             raise TargetError(msg, hint="pass the environment's directory, or an interpreter with --python")
