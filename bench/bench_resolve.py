@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "|---|---|---|---|",
     ]
     for name, value, goal, met in rows:
-        shown = value if isinstance(value, str) else (f"{value:.2f}x" if "/" in name else f"{value * 1000:.1f} ms")
+        shown = value if isinstance(value, str) else (f"{value:.3g}x" if "/" in name else f"{value * 1000:.1f} ms")
         lines.append(f"| {name} | {shown} | {goal} | {'' if met is None else ('yes' if met else 'NO')} |")
     text = "\n".join(lines) + "\n"
     print(text)
