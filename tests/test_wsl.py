@@ -444,3 +444,15 @@ def test_the_shell_spelling_of_the_home_is_the_rule(environ: dict[str, str]) -> 
     argv = [bash, "-c", f'printf %s "{SH_DATA_ROOT}"']
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
     assert out.stdout == data_root(environ, "/h", "posix")
+
+
+def test_envbuilders_own_uv_floor_is_the_recipes() -> None:
+    """pyproject.toml cannot read the matrix: its uv requirement is held equal to images.toml's min-version here."""
+    import tomllib
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    (uv,) = (Requirement(d) for d in project["project"]["dependencies"] if Requirement(d).name == "uv")
+    floors = [Version(s.version) for s in uv.specifier if s.operator == ">="]
+    assert floors == [Version(UV.min_version)], f"pyproject says {uv}, images.toml [uv] min-version {UV.min_version}"
