@@ -37,7 +37,6 @@ __all__ = [
     "plan_fix",
     "plan_for",
     "target_of",
-    "torch_line",
 ]
 
 # What to run when the evidence lacks the GPU or the driver (nvidia-smi prints both; compute_cap since 510).
@@ -210,7 +209,3 @@ def _minor(python: str | None) -> str | None:
     return f"{v.major}.{v.minor}"
 
 
-def torch_line(plan: Plan) -> str:
-    """'torch 2.14.1+cu126' for messages."""
-    torch = plan.package("torch")
-    return f"torch {torch.version}" if torch else "torch"

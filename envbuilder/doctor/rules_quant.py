@@ -20,6 +20,7 @@ from envbuilder.doctor.logs import quote
 from envbuilder.doctor.plan import plan_fix
 from envbuilder.model.matrix import Matrix
 from envbuilder.model.types import ProfileName as Profile
+from envbuilder.rules.formats import quantizer_errors
 
 __all__ = [
     "AWQ_CUDART",
@@ -272,15 +273,11 @@ def rule_quantizer_requires(ctx: Context) -> Iterable[Finding]:
 def _matrix_message(ctx: Context) -> tuple[str, str, list[str]] | None:
     """(the line, the format, the packages it needs) for a quantizer message the matrix records verbatim
     (``[[quantizer]].errors``, read from transformers' wheels)."""
-    for q in ctx.matrix.quantizers:
-        for message in q.errors:
-            head = re.split(r" \(|`|\. Please", message, maxsplit=1)[0].strip()
-            if len(head) < 20 or head not in ctx.text:
-                continue
-            line = quote(ctx.text, re.escape(head))
-            named = [p for p in (*q.requires, *q.one_of) if p in message] or list(q.requires)
-            if line and named:
-                return line[0], q.method, named
+    for q, message, head in quantizer_errors(ctx.text, ctx.matrix):
+        line = quote(ctx.text, re.escape(head))
+        named = [p for p in (*q.requires, *q.one_of) if p in message] or list(q.requires)
+        if line and named:
+            return line[0], q.method, named
     return None
 
 

@@ -63,7 +63,6 @@ __all__ = [
     "PythonInfo",
     "SmiSummary",
     "classify_os",
-    "find_python",
     "find_pythons",
     "gpus_from_bus",
     "gpus_from_nvml",
@@ -775,9 +774,3 @@ class _ProbeCache:
 
         with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
             write_text_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True))
-
-
-def find_python(minor: str) -> PythonInfo | None:
-    """The newest installed CPython of ``minor`` ("3.11"), or None."""
-    matches = [p for p in find_pythons() if p.minor == minor.strip()]
-    return max(matches, key=_version_key, default=None)

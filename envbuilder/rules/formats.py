@@ -9,7 +9,8 @@ the doctor all call them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
@@ -22,10 +23,12 @@ __all__ = [
     "format_table",
     "formats_line",
     "loader_unmet",
+    "message_head",
     "ordered",
     "profiles_that_load",
     "profiles_that_make",
     "quantizer_error",
+    "quantizer_errors",
     "quantizer_for",
     "summary",
 ]
@@ -73,15 +76,31 @@ def loader_unmet(quantizer: Quantizer, pins: Mapping[str, str]) -> tuple[str, ..
     return tuple(unmet)
 
 
+def message_head(message: str) -> str:
+    """A recorded message up to where transformers formats in a value (" (", a backquote, ". Please"): the part
+    that appears verbatim in every log of it."""
+    return re.split(r" \(|`|\. Please", message, maxsplit=1)[0].strip()
+
+
+def quantizer_errors(text: str, matrix: Matrix) -> Iterator[tuple[Quantizer, str, str]]:
+    """Each quantizers.toml message whose head (``message_head``, at least 20 characters: shorter ones are too
+    common to be evidence) occurs in ``text`` (a log, a smoke stage's error), the first in the text first (the
+    first load that failed): the row, the message, its head. What transformers refused to load; the doctor
+    answers it with ``profiles_that_load``."""
+    found = []
+    for q in matrix.quantizers:
+        for message in q.errors:
+            head = message_head(message)
+            if len(head) >= 20 and head in text:
+                found.append((text.find(head), q, message, head))
+    for _at, q, message, head in sorted(found, key=lambda f: f[0]):  # stable: matrix order among equals
+        yield q, message, head
+
+
 def quantizer_error(text: str, matrix: Matrix) -> tuple[Quantizer, str] | None:
-    """The quantizers.toml row whose verbatim message occurs in ``text`` (a log, a smoke stage's error), and
-    that message: what transformers refused to load, for the doctor to answer with ``profiles_that_load``.
-    Where several occur, the first in the text (the first load that failed)."""
-    found = [(text.find(m), q, m) for q in matrix.quantizers for m in q.errors if m in text]
-    if not found:
-        return None
-    _at, row, message = min(found, key=lambda f: f[0])
-    return row, message
+    """The first of ``quantizer_errors``: the row and its message (None: transformers refused nothing known)."""
+    found = next(quantizer_errors(text, matrix), None)
+    return (found[0], found[1]) if found else None
 
 
 def profiles_that_load(fmt: str, matrix: Matrix) -> tuple[str, ...]:
