@@ -47,7 +47,8 @@ _DERIVED = ("matrix",)  # cache entries computed from files a run depends on any
 _SHELL_ONLY = frozenset({"_", "OLDPWD", "PWD", "SHLVL"})
 _PURE = ("envbuilder.model", "envbuilder.rules", "envbuilder.resolve", "envbuilder.render", "envbuilder.cli")
 _QUIET_EDGES = frozenset({"envbuilder", "envbuilder.edge", "envbuilder.edge._roots", "envbuilder.edge.settings"})
-_QUIET_EDGES |= {"envbuilder.edge.matrix_cache"}  # reads the matrix files (seen by the hook), writes the cache
+# The matrix cache reads the matrix files (seen by the hook) and writes its entry through _fs (so does the replay).
+_QUIET_EDGES |= {"envbuilder.edge.matrix_cache", "envbuilder.edge._fs"}
 # Audit events after which the output may depend on more than the key and the files: the run is not kept.
 _WORLD = (
     "subprocess.",
@@ -309,35 +310,10 @@ class Recorder:
 
 
 def _store(path: str, data: bytes) -> bool:
-    """Write atomically and privately; the oldest entries beyond ``KEEP`` go. A cache that cannot be written is
+    """A private entry in a private directory; the oldest beyond ``KEEP`` go. A cache that cannot be written is
     no error (the answer was printed; the next run computes it again)."""
-    where = os.path.dirname(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        os.makedirs(where, mode=0o700, exist_ok=True)
-        _prune(where)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        return False
-    return True
+    from pathlib import Path
 
+    from envbuilder.edge._fs import store_private
 
-def _prune(where: str) -> None:
-    found = []
-    with os.scandir(where) as entries:
-        for entry in entries:
-            if entry.name.endswith(".marshal"):
-                try:
-                    found.append((entry.stat().st_mtime_ns, entry.path))
-                except OSError:
-                    continue  # removed meanwhile
-    for _, old in sorted(found, reverse=True)[KEEP - 1 :]:
-        try:
-            os.unlink(old)
-        except OSError:
-            continue
+    return store_private(Path(path), data, keep=KEEP, dir_mode=0o700)

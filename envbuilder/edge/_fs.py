@@ -57,6 +57,37 @@ def write_text_atomic(path: Path, text: str, *, mode: int | None = None, newline
         raise
 
 
+def store_private(path: Path, data: bytes, *, keep: int, dir_mode: int = 0o777) -> bool:
+    """A cache entry: ``data`` written atomically to ``path``, readable by the user alone (0600), after the
+    oldest entries of its kind (its suffix, in its directory) beyond ``keep - 1`` went, to leave room for it.
+    A cache that cannot be written is no error: False, and nothing half-written stays."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(mode=dir_mode, parents=True, exist_ok=True)
+        _prune(path.parent, path.suffix, keep - 1)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):  # never made, or its directory is not one (a file in the way)
+            tmp.unlink()
+        return False
+    return True
+
+
+def _prune(where: Path, suffix: str, left: int) -> None:
+    """The newest ``left`` files ending in ``suffix`` stay; the others go."""
+    found = []
+    for old in where.glob(f"*{suffix}"):
+        try:
+            found.append((old.stat().st_mtime_ns, old))
+        except OSError:
+            continue  # removed meanwhile
+    for _, old in sorted(found, reverse=True)[left:]:
+        old.unlink(missing_ok=True)
+
+
 def read_json_object(path: Path) -> dict[str, Any] | None:
     """A JSON object from ``path``, or None when the file is missing, unreadable or not an object."""
     try:

@@ -74,35 +74,8 @@ def cached_matrix(extra_dirs: Iterable[str | Path] | None = None, *, cache_dir: 
             found = None
         if isinstance(found, Matrix):
             return found
+    from envbuilder.edge._fs import store_private  # a miss only: json, shutil, tempfile stay off the warm path
+
     matrix = load_matrix(extra_dirs)
-    _store(where, path, matrix)
+    store_private(path, pickle.dumps(matrix, protocol=pickle.HIGHEST_PROTOCOL), keep=KEEP)
     return matrix
-
-
-def _store(where: Path, path: Path, matrix: Matrix) -> None:
-    """Write the pickle atomically, private to the user; a cache that cannot be written is no error."""
-    try:
-        where.mkdir(parents=True, exist_ok=True)
-        _prune(where)
-    except OSError:
-        return
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pickle.dumps(matrix, protocol=pickle.HIGHEST_PROTOCOL))
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-
-
-def _prune(where: Path) -> None:
-    """Leave room for one more: the oldest compiled matrices beyond ``KEEP - 1`` go."""
-    found = []
-    for old in where.glob("*.pickle"):
-        try:
-            found.append((old.stat().st_mtime_ns, old))
-        except OSError:
-            continue  # removed meanwhile
-    for _, old in sorted(found, reverse=True)[KEEP - 1 :]:
-        old.unlink(missing_ok=True)
