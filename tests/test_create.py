@@ -373,10 +373,16 @@ def test_a_resolution_is_reused_until_refresh(
         second = capsys.readouterr().err
         assert main([*args, "--refresh"]) == 0
         third = capsys.readouterr().err
+        # A uv setting that moves what uv picks is part of the input: no reuse across it.
+        os.environ["UV_EXCLUDE_NEWER"] = "2026-12-01T00:00:00Z"
+        assert main(args) == 0
+        fourth = capsys.readouterr().err
     finally:
         del os.environ["ENVBUILDER_CACHE"]
+        os.environ.pop("UV_EXCLUDE_NEWER", None)
     assert "(uv pip compile)" in first and "reusing the resolution" in second and "(uv pip compile)" in third
-    assert len(list((cache / "resolutions").glob("pylock.*.toml"))) == 1
+    assert "(uv pip compile)" in fourth and "reusing" not in fourth
+    assert len(list((cache / "resolutions").glob("pylock.*.toml"))) == 2
     lock_consumers(tmp_path / "pylock.l.toml")
 
 

@@ -117,7 +117,8 @@ def test_a_stray_upgrade_is_refused_with_uv_and_with_pip(scene: dict[str, Path],
     assert out.returncode != 0
     assert "torch==2.14.1+cpu and torch==2.13.0+cpu" in out.stderr and "unsatisfiable" in out.stderr
     out = _sh(f"{activate} && {uv} pip install --find-links {wheels} --upgrade torch accelerate", bare, tmp_path)
-    assert out.returncode == 0, out.stderr  # nothing to do within the constraints: torch and accelerate stay
+    assert out.returncode == 0, out.stderr  # nothing to do within the constraints: the layers stay (an unpinned
+    # dependency of theirs may move to a newer release: the drift test below says what that shows)
     assert _layers(env) == before
 
     # An unrelated package still installs (and pip itself, from PyPI, for the pip half).
@@ -157,7 +158,13 @@ def test_drift_without_the_guard_is_a_diagnosis(
     env, home = scene["env"], str(scene["home"])
     assert main(["list", "--home", home, "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["envs"][0]
-    assert row["proven"] is True and row["guard"]["pins"] and row["drift"] == []
+    # Guarded, no layer moved. The guard holds the layers only: the `-U torch accelerate` above may have moved
+    # an unpinned dependency of theirs to a release newer than the lock (filelock 4.3.1 -> 4.3.2 did, when
+    # PyPI published it between the lock and the -U), and that shows as drift outside the layers.
+    installed, locked = installed_versions(env), {p.name: p.version for p in read_lock(scene["lock"]).packages}
+    moved = sorted(n for n, v in locked.items() if n in installed and installed[n] != v)
+    assert row["proven"] is True and row["guard"]["pins"] and not any(is_layer(n) for n in moved)
+    assert [(d["name"], d["layer"]) for d in row["drift"]] == [(n, False) for n in moved]
 
     assert main(["unguard", "cpu", "--home", home]) == 0
     assert not (env / CONSTRAINTS_FILE).exists() and "envbuilder guard" not in (env / "bin" / "activate").read_text()

@@ -107,3 +107,26 @@ def test_failures_carry_uvs_cause_and_name_the_source(fixture: str, message: str
 def test_a_failure_uv_does_not_explain_keeps_its_output() -> None:
     exc = CommandFailed("uv pip sync exited 2", returncode=2, output=_out("sync-invalid-name.txt"))
     assert _classify(exc, "uv pip sync") is exc
+
+
+@pytest.mark.parametrize(
+    ("name", "counted"),
+    [
+        ("UV_EXCLUDE_NEWER", True),  # moves the unpinned dependencies
+        ("UV_PRERELEASE", True),
+        ("UV_INDEX_STRATEGY", True),
+        ("UV_DEFAULT_INDEX", True),
+        ("UV_SOMETHING_NEW", True),  # unknown: counted (a cache miss at worst)
+        ("UV_NO_PROGRESS", False),  # output only
+        ("UV_CACHE_DIR", False),
+        ("UV_CONCURRENT_DOWNLOADS", False),
+        ("UV_INDEX_ENVBUILDER_1_PASSWORD", False),  # a secret never reaches a cache key
+        ("UV_INDEX_ENVBUILDER_1_USERNAME", False),
+        ("UV_PUBLISH_TOKEN", False),
+        ("PIP_INDEX_URL", False),  # not uv's
+    ],
+)
+def test_the_uv_settings_a_cached_resolution_is_keyed_on(name: str, counted: bool) -> None:
+    from envbuilder.edge.uv import resolution_vars
+
+    assert (resolution_vars({name: "x"}) == [(name, "x")]) is counted

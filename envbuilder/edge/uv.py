@@ -21,6 +21,7 @@ __all__ = [
     "compile_argv",
     "compile_lock",
     "find_uv",
+    "resolution_vars",
     "source_args",
     "sync",
     "sync_argv",
@@ -97,6 +98,23 @@ def base_env(settings: Settings, indexes: Sequence[str] | None = ()) -> dict[str
         env["NO_COLOR"] = "1"
     env.update(_index_flags(settings, indexes)[1])
     return env
+
+
+# uv's variables that cannot change what it resolves: its output, its cache's place, and credentials (which
+# must not reach a cache key either). Every other UV_* variable (UV_EXCLUDE_NEWER, UV_PRERELEASE,
+# UV_RESOLUTION, UV_INDEX_STRATEGY, UV_DEFAULT_INDEX, ...) is part of the input: a variable uv adds later
+# is counted too, which costs at most a cache miss.
+_OUTPUT_ONLY = ("UV_NO_PROGRESS", "UV_CACHE_DIR", "UV_NO_CACHE", "UV_LINK_MODE", "UV_CONCURRENT_")
+_SECRET_PARTS = ("USERNAME", "PASSWORD", "TOKEN", "KEYRING")
+
+
+def resolution_vars(env: dict[str, str]) -> list[tuple[str, str]]:
+    """The UV_* variables of ``env`` (``base_env``'s) that a cached resolution must have been made under."""
+    return sorted(
+        (k, v)
+        for k, v in env.items()
+        if k.startswith("UV_") and not k.startswith(_OUTPUT_ONLY) and not any(p in k for p in _SECRET_PARTS)
+    )
 
 
 class _Named:

@@ -104,9 +104,10 @@ def plan_lock(
     return parse_lock(text, out), text
 
 
-# A resolution of exactly the same input (pins, Python, platform, sources, uv) is reused for a day: the pins
-# are exact, so only the unpinned transitive dependencies could move, and a repeated create of one target
-# (CI, a team) should not pay uv's index revalidation each time. --refresh (and lock --upgrade) re-resolve.
+# A resolution of exactly the same input (pins, Python, platform, sources, uv and its UV_* settings) is reused
+# for a day: the pins are exact, so only the unpinned transitive dependencies could move, and a repeated create
+# of one target (CI, a team) should not pay uv's index revalidation each time. --refresh (and lock --upgrade)
+# re-resolve.
 RESOLUTION_TTL_S = 24 * 3600
 
 
@@ -120,7 +121,9 @@ def resolution_cache(requirements: str, plan: Plan, settings: Settings, indexes:
     import hashlib
     import json
 
-    key_doc = [requirements, plan.python, plan.target.platform, uv.source_args(settings, indexes), uv.find_uv()]
+    uv_vars = uv.resolution_vars(uv.base_env(settings, indexes))  # UV_EXCLUDE_NEWER moves the unpinned
+    sources = uv.source_args(settings, indexes)
+    key_doc = [requirements, plan.python, plan.target.platform, sources, uv.find_uv(), uv_vars]
     key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:32]
     return cache_path("resolutions", settings.cache_dir) / f"pylock.{key}.toml"
 
