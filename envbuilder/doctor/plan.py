@@ -207,5 +207,3 @@ def _minor(python: str | None) -> str | None:
     except InvalidVersion:
         return None
     return f"{v.major}.{v.minor}"
-
-

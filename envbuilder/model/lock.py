@@ -282,9 +282,7 @@ def content_digest(doc: Mapping[str, Any]) -> str:
             "name": p.get("name"),
             "version": p.get("version"),
             "marker": p.get("marker"),
-            "files": sorted(
-                (str(f.get("url")), str(_table(f.get("hashes")).get("sha256"))) for f in _package_files(p)
-            ),
+            "files": sorted((str(f.get("url")), str(_table(f.get("hashes")).get("sha256"))) for f in _package_files(p)),
         }
         for p in (found if isinstance(found, list) else [])
         if isinstance(p, dict)

@@ -14,9 +14,7 @@ from envbuilder.model.lock import Lock, check_env_name
 from envbuilder.render.dockerfile import IMAGE_PLATFORMS, image_tags, repository, tag_base
 from envbuilder.render.values import BAKE_TARGET, CONTEXT_PATH, REGISTRY, REPO, DockerError, safe
 
-__all__ = [
-    "DEFAULT_REGISTRY",
-    "CiImage", "bake_target", "registry_host", "render_bake", "render_workflow"]
+__all__ = ["DEFAULT_REGISTRY", "CiImage", "bake_target", "registry_host", "render_bake", "render_workflow"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
