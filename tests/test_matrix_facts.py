@@ -168,6 +168,9 @@ def test_the_pytorch_index_is_the_matrixs(matrix: Matrix, tmp_path: Path, monkey
     (tmp_path / "torch.toml").write_text('schema-version = 1\nindexes.pytorch = "mirror.example/whl"\n')
     with pytest.raises(MatrixError, match=r"torch.toml: not an index URL: 'mirror.example/whl' in 'indexes.pytorch'"):
         load_matrix([tmp_path])
+    (tmp_path / "torch.toml").write_text('schema-version = 1\nindexes.source = " "\n')  # a fact carries its source
+    with pytest.raises(MatrixError, match=r"torch.toml: empty in 'indexes.source'"):
+        load_matrix([tmp_path])
     log = "libcusparse.so.12: undefined symbol: __nvJitLinkComplete_12_4, version libnvJitLink.so.12"
     assert f"({matrix.pytorch_index}/cuXYZ)" in _log_findings(matrix, log)["cuda-libs-mixed"][1]
     mirror = dataclasses.replace(matrix, pytorch_index="https://mirror.example/whl")

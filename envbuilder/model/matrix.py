@@ -1161,6 +1161,8 @@ def _pytorch_index(torch: Mapping[str, Any]) -> str:
     ``--pytorch-index`` and of a plan's sources; the one place its URL is written."""
     r = _Row(_Row(torch, "torch.toml", "").get("indexes", dict), "torch.toml", "indexes")
     url = r.get("pytorch", str)
+    if not r.get("source", str).strip():  # a fact carries its source
+        raise r._fail("source", "empty", "say where the index URL is documented")
     if not url.startswith(("https://", "http://")) or any(c.isspace() for c in url):
         raise r._fail("pytorch", f"not an index URL: {url!r}", 'write it like "https://download.pytorch.org/whl"')
     return url.rstrip("/")
