@@ -73,8 +73,9 @@ print(json.dumps({"code": code, "modules": loaded, "new": new, "dataclasses": cl
 # them the matrix's rows); 93 modules on 2026-12-03 with the replay's and the driver rule's (cli/app, _argv,
 # _replay, model/driver). Raise a budget only with a new bench figure beside it. +6 on 2026-12-03: the resolver's
 # six modules beside its entry (plan, sources, search, companions, ranking, explanation) import in 0.5-0.8 ms
-# more than the one module did (-X importtime, best of 20).
-MODULE_BUDGET = 101
+# more than the one module did (-X importtime, best of 20). packaging's own modules are not counted (its internal
+# layout moves between its releases: 26.4 added packaging._ranges), which took 12 off the 101 counted until then.
+MODULE_BUDGET = 89
 DATACLASS_BUDGET = 48
 
 
@@ -155,7 +156,8 @@ def test_resolve_imports_nothing_heavy(started: dict[str, Any]) -> None:
 
 
 def test_resolve_stays_within_its_import_budget(started: dict[str, Any]) -> None:
-    assert len(started["new"]) <= MODULE_BUDGET, f"{len(started['new'])} modules: {started['new']}"
+    counted = [m for m in started["new"] if m != "packaging" and not m.startswith("packaging.")]
+    assert len(counted) <= MODULE_BUDGET, f"{len(counted)} modules: {counted}"
     assert len(started["dataclasses"]) <= DATACLASS_BUDGET, f"{len(started['dataclasses'])}: {started['dataclasses']}"
 
 
