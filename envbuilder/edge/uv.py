@@ -108,7 +108,7 @@ _OUTPUT_ONLY = ("UV_NO_PROGRESS", "UV_CACHE_DIR", "UV_NO_CACHE", "UV_LINK_MODE",
 _SECRET_PARTS = ("USERNAME", "PASSWORD", "TOKEN", "KEYRING")
 
 
-def resolution_vars(env: dict[str, str]) -> list[tuple[str, str]]:
+def resolution_vars(env: Mapping[str, str]) -> list[tuple[str, str]]:
     """The UV_* variables of ``env`` (``base_env``'s) that a cached resolution must have been made under."""
     return sorted(
         (k, v)

@@ -121,7 +121,7 @@ def resolution_cache(requirements: str, plan: Plan, settings: Settings, indexes:
     import hashlib
     import json
 
-    uv_vars = uv.resolution_vars(uv.base_env(settings, indexes))  # UV_EXCLUDE_NEWER moves the unpinned
+    uv_vars = uv.resolution_vars(uv.base_env(settings, indexes))  # UV_EXCLUDE_NEWER and the like move the unpinned
     sources = uv.source_args(settings, indexes)
     key_doc = [requirements, plan.python, plan.target.platform, sources, uv.find_uv(), uv_vars]
     key = hashlib.sha256(json.dumps(key_doc).encode()).hexdigest()[:32]
